@@ -1,0 +1,81 @@
+//! `workload`: the one program that runs inside every vcbench sandbox.
+//!
+//! It is started natively, as a container's init and as a microVM's `/init`, always the
+//! same statically linked binary. Each subcommand writes a `started` record as its very
+//! first action and a `result` record with its figures (see the `workload::record`
+//! module); when it runs as PID 1 it also mounts the pseudo file systems, reaps
+//! children and, when asked, powers the machine off at the end.
+
+mod args;
+mod init;
+mod out;
+mod work;
+
+use std::process::ExitCode;
+
+use workload::record::Record;
+
+use crate::args::Args;
+
+/// Exit status for a bad command line.
+const EXIT_USAGE: u8 = 2;
+/// Exit status when the work itself failed.
+const EXIT_FAILED: u8 = 1;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match Args::parse(&argv) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{}", args::usage());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("workload: {e}\n\n{}", args::usage());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let pid1 = std::process::id() == 1;
+    let mut out = match out::Output::open_from_env(pid1) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("workload: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    out.emit(&Record::Started {
+        workload: args.workload.name().to_owned(),
+        pid: std::process::id(),
+        pid1,
+    });
+    if pid1 {
+        init::run_as_init(&args, out)
+    } else {
+        ExitCode::from(run_work(&args, &mut out))
+    }
+}
+
+/// Runs the chosen workload and writes its result (or error) record; returns the exit status.
+fn run_work(args: &Args, out: &mut out::Output) -> u8 {
+    let name = args.workload.name().to_owned();
+    match work::run(args) {
+        Ok(done) => {
+            out.emit(&Record::Result {
+                workload: name,
+                metrics: done.metrics,
+            });
+            if let Some(held) = done.held {
+                held.wait();
+            }
+            0
+        }
+        Err(e) => {
+            out.emit(&Record::Error {
+                workload: name,
+                message: e.to_string(),
+            });
+            eprintln!("workload: {e}");
+            EXIT_FAILED
+        }
+    }
+}

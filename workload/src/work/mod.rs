@@ -1,0 +1,105 @@
+//! The workloads themselves. Each returns the metrics of its result record.
+
+mod alloc;
+mod cpu;
+mod file;
+mod fork;
+mod mem;
+mod net;
+mod syscall;
+
+use std::time::Duration;
+
+use workload::record::Metric;
+
+use crate::args::{Args, Workload};
+
+/// Why a workload could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call or file operation failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The parameters ask for more than the machine can address.
+    #[error("{0} is too large for this machine")]
+    TooLarge(&'static str),
+}
+
+impl Error {
+    /// An I/O error with what was being done.
+    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            what: format!("{}: {source}", what.into()),
+            source,
+        }
+    }
+
+    /// The last OS error with what was being done.
+    fn last_os(what: impl Into<String>) -> Self {
+        Self::io(what, std::io::Error::last_os_error())
+    }
+}
+
+pub use alloc::Held;
+
+/// What a finished workload hands back: its figures, and memory it still holds.
+pub struct Done {
+    /// The figures for the result record.
+    pub metrics: Vec<Metric>,
+    /// For `alloc`: the memory, held until released after the result is written.
+    pub held: Option<Held>,
+}
+
+impl From<Vec<Metric>> for Done {
+    fn from(metrics: Vec<Metric>) -> Self {
+        Done {
+            metrics,
+            held: None,
+        }
+    }
+}
+
+/// Runs the workload the arguments name.
+pub fn run(args: &Args) -> Result<Done, Error> {
+    Ok(match &args.workload {
+        Workload::Hello => Vec::new().into(),
+        Workload::Cpu { mib } => cpu::run(*mib)?.into(),
+        Workload::Mem { mib, iterations } => mem::run(*mib, *iterations)?.into(),
+        Workload::Syscall { count } => syscall::run(*count).into(),
+        Workload::Fork { count } => fork::run(*count)?.into(),
+        Workload::File { count, size, dir } => file::run(*count, *size, dir)?.into(),
+        Workload::Net { count, size } => net::run(*count, *size)?.into(),
+        Workload::Alloc { mib, hold_ms } => {
+            let (metrics, held) = alloc::run(*mib, *hold_ms)?;
+            Done {
+                metrics,
+                held: Some(held),
+            }
+        }
+    })
+}
+
+/// `count` as a float, for rates.
+#[allow(clippy::cast_precision_loss)]
+fn as_f64(count: u64) -> f64 {
+    count as f64
+}
+
+/// Seconds in `d`, never zero (a rate over a zero interval would be infinite).
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64().max(1e-9)
+}
+
+/// MiB to bytes, refusing sizes the address space cannot hold.
+fn mib_to_bytes(mib: u64, what: &'static str) -> Result<usize, Error> {
+    mib.checked_mul(1 << 20)
+        .and_then(|b| usize::try_from(b).ok())
+        .filter(|b| *b <= isize::MAX as usize)
+        .ok_or(Error::TooLarge(what))
+}
