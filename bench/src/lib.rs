@@ -1,1 +1,18 @@
-//! x
+//! vcbench: run the same workload natively, in namespace containers and in KVM microVMs,
+//! and measure what each costs and buys.
+//!
+//! The library holds the pieces the `vcbench` binary joins: [`backend`]s that start
+//! instances, [`scenario`]s that say what to run and which figures a run yields, the
+//! [`runner`] that carries out a plan, [`stats`], the [`results`] document and the
+//! [`host`] description that goes with it.
+
+pub mod backend;
+pub mod doctor;
+pub mod host;
+pub mod image;
+pub mod procfs;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod stats;
+pub mod table;

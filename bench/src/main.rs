@@ -1,1 +1,396 @@
-fn main() {}
+//! The `vcbench` command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use vcbench::backend::{self, Availability};
+use vcbench::doctor::{self, Status};
+use vcbench::host::Host;
+use vcbench::results::{self, Results};
+use vcbench::runner::{self, Plan, Progress, Step};
+use vcbench::scenario::Scenario;
+use vcbench::{image, table};
+
+/// Exit status: a bad command line or an unusable input.
+const EXIT_USAGE: u8 = 2;
+/// Exit status: results were written, but some runs failed.
+const EXIT_RUNS_FAILED: u8 = 3;
+/// Exit status: interrupted by SIGINT or SIGTERM (results so far were written).
+const EXIT_INTERRUPTED: u8 = 130;
+
+const EXAMPLES: &str = "\
+Examples:
+  vcbench run                                   the default suite, every available backend
+  vcbench run --backend native --scenario startup,cpu,syscall --runs 10 --out r.json
+  vcbench run --scenario footprint --json > footprint.json
+  vcbench list                                  backends and scenarios, and what is available here
+  vcbench doctor                                what this machine can do, and how to fix what it cannot
+  vcbench show r.json                           the summary table of a results file
+
+Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);
+130 interrupted (results so far written, marked incomplete).
+Colour is off when NO_COLOR is set or output is not a terminal.";
+
+/// Measure what containers and microVMs cost against native, with one workload.
+#[derive(Debug, Parser)]
+#[command(name = "vcbench", version, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run scenarios on backends and write a results document.
+    #[command(after_help = EXAMPLES)]
+    Run(RunArgs),
+    /// List backends and scenarios, and whether each backend is available here.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check what this machine can do: KVM, cgroups, namespaces, peers.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the results document.
+    Schema,
+    /// Print the summary table of a results file.
+    Show {
+        /// The results file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Backends to run, comma-separated [default: every available one].
+    #[arg(long, short, value_delimiter = ',', value_parser = backend_names())]
+    backend: Vec<String>,
+    /// Scenarios to run, comma-separated [default: all].
+    #[arg(long, short, value_delimiter = ',', value_enum)]
+    scenario: Vec<Scenario>,
+    /// Measured runs per backend and scenario [default: 30 for startup, 5 for the rest].
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    runs: Option<u32>,
+    /// Warmup runs, discarded, before the measured ones [default: 3 for startup, 1 for the rest].
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    warmup: Option<u32>,
+    /// Seconds after which one run is killed and counted as failed.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+    timeout: f64,
+    /// Where to write the results document [default: vcbench-results/run-<time>.json].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Print the results document on standard output instead of the summary table.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn backend_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(backend::all().iter().map(|b| b.name()).collect::<Vec<_>>())
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+/// An error with the exit status it should end the program with.
+struct Failure {
+    status: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    fn usage(error: anyhow::Error) -> Self {
+        Failure {
+            status: EXIT_USAGE,
+            error,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { status: 1, error }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::List { json } => list(json),
+        Command::Doctor { json } => doctor(json),
+        Command::Schema => {
+            println!("{}", results::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { file } => show(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure { status, error }) => {
+            eprintln!("vcbench: error: {error:#}");
+            ExitCode::from(status)
+        }
+    }
+}
+
+/// Whether to colour standard output.
+fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let out = match &args.out {
+        Some(path) => path.clone(),
+        None => default_out().map_err(Failure::usage)?,
+    };
+    results::check_writable(&out)
+        .map_err(|e| Failure::usage(anyhow::Error::new(e).context("choose another --out")))?;
+
+    let backends: Vec<Box<dyn backend::Backend>> = backend::all()
+        .into_iter()
+        .filter(|b| args.backend.is_empty() || args.backend.iter().any(|n| n == b.name()))
+        .collect();
+    let scenarios = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenario.clone()
+    };
+    let timeout = Some(Duration::from_secs_f64(args.timeout));
+    let plan = Plan {
+        backends,
+        steps: scenarios
+            .into_iter()
+            .map(|s| Step::new(s, args.runs, args.warmup, timeout))
+            .collect(),
+    };
+
+    let workload =
+        image::install_workload(&image::cache_dir()).context("preparing the workload")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping ends the program at once.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            i32::from(EXIT_INTERRUPTED),
+            Arc::clone(&stop),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+        .context("installing signal handlers")?;
+    }
+
+    let progress = Bar::new(plan.total_runs(), args.quiet, out.clone());
+    let results = runner::execute(&plan, &workload, Host::detect(), &progress, &stop);
+    progress.bar.finish_and_clear();
+    results.write_atomic(&out).with_context(|| {
+        format!(
+            "the results are lost; try again with another --out than {}",
+            out.display()
+        )
+    })?;
+
+    if args.json {
+        println!("{}", results.to_json());
+    } else {
+        print!("{}", table::render(&results, color()));
+        println!("results: {}", out.display());
+    }
+    Ok(if !results.complete || stop.load(Ordering::SeqCst) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if !results.failures.is_empty() {
+        ExitCode::from(EXIT_RUNS_FAILED)
+    } else if results.figures.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `vcbench-results/run-<UTC time>.json`, creating the directory.
+fn default_out() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from("vcbench-results");
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}; pass --out FILE", dir.display()))?;
+    let stamp: String = results::now_rfc3339()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    Ok(dir.join(format!("run-{stamp}.json")))
+}
+
+/// A progress bar on standard error, hidden when it is not a terminal; it also keeps the
+/// results file up to date after every scenario, so a crash loses at most one.
+struct Bar {
+    bar: ProgressBar,
+    out: PathBuf,
+}
+
+impl Bar {
+    fn new(total: u64, quiet: bool, out: PathBuf) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        if quiet || !std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Bar { bar, out }
+    }
+}
+
+impl Progress for Bar {
+    fn run_started(&self, backend: &str, scenario: &str, index: u32, of: u32, warmup: bool) {
+        let kind = if warmup { "warmup" } else { "run" };
+        self.bar
+            .set_message(format!("{backend} · {scenario} · {kind} {index}/{of}"));
+    }
+
+    fn run_ended(&self, failure: Option<&str>) {
+        if let Some(reason) = failure {
+            self.bar.println(format!("run failed: {reason}"));
+        }
+        self.bar.inc(1);
+    }
+
+    fn checkpoint(&self, partial: &Results) {
+        if let Err(e) = partial.write_atomic(&self.out) {
+            self.bar.println(format!(
+                "cannot save results so far: {:#}",
+                anyhow::Error::new(e)
+            ));
+        }
+    }
+}
+
+fn list(json: bool) -> Result<ExitCode, Failure> {
+    let backends: Vec<serde_json::Value> = backend::all()
+        .iter()
+        .map(|b| {
+            let (available, reason) = match b.availability() {
+                Availability::Available => (true, None),
+                Availability::Unavailable(r) => (false, Some(r)),
+            };
+            serde_json::json!({"name": b.name(), "description": b.describe(), "available": available, "reason": reason})
+        })
+        .collect();
+    let scenarios: Vec<serde_json::Value> = Scenario::ALL
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name(), "description": s.describe(), "workload": s.workload_args(),
+                "runs": s.default_runs(), "warmup": s.default_warmup(),
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{:#}",
+            serde_json::json!({"backends": backends, "scenarios": scenarios})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![vec![
+        "backend".to_owned(),
+        "available".to_owned(),
+        "what it is".to_owned(),
+    ]];
+    for b in backend::all() {
+        let available = match b.availability() {
+            Availability::Available => "yes".to_owned(),
+            Availability::Unavailable(reason) => format!("no: {reason}"),
+        };
+        rows.push(vec![
+            b.name().to_owned(),
+            available,
+            b.describe().to_owned(),
+        ]);
+    }
+    print!("{}", table::columns(&rows, &[], color()));
+    println!();
+    let mut rows = vec![vec![
+        "scenario".to_owned(),
+        "runs".to_owned(),
+        "what it measures".to_owned(),
+    ]];
+    for s in Scenario::ALL {
+        rows.push(vec![
+            s.name().to_owned(),
+            format!("{}+{}", s.default_warmup(), s.default_runs()),
+            s.describe().to_owned(),
+        ]);
+    }
+    print!("{}", table::columns(&rows, &[], color()));
+    println!("\nruns: warmup+measured, per backend, unless --runs/--warmup say otherwise");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(json: bool) -> Result<ExitCode, Failure> {
+    let host = Host::detect();
+    let checks = doctor::run(&host);
+    if json {
+        println!("{:#}", serde_json::json!({"host": host, "checks": checks}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "host: {} · {} · {} CPUs · {} MiB · Linux {} · {}",
+        host.hostname, host.cpu_model, host.cpus, host.memory_mib, host.kernel, host.os
+    );
+    let mut rows = vec![vec![
+        "check".to_owned(),
+        "status".to_owned(),
+        "found".to_owned(),
+    ]];
+    for c in &checks {
+        let status = match c.status {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Missing => "missing",
+        };
+        rows.push(vec![c.name.clone(), status.to_owned(), c.detail.clone()]);
+        if let Some(fix) = &c.fix {
+            rows.push(vec![String::new(), String::new(), format!("fix: {fix}")]);
+        }
+    }
+    print!("{}", table::columns(&rows, &[], color()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(file: &Path) -> Result<ExitCode, Failure> {
+    let results = Results::read(file).map_err(|e| Failure::usage(e.into()))?;
+    println!(
+        "{} on {} ({}, KVM {}, cgroups {}), {}",
+        results.tool.name,
+        results.host.hostname,
+        results.host.kernel,
+        results.host.kvm.label(),
+        results.host.cgroup,
+        results.started_at
+    );
+    print!("{}", table::render(&results, color()));
+    Ok(ExitCode::SUCCESS)
+}

@@ -64,7 +64,7 @@ impl fmt::Display for KvmFlavour {
 }
 
 /// The facts [`KvmFlavour`] is decided from, gathered separately so the decision is testable.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvmFacts {
     /// `/dev/kvm` exists.
     pub dev_kvm_exists: bool,

@@ -59,7 +59,11 @@ fn main() -> ExitCode {
 fn run_work(args: &Args, out: &mut out::Output) -> u8 {
     let name = args.workload.name().to_owned();
     match work::run(args) {
-        Ok(done) => {
+        Ok(mut done) => {
+            if let Some(hwm) = work::peak_rss_kib() {
+                done.metrics
+                    .push(workload::record::Metric::new("vm_hwm_kib", hwm, "KiB"));
+            }
             out.emit(&Record::Result {
                 workload: name,
                 metrics: done.metrics,

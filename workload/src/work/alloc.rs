@@ -67,7 +67,7 @@ pub fn run(mib: u64, hold_ms: u64) -> Result<(Vec<Metric>, Held), Error> {
         Metric::new("touched_mib", as_f64(mib), "MiB"),
         Metric::new("touch_seconds", elapsed, "s"),
     ];
-    if let Some(rss) = self_rss_kib() {
+    if let Some(rss) = super::status_kib("VmRSS:") {
         metrics.push(Metric::new("self_rss_kib", rss, "KiB"));
     }
     Ok((
@@ -78,11 +78,4 @@ pub fn run(mib: u64, hold_ms: u64) -> Result<(Vec<Metric>, Held), Error> {
             set,
         },
     ))
-}
-
-/// This process's resident set as the kernel reports it in /proc/self/status.
-fn self_rss_kib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

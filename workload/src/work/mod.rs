@@ -103,3 +103,18 @@ fn mib_to_bytes(mib: u64, what: &'static str) -> Result<usize, Error> {
         .filter(|b| *b <= isize::MAX as usize)
         .ok_or(Error::TooLarge(what))
 }
+
+/// This process's peak resident set (`VmHWM` in /proc/self/status), KiB.
+///
+/// Unlike wait4's `ru_maxrss`, it starts afresh at exec, so it measures the workload alone
+/// and not the image of the process that launched it.
+pub fn peak_rss_kib() -> Option<f64> {
+    status_kib("VmHWM:")
+}
+
+/// A KiB field of /proc/self/status.
+fn status_kib(key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,114 @@
+//! Backends: the ways an instance of the workload can be started.
+//!
+//! A [`Backend`] launches an [`Instance`]; the runner then reads the instance's
+//! [`Event`]s (workload records, each stamped on the host's monotonic clock when it
+//! arrived), samples its memory, asks it to finish, waits for it and tears it down. Every
+//! backend speaks this one protocol, so the runner measures them all the same way.
+
+pub mod native;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use workload::record::Record;
+
+/// Errors from a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The instance could not be started.
+    #[error("cannot start {what}")]
+    Spawn {
+        /// What was being started.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for the instance failed.
+    #[error("cannot wait for the instance")]
+    Wait(#[source] std::io::Error),
+    /// The workload wrote a malformed record.
+    #[error(transparent)]
+    Record(#[from] workload::record::Error),
+}
+
+/// Whether a backend can run on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// It can.
+    Available,
+    /// It cannot, and why (with what would fix it).
+    Unavailable(String),
+}
+
+/// What to launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// The workload executable on the host.
+    pub workload: PathBuf,
+    /// Its arguments (subcommand and options).
+    pub args: Vec<String>,
+}
+
+/// Something that happened in an instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The workload wrote a record; `at` is when the host read it.
+    Record {
+        /// The record.
+        record: Record,
+        /// Host monotonic time of arrival.
+        at: Instant,
+    },
+    /// The record channel closed: the workload and everything it started are done with it.
+    Closed {
+        /// Host monotonic time of the end of the stream.
+        at: Instant,
+    },
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit status, or 128 + signal number when killed by a signal.
+    pub status: i32,
+    /// When it was reaped.
+    pub at: Instant,
+    /// `ru_maxrss` of the instance's main host process, KiB (see `Run::host_maxrss_kib`).
+    pub maxrss_kib: Option<u64>,
+    /// It was killed because it outlived its deadline.
+    pub timed_out: bool,
+}
+
+/// A way of running the workload.
+pub trait Backend {
+    /// Short name, as used on the command line and in results.
+    fn name(&self) -> &'static str;
+    /// One line on what it is.
+    fn describe(&self) -> &'static str;
+    /// Whether it can run here.
+    fn availability(&self) -> Availability;
+    /// Starts one instance.
+    fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error>;
+}
+
+/// A running instance of the workload.
+pub trait Instance {
+    /// The host processes that make up the instance, for memory sampling.
+    fn pids(&self) -> Vec<u32>;
+    /// The next event, waiting no later than `until`; `Ok(None)` when `until` passed first.
+    fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error>;
+    /// Asks the workload to finish (ends an `alloc` hold).
+    fn release(&mut self);
+    /// Waits for the instance to exit; at `until` it is killed (and `timed_out` set).
+    fn wait(&mut self, until: Instant) -> Result<Exit, Error>;
+    /// The last lines the workload wrote on its diagnostic stream, for failure reports.
+    fn diagnostics(&mut self) -> String;
+    /// Releases everything the instance used. Called once, after [`Instance::wait`].
+    fn teardown(self: Box<Self>);
+}
+
+/// Every backend this build has, in the order they run.
+pub fn all() -> Vec<Box<dyn Backend>> {
+    vec![Box::new(native::Native)]
+}

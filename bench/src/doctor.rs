@@ -1,0 +1,293 @@
+//! `vcbench doctor`: what this machine can do, and the command that fixes what it cannot.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::host::Host;
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Works.
+    Ok,
+    /// Works with a caveat the user should know.
+    Warn,
+    /// Absent or unusable.
+    Missing,
+}
+
+/// One thing checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// The verdict.
+    pub status: Status,
+    /// What was found.
+    pub detail: String,
+    /// The command or step that fixes it, when it is not `Ok`.
+    pub fix: Option<String>,
+}
+
+fn check(name: &str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
+    Check {
+        name: name.to_owned(),
+        status,
+        detail: detail.into(),
+        fix: fix.map(str::to_owned),
+    }
+}
+
+/// Tools looked for on `PATH`: name, what vcbench uses it for, the Debian package, whether Debian packages it.
+const TOOLS: [(&str, &str, &str, bool); 6] = [
+    ("runc", "peer OCI runtime", "runc", true),
+    ("crun", "peer OCI runtime", "crun", true),
+    (
+        "qemu-system-x86_64",
+        "peer VMM (-M microvm) and the TCG test rig",
+        "qemu-system-x86",
+        true,
+    ),
+    (
+        "busybox",
+        "the test rig's outer Linux",
+        "busybox-static",
+        true,
+    ),
+    ("cpio", "reading guest images back", "cpio", true),
+    ("firecracker", "peer VMM", "", false),
+];
+
+/// Runs every check.
+pub fn run(host: &Host) -> Vec<Check> {
+    let mut checks = vec![
+        kvm(host),
+        cgroups(host),
+        privileges(host),
+        user_namespaces(host),
+        workload(),
+    ];
+    for (tool, purpose, package, packaged) in TOOLS {
+        checks.push(match which(tool) {
+            Some(path) => check(
+                tool,
+                Status::Ok,
+                format!("{} ({purpose})", version_of(&path)),
+                None,
+            ),
+            None if packaged => check(
+                tool,
+                Status::Missing,
+                format!("not on PATH ({purpose})"),
+                Some(&format!("apt-get install -y {package}")),
+            ),
+            None => check(
+                tool,
+                Status::Warn,
+                format!("not on PATH ({purpose}; optional, not packaged by Debian)"),
+                Some("build it from source and put it on PATH, or pass --firecracker PATH"),
+            ),
+        });
+    }
+    checks.push(file_check(
+        "linux source",
+        Path::new("/usr/src/linux-source-6.1.tar.xz"),
+        "building the guest kernel",
+        "apt-get install -y linux-source-6.1",
+    ));
+    checks.push(match cloud_kernel() {
+        Some(path) => check(
+            "cloud kernel",
+            Status::Ok,
+            format!("{} (the test rig's outer Linux)", path.display()),
+            None,
+        ),
+        None => check(
+            "cloud kernel",
+            Status::Missing,
+            "no /boot/vmlinuz-*-cloud-amd64 (the test rig's outer Linux)",
+            Some("apt-get install -y linux-image-cloud-amd64"),
+        ),
+    });
+    checks
+}
+
+fn kvm(host: &Host) -> Check {
+    match host.kvm.flavour.as_str() {
+        "hardware" => check("kvm", Status::Ok, host.kvm.label(), None),
+        "software" => check(
+            "kvm",
+            Status::Warn,
+            format!(
+                "{}: no hardware virtualization; micro guests run but VM timings are emulation \
+                 figures, and an unmodified Linux guest cannot boot",
+                host.kvm.label()
+            ),
+            Some("run on a host with VT-x/AMD-V (or nested virtualization enabled); test Linux guests with the TCG rig"),
+        ),
+        _ => check(
+            "kvm",
+            Status::Missing,
+            host.kvm.reason.clone().unwrap_or_else(|| "unavailable".to_owned()),
+            Some("modprobe kvm_intel (or kvm_amd), and give this user read-write access to /dev/kvm (the kvm group)"),
+        ),
+    }
+}
+
+fn cgroups(host: &Host) -> Check {
+    match host.cgroup.as_str() {
+        "v2" => check("cgroups", Status::Ok, "v2 (unified)", None),
+        "hybrid" => check(
+            "cgroups",
+            Status::Ok,
+            "hybrid: v1 controllers with an empty v2 tree beside them (some runtimes, e.g. crun 1.8, refuse this)",
+            None,
+        ),
+        "v1" => check("cgroups", Status::Ok, "v1", None),
+        _ => check(
+            "cgroups",
+            Status::Missing,
+            "no cgroup file system mounted: container limits and accounting are unavailable",
+            Some("mount -t cgroup2 none /sys/fs/cgroup"),
+        ),
+    }
+}
+
+fn privileges(host: &Host) -> Check {
+    if host.root {
+        check("privileges", Status::Ok, "root", None)
+    } else {
+        check(
+            "privileges",
+            Status::Warn,
+            "not root: containers run rootless in a user namespace; cgroup limits need delegation",
+            Some("run as root for rootful containers and full cgroup accounting"),
+        )
+    }
+}
+
+fn user_namespaces(host: &Host) -> Check {
+    if host.user_namespaces {
+        check(
+            "user namespaces",
+            Status::Ok,
+            "unprivileged user namespaces allowed",
+            None,
+        )
+    } else {
+        check(
+            "user namespaces",
+            Status::Missing,
+            "unprivileged user namespaces are disabled: rootless containers cannot run",
+            Some("sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1"),
+        )
+    }
+}
+
+fn workload() -> Check {
+    match crate::image::elf_is_static(crate::image::WORKLOAD) {
+        Some(true) => check(
+            "workload",
+            Status::Ok,
+            format!("static, {} KiB, fnv {}", crate::image::WORKLOAD.len() / 1024, crate::image::WORKLOAD_FNV),
+            None,
+        ),
+        _ => check(
+            "workload",
+            Status::Missing,
+            "the embedded workload is not a static executable: it cannot run as PID 1 in an empty root",
+            Some("rebuild vcbench (cargo build --release -p vcbench); the build links the workload with +crt-static"),
+        ),
+    }
+}
+
+fn file_check(name: &str, path: &Path, purpose: &str, fix: &str) -> Check {
+    if path.exists() {
+        check(
+            name,
+            Status::Ok,
+            format!("{} ({purpose})", path.display()),
+            None,
+        )
+    } else {
+        check(
+            name,
+            Status::Missing,
+            format!("no {} ({purpose})", path.display()),
+            Some(fix),
+        )
+    }
+}
+
+fn cloud_kernel() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-") && n.ends_with("-cloud-amd64"))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// The first executable called `name` on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The first line a tool prints for `--version`, or its path if it prints nothing.
+pub fn version_of(path: &Path) -> String {
+    Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_owned())
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_check_that_fails_says_how_to_fix_it() {
+        let host = Host::detect();
+        for c in run(&host) {
+            assert!(
+                c.status == Status::Ok || c.fix.is_some(),
+                "{} has no fix",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn which_finds_a_shell() {
+        assert!(which("sh").is_some());
+        assert!(which("surely-no-such-tool-here").is_none());
+    }
+}

@@ -1,0 +1,172 @@
+//! The description of the machine a run was taken on.
+//!
+//! Every results document carries one, so figures from different hosts are never
+//! compared blind: a VM timing on software KVM is an emulation figure, and a container
+//! on cgroup v1 is accounted differently from one on v2.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use microvm::host::KvmFlavour;
+
+/// The host a run was taken on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Host {
+    /// The host name.
+    pub hostname: String,
+    /// The CPU model, from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Logical CPUs online.
+    pub cpus: usize,
+    /// Total memory, MiB.
+    pub memory_mib: u64,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// The distribution (`PRETTY_NAME` from /etc/os-release), if known.
+    pub os: String,
+    /// Whether the host itself runs under a hypervisor (the `hypervisor` CPU flag).
+    pub virtualized: bool,
+    /// The KVM the host offers.
+    pub kvm: Kvm,
+    /// The cgroup layout: `v1`, `v2`, `hybrid` or `none`.
+    pub cgroup: String,
+    /// Whether unprivileged user namespaces may be created.
+    pub user_namespaces: bool,
+    /// Whether the run had root privileges (effective UID 0).
+    pub root: bool,
+}
+
+/// The KVM flavour, flattened for the results document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Kvm {
+    /// `hardware`, `software` or `unavailable`.
+    pub flavour: String,
+    /// The KVM module behind /dev/kvm (`kvm_intel`, `kvm_amd`, `kvm_pvm`), when there is one.
+    pub module: Option<String>,
+    /// Why KVM is unavailable, when it is.
+    pub reason: Option<String>,
+}
+
+impl From<&KvmFlavour> for Kvm {
+    fn from(flavour: &KvmFlavour) -> Self {
+        match flavour {
+            KvmFlavour::Hardware { module } => Kvm {
+                flavour: "hardware".into(),
+                module: Some(module.clone()),
+                reason: None,
+            },
+            KvmFlavour::Software { module } => Kvm {
+                flavour: "software".into(),
+                module: Some(module.clone()),
+                reason: None,
+            },
+            KvmFlavour::Unavailable { reason } => Kvm {
+                flavour: "unavailable".into(),
+                module: None,
+                reason: Some(reason.clone()),
+            },
+        }
+    }
+}
+
+impl Kvm {
+    /// One phrase for tables: `software (kvm_pvm)`.
+    pub fn label(&self) -> String {
+        match &self.module {
+            Some(m) => format!("{} ({m})", self.flavour),
+            None => self.flavour.clone(),
+        }
+    }
+}
+
+impl Host {
+    /// Describes this machine. Facts that cannot be read are recorded as `unknown`.
+    pub fn detect() -> Self {
+        let cpuinfo = read("/proc/cpuinfo");
+        let cgroup = container::cgroup::Layout::detect()
+            .map(|l| l.version().to_string())
+            .unwrap_or_else(|_| "unknown".to_owned());
+        Host {
+            hostname: read("/proc/sys/kernel/hostname").trim().to_owned(),
+            cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".to_owned()),
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            memory_mib: meminfo_kib("MemTotal").map_or(0, |kib| kib / 1024),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            os: os_release(),
+            virtualized: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("flags"))
+                .any(|l| l.split_whitespace().any(|f| f == "hypervisor")),
+            kvm: Kvm::from(&microvm::host::kvm_flavour()),
+            cgroup,
+            user_namespaces: user_namespaces_enabled(),
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            root: unsafe { libc::geteuid() } == 0,
+        }
+    }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The value of the first `key : value` line in a /proc text.
+fn field(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// A `/proc/meminfo` field in KiB.
+pub fn meminfo_kib(key: &str) -> Option<u64> {
+    field(&read("/proc/meminfo"), key)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn os_release() -> String {
+    read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map_or_else(|| "unknown".to_owned(), |v| v.trim_matches('"').to_owned())
+}
+
+/// Whether an unprivileged process may create a user namespace here.
+pub fn user_namespaces_enabled() -> bool {
+    let max = read("/proc/sys/user/max_user_namespaces")
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0);
+    // Debian and Ubuntu kernels also have a switch of their own.
+    let debian_switch = Path::new("/proc/sys/kernel/unprivileged_userns_clone");
+    let allowed =
+        !debian_switch.exists() || read("/proc/sys/kernel/unprivileged_userns_clone").trim() == "1";
+    max > 0 && allowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_found() {
+        let text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n";
+        assert_eq!(field(text, "model name").as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!(field(text, "nope"), None);
+    }
+
+    #[test]
+    fn this_host_is_described() {
+        let host = Host::detect();
+        assert!(host.cpus >= 1);
+        assert!(host.memory_mib > 0);
+        assert!(!host.kernel.is_empty());
+        assert!(["v1", "v2", "hybrid", "none"].contains(&host.cgroup.as_str()));
+        assert!(["hardware", "software", "unavailable"].contains(&host.kvm.flavour.as_str()));
+    }
+}

@@ -1,0 +1,123 @@
+//! The workload binary that every sandbox runs, carried inside `vcbench`.
+//!
+//! The build embeds a statically linked `workload` (see `bench/build.rs`); before a run it
+//! is installed once into the user's cache directory under a name that includes its
+//! hash, so every backend executes byte-identical code and results can name it.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The statically linked workload executable.
+pub const WORKLOAD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/workload"));
+/// FNV-1a hash of [`WORKLOAD`], in hex.
+pub const WORKLOAD_FNV: &str = env!("VCBENCH_WORKLOAD_FNV");
+
+/// ELF program header type of the dynamic loader request.
+const PT_INTERP: u32 = 3;
+
+/// Errors while installing the workload.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The cache directory or the file in it could not be written.
+    #[error("cannot install the workload binary in {dir}")]
+    Install {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The directory vcbench caches files in: `$XDG_CACHE_HOME/vcbench`, else
+/// `$HOME/.cache/vcbench`, else a directory under the system's temporary directory.
+pub fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("vcbench")
+}
+
+/// Installs the workload into `dir` (once per build) and returns its path.
+pub fn install_workload(dir: &Path) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("workload-{WORKLOAD_FNV}"));
+    let current = std::fs::metadata(&path)
+        .is_ok_and(|m| m.len() == WORKLOAD.len() as u64 && m.permissions().mode() & 0o111 != 0);
+    if current {
+        return Ok(path);
+    }
+    let install_error = |source| Error::Install {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(install_error)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".workload-")
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempfile_in(dir)
+        .map_err(install_error)?;
+    file.write_all(WORKLOAD).map_err(install_error)?;
+    file.as_file().sync_all().map_err(install_error)?;
+    // The file is closed before it is renamed into place, so no writer holds it open when
+    // it is executed (which would fail with ETXTBSY).
+    let temp_path = file.into_temp_path();
+    temp_path
+        .persist(&path)
+        .map_err(|e| install_error(e.error))?;
+    Ok(path)
+}
+
+/// Whether an ELF executable is static: it asks for no dynamic loader (no `PT_INTERP`).
+/// `None` if the bytes are not a 64-bit little-endian ELF file.
+pub fn elf_is_static(elf: &[u8]) -> Option<bool> {
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?));
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    let mut has_interp = false;
+    for i in 0..phnum {
+        has_interp |= u32_at(phoff.checked_add(i.checked_mul(phentsize)?)?)? == PT_INTERP;
+    }
+    Some(!has_interp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_workload_is_static() {
+        assert_eq!(elf_is_static(WORKLOAD), Some(true));
+    }
+
+    #[test]
+    fn a_dynamic_executable_is_recognised() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        // Test binaries are linked like the host's programs: dynamically.
+        assert_eq!(elf_is_static(&me), Some(false));
+        assert_eq!(elf_is_static(b"#!/bin/sh\n"), None);
+        assert_eq!(elf_is_static(b"\x7fELF\x02\x01\0\0"), None);
+    }
+
+    #[test]
+    fn install_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = install_workload(dir.path()).unwrap();
+        let second = install_workload(dir.path()).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(std::fs::read(&first).unwrap(), WORKLOAD);
+        assert!(std::fs::metadata(&first).unwrap().permissions().mode() & 0o111 != 0);
+    }
+}

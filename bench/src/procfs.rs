@@ -1,0 +1,96 @@
+//! Memory of host processes, read from `/proc/<pid>/smaps_rollup`.
+//!
+//! RSS counts every resident page a process maps; PSS divides shared pages among their
+//! sharers; USS (private clean + private dirty) is what the process alone holds and what
+//! would be freed if it exited. The three together tell an instance's own cost apart from
+//! pages it shares with others (the C library, the workload binary's page cache).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A process's memory at one instant, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Memory {
+    /// Resident set size.
+    pub rss_kib: u64,
+    /// Proportional set size.
+    pub pss_kib: u64,
+    /// Unique set size: private clean + private dirty.
+    pub uss_kib: u64,
+}
+
+impl Memory {
+    /// Reads a live process's memory; `None` if it has gone or cannot be read.
+    pub fn of_pid(pid: u32) -> Option<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+        Self::parse_smaps_rollup(&text)
+    }
+
+    /// Parses the text of a `smaps_rollup` file; `None` if it has no `Rss:` line (a
+    /// kernel thread, or a process that exited while being read).
+    pub fn parse_smaps_rollup(text: &str) -> Option<Self> {
+        let kib = |key: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        };
+        Some(Memory {
+            rss_kib: kib("Rss:")?,
+            pss_kib: kib("Pss:").unwrap_or(0),
+            uss_kib: kib("Private_Clean:").unwrap_or(0) + kib("Private_Dirty:").unwrap_or(0),
+        })
+    }
+
+    /// The element-wise sum (for instances with several processes).
+    pub fn plus(self, other: Memory) -> Memory {
+        Memory {
+            rss_kib: self.rss_kib + other.rss_kib,
+            pss_kib: self.pss_kib + other.pss_kib,
+            uss_kib: self.uss_kib + other.uss_kib,
+        }
+    }
+
+    /// The element-wise maximum (for a peak over samples).
+    pub fn max(self, other: Memory) -> Memory {
+        Memory {
+            rss_kib: self.rss_kib.max(other.rss_kib),
+            pss_kib: self.pss_kib.max(other.pss_kib),
+            uss_kib: self.uss_kib.max(other.uss_kib),
+        }
+    }
+}
+
+/// The summed memory of `pids`; `None` when none could be read.
+pub fn memory_of(pids: &[u32]) -> Option<Memory> {
+    pids.iter()
+        .filter_map(|pid| Memory::of_pid(*pid))
+        .reduce(Memory::plus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_rollup_is_parsed() {
+        let text = "55d0c-7ffd [rollup]\nRss:                1234 kB\nPss:                 600 kB\n\
+                    Pss_Anon:            100 kB\nShared_Clean:        700 kB\nPrivate_Clean:        34 kB\n\
+                    Private_Dirty:       500 kB\n";
+        assert_eq!(
+            Memory::parse_smaps_rollup(text),
+            Some(Memory {
+                rss_kib: 1234,
+                pss_kib: 600,
+                uss_kib: 534
+            })
+        );
+        assert_eq!(Memory::parse_smaps_rollup(""), None);
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let me = memory_of(&[std::process::id()]).expect("own smaps_rollup");
+        assert!(me.rss_kib > 0 && me.uss_kib <= me.rss_kib);
+    }
+}

@@ -1,0 +1,365 @@
+//! The runner: carries out a plan, backend by backend and scenario by scenario, and
+//! turns what it observed into a results document.
+//!
+//! One run is: stamp the launch, launch, read events until the channel closes (sampling
+//! the instance's memory every [`SAMPLE_INTERVAL`] meanwhile), wait for the exit, tear
+//! down. All stamps are taken on the host's monotonic clock; the guest's clock is never
+//! used. Warmup runs are run and recorded but yield no samples.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use workload::record::Record;
+
+use crate::backend::{Availability, Backend, Event, Launch};
+use crate::host::Host;
+use crate::procfs::{self, Memory};
+use crate::results::{self, Figure, PlannedScenario, Results, Run, Skip};
+use crate::scenario::{Observation, Scenario, Value};
+use crate::stats::Summary;
+
+/// How often a live instance's memory is sampled.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// One scenario of a plan, with its run counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Measured runs per backend.
+    pub runs: u32,
+    /// Warmup runs per backend.
+    pub warmup: u32,
+    /// Time limit of one run.
+    pub timeout: Duration,
+}
+
+impl Step {
+    /// The scenario with its default counts, overridden where given.
+    pub fn new(
+        scenario: Scenario,
+        runs: Option<u32>,
+        warmup: Option<u32>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Step {
+            scenario,
+            runs: runs.unwrap_or_else(|| scenario.default_runs()),
+            warmup: warmup.unwrap_or_else(|| scenario.default_warmup()),
+            timeout: timeout.unwrap_or_else(|| scenario.default_timeout()),
+        }
+    }
+}
+
+/// What to run.
+pub struct Plan {
+    /// Backends, in order.
+    pub backends: Vec<Box<dyn Backend>>,
+    /// Scenarios, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Runs in the plan, warmups included, for backends that are available.
+    pub fn total_runs(&self) -> u64 {
+        let available = self
+            .backends
+            .iter()
+            .filter(|b| b.availability() == Availability::Available)
+            .count();
+        let per_backend: u64 = self
+            .steps
+            .iter()
+            .map(|s| u64::from(s.runs + s.warmup))
+            .sum();
+        per_backend * available as u64
+    }
+}
+
+/// Receives progress as the runner goes.
+pub trait Progress {
+    /// A run is about to start.
+    fn run_started(&self, backend: &str, scenario: &str, index: u32, of: u32, warmup: bool);
+    /// A run has ended.
+    fn run_ended(&self, failure: Option<&str>);
+    /// A backend × scenario is done; `partial` holds everything so far (marked incomplete),
+    /// for a caller that keeps a checkpoint.
+    fn checkpoint(&self, partial: &Results) {
+        let _ = partial;
+    }
+}
+
+/// Progress that goes nowhere.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn run_started(&self, _: &str, _: &str, _: u32, _: u32, _: bool) {}
+    fn run_ended(&self, _: Option<&str>) {}
+}
+
+/// Carries out `plan` with the workload at `workload`. When `stop` becomes true the
+/// current run is killed, nothing more starts, and the results say they are incomplete.
+pub fn execute(
+    plan: &Plan,
+    workload: &Path,
+    host: Host,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Results {
+    let started_at = results::now_rfc3339();
+    let mut results = Results {
+        schema_version: results::SCHEMA_VERSION,
+        tool: tool(),
+        host,
+        plan: results::Plan {
+            backends: plan.backends.iter().map(|b| b.name().to_owned()).collect(),
+            scenarios: plan
+                .steps
+                .iter()
+                .map(|s| PlannedScenario {
+                    name: s.scenario.name().to_owned(),
+                    workload: s.scenario.workload_args(),
+                    runs: s.runs,
+                    warmup: s.warmup,
+                    timeout_s: s.timeout.as_secs_f64(),
+                })
+                .collect(),
+        },
+        started_at,
+        finished_at: String::new(),
+        complete: true,
+        figures: Vec::new(),
+        runs: Vec::new(),
+        failures: Vec::new(),
+        skipped: Vec::new(),
+    };
+    'plan: for backend in &plan.backends {
+        if let Availability::Unavailable(reason) = backend.availability() {
+            results.skipped.push(Skip {
+                backend: backend.name().to_owned(),
+                scenario: None,
+                reason,
+            });
+            continue;
+        }
+        for step in &plan.steps {
+            // Per metric, in the order the scenario yields them.
+            let mut samples: Vec<(Value, Vec<f64>)> = Vec::new();
+            let launch = Launch {
+                workload: workload.to_owned(),
+                args: step.scenario.workload_args(),
+            };
+            for index in 0..step.warmup + step.runs {
+                if stop.load(Ordering::SeqCst) {
+                    results.complete = false;
+                    break 'plan;
+                }
+                let warmup = index < step.warmup;
+                let of = if warmup { step.warmup } else { step.runs };
+                let shown = if warmup { index } else { index - step.warmup };
+                progress.run_started(backend.name(), step.scenario.name(), shown + 1, of, warmup);
+                let outcome = run_once(backend.as_ref(), &launch, step, stop);
+                progress.run_ended(outcome.failure.as_deref());
+                results.runs.push(Run {
+                    backend: backend.name().to_owned(),
+                    scenario: step.scenario.name().to_owned(),
+                    index,
+                    warmup,
+                    ok: outcome.failure.is_none(),
+                    markers: outcome.observation.markers.clone(),
+                    exit_status: outcome.exit_status,
+                    host_maxrss_kib: outcome.observation.host_maxrss_kib,
+                    sampled_peak: outcome.sampled_peak,
+                });
+                match outcome.failure {
+                    Some(reason) => results.failures.push(results::Failure {
+                        backend: backend.name().to_owned(),
+                        scenario: step.scenario.name().to_owned(),
+                        index,
+                        reason,
+                    }),
+                    None if !warmup => {
+                        for value in step.scenario.values(&outcome.observation) {
+                            match samples.iter_mut().find(|(v, _)| v.metric == value.metric) {
+                                Some((_, list)) => list.push(value.value),
+                                None => samples.push((value.clone(), vec![value.value])),
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
+            results
+                .figures
+                .extend(figures(backend.name(), step.scenario, samples));
+            results.complete = false;
+            results.finished_at = results::now_rfc3339();
+            progress.checkpoint(&results);
+            results.complete = true;
+        }
+    }
+    if stop.load(Ordering::SeqCst) {
+        results.complete = false;
+    }
+    results.finished_at = results::now_rfc3339();
+    results
+}
+
+/// The tool's identity for results.
+pub fn tool() -> results::Tool {
+    results::Tool {
+        name: "vcbench".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_revision: env!("VCBENCH_GIT_REVISION").to_owned(),
+        workload_fnv: crate::image::WORKLOAD_FNV.to_owned(),
+    }
+}
+
+/// Figures from the samples of one backend × scenario.
+fn figures(backend: &str, scenario: Scenario, samples: Vec<(Value, Vec<f64>)>) -> Vec<Figure> {
+    samples
+        .into_iter()
+        .filter_map(|(value, samples)| {
+            Some(Figure {
+                backend: backend.to_owned(),
+                scenario: scenario.name().to_owned(),
+                metric: value.metric.to_owned(),
+                unit: value.unit.to_owned(),
+                better: value.better,
+                summary: Summary::of(&samples)?,
+                samples,
+            })
+        })
+        .collect()
+}
+
+/// What one run gave.
+struct Outcome {
+    observation: Observation,
+    exit_status: Option<i32>,
+    sampled_peak: Option<Memory>,
+    failure: Option<String>,
+}
+
+/// Milliseconds from `start` to `at`.
+fn ms_since(start: Instant, at: Instant) -> f64 {
+    at.saturating_duration_since(start).as_secs_f64() * 1e3
+}
+
+/// Runs one instance from launch to teardown.
+fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBool) -> Outcome {
+    let mut observation = Observation::default();
+    let launched = Instant::now();
+    let deadline = launched + step.timeout;
+    let mut instance = match backend.launch(launch) {
+        Ok(i) => i,
+        Err(e) => {
+            return Outcome {
+                observation,
+                exit_status: None,
+                sampled_peak: None,
+                failure: Some(anyhow_like(&e)),
+            }
+        }
+    };
+    let mut problem: Option<String> = None;
+    let mut got_result = false;
+    let mut peak: Option<Memory> = None;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            problem.get_or_insert_with(|| "interrupted".to_owned());
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match instance.next_event((now + SAMPLE_INTERVAL).min(deadline)) {
+            Ok(Some(Event::Record { record, at })) => match record {
+                Record::Started { .. } => {
+                    observation.markers.started_ms = Some(ms_since(launched, at))
+                }
+                Record::Result { metrics, .. } => {
+                    observation.markers.result_ms = Some(ms_since(launched, at));
+                    observation.metrics = metrics;
+                    got_result = true;
+                    if step.scenario.holds() {
+                        observation.memory_at_result = procfs::memory_of(&instance.pids());
+                        instance.release();
+                    }
+                }
+                Record::Error { message, .. } => {
+                    problem.get_or_insert_with(|| format!("workload error: {message}"));
+                }
+            },
+            Ok(Some(Event::Closed { .. })) => break,
+            Ok(None) => {
+                if let Some(m) = procfs::memory_of(&instance.pids()) {
+                    peak = Some(peak.map_or(m, |p| p.max(m)));
+                }
+            }
+            Err(e) => {
+                problem.get_or_insert_with(|| anyhow_like(&e));
+            }
+        }
+    }
+    let wait_until = if problem.is_some() {
+        Instant::now()
+    } else {
+        deadline
+    };
+    let exit = instance.wait(wait_until);
+    let diagnostics = instance.diagnostics();
+    instance.teardown();
+    observation.markers.gone_ms = Some(ms_since(launched, Instant::now()));
+    let mut exit_status = None;
+    match exit {
+        Ok(exit) => {
+            observation.markers.exited_ms = Some(ms_since(launched, exit.at));
+            observation.host_maxrss_kib = exit.maxrss_kib;
+            exit_status = Some(exit.status);
+            if exit.timed_out && problem.is_none() {
+                problem = Some(format!(
+                    "timed out after {:.1} s",
+                    step.timeout.as_secs_f64()
+                ));
+            } else if exit.status != 0 && problem.is_none() {
+                problem = Some(format!("exited with status {}", exit.status));
+            }
+        }
+        Err(e) => {
+            problem.get_or_insert_with(|| anyhow_like(&e));
+        }
+    }
+    if problem.is_none() && !got_result {
+        problem = Some("the workload wrote no result record".to_owned());
+    }
+    let failure = problem.map(|p| {
+        if diagnostics.is_empty() {
+            p
+        } else {
+            let last: Vec<&str> = diagnostics.lines().rev().take(3).collect();
+            let last: Vec<&str> = last.into_iter().rev().collect();
+            format!("{p}; workload said: {}", last.join(" | "))
+        }
+    });
+    Outcome {
+        observation,
+        exit_status,
+        sampled_peak: peak,
+        failure,
+    }
+}
+
+/// An error with its chain of causes, `a: b: c`.
+fn anyhow_like(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,267 @@
+//! Scenarios: what an instance runs, and which figures a run yields.
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::procfs::Memory;
+use crate::results::{Better, Markers};
+use workload::record::Metric;
+
+/// A measurement scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Scenario {
+    /// Time from launch to the workload's first action, and to its exit.
+    Startup,
+    /// SHA-256 throughput: pure CPU work.
+    Cpu,
+    /// STREAM memory bandwidth.
+    Mem,
+    /// Cost of one system call.
+    Syscall,
+    /// Cost of creating a process.
+    Fork,
+    /// Small synchronous file writes.
+    File,
+    /// TCP round trips over loopback.
+    Net,
+    /// Memory an instance costs beyond the memory its workload touches.
+    Footprint,
+}
+
+/// One value a run produced for a figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    /// Metric name.
+    pub metric: &'static str,
+    /// Unit.
+    pub unit: &'static str,
+    /// Which way is better.
+    pub better: Better,
+    /// The value.
+    pub value: f64,
+}
+
+/// What the runner observed of one successful run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observation {
+    /// Host-clock markers.
+    pub markers: Markers,
+    /// The workload's own figures (its result record).
+    pub metrics: Vec<Metric>,
+    /// `ru_maxrss` of the instance's main host process, KiB (wait4).
+    pub host_maxrss_kib: Option<u64>,
+    /// Memory of the instance's host processes when the result arrived (held workloads).
+    pub memory_at_result: Option<Memory>,
+}
+
+/// MiB the `footprint` scenario's workload touches.
+pub const FOOTPRINT_MIB: u64 = 64;
+
+impl Scenario {
+    /// Every scenario, in the default order.
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Startup,
+        Scenario::Cpu,
+        Scenario::Mem,
+        Scenario::Syscall,
+        Scenario::Fork,
+        Scenario::File,
+        Scenario::Net,
+        Scenario::Footprint,
+    ];
+
+    /// The name used on the command line and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Startup => "startup",
+            Scenario::Cpu => "cpu",
+            Scenario::Mem => "mem",
+            Scenario::Syscall => "syscall",
+            Scenario::Fork => "fork",
+            Scenario::File => "file",
+            Scenario::Net => "net",
+            Scenario::Footprint => "footprint",
+        }
+    }
+
+    /// One line on what it measures.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scenario::Startup => {
+                "launch to the workload's first action, and to its exit (workload hello)"
+            }
+            Scenario::Cpu => {
+                "SHA-256 over 64 MiB: CPU throughput, where sandboxes should cost nothing"
+            }
+            Scenario::Mem => "STREAM copy/scale/add/triad over 3 x 32 MiB: memory bandwidth",
+            Scenario::Syscall => "200 000 getppid(2): the price of entering the kernel",
+            Scenario::Fork => "200 fork+exit+wait: the price of a process",
+            Scenario::File => "100 x 4 KiB files written and fsync'ed: small durable I/O",
+            Scenario::Net => "10 000 TCP round trips of 64 bytes over loopback",
+            Scenario::Footprint => {
+                "touch 64 MiB and hold it: RSS/PSS/USS of an instance and its overhead"
+            }
+        }
+    }
+
+    /// The workload command line.
+    pub fn workload_args(self) -> Vec<String> {
+        let args: &[&str] = match self {
+            Scenario::Startup => &["hello"],
+            Scenario::Cpu => &["cpu", "--mib", "64"],
+            Scenario::Mem => &["mem", "--mib", "32", "--iterations", "5"],
+            Scenario::Syscall => &["syscall", "--count", "200000"],
+            Scenario::Fork => &["fork", "--count", "200"],
+            Scenario::File => &["file", "--count", "100", "--size", "4096"],
+            Scenario::Net => &["net", "--count", "10000", "--size", "64"],
+            Scenario::Footprint => &["alloc", "--mib", "64"],
+        };
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Measured runs when the user does not say.
+    pub fn default_runs(self) -> u32 {
+        match self {
+            Scenario::Startup => 30,
+            _ => 5,
+        }
+    }
+
+    /// Warmup runs when the user does not say.
+    pub fn default_warmup(self) -> u32 {
+        match self {
+            Scenario::Startup => 3,
+            _ => 1,
+        }
+    }
+
+    /// How long one run may take before it is killed.
+    pub fn default_timeout(self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// Whether the workload holds after its result until released.
+    pub fn holds(self) -> bool {
+        self == Scenario::Footprint
+    }
+
+    /// The figures one successful run yields.
+    pub fn values(self, obs: &Observation) -> Vec<Value> {
+        let lower = |metric, unit, value| Value {
+            metric,
+            unit,
+            better: Better::Lower,
+            value,
+        };
+        let higher = |metric, unit, value| Value {
+            metric,
+            unit,
+            better: Better::Higher,
+            value,
+        };
+        let workload = |name: &str| obs.metrics.iter().find(|m| m.name == name).map(|m| m.value);
+        let kib_to_mib = |kib: u64| kib_f64(kib) / 1024.0;
+        let mut values = Vec::new();
+        match self {
+            Scenario::Startup => {
+                values.extend(
+                    obs.markers
+                        .started_ms
+                        .map(|v| lower("time_to_start", "ms", v)),
+                );
+                values.extend(
+                    obs.markers
+                        .exited_ms
+                        .map(|v| lower("time_to_exit", "ms", v)),
+                );
+            }
+            Scenario::Cpu => {
+                values.extend(workload("throughput").map(|v| higher("throughput", "MiB/s", v)))
+            }
+            Scenario::Mem => {
+                for kernel in ["copy", "scale", "add", "triad"] {
+                    values.extend(workload(kernel).map(|v| higher(kernel, "MB/s", v)));
+                }
+            }
+            Scenario::Syscall => {
+                values.extend(workload("ns_per_call").map(|v| lower("syscall", "ns", v)))
+            }
+            Scenario::Fork => {
+                values.extend(workload("us_per_process").map(|v| lower("fork", "µs", v)))
+            }
+            Scenario::File => {
+                values.extend(workload("files_per_s").map(|v| higher("fsync_writes", "files/s", v)))
+            }
+            Scenario::Net => values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", v))),
+            Scenario::Footprint => {
+                if let Some(m) = obs.memory_at_result {
+                    let touched = workload("touched_mib").unwrap_or(0.0);
+                    values.push(lower("rss", "MiB", kib_to_mib(m.rss_kib)));
+                    values.push(lower("pss", "MiB", kib_to_mib(m.pss_kib)));
+                    values.push(lower("uss", "MiB", kib_to_mib(m.uss_kib)));
+                    values.push(lower(
+                        "overhead_rss",
+                        "MiB",
+                        kib_to_mib(m.rss_kib) - touched,
+                    ));
+                }
+            }
+        }
+        if self != Scenario::Startup {
+            values.extend(obs.markers.exited_ms.map(|v| lower("wall", "ms", v)));
+        }
+        values.extend(workload("vm_hwm_kib").map(|kib| lower("peak_rss", "MiB", kib / 1024.0)));
+        values
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn kib_f64(kib: u64) -> f64 {
+    kib as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_command_line() {
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::from_str(s.name(), false), Ok(s));
+        }
+    }
+
+    #[test]
+    fn startup_values_come_from_markers() {
+        let obs = Observation {
+            markers: Markers {
+                started_ms: Some(1.5),
+                exited_ms: Some(2.0),
+                ..Markers::default()
+            },
+            metrics: vec![Metric::new("vm_hwm_kib", 2048.0, "KiB")],
+            ..Observation::default()
+        };
+        let values = Scenario::Startup.values(&obs);
+        let names: Vec<_> = values.iter().map(|v| v.metric).collect();
+        assert_eq!(names, ["time_to_start", "time_to_exit", "peak_rss"]);
+        assert_eq!(values[2].value, 2.0);
+    }
+
+    #[test]
+    fn footprint_overhead_subtracts_the_touched_memory() {
+        let obs = Observation {
+            metrics: vec![Metric::new("touched_mib", 64.0, "MiB")],
+            memory_at_result: Some(Memory {
+                rss_kib: 70 * 1024,
+                pss_kib: 69 * 1024,
+                uss_kib: 68 * 1024,
+            }),
+            ..Observation::default()
+        };
+        let values = Scenario::Footprint.values(&obs);
+        let overhead = values.iter().find(|v| v.metric == "overhead_rss").unwrap();
+        assert_eq!(overhead.value, 6.0);
+    }
+}

@@ -1,0 +1,151 @@
+//! The summary a person reads at the end of a run: one aligned table of figures, then
+//! what failed and what was skipped.
+
+use std::fmt::Write;
+
+use crate::results::Results;
+
+/// Formats a value to about three significant digits.
+pub fn number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 10.0 {
+        format!("{v:.2}")
+    } else if a >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Lays out rows in columns, the first row as the header; `right` marks right-aligned columns.
+pub fn columns(rows: &[Vec<String>], right: &[bool], bold_header: bool) -> String {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c > 0 {
+                line.push_str("  ");
+            }
+            if right.get(c).copied().unwrap_or(false) {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                if c + 1 < row.len() {
+                    line.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        if i == 0 && bold_header {
+            line = format!("\x1b[1m{line}\x1b[0m");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The summary of a results document. `color` adds ANSI bold and red.
+pub fn render(results: &Results, color: bool) -> String {
+    let mut rows = vec![[
+        "backend",
+        "scenario",
+        "metric",
+        "median",
+        "p95",
+        "cv",
+        "n",
+        "outliers",
+        "vs native",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for f in &results.figures {
+        let s = &f.summary;
+        let vs_native = if f.backend == "native" {
+            String::new()
+        } else {
+            results
+                .figure("native", &f.scenario, &f.metric)
+                .filter(|n| n.summary.median != 0.0)
+                .map(|n| format!("{}x", number(s.median / n.summary.median)))
+                .unwrap_or_default()
+        };
+        rows.push(vec![
+            f.backend.clone(),
+            f.scenario.clone(),
+            f.metric.clone(),
+            format!("{} {}", number(s.median), f.unit),
+            format!("{} {}", number(s.p95), f.unit),
+            format!("{:.1}%", s.cv() * 100.0),
+            s.n.to_string(),
+            s.outliers.len().to_string(),
+            vs_native,
+        ]);
+    }
+    let right = [false, false, false, true, true, true, true, true, true];
+    let mut out = String::new();
+    if results.figures.is_empty() {
+        out.push_str("no figures were measured\n");
+    } else {
+        out.push_str(&columns(&rows, &right, color));
+    }
+    let (red, reset) = if color {
+        ("\x1b[31m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
+    for f in &results.failures {
+        let _ = writeln!(
+            out,
+            "{red}failed{reset}: {} {} run {}: {}",
+            f.backend, f.scenario, f.index, f.reason
+        );
+    }
+    for s in &results.skipped {
+        let what = match &s.scenario {
+            Some(scenario) => format!("{} {scenario}", s.backend),
+            None => s.backend.clone(),
+        };
+        let _ = writeln!(out, "skipped: {what}: {}", s.reason);
+    }
+    if !results.complete {
+        let _ = writeln!(
+            out,
+            "{red}incomplete{reset}: the run was interrupted before its plan was done"
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_three_digits() {
+        assert_eq!(number(0.81234), "0.8123");
+        assert_eq!(number(1.5), "1.500");
+        assert_eq!(number(12.345), "12.35");
+        assert_eq!(number(123.45), "123.5");
+        assert_eq!(number(12345.6), "12346");
+    }
+
+    #[test]
+    fn columns_align() {
+        let rows = vec![
+            vec!["a".to_owned(), "value".to_owned()],
+            vec!["long name".to_owned(), "1".to_owned()],
+        ];
+        let text = columns(&rows, &[false, true], false);
+        assert_eq!(text, "a          value\nlong name      1\n");
+    }
+}
