@@ -316,3 +316,115 @@ pub fn json_schema() -> String {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Results {
+        let samples = vec![0.812_345_678_9, 0.79, 1.234e-3, 12_345.678];
+        Results {
+            schema_version: SCHEMA_VERSION,
+            tool: crate::runner::tool(),
+            host: Host::detect(),
+            plan: Plan {
+                backends: vec!["native".into()],
+                scenarios: vec![PlannedScenario {
+                    name: "startup".into(),
+                    workload: vec!["hello".into()],
+                    runs: 4,
+                    warmup: 1,
+                    timeout_s: 60.0,
+                }],
+            },
+            started_at: now_rfc3339(),
+            finished_at: now_rfc3339(),
+            complete: false,
+            figures: vec![Figure {
+                backend: "native".into(),
+                scenario: "startup".into(),
+                metric: "time_to_start".into(),
+                unit: "ms".into(),
+                better: Better::Lower,
+                summary: Summary::of(&samples).unwrap(),
+                samples,
+            }],
+            runs: vec![Run {
+                backend: "native".into(),
+                scenario: "startup".into(),
+                index: 0,
+                warmup: true,
+                ok: true,
+                markers: Markers {
+                    started_ms: Some(0.5),
+                    result_ms: Some(0.6),
+                    exited_ms: Some(0.7),
+                    gone_ms: None,
+                },
+                exit_status: Some(0),
+                host_maxrss_kib: Some(1234),
+                sampled_peak: Some(Memory {
+                    rss_kib: 3,
+                    pss_kib: 2,
+                    uss_kib: 1,
+                }),
+            }],
+            failures: vec![Failure {
+                backend: "native".into(),
+                scenario: "startup".into(),
+                index: 3,
+                reason: "timed out after 60.0 s".into(),
+            }],
+            skipped: vec![Skip {
+                backend: "microvm".into(),
+                scenario: None,
+                reason: "no /dev/kvm".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_document_round_trips_through_its_types() {
+        let results = sample();
+        let back: Results = serde_json::from_str(&results.to_json()).unwrap();
+        assert_eq!(back, results);
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        let results = sample();
+        results.write_atomic(&path).unwrap();
+        assert_eq!(Results::read(&path).unwrap(), results);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["r.json"]);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_earlier_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        sample().write_atomic(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // A path whose directory does not exist cannot be written, and touches nothing.
+        assert!(matches!(
+            sample().write_atomic(&dir.path().join("no/r.json")),
+            Err(Error::Write { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn figures_are_addressable() {
+        let results = sample();
+        assert!(results
+            .figure("native", "startup", "time_to_start")
+            .is_some());
+        assert!(results.figure("native", "startup", "nope").is_none());
+    }
+}

@@ -48,10 +48,10 @@ pub fn mount_filesystems() {
             report(mount(fstype, target, fstype, ""));
         }
     }
-    if !Path::new("/dev/null").exists() {
-        if mount("devtmpfs", "/dev", "devtmpfs", "mode=0755").is_err() {
-            report(mount("tmpfs", "/dev", "tmpfs", "mode=0755").and_then(|()| make_devices()));
-        }
+    if !Path::new("/dev/null").exists()
+        && mount("devtmpfs", "/dev", "devtmpfs", "mode=0755").is_err()
+    {
+        report(mount("tmpfs", "/dev", "tmpfs", "mode=0755").and_then(|()| make_devices()));
     }
     if !Path::new("/tmp").exists() {
         report(std::fs::create_dir("/tmp").map_err(|e| format!("mkdir /tmp: {e}")));

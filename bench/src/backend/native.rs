@@ -145,7 +145,7 @@ impl NativeInstance {
                 let rc = unsafe {
                     libc::waitid(
                         libc::P_PID,
-                        self.pid.into(),
+                        self.pid,
                         &mut info,
                         libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
                     )

@@ -1,0 +1,259 @@
+//! The `vcbench` binary end to end: real runs of the native backend, and the clear,
+//! non-zero exits that bad command lines and inputs must give.
+
+use std::process::{Command, Output};
+
+use vcbench::results::{Results, SCHEMA_VERSION};
+
+const VCBENCH: &str = env!("CARGO_BIN_EXE_vcbench");
+
+fn vcbench(args: &[&str], cwd: &std::path::Path) -> Output {
+    Command::new(VCBENCH)
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env("XDG_CACHE_HOME", cwd.join("cache"))
+        .output()
+        .expect("run vcbench")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_native_run_writes_a_valid_document_with_raw_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "--backend",
+            "native",
+            "--scenario",
+            "startup,cpu,syscall",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--out",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("time_to_start") && table.contains("results: r.json"),
+        "{table}"
+    );
+
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    assert_eq!(results.schema_version, SCHEMA_VERSION);
+    assert!(results.complete);
+    assert!(results.failures.is_empty(), "{:?}", results.failures);
+    assert_eq!(results.plan.backends, ["native"]);
+    for (scenario, metric) in [
+        ("startup", "time_to_start"),
+        ("startup", "time_to_exit"),
+        ("cpu", "throughput"),
+        ("syscall", "syscall"),
+    ] {
+        let f = results
+            .figure("native", scenario, metric)
+            .unwrap_or_else(|| panic!("no {scenario}/{metric}"));
+        assert_eq!(f.samples.len(), 3);
+        assert_eq!(f.summary.n, 3);
+        assert!(f.samples.iter().all(|s| *s > 0.0));
+        assert!(f.summary.min <= f.summary.median && f.summary.median <= f.summary.max);
+    }
+    // Every run is recorded, warmups included, with ordered host-clock markers.
+    assert_eq!(results.runs.len(), 3 * 4);
+    for run in &results.runs {
+        let m = &run.markers;
+        let (s, r, e, g) = (
+            m.started_ms.unwrap(),
+            m.result_ms.unwrap(),
+            m.exited_ms.unwrap(),
+            m.gone_ms.unwrap(),
+        );
+        assert!(0.0 < s && s <= r && r <= e && e <= g, "{m:?}");
+    }
+    // The workload was installed into the cache, not left anywhere else.
+    assert!(dir.path().join("cache/vcbench").is_dir());
+
+    // The document reads back through `show`.
+    let shown = vcbench(&["show", "r.json"], dir.path());
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("throughput"));
+}
+
+#[test]
+fn json_output_is_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-s",
+            "footprint",
+            "-r",
+            "1",
+            "-w",
+            "0",
+            "--json",
+            "-o",
+            "f.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("f.json")).unwrap()).unwrap();
+    assert_eq!(printed, written);
+    let results: Results = serde_json::from_value(printed).unwrap();
+    let overhead = results
+        .figure("native", "footprint", "overhead_rss")
+        .unwrap();
+    // The workload held 64 MiB; what it costs beyond that is small and positive.
+    assert!(
+        overhead.summary.median > 0.0 && overhead.summary.median < 32.0,
+        "{overhead:?}"
+    );
+}
+
+#[test]
+fn a_bad_scenario_is_rejected_with_the_valid_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(&["run", "--scenario", "startup,warp-speed"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warp-speed") && err.contains("startup") && err.contains("footprint"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("vcbench-results").exists(),
+        "a rejected run left files"
+    );
+}
+
+#[test]
+fn a_bad_backend_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(&["run", "--backend", "mainframe"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("mainframe"));
+}
+
+#[test]
+fn bad_run_counts_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    for runs in ["0", "-1", "many", "1000001"] {
+        let arg = format!("--runs={runs}");
+        let out = vcbench(&["run", &arg], dir.path());
+        assert_eq!(out.status.code(), Some(2), "--runs {runs}");
+        assert!(
+            stderr(&out).contains("--runs"),
+            "--runs {runs}: {}",
+            stderr(&out)
+        );
+    }
+    let out = vcbench(&["run", "--timeout", "0"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unwritable_out_is_rejected_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for out_path in ["/nonexistent-dir/r.json", "."] {
+        let out = vcbench(
+            &["run", "--scenario", "startup", "--out", out_path],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "--out {out_path}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot write results") && err.contains(out_path),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Nothing ran, so nothing was installed either.
+    assert!(!dir.path().join("cache").exists());
+}
+
+#[test]
+fn show_rejects_a_file_that_is_not_results() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not.json"), "{\"hello\": 1}").unwrap();
+    std::fs::write(dir.path().join("old.json"), "{\"schema_version\": 999}").unwrap();
+    for (file, says) in [
+        ("not.json", "is not a vcbench results document"),
+        ("old.json", "schema version 999"),
+        ("missing.json", "cannot read"),
+    ] {
+        let out = vcbench(&["show", file], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        assert!(stderr(&out).contains(says), "{file}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn list_and_doctor_describe_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = vcbench(&["list"], dir.path());
+    assert!(list.status.success());
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("native") && text.contains("footprint"),
+        "{text}"
+    );
+
+    let doctor = vcbench(&["doctor", "--json"], dir.path());
+    assert!(doctor.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let flavour = report["host"]["kvm"]["flavour"].as_str().unwrap();
+    assert!(["hardware", "software", "unavailable"].contains(&flavour));
+    // What /sys/module says must agree with the report.
+    if std::path::Path::new("/sys/module/kvm_pvm").exists()
+        && std::path::Path::new("/dev/kvm").exists()
+    {
+        assert_eq!(flavour, "software");
+        assert_eq!(report["host"]["kvm"]["module"], "kvm_pvm");
+    }
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"kvm") && names.contains(&"cgroups") && names.contains(&"runc"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn help_has_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(&["run", "--help"], dir.path());
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+}
+
+#[test]
+fn the_committed_schema_is_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(&["schema"], dir.path());
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/results.schema.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        committed.trim(),
+        "docs/results.schema.json is stale: regenerate it with `vcbench schema > docs/results.schema.json`"
+    );
+}
