@@ -10,6 +10,25 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The controllers a cgroup v1 hierarchy can carry (the other super options, such as
+/// `rw`, `xattr` or `name=systemd`, are not controllers).
+const V1_CONTROLLERS: [&str; 14] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
+];
+
 /// Errors while reading the host's cgroup layout.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -139,7 +158,7 @@ fn parse_cgroup_line(line: &str) -> Option<Hierarchy> {
     } else {
         super_options
             .split(',')
-            .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('=') && !o.is_empty())
+            .filter(|o| V1_CONTROLLERS.contains(o))
             .map(str::to_owned)
             .collect()
     };
