@@ -7,6 +7,7 @@
 //! [`host`] description that goes with it.
 
 pub mod backend;
+pub mod clock;
 pub mod doctor;
 pub mod host;
 pub mod image;

@@ -6,6 +6,7 @@
 //! and skip with its reason. `docs/results.schema.json` is its JSON Schema, generated
 //! from these types (`vcbench schema`). Readers must check `schema_version`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -191,6 +192,21 @@ pub struct Run {
     /// The largest memory of the instance's host processes seen by sampling every
     /// 10 ms while it lived (none for instances that lived less than one interval).
     pub sampled_peak: Option<Memory>,
+    /// The backend's own phases, in order (empty for backends without any).
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+    /// Counts the backend kept, such as VM exits by kind.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// One phase of a backend, stamped on the host clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Phase {
+    /// What had just been done, e.g. `cgroup_attached` or `vm_created`.
+    pub name: String,
+    /// Milliseconds after the launch was requested.
+    pub ms: f64,
 }
 
 /// A run that failed.
@@ -368,6 +384,11 @@ mod tests {
                     pss_kib: 2,
                     uss_kib: 1,
                 }),
+                phases: vec![Phase {
+                    name: "cgroup_attached".into(),
+                    ms: 0.25,
+                }],
+                counters: BTreeMap::from([("exits_io".to_owned(), 12)]),
             }],
             failures: vec![Failure {
                 backend: "native".into(),

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use workload::record::Record;
 
 use crate::backend::{Availability, Backend, Event, Launch};
+use crate::clock::Stamp;
 use crate::host::Host;
 use crate::procfs::{self, Memory};
-use crate::results::{self, Figure, PlannedScenario, Results, Run, Skip};
+use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
 use crate::scenario::{Observation, Scenario, Value};
 use crate::stats::Summary;
 
@@ -171,6 +172,8 @@ pub fn execute(
                     exit_status: outcome.exit_status,
                     host_maxrss_kib: outcome.observation.host_maxrss_kib,
                     sampled_peak: outcome.sampled_peak,
+                    phases: outcome.phases,
+                    counters: outcome.counters.into_iter().collect(),
                 });
                 match outcome.failure {
                     Some(reason) => results.failures.push(results::Failure {
@@ -239,19 +242,16 @@ struct Outcome {
     observation: Observation,
     exit_status: Option<i32>,
     sampled_peak: Option<Memory>,
+    phases: Vec<Phase>,
+    counters: Vec<(String, u64)>,
     failure: Option<String>,
-}
-
-/// Milliseconds from `start` to `at`.
-fn ms_since(start: Instant, at: Instant) -> f64 {
-    at.saturating_duration_since(start).as_secs_f64() * 1e3
 }
 
 /// Runs one instance from launch to teardown.
 fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBool) -> Outcome {
     let mut observation = Observation::default();
-    let launched = Instant::now();
-    let deadline = launched + step.timeout;
+    let launched = Stamp::now();
+    let deadline = Instant::now() + step.timeout;
     let mut instance = match backend.launch(launch) {
         Ok(i) => i,
         Err(e) => {
@@ -259,6 +259,8 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
                 observation,
                 exit_status: None,
                 sampled_peak: None,
+                phases: Vec::new(),
+                counters: Vec::new(),
                 failure: Some(anyhow_like(&e)),
             }
         }
@@ -278,14 +280,14 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
         match instance.next_event((now + SAMPLE_INTERVAL).min(deadline)) {
             Ok(Some(Event::Record { record, at })) => match record {
                 Record::Started { .. } => {
-                    observation.markers.started_ms = Some(ms_since(launched, at))
+                    observation.markers.started_ms = Some(at.ms_since(launched))
                 }
                 Record::Result { metrics, .. } => {
-                    observation.markers.result_ms = Some(ms_since(launched, at));
+                    observation.markers.result_ms = Some(at.ms_since(launched));
                     observation.metrics = metrics;
                     got_result = true;
                     if step.scenario.holds() {
-                        observation.memory_at_result = procfs::memory_of(&instance.pids());
+                        observation.memory_at_result = Some(instance.footprint());
                         instance.release();
                     }
                 }
@@ -311,12 +313,21 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
     };
     let exit = instance.wait(wait_until);
     let diagnostics = instance.diagnostics();
+    let phases = instance
+        .phases()
+        .into_iter()
+        .map(|(name, at)| Phase {
+            name,
+            ms: at.ms_since(launched),
+        })
+        .collect();
+    let counters = instance.counters();
     instance.teardown();
-    observation.markers.gone_ms = Some(ms_since(launched, Instant::now()));
+    observation.markers.gone_ms = Some(Stamp::now().ms_since(launched));
     let mut exit_status = None;
     match exit {
         Ok(exit) => {
-            observation.markers.exited_ms = Some(ms_since(launched, exit.at));
+            observation.markers.exited_ms = Some(exit.at.ms_since(launched));
             observation.host_maxrss_kib = exit.maxrss_kib;
             exit_status = Some(exit.status);
             if exit.timed_out && problem.is_none() {
@@ -348,6 +359,8 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
         observation,
         exit_status,
         sampled_peak: peak,
+        phases,
+        counters,
         failure,
     }
 }

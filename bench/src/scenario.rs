@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use crate::procfs::Memory;
+use crate::backend::Footprint;
 use crate::results::{Better, Markers};
 use workload::record::Metric;
 
@@ -33,7 +33,7 @@ pub enum Scenario {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Value {
     /// Metric name.
-    pub metric: &'static str,
+    pub metric: String,
     /// Unit.
     pub unit: &'static str,
     /// Which way is better.
@@ -51,12 +51,9 @@ pub struct Observation {
     pub metrics: Vec<Metric>,
     /// `ru_maxrss` of the instance's main host process, KiB (wait4).
     pub host_maxrss_kib: Option<u64>,
-    /// Memory of the instance's host processes when the result arrived (held workloads).
-    pub memory_at_result: Option<Memory>,
+    /// The instance's memory when the result arrived (held workloads).
+    pub memory_at_result: Option<Footprint>,
 }
-
-/// MiB the `footprint` scenario's workload touches.
-pub const FOOTPRINT_MIB: u64 = 64;
 
 impl Scenario {
     /// Every scenario, in the default order.
@@ -148,14 +145,14 @@ impl Scenario {
 
     /// The figures one successful run yields.
     pub fn values(self, obs: &Observation) -> Vec<Value> {
-        let lower = |metric, unit, value| Value {
-            metric,
+        let lower = |metric: &str, unit, value| Value {
+            metric: metric.to_owned(),
             unit,
             better: Better::Lower,
             value,
         };
-        let higher = |metric, unit, value| Value {
-            metric,
+        let higher = |metric: &str, unit, value| Value {
+            metric: metric.to_owned(),
             unit,
             better: Better::Higher,
             value,
@@ -195,7 +192,8 @@ impl Scenario {
             }
             Scenario::Net => values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", v))),
             Scenario::Footprint => {
-                if let Some(m) = obs.memory_at_result {
+                let footprint = obs.memory_at_result.as_ref();
+                if let Some(m) = footprint.and_then(|f| f.processes) {
                     let touched = workload("touched_mib").unwrap_or(0.0);
                     values.push(lower("rss", "MiB", kib_to_mib(m.rss_kib)));
                     values.push(lower("pss", "MiB", kib_to_mib(m.pss_kib)));
@@ -205,6 +203,14 @@ impl Scenario {
                         "MiB",
                         kib_to_mib(m.rss_kib) - touched,
                     ));
+                }
+                for (part, kib) in footprint.map(|f| f.parts.as_slice()).unwrap_or_default() {
+                    values.push(Value {
+                        metric: part.clone(),
+                        unit: "MiB",
+                        better: Better::Lower,
+                        value: kib_to_mib(*kib),
+                    });
                 }
             }
         }
@@ -224,6 +230,7 @@ fn kib_f64(kib: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procfs::Memory;
 
     #[test]
     fn names_match_the_command_line() {
@@ -244,7 +251,7 @@ mod tests {
             ..Observation::default()
         };
         let values = Scenario::Startup.values(&obs);
-        let names: Vec<_> = values.iter().map(|v| v.metric).collect();
+        let names: Vec<&str> = values.iter().map(|v| v.metric.as_str()).collect();
         assert_eq!(names, ["time_to_start", "time_to_exit", "peak_rss"]);
         assert_eq!(values[2].value, 2.0);
     }
@@ -253,15 +260,20 @@ mod tests {
     fn footprint_overhead_subtracts_the_touched_memory() {
         let obs = Observation {
             metrics: vec![Metric::new("touched_mib", 64.0, "MiB")],
-            memory_at_result: Some(Memory {
-                rss_kib: 70 * 1024,
-                pss_kib: 69 * 1024,
-                uss_kib: 68 * 1024,
+            memory_at_result: Some(Footprint {
+                processes: Some(Memory {
+                    rss_kib: 70 * 1024,
+                    pss_kib: 69 * 1024,
+                    uss_kib: 68 * 1024,
+                }),
+                parts: vec![("cgroup_usage".to_owned(), 3 * 1024)],
             }),
             ..Observation::default()
         };
         let values = Scenario::Footprint.values(&obs);
         let overhead = values.iter().find(|v| v.metric == "overhead_rss").unwrap();
         assert_eq!(overhead.value, 6.0);
+        let part = values.iter().find(|v| v.metric == "cgroup_usage").unwrap();
+        assert_eq!(part.value, 3.0);
     }
 }

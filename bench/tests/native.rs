@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use vcbench::backend::{native::Native, Backend, Event, Instance, Launch};
+use vcbench::clock::Stamp;
 use vcbench::image;
 use workload::record::Record;
 
@@ -44,10 +45,10 @@ fn until_result(instance: &mut dyn Instance) -> Vec<Event> {
 
 #[test]
 fn records_arrive_in_order_with_host_timestamps() {
-    let before = Instant::now();
+    let before = Stamp::now();
     let (_dir, mut instance) = launch(&["hello"]);
     let events = until_result(instance.as_mut());
-    let times: Vec<Instant> = events
+    let times: Vec<Stamp> = events
         .iter()
         .map(|e| match e {
             Event::Record { at, .. } | Event::Closed { at } => *at,

@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use workload::record::Record;
 
+use crate::clock::Stamp;
+use crate::procfs::{self, Memory};
+
 /// Errors from a backend.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,13 +60,13 @@ pub enum Event {
     Record {
         /// The record.
         record: Record,
-        /// Host monotonic time of arrival.
-        at: Instant,
+        /// When the host received it (or, for a monitor, saw the guest write it).
+        at: Stamp,
     },
     /// The record channel closed: the workload and everything it started are done with it.
     Closed {
-        /// Host monotonic time of the end of the stream.
-        at: Instant,
+        /// When the stream ended.
+        at: Stamp,
     },
 }
 
@@ -73,7 +76,7 @@ pub struct Exit {
     /// Exit status, or 128 + signal number when killed by a signal.
     pub status: i32,
     /// When it was reaped.
-    pub at: Instant,
+    pub at: Stamp,
     /// `ru_maxrss` of the instance's main host process, KiB (see `Run::host_maxrss_kib`).
     pub maxrss_kib: Option<u64>,
     /// It was killed because it outlived its deadline.
@@ -104,8 +107,35 @@ pub trait Instance {
     fn wait(&mut self, until: Instant) -> Result<Exit, Error>;
     /// The last lines the workload wrote on its diagnostic stream, for failure reports.
     fn diagnostics(&mut self) -> String;
+    /// The instance's memory now: its host processes (RSS/PSS/USS) and, where the backend
+    /// can tell them apart, named parts such as a cgroup's usage or a monitor's overhead.
+    fn footprint(&self) -> Footprint {
+        Footprint {
+            processes: procfs::memory_of(&self.pids()),
+            parts: Vec::new(),
+        }
+    }
+    /// The backend's own phases (sandbox built, VM created, ...), in order, once the
+    /// instance has exited.
+    fn phases(&mut self) -> Vec<(String, Stamp)> {
+        Vec::new()
+    }
+    /// Counts the backend keeps (VM exits by kind, ...), once the instance has exited.
+    fn counters(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
     /// Releases everything the instance used. Called once, after [`Instance::wait`].
     fn teardown(self: Box<Self>);
+}
+
+/// The memory of an instance at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Footprint {
+    /// The summed memory of the instance's host processes, if any could be read.
+    pub processes: Option<Memory>,
+    /// Named parts, KiB: what the backend can attribute (e.g. `cgroup_usage`,
+    /// `monitor_overhead`, `guest_touched`).
+    pub parts: Vec<(String, u64)>,
 }
 
 /// Every backend this build has, in the order they run.

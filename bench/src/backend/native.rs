@@ -18,6 +18,7 @@ use workload::channel;
 use workload::record;
 
 use super::{Availability, Backend, Error, Event, Exit, Instance, Launch};
+use crate::clock::Stamp;
 
 /// How much of the workload's standard error is kept for failure reports.
 const DIAGNOSTIC_TAIL: usize = 4096;
@@ -68,7 +69,7 @@ impl Backend for Native {
                     match lines.read_line(&mut line) {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {
-                            let at = Instant::now();
+                            let at = Stamp::now();
                             let event = record::parse_line(&line)
                                 .map(|r| r.map(|record| Event::Record { record, at }));
                             match event {
@@ -79,7 +80,7 @@ impl Backend for Native {
                         }
                     }
                 }
-                drop(sender.send(Ok(Event::Closed { at: Instant::now() })));
+                drop(sender.send(Ok(Event::Closed { at: Stamp::now() })));
             })
         });
         let diagnostics = stderr.map(|err| std::thread::spawn(move || tail(err, DIAGNOSTIC_TAIL)));
@@ -202,7 +203,7 @@ impl Instance for NativeInstance {
                 break rc;
             }
         };
-        let at = Instant::now();
+        let at = Stamp::now();
         if rc < 0 {
             return Err(Error::Wait(std::io::Error::last_os_error()));
         }
