@@ -64,17 +64,12 @@ pub struct Plan {
 impl Plan {
     /// Runs in the plan, warmups included, for backends that are available.
     pub fn total_runs(&self) -> u64 {
-        let available = self
-            .backends
+        self.backends
             .iter()
             .filter(|b| b.availability() == Availability::Available)
-            .count();
-        let per_backend: u64 = self
-            .steps
-            .iter()
+            .flat_map(|b| self.steps.iter().filter(|s| b.supports(s.scenario).is_ok()))
             .map(|s| u64::from(s.runs + s.warmup))
-            .sum();
-        per_backend * available as u64
+            .sum()
     }
 }
 
@@ -145,6 +140,14 @@ pub fn execute(
             continue;
         }
         for step in &plan.steps {
+            if let Err(reason) = backend.supports(step.scenario) {
+                results.skipped.push(Skip {
+                    backend: backend.name().to_owned(),
+                    scenario: Some(step.scenario.name().to_owned()),
+                    reason,
+                });
+                continue;
+            }
             // Per metric, in the order the scenario yields them.
             let mut samples: Vec<(Value, Vec<f64>)> = Vec::new();
             let launch = Launch {

@@ -14,6 +14,7 @@ use workload::record::Record;
 
 use crate::clock::Stamp;
 use crate::procfs::{self, Memory};
+use crate::scenario::Scenario;
 
 /// Errors from a backend.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,11 @@ pub trait Backend {
     fn describe(&self) -> &'static str;
     /// Whether it can run here.
     fn availability(&self) -> Availability;
+    /// Whether it can run `scenario`; `Err` says why not (the run is recorded as skipped).
+    fn supports(&self, scenario: Scenario) -> Result<(), String> {
+        let _ = scenario;
+        Ok(())
+    }
     /// Starts one instance.
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error>;
 }
