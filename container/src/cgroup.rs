@@ -7,8 +7,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::spec::{Cpu, Limits};
 
 /// The controllers a cgroup v1 hierarchy can carry (the other super options, such as
 /// `rw`, `xattr` or `name=systemd`, are not controllers).
@@ -38,6 +41,38 @@ pub enum Error {
         /// The file that was read.
         path: PathBuf,
         /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No cgroup hierarchy can hold the instance.
+    #[error("no usable cgroup hierarchy: {0}")]
+    NoHierarchy(&'static str),
+    /// A cgroup directory could not be created.
+    #[error("cannot create cgroup {path}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel rejected a value written to a cgroup file (a limit, a PID).
+    #[error("the kernel rejected {value:?} written to {file}")]
+    Write {
+        /// The file.
+        file: PathBuf,
+        /// The value.
+        value: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cgroup directory would not go away.
+    #[error("cannot remove cgroup {path}")]
+    Remove {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -188,6 +223,328 @@ fn unescape_octal(field: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The directory, under each hierarchy's root, that holds every instance's cgroup.
+pub const PARENT: &str = "vcbench";
+
+/// How long removal retries while the kernel still holds a cgroup (exiting tasks).
+const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// v1 controllers an instance joins.
+const V1_USED: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
+
+/// What an instance's cgroup has counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Memory charged now, bytes (v2 `memory.current`, v1 `memory.usage_in_bytes`).
+    pub memory_bytes: Option<u64>,
+    /// Most memory ever charged, bytes (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`).
+    pub memory_peak_bytes: Option<u64>,
+    /// CPU time used, microseconds (v2 `cpu.stat`, v1 `cpuacct.usage`).
+    pub cpu_usage_us: Option<u64>,
+    /// Tasks in the cgroup now.
+    pub pids: Option<u64>,
+    /// Processes the OOM killer killed in it.
+    pub oom_kills: Option<u64>,
+}
+
+/// One instance's cgroup: a directory in the unified hierarchy, or one in each v1
+/// hierarchy it uses. Removed (after killing what is left in it) when dropped.
+#[derive(Debug)]
+pub struct Cgroup {
+    unified: bool,
+    dirs: Vec<PathBuf>,
+    removed: bool,
+}
+
+impl Cgroup {
+    /// Creates the cgroup `name` with `limits`, in v2 when the unified hierarchy has the
+    /// memory controller, else in the v1 hierarchies (hybrid hosts bind controllers to v1).
+    pub fn create(layout: &Layout, name: &str, limits: &Limits) -> Result<Self, Error> {
+        let mut cgroup = match layout.unified_mount().filter(|m| v2_has_memory(m)) {
+            Some(root) => Self::create_v2(root, name)?,
+            None => Self::create_v1(layout, name)?,
+        };
+        if let Err(e) = cgroup.apply(limits) {
+            let _ = cgroup.remove();
+            return Err(e);
+        }
+        Ok(cgroup)
+    }
+
+    fn create_v2(root: &Path, name: &str) -> Result<Self, Error> {
+        let parent = root.join(PARENT);
+        make_dir(&parent, true)?;
+        // Controllers must be enabled on the way down; ones the kernel lacks are skipped.
+        let available =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let wanted: Vec<String> = ["memory", "pids", "cpu"]
+            .iter()
+            .filter(|c| available.split_whitespace().any(|a| a == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        for dir in [root, parent.as_path()] {
+            write(&dir.join("cgroup.subtree_control"), &wanted.join(" "))?;
+        }
+        let dir = parent.join(name);
+        make_dir(&dir, false)?;
+        Ok(Cgroup {
+            unified: true,
+            dirs: vec![dir],
+            removed: false,
+        })
+    }
+
+    fn create_v1(layout: &Layout, name: &str) -> Result<Self, Error> {
+        let mut mounts: Vec<&Path> = V1_USED.iter().filter_map(|c| layout.v1_mount(c)).collect();
+        mounts.dedup();
+        if mounts.is_empty() {
+            return Err(Error::NoHierarchy(
+                "neither a v2 hierarchy with controllers nor a v1 memory, pids or cpu hierarchy is mounted",
+            ));
+        }
+        let mut cgroup = Cgroup {
+            unified: false,
+            dirs: Vec::new(),
+            removed: false,
+        };
+        for mount in mounts {
+            let parent = mount.join(PARENT);
+            make_dir(&parent, true)?;
+            let dir = parent.join(name);
+            if let Err(e) = make_dir(&dir, false) {
+                let _ = cgroup.remove();
+                return Err(e);
+            }
+            cgroup.dirs.push(dir);
+        }
+        Ok(cgroup)
+    }
+
+    /// Whether this cgroup is in the unified (v2) hierarchy.
+    pub fn is_unified(&self) -> bool {
+        self.unified
+    }
+
+    /// The directories that make up the cgroup.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// The first directory holding `file`.
+    fn file(&self, file: &str) -> Option<PathBuf> {
+        self.dirs.iter().map(|d| d.join(file)).find(|p| p.exists())
+    }
+
+    fn apply(&self, limits: &Limits) -> Result<(), Error> {
+        let set = |file: &str, value: String| -> Result<(), Error> {
+            match self.file(file) {
+                Some(path) => write(&path, &value),
+                None => Err(Error::Write {
+                    file: PathBuf::from(file),
+                    value,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no cgroup has this file",
+                    ),
+                }),
+            }
+        };
+        if self.unified {
+            if let Some(m) = limits.memory_max {
+                set("memory.max", m.to_string())?;
+                if self.file("memory.swap.max").is_some() {
+                    set("memory.swap.max", "0".to_owned())?;
+                }
+            }
+            if let Some(p) = limits.pids_max {
+                set("pids.max", p.to_string())?;
+            }
+            match limits.cpu {
+                Some(Cpu::Quota {
+                    quota_us,
+                    period_us,
+                }) => set("cpu.max", format!("{quota_us} {period_us}"))?,
+                Some(Cpu::Weight(w)) => set("cpu.weight", w.to_string())?,
+                None => {}
+            }
+        } else {
+            if let Some(m) = limits.memory_max {
+                set("memory.limit_in_bytes", m.to_string())?;
+                // Without swap accounting the file is absent; with it, forbid swapping.
+                if self.file("memory.memsw.limit_in_bytes").is_some() {
+                    set("memory.memsw.limit_in_bytes", m.to_string())?;
+                }
+            }
+            if let Some(p) = limits.pids_max {
+                set("pids.max", p.to_string())?;
+            }
+            match limits.cpu {
+                Some(Cpu::Quota {
+                    quota_us,
+                    period_us,
+                }) => {
+                    set("cpu.cfs_period_us", period_us.to_string())?;
+                    set("cpu.cfs_quota_us", quota_us.to_string())?;
+                }
+                // v2 weight 100 is v1's default 1024 shares.
+                Some(Cpu::Weight(w)) => {
+                    set("cpu.shares", (w * 1024 / 100).clamp(2, 262_144).to_string())?
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` into the cgroup (every hierarchy of it).
+    pub fn attach(&self, pid: u32) -> Result<(), Error> {
+        for dir in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// What the cgroup has counted so far.
+    pub fn stats(&self) -> Stats {
+        let number = |file: &str| -> Option<u64> {
+            std::fs::read_to_string(self.file(file)?)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let keyed = |file: &str, key: &str| -> Option<u64> {
+            let text = std::fs::read_to_string(self.file(file)?).ok()?;
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.trim().parse().ok())
+        };
+        if self.unified {
+            Stats {
+                memory_bytes: number("memory.current"),
+                memory_peak_bytes: number("memory.peak"),
+                cpu_usage_us: keyed("cpu.stat", "usage_usec"),
+                pids: number("pids.current"),
+                oom_kills: keyed("memory.events", "oom_kill"),
+            }
+        } else {
+            Stats {
+                memory_bytes: number("memory.usage_in_bytes"),
+                memory_peak_bytes: number("memory.max_usage_in_bytes"),
+                cpu_usage_us: number("cpuacct.usage").map(|ns| ns / 1000),
+                pids: number("pids.current"),
+                oom_kills: keyed("memory.oom_control", "oom_kill"),
+            }
+        }
+    }
+
+    /// The PIDs in the cgroup (from its first hierarchy).
+    pub fn pids(&self) -> Vec<u32> {
+        self.file("cgroup.procs")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kills every process in the cgroup (v2 `cgroup.kill` where the kernel has it).
+    pub fn kill(&self) {
+        if let Some(kill) = self.file("cgroup.kill") {
+            if std::fs::write(kill, "1").is_ok() {
+                return;
+            }
+        }
+        // v1, or an older v2: signal each member until none is left (new ones may fork
+        // while the first are signalled).
+        let deadline = Instant::now() + REMOVE_PATIENCE;
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            for pid in pids {
+                if let Ok(pid) = libc::pid_t::try_from(pid) {
+                    // SAFETY: kill has no memory effects; the PID is a member of our cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Kills what is left and removes the cgroup's directories, retrying while the
+    /// kernel still holds them; then removes the shared parent if it is empty.
+    pub fn remove(&mut self) -> Result<(), Error> {
+        if self.removed {
+            return Ok(());
+        }
+        self.kill();
+        let mut first_error = None;
+        for dir in &self.dirs {
+            if let Err(e) = remove_dir_patiently(dir) {
+                first_error.get_or_insert(e);
+            }
+            if let Some(parent) = dir.parent() {
+                // Other instances may still use it; then it stays.
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+        self.removed = true;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}
+
+/// Whether a v2 hierarchy offers the memory controller (on hybrid hosts it is bound to
+/// v1, and the v2 tree offers at most leftovers such as `hugetlb`).
+fn v2_has_memory(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("cgroup.controllers"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+fn make_dir(path: &Path, may_exist: bool) -> Result<(), Error> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if may_exist && e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(Error::Create {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn write(file: &Path, value: &str) -> Result<(), Error> {
+    std::fs::write(file, value).map_err(|source| Error::Write {
+        file: file.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
+}
+
+fn remove_dir_patiently(dir: &Path) -> Result<(), Error> {
+    let deadline = Instant::now() + REMOVE_PATIENCE;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(source) => {
+                return Err(Error::Remove {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]

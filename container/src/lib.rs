@@ -1,6 +1,16 @@
-//! Run a process in Linux namespaces with a private root filesystem and cgroup limits.
+//! Run a process in Linux namespaces with a private root file system and cgroup limits.
 //!
-//! This crate knows nothing about benchmarks: it describes the host's container
-//! facilities and (as it grows) builds and tears down sandboxes.
+//! This crate knows nothing about benchmarks. [`Container::start`] builds a sandbox from
+//! a [`Spec`] (namespaces, root file system, limits) and starts its program, stamping every
+//! phase; [`Container::wait`] and [`Container::destroy`] end it and clean up everything.
+//! [`cgroup`] finds the host's cgroup layout (v1, v2 or hybrid) and manages one cgroup per
+//! instance; [`process`] is the child-process handle both use.
 
 pub mod cgroup;
+mod child;
+mod container;
+pub mod process;
+pub mod spec;
+
+pub use container::{monotonic_ns, Container, Error, Phase, Stdio, DEFAULT_CAPS};
+pub use spec::{Cpu, Limits, Namespaces, Spec};

@@ -1,0 +1,624 @@
+//! Starting, watching and tearing down one container.
+//!
+//! The recipe, each step stamped on `CLOCK_MONOTONIC`:
+//! 1. validate the [`Spec`], create the cgroup with its limits (`cgroup_created`);
+//! 2. clone(2) with every namespace flag at once (`cloned`); the child waits;
+//! 3. the parent writes the user namespace's ID maps (`idmaps_written`) and moves the
+//!    child into the cgroup (`cgroup_attached`), then says go;
+//! 4. the child makes mounts private, assembles the root (`mounts_done`), pivots into it
+//!    (`pivot_root_done`), sets hostname and loopback, drops privileges and execs; the
+//!    status pipe closing on exec is the last stamp (`exec`).
+//!
+//! Teardown kills the whole PID namespace (its init) and everything in the cgroup, reaps,
+//! removes the cgroup and any overlay state. Mounts live only in the container's mount
+//! namespace, so none can be left on the host.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use crate::cgroup::{self, Cgroup, Layout};
+use crate::child::{self, Message, Op, Plan, Step, MESSAGE_LEN};
+use crate::process::{Child, Reaped};
+use crate::spec::{self, Spec};
+
+/// Capabilities a container keeps (the usual runtime default, without `NET_RAW`):
+/// CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE,
+/// SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
+pub const DEFAULT_CAPS: [u32; 13] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 27, 29, 31];
+
+/// Devices bound from the host into the container's /dev.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Where a root-run container's user namespace maps its IDs when none are delegated.
+const ROOT_ID_BASE: u32 = 100_000;
+/// How many IDs that map covers.
+const ROOT_ID_COUNT: u32 = 65_536;
+
+/// Errors creating or running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The specification is invalid.
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
+    /// The cgroup could not be set up.
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::Error),
+    /// A system call in the parent failed.
+    #[error("{what}")]
+    Sys {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel refused to create the namespaces.
+    #[error("cannot create the {namespaces} namespaces (clone failed): run as root, or enable unprivileged user namespaces")]
+    Clone {
+        /// The namespaces asked for.
+        namespaces: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The user namespace's ID maps could not be written.
+    #[error("cannot write the user namespace ID map {what}")]
+    IdMap {
+        /// Which map.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step inside the new namespaces failed.
+    #[error("container setup failed while {step}")]
+    Setup {
+        /// The step, with its operation where there is one.
+        step: String,
+        /// The error the kernel gave.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Sys { what, source }
+}
+
+/// The standard streams of the container's program.
+#[derive(Debug)]
+pub struct Stdio {
+    /// Standard input (`/dev/null` when `None`).
+    pub stdin: Option<OwnedFd>,
+    /// Standard output.
+    pub stdout: OwnedFd,
+    /// Standard error.
+    pub stderr: OwnedFd,
+}
+
+/// A phase of container creation and when it ended (CLOCK_MONOTONIC nanoseconds).
+pub type Phase = (&'static str, u64);
+
+/// A running (or exited, not yet destroyed) container.
+#[derive(Debug)]
+pub struct Container {
+    child: Child,
+    cgroup: Option<Cgroup>,
+    phases: Vec<Phase>,
+    pid_namespace: bool,
+    state: Option<PathBuf>,
+}
+
+/// CLOCK_MONOTONIC now, nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// A name no other instance of this process or another has.
+fn unique_name() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "vcbench-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn cstring(what: &'static str, s: impl Into<Vec<u8>>) -> Result<CString, Error> {
+    CString::new(s).map_err(|e| {
+        Error::Spec(spec::Error::Nul {
+            what,
+            value: String::from_utf8_lossy(&e.into_vec()).into_owned(),
+        })
+    })
+}
+
+fn path_c(path: &Path) -> Result<CString, Error> {
+    cstring("a path", path.as_os_str().as_encoded_bytes())
+}
+
+impl Container {
+    /// Creates the container and starts its program; returns once the program has been
+    /// exec'ed (or with the step that failed, everything undone).
+    pub fn start(spec: &Spec, stdio: Stdio) -> Result<Self, Error> {
+        spec.validate()?;
+        let mut phases: Vec<Phase> = Vec::new();
+        let name = unique_name();
+        let state = spec.overlay.then(|| state_dir(&name)).transpose()?;
+        // From here on, dropping `guard` removes what was made if a step fails.
+        let mut guard = StateGuard(state.clone());
+        let stdin = match stdio.stdin {
+            Some(fd) => fd,
+            None => std::fs::File::open("/dev/null")
+                .map_err(sys("open /dev/null"))?
+                .into(),
+        };
+        let plan = prepare(
+            spec,
+            state.as_deref(),
+            [
+                stdin.as_raw_fd(),
+                stdio.stdout.as_raw_fd(),
+                stdio.stderr.as_raw_fd(),
+            ],
+        )?;
+
+        let cgroup = if spec.cgroup || spec.limits.any() {
+            let layout = Layout::detect()?;
+            let cgroup = Cgroup::create(&layout, &name, &spec.limits)?;
+            phases.push(("cgroup_created", monotonic_ns()));
+            Some(cgroup)
+        } else {
+            None
+        };
+
+        let (go_read, go_write) = pipe()?;
+        let (status_read, status_write) = pipe()?;
+        let flags = spec.namespaces.clone_flags();
+        // SAFETY: clone without CLONE_VM behaves like fork: the child gets a copy of this
+        // process and runs only `child::run`, which makes system calls on data prepared
+        // above and never returns.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::c_ulong::try_from(flags | libc::SIGCHLD).unwrap_or(0),
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_void>(),
+                0,
+            )
+        };
+        if pid == 0 {
+            // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
+            unsafe { child::run(&plan, go_read.as_raw_fd(), status_write.as_raw_fd()) }
+        }
+        if pid < 0 {
+            return Err(Error::Clone {
+                namespaces: spec.namespaces.names().join(", "),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let child = Child::new(u32::try_from(pid).unwrap_or(0));
+        phases.push(("cloned", monotonic_ns()));
+        drop(go_read);
+        drop(status_write);
+
+        if spec.namespaces.user {
+            write_id_maps(child.pid())?;
+            phases.push(("idmaps_written", monotonic_ns()));
+        }
+        if let Some(cgroup) = &cgroup {
+            cgroup.attach(child.pid())?;
+            phases.push(("cgroup_attached", monotonic_ns()));
+        }
+        let mut go = std::fs::File::from(go_write);
+        std::io::Write::write_all(&mut go, b"g").map_err(sys("signal the container to go"))?;
+
+        let mut status = std::fs::File::from(status_read);
+        loop {
+            let mut buf = [0u8; MESSAGE_LEN];
+            match read_message(&mut status, &mut buf).map_err(sys("read the container's status"))? {
+                false => break,
+                true => {
+                    let m = Message::decode(&buf);
+                    let step = Step::from_u32(m.step).unwrap_or(Step::Exec);
+                    if m.errno != 0 {
+                        let what = match step {
+                            Step::Mount => plan
+                                .ops
+                                .get(usize::try_from(m.op).unwrap_or(usize::MAX))
+                                .map_or_else(|| "mounting".to_owned(), |op| op.describe()),
+                            Step::Exec => format!("executing {}", spec.args[0]),
+                            other => other.name().to_owned(),
+                        };
+                        return Err(Error::Setup {
+                            step: what,
+                            source: std::io::Error::from_raw_os_error(m.errno),
+                        });
+                    }
+                    phases.push((step.name(), m.stamp));
+                }
+            }
+        }
+        phases.push(("exec", monotonic_ns()));
+        guard.0 = None;
+        Ok(Container {
+            child,
+            cgroup,
+            phases,
+            pid_namespace: spec.namespaces.pid,
+            state,
+        })
+    }
+
+    /// The host PID of the container's first process.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Creation phases in order.
+    pub fn phases(&self) -> &[Phase] {
+        &self.phases
+    }
+
+    /// The container's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// Host PIDs of every process in the container.
+    pub fn pids(&self) -> Vec<u32> {
+        match &self.cgroup {
+            Some(c) if self.child.reaped().is_none() => c.pids(),
+            _ if self.child.reaped().is_none() => vec![self.child.pid()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Sends `signal` to the container's first process.
+    pub fn signal(&self, signal: libc::c_int) {
+        self.child.signal(signal, false);
+    }
+
+    /// Kills every process of the container: its PID namespace goes with its init, and
+    /// the cgroup catches anything outside one.
+    pub fn kill(&self) {
+        self.child.signal(libc::SIGKILL, false);
+        if !self.pid_namespace {
+            if let Some(c) = &self.cgroup {
+                c.kill();
+            }
+        }
+    }
+
+    /// Waits for the first process to exit, killing everything at `until`; returns how
+    /// it ended and whether it was killed for time.
+    pub fn wait(&mut self, until: Instant) -> Result<(Reaped, bool), Error> {
+        let timed_out = !self.child.exited_by(until);
+        // On a timeout everything goes; otherwise whatever outlived the first process.
+        self.kill();
+        let reaped = self.child.reap().map_err(sys("wait for the container"))?;
+        Ok((reaped, timed_out))
+    }
+
+    /// Kills what is left, reaps, and removes the cgroup and any overlay state.
+    pub fn destroy(mut self) -> Result<(), Error> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), Error> {
+        self.kill();
+        let _ = self.child.reap();
+        let cgroup = self.cgroup.take().map(|mut c| c.remove());
+        if let Some(state) = self.state.take() {
+            remove_state(&state);
+        }
+        cgroup.transpose()?;
+        Ok(())
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// Removes a state directory when a failed start leaves it.
+struct StateGuard(Option<PathBuf>);
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            remove_state(&dir);
+        }
+    }
+}
+
+fn remove_state(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+}
+
+/// A per-instance directory for overlay mount points, under the runtime directory.
+fn state_dir(name: &str) -> Result<PathBuf, Error> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || std::env::temp_dir().join("vcbench-run"),
+            |d| PathBuf::from(d).join("vcbench"),
+        );
+    let dir = base.join(name);
+    std::fs::create_dir_all(dir.join("overlay"))
+        .map_err(sys(format!("create {}", dir.display())))?;
+    std::fs::create_dir_all(dir.join("merged"))
+        .map_err(sys(format!("create {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Reads one message; false at end of stream.
+fn read_message(file: &mut std::fs::File, buf: &mut [u8; MESSAGE_LEN]) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < MESSAGE_LEN {
+        match file.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(sys("create a pipe")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: the descriptor was just created and is owned by nothing else.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((read, write))
+}
+
+/// Writes uid_map and gid_map for `pid`: the calling user maps to root inside. As root,
+/// inside root maps to an unprivileged range, so root inside is nobody outside.
+fn write_id_maps(pid: u32) -> Result<(), Error> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    // SAFETY: as getuid.
+    let gid = unsafe { libc::getgid() };
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let write = |file: &str, text: &str| {
+        std::fs::write(proc.join(file), text).map_err(|source| Error::IdMap {
+            what: format!("{file} ({})", text.trim()),
+            source,
+        })
+    };
+    if uid == 0 {
+        write("uid_map", &format!("0 {ROOT_ID_BASE} {ROOT_ID_COUNT}\n"))?;
+        write("gid_map", &format!("0 {ROOT_ID_BASE} {ROOT_ID_COUNT}\n"))
+    } else {
+        // An unprivileged process may map only its own IDs, and only after giving up
+        // setgroups(2) in the namespace.
+        write("setgroups", "deny")?;
+        write("uid_map", &format!("0 {uid} 1\n"))?;
+        write("gid_map", &format!("0 {gid} 1\n"))
+    }
+}
+
+/// The highest capability number the running kernel knows.
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Prepares everything the child needs, before the clone.
+fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, Error> {
+    let ns = spec.namespaces;
+    let rootfs = std::fs::canonicalize(&spec.rootfs)
+        .map_err(sys(format!("resolve {}", spec.rootfs.display())))?;
+    let mut ops = Vec::new();
+    let mount = |source: Option<&str>,
+                 target: &Path,
+                 fstype: Option<&str>,
+                 flags: libc::c_ulong,
+                 data: Option<&str>|
+     -> Result<Op, Error> {
+        Ok(Op::Mount {
+            source: source.map(|s| cstring("a mount source", s)).transpose()?,
+            target: path_c(target)?,
+            fstype: fstype
+                .map(|s| cstring("a file system type", s))
+                .transpose()?,
+            flags,
+            data: data.map(|s| cstring("mount options", s)).transpose()?,
+        })
+    };
+    let root = match state {
+        Some(state) => {
+            // A tmpfs for the upper layer, then the overlay: writes go to memory.
+            let overlay = state.join("overlay");
+            ops.push(mount(
+                Some("tmpfs"),
+                &overlay,
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some("mode=0755"),
+            )?);
+            ops.push(Op::Mkdir(path_c(&overlay.join("upper"))?));
+            ops.push(Op::Mkdir(path_c(&overlay.join("work"))?));
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                rootfs.display(),
+                overlay.join("upper").display(),
+                overlay.join("work").display()
+            );
+            let merged = state.join("merged");
+            ops.push(mount(
+                Some("overlay"),
+                &merged,
+                Some("overlay"),
+                0,
+                Some(&data),
+            )?);
+            merged
+        }
+        None => {
+            // pivot_root needs the new root to be a mount point: bind it onto itself.
+            ops.push(mount(
+                Some(&rootfs.to_string_lossy()),
+                &rootfs,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?);
+            rootfs.clone()
+        }
+    };
+    let inside = |p: &str| root.join(p);
+    let (nosuid, nodev, noexec) = (libc::MS_NOSUID, libc::MS_NODEV, libc::MS_NOEXEC);
+
+    ops.push(Op::Mkdir(path_c(&inside("proc"))?));
+    if ns.pid {
+        ops.push(mount(
+            Some("proc"),
+            &inside("proc"),
+            Some("proc"),
+            nosuid | nodev | noexec,
+            None,
+        )?);
+    } else {
+        // Without its own PID namespace a fresh proc is not allowed in a user namespace;
+        // the host's is what such a container sees anyway.
+        ops.push(mount(
+            Some("/proc"),
+            &inside("proc"),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?);
+    }
+    ops.push(Op::Mkdir(path_c(&inside("sys"))?));
+    if ns.net || !ns.user {
+        ops.push(mount(
+            Some("sysfs"),
+            &inside("sys"),
+            Some("sysfs"),
+            nosuid | nodev | noexec | libc::MS_RDONLY,
+            None,
+        )?);
+    } else {
+        ops.push(mount(
+            Some("/sys"),
+            &inside("sys"),
+            None,
+            libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY,
+            None,
+        )?);
+    }
+    ops.push(Op::Mkdir(path_c(&inside("dev"))?));
+    ops.push(mount(
+        Some("tmpfs"),
+        &inside("dev"),
+        Some("tmpfs"),
+        nosuid | libc::MS_STRICTATIME,
+        Some("mode=755,size=64k"),
+    )?);
+    for dev in DEVICES {
+        let target = inside("dev").join(dev);
+        ops.push(Op::Touch(path_c(&target)?));
+        ops.push(mount(
+            Some(&format!("/dev/{dev}")),
+            &target,
+            None,
+            libc::MS_BIND,
+            None,
+        )?);
+    }
+    ops.push(Op::Mkdir(path_c(&inside("dev/pts"))?));
+    ops.push(mount(
+        Some("devpts"),
+        &inside("dev/pts"),
+        Some("devpts"),
+        nosuid | noexec,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?);
+    for (target, link) in [
+        ("pts/ptmx", "ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        ops.push(Op::Symlink(
+            cstring("a link", target)?,
+            path_c(&inside("dev").join(link))?,
+        ));
+    }
+    ops.push(Op::Mkdir(path_c(&inside("tmp"))?));
+    ops.push(mount(
+        Some("tmpfs"),
+        &inside("tmp"),
+        Some("tmpfs"),
+        nosuid | nodev,
+        Some("mode=1777"),
+    )?);
+
+    let strings: Vec<CString> = spec
+        .args
+        .iter()
+        .map(|a| cstring("an argument", a.as_str()))
+        .chain(
+            spec.env
+                .iter()
+                .map(|e| cstring("the environment", e.as_str())),
+        )
+        .collect::<Result<_, _>>()?;
+    let pointers = |range: std::ops::Range<usize>| -> Vec<*const libc::c_char> {
+        strings[range]
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain([std::ptr::null()])
+            .collect()
+    };
+    let argv = pointers(0..spec.args.len());
+    let envp = pointers(spec.args.len()..strings.len());
+    Ok(Plan {
+        ops,
+        new_root: path_c(&root)?,
+        readonly: spec.readonly_rootfs,
+        hostname: ns
+            .uts
+            .then(|| cstring("the hostname", spec.hostname.as_str()))
+            .transpose()?,
+        loopback: ns.net,
+        cwd: path_c(&spec.cwd)?,
+        keep_caps: DEFAULT_CAPS.iter().fold(0u64, |m, c| m | 1 << c),
+        last_cap: last_cap(),
+        program: cstring("the program", spec.args[0].as_str())?,
+        argv,
+        envp,
+        strings,
+        stdio,
+        become_root: ns.user,
+    })
+}

@@ -1,0 +1,193 @@
+//! A handle on a child process: an exact wait with a deadline (through a pidfd), and
+//! reaping with wait4(2) for the exit status and resource usage.
+//!
+//! The PID stays ours until the child is reaped, so signalling it (or its process group)
+//! before then can never reach an unrelated process; after reaping, the handle refuses.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    /// Exit status as a shell reports it: the code, or 128 + signal.
+    pub status: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// `ru_maxrss` from wait4, KiB.
+    pub maxrss_kib: u64,
+}
+
+/// A child process of this process.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+    reaped: Option<Reaped>,
+}
+
+impl Child {
+    /// Takes charge of the child `pid`, which must be a child of this process that no one
+    /// else waits for.
+    pub fn new(pid: u32) -> Self {
+        let pid = libc::pid_t::try_from(pid).unwrap_or(libc::pid_t::MAX);
+        // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(pid), 0) };
+        let pidfd = i32::try_from(fd).ok().filter(|fd| *fd >= 0).map(|fd| {
+            // SAFETY: `fd` was just returned by the kernel and is owned by nothing else.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        });
+        Child {
+            pid,
+            pidfd,
+            reaped: None,
+        }
+    }
+
+    /// The PID.
+    pub fn pid(&self) -> u32 {
+        u32::try_from(self.pid).unwrap_or(0)
+    }
+
+    /// How it ended, once reaped.
+    pub fn reaped(&self) -> Option<Reaped> {
+        self.reaped
+    }
+
+    /// Sends `signal` to the child (or, with `group`, to its process group) unless it has
+    /// been reaped.
+    pub fn signal(&self, signal: libc::c_int, group: bool) {
+        if self.reaped.is_none() {
+            let target = if group { -self.pid } else { self.pid };
+            // SAFETY: kill has no memory effects; the PID is our unreaped child.
+            unsafe { libc::kill(target, signal) };
+        }
+    }
+
+    /// Waits until the child has exited (without reaping it) or `until` passes; true if
+    /// it exited.
+    pub fn exited_by(&self, until: Instant) -> bool {
+        if self.reaped.is_some() {
+            return true;
+        }
+        match &self.pidfd {
+            Some(fd) => loop {
+                let timeout = until.saturating_duration_since(Instant::now());
+                let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+                let mut poll = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: `poll` points to one valid pollfd for the duration of the call.
+                let n = unsafe { libc::poll(&mut poll, 1, ms) };
+                if n >= 0 {
+                    return n > 0;
+                }
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    return false;
+                }
+            },
+            None => loop {
+                if self.has_exited() {
+                    return true;
+                }
+                if Instant::now() >= until {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            },
+        }
+    }
+
+    /// Whether the child has exited, without reaping it (waitid with WNOWAIT).
+    fn has_exited(&self) -> bool {
+        // SAFETY: siginfo_t is plain data, filled by waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let id = libc::id_t::try_from(self.pid).unwrap_or(0);
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: waitid with a valid out-pointer; P_PID names our own child.
+        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, flags) };
+        // SAFETY: si_pid is valid to read after a successful waitid.
+        rc == 0 && unsafe { info.si_pid() } != 0
+    }
+
+    /// Reaps the child, blocking until it exits; returns how it ended.
+    pub fn reap(&mut self) -> std::io::Result<Reaped> {
+        if let Some(r) = self.reaped {
+            return Ok(r);
+        }
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled by wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: `status` and `usage` are valid out-pointers; the PID is our child.
+            let rc = unsafe { libc::wait4(self.pid, &mut status, 0, &mut usage) };
+            if rc >= 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+        let reaped = Reaped {
+            status: signal.map_or_else(|| libc::WEXITSTATUS(status), |s| 128 + s),
+            signal,
+            maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        };
+        self.reaped = Some(reaped);
+        Ok(reaped)
+    }
+}
+
+impl Drop for Child {
+    /// A child dropped unreaped is killed and reaped, so no zombie or stray process stays.
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            self.signal(libc::SIGKILL, false);
+            let _ = self.reap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[expect(clippy::zombie_processes, reason = "the returned Child reaps it")]
+    fn spawn(args: &[&str]) -> Child {
+        let child = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .spawn()
+            .unwrap();
+        Child::new(child.id())
+    }
+
+    #[test]
+    fn exit_status_is_reaped() {
+        let mut child = spawn(&["sh", "-c", "exit 7"]);
+        assert!(child.exited_by(Instant::now() + Duration::from_secs(10)));
+        let r = child.reap().unwrap();
+        assert_eq!((r.status, r.signal), (7, None));
+        assert_eq!(child.reaped(), Some(r));
+    }
+
+    #[test]
+    fn a_deadline_passes_and_a_kill_is_reported() {
+        let mut child = spawn(&["sleep", "10"]);
+        assert!(!child.exited_by(Instant::now() + Duration::from_millis(50)));
+        child.signal(libc::SIGKILL, false);
+        let r = child.reap().unwrap();
+        assert_eq!((r.status, r.signal), (137, Some(libc::SIGKILL)));
+    }
+
+    #[test]
+    fn dropping_kills_and_reaps() {
+        let child = spawn(&["sleep", "10"]);
+        let pid = child.pid();
+        drop(child);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+}

@@ -1,0 +1,146 @@
+//! Shared helpers of the container tests: a busybox root file system, running a
+//! container to completion with its output captured, and checks that nothing is left.
+#![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use container::{Container, Spec, Stdio};
+
+/// Whether this test may run here: root and a static busybox. Prints why not, and fails
+/// under CI=true, where everything is installed.
+pub fn prerequisites() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let busybox = Path::new("/bin/busybox").exists();
+    let missing = match (root, busybox) {
+        (true, true) => return true,
+        (false, _) => "not root (containers with cgroups need it)",
+        (true, false) => "no /bin/busybox (apt-get install busybox-static)",
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {missing}"
+    );
+    eprintln!("skipped: {missing}");
+    false
+}
+
+/// One copy of busybox per test process, made before any container starts: a file open
+/// for writing while another thread forks would make its exec fail with ETXTBSY.
+fn busybox() -> &'static Path {
+    static COPY: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = COPY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
+        dir
+    });
+    Box::leak(dir.path().join("busybox").into_boxed_path())
+}
+
+/// A root file system with busybox (hard-linked, so no file is written) and its applets.
+pub fn busybox_rootfs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::hard_link(busybox(), bin.join("busybox")).unwrap();
+    for applet in [
+        "sh", "cat", "ls", "hostname", "echo", "sleep", "head", "tr", "id", "mount", "ps", "seq",
+        "wc", "grep",
+    ] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    for d in ["proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    // Readable by the unprivileged users of the rootless tests.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A spec running `script` with busybox sh.
+pub fn sh(rootfs: &Path, script: &str) -> Spec {
+    Spec::new(rootfs, vec!["/bin/sh".into(), "-c".into(), script.into()])
+}
+
+/// What a finished container gave.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+    pub stats: Option<container::cgroup::Stats>,
+    pub phases: Vec<&'static str>,
+    pub cgroup_dirs: Vec<std::path::PathBuf>,
+    pub pid: u32,
+}
+
+fn pipe() -> (std::fs::File, OwnedFd) {
+    let (r, w) = std::io::pipe().unwrap();
+    (std::fs::File::from(OwnedFd::from(r)), OwnedFd::from(w))
+}
+
+/// Runs a container to its end (or `timeout`), capturing its output, and destroys it.
+pub fn run(spec: &Spec, timeout: Duration) -> Result<Finished, container::Error> {
+    let (mut out_r, out_w) = pipe();
+    let (mut err_r, err_w) = pipe();
+    let c = Container::start(
+        spec,
+        Stdio {
+            stdin: None,
+            stdout: out_w,
+            stderr: err_w,
+        },
+    );
+    let mut c = c?;
+    let readers = [
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out_r.read_to_string(&mut s);
+            s
+        }),
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err_r.read_to_string(&mut s);
+            s
+        }),
+    ];
+    let (reaped, timed_out) = c.wait(Instant::now() + timeout)?;
+    let stats = c.cgroup().map(|g| g.stats());
+    let cgroup_dirs = c.cgroup().map(|g| g.dirs().to_vec()).unwrap_or_default();
+    let phases = c.phases().iter().map(|(n, _)| *n).collect();
+    let pid = c.pid();
+    c.destroy()?;
+    let [out, err] = readers.map(|r| r.join().unwrap());
+    Ok(Finished {
+        status: reaped.status,
+        stdout: out,
+        stderr: err,
+        timed_out,
+        stats,
+        phases,
+        cgroup_dirs,
+        pid,
+    })
+}
+
+/// Asserts that nothing of a finished container remains: cgroup, process, mount.
+pub fn assert_nothing_left(f: &Finished) {
+    for dir in &f.cgroup_dirs {
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+    }
+    assert!(
+        !Path::new(&format!("/proc/{}", f.pid)).exists(),
+        "process {} left behind",
+        f.pid
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("vcbench"),
+        "a vcbench mount is left on the host:\n{mounts}"
+    );
+}

@@ -1,0 +1,292 @@
+//! Real containers: what the inside sees, limits enforced, phases stamped, and nothing
+//! left behind. Needs root and busybox-static; skipped with a reason otherwise (a failure
+//! under CI=true).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_nothing_left, busybox_rootfs, prerequisites, run, sh};
+use container::{Cpu, Limits};
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn inside_is_pid1_with_its_own_hostname_and_only_loopback() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let script = "echo pid=$$; echo host=$(hostname); echo net=$(ls /sys/class/net); \
+                  echo procs=$(ls /proc | grep -c '^[0-9]'); echo root=$(ls / | tr '\\n' ' '); \
+                  cat /sys/class/net/lo/operstate /sys/class/net/lo/flags";
+    let f = run(&sh(rootfs.path(), script), T).unwrap();
+    assert_eq!(f.status, 0, "{f:?}");
+    let out = &f.stdout;
+    assert!(out.contains("pid=1\n"), "{out}");
+    assert!(out.contains("host=vcbench\n"), "{out}");
+    assert!(out.contains("net=lo\n"), "{out}");
+    // Only the shell and the pipeline counting are in the PID namespace.
+    let procs: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(procs <= 4, "{out}");
+    // The root is the busybox tree, not the host's.
+    assert!(out.contains("root=bin dev proc sys tmp"), "{out}");
+    // Loopback is up (IFF_UP is bit 0 of the flags).
+    let flags = out.lines().last().unwrap().trim_start_matches("0x");
+    assert_eq!(u32::from_str_radix(flags, 16).unwrap() & 1, 1, "{out}");
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn no_host_path_or_device_is_reachable() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let script = "ls /dev | tr '\\n' ' '; echo; cat /proc/self/status | grep CapEff; \
+                  grep NoNewPrivs /proc/self/status; ls /work /root /etc 2>&1 | head -3; \
+                  mount -t tmpfs none /mnt 2>&1 || echo mount-refused";
+    let f = run(&sh(rootfs.path(), script), T).unwrap();
+    let out = &f.stdout;
+    let devs: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx",
+    ] {
+        assert!(devs.contains(&d), "/dev lacks {d}: {devs:?}");
+    }
+    assert!(
+        !devs
+            .iter()
+            .any(|d| d.starts_with("sd") || d.starts_with("vd") || *d == "kvm" || *d == "mem"),
+        "{devs:?}"
+    );
+    // Capabilities are the default set: no CAP_SYS_ADMIN (bit 21).
+    let cap_eff = out.lines().find(|l| l.starts_with("CapEff")).unwrap();
+    let caps = u64::from_str_radix(cap_eff.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(caps & (1 << 21), 0, "{cap_eff}");
+    assert_eq!(
+        caps,
+        container::DEFAULT_CAPS.iter().fold(0u64, |m, c| m | 1 << c)
+    );
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(
+        !out.contains("\n/work") && f.stdout.contains("No such file"),
+        "{out}"
+    );
+    assert!(out.contains("mount-refused"), "{out}");
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn every_phase_is_stamped_in_order() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let f = run(&sh(rootfs.path(), "true"), T).unwrap();
+    assert_eq!(
+        f.phases,
+        [
+            "cgroup_created",
+            "cloned",
+            "cgroup_attached",
+            "mounts_done",
+            "pivot_root_done",
+            "exec"
+        ]
+    );
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn a_memory_hog_above_its_limit_is_oom_killed() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let mut spec = sh(
+        rootfs.path(),
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+    );
+    spec.limits = Limits {
+        memory_max: Some(32 << 20),
+        ..Limits::default()
+    };
+    let f = run(&spec, T).unwrap();
+    assert!(!f.stdout.contains("survived"), "{f:?}");
+    let stats = f.stats.unwrap();
+    assert!(stats.oom_kills.unwrap_or(0) >= 1, "{stats:?}");
+    assert!(
+        stats.memory_peak_bytes.unwrap_or(0) <= 33 << 20,
+        "{stats:?}"
+    );
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_pids_limit() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let mut spec = sh(
+        rootfs.path(),
+        "for i in $(seq 1 100); do sleep 30 & done; echo started; ps | wc -l",
+    );
+    spec.limits = Limits {
+        pids_max: Some(16),
+        ..Limits::default()
+    };
+    let f = run(&spec, T).unwrap();
+    assert!(!f.timed_out, "{f:?}");
+    assert!(
+        f.stderr.contains("fork"),
+        "the shell should have failed to fork: {f:?}"
+    );
+    let stats = f.stats.unwrap();
+    assert!(stats.pids.unwrap_or(0) <= 16, "{stats:?}");
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn cpu_limits_and_accounting_apply() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let mut spec = sh(
+        rootfs.path(),
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done",
+    );
+    spec.limits = Limits {
+        cpu: Some(Cpu::Quota {
+            quota_us: 50_000,
+            period_us: 100_000,
+        }),
+        ..Limits::default()
+    };
+    let f = run(&spec, T).unwrap();
+    assert_eq!(f.status, 0, "{f:?}");
+    assert!(f.stats.unwrap().cpu_usage_us.unwrap_or(0) > 0, "{f:?}");
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn a_timeout_kills_the_whole_pid_namespace() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let f = run(
+        &sh(rootfs.path(), "sleep 60 & sleep 60 & sleep 60"),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    assert!(f.timed_out);
+    assert_eq!(f.status, 137);
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn a_readonly_root_and_an_overlay() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let mut spec = sh(
+        rootfs.path(),
+        "echo x > /file && echo wrote; echo y > /tmp/t && echo tmp-ok",
+    );
+    spec.readonly_rootfs = true;
+    let f = run(&spec, T).unwrap();
+    assert!(
+        !f.stdout.contains("wrote") && f.stdout.contains("tmp-ok"),
+        "{f:?}"
+    );
+    assert_nothing_left(&f);
+
+    let mut spec = sh(rootfs.path(), "echo x > /file && cat /file");
+    spec.overlay = true;
+    let f = run(&spec, T).unwrap();
+    assert_eq!(f.stdout, "x\n", "{f:?}");
+    // The write went to the overlay, not the image.
+    assert!(!rootfs.path().join("file").exists());
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn namespaces_can_be_switched_off() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let mut spec = sh(rootfs.path(), "echo pid=$$; ls /sys/class/net | wc -l");
+    spec.namespaces.pid = false;
+    spec.namespaces.net = false;
+    let f = run(&spec, T).unwrap();
+    assert!(!f.stdout.contains("pid=1\n"), "{f:?}");
+    let interfaces: u32 = f.stdout.lines().last().unwrap().trim().parse().unwrap();
+    assert!(interfaces >= 1, "{f:?}");
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn all_seven_namespaces_as_root() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let mut spec = sh(rootfs.path(), "id -u; cat /proc/self/uid_map");
+    spec.namespaces = container::Namespaces::ALL;
+    let f = run(&spec, T).unwrap();
+    assert_eq!(f.status, 0, "{f:?}");
+    // Root inside is an unprivileged ID outside.
+    assert!(
+        f.stdout.starts_with("0\n") && f.stdout.contains("100000"),
+        "{f:?}"
+    );
+    assert!(f.phases.contains(&"idmaps_written"));
+    assert_nothing_left(&f);
+}
+
+/// Set in the re-executed copy of this test binary that runs as an unprivileged user.
+const ROOTLESS_ENV: &str = "VCBENCH_TEST_ROOTLESS_ROOTFS";
+
+#[test]
+fn rootless_runs_as_an_unprivileged_user() {
+    if let Ok(rootfs) = std::env::var(ROOTLESS_ENV) {
+        // The unprivileged side: all seven namespaces, no cgroup (none is delegated).
+        let mut spec = sh(std::path::Path::new(&rootfs), "echo inside=$(id -u); cat /proc/self/uid_map");
+        spec.namespaces = container::Namespaces::ALL;
+        spec.cgroup = false;
+        // SAFETY: geteuid has no preconditions.
+        println!("outside={}", unsafe { libc::geteuid() });
+        match run(&spec, T) {
+            Ok(f) => println!("status={} {}", f.status, f.stdout),
+            Err(e) => println!("error={e}: {:?}", std::error::Error::source(&e)),
+        }
+        return;
+    }
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "rootless_runs_as_an_unprivileged_user", "--nocapture", "--test-threads=1"])
+        .env(ROOTLESS_ENV, rootfs.path())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("outside=65534"), "{text}");
+    assert!(text.contains("status=0 inside=0"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    // Root inside is the unprivileged user outside, and only that one ID is mapped.
+    let map: Vec<&str> = text.lines().find(|l| l.trim_start().starts_with('0')).unwrap().split_whitespace().collect();
+    assert_eq!(map, ["0", "65534", "1"], "{text}");
+}
