@@ -30,12 +30,16 @@ pub enum Error {
     },
 }
 
-/// The directory vcbench caches files in: `$XDG_CACHE_HOME/vcbench`, else
-/// `$HOME/.cache/vcbench`, else a directory under the system's temporary directory.
+/// The directory vcbench caches files in: `$XDG_CACHE_HOME/vcbench`; else, for root,
+/// `/var/cache/vcbench` (which the unprivileged IDs of a user namespace can reach, unlike
+/// `/root`); else `$HOME/.cache/vcbench`; else one under the temporary directory.
 pub fn cache_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+        .or_else(|| root.then(|| PathBuf::from("/var/cache")))
         .or_else(|| {
             std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
@@ -43,6 +47,55 @@ pub fn cache_dir() -> PathBuf {
         })
         .unwrap_or_else(std::env::temp_dir);
     base.join("vcbench")
+}
+
+/// Mount points every image has, for the pseudo file systems a sandbox mounts.
+pub const IMAGE_DIRS: [&str; 4] = ["proc", "sys", "dev", "tmp"];
+
+/// The files of the image, as (path inside, contents, mode): one list, from which both
+/// the container's root file system and the VM's initramfs are made.
+pub fn image_files() -> [(&'static str, &'static [u8], u32); 1] {
+    [("init", WORKLOAD, 0o755)]
+}
+
+/// Makes the image's root file system directory in `dir` (once per build), readable by
+/// everyone so user-namespaced containers can use it; returns its path.
+pub fn install_rootfs(dir: &Path) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("rootfs-{WORKLOAD_FNV}"));
+    if path.join("init").is_file() {
+        return Ok(path);
+    }
+    let install_error = |source| Error::Install {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(install_error)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(install_error)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".rootfs-")
+        .tempdir_in(dir)
+        .map_err(install_error)?;
+    for name in IMAGE_DIRS {
+        std::fs::create_dir(staging.path().join(name)).map_err(install_error)?;
+    }
+    for (name, bytes, mode) in image_files() {
+        let file = staging.path().join(name);
+        std::fs::write(&file, bytes).map_err(install_error)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+            .map_err(install_error)?;
+    }
+    std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(install_error)?;
+    // Another vcbench may have finished first; then its copy is as good as ours.
+    match std::fs::rename(staging.path(), &path) {
+        Ok(()) => {
+            // The directory moved away; nothing is left for the guard to remove.
+            let _ = staging.keep();
+            Ok(path)
+        }
+        Err(_) if path.join("init").is_file() => Ok(path),
+        Err(e) => Err(install_error(e)),
+    }
 }
 
 /// Installs the workload into `dir` (once per build) and returns its path.
@@ -109,6 +162,19 @@ mod tests {
         assert_eq!(elf_is_static(&me), Some(false));
         assert_eq!(elf_is_static(b"#!/bin/sh\n"), None);
         assert_eq!(elf_is_static(b"\x7fELF\x02\x01\0\0"), None);
+    }
+
+    #[test]
+    fn the_rootfs_holds_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = install_rootfs(dir.path()).unwrap();
+        assert_eq!(std::fs::read(rootfs.join("init")).unwrap(), WORKLOAD);
+        for d in IMAGE_DIRS {
+            assert!(rootfs.join(d).is_dir(), "{d}");
+        }
+        assert_eq!(install_rootfs(dir.path()).unwrap(), rootfs);
+        let mode = std::fs::metadata(&rootfs).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
     }
 
     #[test]

@@ -257,3 +257,121 @@ fn the_committed_schema_is_current() {
         "docs/results.schema.json is stale: regenerate it with `vcbench schema > docs/results.schema.json`"
     );
 }
+
+/// Whether containers can run here (root and namespaces); prints why not, fails under CI.
+fn containers_available() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let msg = "not root: the container comparison test needs cgroups";
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {msg}"
+    );
+    eprintln!("skipped: {msg}");
+    false
+}
+
+#[test]
+fn native_and_container_side_by_side_with_container_phases() {
+    if !containers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // User-namespaced containers must reach the image through the cache directory.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "--backend",
+            "native,container",
+            "--scenario",
+            "startup,syscall,footprint",
+            "--runs",
+            "3",
+            "--warmup",
+            "0",
+            "--out",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("container  startup") && table.contains("native     startup"),
+        "{table}"
+    );
+
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    for backend in ["native", "container"] {
+        for (scenario, metric) in [
+            ("startup", "time_to_start"),
+            ("syscall", "syscall"),
+            ("footprint", "rss"),
+        ] {
+            let f = results
+                .figure(backend, scenario, metric)
+                .unwrap_or_else(|| panic!("{backend} {scenario} {metric}"));
+            assert_eq!(f.samples.len(), 3);
+        }
+    }
+    // The cgroup saw the 64 MiB the workload held.
+    let cgroup = results
+        .figure("container", "footprint", "cgroup_memory")
+        .unwrap();
+    assert!(cgroup.summary.median >= 64.0, "{cgroup:?}");
+    // Every container run carries its phases, in order, before the workload started.
+    for run in results.runs.iter().filter(|r| r.backend == "container") {
+        let names: Vec<&str> = run.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cgroup_created",
+                "cloned",
+                "idmaps_written",
+                "cgroup_attached",
+                "mounts_done",
+                "pivot_root_done",
+                "exec"
+            ],
+            "{run:?}"
+        );
+        assert!(run.phases.windows(2).all(|w| w[0].ms <= w[1].ms), "{run:?}");
+        let exec = run.phases.last().unwrap().ms;
+        assert!(exec <= run.markers.started_ms.unwrap(), "{run:?}");
+        assert!(run.counters.contains_key("cgroup_cpu_usage_us"), "{run:?}");
+    }
+    // Nothing of the containers is left: any instance cgroup whose vcbench has exited is
+    // a leftover (other tests' live containers may exist meanwhile).
+    let found = std::process::Command::new("find")
+        .args([
+            "/sys/fs/cgroup",
+            "-maxdepth",
+            "4",
+            "-path",
+            "*/vcbench/vcbench-*",
+        ])
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&found.stdout);
+    let stale: Vec<&str> = found.lines().filter(|l| !pid_alive_from_name(l)).collect();
+    assert!(stale.is_empty(), "{stale:?}");
+}
+
+/// Whether the vcbench process named in a cgroup directory (`vcbench-<pid>-<n>`) is alive:
+/// other tests' containers may legitimately exist at the same time.
+fn pid_alive_from_name(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .and_then(|n| n.strip_prefix("vcbench-"))
+        .and_then(|rest| rest.split('-').next())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+}

@@ -84,7 +84,7 @@ impl Step {
             Step::Cwd => "changing to the working directory",
             Step::Stdio => "setting up standard streams",
             Step::Privileges => "dropping privileges",
-            Step::Exec => "executing the program",
+            Step::Exec => "exec",
         }
     }
 }
@@ -266,14 +266,18 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
     }
     if plan.become_root {
         // The child still has the parent's IDs, which the new namespace may not map;
-        // root of the namespace is what the maps made of it.
-        // SAFETY: set*id(2) with integer arguments only.
-        check(unsafe { libc::setresgid(0, 0, 0) }, Step::Identity);
+        // root of the namespace is what the maps made of it. Raw system calls: glibc's
+        // wrappers would try to change the IDs of every thread the parent had, which
+        // do not exist here, and wait for them forever.
+        // SAFETY: set*id(2) with integer arguments only, for the calling thread.
+        let gid = unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) };
+        check(i32::try_from(gid).unwrap_or(-1), Step::Identity);
         // SAFETY: as above. setgroups is denied in namespaces made by unprivileged users,
         // where there are no supplementary groups to drop anyway.
-        unsafe { libc::setgroups(0, ptr::null()) };
+        unsafe { libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) };
         // SAFETY: as above.
-        check(unsafe { libc::setresuid(0, 0, 0) }, Step::Identity);
+        let uid = unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) };
+        check(i32::try_from(uid).unwrap_or(-1), Step::Identity);
     }
     // SAFETY: all pointers are null or valid C strings, as mount(2) requires.
     let private = unsafe {
@@ -404,6 +408,9 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         Step::Privileges,
     );
 
+    // The last phase: execve is called now. (The pipe closing on success is read by a
+    // parent that may be scheduled late, so its own stamp would be no measure.)
+    send(status, Step::Exec, 0, 0);
     // SAFETY: program is a C string; argv and envp are null-terminated arrays of pointers
     // to C strings owned by `plan`.
     unsafe {

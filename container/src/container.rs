@@ -6,8 +6,8 @@
 //! 3. the parent writes the user namespace's ID maps (`idmaps_written`) and moves the
 //!    child into the cgroup (`cgroup_attached`), then says go;
 //! 4. the child makes mounts private, assembles the root (`mounts_done`), pivots into it
-//!    (`pivot_root_done`), sets hostname and loopback, drops privileges and execs; the
-//!    status pipe closing on exec is the last stamp (`exec`).
+//!    (`pivot_root_done`), sets hostname and loopback, drops privileges and calls execve
+//!    (`exec`, stamped by the child); the status pipe closing on exec says it succeeded.
 //!
 //! Teardown kills the whole PID namespace (its init) and everything in the cgroup, reaps,
 //! removes the cgroup and any overlay state. Mounts live only in the container's mount
@@ -251,7 +251,6 @@ impl Container {
                 }
             }
         }
-        phases.push(("exec", monotonic_ns()));
         guard.0 = None;
         Ok(Container {
             child,

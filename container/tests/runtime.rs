@@ -261,7 +261,10 @@ const ROOTLESS_ENV: &str = "VCBENCH_TEST_ROOTLESS_ROOTFS";
 fn rootless_runs_as_an_unprivileged_user() {
     if let Ok(rootfs) = std::env::var(ROOTLESS_ENV) {
         // The unprivileged side: all seven namespaces, no cgroup (none is delegated).
-        let mut spec = sh(std::path::Path::new(&rootfs), "echo inside=$(id -u); cat /proc/self/uid_map");
+        let mut spec = sh(
+            std::path::Path::new(&rootfs),
+            "echo inside=$(id -u); cat /proc/self/uid_map",
+        );
         spec.namespaces = container::Namespaces::ALL;
         spec.cgroup = false;
         // SAFETY: geteuid has no preconditions.
@@ -279,14 +282,28 @@ fn rootless_runs_as_an_unprivileged_user() {
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "rootless_runs_as_an_unprivileged_user", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "rootless_runs_as_an_unprivileged_user",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROOTLESS_ENV, rootfs.path())
         .output()
         .expect("setpriv (util-linux) runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("outside=65534"), "{text}");
-    assert!(text.contains("status=0 inside=0"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("status=0 inside=0"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Root inside is the unprivileged user outside, and only that one ID is mapped.
-    let map: Vec<&str> = text.lines().find(|l| l.trim_start().starts_with('0')).unwrap().split_whitespace().collect();
+    let map: Vec<&str> = text
+        .lines()
+        .find(|l| l.trim_start().starts_with('0'))
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(map, ["0", "65534", "1"], "{text}");
 }

@@ -5,7 +5,9 @@
 //! arrived), samples its memory, asks it to finish, waits for it and tears it down. Every
 //! backend speaks this one protocol, so the runner measures them all the same way.
 
+pub mod container;
 pub mod native;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -146,5 +148,5 @@ pub struct Footprint {
 
 /// Every backend this build has, in the order they run.
 pub fn all() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(native::Native)]
+    vec![Box::new(native::Native), Box::new(container::Container)]
 }

@@ -1,6 +1,9 @@
 //! Shared helpers of the container tests: a busybox root file system, running a
 //! container to completion with its output captured, and checks that nothing is left.
-#![allow(dead_code, reason = "each test binary uses a different part of these helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of these helpers"
+)]
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

@@ -1,0 +1,199 @@
+//! The `container` backend: the workload as PID 1 of this project's namespace container.
+//!
+//! The root file system is made from the same image files as every other sandbox's
+//! (see `image`), mounted read-only. As root the container gets all seven namespaces
+//! (root inside is an unprivileged ID outside) and a cgroup; as another user, all seven
+//! in rootless mode, without a cgroup unless one is delegated.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use container::process::Reaped;
+use container::{Namespaces, Spec, Stdio};
+use workload::channel;
+
+use super::watch::{self, Watch};
+use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use crate::clock::Stamp;
+use crate::procfs;
+
+/// The container backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Container;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Backend for Container {
+    fn name(&self) -> &'static str {
+        "container"
+    }
+
+    fn describe(&self) -> &'static str {
+        "this project's runtime: 7 namespaces, pivot_root into the image, cgroup, capabilities dropped"
+    }
+
+    fn availability(&self) -> Availability {
+        if is_root() || crate::host::user_namespaces_enabled() {
+            Availability::Available
+        } else {
+            Availability::Unavailable(
+                "needs root, or unprivileged user namespaces (sysctl -w user.max_user_namespaces=15000)".to_owned(),
+            )
+        }
+    }
+
+    fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
+        let rootfs =
+            crate::image::install_rootfs(&crate::image::cache_dir()).map_err(|e| Error::Spawn {
+                what: "the container image".to_owned(),
+                source: std::io::Error::other(e),
+            })?;
+        let spec = spec(rootfs, &launch.args);
+        let (outputs, watch) = watch::watch()?;
+        let stdio = Stdio {
+            stdin: None,
+            stdout: outputs.stdout,
+            stderr: outputs.stderr,
+        };
+        let container = container::Container::start(&spec, stdio).map_err(|e| Error::Spawn {
+            what: "the container".to_owned(),
+            source: std::io::Error::other(chain(&e)),
+        })?;
+        Ok(Box::new(ContainerInstance {
+            container: Some(container),
+            watch,
+            reaped: None,
+        }))
+    }
+}
+
+/// The specification every container instance runs with.
+fn spec(rootfs: PathBuf, args: &[String]) -> Spec {
+    let argv = std::iter::once("/init".to_owned())
+        .chain(args.iter().cloned())
+        .collect();
+    let mut spec = Spec::new(rootfs, argv);
+    spec.env.push(format!("{}=stdout", channel::ENV));
+    spec.namespaces = Namespaces::ALL;
+    spec.readonly_rootfs = true;
+    spec.cgroup = is_root();
+    spec
+}
+
+/// An error and its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+struct ContainerInstance {
+    /// Present until teardown.
+    container: Option<container::Container>,
+    watch: Watch,
+    reaped: Option<Reaped>,
+}
+
+impl ContainerInstance {
+    fn container(&self) -> Option<&container::Container> {
+        self.container.as_ref()
+    }
+}
+
+impl Instance for ContainerInstance {
+    fn pids(&self) -> Vec<u32> {
+        self.container()
+            .map(container::Container::pids)
+            .unwrap_or_default()
+    }
+
+    fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {
+        self.watch.next_event(until)
+    }
+
+    fn release(&mut self) {
+        if let Some(c) = self.container() {
+            // The workload, as PID 1, forwards it to its work process.
+            c.signal(libc::SIGTERM);
+        }
+    }
+
+    fn wait(&mut self, until: Instant) -> Result<Exit, Error> {
+        let Some(c) = self.container.as_mut() else {
+            return Err(Error::Wait(std::io::Error::other("the container is gone")));
+        };
+        let (reaped, timed_out) = c
+            .wait(until)
+            .map_err(|e| Error::Wait(std::io::Error::other(chain(&e))))?;
+        self.reaped = Some(reaped);
+        Ok(Exit {
+            status: reaped.status,
+            at: Stamp::now(),
+            maxrss_kib: Some(reaped.maxrss_kib),
+            timed_out,
+        })
+    }
+
+    fn diagnostics(&mut self) -> String {
+        self.watch.diagnostics()
+    }
+
+    fn footprint(&self) -> Footprint {
+        let processes = procfs::memory_of(&self.pids());
+        let parts = self
+            .container()
+            .and_then(container::Container::cgroup)
+            .and_then(|g| g.stats().memory_bytes)
+            .map(|bytes| vec![("cgroup_memory".to_owned(), bytes / 1024)])
+            .unwrap_or_default();
+        Footprint { processes, parts }
+    }
+
+    fn phases(&mut self) -> Vec<(String, Stamp)> {
+        self.container()
+            .map(|c| {
+                c.phases()
+                    .iter()
+                    .map(|(name, ns)| ((*name).to_owned(), Stamp(*ns)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn counters(&mut self) -> Vec<(String, u64)> {
+        let Some(stats) = self
+            .container()
+            .and_then(container::Container::cgroup)
+            .map(container::cgroup::Cgroup::stats)
+        else {
+            return Vec::new();
+        };
+        [
+            ("cgroup_cpu_usage_us", stats.cpu_usage_us),
+            (
+                "cgroup_memory_peak_kib",
+                stats.memory_peak_bytes.map(|b| b / 1024),
+            ),
+            ("cgroup_oom_kills", stats.oom_kills),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+        .collect()
+    }
+
+    fn teardown(mut self: Box<Self>) {
+        if let Some(c) = self.container.take() {
+            // Errors here are cleanup that could not finish; the cgroup's Drop retries.
+            drop(c.destroy());
+        }
+        self.watch.join();
+    }
+}
