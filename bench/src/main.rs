@@ -35,6 +35,7 @@ Examples:
   vcbench list                                  backends and scenarios, and what is available here
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
+  vcbench clean                                 remove cgroups and state a killed run left behind
 
 Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);
 130 interrupted (results so far written, marked incomplete).
@@ -67,6 +68,8 @@ enum Command {
     },
     /// Print the JSON Schema of the results document.
     Schema,
+    /// Remove what a killed vcbench left behind (cgroups, container state), and say what.
+    Clean,
     /// Print the summary table of a results file.
     Show {
         /// The results file.
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { file } => show(&file),
+        Command::Clean => clean(false).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -378,6 +382,28 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
     }
     print!("{}", table::columns(&rows, &[], color()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes leftovers of vcbench processes that are gone, reporting each; `quiet` reports
+/// only when something was found (before a run).
+fn clean(quiet: bool) -> Result<(), Failure> {
+    let layout = container::cgroup::Layout::detect().context("reading the cgroup layout")?;
+    let found = container::cleanup::find(&layout);
+    if found.is_empty() && !quiet {
+        println!("nothing to clean");
+    }
+    for leftover in &found {
+        let what = format!(
+            "{} (left by vcbench process {})",
+            leftover.path.display(),
+            leftover.owner
+        );
+        match container::cleanup::remove(leftover) {
+            Ok(()) => eprintln!("removed {what}"),
+            Err(e) => eprintln!("cannot remove {what}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 fn show(file: &Path) -> Result<ExitCode, Failure> {

@@ -259,6 +259,9 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         }
     };
 
+    // If the parent dies (even by SIGKILL) the container dies with it.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let mut byte = 0u8;
     // SAFETY: `byte` is a valid one-byte buffer.
     if unsafe { libc::read(go, ptr::from_mut(&mut byte).cast(), 1) } != 1 {

@@ -352,15 +352,20 @@ fn remove_state(dir: &Path) {
     }
 }
 
-/// A per-instance directory for overlay mount points, under the runtime directory.
-fn state_dir(name: &str) -> Result<PathBuf, Error> {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
+/// Where per-instance state directories go: `$XDG_RUNTIME_DIR/vcbench`, else
+/// `vcbench-run` under the temporary directory.
+pub(crate) fn state_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
         .map_or_else(
             || std::env::temp_dir().join("vcbench-run"),
             |d| PathBuf::from(d).join("vcbench"),
-        );
-    let dir = base.join(name);
+        )
+}
+
+/// A per-instance directory for overlay mount points, under the runtime directory.
+fn state_dir(name: &str) -> Result<PathBuf, Error> {
+    let dir = state_base().join(name);
     std::fs::create_dir_all(dir.join("overlay"))
         .map_err(sys(format!("create {}", dir.display())))?;
     std::fs::create_dir_all(dir.join("merged"))

@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 mod child;
+pub mod cleanup;
 mod container;
 pub mod process;
 pub mod spec;
