@@ -350,7 +350,8 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
         problem = Some("the workload wrote no result record".to_owned());
     }
     let failure = problem.map(|p| {
-        if diagnostics.is_empty() {
+        let last_line = diagnostics.lines().last().unwrap_or_default();
+        if diagnostics.is_empty() || p.contains(last_line.trim_start_matches("workload: ")) {
             p
         } else {
             let last: Vec<&str> = diagnostics.lines().rev().take(3).collect();

@@ -579,13 +579,23 @@ fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, E
         ));
     }
     ops.push(Op::Mkdir(path_c(&inside("tmp"))?));
-    ops.push(mount(
-        Some("tmpfs"),
-        &inside("tmp"),
-        Some("tmpfs"),
-        nosuid | nodev,
-        Some("mode=1777"),
-    )?);
+    let tmp = match &spec.tmp {
+        Some(host) => mount(
+            Some(&host.to_string_lossy()),
+            &inside("tmp"),
+            None,
+            libc::MS_BIND,
+            None,
+        )?,
+        None => mount(
+            Some("tmpfs"),
+            &inside("tmp"),
+            Some("tmpfs"),
+            nosuid | nodev,
+            Some("mode=1777"),
+        )?,
+    };
+    ops.push(tmp);
 
     let strings: Vec<CString> = spec
         .args

@@ -207,6 +207,9 @@ pub struct Spec {
     pub overlay: bool,
     /// Put the container in a cgroup even without limits, for its accounting.
     pub cgroup: bool,
+    /// A host directory bound at `/tmp` instead of a fresh tmpfs, so file I/O inside
+    /// reaches the same file system as outside.
+    pub tmp: Option<PathBuf>,
     /// How long the container may live; enforced by whoever waits for it.
     pub timeout: Option<Duration>,
 }
@@ -232,6 +235,7 @@ impl Spec {
             readonly_rootfs: false,
             overlay: false,
             cgroup: true,
+            tmp: None,
             timeout: None,
         }
     }

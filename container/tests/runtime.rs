@@ -210,6 +210,18 @@ fn a_readonly_root_and_an_overlay() {
     );
     assert_nothing_left(&f);
 
+    // A host directory can stand in for the tmpfs at /tmp.
+    let host_tmp = tempfile::tempdir().unwrap();
+    let mut spec = sh(rootfs.path(), "echo y > /tmp/t");
+    spec.tmp = Some(host_tmp.path().to_owned());
+    let f = run(&spec, T).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(host_tmp.path().join("t")).unwrap(),
+        "y\n",
+        "{f:?}"
+    );
+    assert_nothing_left(&f);
+
     let mut spec = sh(rootfs.path(), "echo x > /file && cat /file");
     spec.overlay = true;
     let f = run(&spec, T).unwrap();

@@ -5,10 +5,10 @@
 //! (root inside is an unprivileged ID outside) and a cgroup; as another user, all seven
 //! in rootless mode, without a cgroup unless one is delegated.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use container::process::Reaped;
 use container::{Namespaces, Spec, Stdio};
 use workload::channel;
 
@@ -51,7 +51,21 @@ impl Backend for Container {
                 what: "the container image".to_owned(),
                 source: std::io::Error::other(e),
             })?;
-        let spec = spec(rootfs, &launch.args);
+        // /tmp inside is a fresh host directory on the file system the native workload
+        // uses, so file I/O is compared like for like (not against a tmpfs).
+        let tmp_error = |source| Error::Spawn {
+            what: "the container's /tmp".to_owned(),
+            source,
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix("vcbench-tmp-")
+            .tempdir()
+            .map_err(tmp_error)?;
+        // Sticky and world-writable, as /tmp is: root inside is an unprivileged ID outside.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777))
+            .map_err(tmp_error)?;
+        let mut spec = spec(rootfs, &launch.args);
+        spec.tmp = Some(tmp.path().to_owned());
         let (outputs, watch) = watch::watch()?;
         let stdio = Stdio {
             stdin: None,
@@ -65,7 +79,7 @@ impl Backend for Container {
         Ok(Box::new(ContainerInstance {
             container: Some(container),
             watch,
-            reaped: None,
+            _tmp: tmp,
         }))
     }
 }
@@ -99,7 +113,8 @@ struct ContainerInstance {
     /// Present until teardown.
     container: Option<container::Container>,
     watch: Watch,
-    reaped: Option<Reaped>,
+    /// The host directory behind /tmp; removed after the container.
+    _tmp: tempfile::TempDir,
 }
 
 impl ContainerInstance {
@@ -133,7 +148,6 @@ impl Instance for ContainerInstance {
         let (reaped, timed_out) = c
             .wait(until)
             .map_err(|e| Error::Wait(std::io::Error::other(chain(&e))))?;
-        self.reaped = Some(reaped);
         Ok(Exit {
             status: reaped.status,
             at: Stamp::now(),
