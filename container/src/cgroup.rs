@@ -127,6 +127,17 @@ impl Layout {
         Self::from_mountinfo_file(Path::new("/proc/self/mountinfo"))
     }
 
+    /// The layout as first read by this process: hierarchies are mounted at boot and stay,
+    /// so instances after the first skip re-reading the mount table.
+    pub fn cached() -> Result<&'static Self, Error> {
+        static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        if let Some(layout) = LAYOUT.get() {
+            return Ok(layout);
+        }
+        let layout = Self::detect()?;
+        Ok(LAYOUT.get_or_init(|| layout))
+    }
+
     /// Reads the layout from a mountinfo file.
     pub fn from_mountinfo_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ReadMountinfo {

@@ -175,8 +175,7 @@ impl Container {
         )?;
 
         let cgroup = if spec.cgroup || spec.limits.any() {
-            let layout = Layout::detect()?;
-            let cgroup = Cgroup::create(&layout, &name, &spec.limits)?;
+            let cgroup = Cgroup::create(Layout::cached()?, &name, &spec.limits)?;
             phases.push(("cgroup_created", monotonic_ns()));
             Some(cgroup)
         } else {
