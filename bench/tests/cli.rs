@@ -349,8 +349,77 @@ fn native_and_container_side_by_side_with_container_phases() {
         assert!(exec <= run.markers.started_ms.unwrap(), "{run:?}");
         assert!(run.counters.contains_key("cgroup_cpu_usage_us"), "{run:?}");
     }
-    // Nothing of the containers is left: any instance cgroup whose vcbench has exited is
-    // a leftover (other tests' live containers may exist meanwhile).
+    // Nothing of the containers is left (other tests' live ones may exist meanwhile).
+    assert_no_stale_cgroups();
+}
+
+/// Whether the vcbench process named in a cgroup directory (`vcbench-<pid>-<n>`) is alive:
+/// other tests' containers may legitimately exist at the same time.
+fn pid_alive_from_name(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .and_then(|n| n.strip_prefix("vcbench-"))
+        .and_then(|rest| rest.split('-').next())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let backends = if unsafe { libc::geteuid() } == 0 {
+        "native,container"
+    } else {
+        "native"
+    };
+    let child = Command::new(VCBENCH)
+        .args([
+            "run",
+            "-b",
+            backends,
+            "-s",
+            "startup,footprint",
+            "-r",
+            "100000",
+            "-w",
+            "0",
+            "-o",
+            "r.json",
+        ])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill has no memory effects; the PID is our live child.
+    unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    assert!(!results.complete);
+    assert!(!results.runs.is_empty());
+    // No process of the run is left: nothing runs the installed workload any more.
+    let workload = dir.path().join("cache");
+    let procs = std::fs::read_dir("/proc").unwrap().filter_map(Result::ok);
+    for p in procs {
+        let exe = std::fs::read_link(p.path().join("exe")).unwrap_or_default();
+        assert!(
+            !exe.starts_with(&workload),
+            "process {:?} still runs {}",
+            p.file_name(),
+            exe.display()
+        );
+    }
+    // And no cgroup of it (containers run as /init, named in their cgroup instead).
+    assert_no_stale_cgroups();
+}
+
+/// Asserts that no instance cgroup outlived the vcbench that made it.
+fn assert_no_stale_cgroups() {
     let found = std::process::Command::new("find")
         .args([
             "/sys/fs/cgroup",
@@ -364,14 +433,4 @@ fn native_and_container_side_by_side_with_container_phases() {
     let found = String::from_utf8_lossy(&found.stdout);
     let stale: Vec<&str> = found.lines().filter(|l| !pid_alive_from_name(l)).collect();
     assert!(stale.is_empty(), "{stale:?}");
-}
-
-/// Whether the vcbench process named in a cgroup directory (`vcbench-<pid>-<n>`) is alive:
-/// other tests' containers may legitimately exist at the same time.
-fn pid_alive_from_name(path: &str) -> bool {
-    path.rsplit('/')
-        .next()
-        .and_then(|n| n.strip_prefix("vcbench-"))
-        .and_then(|rest| rest.split('-').next())
-        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
 }

@@ -296,7 +296,16 @@ impl Cgroup {
             .map(|c| format!("+{c}"))
             .collect();
         for dir in [root, parent.as_path()] {
-            write(&dir.join("cgroup.subtree_control"), &wanted.join(" "))?;
+            let control = dir.join("cgroup.subtree_control");
+            let enabled = std::fs::read_to_string(&control).unwrap_or_default();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .map(String::as_str)
+                .filter(|w| !enabled.split_whitespace().any(|e| e == &w[1..]))
+                .collect();
+            if !missing.is_empty() {
+                write(&control, &missing.join(" "))?;
+            }
         }
         let dir = parent.join(name);
         make_dir(&dir, false)?;
