@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use workload::record::Record;
 
-use crate::backend::{Availability, Backend, Event, Launch};
+use crate::backend::{error_chain, Availability, Backend, Event, Launch};
 use crate::clock::Stamp;
 use crate::host::Host;
 use crate::procfs::{self, Memory};
@@ -264,7 +264,7 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
                 sampled_peak: None,
                 phases: Vec::new(),
                 counters: Vec::new(),
-                failure: Some(anyhow_like(&e)),
+                failure: Some(error_chain(&e)),
             }
         }
     };
@@ -305,7 +305,7 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
                 }
             }
             Err(e) => {
-                problem.get_or_insert_with(|| anyhow_like(&e));
+                problem.get_or_insert_with(|| error_chain(&e));
             }
         }
     }
@@ -343,7 +343,7 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
             }
         }
         Err(e) => {
-            problem.get_or_insert_with(|| anyhow_like(&e));
+            problem.get_or_insert_with(|| error_chain(&e));
         }
     }
     if problem.is_none() && !got_result {
@@ -367,16 +367,4 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
         counters,
         failure,
     }
-}
-
-/// An error with its chain of causes, `a: b: c`.
-fn anyhow_like(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -12,26 +12,16 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 /// Clones a child with `flags` that runs `child` (system calls only) then exits; waits.
 fn clone_and_wait(flags: libc::c_int, child: fn() -> libc::c_int) {
-    // SAFETY: clone without CLONE_VM is a fork; the child runs only system calls and _exit.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::c_ulong::try_from(flags | libc::SIGCHLD).unwrap_or(0),
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_void>(),
-            0,
-        )
-    };
+    // SAFETY: the child runs only system calls and _exit.
+    let pid = unsafe { container::process::clone_fork(flags) }.expect("clone");
     if pid == 0 {
         let code = child();
         // SAFETY: ends the child at once.
         unsafe { libc::_exit(code) };
     }
-    assert!(pid > 0, "clone failed: {}", std::io::Error::last_os_error());
     let mut status = 0;
     // SAFETY: a valid out-pointer; the PID is our child.
-    unsafe { libc::waitpid(i32::try_from(pid).unwrap_or(0), &mut status, 0) };
+    unsafe { libc::waitpid(libc::pid_t::try_from(pid).unwrap_or(0), &mut status, 0) };
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "child failed: {status}"

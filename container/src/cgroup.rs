@@ -371,15 +371,16 @@ impl Cgroup {
                 }),
             }
         };
+        // The pids controller has the same file in both versions.
+        if let Some(p) = limits.pids_max {
+            set("pids.max", p.to_string())?;
+        }
         if self.unified {
             if let Some(m) = limits.memory_max {
                 set("memory.max", m.to_string())?;
                 if self.file("memory.swap.max").is_some() {
                     set("memory.swap.max", "0".to_owned())?;
                 }
-            }
-            if let Some(p) = limits.pids_max {
-                set("pids.max", p.to_string())?;
             }
             match limits.cpu {
                 Some(Cpu::Quota {
@@ -396,9 +397,6 @@ impl Cgroup {
                 if self.file("memory.memsw.limit_in_bytes").is_some() {
                     set("memory.memsw.limit_in_bytes", m.to_string())?;
                 }
-            }
-            if let Some(p) = limits.pids_max {
-                set("pids.max", p.to_string())?;
             }
             match limits.cpu {
                 Some(Cpu::Quota {

@@ -185,30 +185,17 @@ impl Container {
         let (go_read, go_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
         let flags = spec.namespaces.clone_flags();
-        // SAFETY: clone without CLONE_VM behaves like fork: the child gets a copy of this
-        // process and runs only `child::run`, which makes system calls on data prepared
-        // above and never returns.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                libc::c_ulong::try_from(flags | libc::SIGCHLD).unwrap_or(0),
-                std::ptr::null_mut::<libc::c_void>(),
-                std::ptr::null_mut::<libc::c_void>(),
-                std::ptr::null_mut::<libc::c_void>(),
-                0,
-            )
-        };
+        // SAFETY: in the child, only `child::run` runs: system calls on data prepared
+        // above, ending in execve or _exit.
+        let pid = unsafe { crate::process::clone_fork(flags) }.map_err(|source| Error::Clone {
+            namespaces: spec.namespaces.names().join(", "),
+            source,
+        })?;
         if pid == 0 {
             // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
             unsafe { child::run(&plan, go_read.as_raw_fd(), status_write.as_raw_fd()) }
         }
-        if pid < 0 {
-            return Err(Error::Clone {
-                namespaces: spec.namespaces.names().join(", "),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let child = Child::new(u32::try_from(pid).unwrap_or(0));
+        let child = Child::new(pid);
         phases.push(("cloned", monotonic_ns()));
         drop(go_read);
         drop(status_write);

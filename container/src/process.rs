@@ -7,6 +7,31 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+/// clone(2) without `CLONE_VM`, like fork(2) but with namespace `flags`: returns 0 in the
+/// child and the child's PID in the parent. The raw system call skips the C library's
+/// fork handlers, so the child must confine itself to system calls until it execs or exits.
+///
+/// # Safety
+///
+/// In the child (return value 0) only async-signal-safe operations are allowed: no
+/// allocation, no locks, no C library wrappers that act on all threads; it must end in
+/// execve(2) or _exit(2).
+pub unsafe fn clone_fork(flags: libc::c_int) -> std::io::Result<u32> {
+    // SAFETY: clone without CLONE_VM and with a null stack behaves like fork; the caller
+    // upholds the child's restrictions.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_ulong::try_from(flags | libc::SIGCHLD).unwrap_or(0),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0,
+        )
+    };
+    u32::try_from(pid).map_err(|_| std::io::Error::last_os_error())
+}
+
 /// How a reaped child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reaped {

@@ -13,7 +13,7 @@ use container::{Namespaces, Spec, Stdio};
 use workload::channel;
 
 use super::watch::{self, Watch};
-use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use super::{error_chain, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
 use crate::procfs;
 
@@ -74,7 +74,7 @@ impl Backend for Container {
         };
         let container = container::Container::start(&spec, stdio).map_err(|e| Error::Spawn {
             what: "the container".to_owned(),
-            source: std::io::Error::other(chain(&e)),
+            source: std::io::Error::other(error_chain(&e)),
         })?;
         Ok(Box::new(ContainerInstance {
             container: Some(container),
@@ -95,18 +95,6 @@ fn spec(rootfs: PathBuf, args: &[String]) -> Spec {
     spec.readonly_rootfs = true;
     spec.cgroup = is_root();
     spec
-}
-
-/// An error and its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 struct ContainerInstance {
@@ -147,7 +135,7 @@ impl Instance for ContainerInstance {
         };
         let (reaped, timed_out) = c
             .wait(until)
-            .map_err(|e| Error::Wait(std::io::Error::other(chain(&e))))?;
+            .map_err(|e| Error::Wait(std::io::Error::other(error_chain(&e))))?;
         Ok(Exit {
             status: reaped.status,
             at: Stamp::now(),

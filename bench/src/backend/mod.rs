@@ -146,6 +146,18 @@ pub struct Footprint {
     pub parts: Vec<(String, u64)>,
 }
 
+/// An error with its chain of causes, `a: b: c`, for failure reasons in results.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Every backend this build has, in the order they run.
 pub fn all() -> Vec<Box<dyn Backend>> {
     vec![Box::new(native::Native), Box::new(container::Container)]
