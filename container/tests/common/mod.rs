@@ -31,24 +31,17 @@ pub fn prerequisites() -> bool {
     false
 }
 
-/// One copy of busybox per test process, made before any container starts: a file open
-/// for writing while another thread forks would make its exec fail with ETXTBSY.
-fn busybox() -> &'static Path {
-    static COPY: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = COPY.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
-        dir
-    });
-    Box::leak(dir.path().join("busybox").into_boxed_path())
-}
-
-/// A root file system with busybox (hard-linked, so no file is written) and its applets.
+/// A root file system with busybox and its applets. Busybox is hard-linked, not copied:
+/// a file open for writing while another test thread forks would make exec fail with
+/// ETXTBSY. (Copied only where /bin and the temporary directory are different file systems.)
 pub fn busybox_rootfs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    std::fs::hard_link(busybox(), bin.join("busybox")).unwrap();
+    let busybox = std::fs::canonicalize("/bin/busybox").unwrap();
+    if std::fs::hard_link(&busybox, bin.join("busybox")).is_err() {
+        std::fs::copy(&busybox, bin.join("busybox")).unwrap();
+    }
     for applet in [
         "sh", "cat", "ls", "hostname", "echo", "sleep", "head", "tr", "id", "mount", "ps", "seq",
         "wc", "grep",
