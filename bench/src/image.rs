@@ -127,6 +127,24 @@ pub fn install_workload(dir: &Path) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
+/// Workload binaries and root file systems in `dir` made by other builds than this one.
+pub fn stale_installs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let hash = name
+                .strip_prefix("workload-")
+                .or_else(|| name.strip_prefix("rootfs-"));
+            hash.is_some_and(|h| h != WORKLOAD_FNV)
+        })
+        .collect()
+}
+
 /// Whether an ELF executable is static: it asks for no dynamic loader (no `PT_INTERP`).
 /// `None` if the bytes are not a 64-bit little-endian ELF file.
 pub fn elf_is_static(elf: &[u8]) -> Option<bool> {
@@ -175,6 +193,18 @@ mod tests {
         assert_eq!(install_rootfs(dir.path()).unwrap(), rootfs);
         let mode = std::fs::metadata(&rootfs).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn other_builds_installs_are_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = install_workload(dir.path()).unwrap();
+        std::fs::write(dir.path().join("workload-0123456789abcdef"), "old").unwrap();
+        std::fs::create_dir(dir.path().join("rootfs-0123456789abcdef")).unwrap();
+        let mut stale = stale_installs(dir.path());
+        stale.sort();
+        assert_eq!(stale.len(), 2);
+        assert!(!stale.contains(&current));
     }
 
     #[test]

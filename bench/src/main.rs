@@ -32,6 +32,7 @@ Examples:
   vcbench run                                   the default suite, every available backend
   vcbench run --backend native --scenario startup,cpu,syscall --runs 10 --out r.json
   vcbench run --scenario footprint --json > footprint.json
+  vcbench run -b container -s startup --namespaces mount,pid   a container without net, user, ... namespaces
   vcbench list                                  backends and scenarios, and what is available here
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
@@ -68,7 +69,8 @@ enum Command {
     },
     /// Print the JSON Schema of the results document.
     Schema,
-    /// Remove what a killed vcbench left behind (cgroups, container state), and say what.
+    /// Remove what a killed vcbench left behind (cgroups, container state) and other builds'
+    /// cached images, and say what.
     Clean,
     /// Print the summary table of a results file.
     Show {
@@ -91,6 +93,10 @@ struct RunArgs {
     /// Warmup runs, discarded, before the measured ones [default: 3 for startup, 1 for the rest].
     #[arg(long, short, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     warmup: Option<u32>,
+    /// Namespaces of the container backend, comma-separated, to measure what each costs
+    /// [default: all seven; `mount` is always on].
+    #[arg(long, value_delimiter = ',', value_parser = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup"])]
+    namespaces: Vec<String>,
     /// Seconds after which one run is killed and counted as failed.
     #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
     timeout: f64,
@@ -174,7 +180,25 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     results::check_writable(&out)
         .map_err(|e| Failure::usage(anyhow::Error::new(e).context("choose another --out")))?;
 
-    let backends: Vec<Box<dyn backend::Backend>> = backend::all()
+    let mut all = backend::all();
+    if !args.namespaces.is_empty() {
+        let has = |n: &str| args.namespaces.iter().any(|a| a == n);
+        let namespaces = container::Namespaces {
+            user: has("user"),
+            pid: has("pid"),
+            mount: true,
+            uts: has("uts"),
+            ipc: has("ipc"),
+            net: has("net"),
+            cgroup: has("cgroup"),
+        };
+        for b in &mut all {
+            if b.name() == "container" {
+                *b = Box::new(backend::container::Container { namespaces });
+            }
+        }
+    }
+    let backends: Vec<Box<dyn backend::Backend>> = all
         .into_iter()
         .filter(|b| args.backend.is_empty() || args.backend.iter().any(|n| n == b.name()))
         .collect();
@@ -391,6 +415,19 @@ fn clean(quiet: bool) -> Result<(), Failure> {
     let found = container::cleanup::find(&layout);
     if found.is_empty() && !quiet {
         println!("nothing to clean");
+    }
+    if !quiet {
+        for path in image::stale_installs(&image::cache_dir()) {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => println!("removed {} (from another build)", path.display()),
+                Err(e) => eprintln!("cannot remove {}: {e}", path.display()),
+            }
+        }
     }
     for leftover in &found {
         let what = format!(

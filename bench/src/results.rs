@@ -107,6 +107,9 @@ pub struct Tool {
 pub struct Plan {
     /// The backends, in the order they ran.
     pub backends: Vec<String>,
+    /// Each backend's settings where it has any (e.g. the container's namespaces).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
     /// The scenarios, in the order they ran.
     pub scenarios: Vec<PlannedScenario>,
 }
@@ -345,6 +348,10 @@ mod tests {
             host: Host::detect(),
             plan: Plan {
                 backends: vec!["native".into()],
+                settings: BTreeMap::from([(
+                    "container".to_owned(),
+                    "namespaces: user,pid".to_owned(),
+                )]),
                 scenarios: vec![PlannedScenario {
                     name: "startup".into(),
                     workload: vec!["hello".into()],

@@ -110,6 +110,12 @@ pub fn execute(
         host,
         plan: results::Plan {
             backends: plan.backends.iter().map(|b| b.name().to_owned()).collect(),
+            settings: plan
+                .backends
+                .iter()
+                .map(|b| (b.name().to_owned(), b.settings()))
+                .filter(|(_, s)| !s.is_empty())
+                .collect(),
             scenarios: plan
                 .steps
                 .iter()

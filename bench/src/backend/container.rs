@@ -18,8 +18,20 @@ use crate::clock::Stamp;
 use crate::procfs;
 
 /// The container backend.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Container;
+#[derive(Debug, Clone, Copy)]
+pub struct Container {
+    /// The namespaces each instance gets (all seven unless switched off, to measure what
+    /// each costs).
+    pub namespaces: Namespaces,
+}
+
+impl Default for Container {
+    fn default() -> Self {
+        Container {
+            namespaces: Namespaces::ALL,
+        }
+    }
+}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -45,6 +57,10 @@ impl Backend for Container {
         }
     }
 
+    fn settings(&self) -> String {
+        format!("namespaces: {}", self.namespaces.names().join(","))
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         let rootfs =
             crate::image::install_rootfs(&crate::image::cache_dir()).map_err(|e| Error::Spawn {
@@ -64,7 +80,7 @@ impl Backend for Container {
         // Sticky and world-writable, as /tmp is: root inside is an unprivileged ID outside.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777))
             .map_err(tmp_error)?;
-        let mut spec = spec(rootfs, &launch.args);
+        let mut spec = spec(rootfs, &launch.args, self.namespaces);
         spec.tmp = Some(tmp.path().to_owned());
         let (outputs, watch) = watch::watch()?;
         let stdio = Stdio {
@@ -85,13 +101,13 @@ impl Backend for Container {
 }
 
 /// The specification every container instance runs with.
-fn spec(rootfs: PathBuf, args: &[String]) -> Spec {
+fn spec(rootfs: PathBuf, args: &[String], namespaces: Namespaces) -> Spec {
     let argv = std::iter::once("/init".to_owned())
         .chain(args.iter().cloned())
         .collect();
     let mut spec = Spec::new(rootfs, argv);
     spec.env.push(format!("{}=stdout", channel::ENV));
-    spec.namespaces = Namespaces::ALL;
+    spec.namespaces = namespaces;
     spec.readonly_rootfs = true;
     spec.cgroup = is_root();
     spec

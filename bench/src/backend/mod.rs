@@ -94,6 +94,10 @@ pub trait Backend {
     fn describe(&self) -> &'static str;
     /// Whether it can run here.
     fn availability(&self) -> Availability;
+    /// How it is configured, in one line for the results' plan (empty when it has no settings).
+    fn settings(&self) -> String {
+        String::new()
+    }
     /// Whether it can run `scenario`; `Err` says why not (the run is recorded as skipped).
     fn supports(&self, scenario: Scenario) -> Result<(), String> {
         let _ = scenario;
@@ -160,5 +164,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Every backend this build has, in the order they run.
 pub fn all() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(native::Native), Box::new(container::Container)]
+    vec![
+        Box::new(native::Native),
+        Box::new(container::Container::default()),
+    ]
 }
