@@ -434,3 +434,39 @@ fn assert_no_stale_cgroups() {
     let stale: Vec<&str> = found.lines().filter(|l| !pid_alive_from_name(l)).collect();
     assert!(stale.is_empty(), "{stale:?}");
 }
+
+#[test]
+fn container_namespaces_can_be_switched_off_and_are_recorded() {
+    if !containers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "container",
+            "-s",
+            "startup",
+            "-r",
+            "2",
+            "-w",
+            "0",
+            "--namespaces",
+            "mount,pid",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    assert_eq!(results.plan.settings["container"], "namespaces: mount,pid");
+    // Without a user namespace there are no ID maps to write.
+    for run in &results.runs {
+        assert!(
+            run.phases.iter().all(|p| p.name != "idmaps_written"),
+            "{run:?}"
+        );
+    }
+}
