@@ -1,6 +1,27 @@
-//! A minimal KVM virtual machine monitor: guest memory, vCPUs, devices and boot.
+//! A minimal KVM virtual machine monitor: guest memory, vCPUs, devices and micro guests.
 //!
-//! This crate knows nothing about benchmarks. So far it answers what kind of KVM the
-//! host offers ([`host::KvmFlavour`]); the monitor itself builds on that.
+//! This crate knows nothing about benchmarks. [`vm::run`] builds a VM from a validated
+//! [`vm::Config`] in a short recipe of stamped steps, runs a [`guest`] payload, and
+//! reports its markers, exits by kind, console output and end. [`host`] tells what kind
+//! of KVM the machine has.
 
+pub mod bus;
+pub mod devices;
+pub mod exit;
+pub mod guest;
 pub mod host;
+pub mod layout;
+pub mod memory;
+pub mod vcpu;
+pub mod vm;
+
+/// CLOCK_MONOTONIC now, nanoseconds: the one clock of every stamp.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}

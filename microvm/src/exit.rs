@@ -1,0 +1,227 @@
+//! VM exits: a plain function from an exit to what the vCPU loop does next, so it can be
+//! fed synthetic exits in tests. Every exit is counted by kind: each one is the guest
+//! reaching into the host.
+
+use crate::bus::{Action, PioBus};
+
+/// An exit, in the monitor's own terms (decoupled from the KVM crate's borrowed type).
+#[derive(Debug)]
+pub enum Exit<'a> {
+    /// The guest wrote to an I/O port.
+    IoOut {
+        /// Port.
+        port: u16,
+        /// Bytes written.
+        data: &'a [u8],
+    },
+    /// The guest read an I/O port.
+    IoIn {
+        /// Port.
+        port: u16,
+        /// Where the answer goes.
+        data: &'a mut [u8],
+    },
+    /// The guest read guest-physical memory that is not RAM.
+    MmioRead {
+        /// Guest-physical address.
+        address: u64,
+    },
+    /// The guest wrote guest-physical memory that is not RAM.
+    MmioWrite {
+        /// Guest-physical address.
+        address: u64,
+    },
+    /// HLT.
+    Hlt,
+    /// The vCPU shut down: a triple fault.
+    Shutdown,
+    /// KVM could not enter the guest.
+    FailEntry(u64),
+    /// KVM failed internally (on software KVM: often an instruction it cannot emulate).
+    InternalError,
+    /// Anything else, by name.
+    Other(&'static str),
+}
+
+/// What the vCPU loop does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Run the guest again.
+    Continue,
+    /// The guest halted with interrupts off: a micro guest's normal end.
+    Halted,
+    /// The guest asked for a reset (i8042): the machine's clean end.
+    Reset,
+    /// The guest failed; why.
+    Failed(String),
+}
+
+/// Exits by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitCounts {
+    /// Port writes.
+    pub io_out: u64,
+    /// Port reads.
+    pub io_in: u64,
+    /// Port accesses no device answered (writes ignored, reads all ones).
+    pub io_unhandled: u64,
+    /// MMIO accesses.
+    pub mmio: u64,
+    /// HLT.
+    pub hlt: u64,
+    /// Shutdowns (triple faults).
+    pub shutdown: u64,
+    /// Everything else.
+    pub other: u64,
+}
+
+impl ExitCounts {
+    /// Every exit.
+    pub fn total(&self) -> u64 {
+        self.io_out + self.io_in + self.mmio + self.hlt + self.shutdown + self.other
+    }
+
+    /// (name, count) pairs, for results.
+    pub fn pairs(&self) -> [(&'static str, u64); 7] {
+        [
+            ("exits_io_out", self.io_out),
+            ("exits_io_in", self.io_in),
+            ("exits_io_unhandled", self.io_unhandled),
+            ("exits_mmio", self.mmio),
+            ("exits_hlt", self.hlt),
+            ("exits_shutdown", self.shutdown),
+            ("exits_other", self.other),
+        ]
+    }
+}
+
+/// Handles one exit.
+pub fn handle(exit: Exit<'_>, bus: &mut PioBus, counts: &mut ExitCounts) -> Outcome {
+    match exit {
+        Exit::IoOut { port, data } => {
+            counts.io_out += 1;
+            match bus.write(port, data) {
+                Some(Action::Shutdown) => Outcome::Reset,
+                Some(Action::None) => Outcome::Continue,
+                None => {
+                    counts.io_unhandled += 1;
+                    Outcome::Continue
+                }
+            }
+        }
+        Exit::IoIn { port, data } => {
+            counts.io_in += 1;
+            if !bus.read(port, data) {
+                counts.io_unhandled += 1;
+            }
+            Outcome::Continue
+        }
+        Exit::MmioRead { address } | Exit::MmioWrite { address } => {
+            counts.mmio += 1;
+            Outcome::Failed(format!(
+                "MMIO access to {address:#x}, where no memory or device is"
+            ))
+        }
+        Exit::Hlt => {
+            counts.hlt += 1;
+            Outcome::Halted
+        }
+        Exit::Shutdown => {
+            counts.shutdown += 1;
+            Outcome::Failed("the guest triple-faulted (shutdown exit)".to_owned())
+        }
+        Exit::FailEntry(reason) => {
+            counts.other += 1;
+            Outcome::Failed(format!(
+                "KVM could not enter the guest (hardware reason {reason:#x})"
+            ))
+        }
+        Exit::InternalError => {
+            counts.other += 1;
+            Outcome::Failed(
+                "KVM internal error (an instruction the hypervisor could not emulate?)".to_owned(),
+            )
+        }
+        Exit::Other(name) => {
+            counts.other += 1;
+            Outcome::Failed(format!("unhandled exit: {name}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::{marker::Marker, shutdown::I8042};
+    use crate::layout::{I8042_COMMAND_PORT, I8042_RESET, MARKER_PORT};
+
+    fn bus() -> (
+        PioBus,
+        std::sync::Arc<std::sync::Mutex<crate::devices::marker::Markers>>,
+    ) {
+        let mut bus = PioBus::default();
+        let (marker, seen) = Marker::new();
+        bus.register(MARKER_PORT, 1, Box::new(marker)).unwrap();
+        bus.register(I8042_COMMAND_PORT, 1, Box::new(I8042))
+            .unwrap();
+        (bus, seen)
+    }
+
+    #[test]
+    fn synthetic_exits_map_to_outcomes_and_counts() {
+        let (mut bus, seen) = bus();
+        let mut counts = ExitCounts::default();
+        let out = handle(
+            Exit::IoOut {
+                port: MARKER_PORT,
+                data: &[1],
+            },
+            &mut bus,
+            &mut counts,
+        );
+        assert_eq!(out, Outcome::Continue);
+        assert_eq!(seen.lock().unwrap().stamps[0].0, 1);
+        let mut data = [0u8; 1];
+        assert_eq!(
+            handle(
+                Exit::IoIn {
+                    port: 0x1234,
+                    data: &mut data
+                },
+                &mut bus,
+                &mut counts
+            ),
+            Outcome::Continue
+        );
+        assert_eq!(data, [0xff]);
+        assert_eq!(handle(Exit::Hlt, &mut bus, &mut counts), Outcome::Halted);
+        let reset = handle(
+            Exit::IoOut {
+                port: I8042_COMMAND_PORT,
+                data: &[I8042_RESET],
+            },
+            &mut bus,
+            &mut counts,
+        );
+        assert_eq!(reset, Outcome::Reset);
+        assert!(
+            matches!(handle(Exit::Shutdown, &mut bus, &mut counts), Outcome::Failed(r) if r.contains("triple"))
+        );
+        assert!(
+            matches!(handle(Exit::MmioWrite { address: 0xd000_0000 }, &mut bus, &mut counts), Outcome::Failed(r) if r.contains("0xd0000000"))
+        );
+        assert_eq!(
+            counts,
+            ExitCounts {
+                io_out: 2,
+                io_in: 1,
+                io_unhandled: 1,
+                mmio: 1,
+                hlt: 1,
+                shutdown: 1,
+                other: 0
+            }
+        );
+        assert_eq!(counts.total(), 6);
+    }
+}

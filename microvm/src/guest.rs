@@ -1,0 +1,203 @@
+//! Micro guests: a few instructions written by the monitor itself, to measure the
+//! hypervisor's own costs (VM creation, first instruction, exit round trip, teardown)
+//! without a kernel. Each is assembled here byte by byte, every instruction commented.
+//!
+//! Marker codes: 1 = the guest's first instruction ran, 2 = its work is done, 3 = one
+//! exit of the `exits` loop.
+
+use crate::layout::{MARKER_PORT, SERIAL_PORT, TOUCH_START};
+
+/// Marker code written first.
+pub const MARKER_START: u8 = 1;
+/// Marker code written when the work is done.
+pub const MARKER_DONE: u8 = 2;
+/// Marker code of each exit in the `exits` loop.
+pub const MARKER_LOOP: u8 = 3;
+
+/// The CPU mode a payload starts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 16-bit real mode, segments at 0.
+    Real,
+    /// 32-bit protected mode, flat 4 GiB segments, no paging, no IDT.
+    Protected,
+}
+
+/// A payload: code and the mode it starts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// Machine code, loaded at `layout::PAYLOAD_START` and entered at its first byte.
+    pub code: Vec<u8>,
+    /// The starting mode.
+    pub mode: Mode,
+    /// What it is, for reports.
+    pub name: String,
+}
+
+// `MARKER_PORT` fits the one-byte immediate of `out imm8, al`.
+const MARKER: u8 = MARKER_PORT as u8;
+
+/// `mov al, code; out MARKER, al` (the same bytes in 16- and 32-bit code).
+fn marker(code: u8) -> [u8; 4] {
+    [0xb0, code, 0xe6, MARKER]
+}
+
+/// `hello`: marker 1, then `hlt` (real mode).
+pub fn hello() -> Payload {
+    let mut code = marker(MARKER_START).to_vec();
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Real,
+        name: "hello".into(),
+    }
+}
+
+/// `spin N`: marker 1, a loop of `count` iterations, marker 2, `hlt` (real mode).
+pub fn spin(count: u32) -> Payload {
+    let mut code = marker(MARKER_START).to_vec();
+    code.extend([0x66, 0xb9]); // mov ecx, imm32 (operand-size prefix in 16-bit code)
+    code.extend(count.max(1).to_le_bytes());
+    code.extend([0x66, 0x49]); // loop: dec ecx
+    code.extend([0x75, 0xfc]); //       jnz loop (-4)
+    code.extend(marker(MARKER_DONE));
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Real,
+        name: format!("spin {count}"),
+    }
+}
+
+/// `exits N`: marker 1, `count` writes to the marker port (each one exit round trip),
+/// marker 2, `hlt` (real mode).
+pub fn exits(count: u32) -> Payload {
+    let mut code = marker(MARKER_START).to_vec();
+    code.extend([0x66, 0xb9]); // mov ecx, imm32
+    code.extend(count.max(1).to_le_bytes());
+    code.extend([0xb0, MARKER_LOOP]); // mov al, 3
+    code.extend([0xe6, MARKER]); // loop: out MARKER, al   (the exit)
+    code.extend([0x66, 0x49]); //       dec ecx
+    code.extend([0x75, 0xfa]); //       jnz loop (-6)
+    code.extend(marker(MARKER_DONE));
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Real,
+        name: format!("exits {count}"),
+    }
+}
+
+/// `touch N`: marker 1, one byte written in each 4 KiB page of `mib` MiB from
+/// `TOUCH_START`, marker 2, `hlt` (32-bit protected mode, to reach above 1 MiB).
+pub fn touch(mib: u32) -> Payload {
+    let pages = mib.max(1) * 256;
+    let mut code = marker(MARKER_START).to_vec();
+    code.push(0xbf); // mov edi, imm32
+    code.extend(u32::try_from(TOUCH_START).unwrap_or(0).to_le_bytes());
+    code.push(0xb9); // mov ecx, imm32
+    code.extend(pages.to_le_bytes());
+    code.extend([0xc6, 0x07, 0x01]); // loop: mov byte [edi], 1
+    code.extend([0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]); // add edi, 4096
+    code.push(0x49); //       dec ecx
+    code.extend([0x75, 0xf4]); //       jnz loop (-12)
+    code.extend(marker(MARKER_DONE));
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Protected,
+        name: format!("touch {mib}"),
+    }
+}
+
+/// Writes `text` to the serial console, then marker 2 and `hlt` (real mode).
+pub fn serial(text: &[u8]) -> Payload {
+    let mut code = marker(MARKER_START).to_vec();
+    code.push(0xba); // mov dx, imm16
+    code.extend(SERIAL_PORT.to_le_bytes());
+    for &byte in text {
+        code.extend([0xb0, byte]); // mov al, byte
+        code.push(0xee); // out dx, al
+    }
+    code.extend(marker(MARKER_DONE));
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Real,
+        name: "serial".into(),
+    }
+}
+
+/// `int3` in protected mode with an empty IDT: #GP, double fault, triple fault.
+pub fn triple_fault() -> Payload {
+    let mut code = marker(MARKER_START).to_vec();
+    code.push(0xcc); // int3
+    Payload {
+        code,
+        mode: Mode::Protected,
+        name: "triple fault".into(),
+    }
+}
+
+/// A write to guest-physical 0xD000_0000, where nothing is mapped (protected mode).
+pub fn mmio_nowhere() -> Payload {
+    let mut code = marker(MARKER_START).to_vec();
+    code.extend([0xc6, 0x05]); // mov byte [imm32], imm8
+    code.extend(0xd000_0000u32.to_le_bytes());
+    code.push(0x01);
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Protected,
+        name: "mmio nowhere".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The offset a rel8 jump at `at` (opcode first) lands on.
+    fn jump_target(code: &[u8], at: usize) -> usize {
+        let rel = i8::from_ne_bytes([code[at + 1]]);
+        (at + 2).checked_add_signed(isize::from(rel)).unwrap()
+    }
+
+    #[test]
+    fn loops_jump_back_to_their_first_instruction() {
+        let s = spin(5).code;
+        let jnz = s.iter().position(|b| *b == 0x75).unwrap();
+        assert_eq!(
+            &s[jump_target(&s, jnz)..jump_target(&s, jnz) + 2],
+            &[0x66, 0x49]
+        );
+        let e = exits(5).code;
+        let jnz = e.iter().rposition(|b| *b == 0x75).unwrap();
+        assert_eq!(
+            &e[jump_target(&e, jnz)..jump_target(&e, jnz) + 2],
+            &[0xe6, MARKER]
+        );
+        let t = touch(1).code;
+        let jnz = t.iter().rposition(|b| *b == 0x75).unwrap();
+        assert_eq!(
+            &t[jump_target(&t, jnz)..jump_target(&t, jnz) + 3],
+            &[0xc6, 0x07, 0x01]
+        );
+    }
+
+    #[test]
+    fn every_guest_starts_with_its_marker_and_fits() {
+        for p in [
+            hello(),
+            spin(1),
+            exits(1),
+            touch(1),
+            serial(b"hi"),
+            triple_fault(),
+            mmio_nowhere(),
+        ] {
+            assert_eq!(&p.code[..4], &marker(MARKER_START), "{}", p.name);
+            assert!(p.code.len() <= crate::layout::PAYLOAD_MAX);
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Building and running a microVM: a short linear recipe from a validated [`Config`].
+//!
+//! 1. open /dev/kvm, check the API version and the capabilities used;
+//! 2. create the VM (`vm_created`);
+//! 3. map guest memory (anonymous, private, `MAP_NORESERVE`: pages cost nothing until the
+//!    guest touches them) and register it (`memory_registered`);
+//! 4. create the vCPU and set its mode (`vcpus_created`);
+//! 5. register the devices and load the payload (`payload_loaded`);
+//! 6. run until the guest halts, resets, fails or outlives its timeout (`halted`);
+//! 7. tear everything down (`torn_down`).
+//!
+//! Each step is stamped on the host's `CLOCK_MONOTONIC`, and so is every marker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Cap, Kvm, VcpuExit};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use crate::bus::PioBus;
+use crate::devices::{
+    marker::Marker, marker::Markers, serial::Capture, serial::Console, shutdown::I8042,
+};
+use crate::exit::{self, Exit, ExitCounts, Outcome};
+use crate::guest::Payload;
+use crate::layout;
+use crate::vcpu;
+
+/// The KVM API version this monitor speaks (stable since Linux 2.6.22).
+const KVM_API_VERSION: i32 = 12;
+
+/// Errors that stop a VM from being built (a guest's own failure is an [`End`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error("bad microVM configuration: {0}")]
+    Config(String),
+    /// A KVM call failed.
+    #[error("KVM: cannot {what}")]
+    Kvm {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// The KVM in the kernel is not one this monitor can drive.
+    #[error("KVM API version {0} (this monitor needs {KVM_API_VERSION})")]
+    ApiVersion(i32),
+    /// A capability the monitor needs is missing.
+    #[error("KVM lacks the capability {0}")]
+    Capability(&'static str),
+    /// Guest memory could not be mapped or written.
+    #[error("guest memory: {0}")]
+    Memory(String),
+}
+
+fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |source| Error::Kvm { what, source }
+}
+
+/// What to build and run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Guest memory, MiB.
+    pub memory_mib: u64,
+    /// The guest.
+    pub payload: Payload,
+    /// How long the guest may run.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Checks the configuration before anything is created.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bytes = self
+            .memory_mib
+            .checked_mul(1 << 20)
+            .ok_or_else(|| Error::Config("memory size overflows".into()))?;
+        if bytes < layout::MIN_MEMORY {
+            return Err(Error::Config(format!(
+                "{} MiB of memory is too little: at least {} MiB",
+                self.memory_mib,
+                layout::MIN_MEMORY >> 20
+            )));
+        }
+        if bytes > 1 << 40 {
+            return Err(Error::Config(format!(
+                "{} MiB of memory is more than 1 TiB",
+                self.memory_mib
+            )));
+        }
+        if self.payload.code.is_empty() || self.payload.code.len() > layout::PAYLOAD_MAX {
+            return Err(Error::Config(format!(
+                "payload {} is {} bytes: it must be 1..={} bytes",
+                self.payload.name,
+                self.payload.code.len(),
+                layout::PAYLOAD_MAX
+            )));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::Config("the timeout is zero".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How the guest ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// It halted (a micro guest's normal end).
+    Halted,
+    /// It reset the machine through the i8042.
+    Reset,
+    /// It outlived its timeout and was stopped.
+    TimedOut,
+    /// It failed: why, and the vCPU's registers then.
+    Failed {
+        /// The reason.
+        reason: String,
+        /// Register dump.
+        registers: String,
+    },
+}
+
+/// Everything a run observed.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Build and run phases with their CLOCK_MONOTONIC stamps (ns), in order.
+    pub phases: Vec<(&'static str, u64)>,
+    /// The marker device's record.
+    pub markers: Markers,
+    /// Exits by kind.
+    pub exits: ExitCounts,
+    /// Console output.
+    pub serial: Capture,
+    /// How it ended.
+    pub end: End,
+    /// Guest memory resident when the guest stopped (pages it touched), KiB.
+    pub guest_touched_kib: Option<u64>,
+}
+
+/// Builds the VM described by `config`, runs it to its end and tears it down.
+pub fn run(config: &Config) -> Result<Report, Error> {
+    config.validate()?;
+    let mut phases = Vec::new();
+    let stamp =
+        |phases: &mut Vec<(&'static str, u64)>, name| phases.push((name, crate::monotonic_ns()));
+
+    let kvm_fd = Kvm::new().map_err(kvm("open /dev/kvm"))?;
+    let version = kvm_fd.get_api_version();
+    if version != KVM_API_VERSION {
+        return Err(Error::ApiVersion(version));
+    }
+    for (cap, name) in [
+        (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+        (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+    ] {
+        if !kvm_fd.check_extension(cap) {
+            return Err(Error::Capability(name));
+        }
+    }
+    let vm = kvm_fd.create_vm().map_err(kvm("create a VM"))?;
+    stamp(&mut phases, "vm_created");
+
+    let size = usize::try_from(config.memory_mib << 20)
+        .map_err(|_| Error::Config("memory too large".into()))?;
+    let memory: GuestMemoryMmap =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(layout::RAM_START), size)])
+            .map_err(|e| Error::Memory(e.to_string()))?;
+    let host_address = memory
+        .get_host_address(GuestAddress(layout::RAM_START))
+        .map_err(|e| Error::Memory(e.to_string()))?;
+    let slot = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: layout::RAM_START,
+        memory_size: size as u64,
+        userspace_addr: host_address as u64,
+    };
+    // SAFETY: the region is a valid mapping of `size` bytes owned by `memory`, which
+    // outlives the VM (both are dropped at the end of this function, the VM first), and
+    // slot 0 overlaps no other slot.
+    unsafe { vm.set_user_memory_region(slot) }.map_err(kvm("register guest memory"))?;
+    stamp(&mut phases, "memory_registered");
+
+    let mut vcpu = vm.create_vcpu(0).map_err(kvm("create a vCPU"))?;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(kvm("read the vCPU's special registers"))?;
+    vcpu::setup_sregs(&mut sregs, config.payload.mode);
+    vcpu.set_sregs(&sregs)
+        .map_err(kvm("set the vCPU's special registers"))?;
+    vcpu.set_regs(&vcpu::entry_regs())
+        .map_err(kvm("set the vCPU's registers"))?;
+    stamp(&mut phases, "vcpus_created");
+
+    let mut bus = PioBus::default();
+    let (marker, markers) = Marker::new();
+    let (console, serial) = Console::new();
+    let registrations = [
+        bus.register(layout::MARKER_PORT, 1, Box::new(marker)),
+        bus.register(layout::SERIAL_PORT, layout::SERIAL_PORTS, Box::new(console)),
+        bus.register(layout::I8042_COMMAND_PORT, 1, Box::new(I8042)),
+    ];
+    for r in registrations {
+        r.map_err(|e| Error::Config(e.to_string()))?;
+    }
+    memory
+        .write_slice(&config.payload.code, GuestAddress(layout::PAYLOAD_START))
+        .map_err(|e| Error::Memory(e.to_string()))?;
+    stamp(&mut phases, "payload_loaded");
+
+    let mut counts = ExitCounts::default();
+    let watchdog = Watchdog::start(config.timeout);
+    let end = loop {
+        let outcome = match vcpu.run() {
+            Ok(exit) => exit::handle(translate(exit), &mut bus, &mut counts),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                if watchdog.fired() {
+                    break End::TimedOut;
+                }
+                vcpu.set_kvm_immediate_exit(0);
+                Outcome::Continue
+            }
+            Err(e) => Outcome::Failed(format!("KVM_RUN failed: {e}")),
+        };
+        match outcome {
+            Outcome::Continue => {}
+            Outcome::Halted => break End::Halted,
+            Outcome::Reset => break End::Reset,
+            Outcome::Failed(reason) => {
+                let registers = match (vcpu.get_regs(), vcpu.get_sregs()) {
+                    (Ok(r), Ok(s)) => vcpu::describe(&r, &s),
+                    _ => "registers unreadable".to_owned(),
+                };
+                break End::Failed { reason, registers };
+            }
+        }
+    };
+    watchdog.stop();
+    stamp(&mut phases, "halted");
+    let guest_touched_kib = crate::memory::resident_kib_of_mapping(host_address as usize);
+    drop(vcpu);
+    drop(vm);
+    drop(memory);
+    stamp(&mut phases, "torn_down");
+
+    let markers = markers.lock().map(|m| m.clone()).unwrap_or_default();
+    if let Some(&(_, first)) = markers.stamps.first() {
+        let at = phases
+            .iter()
+            .position(|(n, _)| *n == "halted")
+            .unwrap_or(phases.len());
+        phases.insert(at, ("first_marker", first));
+    }
+    let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
+    Ok(Report {
+        phases,
+        markers,
+        exits: counts,
+        serial,
+        end,
+        guest_touched_kib,
+    })
+}
+
+/// KVM's exit in the monitor's terms.
+fn translate(exit: VcpuExit<'_>) -> Exit<'_> {
+    match exit {
+        VcpuExit::IoOut(port, data) => Exit::IoOut { port, data },
+        VcpuExit::IoIn(port, data) => Exit::IoIn { port, data },
+        VcpuExit::MmioRead(address, _) => Exit::MmioRead { address },
+        VcpuExit::MmioWrite(address, _) => Exit::MmioWrite { address },
+        VcpuExit::Hlt => Exit::Hlt,
+        VcpuExit::Shutdown => Exit::Shutdown,
+        VcpuExit::FailEntry(reason, _) => Exit::FailEntry(reason),
+        VcpuExit::InternalError => Exit::InternalError,
+        VcpuExit::Exception => Exit::Other("exception"),
+        VcpuExit::Debug(_) => Exit::Other("debug"),
+        VcpuExit::IrqWindowOpen => Exit::Other("irq window open"),
+        VcpuExit::Intr => Exit::Other("interrupted"),
+        _ => Exit::Other("unknown"),
+    }
+}
+
+/// The signal that kicks a vCPU thread out of KVM_RUN when its time is up.
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Stops a guest that runs past its time: a thread waits for the deadline, then signals
+/// the vCPU thread (repeatedly, since a signal that lands just before KVM_RUN is entered
+/// would be lost) until the loop notices.
+struct Watchdog {
+    fired: Arc<AtomicBool>,
+    cancel: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(timeout: Duration) -> Self {
+        static HANDLER: std::sync::Once = std::sync::Once::new();
+        HANDLER.call_once(|| {
+            // SAFETY: sigaction is plain data; all-zero is an empty action.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = ignore_signal as *const () as usize;
+            // SAFETY: the handler does nothing, which is async-signal-safe; without
+            // SA_RESTART, KVM_RUN returns EINTR when the signal arrives.
+            unsafe { libc::sigaction(kick_signal(), &action, std::ptr::null_mut()) };
+        });
+        // SAFETY: pthread_self has no preconditions.
+        let vcpu_thread = unsafe { libc::pthread_self() };
+        let fired = Arc::new(AtomicBool::new(false));
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let flag = Arc::clone(&fired);
+        let thread = std::thread::spawn(move || {
+            if cancelled.recv_timeout(timeout) != Err(mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            flag.store(true, Ordering::SeqCst);
+            while cancelled.recv_timeout(Duration::from_millis(1))
+                == Err(mpsc::RecvTimeoutError::Timeout)
+            {
+                // SAFETY: the vCPU thread is alive until it cancels this watchdog, and the
+                // signal's handler is installed.
+                unsafe { libc::pthread_kill(vcpu_thread, kick_signal()) };
+            }
+        });
+        Watchdog {
+            fired,
+            cancel,
+            thread: Some(thread),
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    fn stop(mut self) {
+        let _ = self.cancel.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Shared output of a device, for tests that want it while a run goes on.
+pub type Shared<T> = Arc<Mutex<T>>;

@@ -1,0 +1,175 @@
+//! Real micro guests on this machine's KVM. On software KVM (kvm_pvm) every guest
+//! instruction is emulated, so instruction counts stay small. Skipped with a reason when
+//! /dev/kvm cannot be used; a failure under CI=true.
+
+use std::time::Duration;
+
+use microvm::guest::{self, MARKER_DONE, MARKER_LOOP, MARKER_START};
+use microvm::vm::{self, Config, End};
+
+fn kvm_usable() -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            let msg = format!("/dev/kvm is not usable: {e}");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {msg}"
+            );
+            eprintln!("skipped: {msg}");
+            false
+        }
+    }
+}
+
+fn config(payload: guest::Payload) -> Config {
+    Config {
+        memory_mib: 128,
+        payload,
+        timeout: Duration::from_secs(20),
+    }
+}
+
+#[test]
+fn hello_marks_then_halts_with_every_phase_in_order() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::hello())).unwrap();
+    assert_eq!(report.end, End::Halted);
+    assert_eq!(report.markers.stamps.len(), 1);
+    assert_eq!(report.markers.stamps[0].0, MARKER_START);
+    let names: Vec<&str> = report.phases.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "vm_created",
+            "memory_registered",
+            "vcpus_created",
+            "payload_loaded",
+            "first_marker",
+            "halted",
+            "torn_down"
+        ]
+    );
+    assert!(
+        report.phases.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{:?}",
+        report.phases
+    );
+    assert_eq!((report.exits.io_out, report.exits.hlt), (1, 1));
+}
+
+#[test]
+fn exits_are_counted_and_markers_arrive_in_order() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::exits(200))).unwrap();
+    assert_eq!(report.end, End::Halted);
+    let codes: Vec<u8> = report.markers.stamps.iter().map(|(c, _)| *c).collect();
+    assert_eq!(codes.first(), Some(&MARKER_START));
+    assert_eq!(codes.last(), Some(&MARKER_DONE));
+    assert_eq!(codes.iter().filter(|c| **c == MARKER_LOOP).count(), 200);
+    assert!(report.markers.stamps.windows(2).all(|w| w[0].1 <= w[1].1));
+    assert_eq!(report.exits.io_out, 202);
+}
+
+#[test]
+fn serial_output_is_captured() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::serial(b"hello from the guest\n"))).unwrap();
+    assert_eq!(report.end, End::Halted);
+    assert_eq!(report.serial.bytes, b"hello from the guest\n");
+}
+
+#[test]
+fn touching_memory_raises_the_guest_resident_set() {
+    if !kvm_usable() {
+        return;
+    }
+    let idle = vm::run(&config(guest::hello()))
+        .unwrap()
+        .guest_touched_kib
+        .unwrap();
+    let touched = vm::run(&config(guest::touch(16))).unwrap();
+    assert_eq!(touched.end, End::Halted, "{:?}", touched.end);
+    let kib = touched.guest_touched_kib.unwrap();
+    // 16 MiB more, give or take the pages the payload and KVM use.
+    assert!(
+        kib >= idle + 16 * 1024 && kib < idle + 20 * 1024,
+        "idle {idle} KiB, touched {kib} KiB"
+    );
+}
+
+#[test]
+fn a_spinning_guest_is_stopped_by_its_timeout() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut c = config(guest::spin(u32::MAX));
+    c.timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let report = vm::run(&c).unwrap();
+    assert_eq!(report.end, End::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_triple_fault_is_reported_with_registers() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::triple_fault())).unwrap();
+    match report.end {
+        End::Failed { reason, registers } => {
+            assert!(
+                reason.contains("triple") || reason.contains("internal"),
+                "{reason}"
+            );
+            assert!(registers.contains("rip="), "{registers}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_mmio_access_to_nothing_is_reported() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::mmio_nowhere())).unwrap();
+    assert!(
+        matches!(&report.end, End::Failed { reason, .. } if reason.contains("0xd0000000")),
+        "{:?}",
+        report.end
+    );
+}
+
+#[test]
+fn bad_configurations_are_refused_before_anything_is_built() {
+    for (mib, payload) in [
+        (1, guest::hello()),
+        (
+            128,
+            guest::Payload {
+                code: vec![],
+                ..guest::hello()
+            },
+        ),
+    ] {
+        let err = vm::run(&Config {
+            memory_mib: mib,
+            payload,
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("configuration"), "{err}");
+    }
+}
