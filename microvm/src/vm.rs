@@ -242,7 +242,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     };
     watchdog.stop();
     stamp(&mut phases, "halted");
-    let guest_touched_kib = crate::memory::resident_kib_of_mapping(host_address as usize);
+    let guest_touched_kib = crate::memory::resident_kib(host_address, size);
     drop(vcpu);
     drop(vm);
     drop(memory);
