@@ -353,16 +353,6 @@ fn native_and_container_side_by_side_with_container_phases() {
     assert_no_stale_cgroups();
 }
 
-/// Whether the vcbench process named in a cgroup directory (`vcbench-<pid>-<n>`) is alive:
-/// other tests' containers may legitimately exist at the same time.
-fn pid_alive_from_name(path: &str) -> bool {
-    path.rsplit('/')
-        .next()
-        .and_then(|n| n.strip_prefix("vcbench-"))
-        .and_then(|rest| rest.split('-').next())
-        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
-}
-
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
     let dir = tempfile::tempdir().unwrap();
@@ -418,20 +408,11 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_measured() {
     assert_no_stale_cgroups();
 }
 
-/// Asserts that no instance cgroup outlived the vcbench that made it.
+/// Asserts that no instance cgroup outlived the vcbench that made it (other tests'
+/// vcbench processes may have live ones meanwhile).
 fn assert_no_stale_cgroups() {
-    let found = std::process::Command::new("find")
-        .args([
-            "/sys/fs/cgroup",
-            "-maxdepth",
-            "4",
-            "-path",
-            "*/vcbench/vcbench-*",
-        ])
-        .output()
-        .unwrap();
-    let found = String::from_utf8_lossy(&found.stdout);
-    let stale: Vec<&str> = found.lines().filter(|l| !pid_alive_from_name(l)).collect();
+    let layout = container::cgroup::Layout::detect().unwrap();
+    let stale = container::cleanup::find(&layout);
     assert!(stale.is_empty(), "{stale:?}");
 }
 
