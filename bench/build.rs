@@ -1,4 +1,5 @@
-//! Builds the `workload` program as a static executable and embeds it in `vcbench`.
+//! Builds the `workload` program and the `vcbench-vmm` monitor as static executables and
+//! embeds them in `vcbench`.
 //!
 //! The workload must run as PID 1 in an empty root file system and as a microVM's
 //! `/init`, so it cannot use a dynamic loader: it is built with glibc's static linking
@@ -41,6 +42,7 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
     let status = Command::new(cargo)
         .current_dir(workspace)
         .args(["build", "--release", "-p", "workload", "--bin", "workload"])
+        .args(["-p", "microvm", "--bin", "vcbench-vmm"])
         .args(["--target", target])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -54,16 +56,22 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .status()
         .expect("run cargo to build the workload");
-    assert!(status.success(), "building the static workload failed");
-
-    let built = target_dir.join(target).join("release").join("workload");
-    let bytes = std::fs::read(&built).expect("read the built workload");
-    let embedded = out_dir.join("workload");
-    std::fs::write(&embedded, &bytes).expect("copy the workload into OUT_DIR");
-    println!(
-        "cargo:rustc-env=VCBENCH_WORKLOAD_FNV={:016x}",
-        fnv1a(&bytes)
+    assert!(
+        status.success(),
+        "building the static workload and monitor failed"
     );
+
+    for (binary, env) in [
+        ("workload", "VCBENCH_WORKLOAD_FNV"),
+        ("vcbench-vmm", "VCBENCH_VMM_FNV"),
+    ] {
+        let built = target_dir.join(target).join("release").join(binary);
+        let bytes =
+            std::fs::read(&built).unwrap_or_else(|e| panic!("read the built {binary}: {e}"));
+        std::fs::write(out_dir.join(binary), &bytes)
+            .unwrap_or_else(|e| panic!("copy {binary} into OUT_DIR: {e}"));
+        println!("cargo:rustc-env={env}={:016x}", fnv1a(&bytes));
+    }
 }
 
 /// FNV-1a, 64 bits: enough to tell builds apart, no dependency needed.

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 pub const WORKLOAD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/workload"));
 /// FNV-1a hash of [`WORKLOAD`], in hex.
 pub const WORKLOAD_FNV: &str = env!("VCBENCH_WORKLOAD_FNV");
+/// The statically linked microVM monitor process.
+pub const VMM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vcbench-vmm"));
+/// FNV-1a hash of [`VMM`], in hex.
+pub const VMM_FNV: &str = env!("VCBENCH_VMM_FNV");
 
 /// ELF program header type of the dynamic loader request.
 const PT_INTERP: u32 = 3;
@@ -100,9 +104,19 @@ pub fn install_rootfs(dir: &Path) -> Result<PathBuf, Error> {
 
 /// Installs the workload into `dir` (once per build) and returns its path.
 pub fn install_workload(dir: &Path) -> Result<PathBuf, Error> {
-    let path = dir.join(format!("workload-{WORKLOAD_FNV}"));
+    install_executable(dir, "workload", WORKLOAD_FNV, WORKLOAD)
+}
+
+/// Installs the monitor into `dir` (once per build) and returns its path.
+pub fn install_vmm(dir: &Path) -> Result<PathBuf, Error> {
+    install_executable(dir, "vcbench-vmm", VMM_FNV, VMM)
+}
+
+/// Installs `bytes` as the executable `<name>-<hash>` in `dir`, unless already there.
+fn install_executable(dir: &Path, name: &str, hash: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("{name}-{hash}"));
     let current = std::fs::metadata(&path)
-        .is_ok_and(|m| m.len() == WORKLOAD.len() as u64 && m.permissions().mode() & 0o111 != 0);
+        .is_ok_and(|m| m.len() == bytes.len() as u64 && m.permissions().mode() & 0o111 != 0);
     if current {
         return Ok(path);
     }
@@ -112,11 +126,11 @@ pub fn install_workload(dir: &Path) -> Result<PathBuf, Error> {
     };
     std::fs::create_dir_all(dir).map_err(install_error)?;
     let mut file = tempfile::Builder::new()
-        .prefix(".workload-")
+        .prefix(".install-")
         .permissions(std::fs::Permissions::from_mode(0o755))
         .tempfile_in(dir)
         .map_err(install_error)?;
-    file.write_all(WORKLOAD).map_err(install_error)?;
+    file.write_all(bytes).map_err(install_error)?;
     file.as_file().sync_all().map_err(install_error)?;
     // The file is closed before it is renamed into place, so no writer holds it open when
     // it is executed (which would fail with ETXTBSY).
@@ -169,8 +183,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_workload_is_static() {
+    fn embedded_executables_are_static() {
         assert_eq!(elf_is_static(WORKLOAD), Some(true));
+        assert_eq!(elf_is_static(VMM), Some(true));
     }
 
     #[test]

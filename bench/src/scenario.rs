@@ -27,6 +27,8 @@ pub enum Scenario {
     Net,
     /// Memory an instance costs beyond the memory its workload touches.
     Footprint,
+    /// The round trip of one VM exit (microVM only).
+    Exits,
 }
 
 /// One value a run produced for a figure.
@@ -57,7 +59,7 @@ pub struct Observation {
 
 impl Scenario {
     /// Every scenario, in the default order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Startup,
         Scenario::Cpu,
         Scenario::Mem,
@@ -66,6 +68,7 @@ impl Scenario {
         Scenario::File,
         Scenario::Net,
         Scenario::Footprint,
+        Scenario::Exits,
     ];
 
     /// The name used on the command line and in results.
@@ -79,6 +82,7 @@ impl Scenario {
             Scenario::File => "file",
             Scenario::Net => "net",
             Scenario::Footprint => "footprint",
+            Scenario::Exits => "exits",
         }
     }
 
@@ -96,6 +100,9 @@ impl Scenario {
             Scenario::Fork => "200 fork+exit+wait: the price of a process",
             Scenario::File => "100 x 4 KiB files written and fsync'ed: small durable I/O",
             Scenario::Net => "10 000 TCP round trips of 64 bytes over loopback",
+            Scenario::Exits => {
+                "10 000 port writes from a micro guest: one VM exit's round trip (microvm only)"
+            }
             Scenario::Footprint => {
                 "touch 64 MiB and hold it: RSS/PSS/USS of an instance and its overhead"
             }
@@ -113,6 +120,7 @@ impl Scenario {
             Scenario::File => &["file", "--count", "100", "--size", "4096"],
             Scenario::Net => &["net", "--count", "10000", "--size", "64"],
             Scenario::Footprint => &["alloc", "--mib", "64"],
+            Scenario::Exits => &["exits", "--count", "10000"],
         };
         args.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -191,18 +199,23 @@ impl Scenario {
                 values.extend(workload("files_per_s").map(|v| higher("fsync_writes", "files/s", v)))
             }
             Scenario::Net => values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", v))),
+            Scenario::Exits => {
+                values.extend(workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", v)))
+            }
             Scenario::Footprint => {
                 let footprint = obs.memory_at_result.as_ref();
                 if let Some(m) = footprint.and_then(|f| f.processes) {
-                    let touched = workload("touched_mib").unwrap_or(0.0);
                     values.push(lower("rss", "MiB", kib_to_mib(m.rss_kib)));
                     values.push(lower("pss", "MiB", kib_to_mib(m.pss_kib)));
                     values.push(lower("uss", "MiB", kib_to_mib(m.uss_kib)));
-                    values.push(lower(
-                        "overhead_rss",
-                        "MiB",
-                        kib_to_mib(m.rss_kib) - touched,
-                    ));
+                    // What the instance holds beyond what its workload said it touched.
+                    if let Some(touched) = workload("touched_mib") {
+                        values.push(lower(
+                            "overhead_rss",
+                            "MiB",
+                            kib_to_mib(m.rss_kib) - touched,
+                        ));
+                    }
                 }
                 for (part, kib) in footprint.map(|f| f.parts.as_slice()).unwrap_or_default() {
                     values.push(Value {

@@ -451,3 +451,83 @@ fn container_namespaces_can_be_switched_off_and_are_recorded() {
         );
     }
 }
+
+#[test]
+fn microvm_startup_footprint_and_exits() {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        let msg = format!("/dev/kvm is not usable: {e}");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {msg}"
+        );
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "native,microvm",
+            "-s",
+            "startup,footprint,exits",
+            "-r",
+            "3",
+            "-w",
+            "0",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("skipped: native exits"), "{table}");
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    let start = results
+        .figure("microvm", "startup", "time_to_start")
+        .unwrap();
+    assert_eq!(start.samples.len(), 3);
+    let exit = results
+        .figure("microvm", "exits", "exit_round_trip")
+        .unwrap();
+    assert!(exit.summary.median > 0.0);
+    let touched = results
+        .figure("microvm", "footprint", "guest_touched")
+        .unwrap();
+    assert!(
+        (64.0..65.0).contains(&touched.summary.median),
+        "{touched:?}"
+    );
+    let overhead = results
+        .figure("microvm", "footprint", "monitor_overhead")
+        .unwrap();
+    assert!(
+        overhead.summary.median > 0.0 && overhead.summary.median < 16.0,
+        "{overhead:?}"
+    );
+    for run in results.runs.iter().filter(|r| r.backend == "microvm") {
+        let names: Vec<&str> = run.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "vm_created",
+                "memory_registered",
+                "vcpus_created",
+                "payload_loaded",
+                "first_marker",
+                "halted",
+                "torn_down"
+            ],
+            "{run:?}"
+        );
+        assert_eq!(run.counters["exits_hlt"], 1, "{run:?}");
+    }
+    if results.host.kvm.flavour == "software" {
+        assert!(table.contains("emulation figures"), "{table}");
+    }
+}

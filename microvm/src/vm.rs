@@ -144,6 +144,12 @@ pub struct Report {
 
 /// Builds the VM described by `config`, runs it to its end and tears it down.
 pub fn run(config: &Config) -> Result<Report, Error> {
+    run_with(config, |_| {})
+}
+
+/// Like [`run`], calling `before_teardown` with the report so far (no `torn_down` phase
+/// yet) while the VM and its memory still exist, e.g. to have its footprint measured.
+pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Result<Report, Error> {
     config.validate()?;
     let mut phases = Vec::new();
     let stamp =
@@ -242,29 +248,27 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     };
     watchdog.stop();
     stamp(&mut phases, "halted");
-    let guest_touched_kib = crate::memory::resident_kib(host_address, size);
-    drop(vcpu);
-    drop(vm);
-    drop(memory);
-    stamp(&mut phases, "torn_down");
-
     let markers = markers.lock().map(|m| m.clone()).unwrap_or_default();
     if let Some(&(_, first)) = markers.stamps.first() {
-        let at = phases
-            .iter()
-            .position(|(n, _)| *n == "halted")
-            .unwrap_or(phases.len());
+        // The first marker comes before the halt.
+        let at = phases.len() - 1;
         phases.insert(at, ("first_marker", first));
     }
     let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
-    Ok(Report {
+    let mut report = Report {
         phases,
         markers,
         exits: counts,
         serial,
         end,
-        guest_touched_kib,
-    })
+        guest_touched_kib: crate::memory::resident_kib(host_address, size),
+    };
+    before_teardown(&report);
+    drop(vcpu);
+    drop(vm);
+    drop(memory);
+    report.phases.push(("torn_down", crate::monotonic_ns()));
+    Ok(report)
 }
 
 /// KVM's exit in the monitor's terms.

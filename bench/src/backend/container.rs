@@ -16,6 +16,7 @@ use super::watch::{self, Watch};
 use super::{error_chain, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
 use crate::procfs;
+use crate::scenario::Scenario;
 
 /// The container backend.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +55,13 @@ impl Backend for Container {
             Availability::Unavailable(
                 "needs root, or unprivileged user namespaces (sysctl -w user.max_user_namespaces=15000)".to_owned(),
             )
+        }
+    }
+
+    fn supports(&self, scenario: Scenario) -> Result<(), String> {
+        match scenario {
+            Scenario::Exits => Err("VM exits exist only in a VM".to_owned()),
+            _ => Ok(()),
         }
     }
 

@@ -6,6 +6,7 @@
 //! backend speaks this one protocol, so the runner measures them all the same way.
 
 pub mod container;
+pub mod microvm;
 pub mod native;
 pub mod watch;
 
@@ -167,5 +168,6 @@ pub fn all() -> Vec<Box<dyn Backend>> {
     vec![
         Box::new(native::Native),
         Box::new(container::Container::default()),
+        Box::new(microvm::MicroVm),
     ]
 }

@@ -14,6 +14,7 @@ use workload::channel;
 use super::watch::{self, Watch};
 use super::{Availability, Backend, Error, Event, Exit, Instance, Launch};
 use crate::clock::Stamp;
+use crate::scenario::Scenario;
 
 /// The native backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,6 +31,13 @@ impl Backend for Native {
 
     fn availability(&self) -> Availability {
         Availability::Available
+    }
+
+    fn supports(&self, scenario: Scenario) -> Result<(), String> {
+        match scenario {
+            Scenario::Exits => Err("VM exits exist only in a VM".to_owned()),
+            _ => Ok(()),
+        }
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {

@@ -1,0 +1,318 @@
+//! The `microvm` backend: this project's KVM monitor, in a process of its own
+//! (`vcbench-vmm`, embedded like the workload), running micro guests.
+//!
+//! Micro guests have no kernel: `startup` boots `hello` (one marker, then halt),
+//! `footprint` boots `touch N` and holds the VM so its memory can be split into the
+//! monitor's own overhead and the guest memory touched, `exits` times port-I/O exits. The
+//! guest's first marker is stamped by the monitor at the exit it causes, on the same
+//! CLOCK_MONOTONIC as the runner, and becomes the `started` record.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use container::process::Child;
+use workload::record::{Metric, Record};
+
+use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use crate::clock::Stamp;
+use crate::procfs;
+use crate::scenario::Scenario;
+
+/// Guest memory of every microVM, MiB.
+pub const GUEST_MIB: u64 = 128;
+
+/// The microVM backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MicroVm;
+
+impl Backend for MicroVm {
+    fn name(&self) -> &'static str {
+        "microvm"
+    }
+
+    fn describe(&self) -> &'static str {
+        "this project's KVM monitor in its own process, running micro guests (no kernel yet)"
+    }
+
+    fn availability(&self) -> Availability {
+        match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+            Ok(_) => Availability::Available,
+            Err(e) => Availability::Unavailable(format!(
+                "/dev/kvm cannot be opened read-write ({e}): load kvm_intel or kvm_amd and join the kvm group"
+            )),
+        }
+    }
+
+    fn supports(&self, scenario: Scenario) -> Result<(), String> {
+        match scenario {
+            Scenario::Startup | Scenario::Footprint | Scenario::Exits => Ok(()),
+            _ => Err("needs a Linux guest, which this backend does not boot yet".to_owned()),
+        }
+    }
+
+    fn settings(&self) -> String {
+        format!("1 vCPU, {GUEST_MIB} MiB, micro guests")
+    }
+
+    fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
+        let (guest, hold) = guest_for(&launch.args)?;
+        let vmm =
+            crate::image::install_vmm(&crate::image::cache_dir()).map_err(|e| Error::Spawn {
+                what: "the monitor".to_owned(),
+                source: std::io::Error::other(e),
+            })?;
+        let mut command = Command::new(&vmm);
+        command
+            .args(&guest)
+            .args(["--memory-mib", &GUEST_MIB.to_string()]);
+        if hold {
+            command.arg("--hold");
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                what: vmm.display().to_string(),
+                source,
+            })?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let child = Child::new(child.id());
+        let facts = Arc::new(Mutex::new(Facts::default()));
+        let (sender, events) = mpsc::channel();
+        let shared = Arc::clone(&facts);
+        let reader =
+            stdout.map(|out| std::thread::spawn(move || read_reports(out, &sender, &shared)));
+        let diagnostics = stderr.map(|err| {
+            std::thread::spawn(move || super::watch::tail(err, super::watch::DIAGNOSTIC_TAIL))
+        });
+        Ok(Box::new(VmInstance {
+            child,
+            events,
+            facts,
+            reader,
+            diagnostics,
+            closed: false,
+        }))
+    }
+}
+
+/// The micro guest for a workload command line, and whether it holds.
+fn guest_for(args: &[String]) -> Result<(Vec<String>, bool), Error> {
+    let option = |name: &str, default: &str| -> String {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    };
+    match args.first().map(String::as_str) {
+        Some("hello") => Ok((vec!["hello".into()], false)),
+        Some("alloc") => Ok((vec!["touch".into(), option("--mib", "64")], true)),
+        Some("exits") => Ok((vec!["exits".into(), option("--count", "10000")], false)),
+        other => Err(Error::Spawn {
+            what: format!("a micro guest for {other:?}"),
+            source: std::io::Error::other("no micro guest does that"),
+        }),
+    }
+}
+
+/// What the monitor reported, kept for phases, counters and footprint.
+#[derive(Debug, Default)]
+struct Facts {
+    phases: Vec<(String, Stamp)>,
+    counters: Vec<(String, u64)>,
+    guest_touched_kib: Option<u64>,
+}
+
+/// Reads the monitor's JSON lines and turns them into events.
+fn read_reports(out: impl std::io::Read, events: &mpsc::Sender<Event>, facts: &Mutex<Facts>) {
+    for line in BufReader::new(out).lines() {
+        let Ok(line) = line else { break };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let Some(ns) = value.get("torn_down").and_then(serde_json::Value::as_u64) {
+            if let Ok(mut f) = facts.lock() {
+                f.phases.push(("torn_down".to_owned(), Stamp(ns)));
+            }
+            continue;
+        }
+        let Some(report) = value.get("report") else {
+            continue;
+        };
+        let phases: Vec<(String, Stamp)> = report["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_str()?.to_owned(), Stamp(p[1].as_u64()?))))
+            .collect();
+        let stamp_of = |name: &str| phases.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+        if let Ok(mut f) = facts.lock() {
+            f.counters = report["exits"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect();
+            f.guest_touched_kib = report["guest_touched_kib"].as_u64();
+            f.phases.extend(phases.iter().cloned());
+        }
+        let workload = "micro guest".to_owned();
+        if let Some(at) = stamp_of("first_marker") {
+            let _ = events.send(Event::Record {
+                record: Record::Started {
+                    workload: workload.clone(),
+                    pid: 0,
+                    pid1: true,
+                },
+                at,
+            });
+        }
+        let at = stamp_of("halted").unwrap_or_else(Stamp::now);
+        let record = if report["end"] == "halted" || report["end"] == "reset" {
+            Record::Result {
+                workload,
+                metrics: metrics(report),
+            }
+        } else {
+            let why = report["reason"]
+                .as_str()
+                .unwrap_or("the guest did not halt");
+            let registers = report["registers"].as_str().unwrap_or_default();
+            Record::Error {
+                workload,
+                message: format!(
+                    "{} ({}) {registers}",
+                    why,
+                    report["end"].as_str().unwrap_or("?")
+                ),
+            }
+        };
+        let _ = events.send(Event::Record { record, at });
+    }
+    let _ = events.send(Event::Closed { at: Stamp::now() });
+}
+
+/// The guest's figures: for `exits`, the cost of one exit round trip, from the monitor's
+/// stamps of the first and last markers.
+fn metrics(report: &serde_json::Value) -> Vec<Metric> {
+    let mut metrics = Vec::new();
+    let first = report["markers"][0][1].as_u64();
+    let last = report["last_marker"][1].as_u64();
+    let writes = report["marker_writes"].as_u64().unwrap_or(0);
+    if let (Some(first), Some(last)) = (first, last) {
+        if writes > 2 {
+            #[allow(clippy::cast_precision_loss)]
+            let per_exit = (last.saturating_sub(first)) as f64 / (writes - 2) as f64;
+            metrics.push(Metric::new("ns_per_exit", per_exit, "ns"));
+        }
+    }
+    metrics
+}
+
+struct VmInstance {
+    child: Child,
+    events: Receiver<Event>,
+    facts: Arc<Mutex<Facts>>,
+    reader: Option<JoinHandle<()>>,
+    diagnostics: Option<JoinHandle<String>>,
+    closed: bool,
+}
+
+impl Instance for VmInstance {
+    fn pids(&self) -> Vec<u32> {
+        if self.child.reaped().is_some() {
+            Vec::new()
+        } else {
+            vec![self.child.pid()]
+        }
+    }
+
+    fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {
+        if self.closed {
+            return Ok(None);
+        }
+        match self
+            .events
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            Ok(event) => {
+                self.closed = matches!(event, Event::Closed { .. });
+                Ok(Some(event))
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+
+    fn release(&mut self) {
+        self.child.signal(libc::SIGTERM, false);
+    }
+
+    fn wait(&mut self, until: Instant) -> Result<Exit, Error> {
+        let timed_out = !self.child.exited_by(until);
+        self.child.signal(libc::SIGKILL, false);
+        let reaped = self.child.reap().map_err(Error::Wait)?;
+        Ok(Exit {
+            status: reaped.status,
+            at: Stamp::now(),
+            maxrss_kib: Some(reaped.maxrss_kib),
+            timed_out,
+        })
+    }
+
+    fn diagnostics(&mut self) -> String {
+        self.diagnostics
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+
+    /// The monitor process's memory, and its split: guest memory the guest touched, and
+    /// the monitor's own overhead (its resident set outside guest memory).
+    fn footprint(&self) -> Footprint {
+        let processes = procfs::memory_of(&self.pids());
+        let touched = self.facts.lock().ok().and_then(|f| f.guest_touched_kib);
+        let mut parts = Vec::new();
+        if let Some(touched) = touched {
+            parts.push(("guest_touched".to_owned(), touched));
+            if let Some(m) = processes {
+                parts.push((
+                    "monitor_overhead".to_owned(),
+                    m.rss_kib.saturating_sub(touched),
+                ));
+            }
+        }
+        Footprint { processes, parts }
+    }
+
+    fn phases(&mut self) -> Vec<(String, Stamp)> {
+        self.facts
+            .lock()
+            .map(|f| f.phases.clone())
+            .unwrap_or_default()
+    }
+
+    fn counters(&mut self) -> Vec<(String, u64)> {
+        self.facts
+            .lock()
+            .map(|f| f.counters.clone())
+            .unwrap_or_default()
+    }
+
+    fn teardown(mut self: Box<Self>) {
+        if self.child.reaped().is_none() {
+            drop(self.wait(Instant::now()));
+        }
+        if let Some(reader) = self.reader.take() {
+            drop(reader.join());
+        }
+        drop(self.diagnostics());
+    }
+}
