@@ -21,6 +21,9 @@ pub enum Mode {
     Real,
     /// 32-bit protected mode, flat 4 GiB segments, no paging, no IDT.
     Protected,
+    /// 64-bit long mode as the Linux 64-bit boot protocol leaves it: paging on with the
+    /// first GiB identity-mapped, a GDT with the boot code and data segments.
+    Long,
 }
 
 /// A payload: code and the mode it starts in.
@@ -50,6 +53,15 @@ pub fn hello() -> Payload {
         code,
         mode: Mode::Real,
         name: "hello".into(),
+    }
+}
+
+/// `hello` in 64-bit long mode (the same bytes: `mov al, 1; out 0x80, al; hlt`).
+pub fn hello_long() -> Payload {
+    Payload {
+        mode: Mode::Long,
+        name: "hello (long mode)".into(),
+        ..hello()
     }
 }
 
@@ -189,6 +201,7 @@ mod tests {
     fn every_guest_starts_with_its_marker_and_fits() {
         for p in [
             hello(),
+            hello_long(),
             spin(1),
             exits(1),
             touch(1),

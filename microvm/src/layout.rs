@@ -4,6 +4,18 @@
 //! Micro guests are loaded at [`PAYLOAD_START`] and entered there; the memory they touch
 //! lies above [`TOUCH_START`]. Ports follow the PC conventions guests expect.
 
+/// Where the boot GDT lives (guest-physical), for 64-bit guests.
+pub const GDT_START: u64 = 0x500;
+/// The top-level page table (PML4) of a 64-bit guest; the PDPT and the page directory
+/// follow in the next two pages. Together they identity-map the first [`IDENTITY_MAPPED`].
+pub const PML4_START: u64 = 0x9000;
+/// Page-directory-pointer table.
+pub const PDPT_START: u64 = 0xa000;
+/// Page directory (512 entries of 2 MiB pages).
+pub const PD_START: u64 = 0xb000;
+/// How much of guest-physical memory a 64-bit guest sees identity-mapped: 1 GiB.
+pub const IDENTITY_MAPPED: u64 = 1 << 30;
+
 /// Where guest RAM starts (guest-physical).
 pub const RAM_START: u64 = 0;
 /// Where a micro guest's code is loaded and entered (guest-physical; 4 KiB in).

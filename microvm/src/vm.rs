@@ -192,6 +192,13 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     unsafe { vm.set_user_memory_region(slot) }.map_err(kvm("register guest memory"))?;
     stamp(&mut phases, "memory_registered");
 
+    if config.payload.mode == crate::guest::Mode::Long {
+        for (address, bytes) in vcpu::long_mode_tables() {
+            memory
+                .write_slice(&bytes, GuestAddress(address))
+                .map_err(|e| Error::Memory(e.to_string()))?;
+        }
+    }
     let mut vcpu = vm.create_vcpu(0).map_err(kvm("create a vCPU"))?;
     let mut sregs = vcpu
         .get_sregs()

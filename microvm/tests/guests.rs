@@ -171,3 +171,13 @@ fn bad_configurations_are_refused_before_anything_is_built() {
         assert!(err.to_string().contains("configuration"), "{err}");
     }
 }
+
+#[test]
+fn a_long_mode_guest_runs() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::hello_long())).unwrap();
+    assert_eq!(report.end, End::Halted, "{:?}", report.end);
+    assert_eq!(report.markers.stamps.len(), 1);
+}
