@@ -33,6 +33,7 @@ Examples:
   vcbench run --backend native --scenario startup,cpu,syscall --runs 10 --out r.json
   vcbench run --scenario footprint --json > footprint.json
   vcbench run -b container -s startup --namespaces mount,pid   a container without net, user, ... namespaces
+  vcbench run -b microvm -s footprint --vm-memory-mib 1024      the monitor's overhead with a 1 GiB guest
   vcbench list                                  backends and scenarios, and what is available here
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
@@ -97,6 +98,9 @@ struct RunArgs {
     /// [default: all seven; `mount` is always on].
     #[arg(long, value_delimiter = ',', value_parser = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup"])]
     namespaces: Vec<String>,
+    /// Guest memory of the microvm backend, MiB.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=65_536))]
+    vm_memory_mib: u64,
     /// Seconds after which one run is killed and counted as failed.
     #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
     timeout: f64,
@@ -196,6 +200,13 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             if b.name() == "container" {
                 *b = Box::new(backend::container::Container { namespaces });
             }
+        }
+    }
+    for b in &mut all {
+        if b.name() == "microvm" {
+            *b = Box::new(backend::microvm::MicroVm {
+                memory_mib: args.vm_memory_mib,
+            });
         }
     }
     let backends: Vec<Box<dyn backend::Backend>> = all

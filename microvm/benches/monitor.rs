@@ -17,7 +17,9 @@ fn memory(size: usize) -> GuestMemoryMmap {
 }
 
 fn region(memory: &GuestMemoryMmap, size: usize) -> kvm_userspace_memory_region {
-    let host = memory.get_host_address(GuestAddress(0)).expect("host address");
+    let host = memory
+        .get_host_address(GuestAddress(0))
+        .expect("host address");
     kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
@@ -31,7 +33,9 @@ fn monitor(c: &mut Criterion) {
     let kvm = Kvm::new().expect("open /dev/kvm");
     let mut group = c.benchmark_group("kvm");
     group.measurement_time(Duration::from_secs(3));
-    group.bench_function("create + destroy a VM", |b| b.iter(|| drop(kvm.create_vm().expect("create_vm"))));
+    group.bench_function("create + destroy a VM", |b| {
+        b.iter(|| drop(kvm.create_vm().expect("create_vm")))
+    });
     for mib in [128usize, 1024] {
         let size = mib << 20;
         group.bench_function(format!("register {mib} MiB of guest memory"), |b| {
@@ -81,7 +85,11 @@ fn monitor(c: &mut Criterion) {
 }
 
 fn all(c: &mut Criterion) {
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         eprintln!("skipped: /dev/kvm is not usable: {e}");
         return;
     }

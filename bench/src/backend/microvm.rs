@@ -22,12 +22,23 @@ use crate::clock::Stamp;
 use crate::procfs;
 use crate::scenario::Scenario;
 
-/// Guest memory of every microVM, MiB.
+/// Guest memory of a microVM unless told otherwise, MiB.
 pub const GUEST_MIB: u64 = 128;
 
 /// The microVM backend.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MicroVm;
+#[derive(Debug, Clone, Copy)]
+pub struct MicroVm {
+    /// Guest memory, MiB.
+    pub memory_mib: u64,
+}
+
+impl Default for MicroVm {
+    fn default() -> Self {
+        MicroVm {
+            memory_mib: GUEST_MIB,
+        }
+    }
+}
 
 impl Backend for MicroVm {
     fn name(&self) -> &'static str {
@@ -55,7 +66,7 @@ impl Backend for MicroVm {
     }
 
     fn settings(&self) -> String {
-        format!("1 vCPU, {GUEST_MIB} MiB, micro guests")
+        format!("1 vCPU, {} MiB, micro guests", self.memory_mib)
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
@@ -68,7 +79,7 @@ impl Backend for MicroVm {
         let mut command = Command::new(&vmm);
         command
             .args(&guest)
-            .args(["--memory-mib", &GUEST_MIB.to_string()]);
+            .args(["--memory-mib", &self.memory_mib.to_string()]);
         if hold {
             command.arg("--hold");
         }

@@ -168,6 +168,6 @@ pub fn all() -> Vec<Box<dyn Backend>> {
     vec![
         Box::new(native::Native),
         Box::new(container::Container::default()),
-        Box::new(microvm::MicroVm),
+        Box::new(microvm::MicroVm::default()),
     ]
 }
