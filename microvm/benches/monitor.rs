@@ -70,6 +70,7 @@ fn monitor(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let count = u32::try_from(iters.max(1)).unwrap_or(u32::MAX);
             let config = Config {
+                vcpus: 1,
                 memory_mib: 16,
                 payload: guest::exits(count),
                 timeout: Duration::from_secs(120),

@@ -28,6 +28,7 @@ fn main() {
         }
     };
     let config = Config {
+        vcpus: 1,
         memory_mib: 128,
         payload,
         timeout: Duration::from_secs(60),

@@ -64,6 +64,9 @@ fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 /// What to build and run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// vCPUs. The first runs the payload; the others are created and wait, as a real
+    /// machine's application processors wait for their start-up IPI.
+    pub vcpus: u8,
     /// Guest memory, MiB.
     pub memory_mib: u64,
     /// The guest.
@@ -99,6 +102,9 @@ impl Config {
                 self.payload.code.len(),
                 layout::PAYLOAD_MAX
             )));
+        }
+        if self.vcpus == 0 {
+            return Err(Error::Config("a VM needs at least one vCPU".into()));
         }
         if self.timeout.is_zero() {
             return Err(Error::Config("the timeout is zero".into()));
@@ -199,7 +205,17 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
                 .map_err(|e| Error::Memory(e.to_string()))?;
         }
     }
+    let max_vcpus = kvm_fd.get_max_vcpus();
+    if usize::from(config.vcpus) > max_vcpus {
+        return Err(Error::Config(format!(
+            "{} vCPUs asked, this KVM allows {max_vcpus}",
+            config.vcpus
+        )));
+    }
     let mut vcpu = vm.create_vcpu(0).map_err(kvm("create a vCPU"))?;
+    let waiting: Vec<_> = (1..config.vcpus)
+        .map(|id| vm.create_vcpu(u64::from(id)).map_err(kvm("create a vCPU")))
+        .collect::<Result<_, _>>()?;
     let mut sregs = vcpu
         .get_sregs()
         .map_err(kvm("read the vCPU's special registers"))?;
@@ -272,6 +288,7 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     };
     before_teardown(&report);
     drop(vcpu);
+    drop(waiting);
     drop(vm);
     drop(memory);
     report.phases.push(("torn_down", crate::monotonic_ns()));

@@ -28,6 +28,7 @@ fn kvm_usable() -> bool {
 
 fn config(payload: guest::Payload) -> Config {
     Config {
+        vcpus: 1,
         memory_mib: 128,
         payload,
         timeout: Duration::from_secs(20),
@@ -163,6 +164,7 @@ fn bad_configurations_are_refused_before_anything_is_built() {
         ),
     ] {
         let err = vm::run(&Config {
+            vcpus: 1,
             memory_mib: mib,
             payload,
             timeout: Duration::from_secs(1),
@@ -170,6 +172,32 @@ fn bad_configurations_are_refused_before_anything_is_built() {
         .unwrap_err();
         assert!(err.to_string().contains("configuration"), "{err}");
     }
+}
+
+#[test]
+fn extra_vcpus_are_created_and_wait() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&Config {
+        vcpus: 4,
+        ..config(guest::hello())
+    })
+    .unwrap();
+    assert_eq!(report.end, End::Halted);
+    let err = vm::run(&Config {
+        vcpus: 255,
+        ..config(guest::hello())
+    });
+    // 255 is above what most KVMs allow; where it is not, the VM simply runs.
+    if let Err(e) = err {
+        assert!(e.to_string().contains("vCPUs asked"), "{e}");
+    }
+    assert!(vm::run(&Config {
+        vcpus: 0,
+        ..config(guest::hello())
+    })
+    .is_err());
 }
 
 #[test]

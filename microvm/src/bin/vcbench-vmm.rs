@@ -20,7 +20,7 @@ use microvm::guest;
 use microvm::vm::{self, Config, End, Report};
 
 const USAGE: &str =
-    "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--memory-mib M] [--timeout-ms T] [--hold]";
+    "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M] [--timeout-ms T] [--hold]";
 
 fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let mut it = args.iter();
@@ -39,6 +39,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
     };
     let rest: Vec<&String> = it.collect();
     let mut config = Config {
+        vcpus: 1,
         memory_mib: 128,
         payload,
         timeout: Duration::from_secs(60),
@@ -54,6 +55,11 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
         match rest[i].as_str() {
             "--memory-mib" => {
                 config.memory_mib = value()?;
+                i += 1;
+            }
+            "--vcpus" => {
+                config.vcpus =
+                    u8::try_from(value()?).map_err(|_| "--vcpus must be 1..=255".to_owned())?;
                 i += 1;
             }
             "--timeout-ms" => {
