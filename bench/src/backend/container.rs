@@ -90,7 +90,7 @@ impl Backend for Container {
             .map_err(tmp_error)?;
         let mut spec = spec(rootfs, &launch.args, self.namespaces);
         spec.tmp = Some(tmp.path().to_owned());
-        let (outputs, watch) = watch::watch()?;
+        let (outputs, watch) = watch::watch(watch::records())?;
         let stdio = Stdio {
             stdin: None,
             stdout: outputs.stdout,

@@ -7,16 +7,13 @@
 //! guest's first marker is stamped by the monitor at the exit it causes, on the same
 //! CLOCK_MONOTONIC as the runner, and becomes the `started` record.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use container::process::Child;
 use workload::record::{Metric, Record};
 
+use super::supervised::Supervised;
 use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
 use crate::procfs;
@@ -83,33 +80,12 @@ impl Backend for MicroVm {
         if hold {
             command.arg("--hold");
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                what: vmm.display().to_string(),
-                source,
-            })?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let child = Child::new(child.id());
         let facts = Arc::new(Mutex::new(Facts::default()));
-        let (sender, events) = mpsc::channel();
         let shared = Arc::clone(&facts);
-        let reader =
-            stdout.map(|out| std::thread::spawn(move || read_reports(out, &sender, &shared)));
-        let diagnostics = stderr.map(|err| {
-            std::thread::spawn(move || super::watch::tail(err, super::watch::DIAGNOSTIC_TAIL))
-        });
+        let handler = Box::new(move |line: &str, _at: Stamp| read_report(line, &shared));
         Ok(Box::new(VmInstance {
-            child,
-            events,
+            process: Supervised::spawn(&mut command, handler, false)?,
             facts,
-            reader,
-            diagnostics,
-            closed: false,
         }))
     }
 }
@@ -142,73 +118,66 @@ struct Facts {
     guest_touched_kib: Option<u64>,
 }
 
-/// Reads the monitor's JSON lines and turns them into events.
-fn read_reports(out: impl std::io::Read, events: &mpsc::Sender<Event>, facts: &Mutex<Facts>) {
-    for line in BufReader::new(out).lines() {
-        let Ok(line) = line else { break };
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if let Some(ns) = value.get("torn_down").and_then(serde_json::Value::as_u64) {
-            if let Ok(mut f) = facts.lock() {
-                f.phases.push(("torn_down".to_owned(), Stamp(ns)));
-            }
-            continue;
+/// Turns one of the monitor's JSON lines into events, keeping what it reports.
+fn read_report(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+        return Vec::new();
+    };
+    if let Some(ns) = value.get("torn_down").and_then(serde_json::Value::as_u64) {
+        if let Ok(mut f) = facts.lock() {
+            f.phases.push(("torn_down".to_owned(), Stamp(ns)));
         }
-        let Some(report) = value.get("report") else {
-            continue;
+        return Vec::new();
+    }
+    let Some(report) = value.get("report") else {
+        return Vec::new();
+    };
+    let phases: Vec<(String, Stamp)> = report["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p[0].as_str()?.to_owned(), Stamp(p[1].as_u64()?))))
+        .collect();
+    let stamp_of = |name: &str| phases.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+    let mut events = Vec::new();
+    let workload = "micro guest".to_owned();
+    if let Some(at) = stamp_of("first_marker") {
+        let record = Record::Started {
+            workload: workload.clone(),
+            pid: 0,
+            pid1: true,
         };
-        let phases: Vec<(String, Stamp)> = report["phases"]
-            .as_array()
+        events.push(Ok(Event::Record { record, at }));
+    }
+    let at = stamp_of("halted").unwrap_or_else(Stamp::now);
+    let record = if report["end"] == "halted" || report["end"] == "reset" {
+        Record::Result {
+            workload,
+            metrics: metrics(report),
+        }
+    } else {
+        let why = report["reason"]
+            .as_str()
+            .unwrap_or("the guest did not halt");
+        let registers = report["registers"].as_str().unwrap_or_default();
+        let end = report["end"].as_str().unwrap_or("?");
+        Record::Error {
+            workload,
+            message: format!("{why} ({end}) {registers}"),
+        }
+    };
+    events.push(Ok(Event::Record { record, at }));
+    if let Ok(mut f) = facts.lock() {
+        f.counters = report["exits"]
+            .as_object()
             .into_iter()
             .flatten()
-            .filter_map(|p| Some((p[0].as_str()?.to_owned(), Stamp(p[1].as_u64()?))))
+            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
             .collect();
-        let stamp_of = |name: &str| phases.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
-        if let Ok(mut f) = facts.lock() {
-            f.counters = report["exits"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                .collect();
-            f.guest_touched_kib = report["guest_touched_kib"].as_u64();
-            f.phases.extend(phases.iter().cloned());
-        }
-        let workload = "micro guest".to_owned();
-        if let Some(at) = stamp_of("first_marker") {
-            let _ = events.send(Event::Record {
-                record: Record::Started {
-                    workload: workload.clone(),
-                    pid: 0,
-                    pid1: true,
-                },
-                at,
-            });
-        }
-        let at = stamp_of("halted").unwrap_or_else(Stamp::now);
-        let record = if report["end"] == "halted" || report["end"] == "reset" {
-            Record::Result {
-                workload,
-                metrics: metrics(report),
-            }
-        } else {
-            let why = report["reason"]
-                .as_str()
-                .unwrap_or("the guest did not halt");
-            let registers = report["registers"].as_str().unwrap_or_default();
-            Record::Error {
-                workload,
-                message: format!(
-                    "{} ({}) {registers}",
-                    why,
-                    report["end"].as_str().unwrap_or("?")
-                ),
-            }
-        };
-        let _ = events.send(Event::Record { record, at });
+        f.guest_touched_kib = report["guest_touched_kib"].as_u64();
+        f.phases.extend(phases);
     }
-    let _ = events.send(Event::Closed { at: Stamp::now() });
+    events
 }
 
 /// The guest's figures: for `exits`, the cost of one exit round trip, from the monitor's
@@ -228,61 +197,31 @@ fn metrics(report: &serde_json::Value) -> Vec<Metric> {
     metrics
 }
 
+/// The monitor process, and what it reported.
 struct VmInstance {
-    child: Child,
-    events: Receiver<Event>,
+    process: Supervised,
     facts: Arc<Mutex<Facts>>,
-    reader: Option<JoinHandle<()>>,
-    diagnostics: Option<JoinHandle<String>>,
-    closed: bool,
 }
 
 impl Instance for VmInstance {
     fn pids(&self) -> Vec<u32> {
-        if self.child.reaped().is_some() {
-            Vec::new()
-        } else {
-            vec![self.child.pid()]
-        }
+        self.process.pids()
     }
 
     fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {
-        if self.closed {
-            return Ok(None);
-        }
-        match self
-            .events
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-        {
-            Ok(event) => {
-                self.closed = matches!(event, Event::Closed { .. });
-                Ok(Some(event))
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Ok(None),
-        }
+        self.process.next_event(until)
     }
 
     fn release(&mut self) {
-        self.child.signal(libc::SIGTERM, false);
+        self.process.release();
     }
 
     fn wait(&mut self, until: Instant) -> Result<Exit, Error> {
-        let timed_out = !self.child.exited_by(until);
-        self.child.signal(libc::SIGKILL, false);
-        let reaped = self.child.reap().map_err(Error::Wait)?;
-        Ok(Exit {
-            status: reaped.status,
-            at: Stamp::now(),
-            maxrss_kib: Some(reaped.maxrss_kib),
-            timed_out,
-        })
+        self.process.wait(until)
     }
 
     fn diagnostics(&mut self) -> String {
-        self.diagnostics
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+        self.process.diagnostics()
     }
 
     /// The monitor process's memory, and its split: guest memory the guest touched, and
@@ -317,13 +256,7 @@ impl Instance for VmInstance {
             .unwrap_or_default()
     }
 
-    fn teardown(mut self: Box<Self>) {
-        if self.child.reaped().is_none() {
-            drop(self.wait(Instant::now()));
-        }
-        if let Some(reader) = self.reader.take() {
-            drop(reader.join());
-        }
-        drop(self.diagnostics());
+    fn teardown(self: Box<Self>) {
+        Box::new(self.process).teardown();
     }
 }

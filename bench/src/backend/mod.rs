@@ -8,6 +8,7 @@
 pub mod container;
 pub mod microvm;
 pub mod native;
+pub mod supervised;
 pub mod watch;
 
 use std::path::PathBuf;

@@ -5,15 +5,13 @@
 //! killed together, and it is reaped with wait4(2).
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-use container::process::Child;
 use workload::channel;
 
-use super::watch::{self, Watch};
-use super::{Availability, Backend, Error, Event, Exit, Instance, Launch};
-use crate::clock::Stamp;
+use super::supervised::Supervised;
+use super::watch;
+use super::{Availability, Backend, Error, Instance, Launch};
 use crate::scenario::Scenario;
 
 /// The native backend.
@@ -41,70 +39,15 @@ impl Backend for Native {
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
-        let (outputs, watch) = watch::watch()?;
-        let child = Command::new(&launch.workload)
+        let mut command = Command::new(&launch.workload);
+        command
             .args(&launch.args)
             .env(channel::ENV, "stdout")
-            .stdin(Stdio::null())
-            .stdout(outputs.stdout)
-            .stderr(outputs.stderr)
-            .process_group(0)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                what: launch.workload.display().to_string(),
-                source,
-            })?;
-        // The handle below reaps the child through its PID; std's handle is not needed
-        // (dropping it neither waits nor kills).
-        let child = Child::new(child.id());
-        Ok(Box::new(NativeInstance { child, watch }))
-    }
-}
-
-struct NativeInstance {
-    child: Child,
-    watch: Watch,
-}
-
-impl Instance for NativeInstance {
-    fn pids(&self) -> Vec<u32> {
-        if self.child.reaped().is_some() {
-            Vec::new()
-        } else {
-            vec![self.child.pid()]
-        }
-    }
-
-    fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {
-        self.watch.next_event(until)
-    }
-
-    fn release(&mut self) {
-        self.child.signal(libc::SIGTERM, false);
-    }
-
-    fn wait(&mut self, until: Instant) -> Result<Exit, Error> {
-        let timed_out = !self.child.exited_by(until);
-        // Kill what is left of the group: all of it on a timeout, stragglers otherwise.
-        self.child.signal(libc::SIGKILL, true);
-        let reaped = self.child.reap().map_err(Error::Wait)?;
-        Ok(Exit {
-            status: reaped.status,
-            at: Stamp::now(),
-            maxrss_kib: Some(reaped.maxrss_kib),
-            timed_out,
-        })
-    }
-
-    fn diagnostics(&mut self) -> String {
-        self.watch.diagnostics()
-    }
-
-    fn teardown(mut self: Box<Self>) {
-        if self.child.reaped().is_none() {
-            // Not waited for: kill and reap it so nothing is left behind.
-            drop(self.wait(Instant::now()));
-        }
-        self.watch.join();
+            .process_group(0);
+        Ok(Box::new(Supervised::spawn(
+            &mut command,
+            watch::records(),
+            true,
+        )?))
     }
 }

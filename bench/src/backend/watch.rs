@@ -24,16 +24,28 @@ pub struct Outputs {
     pub stderr: OwnedFd,
 }
 
+/// Turns one line of the instance's standard output, read at `at`, into events.
+pub type LineHandler = Box<dyn FnMut(&str, Stamp) -> Vec<Result<Event, Error>> + Send>;
+
+/// The workload's own protocol: `@vcbench` record lines, stamped on arrival.
+pub fn records() -> LineHandler {
+    Box::new(|line, at| match record::parse_line(line) {
+        Ok(None) => Vec::new(),
+        Ok(Some(record)) => vec![Ok(Event::Record { record, at })],
+        Err(e) => vec![Err(e.into())],
+    })
+}
+
 /// The read side: events as they arrive, and the tail of the diagnostics.
 pub struct Watch {
-    events: Receiver<Result<Event, record::Error>>,
+    events: Receiver<Result<Event, Error>>,
     records: Option<JoinHandle<()>>,
     diagnostics: Option<JoinHandle<String>>,
     closed: bool,
 }
 
-/// Makes the pipes and starts the reader threads.
-pub fn watch() -> Result<(Outputs, Watch), Error> {
+/// Makes the pipes and starts the reader threads; `handler` reads standard output.
+pub fn watch(mut handler: LineHandler) -> Result<(Outputs, Watch), Error> {
     let pipe_error = |source| Error::Spawn {
         what: "the output pipes".to_owned(),
         source,
@@ -50,10 +62,8 @@ pub fn watch() -> Result<(Outputs, Watch), Error> {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let at = Stamp::now();
-                    match record::parse_line(&line) {
-                        Ok(None) => {}
-                        Ok(Some(record)) => drop(sender.send(Ok(Event::Record { record, at }))),
-                        Err(e) => drop(sender.send(Err(e))),
+                    for event in handler(&line, at) {
+                        drop(sender.send(event));
                     }
                 }
             }
