@@ -1,5 +1,5 @@
-//! The port-I/O bus: devices register the ports they answer, the exit handler looks the
-//! port up. No port number appears in the vCPU loop.
+//! Buses: devices register the port-I/O ports or guest-physical MMIO ranges they answer,
+//! and the exit handler looks the address up. No port or address appears in the vCPU loop.
 
 use std::fmt;
 
@@ -12,55 +12,64 @@ pub enum Action {
     Shutdown,
 }
 
-/// A device on the port-I/O bus.
-pub trait PioDevice: Send {
-    /// A guest read of `data.len()` bytes at `offset` from the device's first port.
-    fn read(&mut self, offset: u16, data: &mut [u8]);
+/// A device on a bus.
+pub trait BusDevice: Send {
+    /// A guest read of `data.len()` bytes at `offset` from the device's first address.
+    fn read(&mut self, offset: u64, data: &mut [u8]);
     /// A guest write at `offset`.
-    fn write(&mut self, offset: u16, data: &[u8]) -> Action;
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action;
 }
 
 /// Errors registering a device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
-    /// The ports are already taken.
-    #[error("ports {base:#x}..{end:#x} overlap a registered device")]
+    /// The range is already taken.
+    #[error("addresses {base:#x}..{end:#x} overlap a registered device")]
     Overlap {
-        /// First port.
-        base: u16,
+        /// First address.
+        base: u64,
         /// One past the last.
-        end: u32,
+        end: u128,
     },
 }
 
-/// The port-I/O bus.
+/// A bus: port I/O (addresses are ports) or MMIO (guest-physical addresses).
 #[derive(Default)]
-pub struct PioBus {
-    devices: Vec<(u16, u16, Box<dyn PioDevice>)>,
+pub struct Bus {
+    devices: Vec<(u64, u64, Box<dyn BusDevice>)>,
 }
 
-impl fmt::Debug for PioBus {
+/// The machine's two buses.
+#[derive(Debug, Default)]
+pub struct Buses {
+    /// Port I/O.
+    pub pio: Bus,
+    /// Memory-mapped I/O.
+    pub mmio: Bus,
+}
+
+impl fmt::Debug for Bus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ranges: Vec<String> = self
             .devices
             .iter()
             .map(|(b, n, _)| format!("{b:#x}+{n}"))
             .collect();
-        f.debug_struct("PioBus").field("devices", &ranges).finish()
+        f.debug_struct("Bus").field("devices", &ranges).finish()
     }
 }
 
-impl PioBus {
-    /// Registers `device` on ports `base..base + count`.
+impl Bus {
+    /// Registers `device` on addresses `base..base + count`.
     pub fn register(
         &mut self,
-        base: u16,
-        count: u16,
-        device: Box<dyn PioDevice>,
+        base: u64,
+        count: u64,
+        device: Box<dyn BusDevice>,
     ) -> Result<(), Error> {
-        let end = u32::from(base) + u32::from(count);
+        let end = u128::from(base) + u128::from(count);
         let overlaps = self.devices.iter().any(|(b, n, _)| {
-            u32::from(base) < u32::from(*b) + u32::from(*n) && u32::from(*b) < end
+            u128::from(base) < u128::from(*b) + u128::from(*n) && u128::from(*b) < end
         });
         if overlaps {
             return Err(Error::Overlap { base, end });
@@ -69,16 +78,18 @@ impl PioBus {
         Ok(())
     }
 
-    fn find(&mut self, port: u16) -> Option<(u16, &mut Box<dyn PioDevice>)> {
+    fn find(&mut self, address: u64) -> Option<(u64, &mut Box<dyn BusDevice>)> {
         self.devices
             .iter_mut()
-            .find(|(b, n, _)| port >= *b && u32::from(port) < u32::from(*b) + u32::from(*n))
-            .map(|(b, _, d)| (port - *b, d))
+            .find(|(b, n, _)| {
+                address >= *b && u128::from(address) < u128::from(*b) + u128::from(*n)
+            })
+            .map(|(b, _, d)| (address - *b, d))
     }
 
-    /// A read; false when no device answers the port (the data reads as all ones).
-    pub fn read(&mut self, port: u16, data: &mut [u8]) -> bool {
-        match self.find(port) {
+    /// A read; false when no device answers the address (the data reads as all ones).
+    pub fn read(&mut self, address: u64, data: &mut [u8]) -> bool {
+        match self.find(address) {
             Some((offset, device)) => {
                 device.read(offset, data);
                 true
@@ -90,9 +101,9 @@ impl PioBus {
         }
     }
 
-    /// A write; `None` when no device answers the port.
-    pub fn write(&mut self, port: u16, data: &[u8]) -> Option<Action> {
-        self.find(port)
+    /// A write; `None` when no device answers the address.
+    pub fn write(&mut self, address: u64, data: &[u8]) -> Option<Action> {
+        self.find(address)
             .map(|(offset, device)| device.write(offset, data))
     }
 }
@@ -101,12 +112,12 @@ impl PioBus {
 mod tests {
     use super::*;
 
-    struct Probe(Vec<(u16, u8)>);
-    impl PioDevice for Probe {
-        fn read(&mut self, offset: u16, data: &mut [u8]) {
+    struct Probe(Vec<(u64, u8)>);
+    impl BusDevice for Probe {
+        fn read(&mut self, offset: u64, data: &mut [u8]) {
             data.fill(u8::try_from(offset).unwrap_or(0));
         }
-        fn write(&mut self, offset: u16, data: &[u8]) -> Action {
+        fn write(&mut self, offset: u64, data: &[u8]) -> Action {
             self.0.push((offset, data[0]));
             Action::None
         }
@@ -114,7 +125,7 @@ mod tests {
 
     #[test]
     fn ports_route_to_their_device_with_offsets() {
-        let mut bus = PioBus::default();
+        let mut bus = Bus::default();
         bus.register(0x3f8, 8, Box::new(Probe(Vec::new()))).unwrap();
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fa, &mut b));
@@ -127,7 +138,7 @@ mod tests {
 
     #[test]
     fn overlapping_ranges_are_refused() {
-        let mut bus = PioBus::default();
+        let mut bus = Bus::default();
         bus.register(0x60, 5, Box::new(Probe(Vec::new()))).unwrap();
         assert!(bus.register(0x64, 1, Box::new(Probe(Vec::new()))).is_err());
         assert!(bus.register(0x65, 1, Box::new(Probe(Vec::new()))).is_ok());

@@ -2,7 +2,7 @@
 //! fed synthetic exits in tests. Every exit is counted by kind: each one is the guest
 //! reaching into the host.
 
-use crate::bus::{Action, PioBus};
+use crate::bus::{Action, Buses};
 
 /// An exit, in the monitor's own terms (decoupled from the KVM crate's borrowed type).
 #[derive(Debug)]
@@ -25,11 +25,15 @@ pub enum Exit<'a> {
     MmioRead {
         /// Guest-physical address.
         address: u64,
+        /// Where the answer goes.
+        data: &'a mut [u8],
     },
     /// The guest wrote guest-physical memory that is not RAM.
     MmioWrite {
         /// Guest-physical address.
         address: u64,
+        /// Bytes written.
+        data: &'a [u8],
     },
     /// HLT.
     Hlt,
@@ -96,11 +100,11 @@ impl ExitCounts {
 }
 
 /// Handles one exit.
-pub fn handle(exit: Exit<'_>, bus: &mut PioBus, counts: &mut ExitCounts) -> Outcome {
+pub fn handle(exit: Exit<'_>, buses: &mut Buses, counts: &mut ExitCounts) -> Outcome {
     match exit {
         Exit::IoOut { port, data } => {
             counts.io_out += 1;
-            match bus.write(port, data) {
+            match buses.pio.write(u64::from(port), data) {
                 Some(Action::Shutdown) => Outcome::Reset,
                 Some(Action::None) => Outcome::Continue,
                 None => {
@@ -111,16 +115,26 @@ pub fn handle(exit: Exit<'_>, bus: &mut PioBus, counts: &mut ExitCounts) -> Outc
         }
         Exit::IoIn { port, data } => {
             counts.io_in += 1;
-            if !bus.read(port, data) {
+            if !buses.pio.read(u64::from(port), data) {
                 counts.io_unhandled += 1;
             }
             Outcome::Continue
         }
-        Exit::MmioRead { address } | Exit::MmioWrite { address } => {
+        Exit::MmioRead { address, data } => {
             counts.mmio += 1;
-            Outcome::Failed(format!(
-                "MMIO access to {address:#x}, where no memory or device is"
-            ))
+            if buses.mmio.read(address, data) {
+                Outcome::Continue
+            } else {
+                nothing_at(address)
+            }
+        }
+        Exit::MmioWrite { address, data } => {
+            counts.mmio += 1;
+            match buses.mmio.write(address, data) {
+                Some(Action::None) => Outcome::Continue,
+                Some(Action::Shutdown) => Outcome::Reset,
+                None => nothing_at(address),
+            }
         }
         Exit::Hlt => {
             counts.hlt += 1;
@@ -149,6 +163,12 @@ pub fn handle(exit: Exit<'_>, bus: &mut PioBus, counts: &mut ExitCounts) -> Outc
     }
 }
 
+fn nothing_at(address: u64) -> Outcome {
+    Outcome::Failed(format!(
+        "MMIO access to {address:#x}, where no memory or device is"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,15 +176,25 @@ mod tests {
     use crate::layout::{I8042_COMMAND_PORT, I8042_RESET, MARKER_PORT};
 
     fn bus() -> (
-        PioBus,
+        Buses,
         std::sync::Arc<std::sync::Mutex<crate::devices::marker::Markers>>,
     ) {
-        let mut bus = PioBus::default();
+        let mut buses = Buses::default();
         let (marker, seen) = Marker::new();
-        bus.register(MARKER_PORT, 1, Box::new(marker)).unwrap();
-        bus.register(I8042_COMMAND_PORT, 1, Box::new(I8042))
+        buses
+            .pio
+            .register(u64::from(MARKER_PORT), 1, Box::new(marker))
             .unwrap();
-        (bus, seen)
+        buses
+            .pio
+            .register(u64::from(I8042_COMMAND_PORT), 1, Box::new(I8042))
+            .unwrap();
+        let (mmio_marker, _) = Marker::new();
+        buses
+            .mmio
+            .register(0xd000_0000, 1, Box::new(mmio_marker))
+            .unwrap();
+        (buses, seen)
     }
 
     #[test]
@@ -207,8 +237,17 @@ mod tests {
         assert!(
             matches!(handle(Exit::Shutdown, &mut bus, &mut counts), Outcome::Failed(r) if r.contains("triple"))
         );
+        let marked = handle(
+            Exit::MmioWrite {
+                address: 0xd000_0000,
+                data: &[2],
+            },
+            &mut bus,
+            &mut counts,
+        );
+        assert_eq!(marked, Outcome::Continue);
         assert!(
-            matches!(handle(Exit::MmioWrite { address: 0xd000_0000 }, &mut bus, &mut counts), Outcome::Failed(r) if r.contains("0xd0000000"))
+            matches!(handle(Exit::MmioWrite { address: 0xe000_0000, data: &[1] }, &mut bus, &mut counts), Outcome::Failed(r) if r.contains("0xe0000000"))
         );
         assert_eq!(
             counts,
@@ -216,12 +255,12 @@ mod tests {
                 io_out: 2,
                 io_in: 1,
                 io_unhandled: 1,
-                mmio: 1,
+                mmio: 2,
                 hlt: 1,
                 shutdown: 1,
                 other: 0
             }
         );
-        assert_eq!(counts.total(), 6);
+        assert_eq!(counts.total(), 7);
     }
 }

@@ -151,11 +151,28 @@ pub fn triple_fault() -> Payload {
     }
 }
 
-/// A write to guest-physical 0xD000_0000, where nothing is mapped (protected mode).
+/// `hello` through the MMIO marker: `mov byte [MARKER_MMIO], 1; hlt` (protected mode).
+pub fn hello_mmio() -> Payload {
+    let mut code = vec![0xc6, 0x05]; // mov byte [imm32], imm8
+    code.extend(
+        u32::try_from(crate::layout::MARKER_MMIO)
+            .unwrap_or(0)
+            .to_le_bytes(),
+    );
+    code.push(MARKER_START);
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Protected,
+        name: "hello (MMIO marker)".into(),
+    }
+}
+
+/// A write to guest-physical 0xE000_0000, where nothing is mapped (protected mode).
 pub fn mmio_nowhere() -> Payload {
     let mut code = marker(MARKER_START).to_vec();
     code.extend([0xc6, 0x05]); // mov byte [imm32], imm8
-    code.extend(0xd000_0000u32.to_le_bytes());
+    code.extend(0xe000_0000u32.to_le_bytes());
     code.push(0x01);
     code.push(0xf4); // hlt
     Payload {
@@ -212,5 +229,10 @@ mod tests {
             assert_eq!(&p.code[..4], &marker(MARKER_START), "{}", p.name);
             assert!(p.code.len() <= crate::layout::PAYLOAD_MAX);
         }
+        // The MMIO hello writes its marker with a memory store instead.
+        let mmio = hello_mmio().code;
+        assert_eq!(&mmio[..2], &[0xc6, 0x05]);
+        assert_eq!(&mmio[2..6], &0xd000_0000u32.to_le_bytes());
+        assert_eq!(mmio[6], MARKER_START);
     }
 }

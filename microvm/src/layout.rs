@@ -30,6 +30,9 @@ pub const MIN_MEMORY: u64 = 2 << 20;
 /// The marker port: the guest writes a byte code, the monitor stamps the host time.
 /// 0x80 is the PC's POST-code port, free on a machine without firmware.
 pub const MARKER_PORT: u16 = 0x80;
+/// The marker's MMIO address, for guests that prefer memory writes (above RAM, in the
+/// 32-bit hole where PCs keep devices).
+pub const MARKER_MMIO: u64 = 0xd000_0000;
 /// The first 16550 UART (COM1) and its eight registers.
 pub const SERIAL_PORT: u16 = 0x3f8;
 /// Registers of a 16550 UART.

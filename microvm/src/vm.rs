@@ -19,7 +19,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, Kvm, VcpuExit};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::bus::PioBus;
+use crate::bus::Buses;
 use crate::devices::{
     marker::Marker, marker::Markers, serial::Capture, serial::Console, shutdown::I8042,
 };
@@ -226,13 +226,21 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
         .map_err(kvm("set the vCPU's registers"))?;
     stamp(&mut phases, "vcpus_created");
 
-    let mut bus = PioBus::default();
+    let mut bus = Buses::default();
     let (marker, markers) = Marker::new();
     let (console, serial) = Console::new();
     let registrations = [
-        bus.register(layout::MARKER_PORT, 1, Box::new(marker)),
-        bus.register(layout::SERIAL_PORT, layout::SERIAL_PORTS, Box::new(console)),
-        bus.register(layout::I8042_COMMAND_PORT, 1, Box::new(I8042)),
+        bus.pio
+            .register(u64::from(layout::MARKER_PORT), 1, Box::new(marker)),
+        bus.mmio
+            .register(layout::MARKER_MMIO, 1, Box::new(Marker::sharing(&markers))),
+        bus.pio.register(
+            u64::from(layout::SERIAL_PORT),
+            u64::from(layout::SERIAL_PORTS),
+            Box::new(console),
+        ),
+        bus.pio
+            .register(u64::from(layout::I8042_COMMAND_PORT), 1, Box::new(I8042)),
     ];
     for r in registrations {
         r.map_err(|e| Error::Config(e.to_string()))?;
@@ -300,8 +308,8 @@ fn translate(exit: VcpuExit<'_>) -> Exit<'_> {
     match exit {
         VcpuExit::IoOut(port, data) => Exit::IoOut { port, data },
         VcpuExit::IoIn(port, data) => Exit::IoIn { port, data },
-        VcpuExit::MmioRead(address, _) => Exit::MmioRead { address },
-        VcpuExit::MmioWrite(address, _) => Exit::MmioWrite { address },
+        VcpuExit::MmioRead(address, data) => Exit::MmioRead { address, data },
+        VcpuExit::MmioWrite(address, data) => Exit::MmioWrite { address, data },
         VcpuExit::Hlt => Exit::Hlt,
         VcpuExit::Shutdown => Exit::Shutdown,
         VcpuExit::FailEntry(reason, _) => Exit::FailEntry(reason),

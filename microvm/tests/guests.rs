@@ -145,7 +145,7 @@ fn an_mmio_access_to_nothing_is_reported() {
     }
     let report = vm::run(&config(guest::mmio_nowhere())).unwrap();
     assert!(
-        matches!(&report.end, End::Failed { reason, .. } if reason.contains("0xd0000000")),
+        matches!(&report.end, End::Failed { reason, .. } if reason.contains("0xe0000000")),
         "{:?}",
         report.end
     );
@@ -208,4 +208,18 @@ fn a_long_mode_guest_runs() {
     let report = vm::run(&config(guest::hello_long())).unwrap();
     assert_eq!(report.end, End::Halted, "{:?}", report.end);
     assert_eq!(report.markers.stamps.len(), 1);
+}
+
+#[test]
+fn the_marker_also_answers_on_the_mmio_bus() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::hello_mmio())).unwrap();
+    assert_eq!(report.end, End::Halted, "{:?}", report.end);
+    assert_eq!(
+        report.markers.stamps.first().map(|m| m.0),
+        Some(MARKER_START)
+    );
+    assert_eq!(report.exits.mmio, 1);
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use vm_superio::{Serial, Trigger};
 
-use crate::bus::{Action, PioDevice};
+use crate::bus::{Action, BusDevice};
 
 /// Most bytes of console output kept; the rest is counted as dropped.
 pub const CAPTURE_MAX: usize = 64 * 1024;
@@ -65,8 +65,8 @@ impl Console {
     }
 }
 
-impl PioDevice for Console {
-    fn read(&mut self, offset: u16, data: &mut [u8]) {
+impl BusDevice for Console {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
         let value = self.serial.read(u8::try_from(offset).unwrap_or(0));
         data.fill(0);
         if let Some(first) = data.first_mut() {
@@ -74,7 +74,7 @@ impl PioDevice for Console {
         }
     }
 
-    fn write(&mut self, offset: u16, data: &[u8]) -> Action {
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
         if let Some(&value) = data.first() {
             // The only error is a failed interrupt trigger, which cannot happen here.
             let _ = self.serial.write(u8::try_from(offset).unwrap_or(0), value);
