@@ -68,7 +68,12 @@ pub fn run(host: &Host) -> Vec<Check> {
         cgroups(host),
         privileges(host),
         user_namespaces(host),
-        workload(),
+        embedded(
+            "workload",
+            crate::image::WORKLOAD,
+            crate::image::WORKLOAD_FNV,
+        ),
+        embedded("vcbench-vmm", crate::image::VMM, crate::image::VMM_FNV),
     ];
     for (tool, purpose, package, packaged) in TOOLS {
         checks.push(match which(tool) {
@@ -187,19 +192,16 @@ fn user_namespaces(host: &Host) -> Check {
     }
 }
 
-fn workload() -> Check {
-    match crate::image::elf_is_static(crate::image::WORKLOAD) {
-        Some(true) => check(
-            "workload",
-            Status::Ok,
-            format!("static, {} KiB, fnv {}", crate::image::WORKLOAD.len() / 1024, crate::image::WORKLOAD_FNV),
-            None,
-        ),
+/// Checks that an embedded executable is static (it runs as PID 1 in an empty root, or
+/// beside nothing but the kernel).
+fn embedded(name: &str, bytes: &[u8], hash: &str) -> Check {
+    match crate::image::elf_is_static(bytes) {
+        Some(true) => check(name, Status::Ok, format!("static, {} KiB, fnv {hash}", bytes.len() / 1024), None),
         _ => check(
-            "workload",
+            name,
             Status::Missing,
-            "the embedded workload is not a static executable: it cannot run as PID 1 in an empty root",
-            Some("rebuild vcbench (cargo build --release -p vcbench); the build links the workload with +crt-static"),
+            format!("the embedded {name} is not a static executable"),
+            Some("rebuild vcbench (cargo build --release -p vcbench); the build links it with +crt-static"),
         ),
     }
 }

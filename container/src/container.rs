@@ -413,12 +413,15 @@ fn write_id_maps(pid: u32) -> Result<(), Error> {
     }
 }
 
-/// The highest capability number the running kernel knows.
+/// The highest capability number the running kernel knows (read once per process).
 fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40)
+    })
 }
 
 /// Prepares everything the child needs, before the clone.
