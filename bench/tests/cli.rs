@@ -334,6 +334,7 @@ fn native_and_container_side_by_side_with_container_phases() {
         assert_eq!(
             names,
             [
+                "prepared",
                 "cgroup_created",
                 "cloned",
                 "idmaps_written",

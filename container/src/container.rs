@@ -1,7 +1,8 @@
 //! Starting, watching and tearing down one container.
 //!
 //! The recipe, each step stamped on `CLOCK_MONOTONIC`:
-//! 1. validate the [`Spec`], create the cgroup with its limits (`cgroup_created`);
+//! 1. validate the [`Spec`] and prepare the child's plan (`prepared`), create the cgroup
+//!    with its limits (`cgroup_created`);
 //! 2. clone(2) with every namespace flag at once (`cloned`); the child waits;
 //! 3. the parent writes the user namespace's ID maps (`idmaps_written`) and moves the
 //!    child into the cgroup (`cgroup_attached`), then says go;
@@ -174,6 +175,7 @@ impl Container {
             ],
         )?;
 
+        phases.push(("prepared", monotonic_ns()));
         let cgroup = if spec.cgroup || spec.limits.any() {
             let cgroup = Cgroup::create(Layout::cached()?, &name, &spec.limits)?;
             phases.push(("cgroup_created", monotonic_ns()));

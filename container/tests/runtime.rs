@@ -92,6 +92,7 @@ fn every_phase_is_stamped_in_order() {
     assert_eq!(
         f.phases,
         [
+            "prepared",
             "cgroup_created",
             "cloned",
             "cgroup_attached",
