@@ -39,6 +39,8 @@ pub struct Payload {
 
 // `MARKER_PORT` fits the one-byte immediate of `out imm8, al`.
 const MARKER: u8 = MARKER_PORT as u8;
+// So does the i8042 command port.
+const I8042: u8 = crate::layout::I8042_COMMAND_PORT as u8;
 
 /// `mov al, code; out MARKER, al` (the same bytes in 16- and 32-bit code).
 fn marker(code: u8) -> [u8; 4] {
@@ -140,6 +142,20 @@ pub fn serial(text: &[u8]) -> Payload {
     }
 }
 
+/// Marker 1, then a reset through the i8042 (`mov al, 0xfe; out 0x64, al`): the clean end
+/// a guest without ACPI asks for (real mode).
+pub fn reset() -> Payload {
+    let mut code = marker(MARKER_START).to_vec();
+    code.extend([0xb0, crate::layout::I8042_RESET]); // mov al, 0xfe
+    code.extend([0xe6, I8042]); // out 0x64, al
+    code.push(0xf4); // hlt (not reached)
+    Payload {
+        code,
+        mode: Mode::Real,
+        name: "reset".into(),
+    }
+}
+
 /// `int3` in protected mode with an empty IDT: #GP, double fault, triple fault.
 pub fn triple_fault() -> Payload {
     let mut code = marker(MARKER_START).to_vec();
@@ -223,6 +239,7 @@ mod tests {
             exits(1),
             touch(1),
             serial(b"hi"),
+            reset(),
             triple_fault(),
             mmio_nowhere(),
         ] {

@@ -223,3 +223,13 @@ fn the_marker_also_answers_on_the_mmio_bus() {
     );
     assert_eq!(report.exits.mmio, 1);
 }
+
+#[test]
+fn an_i8042_reset_ends_the_vm_cleanly() {
+    if !kvm_usable() {
+        return;
+    }
+    let report = vm::run(&config(guest::reset())).unwrap();
+    assert_eq!(report.end, End::Reset);
+    assert_eq!(report.exits.hlt, 0);
+}
