@@ -22,6 +22,8 @@ fn main() {
     for path in [
         "workload/src",
         "workload/Cargo.toml",
+        "microvm/src",
+        "microvm/Cargo.toml",
         "Cargo.lock",
         "Cargo.toml",
     ] {

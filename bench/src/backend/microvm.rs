@@ -181,7 +181,8 @@ fn read_report(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
 }
 
 /// The guest's figures: for `exits`, the cost of one exit round trip, from the monitor's
-/// stamps of the first and last markers.
+/// stamps of the first and last markers. `writes` markers stamp `writes - 1` round trips
+/// between the first and the last (guest resumed, next write reached the monitor).
 fn metrics(report: &serde_json::Value) -> Vec<Metric> {
     let mut metrics = Vec::new();
     let first = report["markers"][0][1].as_u64();
@@ -190,7 +191,7 @@ fn metrics(report: &serde_json::Value) -> Vec<Metric> {
     if let (Some(first), Some(last)) = (first, last) {
         if writes > 2 {
             #[allow(clippy::cast_precision_loss)]
-            let per_exit = (last.saturating_sub(first)) as f64 / (writes - 2) as f64;
+            let per_exit = (last.saturating_sub(first)) as f64 / (writes - 1) as f64;
             metrics.push(Metric::new("ns_per_exit", per_exit, "ns"));
         }
     }
