@@ -74,6 +74,7 @@ fn monitor(c: &mut Criterion) {
                 memory_mib: 16,
                 payload: guest::exits(count),
                 timeout: Duration::from_secs(120),
+                devices: Default::default(),
             };
             let report = vm::run(&config).expect("run the exits guest");
             assert_eq!(report.end, End::Halted);

@@ -32,6 +32,7 @@ fn main() {
         memory_mib: 128,
         payload,
         timeout: Duration::from_secs(60),
+        devices: Default::default(),
     };
     let mut phases: Vec<(&'static str, Vec<f64>)> = Vec::new();
     let mut per_exit = Vec::new();

@@ -1,11 +1,12 @@
 //! A minimal KVM virtual machine monitor: guest memory, vCPUs, devices and micro guests.
 //!
-//! This crate knows nothing about benchmarks. [`vm::run`] builds a VM from a validated
-//! [`vm::Config`] in a short recipe of stamped steps, runs a [`guest`] payload, and
-//! reports its markers, exits by kind, console output and end. [`host`] tells what kind
-//! of KVM the machine has.
+//! This crate knows nothing about benchmarks. [`vm::run`] checks a [`config::Config`],
+//! builds the VM in a short recipe of stamped steps, runs a [`guest`] payload, and reports
+//! its markers, exits by kind, console output and end. [`host`] tells what kind of KVM the
+//! machine has.
 
 pub mod bus;
+pub mod config;
 pub mod devices;
 pub mod exit;
 pub mod guest;

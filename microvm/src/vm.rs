@@ -1,5 +1,6 @@
 //! Building and running a microVM: a short linear recipe from a validated [`Config`].
 //!
+//! 0. check the configuration ([`crate::config::Valid`]);
 //! 1. open /dev/kvm, check the API version and the capabilities used;
 //! 2. create the VM (`vm_created`);
 //! 3. map guest memory (anonymous, private, `MAP_NORESERVE`: pages cost nothing until the
@@ -24,9 +25,11 @@ use crate::devices::{
     marker::Marker, marker::Markers, serial::Capture, serial::Console, shutdown::I8042,
 };
 use crate::exit::{self, Exit, ExitCounts, Outcome};
-use crate::guest::Payload;
 use crate::layout;
 use crate::vcpu;
+
+pub use crate::config::Config;
+use crate::config::{Error as ConfigError, Valid};
 
 /// The KVM API version this monitor speaks (stable since Linux 2.6.22).
 const KVM_API_VERSION: i32 = 12;
@@ -35,8 +38,8 @@ const KVM_API_VERSION: i32 = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration is unusable.
-    #[error("bad microVM configuration: {0}")]
-    Config(String),
+    #[error("bad microVM configuration")]
+    Config(#[from] ConfigError),
     /// A KVM call failed.
     #[error("KVM: cannot {what}")]
     Kvm {
@@ -52,65 +55,35 @@ pub enum Error {
     /// A capability the monitor needs is missing.
     #[error("KVM lacks the capability {0}")]
     Capability(&'static str),
-    /// Guest memory could not be mapped or written.
-    #[error("guest memory: {0}")]
-    Memory(String),
+    /// Guest memory could not be mapped.
+    #[error("cannot map {mib} MiB of guest memory")]
+    MapMemory {
+        /// MiB asked.
+        mib: u64,
+        /// Why.
+        #[source]
+        source: vm_memory::mmap::FromRangesError,
+    },
+    /// Guest memory could not be written (tables or payload).
+    #[error("cannot write the {what} into guest memory")]
+    WriteMemory {
+        /// What was being written.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+    /// Two devices claim the same addresses.
+    #[error("cannot register a device")]
+    Device(#[from] crate::bus::Error),
 }
 
 fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { what, source }
 }
 
-/// What to build and run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// vCPUs. The first runs the payload; the others are created and wait, as a real
-    /// machine's application processors wait for their start-up IPI.
-    pub vcpus: u8,
-    /// Guest memory, MiB.
-    pub memory_mib: u64,
-    /// The guest.
-    pub payload: Payload,
-    /// How long the guest may run.
-    pub timeout: Duration,
-}
-
-impl Config {
-    /// Checks the configuration before anything is created.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bytes = self
-            .memory_mib
-            .checked_mul(1 << 20)
-            .ok_or_else(|| Error::Config("memory size overflows".into()))?;
-        if bytes < layout::MIN_MEMORY {
-            return Err(Error::Config(format!(
-                "{} MiB of memory is too little: at least {} MiB",
-                self.memory_mib,
-                layout::MIN_MEMORY >> 20
-            )));
-        }
-        if bytes > 1 << 40 {
-            return Err(Error::Config(format!(
-                "{} MiB of memory is more than 1 TiB",
-                self.memory_mib
-            )));
-        }
-        if self.payload.code.is_empty() || self.payload.code.len() > layout::PAYLOAD_MAX {
-            return Err(Error::Config(format!(
-                "payload {} is {} bytes: it must be 1..={} bytes",
-                self.payload.name,
-                self.payload.code.len(),
-                layout::PAYLOAD_MAX
-            )));
-        }
-        if self.vcpus == 0 {
-            return Err(Error::Config("a VM needs at least one vCPU".into()));
-        }
-        if self.timeout.is_zero() {
-            return Err(Error::Config("the timeout is zero".into()));
-        }
-        Ok(())
-    }
+fn write_memory(what: &'static str) -> impl FnOnce(vm_memory::GuestMemoryError) -> Error {
+    move |source| Error::WriteMemory { what, source }
 }
 
 /// How the guest ended.
@@ -156,7 +129,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
 /// Like [`run`], calling `before_teardown` with the report so far (no `torn_down` phase
 /// yet) while the VM and its memory still exist, e.g. to have its footprint measured.
 pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Result<Report, Error> {
-    config.validate()?;
+    let valid = Valid::try_from(config)?;
     let mut phases = Vec::new();
     let stamp =
         |phases: &mut Vec<(&'static str, u64)>, name| phases.push((name, crate::monotonic_ns()));
@@ -177,14 +150,17 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     let vm = kvm_fd.create_vm().map_err(kvm("create a VM"))?;
     stamp(&mut phases, "vm_created");
 
-    let size = usize::try_from(config.memory_mib << 20)
-        .map_err(|_| Error::Config("memory too large".into()))?;
+    let size = valid.memory_bytes();
     let memory: GuestMemoryMmap =
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(layout::RAM_START), size)])
-            .map_err(|e| Error::Memory(e.to_string()))?;
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(layout::RAM_START), size)]).map_err(
+            |source| Error::MapMemory {
+                mib: config.memory_mib,
+                source,
+            },
+        )?;
     let host_address = memory
         .get_host_address(GuestAddress(layout::RAM_START))
-        .map_err(|e| Error::Memory(e.to_string()))?;
+        .map_err(write_memory("start of RAM"))?;
     let slot = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
@@ -202,15 +178,16 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
         for (address, bytes) in vcpu::long_mode_tables() {
             memory
                 .write_slice(&bytes, GuestAddress(address))
-                .map_err(|e| Error::Memory(e.to_string()))?;
+                .map_err(write_memory("long-mode GDT and page tables"))?;
         }
     }
     let max_vcpus = kvm_fd.get_max_vcpus();
     if usize::from(config.vcpus) > max_vcpus {
-        return Err(Error::Config(format!(
-            "{} vCPUs asked, this KVM allows {max_vcpus}",
-            config.vcpus
-        )));
+        return Err(ConfigError::TooManyVcpus {
+            asked: config.vcpus,
+            max: max_vcpus,
+        }
+        .into());
     }
     let mut vcpu = vm.create_vcpu(0).map_err(kvm("create a vCPU"))?;
     let waiting: Vec<_> = (1..config.vcpus)
@@ -229,25 +206,22 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     let mut bus = Buses::default();
     let (marker, markers) = Marker::new();
     let (console, serial) = Console::new();
-    let registrations = [
-        bus.pio
-            .register(u64::from(layout::MARKER_PORT), 1, Box::new(marker)),
-        bus.mmio
-            .register(layout::MARKER_MMIO, 1, Box::new(Marker::sharing(&markers))),
+    bus.pio
+        .register(u64::from(layout::MARKER_PORT), 1, Box::new(marker))?;
+    bus.mmio
+        .register(layout::MARKER_MMIO, 1, Box::new(Marker::sharing(&markers)))?;
+    bus.pio
+        .register(u64::from(layout::I8042_COMMAND_PORT), 1, Box::new(I8042))?;
+    if config.devices.serial {
         bus.pio.register(
             u64::from(layout::SERIAL_PORT),
             u64::from(layout::SERIAL_PORTS),
             Box::new(console),
-        ),
-        bus.pio
-            .register(u64::from(layout::I8042_COMMAND_PORT), 1, Box::new(I8042)),
-    ];
-    for r in registrations {
-        r.map_err(|e| Error::Config(e.to_string()))?;
+        )?;
     }
     memory
         .write_slice(&config.payload.code, GuestAddress(layout::PAYLOAD_START))
-        .map_err(|e| Error::Memory(e.to_string()))?;
+        .map_err(write_memory("payload"))?;
     stamp(&mut phases, "payload_loaded");
 
     let mut counts = ExitCounts::default();

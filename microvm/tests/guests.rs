@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use microvm::config::Error as ConfigError;
 use microvm::guest::{self, MARKER_DONE, MARKER_LOOP, MARKER_START};
 use microvm::vm::{self, Config, End};
 
@@ -32,6 +33,7 @@ fn config(payload: guest::Payload) -> Config {
         memory_mib: 128,
         payload,
         timeout: Duration::from_secs(20),
+        devices: Default::default(),
     }
 }
 
@@ -156,25 +158,35 @@ fn an_mmio_access_to_nothing_is_reported() {
 
 #[test]
 fn bad_configurations_are_refused_before_anything_is_built() {
-    for (mib, payload) in [
-        (1, guest::hello()),
-        (
-            128,
-            guest::Payload {
-                code: vec![],
-                ..guest::hello()
-            },
-        ),
-    ] {
-        let err = vm::run(&Config {
-            vcpus: 1,
-            memory_mib: mib,
-            payload,
-            timeout: Duration::from_secs(1),
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("configuration"), "{err}");
+    let too_small = Config {
+        memory_mib: 1,
+        ..config(guest::hello())
+    };
+    assert!(matches!(
+        vm::run(&too_small),
+        Err(vm::Error::Config(ConfigError::MemoryTooSmall { mib: 1 }))
+    ));
+    let empty = config(guest::Payload {
+        code: vec![],
+        ..guest::hello()
+    });
+    assert!(matches!(
+        vm::run(&empty),
+        Err(vm::Error::Config(ConfigError::PayloadSize { len: 0, .. }))
+    ));
+}
+
+#[test]
+fn without_a_serial_console_its_ports_answer_nothing() {
+    if !kvm_usable() {
+        return;
     }
+    let mut c = config(guest::serial(b"hi"));
+    c.devices.serial = false;
+    let report = vm::run(&c).unwrap();
+    assert_eq!(report.end, End::Halted);
+    assert!(report.serial.bytes.is_empty());
+    assert_eq!(report.exits.io_unhandled, 2);
 }
 
 #[test]
@@ -194,13 +206,21 @@ fn extra_vcpus_are_created_and_wait() {
     });
     // 255 is above what most KVMs allow; where it is not, the VM simply runs.
     if let Err(e) = err {
-        assert!(e.to_string().contains("vCPUs asked"), "{e}");
+        assert!(
+            matches!(
+                e,
+                vm::Error::Config(ConfigError::TooManyVcpus { asked: 255, .. })
+            ),
+            "{e:?}"
+        );
     }
-    assert!(vm::run(&Config {
-        vcpus: 0,
-        ..config(guest::hello())
-    })
-    .is_err());
+    assert!(matches!(
+        vm::run(&Config {
+            vcpus: 0,
+            ..config(guest::hello())
+        }),
+        Err(vm::Error::Config(ConfigError::NoVcpus))
+    ));
 }
 
 #[test]

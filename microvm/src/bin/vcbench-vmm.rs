@@ -11,7 +11,8 @@
 //! Stamps are CLOCK_MONOTONIC nanoseconds. With `--hold` it waits for SIGTERM between the
 //! two lines, with the VM still built, so its footprint can be measured.
 //!
-//! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N [--memory-mib M] [--timeout-ms T] [--hold]`
+//! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M]
+//! [--timeout-ms T] [--no-serial] [--hold]`
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use microvm::guest;
 use microvm::vm::{self, Config, End, Report};
 
 const USAGE: &str =
-    "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M] [--timeout-ms T] [--hold]";
+    "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold]";
 
 fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let mut it = args.iter();
@@ -38,12 +39,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
         other => return Err(format!("unknown guest {other:?}")),
     };
     let rest: Vec<&String> = it.collect();
-    let mut config = Config {
-        vcpus: 1,
-        memory_mib: 128,
-        payload,
-        timeout: Duration::from_secs(60),
-    };
+    let mut config = Config::new(payload);
     let mut hold = false;
     let mut i = 0;
     while i < rest.len() {
@@ -67,6 +63,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
                 i += 1;
             }
             "--hold" => hold = true,
+            "--no-serial" => config.devices.serial = false,
             other => return Err(format!("unknown option {other:?}")),
         }
         i += 1;
