@@ -13,6 +13,7 @@ pub mod guest;
 pub mod host;
 pub mod layout;
 pub mod memory;
+pub mod protocol;
 pub mod vcpu;
 pub mod vm;
 

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use microvm::protocol::Line;
 use workload::record::{Metric, Record};
 
 use super::supervised::Supervised;
@@ -118,84 +119,61 @@ struct Facts {
     guest_touched_kib: Option<u64>,
 }
 
-/// Turns one of the monitor's JSON lines into events, keeping what it reports.
+/// Turns one of the monitor's lines ([`microvm::protocol`]) into events, keeping what it
+/// reports. A line that is not part of the protocol is ignored.
 fn read_report(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-        return Vec::new();
-    };
-    if let Some(ns) = value.get("torn_down").and_then(serde_json::Value::as_u64) {
-        if let Ok(mut f) = facts.lock() {
-            f.phases.push(("torn_down".to_owned(), Stamp(ns)));
+    let report = match serde_json::from_str::<Line>(line) {
+        Ok(Line::Report(report)) => report,
+        Ok(Line::TornDown(ns)) => {
+            if let Ok(mut f) = facts.lock() {
+                f.phases.push(("torn_down".to_owned(), Stamp(ns)));
+            }
+            return Vec::new();
         }
-        return Vec::new();
-    }
-    let Some(report) = value.get("report") else {
-        return Vec::new();
+        Err(_) => return Vec::new(),
     };
-    let phases: Vec<(String, Stamp)> = report["phases"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((p[0].as_str()?.to_owned(), Stamp(p[1].as_u64()?))))
-        .collect();
-    let stamp_of = |name: &str| phases.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
     let mut events = Vec::new();
     let workload = "micro guest".to_owned();
-    if let Some(at) = stamp_of("first_marker") {
+    if let Some(ns) = report.phase("first_marker") {
         let record = Record::Started {
             workload: workload.clone(),
             pid: 0,
             pid1: true,
         };
-        events.push(Ok(Event::Record { record, at }));
+        events.push(Ok(Event::Record {
+            record,
+            at: Stamp(ns),
+        }));
     }
-    let at = stamp_of("halted").unwrap_or_else(Stamp::now);
-    let record = if report["end"] == "halted" || report["end"] == "reset" {
-        Record::Result {
-            workload,
-            metrics: metrics(report),
-        }
+    let at = report.phase("halted").map_or_else(Stamp::now, Stamp);
+    let record = if report.end.is_clean() {
+        // For the `exits` guest, the cost of one exit round trip.
+        let metrics = report
+            .ns_per_round_trip
+            .map(|ns| Metric::new("ns_per_exit", ns, "ns"))
+            .into_iter()
+            .collect();
+        Record::Result { workload, metrics }
     } else {
-        let why = report["reason"]
-            .as_str()
-            .unwrap_or("the guest did not halt");
-        let registers = report["registers"].as_str().unwrap_or_default();
-        let end = report["end"].as_str().unwrap_or("?");
+        let why = report.reason.as_deref().unwrap_or("the guest did not halt");
+        let end = serde_json::to_value(report.end)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let registers = report.registers.as_deref().unwrap_or_default();
         Record::Error {
             workload,
-            message: format!("{why} ({end}) {registers}"),
+            message: format!("{why} ({end}) {registers}").trim_end().to_owned(),
         }
     };
     events.push(Ok(Event::Record { record, at }));
     if let Ok(mut f) = facts.lock() {
-        f.counters = report["exits"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-            .collect();
-        f.guest_touched_kib = report["guest_touched_kib"].as_u64();
-        f.phases.extend(phases);
+        f.counters = report.exits.into_iter().collect();
+        f.guest_touched_kib = report.guest_touched_kib;
+        f.phases
+            .extend(report.phases.into_iter().map(|(n, ns)| (n, Stamp(ns))));
     }
     events
-}
-
-/// The guest's figures: for `exits`, the cost of one exit round trip, from the monitor's
-/// stamps of the first and last markers. `writes` markers stamp `writes - 1` round trips
-/// between the first and the last (guest resumed, next write reached the monitor).
-fn metrics(report: &serde_json::Value) -> Vec<Metric> {
-    let mut metrics = Vec::new();
-    let first = report["markers"][0][1].as_u64();
-    let last = report["last_marker"][1].as_u64();
-    let writes = report["marker_writes"].as_u64().unwrap_or(0);
-    if let (Some(first), Some(last)) = (first, last) {
-        if writes > 2 {
-            #[allow(clippy::cast_precision_loss)]
-            let per_exit = (last.saturating_sub(first)) as f64 / (writes - 1) as f64;
-            metrics.push(Metric::new("ns_per_exit", per_exit, "ns"));
-        }
-    }
-    metrics
 }
 
 /// The monitor process, and what it reported.
@@ -259,5 +237,88 @@ impl Instance for VmInstance {
 
     fn teardown(self: Box<Self>) {
         Box::new(self.process).teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(line: &str, facts: &Mutex<Facts>) -> Vec<(Record, Stamp)> {
+        read_report(line, facts)
+            .into_iter()
+            .map(|e| match e {
+                Ok(Event::Record { record, at }) => (record, at),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_marker_starts_and_the_halt_gives_the_per_exit_cost() {
+        let facts = Mutex::new(Facts::default());
+        let line = r#"{"report":{"phases":[["vm_created",100],["first_marker",150],["halted",400]],
+            "markers":[[1,150],[3,200],[2,250]],"marker_writes":3,"last_marker":[2,250],
+            "ns_per_round_trip":50.0,"exits":{"exits_io_out":3,"exits_hlt":1},"end":"halted",
+            "reason":null,"registers":null,"serial":"","guest_touched_kib":64}}"#
+            .replace('\n', "");
+        let seen = events(&line, &facts);
+        assert_eq!(seen.len(), 2);
+        assert!(matches!(seen[0], (Record::Started { .. }, Stamp(150))));
+        match &seen[1] {
+            (Record::Result { metrics, .. }, Stamp(400)) => {
+                assert_eq!(metrics.len(), 1);
+                assert_eq!(
+                    (metrics[0].name.as_str(), metrics[0].value),
+                    ("ns_per_exit", 50.0)
+                );
+            }
+            other => panic!("expected a result at the halt, got {other:?}"),
+        }
+        assert!(events(r#"{"torn_down":500}"#, &facts).is_empty());
+        assert!(events("not the protocol", &facts).is_empty());
+        let f = facts.lock().unwrap();
+        let names: Vec<&str> = f.phases.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["vm_created", "first_marker", "halted", "torn_down"]);
+        assert!(f.counters.contains(&("exits_hlt".to_owned(), 1)));
+        assert_eq!(f.guest_touched_kib, Some(64));
+    }
+
+    #[test]
+    fn a_failed_guest_is_an_error_record_with_its_registers() {
+        let facts = Mutex::new(Facts::default());
+        let line = r#"{"report":{"phases":[["first_marker",10],["halted",20]],"markers":[[1,10]],
+            "marker_writes":1,"last_marker":[1,10],"ns_per_round_trip":null,
+            "exits":{"exits_shutdown":1},"end":"failed","reason":"the guest triple-faulted",
+            "registers":"rip=0x1004","serial":"","guest_touched_kib":4}}"#
+            .replace('\n', "");
+        let seen = events(&line, &facts);
+        match &seen[1].0 {
+            Record::Error { message, .. } => {
+                assert!(
+                    message.contains("triple-faulted (failed) rip=0x1004"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected an error record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn workloads_map_to_micro_guests() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            guest_for(&args(&["hello"])).unwrap(),
+            (args(&["hello"]), false)
+        );
+        assert_eq!(
+            guest_for(&args(&["alloc", "--mib", "32"])).unwrap(),
+            (args(&["touch", "32"]), true)
+        );
+        assert_eq!(
+            guest_for(&args(&["exits", "--count", "500"])).unwrap(),
+            (args(&["exits", "500"]), false)
+        );
+        assert!(guest_for(&args(&["cpu"])).is_err());
     }
 }

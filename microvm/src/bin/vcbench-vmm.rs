@@ -1,15 +1,8 @@
 //! `vcbench-vmm`: runs one micro guest in a process of its own, so the monitor's memory can
-//! be told apart from everything else, and reports on standard output as JSON lines:
-//!
-//! ```text
-//! {"report": {"phases": [["vm_created", ns], ...], "markers": [[code, ns], ...],
-//!             "marker_writes": n, "exits": {"exits_io_out": n, ...}, "end": "halted",
-//!             "reason": null, "registers": null, "serial": "...", "guest_touched_kib": n}}
-//! {"torn_down": ns}
-//! ```
-//!
-//! Stamps are CLOCK_MONOTONIC nanoseconds. With `--hold` it waits for SIGTERM between the
-//! two lines, with the VM still built, so its footprint can be measured.
+//! be told apart from everything else, and reports on standard output as JSON lines (see
+//! [`microvm::protocol`]): a report when the guest has stopped, then when the VM was torn
+//! down. With `--hold` it waits for SIGTERM between the two, with the VM still built, so
+//! its footprint can be measured.
 //!
 //! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M]
 //! [--timeout-ms T] [--no-serial] [--hold]`
@@ -18,7 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use microvm::guest;
-use microvm::vm::{self, Config, End, Report};
+use microvm::protocol::{Line, WireReport};
+use microvm::vm::{self, Config, End};
 
 const USAGE: &str =
     "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold]";
@@ -27,9 +21,12 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let mut it = args.iter();
     let name = it.next().ok_or("no guest given")?;
     let mut number = |what: &str| -> Result<u32, String> {
-        it.next()
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("{what} needs a whole number"))
+        let given = it
+            .next()
+            .ok_or_else(|| format!("{what} needs a whole number"))?;
+        given
+            .parse()
+            .map_err(|_| format!("{what} needs a whole number, not {given:?}"))
     };
     let payload = match name.as_str() {
         "hello" => guest::hello(),
@@ -44,9 +41,12 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let mut i = 0;
     while i < rest.len() {
         let value = || {
-            rest.get(i + 1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or(format!("{} needs a number", rest[i]))
+            let given = rest
+                .get(i + 1)
+                .ok_or(format!("{} needs a number", rest[i]))?;
+            given
+                .parse::<u64>()
+                .map_err(|_| format!("{} needs a number, not {given:?}", rest[i]))
         };
         match rest[i].as_str() {
             "--memory-mib" => {
@@ -71,40 +71,14 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
     Ok((config, hold))
 }
 
-fn to_json(report: &Report) -> serde_json::Value {
-    let (end, reason, registers) = match &report.end {
-        End::Halted => ("halted", None, None),
-        End::Reset => ("reset", None, None),
-        End::TimedOut => ("timed_out", None, None),
-        End::Failed { reason, registers } => {
-            ("failed", Some(reason.clone()), Some(registers.clone()))
-        }
-    };
-    let exits: serde_json::Map<String, serde_json::Value> = report
-        .exits
-        .pairs()
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
-        .collect();
-    serde_json::json!({"report": {
-        "phases": report.phases,
-        "markers": report.markers.stamps,
-        "marker_writes": report.markers.writes,
-        "last_marker": report.markers.last,
-        "exits": exits,
-        "end": end,
-        "reason": reason,
-        "registers": registers,
-        "serial": String::from_utf8_lossy(&report.serial.bytes),
-        "guest_touched_kib": report.guest_touched_kib,
-    }})
-}
-
 /// Writes one line; a reader that went away is no reason to stop the VM's teardown.
-fn emit(value: &serde_json::Value) {
+fn emit(line: &Line) {
     use std::io::Write;
+    let Ok(text) = serde_json::to_string(line) else {
+        return;
+    };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}").and_then(|()| out.flush());
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 /// Blocks until SIGTERM or SIGINT.
@@ -145,7 +119,7 @@ fn main() -> ExitCode {
         unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     }
     let result = vm::run_with(&config, |report| {
-        emit(&to_json(report));
+        emit(&Line::Report(Box::new(WireReport::from(report))));
         if hold {
             wait_for_release();
         }
@@ -153,7 +127,7 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => {
             let torn_down = report.phases.last().map_or(0, |(_, ns)| *ns);
-            emit(&serde_json::json!({ "torn_down": torn_down }));
+            emit(&Line::TornDown(torn_down));
             match report.end {
                 End::Halted | End::Reset => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,

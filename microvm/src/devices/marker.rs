@@ -20,6 +20,22 @@ pub struct Markers {
     pub last: Option<(u8, u64)>,
 }
 
+impl Markers {
+    /// The mean time between consecutive writes from the first to the last, ns: `writes`
+    /// stamps bound `writes - 1` round trips (guest resumed, its next write reached the
+    /// monitor). For the `exits` guest, the cost of one exit round trip. `None` below three
+    /// writes (the first and last markers with nothing between).
+    pub fn ns_per_round_trip(&self) -> Option<f64> {
+        let first = self.stamps.first()?.1;
+        let last = self.last?.1;
+        if self.writes < 3 {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        Some(last.saturating_sub(first) as f64 / (self.writes - 1) as f64)
+    }
+}
+
 /// The device; the shared record is read by the monitor after the run.
 #[derive(Debug, Default)]
 pub struct Marker {
@@ -63,5 +79,34 @@ impl BusDevice for Marker {
             }
         }
         Action::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_stamped_in_order_and_round_trips_averaged() {
+        let (mut marker, seen) = Marker::new();
+        for code in [1, 3, 3, 2] {
+            marker.write(0, &[code]);
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.writes, 4);
+        let codes: Vec<u8> = seen.stamps.iter().map(|s| s.0).collect();
+        assert_eq!(codes, [1, 3, 3, 2]);
+        assert!(seen.stamps.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert_eq!(seen.last, seen.stamps.last().copied());
+        let span = seen.stamps[3].1 - seen.stamps[0].1;
+        #[allow(clippy::cast_precision_loss)]
+        let expected = span as f64 / 3.0;
+        assert_eq!(seen.ns_per_round_trip(), Some(expected));
+        let two = Markers {
+            stamps: vec![(1, 5), (2, 9)],
+            writes: 2,
+            last: Some((2, 9)),
+        };
+        assert_eq!(two.ns_per_round_trip(), None);
     }
 }
