@@ -160,12 +160,7 @@ impl Instance for ContainerInstance {
         let (reaped, timed_out) = c
             .wait(until)
             .map_err(|e| Error::Wait(std::io::Error::other(error_chain(&e))))?;
-        Ok(Exit {
-            status: reaped.status,
-            at: Stamp::now(),
-            maxrss_kib: Some(reaped.maxrss_kib),
-            timed_out,
-        })
+        Ok(Exit::reaped(reaped, timed_out))
     }
 
     fn diagnostics(&mut self) -> String {

@@ -88,6 +88,18 @@ pub struct Exit {
     pub timed_out: bool,
 }
 
+impl Exit {
+    /// How a reaped host process ended, stamped now.
+    pub fn reaped(reaped: ::container::process::Reaped, timed_out: bool) -> Self {
+        Exit {
+            status: reaped.status,
+            at: Stamp::now(),
+            maxrss_kib: Some(reaped.maxrss_kib),
+            timed_out,
+        }
+    }
+}
+
 /// A way of running the workload.
 pub trait Backend {
     /// Short name, as used on the command line and in results.

@@ -9,7 +9,6 @@ use container::process::Child;
 
 use super::watch::{self, LineHandler, Watch};
 use super::{Error, Event, Exit, Instance};
-use crate::clock::Stamp;
 
 /// A watched child process.
 pub struct Supervised {
@@ -65,12 +64,7 @@ impl Instance for Supervised {
         // Kill what is left: all of it on a timeout, stragglers otherwise.
         self.child.signal(libc::SIGKILL, self.group);
         let reaped = self.child.reap().map_err(Error::Wait)?;
-        Ok(Exit {
-            status: reaped.status,
-            at: Stamp::now(),
-            maxrss_kib: Some(reaped.maxrss_kib),
-            timed_out,
-        })
+        Ok(Exit::reaped(reaped, timed_out))
     }
 
     fn diagnostics(&mut self) -> String {
