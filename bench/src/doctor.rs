@@ -122,6 +122,16 @@ pub fn run(host: &Host) -> Vec<Check> {
 
 fn kvm(host: &Host) -> Check {
     match host.kvm.flavour.as_str() {
+        "hardware" if host.emulated => check(
+            "kvm",
+            Status::Warn,
+            format!(
+                "{} on a CPU emulated by QEMU TCG (nested, as in the test rig): guests run as on \
+                 hardware virtualization, but every timing is an emulation figure",
+                host.kvm.label()
+            ),
+            None,
+        ),
         "hardware" => check("kvm", Status::Ok, host.kvm.label(), None),
         "software" => check(
             "kvm",
@@ -131,7 +141,11 @@ fn kvm(host: &Host) -> Check {
                  figures, and an unmodified Linux guest cannot boot",
                 host.kvm.label()
             ),
-            Some("run on a host with VT-x/AMD-V (or nested virtualization enabled); test Linux guests with the TCG rig"),
+            Some(
+                "run on a host with VT-x/AMD-V (or nested virtualization enabled); for hardware-style \
+                 KVM here, tests/rig/rig boots a throwaway Linux with kvm_amd under QEMU TCG \
+                 (tests/rig/rig -- COMMAND)",
+            ),
         ),
         _ => check(
             "kvm",

@@ -28,6 +28,14 @@ pub struct Host {
     pub os: String,
     /// Whether the host itself runs under a hypervisor (the `hypervisor` CPU flag).
     pub virtualized: bool,
+    /// The hypervisor the host runs under, as its CPUID vendor signature (`KVMKVMKVM`,
+    /// `TCGTCGTCGTCG`, ...), or `None` on bare metal.
+    #[serde(default)]
+    pub hypervisor: Option<String>,
+    /// Whether the host's own CPU is emulated instruction by instruction (QEMU TCG, as in
+    /// the test rig): its results test correctness, and their timings describe no real machine.
+    #[serde(default)]
+    pub emulated: bool,
     /// The KVM the host offers.
     pub kvm: Kvm,
     /// The cgroup layout: `v1`, `v2`, `hybrid` or `none`.
@@ -85,6 +93,7 @@ impl Host {
     /// Describes this machine. Facts that cannot be read are recorded as `unknown`.
     pub fn detect() -> Self {
         let cpuinfo = read("/proc/cpuinfo");
+        let hypervisor = microvm::host::hypervisor_vendor();
         let cgroup = container::cgroup::Layout::detect()
             .map(|l| l.version().to_string())
             .unwrap_or_else(|_| "unknown".to_owned());
@@ -99,6 +108,8 @@ impl Host {
                 .lines()
                 .filter(|l| l.starts_with("flags"))
                 .any(|l| l.split_whitespace().any(|f| f == "hypervisor")),
+            emulated: hypervisor.as_deref() == Some(microvm::host::TCG_VENDOR),
+            hypervisor,
             kvm: Kvm::from(&microvm::host::kvm_flavour()),
             cgroup,
             user_namespaces: user_namespaces_enabled(),

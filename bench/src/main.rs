@@ -395,8 +395,14 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
         println!("{:#}", serde_json::json!({"host": host, "checks": checks}));
         return Ok(ExitCode::SUCCESS);
     }
+    let under = match (&host.hypervisor, host.emulated) {
+        (Some(_), true) => " · emulated by QEMU TCG".to_owned(),
+        (Some(vendor), false) if !vendor.is_empty() => format!(" · under {vendor}"),
+        (Some(_), false) => " · under a hypervisor".to_owned(),
+        (None, _) => String::new(),
+    };
     println!(
-        "host: {} · {} · {} CPUs · {} MiB · Linux {} · {}",
+        "host: {} · {} · {} CPUs · {} MiB · Linux {} · {}{under}",
         host.hostname, host.cpu_model, host.cpus, host.memory_mib, host.kernel, host.os
     );
     let mut rows = vec![vec![

@@ -125,6 +125,13 @@ pub fn render(results: &Results, color: bool) -> String {
             results.host.kvm.label()
         );
     }
+    if results.host.emulated {
+        let _ = writeln!(
+            out,
+            "note: this host's CPU is emulated by QEMU TCG (the test rig): these results test \
+             correctness; their timings describe no real machine"
+        );
+    }
     if !results.complete {
         let _ = writeln!(
             out,

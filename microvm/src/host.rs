@@ -155,6 +155,35 @@ pub fn kvm_flavour() -> KvmFlavour {
     KvmFacts::gather().flavour()
 }
 
+/// The hypervisor QEMU's TCG names itself as in CPUID leaf 0x4000_0000.
+pub const TCG_VENDOR: &str = "TCGTCGTCGTCG";
+
+/// The hypervisor this machine itself runs under, as its CPUID vendor signature (leaf
+/// 0x4000_0000: `KVMKVMKVM`, `Microsoft Hv`, `VMwareVMware`, [`TCG_VENDOR`] for QEMU's
+/// emulator), or `None` on bare metal (the CPUID hypervisor bit is clear).
+///
+/// Under [`TCG_VENDOR`] every instruction of the host, and so of its guests, is emulated:
+/// timings taken there test correctness and describe no real machine.
+pub fn hypervisor_vendor() -> Option<String> {
+    // CPUID exists on every x86_64 CPU, and leaf 1 always does.
+    let leaf1 = std::arch::x86_64::__cpuid(1);
+    if leaf1.ecx & (1 << 31) == 0 {
+        return None;
+    }
+    // With the hypervisor bit set, leaf 0x4000_0000 is the hypervisor's vendor leaf (one
+    // that does not implement it returns zeros, which decode to an empty string).
+    let leaf = std::arch::x86_64::__cpuid(0x4000_0000);
+    let bytes: Vec<u8> = [leaf.ebx, leaf.ecx, leaf.edx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    let vendor = String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\0')
+        .trim()
+        .to_owned();
+    Some(vendor)
+}
+
 /// Whether the `flags` line of a cpuinfo text lists `vmx` or `svm`.
 fn cpu_flags_have_virt(cpuinfo: &str) -> bool {
     cpuinfo

@@ -18,6 +18,22 @@ pub fn resident_kib(start: *mut u8, len: usize) -> Option<u64> {
     Some(u64::try_from(resident * page / 1024).unwrap_or(u64::MAX))
 }
 
+/// Asks the kernel to back the `len` bytes at `start` with small pages only
+/// (`MADV_NOHUGEPAGE`). With transparent huge pages set to `always`, as in many
+/// distributions' kernels, one byte a guest touches would otherwise make a whole 2 MiB
+/// resident, and a guest's footprint would measure the host's page policy rather than the
+/// guest. Returns the error when the kernel refuses (it has no THP support at all, say).
+pub fn small_pages_only(start: *mut u8, len: usize) -> std::io::Result<()> {
+    // SAFETY: madvise only changes how the kernel backs the pages of `start..start + len`,
+    // a mapping of this process that the caller owns; it reads or writes no memory.
+    let rc = unsafe { libc::madvise(start.cast(), len, libc::MADV_NOHUGEPAGE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,9 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     let host_address = memory
         .get_host_address(GuestAddress(layout::RAM_START))
         .map_err(write_memory("start of RAM"))?;
+    // Kernels without transparent huge pages refuse the advice, and then there is nothing
+    // to opt out of: small pages are all they have.
+    let _ = crate::memory::small_pages_only(host_address, size);
     let slot = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
