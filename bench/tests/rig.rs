@@ -75,7 +75,7 @@ fn vcbench_in_the_rig_sees_hardware_style_kvm_and_marks_its_results_emulated() {
             "-c",
             // The progress goes to the rig's console, a terminal, so a stuck run shows where.
             "vcbench doctor; vcbench run --backend container,microvm \
-             --scenario startup,exits --runs 3 --warmup 1 --out /tmp/r.json; \
+             --scenario startup,exits --runs 3 --warmup 1 --timeout 30 --out /tmp/r.json; \
              status=$?; echo '---- results ----'; cat /tmp/r.json; exit $status",
         ]);
     assert_eq!(outcome.status, 0, "vcbench run failed in the rig");
