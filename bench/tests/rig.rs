@@ -21,7 +21,10 @@ fn a_command_runs_as_root_with_kvm_amd_and_cgroup2_alone_and_its_status_comes_ba
     assert_eq!(outcome.status, 7, "the command's own status comes back");
     let lines: Vec<&str> = outcome.output.lines().collect();
     for expected in ["to stdout", "to stderr", "0", "kvm", "kvm_amd", "1"] {
-        assert!(lines.contains(&expected), "{expected:?} missing from {lines:?}");
+        assert!(
+            lines.contains(&expected),
+            "{expected:?} missing from {lines:?}"
+        );
     }
     assert!(
         outcome.output.contains("cgroup2 /sys/fs/cgroup cgroup2"),
@@ -59,7 +62,11 @@ fn a_command_that_cannot_start_fails_with_its_message() {
         .timeout(180)
         .run(&["no-such-command", "--flag"]);
     assert_eq!(outcome.status, 127);
-    assert!(outcome.output.contains("no-such-command"), "{}", outcome.output);
+    assert!(
+        outcome.output.contains("no-such-command"),
+        "{}",
+        outcome.output
+    );
 }
 
 #[test]
@@ -90,7 +97,10 @@ fn vcbench_in_the_rig_sees_hardware_style_kvm_and_marks_its_results_emulated() {
         .expect("the results document follows the marker");
     let results: serde_json::Value = serde_json::from_str(json.trim()).expect("results JSON");
     let host = &results["host"];
-    assert_eq!(host["emulated"], true, "results inside the rig are marked emulated");
+    assert_eq!(
+        host["emulated"], true,
+        "results inside the rig are marked emulated"
+    );
     assert_eq!(host["hypervisor"], "TCGTCGTCGTCG");
     assert_eq!(host["kvm"]["flavour"], "hardware");
     assert_eq!(host["kvm"]["module"], "kvm_amd");

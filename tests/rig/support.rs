@@ -47,7 +47,9 @@ fn missing() -> Option<String> {
         })
     });
     if cloud_kernel.is_none() {
-        return Some("no /boot/vmlinuz-*-cloud-amd64 (apt-get install linux-image-cloud-amd64)".into());
+        return Some(
+            "no /boot/vmlinuz-*-cloud-amd64 (apt-get install linux-image-cloud-amd64)".into(),
+        );
     }
     if !Path::new("/bin/busybox").exists() {
         return Some("no /bin/busybox (apt-get install busybox-static)".into());
