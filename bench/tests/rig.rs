@@ -54,6 +54,31 @@ fn a_hung_command_is_killed_at_the_timeout_with_the_console_tail() {
 }
 
 #[test]
+fn an_outer_linux_that_never_comes_up_fails_with_the_console_and_qemu_messages() {
+    if !rig::available() {
+        return;
+    }
+    // A file QEMU cannot boot: no outer Linux, so the command never runs.
+    let not_a_kernel = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_a_kernel.path(), b"not a kernel").unwrap();
+    let outcome = rig::Rig::default()
+        .kernel(not_a_kernel.path())
+        .timeout(60)
+        .run(&["true"]);
+    assert_eq!(outcome.status, 125, "the rig's own failure is status 125");
+    assert!(
+        outcome.stderr.contains("the outer Linux never came up"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("qemu"),
+        "QEMU's own message comes with it: {}",
+        outcome.stderr
+    );
+}
+
+#[test]
 fn a_command_that_cannot_start_fails_with_its_message() {
     if !rig::available() {
         return;

@@ -40,13 +40,7 @@ fn missing() -> Option<String> {
     if !on_path("qemu-system-x86_64") {
         return Some("no qemu-system-x86_64 (apt-get install qemu-system-x86)".into());
     }
-    let cloud_kernel = std::fs::read_dir("/boot").ok().and_then(|entries| {
-        entries.flatten().find(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("vmlinuz-") && name.ends_with("-cloud-amd64")
-        })
-    });
-    if cloud_kernel.is_none() {
+    if cloud_release().is_none() {
         return Some(
             "no /boot/vmlinuz-*-cloud-amd64 (apt-get install linux-image-cloud-amd64)".into(),
         );
@@ -60,6 +54,23 @@ fn missing() -> Option<String> {
     None
 }
 
+/// The cloud kernel's release (`6.1.0-56-cloud-amd64`), the newest installed.
+fn cloud_release() -> Option<String> {
+    let mut releases: Vec<String> = std::fs::read_dir("/boot")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let release = name.strip_prefix("vmlinuz-")?;
+            release
+                .ends_with("-cloud-amd64")
+                .then(|| release.to_owned())
+        })
+        .collect();
+    releases.sort();
+    releases.pop()
+}
+
 /// A command to run in the rig, with the files it needs.
 #[derive(Debug, Clone)]
 pub struct Rig {
@@ -67,6 +78,7 @@ pub struct Rig {
     envs: Vec<String>,
     timeout_s: u64,
     cpus: u32,
+    kernel: Option<PathBuf>,
 }
 
 /// What a command in the rig gave.
@@ -89,6 +101,7 @@ impl Default for Rig {
             envs: Vec::new(),
             timeout_s: 600,
             cpus: 2,
+            kernel: None,
         }
     }
 }
@@ -119,6 +132,13 @@ impl Rig {
         self
     }
 
+    /// Boots `kernel` as the outer Linux instead of the cloud kernel, with the cloud
+    /// kernel's modules.
+    pub fn kernel(mut self, kernel: impl AsRef<Path>) -> Self {
+        self.kernel = Some(kernel.as_ref().to_owned());
+        self
+    }
+
     /// Runs `command` in the rig and waits for it.
     pub fn run(&self, command: &[&str]) -> Outcome {
         let mut cmd = Command::new(script());
@@ -127,6 +147,12 @@ impl Rig {
         }
         for e in &self.envs {
             cmd.args(["--env", e]);
+        }
+        if let Some(kernel) = &self.kernel {
+            cmd.env("RIG_KERNEL", kernel);
+            if let Some(release) = cloud_release() {
+                cmd.env("RIG_MODULES", format!("/lib/modules/{release}"));
+            }
         }
         cmd.args(["--timeout", &self.timeout_s.to_string()])
             .args(["--cpus", &self.cpus.to_string()])
