@@ -3,11 +3,12 @@
 //!
 //! The library holds the pieces the `vcbench` binary joins: [`backend`]s that start
 //! instances, [`scenario`]s that say what to run and which figures a run yields, the
-//! [`runner`] that carries out a plan, [`stats`], the [`results`] document and the
+//! [`runner`] that carries out a plan (with the [`density`] series), [`stats`], the [`results`] document and the
 //! [`host`] description that goes with it.
 
 pub mod backend;
 pub mod clock;
+pub mod density;
 pub mod doctor;
 pub mod host;
 pub mod image;

@@ -18,7 +18,7 @@ use vcbench::host::Host;
 use vcbench::results::{self, Results};
 use vcbench::runner::{self, Plan, Progress, Step};
 use vcbench::scenario::Scenario;
-use vcbench::{image, table};
+use vcbench::{density, image, table};
 
 /// Exit status: a bad command line or an unusable input.
 const EXIT_USAGE: u8 = 2;
@@ -104,6 +104,20 @@ struct RunArgs {
     /// Seconds after which one run is killed and counted as failed.
     #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
     timeout: f64,
+    /// Density: the instance counts to reach, ascending, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    instances: Vec<u32>,
+    /// Density: instances started at once within a step.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    parallel: u32,
+    /// Density: MiB each instance touches and holds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    hold_mib: u32,
+    /// Density: stop before the host's available memory falls under this many MiB
+    /// [default: the larger of 20% of the host's memory and 2048].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
+    memory_floor_mib: Option<u64>,
     /// Where to write the results document [default: vcbench-results/run-<time>.json].
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -213,8 +227,21 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .into_iter()
         .filter(|b| args.backend.is_empty() || args.backend.iter().any(|n| n == b.name()))
         .collect();
+    if !args.instances.is_sorted_by(|a, b| a < b) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--instances {}: the counts must rise, e.g. 1,10,50",
+            args.instances
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    }
     let scenarios = if args.scenario.is_empty() {
-        Scenario::ALL.to_vec()
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| s.in_default_suite())
+            .collect()
     } else {
         args.scenario.clone()
     };
@@ -225,6 +252,15 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             .into_iter()
             .map(|s| Step::new(s, args.runs, args.warmup, timeout))
             .collect(),
+        density: density::Options {
+            instances: args.instances.clone(),
+            parallel: args.parallel,
+            hold_mib: args.hold_mib,
+            floor_kib: args
+                .memory_floor_mib
+                .map_or_else(density::default_floor_kib, |mib| mib * 1024),
+            timeout: Duration::from_secs_f64(args.timeout),
+        },
     };
 
     let workload =

@@ -87,6 +87,9 @@ pub struct Results {
     pub failures: Vec<Failure>,
     /// Backends or scenarios that were not run, with their reasons.
     pub skipped: Vec<Skip>,
+    /// The density series, one per backend, when the density scenario ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub density: Vec<crate::density::Series>,
 }
 
 /// The tool's identity.
@@ -408,6 +411,7 @@ mod tests {
                 scenario: None,
                 reason: "no /dev/kvm".into(),
             }],
+            density: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use workload::record::Record;
 
 use crate::backend::{error_chain, Availability, Backend, Event, Launch};
 use crate::clock::Stamp;
+use crate::density;
 use crate::host::Host;
 use crate::procfs::{self, Memory};
 use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
@@ -59,6 +60,8 @@ pub struct Plan {
     pub backends: Vec<Box<dyn Backend>>,
     /// Scenarios, in order.
     pub steps: Vec<Step>,
+    /// How the density scenario runs, when it is one of the steps.
+    pub density: density::Options,
 }
 
 impl Plan {
@@ -68,7 +71,12 @@ impl Plan {
             .iter()
             .filter(|b| b.availability() == Availability::Available)
             .flat_map(|b| self.steps.iter().filter(|s| b.supports(s.scenario).is_ok()))
-            .map(|s| u64::from(s.runs + s.warmup))
+            .map(|s| match s.scenario {
+                Scenario::Density => {
+                    u64::from(self.density.instances.iter().copied().max().unwrap_or(0))
+                }
+                _ => u64::from(s.runs + s.warmup),
+            })
             .sum()
     }
 }
@@ -83,6 +91,16 @@ pub trait Progress {
     /// for a caller that keeps a checkpoint.
     fn checkpoint(&self, partial: &Results) {
         let _ = partial;
+    }
+}
+
+/// Density progress as runs: instance `alive` of `target` counts as run `alive`.
+struct DensityProgress<'a>(&'a dyn Progress);
+
+impl density::Progress for DensityProgress<'_> {
+    fn alive(&self, backend: &str, alive: u32, target: u32) {
+        self.0.run_started(backend, "density", alive, target, false);
+        self.0.run_ended(None);
     }
 }
 
@@ -121,7 +139,10 @@ pub fn execute(
                 .iter()
                 .map(|s| PlannedScenario {
                     name: s.scenario.name().to_owned(),
-                    workload: s.scenario.workload_args(),
+                    workload: match s.scenario {
+                        Scenario::Density => plan.density.workload_args(),
+                        _ => s.scenario.workload_args(),
+                    },
                     runs: s.runs,
                     warmup: s.warmup,
                     timeout_s: s.timeout.as_secs_f64(),
@@ -135,6 +156,7 @@ pub fn execute(
         runs: Vec::new(),
         failures: Vec::new(),
         skipped: Vec::new(),
+        density: Vec::new(),
     };
     'plan: for backend in &plan.backends {
         if let Availability::Unavailable(reason) = backend.availability() {
@@ -152,6 +174,34 @@ pub fn execute(
                     scenario: Some(step.scenario.name().to_owned()),
                     reason,
                 });
+                continue;
+            }
+            if step.scenario == Scenario::Density {
+                let series = density::run(
+                    backend.as_ref(),
+                    workload,
+                    &plan.density,
+                    &DensityProgress(progress),
+                    stop,
+                );
+                results.figures.extend(density::figures(&series));
+                if let (true, Some(reason)) = (series.failed, &series.stopped) {
+                    results.failures.push(results::Failure {
+                        backend: backend.name().to_owned(),
+                        scenario: step.scenario.name().to_owned(),
+                        index: series.reached,
+                        reason: reason.clone(),
+                    });
+                }
+                results.density.push(series);
+                if stop.load(Ordering::SeqCst) {
+                    results.complete = false;
+                    break 'plan;
+                }
+                results.complete = false;
+                results.finished_at = results::now_rfc3339();
+                progress.checkpoint(&results);
+                results.complete = true;
                 continue;
             }
             // Per metric, in the order the scenario yields them.

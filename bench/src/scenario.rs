@@ -27,6 +27,8 @@ pub enum Scenario {
     Net,
     /// Memory an instance costs beyond the memory its workload touches.
     Footprint,
+    /// Many instances alive at once: what each costs as their number grows.
+    Density,
     /// The round trip of one VM exit (microVM only).
     Exits,
 }
@@ -59,7 +61,7 @@ pub struct Observation {
 
 impl Scenario {
     /// Every scenario, in the default order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Startup,
         Scenario::Cpu,
         Scenario::Mem,
@@ -69,6 +71,7 @@ impl Scenario {
         Scenario::Net,
         Scenario::Footprint,
         Scenario::Exits,
+        Scenario::Density,
     ];
 
     /// The name used on the command line and in results.
@@ -83,6 +86,7 @@ impl Scenario {
             Scenario::Net => "net",
             Scenario::Footprint => "footprint",
             Scenario::Exits => "exits",
+            Scenario::Density => "density",
         }
     }
 
@@ -106,6 +110,10 @@ impl Scenario {
             Scenario::Footprint => {
                 "touch 64 MiB and hold it: RSS/PSS/USS of an instance and its overhead"
             }
+            Scenario::Density => {
+                "1, 10, 50... instances alive at once (alloc 1 MiB, held): start latency and \
+                 memory per instance as their number grows (not in the default suite)"
+            }
         }
     }
 
@@ -121,6 +129,7 @@ impl Scenario {
             Scenario::Net => &["net", "--count", "10000", "--size", "64"],
             Scenario::Footprint => &["alloc", "--mib", "64"],
             Scenario::Exits => &["exits", "--count", "10000"],
+            Scenario::Density => &["alloc", "--mib", "1"],
         };
         args.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -148,7 +157,13 @@ impl Scenario {
 
     /// Whether the workload holds after its result until released.
     pub fn holds(self) -> bool {
-        self == Scenario::Footprint
+        matches!(self, Scenario::Footprint | Scenario::Density)
+    }
+
+    /// Whether `vcbench run` runs it when no scenario is named: density runs for minutes
+    /// and holds many instances, so only when asked for.
+    pub fn in_default_suite(self) -> bool {
+        self != Scenario::Density
     }
 
     /// The figures one successful run yields.
@@ -202,6 +217,8 @@ impl Scenario {
             Scenario::Exits => {
                 values.extend(workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", v)))
             }
+            // Its figures come from the whole series (see `density::figures`), not one run.
+            Scenario::Density => {}
             Scenario::Footprint => {
                 let footprint = obs.memory_at_result.as_ref();
                 if let Some(m) = footprint.and_then(|f| f.processes) {

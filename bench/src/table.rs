@@ -103,6 +103,7 @@ pub fn render(results: &Results, color: bool) -> String {
     } else {
         ("", "")
     };
+    out.push_str(&density_steps(results, color));
     for f in &results.failures {
         let _ = writeln!(
             out,
@@ -137,6 +138,53 @@ pub fn render(results: &Results, color: bool) -> String {
             out,
             "{red}incomplete{reset}: the run was interrupted before its plan was done"
         );
+    }
+    out
+}
+
+/// One table per density series: the state after each step.
+fn density_steps(results: &Results, color: bool) -> String {
+    let mut out = String::new();
+    for series in &results.density {
+        let mut rows = vec![[
+            "instances",
+            "newest start",
+            "pss/instance",
+            "uss/instance",
+            "host available",
+            "slab",
+            "page tables",
+        ]
+        .map(str::to_owned)
+        .to_vec()];
+        let mib = |kib: u64| format!("{} MiB", number(kib as f64 / 1024.0));
+        for step in &series.steps {
+            rows.push(vec![
+                step.instances.to_string(),
+                step.start_ms
+                    .last()
+                    .map(|ms| format!("{} ms", number(*ms)))
+                    .unwrap_or_default(),
+                mib(step.per_instance.pss_kib),
+                mib(step.per_instance.uss_kib),
+                mib(step.host.available_kib),
+                mib(step.host.slab_kib),
+                mib(step.host.page_tables_kib),
+            ]);
+        }
+        let _ = writeln!(
+            out,
+            "\ndensity, {}: {} alive at most{}; torn down in {} ms",
+            series.backend,
+            series.reached,
+            series
+                .stopped
+                .as_ref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default(),
+            number(series.teardown_ms)
+        );
+        out.push_str(&columns(&rows, &[true; 7], color));
     }
     out
 }

@@ -532,3 +532,147 @@ fn microvm_startup_footprint_and_exits() {
         assert!(table.contains("emulation figures"), "{table}");
     }
 }
+
+/// Asserts that no process runs a binary from `cache` (the run's installed workload and
+/// monitor): everything a run started is gone.
+fn assert_no_process_runs_from(cache: &std::path::Path) {
+    for p in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let exe = std::fs::read_link(p.path().join("exe")).unwrap_or_default();
+        assert!(
+            !exe.starts_with(cache),
+            "process {:?} still runs {}",
+            p.file_name(),
+            exe.display()
+        );
+    }
+}
+
+#[test]
+fn density_holds_every_instance_alive_and_leaves_nothing_behind() {
+    let mut backends = vec!["native"];
+    if containers_available() {
+        backends.push("container");
+    }
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+    {
+        backends.push("microvm");
+    } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but /dev/kvm is not usable"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            &backends.join(","),
+            "-s",
+            "density",
+            "--instances",
+            "1,5,20",
+            "--parallel",
+            "4",
+            "--hold-mib",
+            "2",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("density, native: 20 alive at most"),
+        "{table}"
+    );
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    assert_eq!(results.density.len(), backends.len());
+    for series in &results.density {
+        assert_eq!(series.reached, 20, "{series:?}");
+        assert_eq!(series.stopped, None);
+        let counts: Vec<u32> = series.steps.iter().map(|s| s.instances).collect();
+        assert_eq!(counts, [1, 5, 20]);
+        let started: usize = series.steps.iter().map(|s| s.start_ms.len()).sum();
+        assert_eq!(started, 20, "one start latency per instance");
+        // Each instance holds the 2 MiB it touched, so none weighs less than that.
+        let last = series.steps.last().unwrap();
+        assert!(
+            last.per_instance.rss_kib >= 2 * 1024,
+            "{}: {:?}",
+            series.backend,
+            last.per_instance
+        );
+        assert!(last.host.available_kib > 0 && last.host.slab_kib > 0);
+        for metric in [
+            "start_latency",
+            "pss_per_instance",
+            "marginal_pss",
+            "instances_reached",
+        ] {
+            assert!(
+                results.figure(&series.backend, "density", metric).is_some(),
+                "{}: no {metric} figure",
+                series.backend
+            );
+        }
+    }
+    assert_no_process_runs_from(&dir.path().join("cache"));
+    assert_no_stale_cgroups();
+}
+
+#[test]
+fn the_density_governor_stops_at_a_floor_above_what_the_host_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "native",
+            "-s",
+            "density",
+            "--instances",
+            "1,5",
+            "--memory-floor-mib",
+            "1000000000",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    let series = &results.density[0];
+    assert_eq!(series.reached, 0);
+    assert!(series.steps.is_empty());
+    let stopped = series.stopped.as_deref().unwrap_or_default();
+    assert!(
+        stopped.starts_with("stopped at 0: memory floor"),
+        "{stopped}"
+    );
+    assert!(!series.failed, "the floor is a limit, not a failure");
+    assert!(results.failures.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("memory floor"),
+        "the table says why it stopped"
+    );
+    assert_no_process_runs_from(&dir.path().join("cache"));
+}
+
+#[test]
+fn density_counts_must_rise() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(&["run", "-s", "density", "--instances", "10,5"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--instances 10,5"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -58,7 +58,7 @@ impl Backend for MicroVm {
 
     fn supports(&self, scenario: Scenario) -> Result<(), String> {
         match scenario {
-            Scenario::Startup | Scenario::Footprint | Scenario::Exits => Ok(()),
+            Scenario::Startup | Scenario::Footprint | Scenario::Exits | Scenario::Density => Ok(()),
             _ => Err("needs a Linux guest, which this backend does not boot yet".to_owned()),
         }
     }

@@ -1,0 +1,454 @@
+//! The density scenario: how many instances a host holds at once, and how what each costs
+//! grows with their number.
+//!
+//! Instances are started in steps up to each count asked for (1, 10, 50, ...), one after
+//! another or `parallel` at a time, and all are kept alive: each runs the workload's
+//! `alloc`, which touches a set amount of memory, reports, and holds it until released.
+//! After each step the newest instances' start latencies, the memory per instance (PSS and
+//! USS of its host processes, and the parts its backend can name: cgroup usage, monitor
+//! overhead, touched guest memory) and the host's available memory, slab and page tables
+//! are recorded. A governor stops before the host's available memory falls under a floor.
+//! At the end every instance is released, waited for and torn down, and that is timed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use workload::record::Record;
+
+use crate::backend::{error_chain, Backend, Event, Instance, Launch};
+use crate::clock::Stamp;
+use crate::host::meminfo_kib;
+use crate::procfs::Memory;
+use crate::results::{Better, Figure};
+use crate::stats::Summary;
+
+/// How a density series is run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// The instance counts to reach, ascending.
+    pub instances: Vec<u32>,
+    /// Instances started at once within a step.
+    pub parallel: u32,
+    /// MiB each instance touches and holds.
+    pub hold_mib: u32,
+    /// Host available memory below which no instance is started, KiB.
+    pub floor_kib: u64,
+    /// How long one instance may take to start and report.
+    pub timeout: Duration,
+}
+
+/// The default floor: the larger of 20% of the host's memory and 2 GiB.
+pub fn default_floor_kib() -> u64 {
+    let total = meminfo_kib("MemTotal").unwrap_or(0);
+    (total / 5).max(2 * 1024 * 1024)
+}
+
+impl Options {
+    /// The workload command line every instance runs.
+    pub fn workload_args(&self) -> Vec<String> {
+        vec!["alloc".into(), "--mib".into(), self.hold_mib.to_string()]
+    }
+}
+
+/// One backend's density series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Series {
+    /// The backend.
+    pub backend: String,
+    /// The workload command line every instance ran.
+    pub workload: Vec<String>,
+    /// Instances started at once within a step.
+    pub parallel: u32,
+    /// The instance counts asked for.
+    pub asked: Vec<u32>,
+    /// The host-memory floor the governor kept, MiB.
+    pub floor_mib: u64,
+    /// One entry per step reached.
+    pub steps: Vec<Step>,
+    /// The most instances alive at once.
+    pub reached: u32,
+    /// Why the series ended before its last count, when it did ("stopped at 120: memory
+    /// floor ...", a launch failure, an interruption).
+    pub stopped: Option<String>,
+    /// Whether it stopped because an instance failed (to launch, or to report in time),
+    /// rather than at the memory floor or an interruption.
+    #[serde(default)]
+    pub failed: bool,
+    /// Time to release, wait for and tear down every instance, ms.
+    pub teardown_ms: f64,
+}
+
+/// The state after one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Step {
+    /// Instances alive.
+    pub instances: u32,
+    /// Launch to the workload's first record, ms, for each instance this step started, in
+    /// launch order: the last is the newest.
+    pub start_ms: Vec<f64>,
+    /// Wall time the step took, from its first launch to its last instance reporting, ms.
+    pub step_ms: f64,
+    /// Memory per instance: the sum over all live instances divided by their number.
+    pub per_instance: PerInstance,
+    /// The host's memory after the step.
+    pub host: HostMemory,
+}
+
+/// Mean memory of one instance, KiB.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PerInstance {
+    /// Resident set of its host processes.
+    pub rss_kib: u64,
+    /// Proportional set: shared pages divided among their sharers.
+    pub pss_kib: u64,
+    /// Unique set: pages no other process maps.
+    pub uss_kib: u64,
+    /// The parts its backend names (`cgroup_usage`, `monitor_overhead`, `guest_touched`).
+    pub parts: BTreeMap<String, u64>,
+}
+
+/// The host's memory, KiB, from /proc/meminfo.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HostMemory {
+    /// `MemAvailable`.
+    pub available_kib: u64,
+    /// `Slab`: kernel objects (namespaces, cgroups, VM structures live here).
+    pub slab_kib: u64,
+    /// `PageTables`.
+    pub page_tables_kib: u64,
+}
+
+impl HostMemory {
+    /// Reads /proc/meminfo now.
+    pub fn now() -> Self {
+        HostMemory {
+            available_kib: meminfo_kib("MemAvailable").unwrap_or(0),
+            slab_kib: meminfo_kib("Slab").unwrap_or(0),
+            page_tables_kib: meminfo_kib("PageTables").unwrap_or(0),
+        }
+    }
+}
+
+/// Receives progress: `alive` instances of `target` are up.
+pub trait Progress {
+    /// Called after every instance reports.
+    fn alive(&self, backend: &str, alive: u32, target: u32);
+}
+
+/// Runs one density series of `backend`. Never leaves an instance behind: every one
+/// started is torn down before this returns, whatever stopped the series.
+pub fn run(
+    backend: &dyn Backend,
+    workload: &Path,
+    options: &Options,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Series {
+    raise_open_files_limit();
+    let launch = Launch {
+        workload: workload.to_owned(),
+        args: options.workload_args(),
+    };
+    let mut series = Series {
+        backend: backend.name().to_owned(),
+        workload: options.workload_args(),
+        parallel: options.parallel,
+        asked: options.instances.clone(),
+        floor_mib: options.floor_kib / 1024,
+        steps: Vec::new(),
+        reached: 0,
+        stopped: None,
+        failed: false,
+        teardown_ms: 0.0,
+    };
+    let mut live: Vec<Box<dyn Instance>> = Vec::new();
+    let target_max = options.instances.iter().copied().max().unwrap_or(0);
+    'steps: for &target in &options.instances {
+        let step_started = Instant::now();
+        let mut start_ms = Vec::new();
+        while live.len() < target as usize {
+            let batch = options
+                .parallel
+                .min(target - u32::try_from(live.len()).unwrap_or(u32::MAX));
+            let mut starting = Vec::new();
+            for _ in 0..batch {
+                if stop.load(Ordering::SeqCst) {
+                    series.stopped = Some(format!("interrupted at {}", live.len()));
+                    break;
+                }
+                let available = meminfo_kib("MemAvailable").unwrap_or(0);
+                if available < options.floor_kib {
+                    series.stopped = Some(format!(
+                        "stopped at {}: memory floor (available {} MiB, floor {} MiB)",
+                        live.len() + starting.len(),
+                        available / 1024,
+                        options.floor_kib / 1024
+                    ));
+                    break;
+                }
+                let launched = Stamp::now();
+                match backend.launch(&launch) {
+                    Ok(instance) => starting.push((instance, launched)),
+                    Err(e) => {
+                        series.failed = true;
+                        series.stopped = Some(format!(
+                            "stopped at {}: launch failed: {}",
+                            live.len() + starting.len(),
+                            error_chain(&e)
+                        ));
+                        break;
+                    }
+                }
+            }
+            for (mut instance, launched) in starting {
+                match settle(instance.as_mut(), launched, options.timeout, stop) {
+                    Ok(ms) => {
+                        start_ms.push(ms);
+                        live.push(instance);
+                        progress.alive(
+                            backend.name(),
+                            u32::try_from(live.len()).unwrap_or(u32::MAX),
+                            target_max,
+                        );
+                    }
+                    Err(reason) => {
+                        let diagnostics = instance.diagnostics();
+                        finish(instance);
+                        let last = diagnostics.lines().last().unwrap_or_default();
+                        series.failed |= reason != "interrupted";
+                        series.stopped.get_or_insert_with(|| {
+                            let mut text =
+                                format!("stopped at {}: an instance failed: {reason}", live.len());
+                            if !last.is_empty() {
+                                text.push_str(&format!("; workload said: {last}"));
+                            }
+                            text
+                        });
+                    }
+                }
+            }
+            if series.stopped.is_some() {
+                break;
+            }
+        }
+        if live.len() == target as usize {
+            series.steps.push(Step {
+                instances: target,
+                start_ms,
+                step_ms: step_started.elapsed().as_secs_f64() * 1e3,
+                per_instance: per_instance(&live),
+                host: HostMemory::now(),
+            });
+        }
+        if series.stopped.is_some() {
+            break 'steps;
+        }
+    }
+    series.reached = u32::try_from(live.len()).unwrap_or(u32::MAX);
+    let teardown = Instant::now();
+    for instance in &mut live {
+        instance.release();
+    }
+    for instance in live {
+        finish(instance);
+    }
+    series.teardown_ms = teardown.elapsed().as_secs_f64() * 1e3;
+    series
+}
+
+/// The figures of a series, for tables and comparisons: every start latency, the memory
+/// per instance at the most instances reached, the marginal cost of one more instance
+/// (between the first and the last step: the growth of the instances' summed PSS, and the
+/// fall of the host's available memory, which also counts the kernel's objects), how many
+/// were reached and the teardown.
+pub fn figures(series: &Series) -> Vec<Figure> {
+    let figure = |metric: &str, unit: &str, better, samples: Vec<f64>| {
+        Some(Figure {
+            backend: series.backend.clone(),
+            scenario: "density".to_owned(),
+            metric: metric.to_owned(),
+            unit: unit.to_owned(),
+            better,
+            summary: Summary::of(&samples)?,
+            samples,
+        })
+    };
+    let mib = |kib: u64| kib_f64(kib) / 1024.0;
+    let mut figures = Vec::new();
+    let starts: Vec<f64> = series
+        .steps
+        .iter()
+        .flat_map(|s| s.start_ms.clone())
+        .collect();
+    figures.extend(figure("start_latency", "ms", Better::Lower, starts));
+    if let Some(last) = series.steps.last() {
+        let per = &last.per_instance;
+        figures.extend(figure(
+            "pss_per_instance",
+            "MiB",
+            Better::Lower,
+            vec![mib(per.pss_kib)],
+        ));
+        figures.extend(figure(
+            "uss_per_instance",
+            "MiB",
+            Better::Lower,
+            vec![mib(per.uss_kib)],
+        ));
+        for (part, kib) in &per.parts {
+            figures.extend(figure(
+                &format!("{part}_per_instance"),
+                "MiB",
+                Better::Lower,
+                vec![mib(*kib)],
+            ));
+        }
+    }
+    if let (Some(first), Some(last)) = (series.steps.first(), series.steps.last()) {
+        if last.instances > first.instances {
+            let added = f64::from(last.instances - first.instances);
+            let total = |s: &Step| kib_f64(s.per_instance.pss_kib) * f64::from(s.instances);
+            figures.extend(figure(
+                "marginal_pss",
+                "MiB",
+                Better::Lower,
+                vec![(total(last) - total(first)) / added / 1024.0],
+            ));
+            let fall = kib_f64(first.host.available_kib) - kib_f64(last.host.available_kib);
+            figures.extend(figure(
+                "marginal_host_memory",
+                "MiB",
+                Better::Lower,
+                vec![fall / added / 1024.0],
+            ));
+        }
+    }
+    figures.extend(figure(
+        "instances_reached",
+        "instances",
+        Better::Higher,
+        vec![f64::from(series.reached)],
+    ));
+    figures.extend(figure(
+        "teardown",
+        "ms",
+        Better::Lower,
+        vec![series.teardown_ms],
+    ));
+    figures
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "memory sizes in KiB are far below 2^52"
+)]
+fn kib_f64(kib: u64) -> f64 {
+    kib as f64
+}
+
+/// Reads an instance's events until its result: it has started and holds its memory.
+/// Returns launch to its first record, ms.
+fn settle(
+    instance: &mut dyn Instance,
+    launched: Stamp,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<f64, String> {
+    let deadline = Instant::now() + timeout;
+    let mut started = None;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err("interrupted".to_owned());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!("no result within {:.1} s", timeout.as_secs_f64()));
+        }
+        match instance.next_event((now + Duration::from_millis(50)).min(deadline)) {
+            Ok(Some(Event::Record { record, at })) => match record {
+                Record::Started { .. } => started = Some(at.ms_since(launched)),
+                Record::Result { .. } => {
+                    return started.ok_or_else(|| "a result before it started".to_owned())
+                }
+                Record::Error { message, .. } => return Err(format!("workload error: {message}")),
+            },
+            Ok(Some(Event::Closed { .. })) => return Err("it exited before holding".to_owned()),
+            Ok(None) => {}
+            Err(e) => return Err(error_chain(&e)),
+        }
+    }
+}
+
+/// Waits for a released (or failed) instance a little, kills it if it lingers, and tears
+/// it down.
+fn finish(mut instance: Box<dyn Instance>) {
+    instance.release();
+    drop(instance.wait(Instant::now() + Duration::from_secs(5)));
+    instance.teardown();
+}
+
+/// The mean memory of the live instances.
+fn per_instance(live: &[Box<dyn Instance>]) -> PerInstance {
+    let n = u64::try_from(live.len()).unwrap_or(1).max(1);
+    let mut total = Memory::default();
+    let mut parts: BTreeMap<String, u64> = BTreeMap::new();
+    for instance in live {
+        let footprint = instance.footprint();
+        if let Some(m) = footprint.processes {
+            total = total.plus(m);
+        }
+        for (name, kib) in footprint.parts {
+            *parts.entry(name).or_default() += kib;
+        }
+    }
+    PerInstance {
+        rss_kib: total.rss_kib / n,
+        pss_kib: total.pss_kib / n,
+        uss_kib: total.uss_kib / n,
+        parts: parts.into_iter().map(|(k, v)| (k, v / n)).collect(),
+    }
+}
+
+/// Each instance holds a few descriptors (pipes, a pidfd): a thousand of them need more
+/// than the usual soft limit of 1024, so it is raised to the hard limit.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given, which lives here.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0
+        && limit.rlim_cur < limit.rlim_max
+    {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads the struct it is given; raising the soft limit up to the
+        // hard limit needs no privilege.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_floor_is_at_least_two_gib() {
+        assert!(default_floor_kib() >= 2 * 1024 * 1024);
+    }
+
+    #[test]
+    fn every_instance_holds_the_asked_memory() {
+        let options = Options {
+            instances: vec![1],
+            parallel: 1,
+            hold_mib: 3,
+            floor_kib: 0,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(options.workload_args(), ["alloc", "--mib", "3"]);
+    }
+}
