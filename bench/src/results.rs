@@ -90,6 +90,9 @@ pub struct Results {
     /// The density series, one per backend, when the density scenario ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub density: Vec<crate::density::Series>,
+    /// The isolation matrix, one per backend, when the isolation scenario ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isolation: Vec<crate::isolation::Isolation>,
 }
 
 /// The tool's identity.
@@ -412,6 +415,7 @@ mod tests {
                 reason: "no /dev/kvm".into(),
             }],
             density: Vec::new(),
+            isolation: Vec::new(),
         }
     }
 

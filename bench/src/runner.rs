@@ -14,12 +14,12 @@ use workload::record::Record;
 
 use crate::backend::{error_chain, Availability, Backend, Event, Launch};
 use crate::clock::Stamp;
-use crate::density;
 use crate::host::Host;
 use crate::procfs::{self, Memory};
 use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
 use crate::scenario::{Observation, Scenario, Value};
 use crate::stats::Summary;
+use crate::{density, isolation};
 
 /// How often a live instance's memory is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
@@ -157,7 +157,10 @@ pub fn execute(
         failures: Vec::new(),
         skipped: Vec::new(),
         density: Vec::new(),
+        isolation: Vec::new(),
     };
+    // The probe's answers on the host, taken once when the isolation scenario runs.
+    let mut host_answers: Option<Result<Vec<workload::record::Fact>, String>> = None;
     'plan: for backend in &plan.backends {
         if let Availability::Unavailable(reason) = backend.availability() {
             results.skipped.push(Skip {
@@ -206,6 +209,7 @@ pub fn execute(
             }
             // Per metric, in the order the scenario yields them.
             let mut samples: Vec<(Value, Vec<f64>)> = Vec::new();
+            let mut facts = Vec::new();
             let launch = Launch {
                 workload: workload.to_owned(),
                 args: step.scenario.workload_args(),
@@ -242,6 +246,7 @@ pub fn execute(
                         reason,
                     }),
                     None if !warmup => {
+                        facts = outcome.observation.facts.clone();
                         for value in step.scenario.values(&outcome.observation) {
                             match samples.iter_mut().find(|(v, _)| v.metric == value.metric) {
                                 Some((_, list)) => list.push(value.value),
@@ -255,6 +260,24 @@ pub fn execute(
             results
                 .figures
                 .extend(figures(backend.name(), step.scenario, samples));
+            if step.scenario == Scenario::Isolation && !facts.is_empty() {
+                let host = host_answers.get_or_insert_with(|| {
+                    isolation::host_answers(workload).map_err(|e| error_chain(&e))
+                });
+                match host {
+                    Ok(host) => {
+                        let matrix = isolation::judge(backend.name(), &facts, host);
+                        results.figures.extend(isolation::figures(&matrix));
+                        results.isolation.push(matrix);
+                    }
+                    Err(reason) => results.failures.push(results::Failure {
+                        backend: backend.name().to_owned(),
+                        scenario: step.scenario.name().to_owned(),
+                        index: 0,
+                        reason: reason.clone(),
+                    }),
+                }
+            }
             results.complete = false;
             results.finished_at = results::now_rfc3339();
             progress.checkpoint(&results);
@@ -341,9 +364,10 @@ fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBo
                 Record::Started { .. } => {
                     observation.markers.started_ms = Some(at.ms_since(launched))
                 }
-                Record::Result { metrics, .. } => {
+                Record::Result { metrics, facts, .. } => {
                     observation.markers.result_ms = Some(at.ms_since(launched));
                     observation.metrics = metrics;
+                    observation.facts = facts;
                     got_result = true;
                     if step.scenario.holds() {
                         observation.memory_at_result = Some(instance.footprint());

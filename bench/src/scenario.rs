@@ -29,6 +29,8 @@ pub enum Scenario {
     Footprint,
     /// Many instances alive at once: what each costs as their number grows.
     Density,
+    /// What an instance sees of its host and may do, against the host's own view.
+    Isolation,
     /// The round trip of one VM exit (microVM only).
     Exits,
 }
@@ -57,11 +59,13 @@ pub struct Observation {
     pub host_maxrss_kib: Option<u64>,
     /// The instance's memory when the result arrived (held workloads).
     pub memory_at_result: Option<Footprint>,
+    /// What the workload observed that is not a number (the isolation probe's answers).
+    pub facts: Vec<workload::record::Fact>,
 }
 
 impl Scenario {
     /// Every scenario, in the default order.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Startup,
         Scenario::Cpu,
         Scenario::Mem,
@@ -71,6 +75,7 @@ impl Scenario {
         Scenario::Net,
         Scenario::Footprint,
         Scenario::Exits,
+        Scenario::Isolation,
         Scenario::Density,
     ];
 
@@ -87,6 +92,7 @@ impl Scenario {
             Scenario::Footprint => "footprint",
             Scenario::Exits => "exits",
             Scenario::Density => "density",
+            Scenario::Isolation => "isolation",
         }
     }
 
@@ -110,6 +116,10 @@ impl Scenario {
             Scenario::Footprint => {
                 "touch 64 MiB and hold it: RSS/PSS/USS of an instance and its overhead"
             }
+            Scenario::Isolation => {
+                "the probe from inside: kernel, namespaces, mounts, uids, devices, capabilities \
+                 and powers, each judged isolated, partly or shared against the host"
+            }
             Scenario::Density => {
                 "1, 10, 50... instances alive at once (alloc 1 MiB, held): start latency and \
                  memory per instance as their number grows (not in the default suite)"
@@ -130,6 +140,7 @@ impl Scenario {
             Scenario::Footprint => &["alloc", "--mib", "64"],
             Scenario::Exits => &["exits", "--count", "10000"],
             Scenario::Density => &["alloc", "--mib", "1"],
+            Scenario::Isolation => &["probe"],
         };
         args.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -138,6 +149,7 @@ impl Scenario {
     pub fn default_runs(self) -> u32 {
         match self {
             Scenario::Startup => 30,
+            Scenario::Isolation => 1,
             _ => 5,
         }
     }
@@ -146,6 +158,7 @@ impl Scenario {
     pub fn default_warmup(self) -> u32 {
         match self {
             Scenario::Startup => 3,
+            Scenario::Isolation => 0,
             _ => 1,
         }
     }
@@ -217,8 +230,9 @@ impl Scenario {
             Scenario::Exits => {
                 values.extend(workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", v)))
             }
-            // Its figures come from the whole series (see `density::figures`), not one run.
-            Scenario::Density => {}
+            // Their figures come from the whole series (see `density::figures`) or from
+            // the probe's answers judged against the host's (see `isolation::figures`).
+            Scenario::Density | Scenario::Isolation => {}
             Scenario::Footprint => {
                 let footprint = obs.memory_at_result.as_ref();
                 if let Some(m) = footprint.and_then(|f| f.processes) {

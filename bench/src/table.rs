@@ -104,6 +104,7 @@ pub fn render(results: &Results, color: bool) -> String {
         ("", "")
     };
     out.push_str(&density_steps(results, color));
+    out.push_str(&isolation_matrix(results, color));
     for f in &results.failures {
         let _ = writeln!(
             out,
@@ -139,6 +140,32 @@ pub fn render(results: &Results, color: bool) -> String {
             "{red}incomplete{reset}: the run was interrupted before its plan was done"
         );
     }
+    out
+}
+
+/// The isolation matrix: one row per check, one column per backend, each cell the verdict
+/// and, for the last backend, why.
+fn isolation_matrix(results: &Results, color: bool) -> String {
+    let Some(first) = results.isolation.first() else {
+        return String::new();
+    };
+    let mut header = vec!["check".to_owned()];
+    header.extend(results.isolation.iter().map(|m| m.backend.clone()));
+    header.push("why (last column)".to_owned());
+    let mut rows = vec![header];
+    for row in &first.rows {
+        let mut line = vec![row.check.clone()];
+        let mut why = String::new();
+        for matrix in &results.isolation {
+            let cell = matrix.rows.iter().find(|r| r.check == row.check);
+            line.push(cell.map(|r| r.verdict.clone()).unwrap_or_default());
+            why = cell.map(|r| r.why.clone()).unwrap_or_default();
+        }
+        line.push(why);
+        rows.push(line);
+    }
+    let mut out = String::from("\nisolation (against the same probe run on the host):\n");
+    out.push_str(&columns(&rows, &[], color));
     out
 }
 

@@ -676,3 +676,68 @@ fn density_counts_must_rise() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_isolation_matrix_judges_each_backend_against_the_host() {
+    let mut backends = vec!["native"];
+    if containers_available() {
+        backends.push("container");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            &format!("{},microvm", backends.join(",")),
+            "-s",
+            "isolation",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("isolation (against the same probe run on the host)"));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    let verdict = |backend: &str, check: &str| {
+        results
+            .isolation
+            .iter()
+            .find(|m| m.backend == backend)
+            .and_then(|m| m.rows.iter().find(|r| r.check == check))
+            .map(|r| r.verdict.clone())
+            .unwrap_or_else(|| panic!("no {check} row for {backend}"))
+    };
+    // The host against itself: nothing is isolated.
+    let native = results
+        .isolation
+        .iter()
+        .find(|m| m.backend == "native")
+        .unwrap();
+    assert!(
+        native.rows.iter().all(|r| r.verdict == "shared"),
+        "{:?}",
+        native.rows
+    );
+    if backends.contains(&"container") {
+        assert_eq!(verdict("container", "kernel_boot_id"), "shared");
+        for check in [
+            "ns_pid",
+            "ns_net",
+            "ns_mnt",
+            "host_paths",
+            "visible_processes",
+            "can_set_time",
+        ] {
+            assert_eq!(verdict("container", check), "isolated", "{check}");
+        }
+    }
+    // Micro guests have no kernel to probe: said, not silently dropped.
+    assert!(results
+        .skipped
+        .iter()
+        .any(|s| s.backend == "microvm" && s.scenario.as_deref() == Some("isolation")));
+}

@@ -78,6 +78,8 @@ pub enum Workload {
         /// Message size in bytes.
         size: u64,
     },
+    /// Look around from inside: what the instance sees of the host and what it may do.
+    Probe,
     /// Touch `mib` MiB and hold it until signalled (or for `hold_ms`, when non-zero).
     Alloc {
         /// MiB to touch.
@@ -99,6 +101,7 @@ impl Workload {
             Workload::File { .. } => "file",
             Workload::Net { .. } => "net",
             Workload::Alloc { .. } => "alloc",
+            Workload::Probe => "probe",
         }
     }
 }
@@ -121,6 +124,7 @@ fn options_of(workload: &str) -> Option<&'static [(&'static str, &'static str)]>
         "file" => &[("--count", "100"), ("--size", "4096"), ("--dir", "")],
         "net" => &[("--count", "10000"), ("--size", "64")],
         "alloc" => &[("--mib", "64"), ("--hold-ms", "0")],
+        "probe" => &[],
         _ => return None,
     })
 }
@@ -222,6 +226,7 @@ impl Args {
                 mib: v.number("--mib")?,
                 hold_ms: v.number("--hold-ms")?,
             },
+            "probe" => Workload::Probe,
             _ => Workload::Hello,
         };
         Ok(Some(Args { workload }))
@@ -229,7 +234,7 @@ impl Args {
 }
 
 /// Every workload with one line of explanation, in usage order.
-const WORKLOADS: [(&str, &str); 8] = [
+const WORKLOADS: [(&str, &str); 9] = [
     ("hello", "announce start and exit"),
     ("cpu", "SHA-256 over --mib MiB; MiB/s"),
     (
@@ -249,6 +254,10 @@ const WORKLOADS: [(&str, &str); 8] = [
     (
         "alloc",
         "touch --mib MiB, report, hold until SIGTERM/SIGINT/SIGUSR1 or --hold-ms",
+    ),
+    (
+        "probe",
+        "what the instance sees of its host and may do (kernel, namespaces, mounts, powers)",
     ),
 ];
 

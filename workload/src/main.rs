@@ -67,6 +67,7 @@ fn run_work(args: &Args, out: &mut out::Output) -> u8 {
             out.emit(&Record::Result {
                 workload: name,
                 metrics: done.metrics,
+                facts: done.facts,
             });
             if let Some(held) = done.held {
                 held.wait();

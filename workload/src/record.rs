@@ -52,6 +52,25 @@ impl Metric {
     }
 }
 
+/// One answer of the isolation probe: what the workload saw or could do from inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fact {
+    /// The check, e.g. `hostname`, `ns_pid`, `can_mount`.
+    pub name: String,
+    /// What it found, as text (`yes`, `no: EPERM`, a count, a name).
+    pub value: String,
+}
+
+impl Fact {
+    /// A fact from its parts.
+    pub fn new(name: &str, value: impl Into<String>) -> Self {
+        Fact {
+            name: name.to_owned(),
+            value: value.into(),
+        }
+    }
+}
+
 /// A record the workload writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
@@ -71,6 +90,9 @@ pub enum Record {
         workload: String,
         /// What it measured.
         metrics: Vec<Metric>,
+        /// What it observed that is not a number (the isolation probe's answers).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        facts: Vec<Fact>,
     },
     /// The workload could not do its work.
     Error {
@@ -125,6 +147,12 @@ mod tests {
             Record::Result {
                 workload: "cpu".into(),
                 metrics: vec![Metric::new("throughput", 812.5, "MiB/s")],
+                facts: Vec::new(),
+            },
+            Record::Result {
+                workload: "probe".into(),
+                metrics: Vec::new(),
+                facts: vec![Fact::new("hostname", "vcbench")],
             },
             Record::Error {
                 workload: "file".into(),

@@ -42,7 +42,9 @@ fn metrics_of(args: &[&str]) -> Vec<(String, f64, String)> {
         other => panic!("first record of {args:?} is {other:?}"),
     }
     match &records[1] {
-        Record::Result { workload, metrics } => {
+        Record::Result {
+            workload, metrics, ..
+        } => {
             assert_eq!(workload, args[0]);
             metrics
                 .iter()

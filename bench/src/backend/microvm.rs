@@ -153,7 +153,11 @@ fn read_report(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
             .map(|ns| Metric::new("ns_per_exit", ns, "ns"))
             .into_iter()
             .collect();
-        Record::Result { workload, metrics }
+        Record::Result {
+            workload,
+            metrics,
+            facts: Vec::new(),
+        }
     } else {
         let why = report.reason.as_deref().unwrap_or("the guest did not halt");
         let end = serde_json::to_value(report.end)

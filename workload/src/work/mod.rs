@@ -6,11 +6,12 @@ mod file;
 mod fork;
 mod mem;
 mod net;
+mod probe;
 mod syscall;
 
 use std::time::Duration;
 
-use workload::record::Metric;
+use workload::record::{Fact, Metric};
 
 use crate::args::{Args, Workload};
 
@@ -54,6 +55,8 @@ pub struct Done {
     pub metrics: Vec<Metric>,
     /// For `alloc`: the memory, held until released after the result is written.
     pub held: Option<Held>,
+    /// For `probe`: what it saw and could do.
+    pub facts: Vec<Fact>,
 }
 
 impl From<Vec<Metric>> for Done {
@@ -61,6 +64,7 @@ impl From<Vec<Metric>> for Done {
         Done {
             metrics,
             held: None,
+            facts: Vec::new(),
         }
     }
 }
@@ -80,8 +84,14 @@ pub fn run(args: &Args) -> Result<Done, Error> {
             Done {
                 metrics,
                 held: Some(held),
+                facts: Vec::new(),
             }
         }
+        Workload::Probe => Done {
+            metrics: Vec::new(),
+            held: None,
+            facts: probe::run(),
+        },
     })
 }
 
