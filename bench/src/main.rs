@@ -212,7 +212,10 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         };
         for b in &mut all {
             if b.name() == "container" {
-                *b = Box::new(backend::container::Container { namespaces });
+                *b = Box::new(backend::container::Container {
+                    namespaces,
+                    ..Default::default()
+                });
             }
         }
     }

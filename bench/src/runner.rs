@@ -19,7 +19,7 @@ use crate::procfs::{self, Memory};
 use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
 use crate::scenario::{Observation, Scenario, Value};
 use crate::stats::Summary;
-use crate::{density, isolation};
+use crate::{density, interference, isolation};
 
 /// How often a live instance's memory is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
@@ -72,6 +72,7 @@ impl Plan {
             .filter(|b| b.availability() == Availability::Available)
             .flat_map(|b| self.steps.iter().filter(|s| b.supports(s.scenario).is_ok()))
             .map(|s| match s.scenario {
+                Scenario::Interference => 1,
                 Scenario::Density => {
                     u64::from(self.density.instances.iter().copied().max().unwrap_or(0))
                 }
@@ -141,6 +142,7 @@ pub fn execute(
                     name: s.scenario.name().to_owned(),
                     workload: match s.scenario {
                         Scenario::Density => plan.density.workload_args(),
+                        Scenario::Interference => interference::workload_args(),
                         _ => s.scenario.workload_args(),
                     },
                     runs: s.runs,
@@ -197,6 +199,45 @@ pub fn execute(
                     });
                 }
                 results.density.push(series);
+                if stop.load(Ordering::SeqCst) {
+                    results.complete = false;
+                    break 'plan;
+                }
+                results.complete = false;
+                results.finished_at = results::now_rfc3339();
+                progress.checkpoint(&results);
+                results.complete = true;
+                continue;
+            }
+            if step.scenario == Scenario::Interference {
+                progress.run_started(backend.name(), step.scenario.name(), 1, 1, false);
+                let outcome = match tempfile::Builder::new()
+                    .prefix("vcbench-scratch-")
+                    .tempdir()
+                {
+                    Ok(scratch) => {
+                        interference::run(backend.as_ref(), workload, step, scratch.path(), stop)
+                    }
+                    Err(e) => interference::Outcome {
+                        failures: vec![results::Failure {
+                            backend: backend.name().to_owned(),
+                            scenario: step.scenario.name().to_owned(),
+                            index: 0,
+                            reason: format!("cannot make a scratch directory: {e}"),
+                        }],
+                        ..Default::default()
+                    },
+                };
+                progress.run_ended(outcome.failures.first().map(|f| f.reason.as_str()));
+                results.figures.extend(outcome.figures);
+                results.failures.extend(outcome.failures);
+                results
+                    .skipped
+                    .extend(outcome.skipped.into_iter().map(|reason| Skip {
+                        backend: backend.name().to_owned(),
+                        scenario: Some("interference (limited neighbour)".to_owned()),
+                        reason,
+                    }));
                 if stop.load(Ordering::SeqCst) {
                     results.complete = false;
                     break 'plan;
@@ -320,17 +361,22 @@ fn figures(backend: &str, scenario: Scenario, samples: Vec<(Value, Vec<f64>)>) -
 }
 
 /// What one run gave.
-struct Outcome {
-    observation: Observation,
+pub(crate) struct Outcome {
+    pub(crate) observation: Observation,
     exit_status: Option<i32>,
     sampled_peak: Option<Memory>,
     phases: Vec<Phase>,
     counters: Vec<(String, u64)>,
-    failure: Option<String>,
+    pub(crate) failure: Option<String>,
 }
 
 /// Runs one instance from launch to teardown.
-fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBool) -> Outcome {
+pub(crate) fn run_once(
+    backend: &dyn Backend,
+    launch: &Launch,
+    step: &Step,
+    stop: &AtomicBool,
+) -> Outcome {
     let mut observation = Observation::default();
     let launched = Stamp::now();
     let deadline = Instant::now() + step.timeout;

@@ -31,6 +31,8 @@ pub enum Scenario {
     Density,
     /// What an instance sees of its host and may do, against the host's own view.
     Isolation,
+    /// A victim's slowdown beside a noisy neighbour, with and without limits.
+    Interference,
     /// The round trip of one VM exit (microVM only).
     Exits,
 }
@@ -65,7 +67,7 @@ pub struct Observation {
 
 impl Scenario {
     /// Every scenario, in the default order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Startup,
         Scenario::Cpu,
         Scenario::Mem,
@@ -76,6 +78,7 @@ impl Scenario {
         Scenario::Footprint,
         Scenario::Exits,
         Scenario::Isolation,
+        Scenario::Interference,
         Scenario::Density,
     ];
 
@@ -93,6 +96,7 @@ impl Scenario {
             Scenario::Exits => "exits",
             Scenario::Density => "density",
             Scenario::Isolation => "isolation",
+            Scenario::Interference => "interference",
         }
     }
 
@@ -120,6 +124,11 @@ impl Scenario {
                 "the probe from inside: kernel, namespaces, mounts, uids, devices, capabilities \
                  and powers, each judged isolated, partly or shared against the host"
             }
+            Scenario::Interference => {
+                "cpu, mem, syscall and file beside a neighbour spinning, streaming memory, \
+                 forking or writing files, unlimited then limited: the victim's slowdown \
+                 (not in the default suite)"
+            }
             Scenario::Density => {
                 "1, 10, 50... instances alive at once (alloc 1 MiB, held): start latency and \
                  memory per instance as their number grows (not in the default suite)"
@@ -141,6 +150,7 @@ impl Scenario {
             Scenario::Exits => &["exits", "--count", "10000"],
             Scenario::Density => &["alloc", "--mib", "1"],
             Scenario::Isolation => &["probe"],
+            Scenario::Interference => &[],
         };
         args.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -173,10 +183,10 @@ impl Scenario {
         matches!(self, Scenario::Footprint | Scenario::Density)
     }
 
-    /// Whether `vcbench run` runs it when no scenario is named: density runs for minutes
-    /// and holds many instances, so only when asked for.
+    /// Whether `vcbench run` runs it when no scenario is named: density holds many
+    /// instances and interference runs every victim three times over, so only when asked.
     pub fn in_default_suite(self) -> bool {
-        self != Scenario::Density
+        !matches!(self, Scenario::Density | Scenario::Interference)
     }
 
     /// The figures one successful run yields.
@@ -232,7 +242,8 @@ impl Scenario {
             }
             // Their figures come from the whole series (see `density::figures`) or from
             // the probe's answers judged against the host's (see `isolation::figures`).
-            Scenario::Density | Scenario::Isolation => {}
+            // Interference's come from its victims' runs (see `interference`).
+            Scenario::Density | Scenario::Isolation | Scenario::Interference => {}
             Scenario::Footprint => {
                 let footprint = obs.memory_at_result.as_ref();
                 if let Some(m) = footprint.and_then(|f| f.processes) {

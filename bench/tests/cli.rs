@@ -741,3 +741,55 @@ fn the_isolation_matrix_judges_each_backend_against_the_host() {
         .iter()
         .any(|s| s.backend == "microvm" && s.scenario.as_deref() == Some("isolation")));
 }
+
+#[test]
+fn interference_measures_each_victim_beside_a_neighbour_and_stops_it() {
+    let mut backends = vec!["native"];
+    if containers_available() {
+        backends.push("container");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            &backends.join(","),
+            "-s",
+            "interference",
+            "--runs",
+            "2",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    for metric in [
+        "cpu_throughput_beside_cpu_spin",
+        "mem_copy_beside_memory_bandwidth",
+        "syscall_syscall_beside_fork_storm",
+        "file_fsync_writes_beside_file_churn",
+    ] {
+        let f = results
+            .figure("native", "interference", metric)
+            .unwrap_or_else(|| panic!("no native {metric}"));
+        assert!(f.samples.iter().all(|s| *s > 0.0), "{f:?}");
+        if backends.contains(&"container") {
+            let limited = format!("{metric}_limited");
+            assert!(
+                results
+                    .figure("container", "interference", &limited)
+                    .is_some(),
+                "no container {limited}"
+            );
+        }
+    }
+    assert!(results.skipped.iter().any(|s| s.backend == "native"
+        && s.scenario.as_deref() == Some("interference (limited neighbour)")));
+    // Every neighbour was stopped, and its scratch files went with it.
+    assert_no_process_runs_from(&dir.path().join("cache"));
+    assert_no_stale_cgroups();
+}

@@ -24,12 +24,15 @@ pub struct Container {
     /// The namespaces each instance gets (all seven unless switched off, to measure what
     /// each costs).
     pub namespaces: Namespaces,
+    /// Limits applied through each instance's cgroup (none by default).
+    pub limits: container::Limits,
 }
 
 impl Default for Container {
     fn default() -> Self {
         Container {
             namespaces: Namespaces::ALL,
+            limits: container::Limits::default(),
         }
     }
 }
@@ -69,6 +72,24 @@ impl Backend for Container {
         format!("namespaces: {}", self.namespaces.names().join(","))
     }
 
+    fn limited(&self, cpu_percent: u32, memory_mib: u64) -> Option<Box<dyn Backend>> {
+        // Limits need a cgroup, which only root gets here.
+        is_root().then(|| {
+            let period_us = 100_000;
+            Box::new(Container {
+                namespaces: self.namespaces,
+                limits: container::Limits {
+                    memory_max: Some(memory_mib << 20),
+                    cpu: Some(container::Cpu::Quota {
+                        quota_us: period_us * u64::from(cpu_percent) / 100,
+                        period_us,
+                    }),
+                    pids_max: self.limits.pids_max,
+                },
+            }) as Box<dyn Backend>
+        })
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         let rootfs =
             crate::image::install_rootfs(&crate::image::cache_dir()).map_err(|e| Error::Spawn {
@@ -89,6 +110,7 @@ impl Backend for Container {
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777))
             .map_err(tmp_error)?;
         let mut spec = spec(rootfs, &launch.args, self.namespaces);
+        spec.limits = self.limits;
         spec.tmp = Some(tmp.path().to_owned());
         let (outputs, watch) = watch::watch(watch::records())?;
         let stdio = Stdio {

@@ -119,6 +119,12 @@ pub trait Backend {
     }
     /// Starts one instance.
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error>;
+    /// The same backend with each instance held to `cpu_percent` of one CPU and
+    /// `memory_mib` of memory, or `None` when it has no way to limit an instance.
+    fn limited(&self, cpu_percent: u32, memory_mib: u64) -> Option<Box<dyn Backend>> {
+        let _ = (cpu_percent, memory_mib);
+        None
+    }
 }
 
 /// A running instance of the workload.

@@ -1,0 +1,254 @@
+//! The noisy-neighbour scenario: a victim workload alone, then beside a neighbour instance
+//! of the same backend running a stressor, then beside the same neighbour held by the
+//! backend's limits. The victim's slowdown is its figure against its own median alone.
+//!
+//! Pairs: `cpu` beside a CPU spin, `mem` beside a memory-bandwidth hog, `syscall` beside a
+//! fork storm, `file` beside a writer of fsync'ed files. The neighbour is started before the victim's
+//! runs and stopped after them; its limits are half of one CPU and 256 MiB.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backend::{error_chain, Backend, Event, Instance, Launch};
+use crate::results::{Better, Failure, Figure};
+use crate::runner::{run_once, Step};
+use crate::scenario::Scenario;
+use crate::stats::Summary;
+
+/// The neighbour's CPU limit, percent of one CPU.
+pub const NEIGHBOUR_CPU_PERCENT: u32 = 50;
+/// The neighbour's memory limit, MiB.
+pub const NEIGHBOUR_MEMORY_MIB: u64 = 256;
+
+/// A victim and the stressor beside it.
+struct Pair {
+    victim: Scenario,
+    stressor: &'static str,
+    /// The neighbour's workload: long enough to outlast the victim's runs.
+    args: &'static [&'static str],
+}
+
+const PAIRS: [Pair; 4] = [
+    Pair {
+        victim: Scenario::Cpu,
+        stressor: "cpu_spin",
+        args: &["cpu", "--mib", "100000000"],
+    },
+    Pair {
+        victim: Scenario::Mem,
+        stressor: "memory_bandwidth",
+        args: &["mem", "--mib", "64", "--iterations", "100000000"],
+    },
+    Pair {
+        victim: Scenario::Syscall,
+        stressor: "fork_storm",
+        args: &["fork", "--count", "100000000000"],
+    },
+    Pair {
+        victim: Scenario::File,
+        stressor: "file_churn",
+        args: &["file", "--count", "100000000000", "--size", "65536"],
+    },
+];
+
+/// The workload command lines, for the results' plan.
+pub fn workload_args() -> Vec<String> {
+    PAIRS
+        .iter()
+        .map(|p| format!("{} beside {}", p.victim.name(), p.args.join(" ")))
+        .collect()
+}
+
+/// What the scenario gave for one backend.
+#[derive(Default)]
+pub struct Outcome {
+    /// Slowdown figures.
+    pub figures: Vec<Figure>,
+    /// Runs or neighbours that failed.
+    pub failures: Vec<Failure>,
+    /// Variants that could not run here, with why.
+    pub skipped: Vec<String>,
+}
+
+/// Runs every pair on `backend`, `runs` victim runs per variant.
+pub fn run(
+    backend: &dyn Backend,
+    workload: &Path,
+    step: &Step,
+    scratch: &Path,
+    stop: &AtomicBool,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let limited = backend.limited(NEIGHBOUR_CPU_PERCENT, NEIGHBOUR_MEMORY_MIB);
+    if limited.is_none() {
+        outcome.skipped.push(format!(
+            "{} has no limits to hold a neighbour to, so only the unlimited variant runs",
+            backend.name()
+        ));
+    }
+    for pair in &PAIRS {
+        if backend.supports(pair.victim).is_err() {
+            continue;
+        }
+        let victim = Launch {
+            workload: workload.to_owned(),
+            args: pair.victim.workload_args(),
+        };
+        let victim_step = Step {
+            scenario: pair.victim,
+            ..step.clone()
+        };
+        let alone = victim_values(backend, &victim, &victim_step, stop, &mut outcome);
+        let Some((metric, better, alone_median)) = alone else {
+            continue;
+        };
+        let mut neighbour_args: Vec<String> = pair.args.iter().map(|s| (*s).to_owned()).collect();
+        if backend.name() == "native" && pair.victim == Scenario::File {
+            // A killed native neighbour cannot clean its scratch files: they go where
+            // the runner removes them.
+            neighbour_args.extend(["--dir".to_owned(), scratch.display().to_string()]);
+        }
+        let neighbour = Launch {
+            workload: workload.to_owned(),
+            args: neighbour_args,
+        };
+        let variants: [(&dyn Backend, &str); 2] = [
+            (backend, ""),
+            (limited.as_deref().unwrap_or(backend), "_limited"),
+        ];
+        for (neighbour_backend, suffix) in variants {
+            if suffix == "_limited" && limited.is_none() {
+                continue;
+            }
+            if stop.load(Ordering::SeqCst) {
+                return outcome;
+            }
+            let mut instance = match start_neighbour(neighbour_backend, &neighbour) {
+                Ok(i) => i,
+                Err(reason) => {
+                    outcome.failures.push(failure(backend, pair, &reason));
+                    continue;
+                }
+            };
+            let beside = victim_samples(backend, &victim, &victim_step, stop, &mut outcome);
+            instance.release();
+            drop(instance.wait(Instant::now() + Duration::from_secs(2)));
+            instance.teardown();
+            let slowdown: Vec<f64> = beside
+                .iter()
+                .filter(|v| **v > 0.0)
+                .map(|v| match better {
+                    Better::Lower => v / alone_median,
+                    Better::Higher => alone_median / v,
+                })
+                .collect();
+            if let Some(summary) = Summary::of(&slowdown) {
+                outcome.figures.push(Figure {
+                    backend: backend.name().to_owned(),
+                    scenario: "interference".to_owned(),
+                    metric: format!(
+                        "{}_{metric}_beside_{}{suffix}",
+                        pair.victim.name(),
+                        pair.stressor
+                    ),
+                    unit: "x".to_owned(),
+                    better: Better::Lower,
+                    summary,
+                    samples: slowdown,
+                });
+            }
+        }
+    }
+    outcome
+}
+
+fn failure(backend: &dyn Backend, pair: &Pair, reason: &str) -> Failure {
+    Failure {
+        backend: backend.name().to_owned(),
+        scenario: "interference".to_owned(),
+        index: 0,
+        reason: format!("{} beside {}: {reason}", pair.victim.name(), pair.stressor),
+    }
+}
+
+/// The victim's first figure over its runs alone: its metric, direction and median.
+fn victim_values(
+    backend: &dyn Backend,
+    victim: &Launch,
+    step: &Step,
+    stop: &AtomicBool,
+    outcome: &mut Outcome,
+) -> Option<(String, Better, f64)> {
+    let mut metric = None;
+    let mut samples = Vec::new();
+    for _ in 0..step.runs {
+        let run = run_once(backend, victim, step, stop);
+        if let Some(reason) = run.failure {
+            outcome.failures.push(Failure {
+                backend: backend.name().to_owned(),
+                scenario: "interference".to_owned(),
+                index: 0,
+                reason: format!("{} alone: {reason}", step.scenario.name()),
+            });
+            continue;
+        }
+        if let Some(value) = step.scenario.values(&run.observation).into_iter().next() {
+            metric.get_or_insert((value.metric.clone(), value.better));
+            samples.push(value.value);
+        }
+    }
+    let (name, better) = metric?;
+    Some((name, better, Summary::of(&samples)?.median))
+}
+
+/// The victim's first figure over its runs, beside a neighbour.
+fn victim_samples(
+    backend: &dyn Backend,
+    victim: &Launch,
+    step: &Step,
+    stop: &AtomicBool,
+    outcome: &mut Outcome,
+) -> Vec<f64> {
+    let mut samples = Vec::new();
+    for _ in 0..step.runs {
+        let run = run_once(backend, victim, step, stop);
+        match run.failure {
+            Some(reason) => outcome.failures.push(Failure {
+                backend: backend.name().to_owned(),
+                scenario: "interference".to_owned(),
+                index: 0,
+                reason: format!("{} beside a neighbour: {reason}", step.scenario.name()),
+            }),
+            None => samples.extend(
+                step.scenario
+                    .values(&run.observation)
+                    .into_iter()
+                    .next()
+                    .map(|v| v.value),
+            ),
+        }
+    }
+    samples
+}
+
+/// Starts the neighbour and waits until its workload has started its work.
+fn start_neighbour(backend: &dyn Backend, launch: &Launch) -> Result<Box<dyn Instance>, String> {
+    let mut instance = backend.launch(launch).map_err(|e| error_chain(&e))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match instance.next_event(deadline) {
+            Ok(Some(Event::Record { record, .. })) => {
+                if matches!(record, workload::record::Record::Started { .. }) {
+                    return Ok(instance);
+                }
+            }
+            Ok(Some(Event::Closed { .. })) | Ok(None) | Err(_) => {
+                let why = instance.diagnostics();
+                drop(instance.wait(Instant::now()));
+                instance.teardown();
+                return Err(format!("the neighbour did not start: {why}"));
+            }
+        }
+    }
+}
