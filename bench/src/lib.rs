@@ -19,4 +19,5 @@ pub mod results;
 pub mod runner;
 pub mod scenario;
 pub mod stats;
+pub mod surface;
 pub mod table;

@@ -93,6 +93,10 @@ pub struct Results {
     /// The isolation matrix, one per backend, when the isolation scenario ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub isolation: Vec<crate::isolation::Isolation>,
+    /// What reached the host kernel on each backend's behalf, per traced workload, when the
+    /// isolation scenario ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub surface: Vec<crate::surface::Surface>,
 }
 
 /// The tool's identity.
@@ -416,6 +420,7 @@ mod tests {
             }],
             density: Vec::new(),
             isolation: Vec::new(),
+            surface: Vec::new(),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::procfs::{self, Memory};
 use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
 use crate::scenario::{Observation, Scenario, Value};
 use crate::stats::Summary;
-use crate::{density, interference, isolation};
+use crate::{density, interference, isolation, surface};
 
 /// How often a live instance's memory is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
@@ -160,6 +160,7 @@ pub fn execute(
         skipped: Vec::new(),
         density: Vec::new(),
         isolation: Vec::new(),
+        surface: Vec::new(),
     };
     // The probe's answers on the host, taken once when the isolation scenario runs.
     let mut host_answers: Option<Result<Vec<workload::record::Fact>, String>> = None;
@@ -255,7 +256,19 @@ pub fn execute(
                 workload: workload.to_owned(),
                 args: step.scenario.workload_args(),
             };
-            for index in 0..step.warmup + step.runs {
+            // Micro guests run no program to probe; the host surface is still traced.
+            let mut runs = 0..step.warmup + step.runs;
+            if step.scenario == Scenario::Isolation {
+                if let Err(reason) = backend.runs_programs() {
+                    results.skipped.push(Skip {
+                        backend: backend.name().to_owned(),
+                        scenario: Some("isolation (probe)".to_owned()),
+                        reason,
+                    });
+                    runs = 0..0;
+                }
+            }
+            for index in runs {
                 if stop.load(Ordering::SeqCst) {
                     results.complete = false;
                     break 'plan;
@@ -316,6 +329,31 @@ pub fn execute(
                         scenario: step.scenario.name().to_owned(),
                         index: 0,
                         reason: reason.clone(),
+                    }),
+                }
+            }
+            if step.scenario == Scenario::Isolation {
+                match surface::measure(backend.as_ref(), workload, step.timeout, stop) {
+                    Ok(traced) => {
+                        let mut surfaces = Vec::new();
+                        for t in traced {
+                            match t {
+                                Ok(s) => surfaces.push(s),
+                                Err(reason) => results.failures.push(results::Failure {
+                                    backend: backend.name().to_owned(),
+                                    scenario: "isolation (host surface)".to_owned(),
+                                    index: 0,
+                                    reason,
+                                }),
+                            }
+                        }
+                        results.figures.extend(surface::figures(&surfaces));
+                        results.surface.extend(surfaces);
+                    }
+                    Err(reason) => results.skipped.push(Skip {
+                        backend: backend.name().to_owned(),
+                        scenario: Some("isolation (host surface)".to_owned()),
+                        reason,
                     }),
                 }
             }

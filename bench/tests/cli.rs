@@ -739,7 +739,47 @@ fn the_isolation_matrix_judges_each_backend_against_the_host() {
     assert!(results
         .skipped
         .iter()
-        .any(|s| s.backend == "microvm" && s.scenario.as_deref() == Some("isolation")));
+        .any(|s| s.backend == "microvm" && s.scenario.as_deref() == Some("isolation (probe)")));
+    // The host surface, traced with ftrace where the run is root.
+    if backends.contains(&"container") {
+        let traced = |backend: &str, workload: &str| {
+            results
+                .surface
+                .iter()
+                .find(|s| s.backend == backend && s.workload[0] == workload)
+                .unwrap_or_else(|| panic!("no {backend} {workload} surface: {:?}", results.skipped))
+        };
+        let count = |s: &vcbench::surface::Surface, name: &str| {
+            s.syscalls
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, c)| *c)
+        };
+        for backend in ["native", "container"] {
+            let s = traced(backend, "syscall");
+            assert!(count(s, "getppid") >= 20_000, "{s:?}");
+            assert!(s.distinct_syscalls > 5 && s.lost_events == 0, "{s:?}");
+        }
+        if let Some(vm) = results
+            .surface
+            .iter()
+            .find(|s| s.backend == "microvm" && s.workload[0] == "exits")
+        {
+            assert!(count(vm, "ioctl") >= 10_000, "one KVM_RUN per exit: {vm:?}");
+            assert!(vm
+                .vm_exits
+                .iter()
+                .any(|(k, n)| k == "exits_io_out" && *n >= 10_000));
+        }
+        let instances = std::path::Path::new("/sys/kernel/tracing/instances");
+        if let Ok(dirs) = std::fs::read_dir(instances) {
+            let ours: Vec<_> = dirs
+                .flatten()
+                .filter(|d| d.file_name().to_string_lossy().starts_with("vcbench-"))
+                .collect();
+            assert!(ours.is_empty(), "ftrace instances left: {ours:?}");
+        }
+    }
 }
 
 #[test]

@@ -58,9 +58,17 @@ impl Backend for MicroVm {
 
     fn supports(&self, scenario: Scenario) -> Result<(), String> {
         match scenario {
-            Scenario::Startup | Scenario::Footprint | Scenario::Exits | Scenario::Density => Ok(()),
+            Scenario::Startup
+            | Scenario::Footprint
+            | Scenario::Exits
+            | Scenario::Density
+            | Scenario::Isolation => Ok(()),
             _ => Err("needs a Linux guest, which this backend does not boot yet".to_owned()),
         }
+    }
+
+    fn runs_programs(&self) -> Result<(), String> {
+        Err("micro guests run no program to probe: needs a Linux guest, which this backend does not boot yet".to_owned())
     }
 
     fn settings(&self) -> String {

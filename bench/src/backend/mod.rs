@@ -117,6 +117,11 @@ pub trait Backend {
         let _ = scenario;
         Ok(())
     }
+    /// Whether its instances run the workload program itself (a Linux userland), which the
+    /// isolation probe needs; `Err` says why not.
+    fn runs_programs(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Starts one instance.
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error>;
     /// The same backend with each instance held to `cpu_percent` of one CPU and

@@ -1,0 +1,464 @@
+//! The host attack surface: what reaches the host kernel on an instance's behalf while
+//! its workload runs, counted with the kernel's own tracer (ftrace).
+//!
+//! Each measured run gets an ftrace instance of its own (`instances/vcbench-<pid>` under
+//! tracefs) recording three events: `raw_syscalls:sys_enter`, `sched:sched_process_exec`
+//! and `sched:sched_process_fork`, for the launching thread and, through `event-fork`,
+//! everything it starts. A process counts from the moment it executes the instance's
+//! program (the workload, or the monitor for a VM), and its descendants from birth, so
+//! vcbench's own threads and the runtime's setup before that exec are left out. The result
+//! is the distinct system calls and their total per second of the run; for a VM, the VM
+//! exits by kind come from the monitor's own counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{error_chain, Backend, Event, Launch};
+use crate::clock::Stamp;
+use crate::results::{Better, Figure};
+use crate::scenario::Scenario;
+use crate::stats::Summary;
+
+/// Where tracefs lives.
+const TRACEFS: &str = "/sys/kernel/tracing";
+/// Per-CPU trace buffer, KiB: room for about 200 000 events per CPU.
+const BUFFER_KIB: u32 = 16 * 1024;
+/// The header that names x86-64 system calls (Debian's linux-libc-dev).
+const UNISTD: &str = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+
+/// Errors of the tracer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Tracing needs root.
+    #[error("counting host system calls needs root (ftrace)")]
+    NotRoot,
+    /// A tracefs file could not be written or read.
+    #[error("tracefs {path}: {source}")]
+    Tracefs {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// tracefs is not mounted and could not be.
+    #[error("cannot mount tracefs on {TRACEFS}: {0}")]
+    Mount(#[source] std::io::Error),
+}
+
+/// What one traced run reached of the host kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Surface {
+    /// The backend.
+    pub backend: String,
+    /// The workload command line (for a micro-guest VM, the guest it stands for).
+    pub workload: Vec<String>,
+    /// How it was counted.
+    pub mechanism: String,
+    /// Distinct system calls made.
+    pub distinct_syscalls: u32,
+    /// System calls made, in all.
+    pub total_syscalls: u64,
+    /// Launch to exit, ms.
+    pub wall_ms: f64,
+    /// `total_syscalls` per second of `wall_ms`.
+    pub syscalls_per_s: f64,
+    /// Every system call made, by name (or `nr N`), with its count, most frequent first.
+    pub syscalls: Vec<(String, u64)>,
+    /// VM exits by kind, for a VM (the monitor's counters).
+    pub vm_exits: Vec<(String, u64)>,
+    /// Events the kernel dropped because the trace buffer was full (0: the count is exact).
+    pub lost_events: u64,
+}
+
+/// The workloads traced, by the scenario that says whether a backend can run them.
+const WORKLOADS: [(Scenario, &[&str]); 6] = [
+    (Scenario::Startup, &["hello"]),
+    (Scenario::Syscall, &["syscall", "--count", "20000"]),
+    (Scenario::Fork, &["fork", "--count", "50"]),
+    (Scenario::File, &["file", "--count", "50", "--size", "4096"]),
+    (Scenario::Net, &["net", "--count", "2000", "--size", "64"]),
+    (Scenario::Exits, &["exits", "--count", "10000"]),
+];
+
+/// Whether tracing can work here; `Err` says why not.
+pub fn available() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Error::NotRoot.to_string());
+    }
+    if !Path::new("/sys/kernel").exists() {
+        return Err("no /sys/kernel: sysfs is not mounted".to_owned());
+    }
+    Ok(())
+}
+
+/// Traces every workload `backend` supports, one run each. `Err` when tracing cannot
+/// work here; a run that fails is an `Err` entry with its reason.
+pub fn measure(
+    backend: &dyn Backend,
+    workload: &Path,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<Vec<Result<Surface, String>>, String> {
+    available()?;
+    let names = syscall_names();
+    let mut out = Vec::new();
+    for (scenario, args) in WORKLOADS {
+        if backend.supports(scenario).is_err() || stop.load(Ordering::SeqCst) {
+            continue;
+        }
+        let launch = Launch {
+            workload: workload.to_owned(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        out.push(
+            trace_one(backend, &launch, timeout, stop, &names)
+                .map_err(|e| format!("{}: {e}", args.join(" "))),
+        );
+    }
+    Ok(out)
+}
+
+/// Runs one instance under a fresh ftrace instance.
+fn trace_one(
+    backend: &dyn Backend,
+    launch: &Launch,
+    timeout: Duration,
+    stop: &AtomicBool,
+    names: &HashMap<i64, String>,
+) -> Result<Surface, String> {
+    let tracer = Tracer::start().map_err(|e| e.to_string())?;
+    let launched = Stamp::now();
+    let mut instance = backend.launch(launch).map_err(|e| error_chain(&e))?;
+    let deadline = Instant::now() + timeout;
+    let mut problem = None;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            problem = Some("interrupted".to_owned());
+            break;
+        }
+        match instance.next_event(deadline) {
+            Ok(Some(Event::Closed { .. })) => break,
+            Ok(Some(Event::Record {
+                record: workload::record::Record::Error { message, .. },
+                ..
+            })) => problem = Some(format!("workload error: {message}")),
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                problem = Some(format!("timed out after {:.1} s", timeout.as_secs_f64()));
+                break;
+            }
+            Err(e) => {
+                problem = Some(error_chain(&e));
+                break;
+            }
+        }
+    }
+    let exit = instance.wait(if problem.is_some() {
+        Instant::now()
+    } else {
+        deadline
+    });
+    let vm_exits: Vec<(String, u64)> = instance
+        .counters()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("exits_"))
+        .collect();
+    instance.teardown();
+    let trace = tracer.finish().map_err(|e| e.to_string())?;
+    let wall_ms = match &exit {
+        Ok(exit) => exit.at.ms_since(launched),
+        Err(e) => return Err(error_chain(e)),
+    };
+    if let Some(problem) = problem {
+        return Err(problem);
+    }
+    let counts = count(&trace.text);
+    let total: u64 = counts.values().sum();
+    let mut syscalls: Vec<(String, u64)> = counts
+        .into_iter()
+        .map(|(nr, n)| (names.get(&nr).cloned().unwrap_or(format!("nr {nr}")), n))
+        .collect();
+    syscalls.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    let per_s = total as f64 / (wall_ms / 1e3).max(1e-9);
+    Ok(Surface {
+        backend: backend.name().to_owned(),
+        workload: launch.args.clone(),
+        mechanism:
+            "ftrace raw_syscalls:sys_enter, from the program's exec (descendants from birth)"
+                .to_owned(),
+        distinct_syscalls: u32::try_from(syscalls.len()).unwrap_or(u32::MAX),
+        total_syscalls: total,
+        wall_ms,
+        syscalls_per_s: per_s,
+        syscalls,
+        vm_exits,
+        lost_events: trace.lost,
+    })
+}
+
+/// System calls by number, from the trace: only those of processes that executed a
+/// program after tracing began, and of their descendants.
+fn count(trace: &str) -> BTreeMap<i64, u64> {
+    let mut counted: HashSet<u32> = HashSet::new();
+    let mut counts = BTreeMap::new();
+    for line in trace.lines().filter(|l| !l.starts_with('#')) {
+        let Some((task, rest)) = line.split_once(" [") else {
+            continue;
+        };
+        let Some(pid) = task
+            .trim()
+            .rsplit_once('-')
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((_, event)) = rest.split_once(": ") else {
+            continue;
+        };
+        if let Some(args) = event.strip_prefix("sys_enter: NR ") {
+            if counted.contains(&pid) {
+                if let Some(nr) = args.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                    *counts.entry(nr).or_insert(0) += 1;
+                }
+            }
+        } else if event.starts_with("sched_process_exec:") {
+            counted.insert(pid);
+        } else if let Some(fields) = event.strip_prefix("sched_process_fork: ") {
+            let field = |key: &str| {
+                fields
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix(key))
+                    .and_then(|v| v.parse::<u32>().ok())
+            };
+            if let (Some(parent), Some(child)) = (field("pid="), field("child_pid=")) {
+                if counted.contains(&parent) {
+                    counted.insert(child);
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// x86-64 system call names by number, from the kernel headers when installed.
+fn syscall_names() -> HashMap<i64, String> {
+    std::fs::read_to_string(UNISTD)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next()? == "#define").then_some(())?;
+            let name = words.next()?.strip_prefix("__NR_")?;
+            let nr = words.next()?.parse().ok()?;
+            Some((nr, name.to_owned()))
+        })
+        .collect()
+}
+
+/// What a finished trace holds.
+struct Trace {
+    text: String,
+    lost: u64,
+}
+
+/// An ftrace instance recording this thread and everything it starts. Removed on drop,
+/// with tracefs unmounted again if it was mounted for it.
+struct Tracer {
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl Tracer {
+    fn start() -> Result<Self, Error> {
+        let root = Path::new(TRACEFS);
+        let mut mounted = false;
+        if !root.join("instances").exists() {
+            mount_tracefs()?;
+            mounted = true;
+        }
+        remove_stale(root);
+        let dir = root
+            .join("instances")
+            .join(format!("vcbench-{}", std::process::id()));
+        if dir.exists() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        std::fs::create_dir(&dir).map_err(|source| Error::Tracefs {
+            path: dir.clone(),
+            source,
+        })?;
+        let tracer = Tracer { dir, mounted };
+        tracer.write("buffer_size_kb", &BUFFER_KIB.to_string())?;
+        tracer.write("options/event-fork", "1")?;
+        // SAFETY: gettid has no preconditions and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        tracer.write("set_event_pid", &tid.to_string())?;
+        for event in [
+            "raw_syscalls/sys_enter",
+            "sched/sched_process_exec",
+            "sched/sched_process_fork",
+        ] {
+            tracer.write(&format!("events/{event}/enable"), "1")?;
+        }
+        tracer.write("tracing_on", "1")?;
+        Ok(tracer)
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), Error> {
+        let path = self.dir.join(file);
+        std::fs::write(&path, value).map_err(|source| Error::Tracefs { path, source })
+    }
+
+    fn finish(self) -> Result<Trace, Error> {
+        self.write("tracing_on", "0")?;
+        let path = self.dir.join("trace");
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| Error::Tracefs { path, source })?;
+        let lost = std::fs::read_dir(self.dir.join("per_cpu"))
+            .map(|cpus| {
+                cpus.flatten()
+                    .filter_map(|cpu| std::fs::read_to_string(cpu.path().join("stats")).ok())
+                    .flat_map(|stats| {
+                        stats
+                            .lines()
+                            .filter(|l| {
+                                l.starts_with("overrun:") || l.starts_with("dropped events:")
+                            })
+                            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                            .collect::<Vec<_>>()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        Ok(Trace { text, lost })
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("tracing_on"), "0");
+        // An instance directory is removed with rmdir, which frees its buffers.
+        let _ = std::fs::remove_dir(&self.dir);
+        if self.mounted {
+            if let Ok(target) = std::ffi::CString::new(TRACEFS) {
+                // SAFETY: unmounts the tracefs mounted by `start`, by its NUL-terminated path.
+                unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
+fn mount_tracefs() -> Result<(), Error> {
+    let (Ok(source), Ok(target)) = (
+        std::ffi::CString::new("tracefs"),
+        std::ffi::CString::new(TRACEFS),
+    ) else {
+        return Err(Error::Mount(std::io::Error::other("path with a NUL")));
+    };
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call; no data.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            source.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Mount(std::io::Error::last_os_error()))
+    }
+}
+
+/// Removes the ftrace instances of vcbench processes that are gone (a killed run's).
+fn remove_stale(root: &Path) {
+    let Ok(dirs) = std::fs::read_dir(root.join("instances")) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("vcbench-") else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir(dir.path());
+        }
+    }
+}
+
+/// Figures of a backend's traced runs: distinct system calls and system calls per second,
+/// per workload.
+pub fn figures(surfaces: &[Surface]) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for s in surfaces {
+        let name = s.workload.first().map_or("?", String::as_str);
+        for (metric, unit, value) in [
+            (
+                format!("host_syscalls_distinct_{name}"),
+                "syscalls",
+                f64::from(s.distinct_syscalls),
+            ),
+            (
+                format!("host_syscalls_per_s_{name}"),
+                "/s",
+                s.syscalls_per_s,
+            ),
+        ] {
+            let samples = vec![value];
+            if let Some(summary) = Summary::of(&samples) {
+                figures.push(Figure {
+                    backend: s.backend.clone(),
+                    scenario: "isolation".to_owned(),
+                    metric,
+                    unit: unit.to_owned(),
+                    better: Better::Lower,
+                    summary,
+                    samples,
+                });
+            }
+        }
+    }
+    figures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = "\
+# tracer: nop
+         vcbench-100     [000] ..... 1.000: sys_enter: NR 56 (0, 0, 0, 0, 0, 0)
+         vcbench-100     [000] ..... 1.001: sched_process_fork: comm=vcbench pid=100 child_comm=vcbench child_pid=200
+         vcbench-200     [001] ..... 1.002: sys_enter: NR 59 (0, 0, 0, 0, 0, 0)
+        workload-200     [001] ..... 1.003: sched_process_exec: filename=/w pid=200 old_pid=200
+        workload-200     [001] ..... 1.004: sys_enter: NR 110 (0, 0, 0, 0, 0, 0)
+        workload-200     [001] ..... 1.005: sys_enter: NR 110 (0, 0, 0, 0, 0, 0)
+        workload-200     [001] ..... 1.006: sched_process_fork: comm=workload pid=200 child_comm=workload child_pid=201
+        workload-201     [000] ..... 1.007: sys_enter: NR 60 (0, 0, 0, 0, 0, 0)
+         vcbench-100     [000] ..... 1.008: sys_enter: NR 0 (0, 0, 0, 0, 0, 0)
+";
+
+    #[test]
+    fn only_the_program_and_its_descendants_count_from_its_exec() {
+        let counts = count(TRACE);
+        assert_eq!(counts, BTreeMap::from([(60, 1), (110, 2)]));
+    }
+
+    #[test]
+    fn syscall_names_come_from_the_kernel_headers() {
+        let names = syscall_names();
+        if Path::new(UNISTD).exists() {
+            assert_eq!(names.get(&39).map(String::as_str), Some("getpid"));
+        }
+    }
+}
