@@ -469,7 +469,11 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
 fn clean(quiet: bool) -> Result<(), Failure> {
     let layout = container::cgroup::Layout::detect().context("reading the cgroup layout")?;
     let found = container::cleanup::find(&layout);
-    if found.is_empty() && !quiet {
+    let traces = vcbench::surface::remove_stale();
+    for path in &traces {
+        eprintln!("removed {} (a killed run's ftrace instance)", path.display());
+    }
+    if found.is_empty() && traces.is_empty() && !quiet {
         println!("nothing to clean");
     }
     if !quiet {

@@ -284,7 +284,7 @@ impl Tracer {
             mount_tracefs()?;
             mounted = true;
         }
-        remove_stale(root);
+        remove_stale();
         let dir = root
             .join("instances")
             .join(format!("vcbench-{}", std::process::id()));
@@ -380,20 +380,27 @@ fn mount_tracefs() -> Result<(), Error> {
     }
 }
 
-/// Removes the ftrace instances of vcbench processes that are gone (a killed run's).
-fn remove_stale(root: &Path) {
-    let Ok(dirs) = std::fs::read_dir(root.join("instances")) else {
-        return;
+/// Removes the ftrace instances of vcbench processes that are gone (a killed run's), and
+/// returns their paths. Only where tracefs is mounted: a killed run that mounted it left it
+/// mounted, with its instance in it.
+pub fn remove_stale() -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(Path::new(TRACEFS).join("instances")) else {
+        return removed;
     };
     for dir in dirs.flatten() {
         let name = dir.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix("vcbench-") else {
             continue;
         };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir(dir.path());
+        if pid.parse::<u32>().is_ok()
+            && !Path::new("/proc").join(pid).exists()
+            && std::fs::remove_dir(dir.path()).is_ok()
+        {
+            removed.push(dir.path());
         }
     }
+    removed
 }
 
 /// Figures of a backend's traced runs: distinct system calls and system calls per second,
