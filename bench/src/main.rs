@@ -37,6 +37,8 @@ Examples:
   vcbench list                                  backends and scenarios, and what is available here
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
+  vcbench report r.json -o r.html --png charts  an HTML report with charts, and each chart as PNG/SVG
+  vcbench compare before.json after.json        the same figures side by side, with change and noise
   vcbench clean                                 remove cgroups and state a killed run left behind
 
 Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);
@@ -77,6 +79,25 @@ enum Command {
     Show {
         /// The results file.
         file: PathBuf,
+    },
+    /// Render a results file as a report: HTML with charts, or Markdown.
+    Report {
+        /// The results file.
+        file: PathBuf,
+        /// Where to write it: `.html` for HTML, `.md` for Markdown [default: Markdown on
+        /// standard output].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Also write every chart as PNG and SVG into this directory.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// Compare results files: each figure of the first beside the others, with its change
+    /// and whether the change exceeds the runs' noise.
+    Compare {
+        /// Two or more results files; the first is the baseline.
+        #[arg(num_args = 2.., required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -174,6 +195,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { file } => show(&file),
+        Command::Report { file, out, png } => report(&file, out.as_deref(), png.as_deref()),
+        Command::Compare { files } => compare(&files),
         Command::Clean => clean(false).map(|_| ExitCode::SUCCESS),
     };
     match result {
@@ -290,11 +313,18 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         )
     })?;
 
+    let reports = write_reports(&out);
     if args.json {
         println!("{}", results.to_json());
+        for report in reports {
+            eprintln!("report: {}", report.display());
+        }
     } else {
         print!("{}", table::render(&results, color()));
         println!("results: {}", out.display());
+        for report in reports {
+            println!("report: {}", report.display());
+        }
     }
     Ok(if !results.complete || stop.load(Ordering::SeqCst) {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -501,6 +531,81 @@ fn clean(quiet: bool) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Reads a results file for a report, as a usage error when it is not one.
+fn read_document(file: &Path) -> Result<reports::Document, Failure> {
+    reports::Document::read(file).map_err(|e| Failure::usage(e.into()))
+}
+
+fn report(file: &Path, out: Option<&Path>, png: Option<&Path>) -> Result<ExitCode, Failure> {
+    let doc = read_document(file)?;
+    match out {
+        None => print!("{}", reports::markdown::render(&doc)),
+        Some(path) => {
+            let html = match path.extension().and_then(|e| e.to_str()) {
+                Some("html" | "htm") => true,
+                Some("md" | "markdown") => false,
+                _ => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "--out {}: name a .html or a .md file",
+                        path.display()
+                    )))
+                }
+            };
+            let text = if html {
+                reports::html::render(&doc)
+            } else {
+                reports::markdown::render(&doc)
+            };
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            results::write_atomic(path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("report: {}", path.display());
+        }
+    }
+    if let Some(dir) = png {
+        let written = reports::write_charts(&doc, dir).context("writing the charts")?;
+        println!("charts: {} files in {}", written.len(), dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare(files: &[PathBuf]) -> Result<ExitCode, Failure> {
+    let docs = files
+        .iter()
+        .map(|f| read_document(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    print!("{}", reports::compare::markdown(&docs, &names));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the HTML and Markdown reports beside a results file: `r.json` gives `r.html`
+/// and `r.md`. A report that cannot be written is said, and the run still counts.
+fn write_reports(results_path: &Path) -> Vec<PathBuf> {
+    let doc = match reports::Document::read(results_path) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("vcbench: no report: {e}");
+            return Vec::new();
+        }
+    };
+    let mut written = Vec::new();
+    for (ext, text) in [
+        ("html", reports::html::render(&doc)),
+        ("md", reports::markdown::render(&doc)),
+    ] {
+        let path = results_path.with_extension(ext);
+        match results::write_atomic(&path, text.as_bytes()) {
+            Ok(()) => written.push(path),
+            Err(e) => eprintln!("vcbench: cannot write {}: {e}", path.display()),
+        }
+    }
+    written
 }
 
 fn show(file: &Path) -> Result<ExitCode, Failure> {

@@ -1,0 +1,585 @@
+//! The charts, drawn with plotters onto any of its backends: SVG text for the HTML report,
+//! SVG and PNG files for slides. Each chart draws only from the document; one with no data
+//! in the document is not drawn (and the report says so).
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::document::Document;
+
+/// Width and height of a chart, pixels (the isolation matrix is taller).
+pub const SIZE: (u32, u32) = (900, 420);
+
+/// The charts a report can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chart {
+    /// Startup latency per backend: min, quartiles, median, max.
+    StartupDistribution,
+    /// Where the startup time goes, phase by phase, per backend.
+    StartupPhases,
+    /// Memory per instance: what the workload touched and what the sandbox adds.
+    Memory,
+    /// Runtime slowdown against native, per workload.
+    Overhead,
+    /// The isolation matrix.
+    Isolation,
+    /// Memory per instance against the number of instances.
+    Density,
+}
+
+impl Chart {
+    /// Every chart, in report order.
+    pub const ALL: [Chart; 6] = [
+        Chart::StartupDistribution,
+        Chart::StartupPhases,
+        Chart::Memory,
+        Chart::Overhead,
+        Chart::Isolation,
+        Chart::Density,
+    ];
+
+    /// File name stem.
+    pub fn name(self) -> &'static str {
+        match self {
+            Chart::StartupDistribution => "startup-latency",
+            Chart::StartupPhases => "startup-phases",
+            Chart::Memory => "memory",
+            Chart::Overhead => "overhead",
+            Chart::Isolation => "isolation",
+            Chart::Density => "density",
+        }
+    }
+
+    /// Its width and height, pixels.
+    pub fn size(self) -> (u32, u32) {
+        match self {
+            Chart::Isolation => (900, 600),
+            _ => SIZE,
+        }
+    }
+
+    /// The section it belongs to.
+    pub fn section(self) -> &'static str {
+        match self {
+            Chart::StartupDistribution | Chart::StartupPhases => "startup",
+            Chart::Memory => "memory",
+            Chart::Overhead => "overhead",
+            Chart::Isolation => "isolation",
+            Chart::Density => "density",
+        }
+    }
+}
+
+/// A drawing error, as text.
+pub type DrawError = String;
+
+fn err<E: std::fmt::Debug>(e: E) -> DrawError {
+    format!("{e:?}")
+}
+
+const PALETTE: [RGBColor; 16] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+];
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// The chart as an SVG document, or `None` when the document has no data for it.
+pub fn svg(chart: Chart, doc: &Document) -> Result<Option<String>, DrawError> {
+    if !has_data(chart, doc) {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    {
+        let area = SVGBackend::with_string(&mut text, chart.size()).into_drawing_area();
+        draw(chart, &area, doc)?;
+        area.present().map_err(err)?;
+    }
+    Ok(Some(text))
+}
+
+/// Writes the chart as a PNG file; `Ok(false)` when the document has no data for it.
+pub fn png(chart: Chart, doc: &Document, path: &Path) -> Result<bool, DrawError> {
+    if !has_data(chart, doc) {
+        return Ok(false);
+    }
+    let area = BitMapBackend::new(path, chart.size()).into_drawing_area();
+    draw(chart, &area, doc)?;
+    area.present().map_err(err)?;
+    Ok(true)
+}
+
+fn has_data(chart: Chart, doc: &Document) -> bool {
+    match chart {
+        Chart::StartupDistribution => !startup_samples(doc).is_empty(),
+        Chart::StartupPhases => !phase_medians(doc).is_empty(),
+        Chart::Memory => !memory_parts(doc).is_empty(),
+        Chart::Overhead => !slowdowns(doc).is_empty(),
+        Chart::Isolation => !doc.isolation.is_empty(),
+        Chart::Density => doc.density.iter().any(|d| !d.steps.is_empty()),
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    chart: Chart,
+    area: &DrawingArea<DB, Shift>,
+    doc: &Document,
+) -> Result<(), DrawError> {
+    area.fill(&WHITE).map_err(err)?;
+    match chart {
+        Chart::StartupDistribution => startup_distribution(area, doc),
+        Chart::StartupPhases => startup_phases(area, doc),
+        Chart::Memory => memory(area, doc),
+        Chart::Overhead => overhead(area, doc),
+        Chart::Isolation => isolation(area, doc),
+        Chart::Density => density(area, doc),
+    }
+}
+
+/// `time_to_start` samples per backend.
+fn startup_samples(doc: &Document) -> Vec<(String, Vec<f64>)> {
+    doc.figures
+        .iter()
+        .filter(|f| f.scenario == "startup" && f.metric == "time_to_start" && !f.samples.is_empty())
+        .map(|f| (f.backend.clone(), f.samples.clone()))
+        .collect()
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "indices of short sample lists"
+    )]
+    let pos = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[pos.min(sorted.len() - 1)]
+}
+
+/// Horizontal categories: backend `i` is drawn around `y = i`.
+fn category_labels(names: Vec<String>) -> impl Fn(&f64) -> String {
+    move |y: &f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "small category indices"
+        )]
+        let i = y.round() as usize;
+        if (y - y.round()).abs() < 1e-6 {
+            names.get(i).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss, reason = "small category counts")]
+fn as_f64(n: usize) -> f64 {
+    n as f64
+}
+
+fn startup_distribution<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    doc: &Document,
+) -> Result<(), DrawError> {
+    let data = startup_samples(doc);
+    let max = data
+        .iter()
+        .flat_map(|(_, s)| s.iter().copied())
+        .fold(0.0_f64, f64::max)
+        * 1.1;
+    let n = data.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption("Startup latency: launch to the workload's first record", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(110)
+        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&category_labels(data.iter().map(|(b, _)| b.clone()).collect()))
+        .x_desc("ms (box: quartiles, line: median, whiskers: min and max)")
+        .draw()
+        .map_err(err)?;
+    for (i, (_, samples)) in data.iter().enumerate() {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let y = as_f64(i);
+        let (lo, q1, med, q3, hi) = (
+            sorted[0],
+            quantile(&sorted, 0.25),
+            quantile(&sorted, 0.5),
+            quantile(&sorted, 0.75),
+            sorted[sorted.len() - 1],
+        );
+        let c = color(i);
+        chart
+            .draw_series([
+                Rectangle::new([(q1, y - 0.25), (q3, y + 0.25)], c.mix(0.35).filled()),
+                Rectangle::new([(q1, y - 0.25), (q3, y + 0.25)], c.stroke_width(2)),
+            ])
+            .map_err(err)?;
+        chart
+            .draw_series([
+                PathElement::new(vec![(med, y - 0.3), (med, y + 0.3)], c.stroke_width(3)),
+                PathElement::new(vec![(lo, y), (q1, y)], c.stroke_width(1)),
+                PathElement::new(vec![(q3, y), (hi, y)], c.stroke_width(1)),
+                PathElement::new(vec![(lo, y - 0.12), (lo, y + 0.12)], c.stroke_width(1)),
+                PathElement::new(vec![(hi, y - 0.12), (hi, y + 0.12)], c.stroke_width(1)),
+            ])
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Per backend, its startup phases as (name, median ms after launch), ending with the
+/// workload's first record.
+pub fn phase_medians(doc: &Document) -> Vec<(String, Vec<(String, f64)>)> {
+    let mut out = Vec::new();
+    for backend in doc.backends() {
+        let runs: Vec<_> = doc
+            .runs
+            .iter()
+            .filter(|r| r.backend == backend && r.scenario == "startup" && r.ok && !r.warmup)
+            .collect();
+        let Some(first) = runs.first() else { continue };
+        let mut phases: Vec<(String, f64)> = Vec::new();
+        for phase in &first.phases {
+            let mut at: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.phases.iter().find(|p| p.name == phase.name).map(|p| p.ms))
+                .collect();
+            at.sort_by(f64::total_cmp);
+            phases.push((phase.name.clone(), quantile(&at, 0.5)));
+        }
+        let mut started: Vec<f64> = runs.iter().filter_map(|r| r.markers.started_ms).collect();
+        started.sort_by(f64::total_cmp);
+        if started.is_empty() {
+            continue;
+        }
+        let start = quantile(&started, 0.5);
+        // Phases after the first record (a VM's halt and teardown) belong to its end.
+        phases.retain(|(_, ms)| *ms <= start);
+        phases.push(("workload started".to_owned(), start));
+        out.push((backend.to_owned(), phases));
+    }
+    out
+}
+
+fn startup_phases<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    doc: &Document,
+) -> Result<(), DrawError> {
+    let data = phase_medians(doc);
+    let max = data
+        .iter()
+        .filter_map(|(_, p)| p.last().map(|(_, ms)| *ms))
+        .fold(0.0_f64, f64::max)
+        // Room on the right for the legend.
+        * 1.6;
+    let n = data.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption("Where startup time goes (median of each phase)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(110)
+        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&category_labels(data.iter().map(|(b, _)| b.clone()).collect()))
+        .x_desc("ms after launch (each segment ends when its phase is reached)")
+        .draw()
+        .map_err(err)?;
+    let mut k = 0;
+    for (i, (backend, phases)) in data.iter().enumerate() {
+        let y = as_f64(i);
+        let mut from = 0.0;
+        for (name, to) in phases {
+            let c = color(k);
+            k += 1;
+            chart
+                .draw_series([Rectangle::new([(from, y - 0.3), (*to, y + 0.3)], c.filled())])
+                .map_err(err)?
+                .label(format!("{backend}: {name}"))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+            from = *to;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Per backend: (what the workload or guest touched, what the sandbox adds), MiB.
+pub fn memory_parts(doc: &Document) -> Vec<(String, f64, f64)> {
+    let mut out = Vec::new();
+    for backend in doc.backends() {
+        let m = |metric: &str| {
+            doc.figure(backend, "footprint", metric)
+                .map(|f| f.summary.median)
+        };
+        let parts = match (m("rss"), m("overhead_rss"), m("guest_touched"), m("monitor_overhead")) {
+            (_, _, Some(guest), Some(monitor)) => Some((guest, monitor)),
+            (Some(rss), Some(overhead), _, _) => Some((rss - overhead, overhead)),
+            _ => None,
+        };
+        if let Some((touched, overhead)) = parts {
+            out.push((backend.to_owned(), touched, overhead));
+        }
+    }
+    out
+}
+
+fn memory<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    doc: &Document,
+) -> Result<(), DrawError> {
+    let data = memory_parts(doc);
+    // Room on the right for the legend.
+    let max = data.iter().map(|(_, a, b)| a + b).fold(0.0_f64, f64::max) * 1.7;
+    let n = data.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption("Memory per instance (footprint scenario)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(110)
+        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&category_labels(data.iter().map(|(b, _, _)| b.clone()).collect()))
+        .x_desc("MiB")
+        .draw()
+        .map_err(err)?;
+    let touched_color = color(0);
+    let overhead_color = color(1);
+    chart
+        .draw_series(data.iter().enumerate().map(|(i, (_, t, _))| {
+            let y = as_f64(i);
+            Rectangle::new([(0.0, y - 0.3), (*t, y + 0.3)], touched_color.filled())
+        }))
+        .map_err(err)?
+        .label("touched by the workload (guest memory for a VM)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], touched_color.filled()));
+    chart
+        .draw_series(data.iter().enumerate().map(|(i, (_, t, o))| {
+            let y = as_f64(i);
+            Rectangle::new([(*t, y - 0.3), (t + o, y + 0.3)], overhead_color.filled())
+        }))
+        .map_err(err)?
+        .label("added by the sandbox (runtime, or the monitor outside guest memory)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], overhead_color.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 11))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Slowdown against native (above 1 is slower), per backend and workload metric.
+pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
+    const SCENARIOS: [&str; 6] = ["cpu", "mem", "syscall", "fork", "file", "net"];
+    doc.figures
+        .iter()
+        .filter(|f| f.backend != "native" && SCENARIOS.contains(&f.scenario.as_str()))
+        .filter(|f| f.metric != "wall" && f.metric != "peak_rss")
+        .filter_map(|f| {
+            let ratio = doc.vs_native(f)?;
+            let slowdown = if f.better == "higher" {
+                1.0 / ratio
+            } else {
+                ratio
+            };
+            Some((f.backend.clone(), format!("{} {}", f.scenario, f.metric), slowdown))
+        })
+        .collect()
+}
+
+fn overhead<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    doc: &Document,
+) -> Result<(), DrawError> {
+    let data = slowdowns(doc);
+    let max = data.iter().map(|(_, _, s)| *s).fold(1.0_f64, f64::max) * 1.15;
+    let n = data.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption("Runtime slowdown against native (1 = native speed)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(200)
+        .build_cartesian_2d(0.0..max, -0.5..as_f64(n) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&category_labels(
+            data.iter().map(|(b, m, _)| format!("{b}: {m}")).collect(),
+        ))
+        .x_desc("slowdown (x)")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(data.iter().enumerate().map(|(i, (_, _, s))| {
+            let y = as_f64(i);
+            Rectangle::new([(0.0, y - 0.3), (*s, y + 0.3)], color(2).filled())
+        }))
+        .map_err(err)?;
+    chart
+        .draw_series([PathElement::new(
+            vec![(1.0, -0.5), (1.0, as_f64(n) - 0.5)],
+            BLACK.stroke_width(2),
+        )])
+        .map_err(err)?;
+    Ok(())
+}
+
+fn isolation<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    doc: &Document,
+) -> Result<(), DrawError> {
+    let Some(first) = doc.isolation.first() else {
+        return Ok(());
+    };
+    // Checks down the side, backends across: check names stay readable.
+    let checks: Vec<String> = first.rows.iter().map(|r| r.check.clone()).collect();
+    let backends: Vec<String> = doc.isolation.iter().map(|m| m.backend.clone()).collect();
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "Isolation: green isolated, amber partly, red shared with the host",
+            ("sans-serif", 18),
+        )
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(130)
+        .build_cartesian_2d(-0.5..as_f64(backends.len()) - 0.5, -0.5..as_f64(checks.len()) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(backends.len() * 2 + 1)
+        .x_label_formatter(&category_labels(backends.clone()))
+        .y_labels(checks.len() * 2 + 1)
+        .y_label_formatter(&category_labels(checks.clone()))
+        .y_label_style(("sans-serif", 10))
+        .draw()
+        .map_err(err)?;
+    for (b, matrix) in doc.isolation.iter().enumerate() {
+        for (c, check) in checks.iter().enumerate() {
+            let verdict = matrix
+                .rows
+                .iter()
+                .find(|r| &r.check == check)
+                .map_or("", |r| r.verdict.as_str());
+            let fill = match verdict {
+                "isolated" => RGBColor(46, 160, 67),
+                "partly" => RGBColor(240, 170, 30),
+                "shared" => RGBColor(214, 39, 40),
+                _ => RGBColor(200, 200, 200),
+            };
+            let (x, y) = (as_f64(b), as_f64(c));
+            chart
+                .draw_series([Rectangle::new(
+                    [(x - 0.45, y - 0.42), (x + 0.45, y + 0.42)],
+                    fill.filled(),
+                )])
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+fn density<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    doc: &Document,
+) -> Result<(), DrawError> {
+    let max_n = doc
+        .density
+        .iter()
+        .flat_map(|d| d.steps.iter().map(|s| s.instances))
+        .max()
+        .unwrap_or(1);
+    #[allow(clippy::cast_precision_loss, reason = "memory sizes far below 2^52")]
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let max_mib = doc
+        .density
+        .iter()
+        .flat_map(|d| d.steps.iter().map(|s| mib(s.per_instance.pss_kib)))
+        .fold(0.0_f64, f64::max)
+        * 1.2;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Memory per instance (PSS) as instances are added", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..f64::from(max_n) * 1.05, 0.0..max_mib.max(1e-3))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("instances alive")
+        .y_desc("MiB per instance")
+        .draw()
+        .map_err(err)?;
+    for (i, d) in doc.density.iter().enumerate() {
+        let c = color(i);
+        let points: Vec<(f64, f64)> = d
+            .steps
+            .iter()
+            .map(|s| (f64::from(s.instances), mib(s.per_instance.pss_kib)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(d.backend.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+        chart
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
