@@ -501,7 +501,10 @@ fn clean(quiet: bool) -> Result<(), Failure> {
     let found = container::cleanup::find(&layout);
     let traces = vcbench::surface::remove_stale();
     for path in &traces {
-        eprintln!("removed {} (a killed run's ftrace instance)", path.display());
+        eprintln!(
+            "removed {} (a killed run's ftrace instance)",
+            path.display()
+        );
     }
     if found.is_empty() && traces.is_empty() && !quiet {
         println!("nothing to clean");

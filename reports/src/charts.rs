@@ -211,7 +211,10 @@ fn startup_distribution<DB: DrawingBackend>(
         * 1.1;
     let n = data.len();
     let mut chart = ChartBuilder::on(area)
-        .caption("Startup latency: launch to the workload's first record", ("sans-serif", 20))
+        .caption(
+            "Startup latency: launch to the workload's first record",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(110)
@@ -221,7 +224,9 @@ fn startup_distribution<DB: DrawingBackend>(
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(data.iter().map(|(b, _)| b.clone()).collect()))
+        .y_label_formatter(&category_labels(
+            data.iter().map(|(b, _)| b.clone()).collect(),
+        ))
         .x_desc("ms (box: quartiles, line: median, whiskers: min and max)")
         .draw()
         .map_err(err)?;
@@ -303,7 +308,10 @@ fn startup_phases<DB: DrawingBackend>(
         * 1.6;
     let n = data.len();
     let mut chart = ChartBuilder::on(area)
-        .caption("Where startup time goes (median of each phase)", ("sans-serif", 20))
+        .caption(
+            "Where startup time goes (median of each phase)",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(110)
@@ -313,7 +321,9 @@ fn startup_phases<DB: DrawingBackend>(
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(data.iter().map(|(b, _)| b.clone()).collect()))
+        .y_label_formatter(&category_labels(
+            data.iter().map(|(b, _)| b.clone()).collect(),
+        ))
         .x_desc("ms after launch (each segment ends when its phase is reached)")
         .draw()
         .map_err(err)?;
@@ -325,7 +335,10 @@ fn startup_phases<DB: DrawingBackend>(
             let c = color(k);
             k += 1;
             chart
-                .draw_series([Rectangle::new([(from, y - 0.3), (*to, y + 0.3)], c.filled())])
+                .draw_series([Rectangle::new(
+                    [(from, y - 0.3), (*to, y + 0.3)],
+                    c.filled(),
+                )])
                 .map_err(err)?
                 .label(format!("{backend}: {name}"))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
@@ -351,7 +364,12 @@ pub fn memory_parts(doc: &Document) -> Vec<(String, f64, f64)> {
             doc.figure(backend, "footprint", metric)
                 .map(|f| f.summary.median)
         };
-        let parts = match (m("rss"), m("overhead_rss"), m("guest_touched"), m("monitor_overhead")) {
+        let parts = match (
+            m("rss"),
+            m("overhead_rss"),
+            m("guest_touched"),
+            m("monitor_overhead"),
+        ) {
             (_, _, Some(guest), Some(monitor)) => Some((guest, monitor)),
             (Some(rss), Some(overhead), _, _) => Some((rss - overhead, overhead)),
             _ => None,
@@ -372,7 +390,10 @@ fn memory<DB: DrawingBackend>(
     let max = data.iter().map(|(_, a, b)| a + b).fold(0.0_f64, f64::max) * 1.7;
     let n = data.len();
     let mut chart = ChartBuilder::on(area)
-        .caption("Memory per instance (footprint scenario)", ("sans-serif", 20))
+        .caption(
+            "Memory per instance (footprint scenario)",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(110)
@@ -382,7 +403,9 @@ fn memory<DB: DrawingBackend>(
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(data.iter().map(|(b, _, _)| b.clone()).collect()))
+        .y_label_formatter(&category_labels(
+            data.iter().map(|(b, _, _)| b.clone()).collect(),
+        ))
         .x_desc("MiB")
         .draw()
         .map_err(err)?;
@@ -395,7 +418,9 @@ fn memory<DB: DrawingBackend>(
         }))
         .map_err(err)?
         .label("touched by the workload (guest memory for a VM)")
-        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], touched_color.filled()));
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 10, y + 5)], touched_color.filled())
+        });
     chart
         .draw_series(data.iter().enumerate().map(|(i, (_, t, o))| {
             let y = as_f64(i);
@@ -403,7 +428,9 @@ fn memory<DB: DrawingBackend>(
         }))
         .map_err(err)?
         .label("added by the sandbox (runtime, or the monitor outside guest memory)")
-        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], overhead_color.filled()));
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 10, y + 5)], overhead_color.filled())
+        });
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -429,7 +456,11 @@ pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
             } else {
                 ratio
             };
-            Some((f.backend.clone(), format!("{} {}", f.scenario, f.metric), slowdown))
+            Some((
+                f.backend.clone(),
+                format!("{} {}", f.scenario, f.metric),
+                slowdown,
+            ))
         })
         .collect()
 }
@@ -442,7 +473,10 @@ fn overhead<DB: DrawingBackend>(
     let max = data.iter().map(|(_, _, s)| *s).fold(1.0_f64, f64::max) * 1.15;
     let n = data.len();
     let mut chart = ChartBuilder::on(area)
-        .caption("Runtime slowdown against native (1 = native speed)", ("sans-serif", 20))
+        .caption(
+            "Runtime slowdown against native (1 = native speed)",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(200)
@@ -491,7 +525,10 @@ fn isolation<DB: DrawingBackend>(
         .margin(8)
         .x_label_area_size(24)
         .y_label_area_size(130)
-        .build_cartesian_2d(-0.5..as_f64(backends.len()) - 0.5, -0.5..as_f64(checks.len()) - 0.5)
+        .build_cartesian_2d(
+            -0.5..as_f64(backends.len()) - 0.5,
+            -0.5..as_f64(checks.len()) - 0.5,
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -547,7 +584,10 @@ fn density<DB: DrawingBackend>(
         .fold(0.0_f64, f64::max)
         * 1.2;
     let mut chart = ChartBuilder::on(area)
-        .caption("Memory per instance (PSS) as instances are added", ("sans-serif", 20))
+        .caption(
+            "Memory per instance (PSS) as instances are added",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)

@@ -26,7 +26,11 @@ pub fn render(doc: &Document) -> String {
         escape(&sections::host_line(doc))
     );
     for w in sections::warnings(doc) {
-        let _ = writeln!(out, "<p class=\"warn\"><strong>Warning:</strong> {}</p>", escape(&w));
+        let _ = writeln!(
+            out,
+            "<p class=\"warn\"><strong>Warning:</strong> {}</p>",
+            escape(&w)
+        );
     }
     for section in sections::sections(doc) {
         let _ = writeln!(
@@ -143,7 +147,9 @@ fn matrix(doc: &Document) -> String {
 /// Inline SVG must not carry an XML declaration.
 fn strip_xml_declaration(svg: &str) -> &str {
     match svg.strip_prefix("<?xml") {
-        Some(rest) => rest.split_once("?>").map_or(svg, |(_, body)| body.trim_start()),
+        Some(rest) => rest
+            .split_once("?>")
+            .map_or(svg, |(_, body)| body.trim_start()),
         None => svg,
     }
 }

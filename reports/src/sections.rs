@@ -101,7 +101,11 @@ pub fn warnings(doc: &Document) -> Vec<String> {
         w.push(format!(
             "KVM on this host is software ({}): guest instructions are emulated, so the \
              microVM timings are emulation figures, far slower than hardware virtualization.",
-            doc.host.kvm.module.as_deref().unwrap_or("no hardware module")
+            doc.host
+                .kvm
+                .module
+                .as_deref()
+                .unwrap_or("no hardware module")
         ));
     }
     if !doc.complete {
@@ -125,7 +129,8 @@ pub fn problems(doc: &Document) -> Vec<String> {
 }
 
 fn median(doc: &Document, backend: &str, scenario: &str, metric: &str) -> Option<f64> {
-    doc.figure(backend, scenario, metric).map(|f| f.summary.median)
+    doc.figure(backend, scenario, metric)
+        .map(|f| f.summary.median)
 }
 
 /// The teaching note of a section, from the numbers measured.
@@ -216,7 +221,7 @@ fn note(doc: &Document, id: &str) -> String {
             for matrix in &doc.isolation {
                 let count = |v: &str| matrix.rows.iter().filter(|r| r.verdict == v).count();
                 text.push_str(&format!(
-                    "The {} was isolated on {} of {} checks, partly on {}, shared {}. ",
+                    "{}: isolated on {} of {} checks, partly on {}, shared on {}. ",
                     matrix.backend,
                     count("isolated"),
                     matrix.rows.len(),
@@ -243,7 +248,10 @@ fn note(doc: &Document, id: &str) -> String {
                  memory, including what the kernel keeps for namespaces, cgroups and VMs. ",
             );
             for d in &doc.density {
-                text.push_str(&format!("The {} reached {} instances", d.backend, d.reached));
+                text.push_str(&format!(
+                    "{}: {} instances alive at most",
+                    d.backend, d.reached
+                ));
                 if let Some(m) = m(&d.backend, "density", "marginal_host_memory") {
                     text.push_str(&format!(
                         ", each one more taking {} MiB of the host's available memory",

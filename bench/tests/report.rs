@@ -1,0 +1,224 @@
+//! The report of a real run, opened in headless Chromium: no console errors, and every
+//! chart drawn (screenshots of each chart have ink where the chart is). Needs Debian's
+//! `chromium`; skipped with a reason without it, a failure under CI=true.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const VCBENCH: &str = env!("CARGO_BIN_EXE_vcbench");
+
+fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("chromium"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let msg = "no chromium (apt-get install chromium)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {msg}"
+        );
+        eprintln!("skipped: {msg}");
+    }
+    found
+}
+
+/// Opens `page` in headless Chromium at `size`, takes a screenshot, and returns it with
+/// what Chromium logged from the page's console.
+fn screenshot(chromium: &Path, page: &Path, size: (u32, u32), dir: &Path) -> (PathBuf, String) {
+    let shot = page.with_extension("png");
+    let profile = tempfile::tempdir_in(dir).unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={},{}", size.0, size.1))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (shot, console)
+}
+
+/// The fraction of pixels that are not near-white, and how many of them are coloured
+/// (not grey): in `region` (x0, y0, x1, y1 as fractions of the image).
+fn ink(png_path: &Path, region: (f64, f64, f64, f64)) -> (f64, f64) {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let span = |a: f64, b: f64, n: usize| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let r = ((a * n as f64) as usize, (b * n as f64) as usize);
+        r
+    };
+    let (x0, x1) = span(region.0, region.2, w);
+    let (y0, y1) = span(region.1, region.3, h);
+    let (mut inked, mut coloured, mut all) = (0usize, 0usize, 0usize);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let p = &buf[(y * w + x) * channels..][..3];
+            all += 1;
+            let (max, min) = (*p.iter().max().unwrap(), *p.iter().min().unwrap());
+            if min < 235 {
+                inked += 1;
+            }
+            if max - min > 40 {
+                coloured += 1;
+            }
+        }
+    }
+    (inked as f64 / all as f64, coloured as f64 / all as f64)
+}
+
+#[test]
+fn the_report_of_a_real_run_opens_cleanly_in_chromium_with_every_chart_drawn() {
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let backends = if unsafe { libc::geteuid() } == 0 {
+        "native,container"
+    } else {
+        "native"
+    };
+    let run = Command::new(VCBENCH)
+        .args([
+            "run",
+            "-q",
+            "-b",
+            backends,
+            "-s",
+            "startup,footprint,syscall,isolation",
+        ])
+        .args(["--runs", "5", "-o", "r.json"])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("report: r.html") && stdout.contains("report: r.md"),
+        "{stdout}"
+    );
+
+    // The whole report: no console errors, and ink all the way down.
+    let page = dir.path().join("r.html");
+    let (shot, console) = screenshot(&chromium, &page, (1000, 3000), dir.path());
+    assert!(console.is_empty(), "console messages: {console}");
+    let (inked, _) = ink(&shot, (0.0, 0.0, 1.0, 1.0));
+    assert!(
+        inked > 0.05,
+        "the report is almost blank ({inked:.3} inked)"
+    );
+
+    // Each chart on its own page at its own size: the plot area holds coloured marks.
+    let doc = reports::Document::read(&dir.path().join("r.json")).unwrap();
+    let mut drawn = 0;
+    for chart in reports::charts::Chart::ALL {
+        let Some(svg) = reports::charts::svg(chart, &doc).unwrap() else {
+            continue;
+        };
+        let (w, h) = chart.size();
+        let page = dir.path().join(format!("{}.html", chart.name()));
+        std::fs::write(
+            &page,
+            format!("<!DOCTYPE html><html><body style=\"margin:0\">{svg}</body></html>"),
+        )
+        .unwrap();
+        let (shot, console) = screenshot(&chromium, &page, (w, h), dir.path());
+        assert!(console.is_empty(), "{}: {console}", chart.name());
+        // The plot area: right of the labels, below the caption, above the axis.
+        let (inked, coloured) = ink(&shot, (0.2, 0.12, 0.95, 0.85));
+        assert!(
+            inked > 0.02 && coloured > 0.01,
+            "{}: plot area {inked:.3} inked, {coloured:.3} coloured",
+            chart.name()
+        );
+        drawn += 1;
+    }
+    assert!(drawn >= 4, "only {drawn} charts drawn");
+}
+
+#[test]
+fn report_and_compare_on_the_command_line() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/tests/data/results.json");
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("out/report.html");
+    let out = Command::new(VCBENCH)
+        .arg("report")
+        .arg(&fixture)
+        .arg("-o")
+        .arg(&html)
+        .arg("--png")
+        .arg(dir.path().join("charts"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+    assert!(dir.path().join("charts/startup-latency.png").is_file());
+    assert!(dir.path().join("charts/startup-latency.svg").is_file());
+
+    let out = Command::new(VCBENCH)
+        .arg("compare")
+        .arg(&fixture)
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("+0.0% (noise)"), "{text}");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"schema_version\": 99}").unwrap();
+    let out = Command::new(VCBENCH)
+        .arg("report")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use a newer vcbench"));
+    let out = Command::new(VCBENCH)
+        .arg("report")
+        .arg(&fixture)
+        .args(["-o", "report.pdf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
