@@ -27,17 +27,20 @@ pub enum Chart {
     Isolation,
     /// Memory per instance against the number of instances.
     Density,
+    /// Start latency against the number of instances.
+    DensityStart,
 }
 
 impl Chart {
     /// Every chart, in report order.
-    pub const ALL: [Chart; 6] = [
+    pub const ALL: [Chart; 7] = [
         Chart::StartupDistribution,
         Chart::StartupPhases,
         Chart::Memory,
         Chart::Overhead,
         Chart::Isolation,
         Chart::Density,
+        Chart::DensityStart,
     ];
 
     /// File name stem.
@@ -49,6 +52,7 @@ impl Chart {
             Chart::Overhead => "overhead",
             Chart::Isolation => "isolation",
             Chart::Density => "density",
+            Chart::DensityStart => "density-start",
         }
     }
 
@@ -67,7 +71,7 @@ impl Chart {
             Chart::Memory => "memory",
             Chart::Overhead => "overhead",
             Chart::Isolation => "isolation",
-            Chart::Density => "density",
+            Chart::Density | Chart::DensityStart => "density",
         }
     }
 }
@@ -134,7 +138,7 @@ fn has_data(chart: Chart, doc: &Document) -> bool {
         Chart::Memory => !memory_parts(doc).is_empty(),
         Chart::Overhead => !slowdowns(doc).is_empty(),
         Chart::Isolation => !doc.isolation.is_empty(),
-        Chart::Density => doc.density.iter().any(|d| !d.steps.is_empty()),
+        Chart::Density | Chart::DensityStart => doc.density.iter().any(|d| !d.steps.is_empty()),
     }
 }
 
@@ -150,7 +154,8 @@ fn draw<DB: DrawingBackend>(
         Chart::Memory => memory(area, doc),
         Chart::Overhead => overhead(area, doc),
         Chart::Isolation => isolation(area, doc),
-        Chart::Density => density(area, doc),
+        Chart::Density => density(area, doc, DensityAxis::Memory),
+        Chart::DensityStart => density(area, doc, DensityAxis::Start),
     }
 }
 
@@ -565,9 +570,26 @@ fn isolation<DB: DrawingBackend>(
     Ok(())
 }
 
+/// What a density chart plots against the number of instances.
+#[derive(Clone, Copy)]
+enum DensityAxis {
+    /// PSS per instance, MiB.
+    Memory,
+    /// Median start latency of the step's instances, ms.
+    Start,
+}
+
+/// The median of a step's start latencies.
+fn step_start(start_ms: &[f64]) -> f64 {
+    let mut sorted = start_ms.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    quantile(&sorted, 0.5)
+}
+
 fn density<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     doc: &Document,
+    axis: DensityAxis,
 ) -> Result<(), DrawError> {
     let max_n = doc
         .density
@@ -577,26 +599,37 @@ fn density<DB: DrawingBackend>(
         .unwrap_or(1);
     #[allow(clippy::cast_precision_loss, reason = "memory sizes far below 2^52")]
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let max_mib = doc
+    let value = |s: &crate::document::DensityStep| match axis {
+        DensityAxis::Memory => mib(s.per_instance.pss_kib),
+        DensityAxis::Start => step_start(&s.start_ms),
+    };
+    let (caption, unit) = match axis {
+        DensityAxis::Memory => (
+            "Memory per instance (PSS) as instances are added",
+            "MiB per instance",
+        ),
+        DensityAxis::Start => (
+            "Start latency as instances are added (median of each step)",
+            "ms",
+        ),
+    };
+    let max_y = doc
         .density
         .iter()
-        .flat_map(|d| d.steps.iter().map(|s| mib(s.per_instance.pss_kib)))
+        .flat_map(|d| d.steps.iter().map(value))
         .fold(0.0_f64, f64::max)
         * 1.2;
     let mut chart = ChartBuilder::on(area)
-        .caption(
-            "Memory per instance (PSS) as instances are added",
-            ("sans-serif", 20),
-        )
+        .caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..f64::from(max_n) * 1.05, 0.0..max_mib.max(1e-3))
+        .build_cartesian_2d(0.0..f64::from(max_n) * 1.05, 0.0..max_y.max(1e-3))
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("instances alive")
-        .y_desc("MiB per instance")
+        .y_desc(unit)
         .draw()
         .map_err(err)?;
     for (i, d) in doc.density.iter().enumerate() {
@@ -604,7 +637,7 @@ fn density<DB: DrawingBackend>(
         let points: Vec<(f64, f64)> = d
             .steps
             .iter()
-            .map(|s| (f64::from(s.instances), mib(s.per_instance.pss_kib)))
+            .map(|s| (f64::from(s.instances), value(s)))
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))

@@ -262,6 +262,36 @@ fn note(doc: &Document, id: &str) -> String {
                     Some(_) => " before it stopped. ",
                     None => ". ",
                 });
+                // The first step with a few starts: a lone first start is often a cold one.
+                let first = d
+                    .steps
+                    .iter()
+                    .find(|s| s.start_ms.len() >= 5)
+                    .or(d.steps.first());
+                if let (Some(first), Some(last)) = (first, d.steps.last()) {
+                    if last.instances > first.instances {
+                        let start = |s: &crate::document::DensityStep| {
+                            let mut v = s.start_ms.clone();
+                            v.sort_by(f64::total_cmp);
+                            v.get(v.len() / 2).copied().unwrap_or(0.0)
+                        };
+                        text.push_str(&format!(
+                            "Its start took {} ms with {} alive and {} ms with {}. ",
+                            number(start(first)),
+                            first.instances,
+                            number(start(last)),
+                            last.instances
+                        ));
+                        if d.backend == "container" && start(last) > 1.5 * start(first) {
+                            text.push_str(
+                                "Each container adds namespaces and a cgroup that the one \
+                                 kernel keeps for all of them, so the next one's setup has more \
+                                 to go through; a VM's monitor is a process of its own, whose \
+                                 work does not grow with its neighbours. ",
+                            );
+                        }
+                    }
+                }
             }
         }
         _ => {}

@@ -83,13 +83,14 @@ fn the_html_is_one_file_with_no_external_reference() {
         "overhead",
         "isolation",
         "density",
+        "density-start",
     ] {
         assert!(
             page.contains(&format!("id=\"chart-{chart}\"")),
             "chart {chart} missing"
         );
     }
-    assert_eq!(page.matches("<svg").count(), 6);
+    assert_eq!(page.matches("<svg").count(), 7);
     assert!(page.contains("class=\"isolated\""));
 }
 
@@ -98,7 +99,7 @@ fn charts_are_drawn_as_svg_and_png() {
     let doc = fixture();
     let dir = tempfile::tempdir().unwrap();
     let written = reports::write_charts(&doc, dir.path()).unwrap();
-    assert_eq!(written.len(), 12, "{written:?}");
+    assert_eq!(written.len(), 14, "{written:?}");
     for file in &written {
         let len = std::fs::metadata(file).unwrap().len();
         assert!(len > 2000, "{} is only {len} bytes", file.display());
