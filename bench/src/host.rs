@@ -44,6 +44,9 @@ pub struct Host {
     pub user_namespaces: bool,
     /// Whether the run had root privileges (effective UID 0).
     pub root: bool,
+    /// The peer tools installed, with their version lines (`runc`, `crun`, `qemu`).
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, String>,
 }
 
 /// The KVM flavour, flattened for the results document.
@@ -115,6 +118,13 @@ impl Host {
             user_namespaces: user_namespaces_enabled(),
             // SAFETY: geteuid has no preconditions and cannot fail.
             root: unsafe { libc::geteuid() } == 0,
+            peers: ["runc", "crun", "qemu-system-x86_64"]
+                .into_iter()
+                .filter_map(|tool| {
+                    let version = crate::backend::oci::version(tool).ok()?;
+                    Some((tool.to_owned(), version))
+                })
+                .collect(),
         }
     }
 }

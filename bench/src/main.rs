@@ -103,7 +103,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Backends to run, comma-separated [default: every available one].
+    /// Backends to run, comma-separated [default: native, container and microvm; the peers
+    /// runc and crun only when named].
     #[arg(long, short, value_delimiter = ',', value_parser = backend_names())]
     backend: Vec<String>,
     /// Scenarios to run, comma-separated [default: all].
@@ -125,6 +126,10 @@ struct RunArgs {
     /// Seconds after which one run is killed and counted as failed.
     #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
     timeout: f64,
+    /// Run crun in a mount namespace of its own with the host's cgroup v2 tree unmounted:
+    /// crun 1.8 refuses hybrid cgroup hosts, and there it then uses the v1 controllers.
+    #[arg(long)]
+    crun_hide_unified_cgroup: bool,
     /// Density: the instance counts to reach, ascending, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,10,50",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -243,6 +248,14 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         }
     }
     for b in &mut all {
+        if b.name() == "crun" && args.crun_hide_unified_cgroup {
+            *b = Box::new(backend::oci::Oci {
+                hide_unified_cgroup: true,
+                ..backend::oci::Oci::new(backend::oci::Runtime::Crun)
+            });
+        }
+    }
+    for b in &mut all {
         if b.name() == "microvm" {
             *b = Box::new(backend::microvm::MicroVm {
                 memory_mib: args.vm_memory_mib,
@@ -251,7 +264,10 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let backends: Vec<Box<dyn backend::Backend>> = all
         .into_iter()
-        .filter(|b| args.backend.is_empty() || args.backend.iter().any(|n| n == b.name()))
+        .filter(|b| match args.backend.is_empty() {
+            true => b.in_default_set(),
+            false => args.backend.iter().any(|n| n == b.name()),
+        })
         .collect();
     if !args.instances.is_sorted_by(|a, b| a < b) {
         return Err(Failure::usage(anyhow::anyhow!(
@@ -506,7 +522,18 @@ fn clean(quiet: bool) -> Result<(), Failure> {
             path.display()
         );
     }
-    if found.is_empty() && traces.is_empty() && !quiet {
+    let mut oci_leftovers = 0;
+    for runtime in [backend::oci::Runtime::Runc, backend::oci::Runtime::Crun] {
+        for id in backend::oci::stale(runtime) {
+            oci_leftovers += 1;
+            let name = runtime.binary();
+            match backend::oci::remove(runtime, &id) {
+                Ok(()) => eprintln!("removed {name} container {id} (left by a killed run)"),
+                Err(e) => eprintln!("cannot remove {name} container {id}: {e}"),
+            }
+        }
+    }
+    if found.is_empty() && traces.is_empty() && oci_leftovers == 0 && !quiet {
         println!("nothing to clean");
     }
     if !quiet {

@@ -833,3 +833,68 @@ fn interference_measures_each_victim_beside_a_neighbour_and_stops_it() {
     assert_no_process_runs_from(&dir.path().join("cache"));
     assert_no_stale_cgroups();
 }
+
+/// Whether `tool` runs here; prints why not, fails under CI (which installs it).
+fn peer_available(tool: &str) -> bool {
+    match vcbench::backend::oci::version(tool) {
+        Ok(_) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {why}"
+            );
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
+
+#[test]
+fn runc_and_crun_run_the_same_workload_from_a_generated_bundle_and_leave_nothing() {
+    if !containers_available() || !peer_available("runc") || !peer_available("crun") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The runtimes validate the generated config.json as they run it: a record back from
+    // the workload means the bundle was accepted.
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "runc,crun",
+            "-s",
+            "startup,footprint",
+            "-r",
+            "3",
+            "-w",
+            "0",
+            "--crun-hide-unified-cgroup",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    for runtime in ["runc", "crun"] {
+        let start = results
+            .figure(runtime, "startup", "time_to_start")
+            .unwrap_or_else(|| panic!("no {runtime} startup: {:?}", results.failures));
+        assert_eq!(start.samples.len(), 3);
+        assert!(results.figure(runtime, "footprint", "rss").is_some());
+        assert!(
+            results.host.peers.contains_key(runtime),
+            "{:?}",
+            results.host.peers
+        );
+        assert!(results.plan.settings[runtime].contains("namespaces: "));
+        // No container of the run is left in the runtime's list.
+        let list = Command::new(runtime).args(["list", "-q"]).output().unwrap();
+        let ids = String::from_utf8_lossy(&list.stdout);
+        assert!(!ids.contains("vcbench-"), "{runtime} still lists {ids}");
+    }
+    assert_no_process_runs_from(&dir.path().join("cache"));
+    assert_no_stale_cgroups();
+}

@@ -8,6 +8,7 @@
 pub mod container;
 pub mod microvm;
 pub mod native;
+pub mod oci;
 pub mod supervised;
 pub mod watch;
 
@@ -117,6 +118,10 @@ pub trait Backend {
         let _ = scenario;
         Ok(())
     }
+    /// Whether `vcbench run` runs it when no backend is named (the peers run only when named).
+    fn in_default_set(&self) -> bool {
+        true
+    }
     /// Whether its instances run the workload program itself (a Linux userland), which the
     /// isolation probe needs; `Err` says why not.
     fn runs_programs(&self) -> Result<(), String> {
@@ -193,5 +198,7 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(native::Native),
         Box::new(container::Container::default()),
         Box::new(microvm::MicroVm::default()),
+        Box::new(oci::Oci::new(oci::Runtime::Runc)),
+        Box::new(oci::Oci::new(oci::Runtime::Crun)),
     ]
 }
