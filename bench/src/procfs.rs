@@ -68,6 +68,30 @@ pub fn memory_of(pids: &[u32]) -> Option<Memory> {
         .reduce(Memory::plus)
 }
 
+/// The resident KiB of the first mapping of `pid` that is exactly `size_kib` large (a
+/// monitor's guest-RAM mapping), from /proc/PID/smaps.
+pub fn mapping_rss_kib(pid: u32, size_kib: u64) -> Option<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let field = |line: &str, key: &str| -> Option<u64> {
+        line.strip_prefix(key)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut size_matches = false;
+    for line in smaps.lines() {
+        if let Some(size) = field(line, "Size:") {
+            size_matches = size == size_kib;
+        } else if size_matches {
+            if let Some(rss) = field(line, "Rss:") {
+                return Some(rss);
+            }
+        }
+    }
+    None
+}
+
 /// `pid` and every process descended from it, from /proc/PID/task/*/children.
 pub fn with_descendants(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];

@@ -119,11 +119,14 @@ pub fn render(results: &Results, color: bool) -> String {
         };
         let _ = writeln!(out, "skipped: {what}: {}", s.reason);
     }
-    let vm_figures = results.figures.iter().any(|f| f.backend == "microvm");
+    let vm_figures = results
+        .figures
+        .iter()
+        .any(|f| f.backend == "microvm" || f.backend == "qemu");
     if vm_figures && results.host.kvm.flavour == "software" {
         let _ = writeln!(
             out,
-            "note: KVM here is {}: guest instructions are emulated, so microvm timings are emulation figures",
+            "note: KVM here is {}: guest instructions are emulated, so VM timings are emulation figures",
             results.host.kvm.label()
         );
     }

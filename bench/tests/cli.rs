@@ -898,3 +898,54 @@ fn runc_and_crun_run_the_same_workload_from_a_generated_bundle_and_leave_nothing
     assert_no_process_runs_from(&dir.path().join("cache"));
     assert_no_stale_cgroups();
 }
+
+#[test]
+fn qemu_runs_the_same_micro_guest_with_its_markers_and_memory_split() {
+    if !peer_available("qemu-system-x86_64") {
+        return;
+    }
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but /dev/kvm is not usable: {e}"
+        );
+        eprintln!("skipped: /dev/kvm is not usable: {e}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "qemu",
+            "-s",
+            "startup,footprint",
+            "-r",
+            "2",
+            "-w",
+            "0",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    let start = results.figure("qemu", "startup", "time_to_start").unwrap();
+    assert_eq!(start.samples.len(), 2);
+    let overhead = results
+        .figure("qemu", "footprint", "monitor_overhead")
+        .unwrap();
+    let rss = results.figure("qemu", "footprint", "rss").unwrap();
+    assert!(overhead.summary.median > 0.0 && overhead.summary.median <= rss.summary.median);
+    assert!(results.host.peers.contains_key("qemu-system-x86_64"));
+    let left = Command::new("pgrep")
+        .args(["-f", "vcbench-qemu-"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "QEMU still runs");
+}

@@ -9,6 +9,7 @@ pub mod container;
 pub mod microvm;
 pub mod native;
 pub mod oci;
+pub mod qemu;
 pub mod supervised;
 pub mod watch;
 
@@ -200,5 +201,6 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(microvm::MicroVm::default()),
         Box::new(oci::Oci::new(oci::Runtime::Runc)),
         Box::new(oci::Oci::new(oci::Runtime::Crun)),
+        Box::new(qemu::Qemu::default()),
     ]
 }
