@@ -14,6 +14,7 @@ pub mod host;
 pub mod image;
 pub mod interference;
 pub mod isolation;
+pub mod kernel;
 pub mod procfs;
 pub mod results;
 pub mod runner;

@@ -18,7 +18,7 @@ use vcbench::host::Host;
 use vcbench::results::{self, Results};
 use vcbench::runner::{self, Plan, Progress, Step};
 use vcbench::scenario::Scenario;
-use vcbench::{density, image, table};
+use vcbench::{density, image, kernel, table};
 
 /// Exit status: a bad command line or an unusable input.
 const EXIT_USAGE: u8 = 2;
@@ -98,6 +98,38 @@ enum Command {
         /// Two or more results files; the first is the baseline.
         #[arg(num_args = 2.., required = true)]
         files: Vec<PathBuf>,
+    },
+    /// The guest kernel of Linux microVMs.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+}
+
+const KERNEL_EXAMPLES: &str = "\
+Examples:
+  vcbench kernel build                              from Debian's linux-source-6.1 tarball
+  vcbench kernel build --source ~/src/linux         from a kernel tree (built out of tree)
+  vcbench kernel build --json                       the kernel's path and identity as JSON
+
+The kernel is cached by a hash of its source and configuration; a second build of the
+same source prints the cached kernel at once.";
+
+#[derive(Debug, Subcommand)]
+enum KernelCommand {
+    /// Build the guest kernel (tinyconfig + kernel/microvm.config) and print where it is.
+    #[command(after_help = KERNEL_EXAMPLES)]
+    Build {
+        /// A kernel tarball or tree.
+        #[arg(long, default_value = vcbench::kernel::DEBIAN_SOURCE)]
+        source: PathBuf,
+        /// Parallel compile jobs [default: the number of CPUs].
+        #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        jobs: Option<u32>,
+        /// Print the kernel's path and identity as JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -203,6 +235,12 @@ fn main() -> ExitCode {
         Command::Report { file, out, png } => report(&file, out.as_deref(), png.as_deref()),
         Command::Compare { files } => compare(&files),
         Command::Clean => clean(false).map(|_| ExitCode::SUCCESS),
+        Command::Kernel(KernelCommand::Build {
+            source,
+            jobs,
+            json,
+            quiet,
+        }) => kernel_build(&source, jobs, json, quiet),
     };
     match result {
         Ok(code) => code,
@@ -636,6 +674,74 @@ fn write_reports(results_path: &Path) -> Vec<PathBuf> {
         }
     }
     written
+}
+
+/// Progress of a kernel build: a bar over the expected build steps.
+struct KernelBar(ProgressBar);
+
+impl kernel::Progress for KernelBar {
+    fn stage(&self, what: &str) {
+        self.0.set_message(what.to_owned());
+    }
+
+    fn step(&self, count: u64, line: &str) {
+        // The expected count is an estimate: the bar waits at its end if it is passed.
+        let len = self.0.length().unwrap_or(kernel::EXPECTED_STEPS);
+        self.0.set_position(count.min(len.saturating_sub(1)));
+        self.0.set_message(line.to_owned());
+    }
+}
+
+fn kernel_build(
+    source: &Path,
+    jobs: Option<u32>,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode, Failure> {
+    let source = kernel::Source::at(source).map_err(|e| Failure::usage(e.into()))?;
+    let jobs = jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        |j| j as usize,
+    );
+    let bar =
+        ProgressBar::with_draw_target(Some(kernel::EXPECTED_STEPS), ProgressDrawTarget::stderr());
+    if quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/~{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let progress = KernelBar(bar);
+    if !quiet && !std::io::stderr().is_terminal() {
+        eprintln!(
+            "vcbench: building the guest kernel from {} with {jobs} jobs (minutes; cached afterwards)",
+            source.path().display()
+        );
+    }
+    let built = kernel::build(&source, &image::cache_dir(), jobs, &progress)
+        .context("building the guest kernel")?;
+    progress.0.finish_and_clear();
+    if json {
+        println!(
+            "{:#}",
+            serde_json::json!({"vmlinux": built.vmlinux, "cached": built.cached, "identity": built.identity})
+        );
+    } else {
+        let how = if built.cached {
+            "cached".to_owned()
+        } else {
+            format!("built in {:.0} s", built.identity.build_seconds)
+        };
+        println!(
+            "{} (Linux {}, config sha256 {}, {how})",
+            built.vmlinux.display(),
+            built.identity.version,
+            &built.identity.config_sha256[..16]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(file: &Path) -> Result<ExitCode, Failure> {

@@ -39,6 +39,16 @@ pub struct Bus {
     devices: Vec<(u64, u64, Box<dyn BusDevice>)>,
 }
 
+/// What an MMIO access that no device claims means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MmioPolicy {
+    /// The guest failed: a micro guest that touches such an address has a bug.
+    #[default]
+    Fail,
+    /// Reads give all ones and writes are dropped, as on a PC's bus (a kernel probes).
+    Ignore,
+}
+
 /// The machine's two buses.
 #[derive(Debug, Default)]
 pub struct Buses {
@@ -46,6 +56,8 @@ pub struct Buses {
     pub pio: Bus,
     /// Memory-mapped I/O.
     pub mmio: Bus,
+    /// What an unclaimed MMIO access means.
+    pub mmio_policy: MmioPolicy,
 }
 
 impl fmt::Debug for Bus {

@@ -2,7 +2,7 @@
 //! fed synthetic exits in tests. Every exit is counted by kind: each one is the guest
 //! reaching into the host.
 
-use crate::bus::{Action, Buses};
+use crate::bus::{Action, Buses, MmioPolicy};
 
 /// An exit, in the monitor's own terms (decoupled from the KVM crate's borrowed type).
 #[derive(Debug)]
@@ -67,7 +67,7 @@ pub struct ExitCounts {
     pub io_out: u64,
     /// Port reads.
     pub io_in: u64,
-    /// Port accesses no device answered (writes ignored, reads all ones).
+    /// Port or MMIO accesses no device answered (writes ignored, reads all ones).
     pub io_unhandled: u64,
     /// MMIO accesses.
     pub mmio: u64,
@@ -125,7 +125,8 @@ pub fn handle(exit: Exit<'_>, buses: &mut Buses, counts: &mut ExitCounts) -> Out
             if buses.mmio.read(address, data) {
                 Outcome::Continue
             } else {
-                nothing_at(address)
+                counts.io_unhandled += 1;
+                nothing_at(address, buses.mmio_policy)
             }
         }
         Exit::MmioWrite { address, data } => {
@@ -133,7 +134,10 @@ pub fn handle(exit: Exit<'_>, buses: &mut Buses, counts: &mut ExitCounts) -> Out
             match buses.mmio.write(address, data) {
                 Some(Action::None) => Outcome::Continue,
                 Some(Action::Shutdown) => Outcome::Reset,
-                None => nothing_at(address),
+                None => {
+                    counts.io_unhandled += 1;
+                    nothing_at(address, buses.mmio_policy)
+                }
             }
         }
         Exit::Hlt => {
@@ -163,10 +167,13 @@ pub fn handle(exit: Exit<'_>, buses: &mut Buses, counts: &mut ExitCounts) -> Out
     }
 }
 
-fn nothing_at(address: u64) -> Outcome {
-    Outcome::Failed(format!(
-        "MMIO access to {address:#x}, where no memory or device is"
-    ))
+fn nothing_at(address: u64, policy: MmioPolicy) -> Outcome {
+    match policy {
+        MmioPolicy::Fail => Outcome::Failed(format!(
+            "MMIO access to {address:#x}, where no memory or device is"
+        )),
+        MmioPolicy::Ignore => Outcome::Continue,
+    }
 }
 
 #[cfg(test)]
@@ -254,7 +261,7 @@ mod tests {
             ExitCounts {
                 io_out: 2,
                 io_in: 1,
-                io_unhandled: 1,
+                io_unhandled: 2,
                 mmio: 2,
                 hlt: 1,
                 shutdown: 1,
@@ -262,5 +269,25 @@ mod tests {
             }
         );
         assert_eq!(counts.total(), 7);
+    }
+
+    #[test]
+    fn unclaimed_mmio_is_ignored_when_the_policy_says_so() {
+        let (mut bus, _) = bus();
+        bus.mmio_policy = MmioPolicy::Ignore;
+        let mut counts = ExitCounts::default();
+        let mut data = [0u8; 4];
+        let read = Exit::MmioRead {
+            address: 0xfed0_0000,
+            data: &mut data,
+        };
+        assert_eq!(handle(read, &mut bus, &mut counts), Outcome::Continue);
+        assert_eq!(data, [0xff; 4]);
+        let write = Exit::MmioWrite {
+            address: 0xfed0_0000,
+            data: &[1],
+        };
+        assert_eq!(handle(write, &mut bus, &mut counts), Outcome::Continue);
+        assert_eq!((counts.mmio, counts.io_unhandled), (2, 2));
     }
 }

@@ -1,6 +1,109 @@
-//! Memory accounting: how much of the guest's memory is resident, i.e. what the guest
-//! has touched. Counted page by page with mincore(2) over exactly the guest's range, so a
-//! neighbouring mapping the kernel merged with it is never counted.
+//! Guest memory: mapped as the layout's RAM ranges ([`crate::layout::ram_ranges`]),
+//! registered with KVM one slot per range, and accounted: how much of it is resident,
+//! i.e. what the guest has touched. Counted page by page with mincore(2) over exactly the
+//! guest's ranges, so a neighbouring mapping the kernel merged with them is never counted.
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+/// Errors mapping or registering guest memory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The memory could not be mapped.
+    #[error("cannot map {bytes} bytes of guest memory")]
+    Map {
+        /// Bytes asked.
+        bytes: u64,
+        /// Why.
+        #[source]
+        source: vm_memory::mmap::FromRangesError,
+    },
+    /// A range is larger than this host can address.
+    #[error("{bytes} bytes of guest memory do not fit this host's address space")]
+    TooLarge {
+        /// Bytes asked.
+        bytes: u64,
+    },
+    /// KVM refused a memory slot.
+    #[error("KVM refused guest memory slot {slot} at {guest:#x}")]
+    Register {
+        /// The slot.
+        slot: u32,
+        /// Its guest-physical start.
+        guest: u64,
+        /// Why.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+}
+
+/// Guest RAM: the mapping, and each range's guest-physical start, host address and size.
+#[derive(Debug)]
+pub struct GuestRam {
+    /// The memory, for reads and writes by guest address.
+    pub memory: GuestMemoryMmap,
+    /// (guest-physical start, host address, bytes) of each range.
+    ranges: Vec<(u64, usize, usize)>,
+}
+
+impl GuestRam {
+    /// Maps `size` bytes of guest memory (anonymous, private, `MAP_NORESERVE`: pages cost
+    /// nothing until the guest touches them) as the layout's RAM ranges.
+    pub fn map(size: u64) -> Result<Self, Error> {
+        let ranges = crate::layout::ram_ranges(size)
+            .into_iter()
+            .map(|(start, len)| {
+                usize::try_from(len)
+                    .map(|len| (GuestAddress(start), len))
+                    .map_err(|_| Error::TooLarge { bytes: size })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let memory = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| Error::Map {
+            bytes: size,
+            source,
+        })?;
+        let ranges = ranges
+            .iter()
+            .map(|(start, len)| {
+                // Every range was just mapped, so its start has a host address.
+                let host = memory.get_host_address(*start).map_or(0, |p| p as usize);
+                (start.0, host, *len)
+            })
+            .collect();
+        Ok(GuestRam { memory, ranges })
+    }
+
+    /// Registers every range with `vm`, one memory slot each, from slot 0.
+    pub fn register(&self, vm: &VmFd) -> Result<(), Error> {
+        for (slot, &(guest, host, len)) in (0u32..).zip(&self.ranges) {
+            let region = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: guest,
+                memory_size: len as u64,
+                userspace_addr: host as u64,
+            };
+            // SAFETY: the region is a valid mapping of `len` bytes owned by `self.memory`,
+            // which the caller keeps alive until the VM is gone (the VM is dropped first);
+            // the layout's ranges do not overlap, so no two slots do.
+            unsafe { vm.set_user_memory_region(region) }.map_err(|source| Error::Register {
+                slot,
+                guest,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Guest memory resident now (pages the guest touched), KiB.
+    pub fn resident_kib(&self) -> Option<u64> {
+        self.ranges
+            .iter()
+            .map(|&(_, host, len)| resident_kib(host as *mut u8, len))
+            .sum()
+    }
+}
 
 /// Resident KiB of the `len` bytes of this process's memory at `start` (page-aligned).
 pub fn resident_kib(start: *mut u8, len: usize) -> Option<u64> {

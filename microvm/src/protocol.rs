@@ -29,6 +29,17 @@ pub enum Line {
     Report(Box<WireReport>),
     /// When the VM was torn down.
     TornDown(u64),
+    /// A line of the guest's console, as it arrived (Linux guests).
+    Console(ConsoleLine),
+}
+
+/// A line of the guest's serial console and when its last byte reached the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleLine {
+    /// The line, without its line ending (lossy UTF-8).
+    pub line: String,
+    /// CLOCK_MONOTONIC, ns.
+    pub at: u64,
 }
 
 /// How the guest ended.
@@ -39,6 +50,8 @@ pub enum End {
     Halted,
     /// It reset the machine through the i8042.
     Reset,
+    /// It powered off (every vCPU halted with interrupts off).
+    PoweredOff,
     /// It outlived its timeout.
     TimedOut,
     /// It failed (see `reason` and `registers`).
@@ -48,7 +61,7 @@ pub enum End {
 impl End {
     /// A normal end: halted or reset.
     pub fn is_clean(self) -> bool {
-        matches!(self, End::Halted | End::Reset)
+        matches!(self, End::Halted | End::Reset | End::PoweredOff)
     }
 }
 
@@ -78,6 +91,9 @@ pub struct WireReport {
     pub serial: String,
     /// Guest memory resident when the guest stopped, KiB.
     pub guest_touched_kib: Option<u64>,
+    /// The Linux kernel's release, for Linux guests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 impl WireReport {
@@ -92,6 +108,7 @@ impl From<&Report> for WireReport {
         let (end, reason, registers) = match &report.end {
             VmEnd::Halted => (End::Halted, None, None),
             VmEnd::Reset => (End::Reset, None, None),
+            VmEnd::PoweredOff => (End::PoweredOff, None, None),
             VmEnd::TimedOut => (End::TimedOut, None, None),
             VmEnd::Failed { reason, registers } => {
                 (End::Failed, Some(reason.clone()), Some(registers.clone()))
@@ -118,6 +135,7 @@ impl From<&Report> for WireReport {
             registers,
             serial: String::from_utf8_lossy(&report.serial.bytes).into_owned(),
             guest_touched_kib: report.guest_touched_kib,
+            kernel: report.kernel.clone(),
         }
     }
 }
@@ -152,6 +170,7 @@ mod tests {
                 registers: "rip=0x1000".into(),
             },
             guest_touched_kib: Some(8),
+            kernel: None,
         };
         let line = Line::Report(Box::new(WireReport::from(&report)));
         let text = serde_json::to_string(&line).unwrap();

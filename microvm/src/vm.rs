@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, Kvm, VcpuExit};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::bus::Buses;
 use crate::devices::{
@@ -26,6 +25,7 @@ use crate::devices::{
 };
 use crate::exit::{self, Exit, ExitCounts, Outcome};
 use crate::layout;
+use crate::memory::GuestRam;
 use crate::vcpu;
 
 pub use crate::config::Config;
@@ -55,15 +55,9 @@ pub enum Error {
     /// A capability the monitor needs is missing.
     #[error("KVM lacks the capability {0}")]
     Capability(&'static str),
-    /// Guest memory could not be mapped.
-    #[error("cannot map {mib} MiB of guest memory")]
-    MapMemory {
-        /// MiB asked.
-        mib: u64,
-        /// Why.
-        #[source]
-        source: vm_memory::mmap::FromRangesError,
-    },
+    /// Guest memory could not be mapped or registered.
+    #[error("guest memory")]
+    Memory(#[from] crate::memory::Error),
     /// Guest memory could not be written (tables or payload).
     #[error("cannot write the {what} into guest memory")]
     WriteMemory {
@@ -93,6 +87,8 @@ pub enum End {
     Halted,
     /// It reset the machine through the i8042.
     Reset,
+    /// It powered off: every vCPU halted with interrupts off (Linux without ACPI).
+    PoweredOff,
     /// It outlived its timeout and was stopped.
     TimedOut,
     /// It failed: why, and the vCPU's registers then.
@@ -119,6 +115,8 @@ pub struct Report {
     pub end: End,
     /// Guest memory resident when the guest stopped (pages it touched), KiB.
     pub guest_touched_kib: Option<u64>,
+    /// The release of the Linux kernel that ran, as its image announces it.
+    pub kernel: Option<String>,
 }
 
 /// Builds the VM described by `config`, runs it to its end and tears it down.
@@ -150,31 +148,9 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     let vm = kvm_fd.create_vm().map_err(kvm("create a VM"))?;
     stamp(&mut phases, "vm_created");
 
-    let size = valid.memory_bytes();
-    let memory: GuestMemoryMmap =
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(layout::RAM_START), size)]).map_err(
-            |source| Error::MapMemory {
-                mib: config.memory_mib,
-                source,
-            },
-        )?;
-    let host_address = memory
-        .get_host_address(GuestAddress(layout::RAM_START))
-        .map_err(write_memory("start of RAM"))?;
-    // Kernels without transparent huge pages refuse the advice, and then there is nothing
-    // to opt out of: small pages are all they have.
-    let _ = crate::memory::small_pages_only(host_address, size);
-    let slot = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: layout::RAM_START,
-        memory_size: size as u64,
-        userspace_addr: host_address as u64,
-    };
-    // SAFETY: the region is a valid mapping of `size` bytes owned by `memory`, which
-    // outlives the VM (both are dropped at the end of this function, the VM first), and
-    // slot 0 overlaps no other slot.
-    unsafe { vm.set_user_memory_region(slot) }.map_err(kvm("register guest memory"))?;
+    let ram = GuestRam::map(valid.memory_bytes() as u64)?;
+    ram.register(&vm)?;
+    let memory = &ram.memory;
     stamp(&mut phases, "memory_registered");
 
     if config.payload.mode == crate::guest::Mode::Long {
@@ -269,13 +245,14 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
         exits: counts,
         serial,
         end,
-        guest_touched_kib: crate::memory::resident_kib(host_address, size),
+        guest_touched_kib: ram.resident_kib(),
+        kernel: None,
     };
     before_teardown(&report);
     drop(vcpu);
     drop(waiting);
     drop(vm);
-    drop(memory);
+    drop(ram);
     report.phases.push(("torn_down", crate::monotonic_ns()));
     Ok(report)
 }
@@ -299,13 +276,6 @@ fn translate(exit: VcpuExit<'_>) -> Exit<'_> {
     }
 }
 
-/// The signal that kicks a vCPU thread out of KVM_RUN when its time is up.
-fn kick_signal() -> libc::c_int {
-    libc::SIGRTMIN() + 1
-}
-
-extern "C" fn ignore_signal(_: libc::c_int) {}
-
 /// Stops a guest that runs past its time: a thread waits for the deadline, then signals
 /// the vCPU thread (repeatedly, since a signal that lands just before KVM_RUN is entered
 /// would be lost) until the loop notices.
@@ -317,17 +287,8 @@ struct Watchdog {
 
 impl Watchdog {
     fn start(timeout: Duration) -> Self {
-        static HANDLER: std::sync::Once = std::sync::Once::new();
-        HANDLER.call_once(|| {
-            // SAFETY: sigaction is plain data; all-zero is an empty action.
-            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-            action.sa_sigaction = ignore_signal as *const () as usize;
-            // SAFETY: the handler does nothing, which is async-signal-safe; without
-            // SA_RESTART, KVM_RUN returns EINTR when the signal arrives.
-            unsafe { libc::sigaction(kick_signal(), &action, std::ptr::null_mut()) };
-        });
-        // SAFETY: pthread_self has no preconditions.
-        let vcpu_thread = unsafe { libc::pthread_self() };
+        crate::kick::install();
+        let vcpu_thread = crate::kick::this_thread();
         let fired = Arc::new(AtomicBool::new(false));
         let (cancel, cancelled) = mpsc::channel::<()>();
         let flag = Arc::clone(&fired);
@@ -339,9 +300,8 @@ impl Watchdog {
             while cancelled.recv_timeout(Duration::from_millis(1))
                 == Err(mpsc::RecvTimeoutError::Timeout)
             {
-                // SAFETY: the vCPU thread is alive until it cancels this watchdog, and the
-                // signal's handler is installed.
-                unsafe { libc::pthread_kill(vcpu_thread, kick_signal()) };
+                // The vCPU thread is alive until it cancels this watchdog.
+                crate::kick::kick(vcpu_thread);
             }
         });
         Watchdog {

@@ -1,0 +1,705 @@
+//! Booting a Linux guest: a short linear recipe from a checked [`Config`], then one thread
+//! per vCPU until the guest powers off, resets, fails or outlives its timeout.
+//!
+//! 0. check the configuration, read and check the kernel and the initrd (bad input is
+//!    refused before KVM is touched);
+//! 1. open /dev/kvm, check the capabilities used;
+//! 2. create the VM with its in-kernel interrupt controllers (PIC, IOAPIC, local APICs) and
+//!    PIT (`vm_created`);
+//! 3. map and register guest memory (`memory_registered`);
+//! 4. load the kernel, the initrd, the command line, the boot parameters with the e820
+//!    map, the MP table, the boot GDT and page tables (`kernel_loaded`);
+//! 5. create the vCPUs: CPUID, MSRs, local APIC, FPU; the boot vCPU in 64-bit mode at the
+//!    kernel's entry (`vcpus_created`);
+//! 6. register the devices: marker, i8042, the serial console on IRQ 4 (`vm_built`);
+//! 7. start one thread per vCPU; the boot vCPU's stamps `kernel_entry` just before it
+//!    first enters the guest; the others wait in KVM for their start-up IPI;
+//! 8. supervise: the guest ends by an i8042 reset, or by powering off, which without ACPI
+//!    means every vCPU halted with interrupts off (Linux's "System halted"); a halt runs
+//!    inside KVM with an in-kernel irqchip, so the monitor asks the vCPUs for their state,
+//!    every 50 ms and every 1 ms once the guest has written [`MARKER_POWEROFF`]
+//!    (`powered_off`, or `stopped` for a timeout or failure);
+//! 9. tear everything down (`torn_down`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{
+    kvm_pit_config, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_UNINITIALIZED, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd};
+use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::{boot_params, cpu_state, cpuid, image, mptable};
+use crate::bus::{Buses, MmioPolicy};
+use crate::devices::marker::{Marker, Markers};
+use crate::devices::serial::{Console, IrqLine, LineHandler};
+use crate::devices::shutdown::I8042;
+use crate::exit::{self, ExitCounts, Outcome};
+use crate::layout::{
+    self, CMDLINE_MAX, CMDLINE_START, KVM_TSS_START, MARKER_POWEROFF, MPTABLE_START,
+    ZERO_PAGE_START,
+};
+use crate::memory::GuestRam;
+use crate::vm::{End, Report};
+
+/// The least guest memory a Linux guest gets, MiB: the kernel loads at 16 MiB.
+pub const MIN_MEMORY_MIB: u64 = 32;
+/// The most guest memory accepted, MiB (1 TiB).
+pub const MAX_MEMORY_MIB: u64 = crate::config::MAX_MEMORY_MIB;
+/// How often the vCPUs are asked whether the guest has stopped.
+const STATE_CHECK: Duration = Duration::from_millis(50);
+/// ... once the guest has announced its power-off.
+const STATE_CHECK_POWERING_OFF: Duration = Duration::from_millis(1);
+/// RFLAGS interrupt flag.
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// What to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// vCPUs, 1..=[`mptable::MAX_VCPUS`].
+    pub vcpus: u8,
+    /// Guest memory, MiB.
+    pub memory_mib: u64,
+    /// The kernel: a `vmlinux` ELF or a `bzImage`.
+    pub kernel: PathBuf,
+    /// The initramfs, if any.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// How long the guest may run before it is stopped.
+    pub timeout: Duration,
+}
+
+/// Errors that stop a Linux guest from being built (the guest's own failure is an [`End`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Too little memory.
+    #[error(
+        "{0} MiB of guest memory is too little for a Linux guest: at least {MIN_MEMORY_MIB} MiB"
+    )]
+    MemoryTooSmall(u64),
+    /// Too much memory.
+    #[error("{0} MiB of guest memory is more than {MAX_MEMORY_MIB} MiB")]
+    MemoryTooLarge(u64),
+    /// A vCPU count the MP table cannot describe.
+    #[error("bad vCPU count")]
+    Vcpus(#[from] mptable::Error),
+    /// More vCPUs than this KVM allows.
+    #[error("{asked} vCPUs asked, this KVM allows {max}")]
+    TooManyVcpus {
+        /// Asked.
+        asked: u8,
+        /// KVM's limit.
+        max: usize,
+    },
+    /// The command line is too long or holds a NUL byte.
+    #[error("the kernel command line must be under {CMDLINE_MAX} bytes without NUL bytes ({len} bytes given)")]
+    Cmdline {
+        /// Its length.
+        len: usize,
+    },
+    /// A zero timeout.
+    #[error("the guest's timeout is zero")]
+    ZeroTimeout,
+    /// The kernel is unusable.
+    #[error(transparent)]
+    Kernel(#[from] image::Error),
+    /// The initrd could not be read.
+    #[error("cannot read the initrd {path}")]
+    Initrd {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The boot parameters could not be laid out.
+    #[error(transparent)]
+    BootParams(#[from] boot_params::Error),
+    /// A KVM call failed.
+    #[error("KVM: cannot {what}")]
+    Kvm {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// A capability the monitor needs is missing.
+    #[error("KVM lacks the capability {0}")]
+    Capability(&'static str),
+    /// KVM took only some of the MSRs.
+    #[error("KVM accepted {set} of the {asked} boot MSRs")]
+    Msrs {
+        /// Set.
+        set: usize,
+        /// Asked.
+        asked: usize,
+    },
+    /// Guest memory could not be mapped or registered.
+    #[error("guest memory")]
+    Memory(#[from] crate::memory::Error),
+    /// Guest memory could not be written.
+    #[error("cannot write the {what} into guest memory")]
+    WriteMemory {
+        /// What was being written.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+    /// The zero page could not be written.
+    #[error("cannot write the boot parameters into guest memory")]
+    Configure(#[source] linux_loader::configurator::Error),
+    /// Two devices claim the same addresses.
+    #[error("cannot register a device")]
+    Device(#[from] crate::bus::Error),
+    /// An eventfd or thread could not be made.
+    #[error("cannot create the {what}")]
+    Host {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |source| Error::Kvm { what, source }
+}
+
+fn write_memory(what: &'static str) -> impl FnOnce(vm_memory::GuestMemoryError) -> Error {
+    move |source| Error::WriteMemory { what, source }
+}
+
+impl Config {
+    /// Checks everything that needs no KVM.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.memory_mib < MIN_MEMORY_MIB {
+            return Err(Error::MemoryTooSmall(self.memory_mib));
+        }
+        if self.memory_mib > MAX_MEMORY_MIB {
+            return Err(Error::MemoryTooLarge(self.memory_mib));
+        }
+        mptable::mptable(self.vcpus)?;
+        if self.cmdline.len() >= CMDLINE_MAX || self.cmdline.contains('\0') {
+            return Err(Error::Cmdline {
+                len: self.cmdline.len(),
+            });
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::ZeroTimeout);
+        }
+        Ok(())
+    }
+}
+
+/// Boots the guest `config` describes, hands each console line to `on_line` as it comes,
+/// runs the guest to its end, calls `before_teardown` with the report while the VM still
+/// exists, and tears it down.
+pub fn run(
+    config: &Config,
+    on_line: LineHandler,
+    before_teardown: impl FnOnce(&Report),
+) -> Result<Report, Error> {
+    config.check()?;
+    let kernel = image::Image::open(&config.kernel)?;
+    let initrd = match &config.initrd {
+        Some(path) => Some(std::fs::read(path).map_err(|source| Error::Initrd {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let memory_bytes = config.memory_mib << 20;
+    let mut phases: Vec<(&'static str, u64)> = Vec::new();
+    let stamp = |phases: &mut Vec<(&'static str, u64)>, name| {
+        phases.push((name, crate::monotonic_ns()));
+    };
+
+    // 1-2. KVM, the VM and its interrupt controllers.
+    let kvm_fd = Kvm::new().map_err(kvm("open /dev/kvm"))?;
+    for (cap, name) in [
+        (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+        (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+        (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+        (Cap::Pit2, "KVM_CAP_PIT2"),
+        (Cap::Irqfd, "KVM_CAP_IRQFD"),
+        (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+        (Cap::MpState, "KVM_CAP_MP_STATE"),
+    ] {
+        if !kvm_fd.check_extension(cap) {
+            return Err(Error::Capability(name));
+        }
+    }
+    let max_vcpus = kvm_fd.get_max_vcpus();
+    if usize::from(config.vcpus) > max_vcpus {
+        return Err(Error::TooManyVcpus {
+            asked: config.vcpus,
+            max: max_vcpus,
+        });
+    }
+    let vm = kvm_fd.create_vm().map_err(kvm("create a VM"))?;
+    vm.set_tss_address(usize::try_from(KVM_TSS_START).unwrap_or(0))
+        .map_err(kvm("set the TSS address"))?;
+    vm.create_irq_chip()
+        .map_err(kvm("create the in-kernel interrupt controllers"))?;
+    vm.create_pit2(kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    })
+    .map_err(kvm("create the in-kernel PIT"))?;
+    stamp(&mut phases, "vm_created");
+
+    // 3. Memory.
+    let ram = GuestRam::map(memory_bytes)?;
+    ram.register(&vm)?;
+    let memory = &ram.memory;
+    stamp(&mut phases, "memory_registered");
+
+    // 4. Kernel, initrd, command line, boot parameters, MP table, boot page tables.
+    let loaded = kernel.load(memory)?;
+    let initrd_span = match &initrd {
+        Some(bytes) => {
+            let size = bytes.len() as u64;
+            let at = boot_params::initrd_address(
+                memory_bytes,
+                size,
+                loaded.end,
+                loaded.header.as_ref(),
+            )?;
+            memory
+                .write_slice(bytes, GuestAddress(at))
+                .map_err(write_memory("initrd"))?;
+            Some((at, size))
+        }
+        None => None,
+    };
+    let mut cmdline = config.cmdline.clone().into_bytes();
+    cmdline.push(0);
+    memory
+        .write_slice(&cmdline, GuestAddress(CMDLINE_START))
+        .map_err(write_memory("command line"))?;
+    let params = boot_params::boot_params(
+        loaded.header,
+        config.cmdline.len(),
+        initrd_span,
+        memory_bytes,
+    );
+    LinuxBootConfigurator::write_bootparams::<vm_memory::GuestMemoryMmap>(
+        &BootParams::new(&params, GuestAddress(ZERO_PAGE_START)),
+        memory,
+    )
+    .map_err(Error::Configure)?;
+    memory
+        .write_slice(
+            &mptable::mptable(config.vcpus)?,
+            GuestAddress(MPTABLE_START),
+        )
+        .map_err(write_memory("MP table"))?;
+    for (address, bytes) in crate::vcpu::long_mode_tables() {
+        memory
+            .write_slice(&bytes, GuestAddress(address))
+            .map_err(write_memory("boot GDT and page tables"))?;
+    }
+    stamp(&mut phases, "kernel_loaded");
+
+    // 5. vCPUs.
+    let supported = kvm_fd
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm("read the supported CPUID"))?;
+    let msrs = cpu_state::boot_msrs();
+    let msr_list = Msrs::from_entries(&msrs).map_err(|_| Error::Msrs {
+        set: 0,
+        asked: msrs.len(),
+    })?;
+    let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
+    for index in 0..config.vcpus {
+        let vcpu = vm
+            .create_vcpu(u64::from(index))
+            .map_err(kvm("create a vCPU"))?;
+        let mut cpuid = supported.clone();
+        cpuid::filter(cpuid.as_mut_slice(), index, config.vcpus);
+        vcpu.set_cpuid2(&cpuid)
+            .map_err(kvm("set the vCPU's CPUID"))?;
+        let set = vcpu
+            .set_msrs(&msr_list)
+            .map_err(kvm("set the vCPU's MSRs"))?;
+        if set != msrs.len() {
+            return Err(Error::Msrs {
+                set,
+                asked: msrs.len(),
+            });
+        }
+        let mut lapic = vcpu.get_lapic().map_err(kvm("read the local APIC"))?;
+        cpu_state::wire_lint_pins(&mut lapic);
+        vcpu.set_lapic(&lapic).map_err(kvm("set the local APIC"))?;
+        vcpu.set_fpu(&cpu_state::boot_fpu())
+            .map_err(kvm("set the vCPU's FPU"))?;
+        if index == 0 {
+            let mut sregs = vcpu
+                .get_sregs()
+                .map_err(kvm("read the vCPU's special registers"))?;
+            crate::vcpu::setup_sregs(&mut sregs, crate::guest::Mode::Long);
+            vcpu.set_sregs(&sregs)
+                .map_err(kvm("set the vCPU's special registers"))?;
+            vcpu.set_regs(&cpu_state::boot_regs(loaded.entry))
+                .map_err(kvm("set the vCPU's registers"))?;
+        }
+        vcpus.push(vcpu);
+    }
+    stamp(&mut phases, "vcpus_created");
+
+    // 6. Devices.
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(|source| Error::Host {
+        what: "serial interrupt eventfd",
+        source,
+    })?;
+    vm.register_irqfd(&irq, layout::SERIAL_IRQ)
+        .map_err(kvm("wire the serial interrupt"))?;
+    let trigger = irq.try_clone().map_err(|source| Error::Host {
+        what: "serial interrupt eventfd",
+        source,
+    })?;
+    let mut buses = Buses {
+        mmio_policy: MmioPolicy::Ignore,
+        ..Buses::default()
+    };
+    let (marker, markers) = Marker::new();
+    let (console, serial) = Console::with_interrupt(IrqLine(trigger), on_line);
+    buses
+        .pio
+        .register(u64::from(layout::MARKER_PORT), 1, Box::new(marker))?;
+    buses
+        .mmio
+        .register(layout::MARKER_MMIO, 1, Box::new(Marker::sharing(&markers)))?;
+    buses
+        .pio
+        .register(u64::from(layout::I8042_COMMAND_PORT), 1, Box::new(I8042))?;
+    buses.pio.register(
+        u64::from(layout::SERIAL_PORT),
+        u64::from(layout::SERIAL_PORTS),
+        Box::new(console),
+    )?;
+    stamp(&mut phases, "vm_built");
+
+    // 7-8. Run.
+    let shared = Shared::new(buses, Arc::clone(&markers), vcpus.len());
+    let entry = Mutex::new(None);
+    let counts = run_vcpus(vcpus, &shared, &entry, config.timeout)?;
+    if let Some(at) = entry.lock().ok().and_then(|e| *e) {
+        phases.push(("kernel_entry", at));
+    }
+    let (end, ended_at) = shared
+        .end
+        .lock()
+        .ok()
+        .and_then(|e| e.clone())
+        .unwrap_or((End::TimedOut, crate::monotonic_ns()));
+    let markers = markers.lock().map(|m| m.clone()).unwrap_or_default();
+    if let Some(&(_, first)) = markers.stamps.first() {
+        phases.push(("first_marker", first));
+    }
+    let clean = matches!(end, End::PoweredOff | End::Reset | End::Halted);
+    phases.push((if clean { "powered_off" } else { "stopped" }, ended_at));
+    let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
+    let mut report = Report {
+        phases,
+        markers,
+        exits: counts,
+        serial,
+        end,
+        guest_touched_kib: ram.resident_kib(),
+        kernel: kernel.version.clone(),
+    };
+    before_teardown(&report);
+
+    // 9. Teardown: the irqfd and devices, the VM, then its memory.
+    drop(shared);
+    drop(irq);
+    drop(vm);
+    drop(ram);
+    report.phases.push(("torn_down", crate::monotonic_ns()));
+    Ok(report)
+}
+
+/// What the vCPU threads and the supervisor share.
+struct Shared {
+    buses: Mutex<Buses>,
+    markers: Arc<Mutex<Markers>>,
+    /// Set when the guest has ended; every thread leaves its loop.
+    stop: AtomicBool,
+    /// How it ended, and when the monitor saw it.
+    end: Mutex<Option<(End, u64)>>,
+    /// Each vCPU thread, once it runs, for kicks.
+    threads: Mutex<Vec<Option<libc::pthread_t>>>,
+    /// The current state-check round.
+    round: AtomicU64,
+    /// Each vCPU's answer: round << 2 | halted with interrupts off << 1 | stopped.
+    states: Vec<AtomicU64>,
+    /// When each vCPU gave its answer.
+    answered_at: Vec<AtomicU64>,
+}
+
+impl Shared {
+    fn new(buses: Buses, markers: Arc<Mutex<Markers>>, vcpus: usize) -> Self {
+        Shared {
+            buses: Mutex::new(buses),
+            markers,
+            stop: AtomicBool::new(false),
+            end: Mutex::new(None),
+            threads: Mutex::new(vec![None; vcpus]),
+            round: AtomicU64::new(0),
+            states: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
+            answered_at: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Records the end (the first one wins) and stops every vCPU.
+    fn finish(&self, end: End, at: u64) {
+        if let Ok(mut slot) = self.end.lock() {
+            if slot.is_none() {
+                *slot = Some((end, at));
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn kick_all(&self) {
+        if let Ok(threads) = self.threads.lock() {
+            for thread in threads.iter().flatten() {
+                crate::kick::kick(*thread);
+            }
+        }
+    }
+
+    /// Whether the guest announced its power-off.
+    fn powering_off(&self) -> bool {
+        self.markers
+            .lock()
+            .is_ok_and(|m| m.last.is_some_and(|(code, _)| code == MARKER_POWEROFF))
+    }
+
+    /// The time the guest was seen stopped in `round`, if every vCPU answered that it is
+    /// stopped and at least one halted with interrupts off.
+    fn stopped_in(&self, round: u64) -> Option<u64> {
+        let mut halted = false;
+        for state in &self.states {
+            let s = state.load(Ordering::SeqCst);
+            if s >> 2 != round || s & 1 == 0 {
+                return None;
+            }
+            halted |= s & 2 != 0;
+        }
+        halted.then(|| {
+            self.answered_at
+                .iter()
+                .map(|a| a.load(Ordering::SeqCst))
+                .max()
+                .unwrap_or(0)
+        })
+    }
+}
+
+/// Runs each vCPU on its own thread and supervises them; returns the exits they counted.
+fn run_vcpus(
+    vcpus: Vec<VcpuFd>,
+    shared: &Shared,
+    entry: &Mutex<Option<u64>>,
+    timeout: Duration,
+) -> Result<ExitCounts, Error> {
+    crate::kick::install();
+    let deadline = Instant::now() + timeout;
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            let done = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn_scoped(scope, move || {
+                    let counts = vcpu_loop(index, vcpu, shared, (index == 0).then_some(entry));
+                    let _ = done.send(());
+                    counts
+                });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(source) => {
+                    shared.finish(
+                        End::Failed {
+                            reason: format!("cannot start a vCPU thread: {source}"),
+                            registers: String::new(),
+                        },
+                        crate::monotonic_ns(),
+                    );
+                    break;
+                }
+            }
+        }
+        drop(done_tx);
+        supervise(shared, &done_rx, deadline);
+        // Stop every thread: kick until each has left its loop (a kick that lands outside
+        // KVM_RUN is lost, so once is not enough).
+        while !handles.iter().all(|h| h.is_finished()) {
+            shared.kick_all();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let mut total = ExitCounts::default();
+        for handle in handles {
+            if let Ok(c) = handle.join() {
+                total.io_out += c.io_out;
+                total.io_in += c.io_in;
+                total.io_unhandled += c.io_unhandled;
+                total.mmio += c.mmio;
+                total.hlt += c.hlt;
+                total.shutdown += c.shutdown;
+                total.other += c.other;
+            }
+        }
+        Ok(total)
+    })
+}
+
+/// Waits for the guest's end: a vCPU thread's own (reset, failure), the timeout, or all
+/// vCPUs found stopped by a state check.
+fn supervise(shared: &Shared, done: &mpsc::Receiver<()>, deadline: Instant) {
+    loop {
+        let period = if shared.powering_off() {
+            STATE_CHECK_POWERING_OFF
+        } else {
+            STATE_CHECK
+        };
+        let wait = period.min(deadline.saturating_duration_since(Instant::now()));
+        match done.recv_timeout(wait) {
+            // A vCPU thread ended: it has recorded why.
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                shared.stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let round = shared.round.load(Ordering::SeqCst);
+        if let Some(at) = shared.stopped_in(round) {
+            shared.finish(End::PoweredOff, at);
+            return;
+        }
+        if Instant::now() >= deadline {
+            shared.finish(End::TimedOut, crate::monotonic_ns());
+            return;
+        }
+        shared.round.store(round + 1, Ordering::SeqCst);
+        shared.kick_all();
+    }
+}
+
+/// One vCPU's loop. The boot vCPU stamps `entry` just before it first enters the guest.
+fn vcpu_loop(
+    index: usize,
+    mut vcpu: VcpuFd,
+    shared: &Shared,
+    entry: Option<&Mutex<Option<u64>>>,
+) -> ExitCounts {
+    if let Ok(mut threads) = shared.threads.lock() {
+        threads[index] = Some(crate::kick::this_thread());
+    }
+    let mut counts = ExitCounts::default();
+    if let Some(entry) = entry {
+        if let Ok(mut e) = entry.lock() {
+            *e = Some(crate::monotonic_ns());
+        }
+    }
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let outcome = match vcpu.run() {
+            Ok(exit) => match translate(exit) {
+                Some(exit) => match shared.buses.lock() {
+                    Ok(mut buses) => exit::handle(exit, &mut buses, &mut counts),
+                    Err(_) => Outcome::Failed("a device panicked".to_owned()),
+                },
+                None => Outcome::Continue,
+            },
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                vcpu.set_kvm_immediate_exit(0);
+                answer_state_check(index, &vcpu, shared);
+                Outcome::Continue
+            }
+            Err(e) => Outcome::Failed(format!("KVM_RUN failed: {e}")),
+        };
+        let at = crate::monotonic_ns();
+        match outcome {
+            Outcome::Continue => {}
+            Outcome::Halted => {
+                shared.finish(End::Halted, at);
+                break;
+            }
+            Outcome::Reset => {
+                shared.finish(End::Reset, at);
+                break;
+            }
+            Outcome::Failed(reason) => {
+                let registers = match (vcpu.get_regs(), vcpu.get_sregs()) {
+                    (Ok(r), Ok(s)) => format!("vcpu{index}: {}", crate::vcpu::describe(&r, &s)),
+                    _ => "registers unreadable".to_owned(),
+                };
+                shared.finish(End::Failed { reason, registers }, at);
+                break;
+            }
+        }
+    }
+    counts
+}
+
+/// Tells the supervisor whether this vCPU is stopped: halted with interrupts off (Linux's
+/// end after "System halted"), or never started (waiting for its start-up IPI).
+fn answer_state_check(index: usize, vcpu: &VcpuFd, shared: &Shared) {
+    let round = shared.round.load(Ordering::SeqCst);
+    let (stopped, halted) = match (vcpu.get_mp_state(), vcpu.get_regs()) {
+        (Ok(mp), Ok(regs)) => match mp.mp_state {
+            KVM_MP_STATE_HALTED => {
+                let off = regs.rflags & RFLAGS_IF == 0;
+                (off, off)
+            }
+            KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED => (true, false),
+            _ => (false, false),
+        },
+        _ => (false, false),
+    };
+    shared.answered_at[index].store(crate::monotonic_ns(), Ordering::SeqCst);
+    shared.states[index].store(
+        (round << 2) | (u64::from(halted) << 1) | u64::from(stopped),
+        Ordering::SeqCst,
+    );
+}
+
+/// KVM's exit in the monitor's terms; `None` for exits that need nothing done.
+fn translate(exit: VcpuExit<'_>) -> Option<crate::exit::Exit<'_>> {
+    use crate::exit::Exit;
+    Some(match exit {
+        VcpuExit::IoOut(port, data) => Exit::IoOut { port, data },
+        VcpuExit::IoIn(port, data) => Exit::IoIn { port, data },
+        VcpuExit::MmioRead(address, data) => Exit::MmioRead { address, data },
+        VcpuExit::MmioWrite(address, data) => Exit::MmioWrite { address, data },
+        VcpuExit::Hlt => Exit::Hlt,
+        VcpuExit::Shutdown => Exit::Shutdown,
+        VcpuExit::FailEntry(reason, _) => Exit::FailEntry(reason),
+        VcpuExit::InternalError => Exit::InternalError,
+        VcpuExit::Intr | VcpuExit::IrqWindowOpen => return None,
+        VcpuExit::SystemEvent(..) => Exit::Other("system event"),
+        VcpuExit::Exception => Exit::Other("exception"),
+        VcpuExit::Debug(_) => Exit::Other("debug"),
+        _ => Exit::Other("unknown"),
+    })
+}

@@ -1,0 +1,13 @@
+//! Linux guests: a real kernel booted through the x86 64-bit boot protocol.
+//!
+//! [`image`] recognises and loads the kernel (`vmlinux` ELF or `bzImage`),
+//! [`boot_params`] lays out the zero page and its e820 map, [`mptable`] describes the
+//! vCPUs and interrupt routing without ACPI, [`cpuid`] and [`cpu_state`] give each vCPU
+//! what Linux expects, and [`machine`] builds the VM and runs one thread per vCPU.
+
+pub mod boot_params;
+pub mod cpu_state;
+pub mod cpuid;
+pub mod image;
+pub mod machine;
+pub mod mptable;
