@@ -12,6 +12,7 @@ pub mod density;
 pub mod doctor;
 pub mod host;
 pub mod image;
+pub mod initramfs;
 pub mod interference;
 pub mod isolation;
 pub mod kernel;

@@ -131,6 +131,16 @@ enum KernelCommand {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Write the Linux guest's initramfs (the image's files, the workload as /init) and
+    /// print where it is.
+    Initramfs {
+        /// Compress it with gzip.
+        #[arg(long)]
+        gzip: bool,
+        /// Where to write it [default: in the cache, named by the workload's hash].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -152,9 +162,19 @@ struct RunArgs {
     /// [default: all seven; `mount` is always on].
     #[arg(long, value_delimiter = ',', value_parser = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup"])]
     namespaces: Vec<String>,
-    /// Guest memory of the microvm backend, MiB.
+    /// Guest memory of the microvm backend, MiB (Linux guests need at least 32).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=65_536))]
     vm_memory_mib: u64,
+    /// vCPUs of the microvm backend's Linux guests.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+    vm_vcpus: u8,
+    /// The microvm backend's guest kernel: a vmlinux ELF or a bzImage [default: the one
+    /// `vcbench kernel build` made last, if any; without one, micro guests].
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Show the Linux guest's kernel log on its console (for debugging a boot).
+    #[arg(long)]
+    console: bool,
     /// Seconds after which one run is killed and counted as failed.
     #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
     timeout: f64,
@@ -241,6 +261,7 @@ fn main() -> ExitCode {
             json,
             quiet,
         }) => kernel_build(&source, jobs, json, quiet),
+        Command::Kernel(KernelCommand::Initramfs { gzip, out }) => write_initramfs(gzip, out),
     };
     match result {
         Ok(code) => code,
@@ -293,10 +314,34 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             });
         }
     }
+    let guest_kernel = match &args.kernel {
+        Some(path) => Some(
+            backend::microvm::GuestKernel::open(path)
+                .map_err(|e| Failure::usage(anyhow::Error::new(e).context("--kernel")))?,
+        ),
+        None => None,
+    };
+    let guests = backend::microvm::MicroVm::guests_for(guest_kernel);
+    if matches!(guests, backend::microvm::Guests::Linux(_))
+        && args.vm_memory_mib < microvm::linux::machine::MIN_MEMORY_MIB
+    {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--vm-memory-mib {} is too little for a Linux guest: at least {} MiB",
+            args.vm_memory_mib,
+            microvm::linux::machine::MIN_MEMORY_MIB
+        )));
+    }
+    // The monitor stops a guest a little before the run's own deadline, so its console
+    // can be reported.
+    let guest_timeout = Duration::from_secs_f64((args.timeout * 0.9).max(args.timeout - 2.0));
     for b in &mut all {
         if b.name() == "microvm" {
             *b = Box::new(backend::microvm::MicroVm {
                 memory_mib: args.vm_memory_mib,
+                vcpus: args.vm_vcpus,
+                guests: guests.clone(),
+                console: args.console,
+                guest_timeout,
             });
         }
     }
@@ -741,6 +786,25 @@ fn kernel_build(
             &built.identity.config_sha256[..16]
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_initramfs(gzip: bool, out: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let compression = if gzip {
+        vcbench::initramfs::Compression::Gzip
+    } else {
+        vcbench::initramfs::Compression::None
+    };
+    let path = match out {
+        Some(path) => {
+            std::fs::write(&path, vcbench::initramfs::image_archive(compression))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            path
+        }
+        None => vcbench::initramfs::install(&image::cache_dir(), compression)
+            .context("writing the initramfs")?,
+    };
+    println!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 

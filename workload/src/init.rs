@@ -10,6 +10,8 @@ use std::ffi::CString;
 use std::path::Path;
 use std::process::ExitCode;
 
+use workload::marker::MarkerPort;
+
 use crate::args::Args;
 use crate::out::Output;
 
@@ -124,7 +126,7 @@ fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
 }
 
 /// Runs the work in a supervised child and returns (or powers off) when it is done.
-pub fn run_as_init(args: &Args, mut out: Output) -> ExitCode {
+pub fn run_as_init(args: &Args, mut out: Output, marker: Option<MarkerPort>) -> ExitCode {
     mount_filesystems();
     let mut watched = FORWARDED.to_vec();
     watched.push(libc::SIGCHLD);
@@ -150,7 +152,7 @@ pub fn run_as_init(args: &Args, mut out: Output) -> ExitCode {
     } else {
         supervise(child, &set)
     };
-    finish(status)
+    finish(status, marker)
 }
 
 /// Waits for the work process, forwarding signals and reaping everything; returns its
@@ -198,9 +200,13 @@ fn decode_status(status: libc::c_int) -> u8 {
     }
 }
 
-/// Exits, or powers the machine off when `VCBENCH_EXIT=poweroff`.
-fn finish(status: u8) -> ExitCode {
+/// Exits, or powers the machine off when `VCBENCH_EXIT=poweroff` (telling the host just
+/// before, when it gave a marker port).
+fn finish(status: u8, marker: Option<MarkerPort>) -> ExitCode {
     if std::env::var(EXIT_ENV).as_deref() == Ok("poweroff") {
+        if let Some(port) = marker {
+            port.write(workload::marker::POWEROFF);
+        }
         // SAFETY: sync takes no arguments and only flushes file system buffers.
         unsafe { libc::sync() };
         // SAFETY: a valid reboot command; on success the machine is off and the call

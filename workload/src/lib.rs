@@ -6,4 +6,5 @@
 //! definition.
 
 pub mod channel;
+pub mod marker;
 pub mod record;

@@ -23,6 +23,22 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_FAILED: u8 = 1;
 
 fn main() -> ExitCode {
+    // As a VM's init, tell the host first of all that init was reached.
+    let marker = if std::process::id() == 1 {
+        match workload::marker::MarkerPort::from_env() {
+            Some(Ok(port)) => {
+                port.write(workload::marker::INIT);
+                Some(port)
+            }
+            Some(Err(e)) => {
+                eprintln!("workload: {e}");
+                None
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match Args::parse(&argv) {
         Ok(Some(args)) => args,
@@ -49,7 +65,7 @@ fn main() -> ExitCode {
         pid1,
     });
     if pid1 {
-        init::run_as_init(&args, out)
+        init::run_as_init(&args, out, marker)
     } else {
         ExitCode::from(run_work(&args, &mut out))
     }

@@ -64,10 +64,13 @@ fn value(metrics: &[(String, f64, String)], name: &str) -> f64 {
 }
 
 #[test]
-fn hello_reports_only_its_peak_memory() {
+fn hello_reports_the_cpus_it_sees_and_its_peak_memory() {
     let m = metrics_of(&["hello"]);
     assert!(value(&m, "vm_hwm_kib") > 0.0);
-    assert_eq!(m.len(), 1);
+    let online = std::thread::available_parallelism().map_or(0, usize::from);
+    assert!(value(&m, "cpus_online") >= 1.0);
+    assert!(value(&m, "cpus_online") >= online as f64);
+    assert_eq!(m.len(), 2);
 }
 
 #[test]

@@ -1,18 +1,29 @@
 //! The `microvm` backend: this project's KVM monitor, in a process of its own
-//! (`vcbench-vmm`, embedded like the workload), running micro guests.
+//! (`vcbench-vmm`, embedded like the workload), running Linux guests or micro guests.
 //!
-//! Micro guests have no kernel: `startup` boots `hello` (one marker, then halt),
+//! **Linux guests** (when a guest kernel is given with `--kernel`, or one was built with
+//! `vcbench kernel build`, and KVM is hardware-assisted): the monitor boots the kernel with
+//! the image's initramfs ([`crate::initramfs`]), whose `/init` is the byte-identical
+//! workload binary, for every workload scenario. The workload, as PID 1, writes the marker
+//! port first thing (the monitor stamps "init reached"), writes its records on the serial
+//! console (the monitor stamps each line as it arrives), and powers the machine off. The
+//! run's phases: `vm_created`, `memory_registered`, `kernel_loaded`, `vcpus_created`,
+//! `vm_built`, `kernel_entry`, `init_reached`, `workload_started`, `result`,
+//! `powered_off`, `torn_down`, all on the host's CLOCK_MONOTONIC.
+//!
+//! **Micro guests** have no kernel: `startup` boots `hello` (one marker, then halt),
 //! `footprint` boots `touch N` and holds the VM so its memory can be split into the
-//! monitor's own overhead and the guest memory touched, `exits` times port-I/O exits. The
-//! guest's first marker is stamped by the monitor at the exit it causes, on the same
-//! CLOCK_MONOTONIC as the runner, and becomes the `started` record.
+//! monitor's own overhead and the guest memory touched, `exits` times port-I/O exits (in
+//! Linux mode too). The guest's first marker becomes the `started` record.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use microvm::protocol::Line;
-use workload::record::{Metric, Record};
+use microvm::host::KvmFlavour;
+use microvm::protocol::{Line, WireReport};
+use workload::record::{self, Metric, Record};
 
 use super::supervised::Supervised;
 use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
@@ -22,21 +33,166 @@ use crate::scenario::Scenario;
 
 /// Guest memory of a microVM unless told otherwise, MiB.
 pub const GUEST_MIB: u64 = 128;
+/// The kernel command line of a Linux guest, before the workload's environment and
+/// arguments: the console on COM1 and quiet, reset through the i8042, no I/O delays on
+/// port 0x80 (the marker), one UART probed.
+pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=0 io_delay=none 8250.nr_uarts=1";
+/// What `--console` removes from the command line: the kernel's silence.
+pub const QUIET: &str = "quiet";
+/// How long a held Linux guest (`alloc` for `footprint`) keeps its memory before it ends
+/// on its own: the host cannot signal a process inside the guest.
+pub const LINUX_HOLD_MS: u64 = 1000;
+/// Console lines kept for failure reports.
+const CONSOLE_TAIL: usize = 40;
 
-/// The microVM backend.
-#[derive(Debug, Clone, Copy)]
-pub struct MicroVm {
-    /// Guest memory, MiB.
-    pub memory_mib: u64,
+/// Which guests the backend boots.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guests {
+    /// Linux guests with this kernel.
+    Linux(GuestKernel),
+    /// Micro guests only; Linux-only scenarios are skipped for this reason.
+    Micro(String),
+    /// A kernel was asked for but cannot boot here (why): only micro-guest scenarios run.
+    Unbootable(String),
 }
 
-impl Default for MicroVm {
-    fn default() -> Self {
-        MicroVm {
-            memory_mib: GUEST_MIB,
+/// A guest kernel and what identifies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestKernel {
+    /// The `vmlinux` or `bzImage`.
+    pub path: PathBuf,
+    /// Its release (`6.1.192`), as the image announces it.
+    pub version: String,
+    /// SHA-256 of its `.config`, when it was built by `vcbench kernel build`.
+    pub config_sha256: Option<String>,
+}
+
+impl GuestKernel {
+    /// Checks the kernel at `path` (a truncated or non-kernel file is refused) and finds
+    /// its identity.
+    pub fn open(path: &Path) -> Result<Self, microvm::linux::image::Error> {
+        let image = microvm::linux::image::Image::open(path)?;
+        let built = crate::kernel::identity_of(path);
+        Ok(GuestKernel {
+            path: path.to_owned(),
+            version: image
+                .version
+                .or_else(|| built.as_ref().map(|b| b.version.clone()))
+                .unwrap_or_else(|| "unknown".to_owned()),
+            config_sha256: built.map(|b| b.config_sha256),
+        })
+    }
+
+    /// One phrase: `Linux 6.1.192, config 964fae3de9817cd3`.
+    pub fn describe(&self) -> String {
+        match &self.config_sha256 {
+            Some(hash) => format!(
+                "Linux {}, config {}",
+                self.version,
+                &hash[..16.min(hash.len())]
+            ),
+            None => format!(
+                "Linux {}, config unknown ({})",
+                self.version,
+                self.path.display()
+            ),
         }
     }
 }
+
+/// The microVM backend.
+#[derive(Debug, Clone)]
+pub struct MicroVm {
+    /// Guest memory, MiB.
+    pub memory_mib: u64,
+    /// vCPUs of a Linux guest.
+    pub vcpus: u8,
+    /// The guests it boots.
+    pub guests: Guests,
+    /// Show the guest kernel's log (no `quiet`).
+    pub console: bool,
+    /// How long a guest may run before the monitor stops it (and reports its console).
+    pub guest_timeout: Duration,
+}
+
+impl Default for MicroVm {
+    /// Linux guests with the kernel last built by `vcbench kernel build` when there is one
+    /// and KVM is hardware-assisted; micro guests otherwise.
+    fn default() -> Self {
+        MicroVm {
+            memory_mib: GUEST_MIB,
+            vcpus: 1,
+            guests: Self::guests_for(None),
+            console: false,
+            guest_timeout: Duration::from_secs(55),
+        }
+    }
+}
+
+impl MicroVm {
+    /// The guests for an explicit `kernel` (already checked), or the cached one.
+    pub fn guests_for(kernel: Option<GuestKernel>) -> Guests {
+        let explicit = kernel.is_some();
+        let kernel = kernel.or_else(|| {
+            crate::kernel::latest(&crate::image::cache_dir())
+                .ok()
+                .flatten()
+                .and_then(|built| GuestKernel::open(&built.vmlinux).ok())
+        });
+        let Some(kernel) = kernel else {
+            return Guests::Micro(
+                "needs a Linux guest kernel: run `vcbench kernel build` or pass --kernel PATH"
+                    .to_owned(),
+            );
+        };
+        match microvm::host::kvm_flavour() {
+            KvmFlavour::Hardware { .. } => Guests::Linux(kernel),
+            KvmFlavour::Software { module } => {
+                let why = format!(
+                    "needs a Linux guest, and this host's KVM is software ({module}), which cannot boot unmodified Linux; {} was not booted",
+                    kernel.describe()
+                );
+                if explicit {
+                    Guests::Unbootable(why)
+                } else {
+                    Guests::Micro(why)
+                }
+            }
+            KvmFlavour::Unavailable { reason } => Guests::Unbootable(reason),
+        }
+    }
+
+    fn linux(&self) -> Option<&GuestKernel> {
+        match &self.guests {
+            Guests::Linux(kernel) => Some(kernel),
+            _ => None,
+        }
+    }
+
+    /// The kernel command line for the workload `args`.
+    pub fn cmdline(&self, args: &[String]) -> String {
+        let mut line = BASE_CMDLINE.to_owned();
+        if !self.console {
+            line.push(' ');
+            line.push_str(QUIET);
+        }
+        line.push_str(&format!(
+            " {}=poweroff {}=stdout {}={:#x} --",
+            INIT_EXIT_ENV,
+            workload::channel::ENV,
+            workload::marker::ENV,
+            microvm::layout::MARKER_PORT
+        ));
+        for arg in args {
+            line.push(' ');
+            line.push_str(arg);
+        }
+        line
+    }
+}
+
+/// What the workload, as init, does at the end (its `init` module's variable).
+const INIT_EXIT_ENV: &str = "VCBENCH_EXIT";
 
 impl Backend for MicroVm {
     fn name(&self) -> &'static str {
@@ -44,7 +200,7 @@ impl Backend for MicroVm {
     }
 
     fn describe(&self) -> &'static str {
-        "this project's KVM monitor in its own process, running micro guests (no kernel yet)"
+        "this project's KVM monitor in its own process, booting a Linux guest whose init is the workload (micro guests without a kernel)"
     }
 
     fn availability(&self) -> Availability {
@@ -57,41 +213,92 @@ impl Backend for MicroVm {
     }
 
     fn supports(&self, scenario: Scenario) -> Result<(), String> {
-        match scenario {
+        let micro = matches!(
+            scenario,
             Scenario::Startup
-            | Scenario::Footprint
-            | Scenario::Exits
-            | Scenario::Density
-            | Scenario::Isolation => Ok(()),
-            _ => Err("needs a Linux guest, which this backend does not boot yet".to_owned()),
+                | Scenario::Footprint
+                | Scenario::Exits
+                | Scenario::Density
+                | Scenario::Isolation
+        );
+        match &self.guests {
+            _ if scenario == Scenario::Exits => Ok(()),
+            Guests::Linux(_) => Ok(()),
+            Guests::Micro(_) if micro => Ok(()),
+            Guests::Micro(why) | Guests::Unbootable(why) => Err(why.clone()),
         }
     }
 
     fn runs_programs(&self) -> Result<(), String> {
-        Err("micro guests run no program to probe: needs a Linux guest, which this backend does not boot yet".to_owned())
+        match &self.guests {
+            Guests::Linux(_) => Ok(()),
+            Guests::Micro(why) | Guests::Unbootable(why) => {
+                Err(format!("micro guests run no program to probe: {why}"))
+            }
+        }
     }
 
     fn settings(&self) -> String {
-        format!("1 vCPU, {} MiB, micro guests", self.memory_mib)
+        match &self.guests {
+            Guests::Linux(kernel) => format!(
+                "Linux guests ({}), {} vCPU{}, {} MiB",
+                kernel.describe(),
+                self.vcpus,
+                if self.vcpus == 1 { "" } else { "s" },
+                self.memory_mib
+            ),
+            _ => format!("1 vCPU, {} MiB, micro guests", self.memory_mib),
+        }
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
-        let (guest, hold) = guest_for(&launch.args)?;
-        let vmm =
-            crate::image::install_vmm(&crate::image::cache_dir()).map_err(|e| Error::Spawn {
-                what: "the monitor".to_owned(),
-                source: std::io::Error::other(e),
-            })?;
+        let cache = crate::image::cache_dir();
+        let vmm = crate::image::install_vmm(&cache).map_err(|e| Error::Spawn {
+            what: "the monitor".to_owned(),
+            source: std::io::Error::other(e),
+        })?;
         let mut command = Command::new(&vmm);
-        command
-            .args(&guest)
-            .args(["--memory-mib", &self.memory_mib.to_string()]);
-        if hold {
-            command.arg("--hold");
-        }
+        let linux = self
+            .linux()
+            .filter(|_| launch.args.first().map(String::as_str) != Some("exits"));
         let facts = Arc::new(Mutex::new(Facts::default()));
         let shared = Arc::clone(&facts);
-        let handler = Box::new(move |line: &str, _at: Stamp| read_report(line, &shared));
+        let handler: super::watch::LineHandler = if let Some(kernel) = linux {
+            let initramfs = crate::initramfs::install(&cache, crate::initramfs::Compression::None)
+                .map_err(|e| Error::Spawn {
+                    what: "the initramfs".to_owned(),
+                    source: std::io::Error::other(e),
+                })?;
+            let mut args = launch.args.clone();
+            if args.first().map(String::as_str) == Some("alloc")
+                && !args.iter().any(|a| a == "--hold-ms")
+            {
+                args.extend(["--hold-ms".to_owned(), LINUX_HOLD_MS.to_string()]);
+            }
+            command
+                .arg("linux")
+                .arg("--kernel")
+                .arg(&kernel.path)
+                .arg("--initrd")
+                .arg(&initramfs)
+                .args(["--cmdline", &self.cmdline(&args)])
+                .args(["--vcpus", &self.vcpus.to_string()])
+                .args(["--memory-mib", &self.memory_mib.to_string()])
+                .args(["--timeout-ms", &self.guest_timeout.as_millis().to_string()]);
+            if let Ok(mut f) = facts.lock() {
+                f.linux = true;
+            }
+            Box::new(move |line: &str, _at: Stamp| read_linux_line(line, &shared))
+        } else {
+            let (guest, hold) = guest_for(&launch.args)?;
+            command
+                .args(&guest)
+                .args(["--memory-mib", &self.memory_mib.to_string()]);
+            if hold {
+                command.arg("--hold");
+            }
+            Box::new(move |line: &str, _at: Stamp| read_report(line, &shared))
+        };
         Ok(Box::new(VmInstance {
             process: Supervised::spawn(&mut command, handler, false)?,
             facts,
@@ -125,6 +332,138 @@ struct Facts {
     phases: Vec<(String, Stamp)>,
     counters: Vec<(String, u64)>,
     guest_touched_kib: Option<u64>,
+    /// A Linux guest: its records come on the console, and it ends on its own.
+    linux: bool,
+    /// When the workload's `started` and `result` records arrived (Linux guests).
+    started: Option<Stamp>,
+    result: Option<Stamp>,
+    /// The last console lines that were not records, for failure reports.
+    console_tail: std::collections::VecDeque<String>,
+}
+
+/// Turns one of the monitor's lines about a Linux guest into events: the workload's
+/// records from the console lines, stamped when the monitor received them; the report's
+/// phases and counts kept; a guest that did not power off cleanly (timeout, failure) an
+/// error record with its console's last lines.
+fn read_linux_line(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
+    let Ok(mut f) = facts.lock() else {
+        return Vec::new();
+    };
+    match serde_json::from_str::<Line>(line) {
+        Ok(Line::Console(console)) => match record::parse_line(&console.line) {
+            Ok(Some(record)) => {
+                let at = Stamp(console.at);
+                match &record {
+                    Record::Started { .. } => f.started = f.started.or(Some(at)),
+                    Record::Result { metrics, .. } => {
+                        f.result = f.result.or(Some(at));
+                        if let Some(cpus) = metrics.iter().find(|m| m.name == "cpus_online") {
+                            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                            let cpus = cpus.value as u64;
+                            f.counters.push(("guest_cpus_online".to_owned(), cpus));
+                        }
+                    }
+                    Record::Error { .. } => {}
+                }
+                vec![Ok(Event::Record { record, at })]
+            }
+            Ok(None) => {
+                if f.console_tail.len() == CONSOLE_TAIL {
+                    f.console_tail.pop_front();
+                }
+                f.console_tail.push_back(console.line);
+                Vec::new()
+            }
+            Err(e) => vec![Err(e.into())],
+        },
+        Ok(Line::Report(report)) => {
+            let events = linux_end(&report, &f);
+            let mut phases = Vec::new();
+            let mut ended = Vec::new();
+            for (name, ns) in report.phases.iter() {
+                match name.as_str() {
+                    "first_marker" => {}
+                    "powered_off" | "stopped" => ended.push((name.clone(), Stamp(*ns))),
+                    _ => phases.push((name.clone(), Stamp(*ns))),
+                }
+            }
+            let init = report
+                .markers
+                .iter()
+                .find(|(code, _)| *code == workload::marker::INIT);
+            if let Some((_, ns)) = init {
+                phases.push(("init_reached".to_owned(), Stamp(*ns)));
+            }
+            if let Some(at) = f.started {
+                phases.push(("workload_started".to_owned(), at));
+            }
+            if let Some(at) = f.result {
+                phases.push(("result".to_owned(), at));
+            }
+            phases.extend(ended);
+            f.phases.extend(phases);
+            let exits: Vec<(String, u64)> = report.exits.clone().into_iter().collect();
+            f.counters.extend(exits);
+            f.guest_touched_kib = report.guest_touched_kib;
+            events
+        }
+        Ok(Line::TornDown(ns)) => {
+            f.phases.push(("torn_down".to_owned(), Stamp(ns)));
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The error record for a Linux guest that did not end cleanly, or ended before its
+/// workload's result.
+fn linux_end(report: &WireReport, f: &Facts) -> Vec<Result<Event, Error>> {
+    let at = report
+        .phase("powered_off")
+        .or_else(|| report.phase("stopped"))
+        .map_or_else(Stamp::now, Stamp);
+    let why = match report.end {
+        microvm::protocol::End::TimedOut => "the guest was stopped at its timeout".to_owned(),
+        microvm::protocol::End::Failed => format!(
+            "the guest failed: {} {}",
+            report.reason.as_deref().unwrap_or_default(),
+            report.registers.as_deref().unwrap_or_default()
+        ),
+        _ if f.result.is_none() => {
+            let init = report
+                .markers
+                .iter()
+                .any(|(code, _)| *code == workload::marker::INIT);
+            if init {
+                "the guest powered off before the workload's result".to_owned()
+            } else {
+                "the guest powered off without reaching init".to_owned()
+            }
+        }
+        _ => return Vec::new(),
+    };
+    let reached = if report
+        .markers
+        .iter()
+        .any(|(c, _)| *c == workload::marker::INIT)
+    {
+        "init was reached"
+    } else {
+        "init was never reached"
+    };
+    let tail: Vec<&str> = f.console_tail.iter().map(String::as_str).collect();
+    let console = if tail.is_empty() {
+        "(no console output; pass --console for the kernel's log)".to_owned()
+    } else {
+        tail.join("\n")
+    };
+    vec![Ok(Event::Record {
+        record: Record::Error {
+            workload: "linux guest".to_owned(),
+            message: format!("{why} ({reached}); its console's last lines:\n{console}"),
+        },
+        at,
+    })]
 }
 
 /// Turns one of the monitor's lines ([`microvm::protocol`]) into events, keeping what it
@@ -138,7 +477,7 @@ fn read_report(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
             }
             return Vec::new();
         }
-        Err(_) => return Vec::new(),
+        Ok(Line::Console(_)) | Err(_) => return Vec::new(),
     };
     let mut events = Vec::new();
     let workload = "micro guest".to_owned();
@@ -204,7 +543,11 @@ impl Instance for VmInstance {
     }
 
     fn release(&mut self) {
-        self.process.release();
+        // A Linux guest's workload ends its hold on its own; a micro guest's monitor
+        // holds the VM until it is told.
+        if !self.facts.lock().is_ok_and(|f| f.linux) {
+            self.process.release();
+        }
     }
 
     fn wait(&mut self, until: Instant) -> Result<Exit, Error> {

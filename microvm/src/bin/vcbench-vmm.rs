@@ -5,17 +5,76 @@
 //! its footprint can be measured.
 //!
 //! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M]
-//! [--timeout-ms T] [--no-serial] [--hold]`
+//! [--timeout-ms T] [--no-serial] [--hold]`, or for a Linux guest
+//! `vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N]
+//! [--memory-mib M] [--timeout-ms T] [--hold]`, whose console lines are written as they
+//! arrive, each stamped.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use microvm::guest;
-use microvm::protocol::{Line, WireReport};
+use microvm::linux::machine;
+use microvm::protocol::{ConsoleLine, Line, WireReport};
 use microvm::vm::{self, Config, End};
 
-const USAGE: &str =
-    "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold]";
+const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold]
+       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--hold]";
+
+/// What to run.
+enum Guest {
+    Micro(Config),
+    Linux(machine::Config),
+}
+
+fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
+    let mut config = machine::Config {
+        vcpus: 1,
+        memory_mib: 128,
+        kernel: Default::default(),
+        initrd: None,
+        cmdline: String::new(),
+        timeout: Duration::from_secs(60),
+    };
+    let mut kernel = None;
+    let mut hold = false;
+    let mut it = args.iter();
+    while let Some(option) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{option} needs a value"))
+        };
+        let number = |text: String| {
+            text.parse::<u64>()
+                .map_err(|_| format!("{option} needs a whole number, not {text:?}"))
+        };
+        match option.as_str() {
+            "--kernel" => kernel = Some(value()?.into()),
+            "--initrd" => config.initrd = Some(value()?.into()),
+            "--cmdline" => config.cmdline = value()?,
+            "--memory-mib" => config.memory_mib = number(value()?)?,
+            "--vcpus" => {
+                config.vcpus = u8::try_from(number(value()?)?)
+                    .map_err(|_| "--vcpus must be 1..=254".to_owned())?
+            }
+            "--timeout-ms" => config.timeout = Duration::from_millis(number(value()?)?),
+            "--hold" => hold = true,
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    config.kernel = kernel.ok_or("linux needs --kernel PATH")?;
+    Ok((config, hold))
+}
+
+fn parse_guest(args: &[String]) -> Result<(Guest, bool), String> {
+    if args.first().map(String::as_str) == Some("linux") {
+        let (config, hold) = parse_linux(&args[1..])?;
+        return Ok((Guest::Linux(config), hold));
+    }
+    let (config, hold) = parse(args)?;
+    Ok((Guest::Micro(config), hold))
+}
 
 fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let mut it = args.iter();
@@ -99,7 +158,7 @@ fn wait_for_release() {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (config, hold) = match parse(&args) {
+    let (guest, hold) = match parse_guest(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vcbench-vmm: {e}\n{USAGE}");
@@ -118,24 +177,38 @@ fn main() -> ExitCode {
         // SAFETY: `set` is initialised; blocking only affects this single-threaded process.
         unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     }
-    let result = vm::run_with(&config, |report| {
+    let before_teardown = |report: &vm::Report| {
         emit(&Line::Report(Box::new(WireReport::from(report))));
         if hold {
             wait_for_release();
         }
-    });
+    };
+    let result = match guest {
+        Guest::Micro(config) => vm::run_with(&config, before_teardown)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>),
+        Guest::Linux(config) => {
+            let on_line = Box::new(|line: &str, at: u64| {
+                emit(&Line::Console(ConsoleLine {
+                    line: line.to_owned(),
+                    at,
+                }));
+            });
+            machine::run(&config, on_line, before_teardown)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+        }
+    };
     match result {
         Ok(report) => {
             let torn_down = report.phases.last().map_or(0, |(_, ns)| *ns);
             emit(&Line::TornDown(torn_down));
             match report.end {
-                End::Halted | End::Reset => ExitCode::SUCCESS,
+                End::Halted | End::Reset | End::PoweredOff => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,
             }
         }
         Err(e) => {
             let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
+            let mut source = e.source();
             while let Some(s) = source {
                 text.push_str(": ");
                 text.push_str(&s.to_string());

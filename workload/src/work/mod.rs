@@ -72,7 +72,7 @@ impl From<Vec<Metric>> for Done {
 /// Runs the workload the arguments name.
 pub fn run(args: &Args) -> Result<Done, Error> {
     Ok(match &args.workload {
-        Workload::Hello => Vec::new().into(),
+        Workload::Hello => hello().into(),
         Workload::Cpu { mib } => cpu::run(*mib)?.into(),
         Workload::Mem { mib, iterations } => mem::run(*mib, *iterations)?.into(),
         Workload::Syscall { count } => syscall::run(*count).into(),
@@ -127,4 +127,17 @@ fn status_kib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `hello`'s one figure: the CPUs it can see online (a VM's vCPUs as its kernel counts them).
+fn hello() -> Vec<Metric> {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if online > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        let cpus = online as f64;
+        vec![Metric::new("cpus_online", cpus, "CPUs")]
+    } else {
+        Vec::new()
+    }
 }
