@@ -949,3 +949,87 @@ fn qemu_runs_the_same_micro_guest_with_its_markers_and_memory_split() {
         .unwrap();
     assert!(left.stdout.is_empty(), "QEMU still runs");
 }
+
+/// An x86-64 `ET_EXEC` ELF whose one loadable segment needs 1 MiB of file, cut at 4 KiB.
+fn truncated_vmlinux() -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    b[0x10..0x12].copy_from_slice(&2u16.to_le_bytes());
+    b[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+    b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    b[64..68].copy_from_slice(&1u32.to_le_bytes());
+    b[72..80].copy_from_slice(&0x1000u64.to_le_bytes());
+    b[96..104].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_truncated_or_non_kernel_file_given_as_kernel_is_a_clear_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("vmlinux");
+    std::fs::write(&truncated, truncated_vmlinux()).unwrap();
+    let script = dir.path().join("notes.txt");
+    std::fs::write(&script, "not a kernel\n").unwrap();
+    let program = std::env::current_exe().unwrap();
+    for (file, expected) in [
+        (
+            truncated.as_path(),
+            "is truncated: its headers need 1052672 bytes, the file has 4096",
+        ),
+        (
+            script.as_path(),
+            "is not a Linux kernel: neither an ELF vmlinux",
+        ),
+        (
+            program.as_path(),
+            "is not a Linux kernel: an ELF file, but a program or library",
+        ),
+        (&dir.path().join("missing"), "cannot read the kernel"),
+    ] {
+        let out = vcbench(
+            &[
+                "run",
+                "-b",
+                "microvm",
+                "--kernel",
+                file.to_str().unwrap(),
+                "-o",
+                "r.json",
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("--kernel"), "{err}");
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+        assert!(!dir.path().join("r.json").exists(), "nothing was run");
+    }
+}
+
+#[test]
+fn the_monitor_refuses_a_bad_kernel_before_building_a_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("vmlinux");
+    std::fs::write(&truncated, truncated_vmlinux()).unwrap();
+    let vmm = vcbench::image::install_vmm(&dir.path().join("cache")).unwrap();
+    let out = Command::new(vmm)
+        .args(["linux", "--kernel", truncated.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no report for a VM never built");
+    let err = stderr(&out);
+    assert!(
+        err.contains("truncated") && err.contains("vmlinux"),
+        "{err}"
+    );
+    let out = Command::new(vcbench::image::install_vmm(&dir.path().join("cache")).unwrap())
+        .args(["linux"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--kernel"));
+}

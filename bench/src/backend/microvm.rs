@@ -676,4 +676,200 @@ mod tests {
         );
         assert!(guest_for(&args(&["cpu"])).is_err());
     }
+
+    fn console(line: &str, at: u64) -> String {
+        serde_json::to_string(&Line::Console(microvm::protocol::ConsoleLine {
+            line: line.to_owned(),
+            at,
+        }))
+        .unwrap()
+    }
+
+    fn linux_report(end: &str, phases: &str, markers: &str) -> String {
+        format!(
+            r#"{{"report":{{"phases":{phases},"markers":{markers},"marker_writes":2,"last_marker":null,
+            "ns_per_round_trip":null,"exits":{{"exits_io_out":9}},"end":"{end}","reason":null,
+            "registers":null,"serial":"","guest_touched_kib":20000,"kernel":"6.1.192"}}}}"#
+        )
+        .replace('\n', "")
+    }
+
+    fn linux_events(lines: &[String], facts: &Mutex<Facts>) -> Vec<(Record, Stamp)> {
+        lines
+            .iter()
+            .flat_map(|l| read_linux_line(l, facts))
+            .map(|e| match e {
+                Ok(Event::Record { record, at }) => (record, at),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_linux_guest_s_records_come_from_its_console_with_the_monitor_s_stamps() {
+        let facts = Mutex::new(Facts {
+            linux: true,
+            ..Facts::default()
+        });
+        let started = Record::Started {
+            workload: "hello".into(),
+            pid: 1,
+            pid1: true,
+        };
+        let result = Record::Result {
+            workload: "hello".into(),
+            metrics: vec![Metric::new("cpus_online", 2.0, "CPUs")],
+            facts: Vec::new(),
+        };
+        let lines = [
+            console("Run /init as init process", 150),
+            console(&format!("\r{}", started.to_line().trim_end()), 200),
+            console(result.to_line().trim_end(), 300),
+            console("reboot: System halted", 320),
+            linux_report(
+                "powered_off",
+                r#"[["vm_created",10],["memory_registered",20],["kernel_loaded",30],["vcpus_created",40],
+                   ["vm_built",50],["kernel_entry",60],["first_marker",180],["powered_off",350]]"#,
+                "[[17,180],[18,310]]",
+            ),
+            r#"{"torn_down":400}"#.to_owned(),
+        ];
+        let seen = linux_events(&lines, &facts);
+        assert_eq!(seen, [(started, Stamp(200)), (result, Stamp(300))]);
+        let f = facts.lock().unwrap();
+        let phases: Vec<(&str, u64)> = f.phases.iter().map(|(n, s)| (n.as_str(), s.0)).collect();
+        assert_eq!(
+            phases,
+            [
+                ("vm_created", 10),
+                ("memory_registered", 20),
+                ("kernel_loaded", 30),
+                ("vcpus_created", 40),
+                ("vm_built", 50),
+                ("kernel_entry", 60),
+                ("init_reached", 180),
+                ("workload_started", 200),
+                ("result", 300),
+                ("powered_off", 350),
+                ("torn_down", 400),
+            ]
+        );
+        assert!(f.counters.contains(&("guest_cpus_online".to_owned(), 2)));
+        assert!(f.counters.contains(&("exits_io_out".to_owned(), 9)));
+        assert_eq!(
+            f.console_tail,
+            ["Run /init as init process", "reboot: System halted"]
+        );
+    }
+
+    #[test]
+    fn a_linux_guest_stopped_at_its_timeout_is_an_error_with_its_console_tail() {
+        let facts = Mutex::new(Facts::default());
+        let mut lines: Vec<String> = (0..50).map(|i| console(&format!("line {i}"), i)).collect();
+        lines.push(console(
+            "Kernel panic - not syncing: VFS: Unable to mount root fs",
+            60,
+        ));
+        lines.push(linux_report(
+            "timed_out",
+            r#"[["vm_created",1],["kernel_entry",2],["stopped",900]]"#,
+            "[]",
+        ));
+        let seen = linux_events(&lines, &facts);
+        assert_eq!(seen.len(), 1);
+        match &seen[0] {
+            (Record::Error { message, .. }, Stamp(900)) => {
+                assert!(
+                    message.starts_with(
+                        "the guest was stopped at its timeout (init was never reached)"
+                    ),
+                    "{message}"
+                );
+                assert!(
+                    message.ends_with("Kernel panic - not syncing: VFS: Unable to mount root fs"),
+                    "{message}"
+                );
+                assert!(
+                    !message.contains("line 10\n") && message.contains("line 11\n"),
+                    "the last {CONSOLE_TAIL} lines"
+                );
+            }
+            other => panic!("expected an error record, got {other:?}"),
+        }
+        // A clean power-off before the result is an error too.
+        let facts = Mutex::new(Facts::default());
+        let seen = linux_events(
+            &[linux_report(
+                "powered_off",
+                r#"[["powered_off",5]]"#,
+                "[[17,3]]",
+            )],
+            &facts,
+        );
+        assert!(
+            matches!(&seen[0].0, Record::Error { message, .. } if message.starts_with("the guest powered off before the workload's result (init was reached)"))
+        );
+    }
+
+    #[test]
+    fn the_command_line_passes_the_workload_its_environment_and_arguments() {
+        let vm = MicroVm {
+            guests: Guests::Micro(String::new()),
+            ..MicroVm::default()
+        };
+        let args = ["cpu".to_owned(), "--mib".to_owned(), "64".to_owned()];
+        assert_eq!(
+            vm.cmdline(&args),
+            "console=ttyS0 reboot=k panic=0 io_delay=none 8250.nr_uarts=1 quiet \
+             VCBENCH_EXIT=poweroff VCBENCH_CHANNEL=stdout VCBENCH_MARKER=0x80 -- cpu --mib 64"
+        );
+        let loud = MicroVm {
+            console: true,
+            ..vm
+        };
+        assert!(!loud.cmdline(&args).contains(QUIET));
+        assert_eq!(workload::marker::POWEROFF, microvm::layout::MARKER_POWEROFF);
+        assert_eq!(workload::marker::INIT, microvm::layout::MARKER_INIT);
+    }
+
+    #[test]
+    fn without_a_kernel_only_micro_guest_scenarios_run_and_the_rest_say_why() {
+        let vm = MicroVm {
+            guests: Guests::Micro("needs a Linux guest kernel".into()),
+            ..MicroVm::default()
+        };
+        assert!(vm.supports(Scenario::Startup).is_ok());
+        assert!(vm.supports(Scenario::Exits).is_ok());
+        assert_eq!(
+            vm.supports(Scenario::Cpu),
+            Err("needs a Linux guest kernel".into())
+        );
+        let unbootable = MicroVm {
+            guests: Guests::Unbootable("software KVM".into()),
+            ..MicroVm::default()
+        };
+        assert!(unbootable.supports(Scenario::Startup).is_err());
+        assert!(unbootable.supports(Scenario::Exits).is_ok());
+        let linux = MicroVm {
+            guests: Guests::Linux(GuestKernel {
+                path: "/k".into(),
+                version: "6.1.192".into(),
+                config_sha256: Some("964fae3de9817cd393f5".into()),
+            }),
+            vcpus: 2,
+            ..MicroVm::default()
+        };
+        for s in [
+            Scenario::Cpu,
+            Scenario::Net,
+            Scenario::Footprint,
+            Scenario::Exits,
+        ] {
+            assert!(linux.supports(s).is_ok(), "{s:?}");
+        }
+        assert_eq!(
+            linux.settings(),
+            "Linux guests (Linux 6.1.192, config 964fae3de9817cd3), 2 vCPUs, 128 MiB"
+        );
+    }
 }

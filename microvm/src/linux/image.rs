@@ -16,6 +16,8 @@ use crate::layout::HIGH_MEMORY_START;
 
 /// ELF machine number of x86-64.
 const EM_X86_64: u16 = 62;
+/// ELF file type of an executable with fixed addresses, as `vmlinux` is.
+const ET_EXEC: u16 = 2;
 /// ELF program header type of a loadable segment.
 const PT_LOAD: u32 = 1;
 /// Where the setup header's "HdrS" magic lies in a bzImage.
@@ -224,6 +226,11 @@ fn check_elf(bytes: &[u8]) -> Result<(), Bad> {
     if u16_at(bytes, 0x12) != Some(EM_X86_64) {
         return Err(Bad::Not("an ELF file, but not for x86-64"));
     }
+    if u16_at(bytes, 0x10) != Some(ET_EXEC) {
+        return Err(Bad::Not(
+            "an ELF file, but a program or library (not an executable with fixed addresses, as vmlinux is)",
+        ));
+    }
     let phoff = u64_at(bytes, 0x20).unwrap_or(0);
     let phentsize = u64::from(u16_at(bytes, 0x36).unwrap_or(0));
     let phnum = u64::from(u16_at(bytes, 0x38).unwrap_or(0));
@@ -314,6 +321,7 @@ mod tests {
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
         b[5] = 1;
+        b[0x10..0x12].copy_from_slice(&ET_EXEC.to_le_bytes());
         b[0x12..0x14].copy_from_slice(&EM_X86_64.to_le_bytes());
         b[0x18..0x20].copy_from_slice(&0x100_0000u64.to_le_bytes());
         b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());

@@ -1,0 +1,210 @@
+//! Linux guests end to end, in the test rig (hardware-style KVM under QEMU TCG): the
+//! project's kernel (`vcbench kernel build`) boots with the image's initramfs in this
+//! project's monitor, and the `microvm` backend reports the workload's own records, with
+//! every phase of the boot stamped and in order; with 2 vCPUs the guest counts 2 CPUs.
+//! A kernel that never reaches init is stopped at the timeout with its console.
+//!
+//! Skipped with the reason when the rig or the kernel is missing (a failure under CI=true,
+//! where `.ci/run` installs the rig's packages and builds the kernel).
+
+#[path = "../../tests/rig/support.rs"]
+mod rig;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// The kernel `vcbench kernel build` made, or why there is none.
+fn guest_kernel() -> Option<PathBuf> {
+    match vcbench::kernel::latest(&vcbench::image::cache_dir()) {
+        Ok(Some(built)) => Some(built.vmlinux),
+        other => {
+            let why = match other {
+                Err(e) => format!("the kernel cache is unreadable: {e}"),
+                _ => "no guest kernel has been built: run `vcbench kernel build`".to_owned(),
+            };
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {why}"
+            );
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// The phases of a Linux guest's run, in the order they must happen.
+const PHASES: [&str; 11] = [
+    "vm_created",
+    "memory_registered",
+    "kernel_loaded",
+    "vcpus_created",
+    "vm_built",
+    "kernel_entry",
+    "init_reached",
+    "workload_started",
+    "result",
+    "powered_off",
+    "torn_down",
+];
+
+fn results_after(output: &str, marker: &str) -> Value {
+    let json = output
+        .split_once(marker)
+        .unwrap_or_else(|| panic!("no {marker} in the output"))
+        .1;
+    let json = json.split("----").next().unwrap_or_default();
+    serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("bad results JSON: {e}\n{json}"))
+}
+
+fn microvm_runs<'a>(results: &'a Value, scenario: &str) -> Vec<&'a Value> {
+    results["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["backend"] == "microvm" && r["scenario"] == scenario)
+        .collect()
+}
+
+fn check_phases(run: &Value) {
+    let phases = run["phases"].as_array().expect("phases");
+    let stamp = |name: &str| {
+        phases
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["ms"].as_f64())
+            .unwrap_or_else(|| panic!("phase {name} missing from {phases:?}"))
+    };
+    let stamps: Vec<f64> = PHASES.iter().map(|p| stamp(p)).collect();
+    for (pair, names) in stamps.windows(2).zip(PHASES.windows(2)) {
+        assert!(
+            pair[0] <= pair[1],
+            "{} ({} ms) comes after {} ({} ms)",
+            names[0],
+            pair[0],
+            names[1],
+            pair[1]
+        );
+    }
+    assert!(stamps[0] >= 0.0, "the VM is created after the launch");
+}
+
+#[test]
+fn the_project_kernel_boots_the_workload_as_init_and_the_backend_reports_its_records() {
+    if !rig::available() {
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    let outcome = rig::Rig::default()
+        .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
+        .file(&kernel, "/rig/vmlinux")
+        .timeout(600)
+        .run(&[
+            "sh",
+            "-c",
+            "vcbench run --backend microvm --kernel /rig/vmlinux --scenario startup,cpu,syscall \
+               --runs 1 --warmup 0 --timeout 120 --quiet --out /tmp/one.json >/dev/null; s1=$?; \
+             vcbench run --backend microvm --kernel /rig/vmlinux --vm-vcpus 2 --scenario startup \
+               --runs 1 --warmup 0 --timeout 120 --quiet --out /tmp/two.json >/dev/null; s2=$?; \
+             echo '---- one vCPU ----'; cat /tmp/one.json; echo '---- two vCPUs ----'; \
+             cat /tmp/two.json; echo '----'; [ $s1 = 0 ] && [ $s2 = 0 ]",
+        ]);
+    let one = results_after(&outcome.output, "---- one vCPU ----");
+    let two = results_after(&outcome.output, "---- two vCPUs ----");
+    assert_eq!(
+        outcome.status, 0,
+        "vcbench run failed in the rig: {:#}",
+        one["failures"]
+    );
+    let settings = one["plan"]["settings"]["microvm"].as_str().unwrap();
+    assert!(
+        settings.contains("Linux guests (Linux 6.1") && settings.contains("config "),
+        "the kernel's identity is in the plan: {settings}"
+    );
+    for scenario in ["startup", "cpu", "syscall"] {
+        let runs = microvm_runs(&one, scenario);
+        assert_eq!(runs.len(), 1, "{scenario}: one run");
+        assert_eq!(runs[0]["ok"], true, "{scenario}: {:#}", one["failures"]);
+        check_phases(runs[0]);
+        // The workload's own records: started (the marker the runner times) and result.
+        assert!(
+            runs[0]["markers"]["started_ms"].as_f64().is_some(),
+            "{scenario}"
+        );
+        assert!(
+            runs[0]["markers"]["result_ms"].as_f64().is_some(),
+            "{scenario}"
+        );
+    }
+    let figure = |results: &Value, scenario: &str, metric: &str| {
+        results["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| {
+                f["backend"] == "microvm" && f["scenario"] == scenario && f["metric"] == metric
+            })
+            .and_then(|f| f["samples"][0].as_f64())
+            .unwrap_or_else(|| panic!("no {scenario} {metric} figure: {:#}", results["figures"]))
+    };
+    assert!(figure(&one, "startup", "time_to_start") > 0.0);
+    assert!(figure(&one, "cpu", "throughput") > 0.0);
+    assert!(figure(&one, "syscall", "syscall") > 0.0);
+    let cpus = |results: &Value| {
+        microvm_runs(results, "startup")[0]["counters"]["guest_cpus_online"].as_u64()
+    };
+    assert_eq!(cpus(&one), Some(1), "one vCPU");
+    assert_eq!(cpus(&two), Some(2), "the guest sees 2 CPUs");
+    check_phases(microvm_runs(&two, "startup")[0]);
+}
+
+#[test]
+fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console() {
+    if !rig::available() {
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    let vmm = vcbench::image::install_vmm(&vcbench::image::cache_dir()).unwrap();
+    // No initramfs and no root device: the kernel panics ("Unable to mount root fs") and,
+    // with panic=0, waits forever.
+    let outcome = rig::Rig::default()
+        .file(&vmm, "/rig/vcbench-vmm")
+        .file(&kernel, "/rig/vmlinux")
+        .timeout(300)
+        .run(&[
+            "vcbench-vmm",
+            "linux",
+            "--kernel",
+            "/rig/vmlinux",
+            "--cmdline",
+            "console=ttyS0 panic=0",
+            "--timeout-ms",
+            "20000",
+        ]);
+    assert_eq!(
+        outcome.status, 1,
+        "a guest stopped at its timeout is a failure"
+    );
+    let report = outcome
+        .output
+        .lines()
+        .find_map(
+            |l| match serde_json::from_str::<microvm::protocol::Line>(l) {
+                Ok(microvm::protocol::Line::Report(r)) => Some(r),
+                _ => None,
+            },
+        )
+        .expect("a report");
+    assert_eq!(report.end, microvm::protocol::End::TimedOut);
+    assert!(
+        report.serial.contains("Kernel panic"),
+        "the console holds the panic: {}",
+        report.serial
+    );
+    assert!(report.phase("kernel_entry").is_some());
+    assert!(report.markers.is_empty(), "init was never reached");
+}
