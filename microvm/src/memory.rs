@@ -70,7 +70,12 @@ impl GuestRam {
                 let host = memory.get_host_address(*start).map_or(0, |p| p as usize);
                 (start.0, host, *len)
             })
-            .collect();
+            .collect::<Vec<(u64, usize, usize)>>();
+        for &(_, host, len) in &ranges {
+            // Kernels without transparent huge pages refuse the advice, and then there is
+            // nothing to opt out of: small pages are all they have.
+            let _ = small_pages_only(host as *mut u8, len);
+        }
         Ok(GuestRam { memory, ranges })
     }
 

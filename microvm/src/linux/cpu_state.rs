@@ -115,7 +115,7 @@ mod tests {
         wire_lint_pins(&mut lapic);
         assert_eq!(lapic_register(&lapic, APIC_LVT_LINT0), 0x1_8700);
         assert_eq!(lapic_register(&lapic, APIC_LVT_LINT1), 0x1_0400);
-        assert_eq!(lapic.regs[APIC_LVT_LINT0 + 1] as u8, 0x87);
+        assert_eq!(lapic.regs[APIC_LVT_LINT0 + 1].cast_unsigned(), 0x87);
     }
 
     #[test]

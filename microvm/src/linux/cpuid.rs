@@ -44,14 +44,11 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], index: u8, vcpus: u8) {
                     e.edx &= !HTT;
                 }
             }
-            0x4 => {
-                // Leave "no more caches" (type 0) entries alone.
-                if e.eax & 0x1f != 0 {
-                    let level = (e.eax >> 5) & 0x7;
-                    let sharing = if level >= 3 { n - 1 } else { 0 };
-                    e.eax =
-                        (e.eax & 0x3fff) | ((n - 1).min(0x3f) << 26) | (sharing.min(0xfff) << 14);
-                }
+            // Leave "no more caches" (type 0) entries alone.
+            0x4 if e.eax & 0x1f != 0 => {
+                let level = (e.eax >> 5) & 0x7;
+                let sharing = if level >= 3 { n - 1 } else { 0 };
+                e.eax = (e.eax & 0x3fff) | ((n - 1).min(0x3f) << 26) | (sharing.min(0xfff) << 14);
             }
             0xb | 0x1f => {
                 match e.index {
