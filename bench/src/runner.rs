@@ -204,10 +204,7 @@ pub fn execute(
                     results.complete = false;
                     break 'plan;
                 }
-                results.complete = false;
-                results.finished_at = results::now_rfc3339();
-                progress.checkpoint(&results);
-                results.complete = true;
+                checkpoint(&mut results, progress);
                 continue;
             }
             if step.scenario == Scenario::Interference {
@@ -243,10 +240,7 @@ pub fn execute(
                     results.complete = false;
                     break 'plan;
                 }
-                results.complete = false;
-                results.finished_at = results::now_rfc3339();
-                progress.checkpoint(&results);
-                results.complete = true;
+                checkpoint(&mut results, progress);
                 continue;
             }
             // Per metric, in the order the scenario yields them.
@@ -357,10 +351,7 @@ pub fn execute(
                     }),
                 }
             }
-            results.complete = false;
-            results.finished_at = results::now_rfc3339();
-            progress.checkpoint(&results);
-            results.complete = true;
+            checkpoint(&mut results, progress);
         }
     }
     if stop.load(Ordering::SeqCst) {
@@ -368,6 +359,14 @@ pub fn execute(
     }
     results.finished_at = results::now_rfc3339();
     results
+}
+
+/// Hands everything so far, marked incomplete, to the progress's checkpoint.
+fn checkpoint(results: &mut Results, progress: &dyn Progress) {
+    results.complete = false;
+    results.finished_at = results::now_rfc3339();
+    progress.checkpoint(results);
+    results.complete = true;
 }
 
 /// The tool's identity for results.

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -214,27 +215,15 @@ fn startup_distribution<DB: DrawingBackend>(
         .flat_map(|(_, s)| s.iter().copied())
         .fold(0.0_f64, f64::max)
         * 1.1;
-    let n = data.len();
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "Startup latency: launch to the workload's first record",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(110)
-        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(
-            data.iter().map(|(b, _)| b.clone()).collect(),
-        ))
-        .x_desc("ms (box: quartiles, line: median, whiskers: min and max)")
-        .draw()
-        .map_err(err)?;
+    let names = data.iter().map(|(b, _)| b.clone()).collect();
+    let mut chart = category_chart(
+        area,
+        "Startup latency: launch to the workload's first record",
+        max,
+        names,
+        "ms (box: quartiles, line: median, whiskers: min and max)",
+        110,
+    )?;
     for (i, (_, samples)) in data.iter().enumerate() {
         let mut sorted = samples.clone();
         sorted.sort_by(f64::total_cmp);
@@ -264,6 +253,34 @@ fn startup_distribution<DB: DrawingBackend>(
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// A chart of horizontal rows, one per name (the first at the bottom), over `0..max`.
+fn category_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    max: f64,
+    names: Vec<String>,
+    x_desc: &str,
+    label_width: u32,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, DrawError> {
+    let n = names.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(label_width)
+        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&category_labels(names))
+        .x_desc(x_desc)
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
 }
 
 /// Per backend, its startup phases as (name, median ms after launch), ending with the
@@ -311,27 +328,15 @@ fn startup_phases<DB: DrawingBackend>(
         .fold(0.0_f64, f64::max)
         // Room on the right for the legend.
         * 1.6;
-    let n = data.len();
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "Where startup time goes (median of each phase)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(110)
-        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(
-            data.iter().map(|(b, _)| b.clone()).collect(),
-        ))
-        .x_desc("ms after launch (each segment ends when its phase is reached)")
-        .draw()
-        .map_err(err)?;
+    let names = data.iter().map(|(b, _)| b.clone()).collect();
+    let mut chart = category_chart(
+        area,
+        "Where startup time goes (median of each phase)",
+        max,
+        names,
+        "ms after launch (each segment ends when its phase is reached)",
+        110,
+    )?;
     let mut k = 0;
     for (i, (backend, phases)) in data.iter().enumerate() {
         let y = as_f64(i);
@@ -393,27 +398,15 @@ fn memory<DB: DrawingBackend>(
     let data = memory_parts(doc);
     // Room on the right for the legend.
     let max = data.iter().map(|(_, a, b)| a + b).fold(0.0_f64, f64::max) * 1.7;
-    let n = data.len();
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "Memory per instance (footprint scenario)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(110)
-        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(
-            data.iter().map(|(b, _, _)| b.clone()).collect(),
-        ))
-        .x_desc("MiB")
-        .draw()
-        .map_err(err)?;
+    let names = data.iter().map(|(b, _, _)| b.clone()).collect();
+    let mut chart = category_chart(
+        area,
+        "Memory per instance (footprint scenario)",
+        max,
+        names,
+        "MiB",
+        110,
+    )?;
     let touched_color = color(0);
     let overhead_color = color(1);
     chart
@@ -477,26 +470,15 @@ fn overhead<DB: DrawingBackend>(
     let data = slowdowns(doc);
     let max = data.iter().map(|(_, _, s)| *s).fold(1.0_f64, f64::max) * 1.15;
     let n = data.len();
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "Runtime slowdown against native (1 = native speed)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(200)
-        .build_cartesian_2d(0.0..max, -0.5..as_f64(n) - 0.5)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(
-            data.iter().map(|(b, m, _)| format!("{b}: {m}")).collect(),
-        ))
-        .x_desc("slowdown (x)")
-        .draw()
-        .map_err(err)?;
+    let names = data.iter().map(|(b, m, _)| format!("{b}: {m}")).collect();
+    let mut chart = category_chart(
+        area,
+        "Runtime slowdown against native (1 = native speed)",
+        max,
+        names,
+        "slowdown (x)",
+        200,
+    )?;
     chart
         .draw_series(data.iter().enumerate().map(|(i, (_, _, s))| {
             let y = as_f64(i);
