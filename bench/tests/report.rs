@@ -145,7 +145,7 @@ fn the_report_of_a_real_run_opens_cleanly_in_chromium_with_every_chart_drawn() {
     );
 
     // Each chart on its own page at its own size: the plot area holds coloured marks.
-    let doc = reports::Document::read(&dir.path().join("r.json")).unwrap();
+    let doc = reports::Results::read(&dir.path().join("r.json")).unwrap();
     let mut drawn = 0;
     for chart in reports::charts::Chart::ALL {
         let Some(svg) = reports::charts::svg(chart, &doc).unwrap() else {

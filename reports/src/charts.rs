@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::document::Document;
+use crate::document::Results;
 
 /// Width and height of a chart, pixels (the isolation matrix is taller).
 pub const SIZE: (u32, u32) = (900, 420);
@@ -107,7 +107,7 @@ fn color(i: usize) -> RGBColor {
 }
 
 /// The chart as an SVG document, or `None` when the document has no data for it.
-pub fn svg(chart: Chart, doc: &Document) -> Result<Option<String>, DrawError> {
+pub fn svg(chart: Chart, doc: &Results) -> Result<Option<String>, DrawError> {
     if !has_data(chart, doc) {
         return Ok(None);
     }
@@ -121,7 +121,7 @@ pub fn svg(chart: Chart, doc: &Document) -> Result<Option<String>, DrawError> {
 }
 
 /// Writes the chart as a PNG file; `Ok(false)` when the document has no data for it.
-pub fn png(chart: Chart, doc: &Document, path: &Path) -> Result<bool, DrawError> {
+pub fn png(chart: Chart, doc: &Results, path: &Path) -> Result<bool, DrawError> {
     if !has_data(chart, doc) {
         return Ok(false);
     }
@@ -131,7 +131,7 @@ pub fn png(chart: Chart, doc: &Document, path: &Path) -> Result<bool, DrawError>
     Ok(true)
 }
 
-fn has_data(chart: Chart, doc: &Document) -> bool {
+fn has_data(chart: Chart, doc: &Results) -> bool {
     match chart {
         Chart::StartupDistribution => !startup_samples(doc).is_empty(),
         Chart::StartupPhases => !phase_medians(doc).is_empty(),
@@ -145,7 +145,7 @@ fn has_data(chart: Chart, doc: &Document) -> bool {
 fn draw<DB: DrawingBackend>(
     chart: Chart,
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     area.fill(&WHITE).map_err(err)?;
     match chart {
@@ -160,7 +160,7 @@ fn draw<DB: DrawingBackend>(
 }
 
 /// `time_to_start` samples per backend.
-fn startup_samples(doc: &Document) -> Vec<(String, Vec<f64>)> {
+fn startup_samples(doc: &Results) -> Vec<(String, Vec<f64>)> {
     doc.figures
         .iter()
         .filter(|f| f.scenario == "startup" && f.metric == "time_to_start" && !f.samples.is_empty())
@@ -206,7 +206,7 @@ fn as_f64(n: usize) -> f64 {
 
 fn startup_distribution<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let data = startup_samples(doc);
     let max = data
@@ -268,7 +268,7 @@ fn startup_distribution<DB: DrawingBackend>(
 
 /// Per backend, its startup phases as (name, median ms after launch), ending with the
 /// workload's first record.
-pub fn phase_medians(doc: &Document) -> Vec<(String, Vec<(String, f64)>)> {
+pub fn phase_medians(doc: &Results) -> Vec<(String, Vec<(String, f64)>)> {
     let mut out = Vec::new();
     for backend in doc.backends() {
         let runs: Vec<_> = doc
@@ -302,7 +302,7 @@ pub fn phase_medians(doc: &Document) -> Vec<(String, Vec<(String, f64)>)> {
 
 fn startup_phases<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let data = phase_medians(doc);
     let max = data
@@ -362,7 +362,7 @@ fn startup_phases<DB: DrawingBackend>(
 }
 
 /// Per backend: (what the workload or guest touched, what the sandbox adds), MiB.
-pub fn memory_parts(doc: &Document) -> Vec<(String, f64, f64)> {
+pub fn memory_parts(doc: &Results) -> Vec<(String, f64, f64)> {
     let mut out = Vec::new();
     for backend in doc.backends() {
         let m = |metric: &str| {
@@ -388,7 +388,7 @@ pub fn memory_parts(doc: &Document) -> Vec<(String, f64, f64)> {
 
 fn memory<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let data = memory_parts(doc);
     // Room on the right for the legend.
@@ -448,7 +448,7 @@ fn memory<DB: DrawingBackend>(
 }
 
 /// Slowdown against native (above 1 is slower), per backend and workload metric.
-pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
+pub fn slowdowns(doc: &Results) -> Vec<(String, String, f64)> {
     const SCENARIOS: [&str; 6] = ["cpu", "mem", "syscall", "fork", "file", "net"];
     doc.figures
         .iter()
@@ -456,7 +456,7 @@ pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
         .filter(|f| f.metric != "wall" && f.metric != "peak_rss")
         .filter_map(|f| {
             let ratio = doc.vs_native(f)?;
-            let slowdown = if f.better == "higher" {
+            let slowdown = if f.better == crate::document::Better::Higher {
                 1.0 / ratio
             } else {
                 ratio
@@ -472,7 +472,7 @@ pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
 
 fn overhead<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let data = slowdowns(doc);
     let max = data.iter().map(|(_, _, s)| *s).fold(1.0_f64, f64::max) * 1.15;
@@ -514,7 +514,7 @@ fn overhead<DB: DrawingBackend>(
 
 fn isolation<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let Some(first) = doc.isolation.first() else {
         return Ok(());
@@ -588,7 +588,7 @@ fn step_start(start_ms: &[f64]) -> f64 {
 
 fn density<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
     axis: DensityAxis,
 ) -> Result<(), DrawError> {
     let max_n = doc
@@ -599,7 +599,7 @@ fn density<DB: DrawingBackend>(
         .unwrap_or(1);
     #[allow(clippy::cast_precision_loss, reason = "memory sizes far below 2^52")]
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let value = |s: &crate::document::DensityStep| match axis {
+    let value = |s: &crate::document::density::Step| match axis {
         DensityAxis::Memory => mib(s.per_instance.pss_kib),
         DensityAxis::Start => step_start(&s.start_ms),
     };

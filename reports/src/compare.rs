@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use crate::document::Document;
+use crate::document::Results;
 use crate::sections::number;
 
 /// One figure across documents.
@@ -26,7 +26,7 @@ pub struct Row {
 }
 
 /// The rows of a comparison of `docs` (the first is the baseline).
-pub fn rows(docs: &[Document]) -> Vec<Row> {
+pub fn rows(docs: &[Results]) -> Vec<Row> {
     let Some(base) = docs.first() else {
         return Vec::new();
     };
@@ -66,7 +66,7 @@ pub fn rows(docs: &[Document]) -> Vec<Row> {
 }
 
 /// The comparison as a Markdown table, with each document's host first.
-pub fn markdown(docs: &[Document], names: &[String]) -> String {
+pub fn markdown(docs: &[Results], names: &[String]) -> String {
     let mut out = String::from("# vcbench comparison\n\n");
     for (doc, name) in docs.iter().zip(names) {
         let _ = writeln!(

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::charts::{self, Chart};
-use crate::document::{Document, Figure};
+use crate::document::{Figure, Results};
 use crate::sections::{self, number};
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;\
@@ -16,7 +16,7 @@ padding:.5em 1em}.note{background:#eef4fb;padding:.5em 1em}.isolated{background:
 figure svg{max-width:100%;height:auto}.missing{color:#777}";
 
 /// Renders the HTML report; a chart that cannot be drawn is replaced by its reason.
-pub fn render(doc: &Document) -> String {
+pub fn render(doc: &Results) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -84,7 +84,7 @@ pub fn render(doc: &Document) -> String {
     out
 }
 
-fn table(doc: &Document, figures: &[Figure]) -> String {
+fn table(doc: &Results, figures: &[Figure]) -> String {
     let mut out = String::from(
         "<table><tr><th>backend</th><th>scenario</th><th>metric</th><th>median</th>\
          <th>p95</th><th>cv</th><th>n</th><th>vs native</th></tr>\n",
@@ -114,7 +114,7 @@ fn table(doc: &Document, figures: &[Figure]) -> String {
     out
 }
 
-fn matrix(doc: &Document) -> String {
+fn matrix(doc: &Results) -> String {
     let Some(first) = doc.isolation.first() else {
         return String::new();
     };

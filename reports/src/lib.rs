@@ -10,13 +10,13 @@ pub mod html;
 pub mod markdown;
 pub mod sections;
 
-pub use document::{Document, Error};
+pub use document::{Error, Results};
 
 use std::path::{Path, PathBuf};
 
 /// Writes every chart the document has data for as `DIR/<name>.svg` and `DIR/<name>.png`,
 /// and returns the files written.
-pub fn write_charts(doc: &Document, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
+pub fn write_charts(doc: &Results, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
     std::fs::create_dir_all(dir).map_err(|source| ChartError::Io {
         path: dir.to_owned(),
         source,

@@ -4,11 +4,11 @@
 
 use std::fmt::Write;
 
-use crate::document::{Document, Figure};
+use crate::document::{Figure, Results};
 use crate::sections::{self, number};
 
 /// Renders the Markdown report.
-pub fn render(doc: &Document) -> String {
+pub fn render(doc: &Results) -> String {
     let mut out = String::from("# vcbench report\n\n");
     let _ = writeln!(out, "Host: {}\n", sections::host_line(doc));
     for w in sections::warnings(doc) {
@@ -42,7 +42,7 @@ pub fn render(doc: &Document) -> String {
 }
 
 /// A table of figures: median, p95, cv, n, and the ratio to native.
-pub fn table(doc: &Document, figures: &[Figure]) -> String {
+pub fn table(doc: &Results, figures: &[Figure]) -> String {
     let mut out = String::from(
         "| backend | scenario | metric | median | p95 | cv | n | vs native |\n\
          | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
@@ -70,7 +70,7 @@ pub fn table(doc: &Document, figures: &[Figure]) -> String {
 }
 
 /// The isolation matrix: a row per check, a column per backend.
-fn matrix(doc: &Document) -> String {
+fn matrix(doc: &Results) -> String {
     let Some(first) = doc.isolation.first() else {
         return String::new();
     };

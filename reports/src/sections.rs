@@ -2,7 +2,7 @@
 //! drawn from the measured numbers and the figures it shows, the environment banner, and
 //! the failures and skips. Markdown and HTML both render this.
 
-use crate::document::{Document, Figure};
+use crate::document::{Figure, Results};
 
 /// One concern of the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ pub fn number(v: f64) -> String {
 }
 
 /// The report's sections, in order.
-pub fn sections(doc: &Document) -> Vec<Section> {
+pub fn sections(doc: &Results) -> Vec<Section> {
     CONCERNS
         .iter()
         .map(|(title, id, scenarios)| Section {
@@ -65,7 +65,7 @@ pub fn sections(doc: &Document) -> Vec<Section> {
 }
 
 /// The host in one line.
-pub fn host_line(doc: &Document) -> String {
+pub fn host_line(doc: &Results) -> String {
     let h = &doc.host;
     let kvm = match &h.kvm.module {
         Some(m) => format!("{} ({m})", h.kvm.flavour),
@@ -87,7 +87,7 @@ pub fn host_line(doc: &Document) -> String {
 }
 
 /// The warnings every reader must see before any VM figure.
-pub fn warnings(doc: &Document) -> Vec<String> {
+pub fn warnings(doc: &Results) -> Vec<String> {
     let mut w = Vec::new();
     if doc.host.emulated {
         w.push(
@@ -115,7 +115,7 @@ pub fn warnings(doc: &Document) -> Vec<String> {
 }
 
 /// Failures and skips, one line each.
-pub fn problems(doc: &Document) -> Vec<String> {
+pub fn problems(doc: &Results) -> Vec<String> {
     let mut lines: Vec<String> = doc
         .failures
         .iter()
@@ -128,13 +128,13 @@ pub fn problems(doc: &Document) -> Vec<String> {
     lines
 }
 
-fn median(doc: &Document, backend: &str, scenario: &str, metric: &str) -> Option<f64> {
+fn median(doc: &Results, backend: &str, scenario: &str, metric: &str) -> Option<f64> {
     doc.figure(backend, scenario, metric)
         .map(|f| f.summary.median)
 }
 
 /// The teaching note of a section, from the numbers measured.
-fn note(doc: &Document, id: &str) -> String {
+fn note(doc: &Results, id: &str) -> String {
     let m = |b: &str, s: &str, k: &str| median(doc, b, s, k);
     let mut text = String::new();
     match id {
@@ -270,7 +270,7 @@ fn note(doc: &Document, id: &str) -> String {
                     .or(d.steps.first());
                 if let (Some(first), Some(last)) = (first, d.steps.last()) {
                     if last.instances > first.instances {
-                        let start = |s: &crate::document::DensityStep| {
+                        let start = |s: &crate::document::density::Step| {
                             let mut v = s.start_ms.clone();
                             v.sort_by(f64::total_cmp);
                             v.get(v.len() / 2).copied().unwrap_or(0.0)

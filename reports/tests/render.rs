@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reports::{charts, compare, html, markdown, Document, Error};
+use reports::{charts, compare, html, markdown, Error, Results};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,8 +13,8 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn fixture() -> Document {
-    Document::read(&data("results.json")).expect("the fixture reads")
+fn fixture() -> Results {
+    Results::read(&data("results.json")).expect("the fixture reads")
 }
 
 #[test]
@@ -149,23 +149,27 @@ fn what_is_not_a_results_document_is_named_and_refused() {
     };
     let full = std::fs::read_to_string(data("results.json")).unwrap();
     let truncated = write("truncated.json", &full[..full.len() / 2]);
+    let e = Results::read(&truncated).unwrap_err();
+    assert!(matches!(e, Error::Truncated { .. }), "{e}");
+    assert!(e.to_string().contains("cut short"), "{e}");
+    let not_json = write("not.json", "vcbench results\n");
     assert!(matches!(
-        Document::read(&truncated),
+        Results::read(&not_json),
         Err(Error::NotJson { .. })
     ));
     let newer = write(
         "newer.json",
         &full.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1),
     );
-    let e = Document::read(&newer).unwrap_err();
+    let e = Results::read(&newer).unwrap_err();
     assert!(matches!(e, Error::Newer { found: 2, .. }), "{e}");
     assert!(e.to_string().contains("use a newer vcbench"));
     let other = write("other.json", r#"{"name": "not results"}"#);
-    let e = Document::read(&other).unwrap_err();
+    let e = Results::read(&other).unwrap_err();
     assert!(matches!(e, Error::NotResults { .. }), "{e}");
     assert!(e.to_string().contains("other.json"));
     assert!(matches!(
-        Document::read(&dir.path().join("missing.json")),
+        Results::read(&dir.path().join("missing.json")),
         Err(Error::Read { .. })
     ));
 }
