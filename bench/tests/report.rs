@@ -203,7 +203,7 @@ fn report_and_compare_on_the_command_line() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("+0.0% (noise)"), "{text}");
+    assert!(text.contains("+0.0% within noise"), "{text}");
 
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"schema_version\": 99}").unwrap();

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod document;
 pub mod html;
 pub mod markdown;
+pub mod phases;
 pub mod sections;
 
 pub use document::{Error, Results};
