@@ -34,7 +34,7 @@ pub fn write(results: &Results, path: &Path) -> Result<(), Error> {
     write_atomic(path, results.to_json().as_bytes())
 }
 
-/// Writes `bytes` to `path` atomically (see [`write`]).
+/// Writes `bytes` to `path` atomically (see [`write`]), readable by others less the umask.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let write_error = |source| Error::Write {
         path: path.to_owned(),
@@ -44,8 +44,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // Readable by others, as a file written by any program is (less the umask): a
+    // temporary file is private by default, and the rename would keep it so.
     let mut file = tempfile::Builder::new()
         .prefix(".vcbench-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
         .map_err(write_error)?;
     file.write_all(bytes).map_err(write_error)?;

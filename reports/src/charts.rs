@@ -78,11 +78,13 @@ impl Chart {
     }
 }
 
-/// A drawing error, as text.
-pub type DrawError = String;
+/// Why plotters could not draw a chart (its backend's error, as it describes it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DrawError(String);
 
-fn err<E: std::fmt::Debug>(e: E) -> DrawError {
-    format!("{e:?}")
+fn err<E: std::error::Error>(e: E) -> DrawError {
+    DrawError(e.to_string())
 }
 
 const PALETTE: [RGBColor; 16] = [
@@ -517,7 +519,7 @@ fn overhead<DB: DrawingBackend>(
             .draw_series([Rectangle::new([(0.0, y - 0.3), (*s, y + 0.3)], c.filled())])
             .map_err(err)?;
         chart
-            .draw_series([bar_label(s + max * 0.01, y, times(*s))])
+            .draw_series([bar_label(s.max(1.0) + max * 0.01, y, times(*s))])
             .map_err(err)?;
     }
     chart
@@ -639,6 +641,7 @@ fn density<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .light_line_style(LIGHT)
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .x_desc("instances alive")
         .y_desc(unit)
         .draw()

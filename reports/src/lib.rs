@@ -24,9 +24,9 @@ pub fn write_charts(doc: &Results, dir: &Path) -> Result<Vec<PathBuf>, ChartErro
     })?;
     let mut written = Vec::new();
     for chart in charts::Chart::ALL {
-        let draw = |e| ChartError::Draw {
+        let draw = |source| ChartError::Draw {
             chart: chart.name(),
-            reason: e,
+            source,
         };
         if let Some(svg) = charts::svg(chart, doc).map_err(draw)? {
             let path = dir.join(format!("{}.svg", chart.name()));
@@ -57,11 +57,12 @@ pub enum ChartError {
         source: std::io::Error,
     },
     /// A chart could not be drawn.
-    #[error("cannot draw the {chart} chart: {reason}")]
+    #[error("cannot draw the {chart} chart")]
     Draw {
         /// Its name.
         chart: &'static str,
         /// Why.
-        reason: String,
+        #[source]
+        source: charts::DrawError,
     },
 }

@@ -41,7 +41,7 @@ const STAGES: [(&str, &[&str]); 10] = [
     ),
     ("guest kernel boot", &["kernel_entered", "kernel_booted"]),
     ("guest run to its first marker", &["first_marker"]),
-    ("exec to the workload's first record", &[STARTED]),
+    ("to the workload's first record", &[STARTED]),
 ];
 
 /// The name given to the last phase: the workload's first record reached the host.

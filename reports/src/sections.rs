@@ -97,11 +97,11 @@ pub fn sections(doc: &Results) -> Vec<Section> {
                 "density" => tables.extend(density_table(doc)),
                 _ => {}
             }
-            let mut missing = Vec::new();
-            if tables.is_empty() {
-                missing.push(no_data(doc, title, scenarios));
-            }
-            missing.extend(linux_guest_gap(doc, id));
+            let missing = if tables.is_empty() {
+                vec![no_data(doc, title, scenarios)]
+            } else {
+                linux_guest_gap(doc, id).into_iter().collect()
+            };
             Section {
                 title,
                 id,
@@ -595,7 +595,16 @@ fn startup_note(doc: &Results, text: &mut String) {
         let parts: Vec<String> = largest
             .iter()
             .take(3)
-            .map(|s| format!("{} {} ms", s.stage.label(), number(s.ms)))
+            .map(|s| {
+                if s.stage == phases::stage_of(phases::STARTED) {
+                    format!(
+                        "{} ms from its last phase to the workload's first record",
+                        number(s.ms)
+                    )
+                } else {
+                    format!("{} ms in {}", number(s.ms), s.stage.label())
+                }
+            })
             .collect();
         let _ = write!(
             text,
@@ -614,25 +623,31 @@ fn memory_note(doc: &Results, text: &mut String) {
          adds its monitor process, holds every page of guest memory the guest touches, and, \
          when it boots one, a guest kernel. ",
     );
+    let mut parts = Vec::new();
     for backend in doc.backends() {
         let m = |metric: &str| median(doc, backend, "footprint", metric);
+        let who = if backend == "native" {
+            "the native process".to_owned()
+        } else {
+            format!("the {backend}'s processes")
+        };
         if let (Some(rss), Some(over)) = (m("rss"), m("overhead_rss")) {
-            let _ = write!(
-                text,
-                "Here {backend} held {} MiB: {} MiB beyond the {} MiB its workload touched. ",
+            parts.push(format!(
+                "{who} held {} MiB, {} MiB beyond the {} MiB its workload touched",
                 number(rss),
                 number(over),
                 number(rss - over)
-            );
+            ));
         } else if let (Some(guest), Some(monitor)) = (m("guest_touched"), m("monitor_overhead")) {
-            let _ = write!(
-                text,
-                "Here the {backend} monitor held {} MiB outside its {} MiB of touched guest \
-                 memory. ",
+            parts.push(format!(
+                "the {backend} monitor held {} MiB outside its {} MiB of touched guest memory",
                 number(monitor),
                 number(guest)
-            );
+            ));
         }
+    }
+    if !parts.is_empty() {
+        let _ = write!(text, "Here {}.", parts.join("; "));
     }
 }
 
@@ -784,8 +799,10 @@ fn density_note(doc: &Results, text: &mut String) {
                 );
                 if d.backend == "container" && b > 1.5 * a {
                     text.push_str(
-                        "Each container adds namespaces and a cgroup that the one kernel keeps \
-                         for all of them, so the next one's setup has more to go through. ",
+                        "The one host kernel keeps every live container's namespaces and \
+                         cgroup, so each new one is set up beside all the others: a likely \
+                         reason its start slows as they add up, which these figures show but \
+                         do not prove. ",
                     );
                 }
             }

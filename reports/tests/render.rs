@@ -58,7 +58,10 @@ fn the_markdown_has_every_concern_the_warning_ratios_and_problems() {
     assert!(md.contains("- skipped: microvm cpu: needs a Linux guest"));
     // Teaching notes quote the numbers measured, the phases included.
     assert!(md.contains("a plain process took 0.5500 ms, container 2.600 ms (4.727x native)"));
-    assert!(md.contains("namespaces (clone, uid maps) 1.110 ms"), "{md}");
+    assert!(
+        md.contains("1.110 ms in namespaces (clone, uid maps)"),
+        "{md}"
+    );
     assert!(md.contains("took 152 ns natively and 159 ns in the container, 4.6% more"));
     // What no micro guest can measure is said, not left out.
     assert!(md.contains("*No Linux guest was measured: the microvm figures come from micro guests"));
