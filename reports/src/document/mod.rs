@@ -38,16 +38,14 @@ pub enum Error {
     },
     /// The file ends before its JSON does: it was cut short.
     #[error(
-        "{path} is not a vcbench results document: it is cut short (the JSON ends at line \
-         {line}, column {column}); was it copied or written only in part?"
+        "{path} is not a vcbench results document: it is cut short (its text ends at line \
+         {line}, inside the document); was it copied or written only in part?"
     )]
     Truncated {
         /// The file.
         path: PathBuf,
-        /// Where the text ends.
+        /// The line its text ends on.
         line: usize,
-        /// Where the text ends.
-        column: usize,
     },
     /// The file is not JSON.
     #[error("{path} is not a vcbench results document: it is not JSON")]
@@ -346,7 +344,6 @@ impl Results {
                 Error::Truncated {
                     path: path.to_owned(),
                     line: source.line(),
-                    column: source.column(),
                 }
             } else {
                 Error::NotJson {
