@@ -18,7 +18,7 @@ use crate::host::Host;
 use crate::procfs::{self, Memory};
 use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
 use crate::scenario::{Observation, Scenario, Value};
-use crate::stats::Summary;
+use crate::stats::summarise;
 use crate::{density, interference, isolation, surface};
 
 /// How often a live instance's memory is sampled.
@@ -390,7 +390,7 @@ fn figures(backend: &str, scenario: Scenario, samples: Vec<(Value, Vec<f64>)>) -
                 metric: value.metric.to_owned(),
                 unit: value.unit.to_owned(),
                 better: value.better,
-                summary: Summary::of(&samples)?,
+                summary: summarise(&samples)?,
                 samples,
             })
         })
@@ -464,7 +464,7 @@ pub(crate) fn run_once(
             Ok(Some(Event::Closed { .. })) => break,
             Ok(None) => {
                 if let Some(m) = procfs::memory_of(&instance.pids()) {
-                    peak = Some(peak.map_or(m, |p| p.max(m)));
+                    peak = Some(peak.map_or(m, |p| procfs::peak(p, m)));
                 }
             }
             Err(e) => {
