@@ -84,11 +84,24 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 fn emit_git_revision(workspace: &Path) {
-    let git_dir = workspace.join(".git");
-    for path in ["HEAD", "index"] {
-        if git_dir.join(path).exists() {
-            println!("cargo:rerun-if-changed={}", git_dir.join(path).display());
-        }
+    // In a linked worktree `.git` is a file naming the real git directory, and the
+    // branch refs live in the common directory: ask git for both, so a commit in any
+    // checkout rebuilds the stamp.
+    let git_dir = git(workspace, &["rev-parse", "--absolute-git-dir"]).map(PathBuf::from);
+    let common_dir = git(workspace, &["rev-parse", "--git-common-dir"])
+        .map(|d| workspace.join(d))
+        .or_else(|| git_dir.clone());
+    let branch = git(workspace, &["symbolic-ref", "-q", "HEAD"]);
+    let mut watched: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = &git_dir {
+        watched.extend(["HEAD", "index"].map(|f| dir.join(f)));
+    }
+    if let Some(dir) = &common_dir {
+        watched.push(dir.join("packed-refs"));
+        watched.extend(branch.iter().map(|b| dir.join(b)));
+    }
+    for path in watched.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
     let revision = git(workspace, &["rev-parse", "--short=12", "HEAD"]);
     let dirty = git(

@@ -15,8 +15,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use workload::record::Record;
 
 use crate::backend::{error_chain, Backend, Event, Instance, Launch};
@@ -24,7 +22,7 @@ use crate::clock::Stamp;
 use crate::host::meminfo_kib;
 use crate::procfs::Memory;
 use crate::results::{Better, Figure};
-use crate::stats::Summary;
+use crate::stats::summarise;
 
 /// How a density series is run.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,82 +52,14 @@ impl Options {
     }
 }
 
-/// One backend's density series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Series {
-    /// The backend.
-    pub backend: String,
-    /// The workload command line every instance ran.
-    pub workload: Vec<String>,
-    /// Instances started at once within a step.
-    pub parallel: u32,
-    /// The instance counts asked for.
-    pub asked: Vec<u32>,
-    /// The host-memory floor the governor kept, MiB.
-    pub floor_mib: u64,
-    /// One entry per step reached.
-    pub steps: Vec<Step>,
-    /// The most instances alive at once.
-    pub reached: u32,
-    /// Why the series ended before its last count, when it did ("stopped at 120: memory
-    /// floor ...", a launch failure, an interruption).
-    pub stopped: Option<String>,
-    /// Whether it stopped because an instance failed (to launch, or to report in time),
-    /// rather than at the memory floor or an interruption.
-    #[serde(default)]
-    pub failed: bool,
-    /// Time to release, wait for and tear down every instance, ms.
-    pub teardown_ms: f64,
-}
+pub use reports::document::density::{HostMemory, PerInstance, Series, Step};
 
-/// The state after one step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Step {
-    /// Instances alive.
-    pub instances: u32,
-    /// Launch to the workload's first record, ms, for each instance this step started, in
-    /// launch order: the last is the newest.
-    pub start_ms: Vec<f64>,
-    /// Wall time the step took, from its first launch to its last instance reporting, ms.
-    pub step_ms: f64,
-    /// Memory per instance: the sum over all live instances divided by their number.
-    pub per_instance: PerInstance,
-    /// The host's memory after the step.
-    pub host: HostMemory,
-}
-
-/// Mean memory of one instance, KiB.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-pub struct PerInstance {
-    /// Resident set of its host processes.
-    pub rss_kib: u64,
-    /// Proportional set: shared pages divided among their sharers.
-    pub pss_kib: u64,
-    /// Unique set: pages no other process maps.
-    pub uss_kib: u64,
-    /// The parts its backend names (`cgroup_usage`, `monitor_overhead`, `guest_touched`).
-    pub parts: BTreeMap<String, u64>,
-}
-
-/// The host's memory, KiB, from /proc/meminfo.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-pub struct HostMemory {
-    /// `MemAvailable`.
-    pub available_kib: u64,
-    /// `Slab`: kernel objects (namespaces, cgroups, VM structures live here).
-    pub slab_kib: u64,
-    /// `PageTables`.
-    pub page_tables_kib: u64,
-}
-
-impl HostMemory {
-    /// Reads /proc/meminfo now.
-    pub fn now() -> Self {
-        HostMemory {
-            available_kib: meminfo_kib("MemAvailable").unwrap_or(0),
-            slab_kib: meminfo_kib("Slab").unwrap_or(0),
-            page_tables_kib: meminfo_kib("PageTables").unwrap_or(0),
-        }
+/// The host's memory now, from /proc/meminfo.
+pub fn host_memory_now() -> HostMemory {
+    HostMemory {
+        available_kib: meminfo_kib("MemAvailable").unwrap_or(0),
+        slab_kib: meminfo_kib("Slab").unwrap_or(0),
+        page_tables_kib: meminfo_kib("PageTables").unwrap_or(0),
     }
 }
 
@@ -241,7 +171,7 @@ pub fn run(
                 start_ms,
                 step_ms: step_started.elapsed().as_secs_f64() * 1e3,
                 per_instance: per_instance(&live),
-                host: HostMemory::now(),
+                host: host_memory_now(),
             });
         }
         if series.stopped.is_some() {
@@ -273,7 +203,7 @@ pub fn figures(series: &Series) -> Vec<Figure> {
             metric: metric.to_owned(),
             unit: unit.to_owned(),
             better,
-            summary: Summary::of(&samples)?,
+            summary: summarise(&samples)?,
             samples,
         })
     };
@@ -399,7 +329,7 @@ fn per_instance(live: &[Box<dyn Instance>]) -> PerInstance {
     for instance in live {
         let footprint = instance.footprint();
         if let Some(m) = footprint.processes {
-            total = total.plus(m);
+            total = crate::procfs::sum(total, m);
         }
         for (name, kib) in footprint.parts {
             *parts.entry(name).or_default() += kib;

@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn every_check_that_fails_says_how_to_fix_it() {
-        let host = Host::detect();
+        let host = crate::host::detect();
         for c in run(&host) {
             assert!(
                 c.status == Status::Ok || c.fix.is_some(),

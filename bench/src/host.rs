@@ -1,131 +1,68 @@
-//! The description of the machine a run was taken on.
+//! Describing the machine a run is taken on.
 //!
-//! Every results document carries one, so figures from different hosts are never
+//! Every results document carries a [`Host`], so figures from different hosts are never
 //! compared blind: a VM timing on software KVM is an emulation figure, and a container
 //! on cgroup v1 is accounted differently from one on v2.
 
 use std::path::Path;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use microvm::host::KvmFlavour;
 
-/// The host a run was taken on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Host {
-    /// The host name.
-    pub hostname: String,
-    /// The CPU model, from /proc/cpuinfo.
-    pub cpu_model: String,
-    /// Logical CPUs online.
-    pub cpus: usize,
-    /// Total memory, MiB.
-    pub memory_mib: u64,
-    /// Kernel release (`uname -r`).
-    pub kernel: String,
-    /// The distribution (`PRETTY_NAME` from /etc/os-release), if known.
-    pub os: String,
-    /// Whether the host itself runs under a hypervisor (the `hypervisor` CPU flag).
-    pub virtualized: bool,
-    /// The hypervisor the host runs under, as its CPUID vendor signature (`KVMKVMKVM`,
-    /// `TCGTCGTCGTCG`, ...), or `None` on bare metal.
-    #[serde(default)]
-    pub hypervisor: Option<String>,
-    /// Whether the host's own CPU is emulated instruction by instruction (QEMU TCG, as in
-    /// the test rig): its results test correctness, and their timings describe no real machine.
-    #[serde(default)]
-    pub emulated: bool,
-    /// The KVM the host offers.
-    pub kvm: Kvm,
-    /// The cgroup layout: `v1`, `v2`, `hybrid` or `none`.
-    pub cgroup: String,
-    /// Whether unprivileged user namespaces may be created.
-    pub user_namespaces: bool,
-    /// Whether the run had root privileges (effective UID 0).
-    pub root: bool,
-    /// The peer tools installed, with their version lines (`runc`, `crun`, `qemu`).
-    #[serde(default)]
-    pub peers: std::collections::BTreeMap<String, String>,
-}
+pub use reports::document::host::{Host, Kvm};
 
-/// The KVM flavour, flattened for the results document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Kvm {
-    /// `hardware`, `software` or `unavailable`.
-    pub flavour: String,
-    /// The KVM module behind /dev/kvm (`kvm_intel`, `kvm_amd`, `kvm_pvm`), when there is one.
-    pub module: Option<String>,
-    /// Why KVM is unavailable, when it is.
-    pub reason: Option<String>,
-}
-
-impl From<&KvmFlavour> for Kvm {
-    fn from(flavour: &KvmFlavour) -> Self {
-        match flavour {
-            KvmFlavour::Hardware { module } => Kvm {
-                flavour: "hardware".into(),
-                module: Some(module.clone()),
-                reason: None,
-            },
-            KvmFlavour::Software { module } => Kvm {
-                flavour: "software".into(),
-                module: Some(module.clone()),
-                reason: None,
-            },
-            KvmFlavour::Unavailable { reason } => Kvm {
-                flavour: "unavailable".into(),
-                module: None,
-                reason: Some(reason.clone()),
-            },
-        }
+/// Describes this machine. Facts that cannot be read are recorded as `unknown`.
+pub fn detect() -> Host {
+    let cpuinfo = read("/proc/cpuinfo");
+    let hypervisor = microvm::host::hypervisor_vendor();
+    let cgroup = container::cgroup::Layout::detect()
+        .map(|l| l.version().to_string())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    Host {
+        hostname: read("/proc/sys/kernel/hostname").trim().to_owned(),
+        cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".to_owned()),
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        memory_mib: meminfo_kib("MemTotal").map_or(0, |kib| kib / 1024),
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        os: os_release(),
+        virtualized: cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "hypervisor")),
+        emulated: hypervisor.as_deref() == Some(microvm::host::TCG_VENDOR),
+        hypervisor,
+        kvm: kvm(&microvm::host::kvm_flavour()),
+        cgroup,
+        user_namespaces: user_namespaces_enabled(),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        root: unsafe { libc::geteuid() } == 0,
+        peers: ["runc", "crun", "qemu-system-x86_64"]
+            .into_iter()
+            .filter_map(|tool| {
+                let version = crate::backend::oci::version(tool).ok()?;
+                Some((tool.to_owned(), version))
+            })
+            .collect(),
     }
 }
 
-impl Kvm {
-    /// One phrase for tables: `software (kvm_pvm)`.
-    pub fn label(&self) -> String {
-        match &self.module {
-            Some(m) => format!("{} ({m})", self.flavour),
-            None => self.flavour.clone(),
-        }
-    }
-}
-
-impl Host {
-    /// Describes this machine. Facts that cannot be read are recorded as `unknown`.
-    pub fn detect() -> Self {
-        let cpuinfo = read("/proc/cpuinfo");
-        let hypervisor = microvm::host::hypervisor_vendor();
-        let cgroup = container::cgroup::Layout::detect()
-            .map(|l| l.version().to_string())
-            .unwrap_or_else(|_| "unknown".to_owned());
-        Host {
-            hostname: read("/proc/sys/kernel/hostname").trim().to_owned(),
-            cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".to_owned()),
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            memory_mib: meminfo_kib("MemTotal").map_or(0, |kib| kib / 1024),
-            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-            os: os_release(),
-            virtualized: cpuinfo
-                .lines()
-                .filter(|l| l.starts_with("flags"))
-                .any(|l| l.split_whitespace().any(|f| f == "hypervisor")),
-            emulated: hypervisor.as_deref() == Some(microvm::host::TCG_VENDOR),
-            hypervisor,
-            kvm: Kvm::from(&microvm::host::kvm_flavour()),
-            cgroup,
-            user_namespaces: user_namespaces_enabled(),
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            root: unsafe { libc::geteuid() } == 0,
-            peers: ["runc", "crun", "qemu-system-x86_64"]
-                .into_iter()
-                .filter_map(|tool| {
-                    let version = crate::backend::oci::version(tool).ok()?;
-                    Some((tool.to_owned(), version))
-                })
-                .collect(),
-        }
+/// The KVM flavour as the results document records it.
+pub fn kvm(flavour: &KvmFlavour) -> Kvm {
+    match flavour {
+        KvmFlavour::Hardware { module } => Kvm {
+            flavour: "hardware".into(),
+            module: Some(module.clone()),
+            reason: None,
+        },
+        KvmFlavour::Software { module } => Kvm {
+            flavour: "software".into(),
+            module: Some(module.clone()),
+            reason: None,
+        },
+        KvmFlavour::Unavailable { reason } => Kvm {
+            flavour: "unavailable".into(),
+            module: None,
+            reason: Some(reason.clone()),
+        },
     }
 }
 
@@ -183,7 +120,7 @@ mod tests {
 
     #[test]
     fn this_host_is_described() {
-        let host = Host::detect();
+        let host = detect();
         assert!(host.cpus >= 1);
         assert!(host.memory_mib > 0);
         assert!(!host.kernel.is_empty());

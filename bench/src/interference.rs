@@ -14,7 +14,7 @@ use crate::backend::{error_chain, Backend, Event, Instance, Launch};
 use crate::results::{Better, Failure, Figure};
 use crate::runner::{run_once, Step};
 use crate::scenario::Scenario;
-use crate::stats::Summary;
+use crate::stats::summarise;
 
 /// The neighbour's CPU limit, percent of one CPU.
 pub const NEIGHBOUR_CPU_PERCENT: u32 = 50;
@@ -143,7 +143,7 @@ pub fn run(
                     Better::Higher => alone_median / v,
                 })
                 .collect();
-            if let Some(summary) = Summary::of(&slowdown) {
+            if let Some(summary) = summarise(&slowdown) {
                 outcome.figures.push(Figure {
                     backend: backend.name().to_owned(),
                     scenario: "interference".to_owned(),
@@ -199,7 +199,7 @@ fn victim_values(
         }
     }
     let (name, better) = metric?;
-    Some((name, better, Summary::of(&samples)?.median))
+    Some((name, better, summarise(&samples)?.median))
 }
 
 /// The victim's first figure over its runs, beside a neighbour.

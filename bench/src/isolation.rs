@@ -11,12 +11,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use workload::record::{self, Fact, Record};
 
 use crate::results::{Better, Figure};
-use crate::stats::Summary;
+use crate::stats::summarise;
 
 /// Errors while taking the host's own answers.
 #[derive(Debug, thiserror::Error)]
@@ -34,29 +32,7 @@ pub enum Error {
     },
 }
 
-/// One backend's matrix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Isolation {
-    /// The backend.
-    pub backend: String,
-    /// One row per check.
-    pub rows: Vec<Row>,
-}
-
-/// One check, judged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Row {
-    /// The check (`kernel_boot_id`, `ns_net`, `can_mount`, ...).
-    pub check: String,
-    /// The answer from inside the instance.
-    pub inside: String,
-    /// The answer of the same probe on the host.
-    pub host: String,
-    /// `isolated`, `partly` or `shared`.
-    pub verdict: String,
-    /// One line on why.
-    pub why: String,
-}
+pub use reports::document::isolation::{Isolation, Row};
 
 /// The probe's answers as a plain host process: the reference every backend is judged by.
 pub fn host_answers(workload: &Path) -> Result<Vec<Fact>, Error> {
@@ -318,7 +294,7 @@ pub fn figures(isolation: &Isolation) -> Vec<Figure> {
             metric: format!("{verdict}_checks"),
             unit: "checks".to_owned(),
             better,
-            summary: Summary::of(&samples)?,
+            summary: summarise(&samples)?,
             samples,
         })
     })

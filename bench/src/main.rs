@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vcbench::backend::{self, Availability};
 use vcbench::doctor::{self, Status};
-use vcbench::host::Host;
+use vcbench::host;
 use vcbench::results::{self, Results};
 use vcbench::runner::{self, Plan, Progress, Step};
 use vcbench::scenario::Scenario;
@@ -403,16 +403,16 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
 
     let progress = Bar::new(plan.total_runs(), args.quiet, out.clone());
-    let results = runner::execute(&plan, &workload, Host::detect(), &progress, &stop);
+    let results = runner::execute(&plan, &workload, host::detect(), &progress, &stop);
     progress.bar.finish_and_clear();
-    results.write_atomic(&out).with_context(|| {
+    results::write(&results, &out).with_context(|| {
         format!(
             "the results are lost; try again with another --out than {}",
             out.display()
         )
     })?;
 
-    let reports = write_reports(&out);
+    let reports = write_reports(&results, &out);
     if args.json {
         println!("{}", results.to_json());
         for report in reports {
@@ -485,7 +485,7 @@ impl Progress for Bar {
     }
 
     fn checkpoint(&self, partial: &Results) {
-        if let Err(e) = partial.write_atomic(&self.out) {
+        if let Err(e) = results::write(partial, &self.out) {
             self.bar.println(format!(
                 "cannot save results so far: {:#}",
                 anyhow::Error::new(e)
@@ -557,7 +557,7 @@ fn list(json: bool) -> Result<ExitCode, Failure> {
 }
 
 fn doctor(json: bool) -> Result<ExitCode, Failure> {
-    let host = Host::detect();
+    let host = host::detect();
     let checks = doctor::run(&host);
     if json {
         println!("{:#}", serde_json::json!({"host": host, "checks": checks}));
@@ -647,8 +647,8 @@ fn clean(quiet: bool) -> Result<(), Failure> {
 }
 
 /// Reads a results file for a report, as a usage error when it is not one.
-fn read_document(file: &Path) -> Result<reports::Document, Failure> {
-    reports::Document::read(file).map_err(|e| Failure::usage(e.into()))
+fn read_document(file: &Path) -> Result<Results, Failure> {
+    Results::read(file).map_err(|e| Failure::usage(e.into()))
 }
 
 fn report(file: &Path, out: Option<&Path>, png: Option<&Path>) -> Result<ExitCode, Failure> {
@@ -697,25 +697,18 @@ fn compare(files: &[PathBuf]) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the HTML and Markdown reports beside a results file: `r.json` gives `r.html`
-/// and `r.md`. A report that cannot be written is said, and the run still counts.
-fn write_reports(results_path: &Path) -> Vec<PathBuf> {
-    let doc = match reports::Document::read(results_path) {
-        Ok(doc) => doc,
-        Err(e) => {
-            eprintln!("vcbench: no report: {e}");
-            return Vec::new();
-        }
-    };
+/// Writes the HTML and Markdown reports of `results` beside its file: `r.json` gives
+/// `r.html` and `r.md`. A report that cannot be written is said, and the run still counts.
+fn write_reports(results: &Results, results_path: &Path) -> Vec<PathBuf> {
     let mut written = Vec::new();
     for (ext, text) in [
-        ("html", reports::html::render(&doc)),
-        ("md", reports::markdown::render(&doc)),
+        ("html", reports::html::render(results)),
+        ("md", reports::markdown::render(results)),
     ] {
         let path = results_path.with_extension(ext);
         match results::write_atomic(&path, text.as_bytes()) {
             Ok(()) => written.push(path),
-            Err(e) => eprintln!("vcbench: cannot write {}: {e}", path.display()),
+            Err(e) => eprintln!("vcbench: no {ext} report: {:#}", anyhow::Error::new(e)),
         }
     }
     written

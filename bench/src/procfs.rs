@@ -5,67 +5,53 @@
 //! would be freed if it exited. The three together tell an instance's own cost apart from
 //! pages it shares with others (the C library, the workload binary's page cache).
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+pub use reports::document::Memory;
 
-/// A process's memory at one instant, in KiB.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Memory {
-    /// Resident set size.
-    pub rss_kib: u64,
-    /// Proportional set size.
-    pub pss_kib: u64,
-    /// Unique set size: private clean + private dirty.
-    pub uss_kib: u64,
+/// Reads a live process's memory; `None` if it has gone or cannot be read.
+pub fn memory_of_pid(pid: u32) -> Option<Memory> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_smaps_rollup(&text)
 }
 
-impl Memory {
-    /// Reads a live process's memory; `None` if it has gone or cannot be read.
-    pub fn of_pid(pid: u32) -> Option<Self> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-        Self::parse_smaps_rollup(&text)
-    }
+/// Parses the text of a `smaps_rollup` file; `None` if it has no `Rss:` line (a
+/// kernel thread, or a process that exited while being read).
+pub fn parse_smaps_rollup(text: &str) -> Option<Memory> {
+    let kib = |key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    Some(Memory {
+        rss_kib: kib("Rss:")?,
+        pss_kib: kib("Pss:").unwrap_or(0),
+        uss_kib: kib("Private_Clean:").unwrap_or(0) + kib("Private_Dirty:").unwrap_or(0),
+    })
+}
 
-    /// Parses the text of a `smaps_rollup` file; `None` if it has no `Rss:` line (a
-    /// kernel thread, or a process that exited while being read).
-    pub fn parse_smaps_rollup(text: &str) -> Option<Self> {
-        let kib = |key: &str| -> Option<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-        };
-        Some(Memory {
-            rss_kib: kib("Rss:")?,
-            pss_kib: kib("Pss:").unwrap_or(0),
-            uss_kib: kib("Private_Clean:").unwrap_or(0) + kib("Private_Dirty:").unwrap_or(0),
-        })
+/// The element-wise sum (for instances with several processes).
+pub fn sum(a: Memory, b: Memory) -> Memory {
+    Memory {
+        rss_kib: a.rss_kib + b.rss_kib,
+        pss_kib: a.pss_kib + b.pss_kib,
+        uss_kib: a.uss_kib + b.uss_kib,
     }
+}
 
-    /// The element-wise sum (for instances with several processes).
-    pub fn plus(self, other: Memory) -> Memory {
-        Memory {
-            rss_kib: self.rss_kib + other.rss_kib,
-            pss_kib: self.pss_kib + other.pss_kib,
-            uss_kib: self.uss_kib + other.uss_kib,
-        }
-    }
-
-    /// The element-wise maximum (for a peak over samples).
-    pub fn max(self, other: Memory) -> Memory {
-        Memory {
-            rss_kib: self.rss_kib.max(other.rss_kib),
-            pss_kib: self.pss_kib.max(other.pss_kib),
-            uss_kib: self.uss_kib.max(other.uss_kib),
-        }
+/// The element-wise maximum (for a peak over samples).
+pub fn peak(a: Memory, b: Memory) -> Memory {
+    Memory {
+        rss_kib: a.rss_kib.max(b.rss_kib),
+        pss_kib: a.pss_kib.max(b.pss_kib),
+        uss_kib: a.uss_kib.max(b.uss_kib),
     }
 }
 
 /// The summed memory of `pids`; `None` when none could be read.
 pub fn memory_of(pids: &[u32]) -> Option<Memory> {
     pids.iter()
-        .filter_map(|pid| Memory::of_pid(*pid))
-        .reduce(Memory::plus)
+        .filter_map(|pid| memory_of_pid(*pid))
+        .reduce(sum)
 }
 
 /// The resident KiB of the first mapping of `pid` that is exactly `size_kib` large (a
@@ -124,14 +110,14 @@ mod tests {
                     Pss_Anon:            100 kB\nShared_Clean:        700 kB\nPrivate_Clean:        34 kB\n\
                     Private_Dirty:       500 kB\n";
         assert_eq!(
-            Memory::parse_smaps_rollup(text),
+            parse_smaps_rollup(text),
             Some(Memory {
                 rss_kib: 1234,
                 pss_kib: 600,
                 uss_kib: 534
             })
         );
-        assert_eq!(Memory::parse_smaps_rollup(""), None);
+        assert_eq!(parse_smaps_rollup(""), None);
     }
 
     #[test]

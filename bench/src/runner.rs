@@ -18,7 +18,7 @@ use crate::host::Host;
 use crate::procfs::{self, Memory};
 use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
 use crate::scenario::{Observation, Scenario, Value};
-use crate::stats::Summary;
+use crate::stats::summarise;
 use crate::{density, interference, isolation, surface};
 
 /// How often a live instance's memory is sampled.
@@ -204,10 +204,7 @@ pub fn execute(
                     results.complete = false;
                     break 'plan;
                 }
-                results.complete = false;
-                results.finished_at = results::now_rfc3339();
-                progress.checkpoint(&results);
-                results.complete = true;
+                checkpoint(&mut results, progress);
                 continue;
             }
             if step.scenario == Scenario::Interference {
@@ -243,10 +240,7 @@ pub fn execute(
                     results.complete = false;
                     break 'plan;
                 }
-                results.complete = false;
-                results.finished_at = results::now_rfc3339();
-                progress.checkpoint(&results);
-                results.complete = true;
+                checkpoint(&mut results, progress);
                 continue;
             }
             // Per metric, in the order the scenario yields them.
@@ -357,10 +351,7 @@ pub fn execute(
                     }),
                 }
             }
-            results.complete = false;
-            results.finished_at = results::now_rfc3339();
-            progress.checkpoint(&results);
-            results.complete = true;
+            checkpoint(&mut results, progress);
         }
     }
     if stop.load(Ordering::SeqCst) {
@@ -368,6 +359,14 @@ pub fn execute(
     }
     results.finished_at = results::now_rfc3339();
     results
+}
+
+/// Hands everything so far, marked incomplete, to the progress's checkpoint.
+fn checkpoint(results: &mut Results, progress: &dyn Progress) {
+    results.complete = false;
+    results.finished_at = results::now_rfc3339();
+    progress.checkpoint(results);
+    results.complete = true;
 }
 
 /// The tool's identity for results.
@@ -391,7 +390,7 @@ fn figures(backend: &str, scenario: Scenario, samples: Vec<(Value, Vec<f64>)>) -
                 metric: value.metric.to_owned(),
                 unit: value.unit.to_owned(),
                 better: value.better,
-                summary: Summary::of(&samples)?,
+                summary: summarise(&samples)?,
                 samples,
             })
         })
@@ -465,7 +464,7 @@ pub(crate) fn run_once(
             Ok(Some(Event::Closed { .. })) => break,
             Ok(None) => {
                 if let Some(m) = procfs::memory_of(&instance.pids()) {
-                    peak = Some(peak.map_or(m, |p| p.max(m)));
+                    peak = Some(peak.map_or(m, |p| procfs::peak(p, m)));
                 }
             }
             Err(e) => {

@@ -5,91 +5,54 @@
 //! `0.6745 * (x - median) / MAD` exceeds 3.5 in magnitude is flagged; flagged samples
 //! stay in the data and in every figure, the flag is for the reader.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+pub use reports::document::Summary;
 
 /// The modified z-score beyond which a sample is an outlier.
 pub const OUTLIER_Z: f64 = 3.5;
 /// The constant that makes the MAD consistent with the standard deviation of a normal.
 const MAD_SCALE: f64 = 0.6745;
 
-/// A summary of one figure's samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Summary {
-    /// Number of samples.
-    pub n: usize,
-    /// Smallest sample.
-    pub min: f64,
-    /// Largest sample.
-    pub max: f64,
-    /// Arithmetic mean.
-    pub mean: f64,
-    /// Median (50th percentile).
-    pub median: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Sample standard deviation (n - 1 in the denominator; 0 for a single sample).
-    pub stddev: f64,
-    /// Median absolute deviation from the median.
-    pub mad: f64,
-    /// Indices (into the samples, in run order) of outliers by modified z-score.
-    pub outliers: Vec<usize>,
-}
-
-impl Summary {
-    /// Summarises `samples`; `None` when there are none or any is not finite.
-    pub fn of(samples: &[f64]) -> Option<Self> {
-        if samples.is_empty() || samples.iter().any(|x| !x.is_finite()) {
-            return None;
-        }
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let count = len_f64(n);
-        let mean = sorted.iter().sum::<f64>() / count;
-        let stddev = if n > 1 {
-            (sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (count - 1.0)).sqrt()
-        } else {
-            0.0
-        };
-        let median = percentile(&sorted, 50.0);
-        let mut deviations: Vec<f64> = sorted.iter().map(|x| (x - median).abs()).collect();
-        deviations.sort_by(f64::total_cmp);
-        let mad = percentile(&deviations, 50.0);
-        let outliers = if mad > 0.0 {
-            samples
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| (MAD_SCALE * (*x - median) / mad).abs() > OUTLIER_Z)
-                .map(|(i, _)| i)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Some(Summary {
-            n,
-            min: sorted[0],
-            max: sorted[n - 1],
-            mean,
-            median,
-            p95: percentile(&sorted, 95.0),
-            p99: percentile(&sorted, 99.0),
-            stddev,
-            mad,
-            outliers,
-        })
+/// Summarises `samples`; `None` when there are none or any is not finite.
+pub fn summarise(samples: &[f64]) -> Option<Summary> {
+    if samples.is_empty() || samples.iter().any(|x| !x.is_finite()) {
+        return None;
     }
-
-    /// Relative spread: standard deviation over mean (0 when the mean is 0).
-    pub fn cv(&self) -> f64 {
-        if self.mean == 0.0 {
-            0.0
-        } else {
-            self.stddev / self.mean.abs()
-        }
-    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let count = len_f64(n);
+    let mean = sorted.iter().sum::<f64>() / count;
+    let stddev = if n > 1 {
+        (sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (count - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    let median = percentile(&sorted, 50.0);
+    let mut deviations: Vec<f64> = sorted.iter().map(|x| (x - median).abs()).collect();
+    deviations.sort_by(f64::total_cmp);
+    let mad = percentile(&deviations, 50.0);
+    let outliers = if mad > 0.0 {
+        samples
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| (MAD_SCALE * (*x - median) / mad).abs() > OUTLIER_Z)
+            .map(|(i, _)| i)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(Summary {
+        n,
+        min: sorted[0],
+        max: sorted[n - 1],
+        mean,
+        median,
+        p95: percentile(&sorted, 95.0),
+        p99: percentile(&sorted, 99.0),
+        stddev,
+        mad,
+        outliers,
+    })
 }
 
 /// The `p`th percentile (0..=100) of sorted, non-empty data, interpolating linearly.
@@ -122,7 +85,7 @@ mod tests {
 
     #[test]
     fn known_summary() {
-        let s = Summary::of(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
+        let s = summarise(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
         assert_eq!(s.n, 8);
         assert!(close(s.mean, 5.0));
         assert!(close(s.median, 4.5));
@@ -140,24 +103,24 @@ mod tests {
 
     #[test]
     fn outlier_indices_follow_run_order() {
-        let s = Summary::of(&[100.0, 10.0, 11.0, 10.0, 12.0, 10.0]).unwrap();
+        let s = summarise(&[100.0, 10.0, 11.0, 10.0, 12.0, 10.0]).unwrap();
         assert_eq!(s.outliers, vec![0]);
     }
 
     #[test]
     fn single_and_constant_samples() {
-        let s = Summary::of(&[3.0]).unwrap();
+        let s = summarise(&[3.0]).unwrap();
         assert!(close(s.median, 3.0) && close(s.p99, 3.0) && close(s.stddev, 0.0));
-        let s = Summary::of(&[1.0, 1.0, 1.0]).unwrap();
+        let s = summarise(&[1.0, 1.0, 1.0]).unwrap();
         assert!(s.outliers.is_empty());
         assert!(close(s.cv(), 0.0));
     }
 
     #[test]
     fn nothing_to_summarise() {
-        assert!(Summary::of(&[]).is_none());
-        assert!(Summary::of(&[1.0, f64::NAN]).is_none());
-        assert!(Summary::of(&[f64::INFINITY]).is_none());
+        assert!(summarise(&[]).is_none());
+        assert!(summarise(&[1.0, f64::NAN]).is_none());
+        assert!(summarise(&[f64::INFINITY]).is_none());
     }
 
     #[test]

@@ -15,14 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use crate::backend::{error_chain, Backend, Event, Launch};
 use crate::clock::Stamp;
 use crate::results::{Better, Figure};
 use crate::scenario::Scenario;
-use crate::stats::Summary;
+use crate::stats::summarise;
 
 /// Where tracefs lives.
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -51,30 +48,7 @@ pub enum Error {
     Mount(#[source] std::io::Error),
 }
 
-/// What one traced run reached of the host kernel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Surface {
-    /// The backend.
-    pub backend: String,
-    /// The workload command line (for a micro-guest VM, the guest it stands for).
-    pub workload: Vec<String>,
-    /// How it was counted.
-    pub mechanism: String,
-    /// Distinct system calls made.
-    pub distinct_syscalls: u32,
-    /// System calls made, in all.
-    pub total_syscalls: u64,
-    /// Launch to exit, ms.
-    pub wall_ms: f64,
-    /// `total_syscalls` per second of `wall_ms`.
-    pub syscalls_per_s: f64,
-    /// Every system call made, by name (or `nr N`), with its count, most frequent first.
-    pub syscalls: Vec<(String, u64)>,
-    /// VM exits by kind, for a VM (the monitor's counters).
-    pub vm_exits: Vec<(String, u64)>,
-    /// Events the kernel dropped because the trace buffer was full (0: the count is exact).
-    pub lost_events: u64,
-}
+pub use reports::document::surface::Surface;
 
 /// The workloads traced, by the scenario that says whether a backend can run them.
 const WORKLOADS: [(Scenario, &[&str]); 6] = [
@@ -422,7 +396,7 @@ pub fn figures(surfaces: &[Surface]) -> Vec<Figure> {
             ),
         ] {
             let samples = vec![value];
-            if let Some(summary) = Summary::of(&samples) {
+            if let Some(summary) = summarise(&samples) {
                 figures.push(Figure {
                     backend: s.backend.clone(),
                     scenario: "isolation".to_owned(),

@@ -5,21 +5,7 @@ use std::fmt::Write;
 
 use crate::results::Results;
 
-/// Formats a value to about three significant digits.
-pub fn number(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 || a == 0.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 10.0 {
-        format!("{v:.2}")
-    } else if a >= 1.0 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.4}")
-    }
-}
+pub use reports::sections::number;
 
 /// Lays out rows in columns, the first row as the header; `right` marks right-aligned columns.
 pub fn columns(rows: &[Vec<String>], right: &[bool], bold_header: bool) -> String {

@@ -258,6 +258,26 @@ fn the_committed_schema_is_current() {
     );
 }
 
+/// Whether /dev/kvm can be used here; prints why not, fails under CI.
+fn kvm_available() -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            let msg = format!("/dev/kvm is not usable: {e}");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {msg}"
+            );
+            eprintln!("skipped: {msg}");
+            false
+        }
+    }
+}
+
 /// Whether containers can run here (root and namespaces); prints why not, fails under CI.
 fn containers_available() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -455,17 +475,7 @@ fn container_namespaces_can_be_switched_off_and_are_recorded() {
 
 #[test]
 fn microvm_startup_footprint_and_exits() {
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        let msg = format!("/dev/kvm is not usable: {e}");
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but {msg}"
-        );
-        eprintln!("skipped: {msg}");
+    if !kvm_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -553,18 +563,8 @@ fn density_holds_every_instance_alive_and_leaves_nothing_behind() {
     if containers_available() {
         backends.push("container");
     }
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-    {
+    if kvm_available() {
         backends.push("microvm");
-    } else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but /dev/kvm is not usable"
-        );
     }
     let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -904,16 +904,7 @@ fn qemu_runs_the_same_micro_guest_with_its_markers_and_memory_split() {
     if !peer_available("qemu-system-x86_64") {
         return;
     }
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but /dev/kvm is not usable: {e}"
-        );
-        eprintln!("skipped: /dev/kvm is not usable: {e}");
+    if !kvm_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

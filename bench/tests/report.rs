@@ -134,6 +134,19 @@ fn the_report_of_a_real_run_opens_cleanly_in_chromium_with_every_chart_drawn() {
         "{stdout}"
     );
 
+    // The console check catches what a page logs: a page that logs an error is seen.
+    let canary = dir.path().join("canary.html");
+    std::fs::write(
+        &canary,
+        "<!DOCTYPE html><html><body><script>console.error('vcbench canary')</script></body></html>",
+    )
+    .unwrap();
+    let (_, console) = screenshot(&chromium, &canary, (200, 200), dir.path());
+    assert!(
+        console.contains("vcbench canary"),
+        "console not captured: {console:?}"
+    );
+
     // The whole report: no console errors, and ink all the way down.
     let page = dir.path().join("r.html");
     let (shot, console) = screenshot(&chromium, &page, (1000, 3000), dir.path());
@@ -145,7 +158,7 @@ fn the_report_of_a_real_run_opens_cleanly_in_chromium_with_every_chart_drawn() {
     );
 
     // Each chart on its own page at its own size: the plot area holds coloured marks.
-    let doc = reports::Document::read(&dir.path().join("r.json")).unwrap();
+    let doc = reports::Results::read(&dir.path().join("r.json")).unwrap();
     let mut drawn = 0;
     for chart in reports::charts::Chart::ALL {
         let Some(svg) = reports::charts::svg(chart, &doc).unwrap() else {
@@ -203,7 +216,7 @@ fn report_and_compare_on_the_command_line() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("+0.0% (noise)"), "{text}");
+    assert!(text.contains("+0.0% within noise"), "{text}");
 
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"schema_version\": 99}").unwrap();
@@ -221,4 +234,147 @@ fn report_and_compare_on_the_command_line() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn vcbench(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(VCBENCH)
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env("XDG_CACHE_HOME", cwd.join("cache"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn compare_of_two_real_runs_shows_each_figures_change_and_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    for out in ["a.json", "b.json"] {
+        let run = vcbench(
+            &[
+                "run",
+                "-q",
+                "-b",
+                "native",
+                "-s",
+                "startup,syscall",
+                "--runs",
+                "5",
+                "-o",
+                out,
+            ],
+            dir.path(),
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let out = vcbench(&["compare", "a.json", "b.json"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let a = vcbench::results::Results::read(&dir.path().join("a.json")).unwrap();
+    assert!(!a.figures.is_empty());
+    for f in &a.figures {
+        let name = format!("| {} {} {} |", f.backend, f.scenario, f.metric);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"));
+        // Both medians with their noise, and the change with the noise it is judged by.
+        assert_eq!(row.matches('±').count(), 2, "{row}");
+        assert!(
+            row.contains("within noise (") || row.contains(" (noise "),
+            "{row}"
+        );
+        assert!(row.contains('%'), "{row}");
+    }
+    assert!(text.contains("| host |"), "{text}");
+}
+
+#[test]
+fn report_and_compare_refuse_what_is_not_results_with_exit_status_2() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/tests/data/results.json");
+    let full = std::fs::read_to_string(&fixture).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("good.json", &full);
+    write("truncated.json", &full[..full.len() / 3]);
+    write(
+        "newer.json",
+        &full.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1),
+    );
+    write("other.json", "{\"name\": \"not results\", \"figures\": 3}");
+    write("text.json", "backend,scenario,metric\n");
+    for (file, says) in [
+        ("truncated.json", "is cut short"),
+        ("newer.json", "newer than version 1"),
+        ("other.json", "has no schema_version"),
+        ("text.json", "is not JSON"),
+        ("missing.json", "cannot read"),
+    ] {
+        for args in [
+            vec!["report", file],
+            vec!["report", file, "-o", "r.html"],
+            vec!["compare", "good.json", file],
+        ] {
+            let out = vcbench(&args, dir.path());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(file) && err.contains(says), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+            assert!(out.stdout.is_empty(), "{args:?}");
+        }
+    }
+    // Nothing was written for the refused inputs.
+    assert!(!dir.path().join("r.html").exists());
+    let out = vcbench(&["report", "good.json", "-o", "r.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name a .html or a .md file"));
+    let out = vcbench(&["compare", "good.json"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn report_writes_markdown_html_and_charts() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/tests/data/results.json");
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture.to_str().unwrap();
+    let out = vcbench(&["report", fixture], dir.path());
+    assert!(out.status.success());
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.starts_with("# vcbench report"), "{md}");
+    let out = vcbench(
+        &["report", fixture, "-o", "r.md", "--png", "charts"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("r.md")).unwrap(),
+        md
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("report: r.md") && said.contains("charts: 14 files in charts"),
+        "{said}"
+    );
+    for chart in reports::charts::Chart::ALL {
+        for ext in ["svg", "png"] {
+            let file = dir.path().join(format!("charts/{}.{ext}", chart.name()));
+            assert!(
+                std::fs::metadata(&file).unwrap().len() > 2000,
+                "{}",
+                file.display()
+            );
+        }
+    }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::document::Document;
+use crate::document::{Better, Results};
+use crate::phases;
+use crate::sections::{number, times};
 
 /// Width and height of a chart, pixels (the isolation matrix is taller).
 pub const SIZE: (u32, u32) = (900, 420);
@@ -76,11 +78,13 @@ impl Chart {
     }
 }
 
-/// A drawing error, as text.
-pub type DrawError = String;
+/// Why plotters could not draw a chart (its backend's error, as it describes it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DrawError(String);
 
-fn err<E: std::fmt::Debug>(e: E) -> DrawError {
-    format!("{e:?}")
+fn err<E: std::error::Error>(e: E) -> DrawError {
+    DrawError(e.to_string())
 }
 
 const PALETTE: [RGBColor; 16] = [
@@ -107,7 +111,7 @@ fn color(i: usize) -> RGBColor {
 }
 
 /// The chart as an SVG document, or `None` when the document has no data for it.
-pub fn svg(chart: Chart, doc: &Document) -> Result<Option<String>, DrawError> {
+pub fn svg(chart: Chart, doc: &Results) -> Result<Option<String>, DrawError> {
     if !has_data(chart, doc) {
         return Ok(None);
     }
@@ -121,7 +125,7 @@ pub fn svg(chart: Chart, doc: &Document) -> Result<Option<String>, DrawError> {
 }
 
 /// Writes the chart as a PNG file; `Ok(false)` when the document has no data for it.
-pub fn png(chart: Chart, doc: &Document, path: &Path) -> Result<bool, DrawError> {
+pub fn png(chart: Chart, doc: &Results, path: &Path) -> Result<bool, DrawError> {
     if !has_data(chart, doc) {
         return Ok(false);
     }
@@ -131,10 +135,10 @@ pub fn png(chart: Chart, doc: &Document, path: &Path) -> Result<bool, DrawError>
     Ok(true)
 }
 
-fn has_data(chart: Chart, doc: &Document) -> bool {
+fn has_data(chart: Chart, doc: &Results) -> bool {
     match chart {
         Chart::StartupDistribution => !startup_samples(doc).is_empty(),
-        Chart::StartupPhases => !phase_medians(doc).is_empty(),
+        Chart::StartupPhases => !phases::stages(doc).is_empty(),
         Chart::Memory => !memory_parts(doc).is_empty(),
         Chart::Overhead => !slowdowns(doc).is_empty(),
         Chart::Isolation => !doc.isolation.is_empty(),
@@ -145,7 +149,7 @@ fn has_data(chart: Chart, doc: &Document) -> bool {
 fn draw<DB: DrawingBackend>(
     chart: Chart,
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     area.fill(&WHITE).map_err(err)?;
     match chart {
@@ -160,7 +164,7 @@ fn draw<DB: DrawingBackend>(
 }
 
 /// `time_to_start` samples per backend.
-fn startup_samples(doc: &Document) -> Vec<(String, Vec<f64>)> {
+fn startup_samples(doc: &Results) -> Vec<(String, Vec<f64>)> {
     doc.figures
         .iter()
         .filter(|f| f.scenario == "startup" && f.metric == "time_to_start" && !f.samples.is_empty())
@@ -206,7 +210,7 @@ fn as_f64(n: usize) -> f64 {
 
 fn startup_distribution<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let data = startup_samples(doc);
     let max = data
@@ -232,6 +236,7 @@ fn startup_distribution<DB: DrawingBackend>(
         .y_label_formatter(&category_labels(
             data.iter().map(|(b, _)| b.clone()).collect(),
         ))
+        .light_line_style(LIGHT)
         .x_desc("ms (box: quartiles, line: median, whiskers: min and max)")
         .draw()
         .map_err(err)?;
@@ -266,103 +271,107 @@ fn startup_distribution<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Per backend, its startup phases as (name, median ms after launch), ending with the
-/// workload's first record.
-pub fn phase_medians(doc: &Document) -> Vec<(String, Vec<(String, f64)>)> {
-    let mut out = Vec::new();
-    for backend in doc.backends() {
-        let runs: Vec<_> = doc
-            .runs
-            .iter()
-            .filter(|r| r.backend == backend && r.scenario == "startup" && r.ok && !r.warmup)
-            .collect();
-        let Some(first) = runs.first() else { continue };
-        let mut phases: Vec<(String, f64)> = Vec::new();
-        for phase in &first.phases {
-            let mut at: Vec<f64> = runs
-                .iter()
-                .filter_map(|r| r.phases.iter().find(|p| p.name == phase.name).map(|p| p.ms))
-                .collect();
-            at.sort_by(f64::total_cmp);
-            phases.push((phase.name.clone(), quantile(&at, 0.5)));
-        }
-        let mut started: Vec<f64> = runs.iter().filter_map(|r| r.markers.started_ms).collect();
-        started.sort_by(f64::total_cmp);
-        if started.is_empty() {
-            continue;
-        }
-        let start = quantile(&started, 0.5);
-        // Phases after the first record (a VM's halt and teardown) belong to its end.
-        phases.retain(|(_, ms)| *ms <= start);
-        phases.push(("workload started".to_owned(), start));
-        out.push((backend.to_owned(), phases));
+/// A legend drawn beside a plot, never over it: a coloured square and a label per entry.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(RGBColor, String)],
+) -> Result<(), DrawError> {
+    let style = ("sans-serif", 13).into_font().color(&BLACK);
+    for (i, (c, label)) in entries.iter().enumerate() {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_possible_wrap,
+            reason = "a few entries"
+        )]
+        let y = 50 + 22 * i as i32;
+        area.draw(&Rectangle::new([(6, y), (18, y + 12)], c.filled()))
+            .map_err(err)?;
+        area.draw(&Text::new(label.clone(), (24, y), style.clone()))
+            .map_err(err)?;
     }
-    out
+    Ok(())
 }
+
+/// A value written just right of the end of a horizontal bar.
+fn bar_label(x: f64, y: f64, text: String) -> Text<'static, (f64, f64), String> {
+    Text::new(text, (x, y + 0.12), ("sans-serif", 13))
+}
+
+/// The grid's light lines, faint enough not to compete with the data.
+const LIGHT: RGBColor = RGBColor(238, 238, 238);
 
 fn startup_phases<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
-    let data = phase_medians(doc);
+    let data = phases::stages(doc);
+    let (plot, side) = area.split_horizontally(area.dim_in_pixel().0 * 64 / 100);
     let max = data
         .iter()
-        .filter_map(|(_, p)| p.last().map(|(_, ms)| *ms))
+        .filter_map(|(_, parts)| parts.last().map(|p| p.from + p.ms))
         .fold(0.0_f64, f64::max)
-        // Room on the right for the legend.
-        * 1.6;
+        * 1.18;
     let n = data.len();
-    let mut chart = ChartBuilder::on(area)
+    let mut chart = ChartBuilder::on(&plot)
         .caption(
-            "Where startup time goes (median of each phase)",
+            "Where startup time goes (median time of each phase)",
             ("sans-serif", 20),
         )
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(110)
+        .y_label_area_size(90)
         .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .light_line_style(LIGHT)
         .y_labels(n * 2 + 1)
         .y_label_formatter(&category_labels(
             data.iter().map(|(b, _)| b.clone()).collect(),
         ))
-        .x_desc("ms after launch (each segment ends when its phase is reached)")
+        .x_desc("ms after launch")
         .draw()
         .map_err(err)?;
-    let mut k = 0;
-    for (i, (backend, phases)) in data.iter().enumerate() {
+    let mut used: Vec<phases::Stage> = Vec::new();
+    for (i, (_, parts)) in data.iter().enumerate() {
         let y = as_f64(i);
-        let mut from = 0.0;
-        for (name, to) in phases {
-            let c = color(k);
-            k += 1;
+        for part in parts {
+            let c = color(part.stage.key);
             chart
-                .draw_series([Rectangle::new(
-                    [(from, y - 0.3), (*to, y + 0.3)],
-                    c.filled(),
+                .draw_series([
+                    Rectangle::new(
+                        [(part.from, y - 0.3), (part.from + part.ms, y + 0.3)],
+                        c.filled(),
+                    ),
+                    Rectangle::new(
+                        [(part.from, y - 0.3), (part.from + part.ms, y + 0.3)],
+                        WHITE.stroke_width(1),
+                    ),
+                ])
+                .map_err(err)?;
+            if !used.contains(&part.stage) {
+                used.push(part.stage.clone());
+            }
+        }
+        if let Some(last) = parts.last() {
+            chart
+                .draw_series([bar_label(
+                    last.from + last.ms + max * 0.01,
+                    y,
+                    format!("{} ms", number(last.from + last.ms)),
                 )])
-                .map_err(err)?
-                .label(format!("{backend}: {name}"))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
-            from = *to;
+                .map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    used.sort_by_key(|s| s.key);
+    let entries: Vec<(RGBColor, String)> =
+        used.into_iter().map(|s| (color(s.key), s.label)).collect();
+    legend(&side, &entries)
 }
 
 /// Per backend: (what the workload or guest touched, what the sandbox adds), MiB.
-pub fn memory_parts(doc: &Document) -> Vec<(String, f64, f64)> {
+pub fn memory_parts(doc: &Results) -> Vec<(String, f64, f64)> {
     let mut out = Vec::new();
     for backend in doc.backends() {
         let m = |metric: &str| {
@@ -388,25 +397,26 @@ pub fn memory_parts(doc: &Document) -> Vec<(String, f64, f64)> {
 
 fn memory<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let data = memory_parts(doc);
-    // Room on the right for the legend.
-    let max = data.iter().map(|(_, a, b)| a + b).fold(0.0_f64, f64::max) * 1.7;
+    let (plot, side) = area.split_horizontally(area.dim_in_pixel().0 * 64 / 100);
+    let max = data.iter().map(|(_, a, b)| a + b).fold(0.0_f64, f64::max) * 1.3;
     let n = data.len();
-    let mut chart = ChartBuilder::on(area)
+    let mut chart = ChartBuilder::on(&plot)
         .caption(
-            "Memory per instance (footprint scenario)",
+            "Memory per instance (footprint scenario, medians)",
             ("sans-serif", 20),
         )
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(110)
+        .y_label_area_size(90)
         .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .light_line_style(LIGHT)
         .y_labels(n * 2 + 1)
         .y_label_formatter(&category_labels(
             data.iter().map(|(b, _, _)| b.clone()).collect(),
@@ -414,41 +424,40 @@ fn memory<DB: DrawingBackend>(
         .x_desc("MiB")
         .draw()
         .map_err(err)?;
-    let touched_color = color(0);
-    let overhead_color = color(1);
-    chart
-        .draw_series(data.iter().enumerate().map(|(i, (_, t, _))| {
-            let y = as_f64(i);
-            Rectangle::new([(0.0, y - 0.3), (*t, y + 0.3)], touched_color.filled())
-        }))
-        .map_err(err)?
-        .label("touched by the workload (guest memory for a VM)")
-        .legend(move |(x, y)| {
-            Rectangle::new([(x, y - 5), (x + 10, y + 5)], touched_color.filled())
-        });
-    chart
-        .draw_series(data.iter().enumerate().map(|(i, (_, t, o))| {
-            let y = as_f64(i);
-            Rectangle::new([(*t, y - 0.3), (t + o, y + 0.3)], overhead_color.filled())
-        }))
-        .map_err(err)?
-        .label("added by the sandbox (runtime, or the monitor outside guest memory)")
-        .legend(move |(x, y)| {
-            Rectangle::new([(x, y - 5), (x + 10, y + 5)], overhead_color.filled())
-        });
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 11))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    let (touched_color, overhead_color) = (color(0), color(1));
+    for (i, (_, t, o)) in data.iter().enumerate() {
+        let y = as_f64(i);
+        chart
+            .draw_series([
+                Rectangle::new([(0.0, y - 0.3), (*t, y + 0.3)], touched_color.filled()),
+                Rectangle::new([(*t, y - 0.3), (t + o, y + 0.3)], overhead_color.filled()),
+            ])
+            .map_err(err)?;
+        chart
+            .draw_series([bar_label(
+                t + o + max * 0.01,
+                y,
+                format!("{} + {} MiB", number(*t), number(*o)),
+            )])
+            .map_err(err)?;
+    }
+    legend(
+        &side,
+        &[
+            (
+                touched_color,
+                "touched by the workload (a VM: guest memory)".to_owned(),
+            ),
+            (
+                overhead_color,
+                "added by the sandbox (a VM: its monitor)".to_owned(),
+            ),
+        ],
+    )
 }
 
 /// Slowdown against native (above 1 is slower), per backend and workload metric.
-pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
+pub fn slowdowns(doc: &Results) -> Vec<(String, String, f64)> {
     const SCENARIOS: [&str; 6] = ["cpu", "mem", "syscall", "fork", "file", "net"];
     doc.figures
         .iter()
@@ -456,14 +465,18 @@ pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
         .filter(|f| f.metric != "wall" && f.metric != "peak_rss")
         .filter_map(|f| {
             let ratio = doc.vs_native(f)?;
-            let slowdown = if f.better == "higher" {
+            let slowdown = if f.better == Better::Higher {
                 1.0 / ratio
             } else {
                 ratio
             };
             Some((
                 f.backend.clone(),
-                format!("{} {}", f.scenario, f.metric),
+                if f.metric == f.scenario {
+                    f.scenario.clone()
+                } else {
+                    format!("{} {}", f.scenario, f.metric)
+                },
                 slowdown,
             ))
         })
@@ -472,14 +485,14 @@ pub fn slowdowns(doc: &Document) -> Vec<(String, String, f64)> {
 
 fn overhead<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let data = slowdowns(doc);
-    let max = data.iter().map(|(_, _, s)| *s).fold(1.0_f64, f64::max) * 1.15;
+    let max = data.iter().map(|(_, _, s)| *s).fold(1.0_f64, f64::max) * 1.2;
     let n = data.len();
     let mut chart = ChartBuilder::on(area)
         .caption(
-            "Runtime slowdown against native (1 = native speed)",
+            "Runtime slowdown against native (1 = native speed; right of the line is slower)",
             ("sans-serif", 20),
         )
         .margin(12)
@@ -490,6 +503,7 @@ fn overhead<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .light_line_style(LIGHT)
         .y_labels(n * 2 + 1)
         .y_label_formatter(&category_labels(
             data.iter().map(|(b, m, _)| format!("{b}: {m}")).collect(),
@@ -497,12 +511,17 @@ fn overhead<DB: DrawingBackend>(
         .x_desc("slowdown (x)")
         .draw()
         .map_err(err)?;
-    chart
-        .draw_series(data.iter().enumerate().map(|(i, (_, _, s))| {
-            let y = as_f64(i);
-            Rectangle::new([(0.0, y - 0.3), (*s, y + 0.3)], color(2).filled())
-        }))
-        .map_err(err)?;
+    let backends: Vec<&str> = doc.backends();
+    for (i, (backend, _, s)) in data.iter().enumerate() {
+        let y = as_f64(i);
+        let c = color(backends.iter().position(|b| b == backend).unwrap_or(0));
+        chart
+            .draw_series([Rectangle::new([(0.0, y - 0.3), (*s, y + 0.3)], c.filled())])
+            .map_err(err)?;
+        chart
+            .draw_series([bar_label(s.max(1.0) + max * 0.01, y, times(*s))])
+            .map_err(err)?;
+    }
     chart
         .draw_series([PathElement::new(
             vec![(1.0, -0.5), (1.0, as_f64(n) - 0.5)],
@@ -514,7 +533,7 @@ fn overhead<DB: DrawingBackend>(
 
 fn isolation<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
 ) -> Result<(), DrawError> {
     let Some(first) = doc.isolation.first() else {
         return Ok(());
@@ -579,16 +598,9 @@ enum DensityAxis {
     Start,
 }
 
-/// The median of a step's start latencies.
-fn step_start(start_ms: &[f64]) -> f64 {
-    let mut sorted = start_ms.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    quantile(&sorted, 0.5)
-}
-
 fn density<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    doc: &Document,
+    doc: &Results,
     axis: DensityAxis,
 ) -> Result<(), DrawError> {
     let max_n = doc
@@ -599,9 +611,9 @@ fn density<DB: DrawingBackend>(
         .unwrap_or(1);
     #[allow(clippy::cast_precision_loss, reason = "memory sizes far below 2^52")]
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let value = |s: &crate::document::DensityStep| match axis {
+    let value = |s: &crate::document::density::Step| match axis {
         DensityAxis::Memory => mib(s.per_instance.pss_kib),
-        DensityAxis::Start => step_start(&s.start_ms),
+        DensityAxis::Start => phases::median(&s.start_ms),
     };
     let (caption, unit) = match axis {
         DensityAxis::Memory => (
@@ -628,6 +640,8 @@ fn density<DB: DrawingBackend>(
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(LIGHT)
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .x_desc("instances alive")
         .y_desc(unit)
         .draw()

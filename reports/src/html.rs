@@ -4,26 +4,31 @@
 use std::fmt::Write;
 
 use crate::charts::{self, Chart};
-use crate::document::{Document, Figure};
-use crate::sections::{self, number};
+use crate::document::Results;
+use crate::sections::{self, Table};
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;\
 color:#222}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ccc;\
-padding:.25em .5em}td.n{text-align:right}.warn{background:#fff3cd;border:1px solid #e0b000;\
-padding:.5em 1em}.note{background:#eef4fb;padding:.5em 1em}.isolated{background:#b7e4c0}\
+padding:.25em .5em}td.n{text-align:right}caption{text-align:left;color:#555;\
+padding:.25em 0}table.env th{text-align:left;background:#f4f4f4}\
+.warn{background:#fff3cd;border:2px solid #e0a000;padding:.75em 1em;font-size:1.05em}\
+.note{background:#eef4fb;padding:.5em 1em;line-height:1.45}.isolated{background:#b7e4c0}\
 .partly{background:#ffe3a3}.shared{background:#f5b5b5}figure{margin:1em 0}\
-figure svg{max-width:100%;height:auto}.missing{color:#777}";
+figure svg{max-width:100%;height:auto}.missing{color:#555;font-style:italic}\
+li.failed{color:#a00}";
 
 /// Renders the HTML report; a chart that cannot be drawn is replaced by its reason.
-pub fn render(doc: &Document) -> String {
+pub fn render(doc: &Results) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>vcbench report</title><style>{STYLE}</style></head><body>\n\
-         <h1>vcbench report</h1>\n<p>Host: {}</p>\n",
-        escape(&sections::host_line(doc))
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>vcbench report: {}, {}</title><style>{STYLE}</style></head><body>\n\
+         <h1>vcbench report</h1>\n",
+        escape(&doc.host.hostname),
+        escape(&doc.started_at)
     );
     for w in sections::warnings(doc) {
         let _ = writeln!(
@@ -32,6 +37,11 @@ pub fn render(doc: &Document) -> String {
             escape(&w)
         );
     }
+    out.push_str("<table class=\"env\">\n");
+    for (what, value) in sections::environment(doc) {
+        let _ = writeln!(out, "<tr><th>{what}</th><td>{}</td></tr>", escape(&value));
+    }
+    out.push_str("</table>\n");
     for section in sections::sections(doc) {
         let _ = writeln!(
             out,
@@ -55,90 +65,59 @@ pub fn render(doc: &Document) -> String {
                 Err(e) => {
                     let _ = writeln!(
                         out,
-                        "<p class=\"missing\">Chart {} could not be drawn: {}</p>",
+                        "<p class=\"missing\">The {} chart could not be drawn: {}</p>",
                         chart.name(),
-                        escape(&e)
+                        escape(&e.to_string())
                     );
                 }
             }
         }
-        if section.figures.is_empty() {
-            out.push_str("<p class=\"missing\">No figures for this concern in this run.</p>\n");
-        } else {
-            out.push_str(&table(doc, &section.figures));
+        for table in &section.tables {
+            out.push_str(&render_table(table));
         }
-        if section.id == "isolation" {
-            out.push_str(&matrix(doc));
+        for missing in &section.missing {
+            let _ = writeln!(out, "<p class=\"missing\">{}</p>", escape(missing));
         }
         out.push_str("</section>\n");
     }
+    out.push_str("<section id=\"problems\"><h2>Failures and skips</h2>\n");
     let problems = sections::problems(doc);
-    if !problems.is_empty() {
-        out.push_str("<section id=\"problems\"><h2>Failures and skips</h2><ul>\n");
+    if problems.is_empty() {
+        out.push_str("<p>Every run succeeded and nothing was skipped.</p>\n");
+    } else {
+        out.push_str("<ul>\n");
         for p in problems {
-            let _ = writeln!(out, "<li>{}</li>", escape(&p));
+            let class = if p.starts_with("failed") {
+                " class=\"failed\""
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "<li{class}>{}</li>", escape(&p));
         }
-        out.push_str("</ul></section>\n");
+        out.push_str("</ul>\n");
     }
-    out.push_str("</body></html>\n");
+    out.push_str("</section>\n</body></html>\n");
     out
 }
 
-fn table(doc: &Document, figures: &[Figure]) -> String {
-    let mut out = String::from(
-        "<table><tr><th>backend</th><th>scenario</th><th>metric</th><th>median</th>\
-         <th>p95</th><th>cv</th><th>n</th><th>vs native</th></tr>\n",
-    );
-    for f in figures {
-        let s = &f.summary;
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{} {}</td>\
-             <td class=\"n\">{} {}</td><td class=\"n\">{:.1}%</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td></tr>",
-            escape(&f.backend),
-            escape(&f.scenario),
-            escape(&f.metric),
-            number(s.median),
-            escape(&f.unit),
-            number(s.p95),
-            escape(&f.unit),
-            s.cv() * 100.0,
-            s.n,
-            doc.vs_native(f)
-                .map(|r| format!("{}x", number(r)))
-                .unwrap_or_default()
-        );
+/// A table in HTML, with its caption; verdict cells are coloured.
+fn render_table(table: &Table) -> String {
+    let mut out = format!("<table><caption>{}</caption><tr>", escape(&table.caption));
+    for h in &table.header {
+        let _ = write!(out, "<th>{}</th>", escape(h));
     }
-    out.push_str("</table>\n");
-    out
-}
-
-fn matrix(doc: &Document) -> String {
-    let Some(first) = doc.isolation.first() else {
-        return String::new();
-    };
-    let mut out = String::from("<table class=\"matrix\"><tr><th>check</th>");
-    for m in &doc.isolation {
-        let _ = write!(out, "<th>{}</th>", escape(&m.backend));
-    }
-    out.push_str("<th>why (last column)</th></tr>\n");
-    for row in &first.rows {
-        let _ = write!(out, "<tr><td>{}</td>", escape(&row.check));
-        let mut why = String::new();
-        for m in &doc.isolation {
-            let cell = m.rows.iter().find(|r| r.check == row.check);
-            let verdict = cell.map_or("", |r| r.verdict.as_str());
-            let _ = write!(
-                out,
-                "<td class=\"{}\" title=\"{}\">{}</td>",
-                escape(verdict),
-                escape(cell.map_or("", |r| r.inside.as_str())),
-                escape(verdict)
-            );
-            why = cell.map(|r| r.why.clone()).unwrap_or_default();
+    out.push_str("</tr>\n");
+    for row in &table.rows {
+        out.push_str("<tr>");
+        for (cell, numeric) in row.iter().zip(&table.numeric) {
+            let class = match cell.as_str() {
+                "isolated" | "partly" | "shared" => format!(" class=\"{cell}\""),
+                _ if *numeric => " class=\"n\"".to_owned(),
+                _ => String::new(),
+            };
+            let _ = write!(out, "<td{class}>{}</td>", escape(cell));
         }
-        let _ = writeln!(out, "<td>{}</td></tr>", escape(&why));
+        out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
     out

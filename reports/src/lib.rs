@@ -8,24 +8,25 @@ pub mod compare;
 pub mod document;
 pub mod html;
 pub mod markdown;
+pub mod phases;
 pub mod sections;
 
-pub use document::{Document, Error};
+pub use document::{Error, Results};
 
 use std::path::{Path, PathBuf};
 
 /// Writes every chart the document has data for as `DIR/<name>.svg` and `DIR/<name>.png`,
 /// and returns the files written.
-pub fn write_charts(doc: &Document, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
+pub fn write_charts(doc: &Results, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
     std::fs::create_dir_all(dir).map_err(|source| ChartError::Io {
         path: dir.to_owned(),
         source,
     })?;
     let mut written = Vec::new();
     for chart in charts::Chart::ALL {
-        let draw = |e| ChartError::Draw {
+        let draw = |source| ChartError::Draw {
             chart: chart.name(),
-            reason: e,
+            source,
         };
         if let Some(svg) = charts::svg(chart, doc).map_err(draw)? {
             let path = dir.join(format!("{}.svg", chart.name()));
@@ -56,11 +57,12 @@ pub enum ChartError {
         source: std::io::Error,
     },
     /// A chart could not be drawn.
-    #[error("cannot draw the {chart} chart: {reason}")]
+    #[error("cannot draw the {chart} chart")]
     Draw {
         /// Its name.
         chart: &'static str,
         /// Why.
-        reason: String,
+        #[source]
+        source: charts::DrawError,
     },
 }

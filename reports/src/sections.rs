@@ -1,20 +1,40 @@
-//! What a report says, independent of its format: the sections, each with a teaching note
-//! drawn from the measured numbers and the figures it shows, the environment banner, and
-//! the failures and skips. Markdown and HTML both render this.
+//! What a report says, independent of its format: the environment banner and its
+//! warnings, then one section per concern with a teaching note drawn from the measured
+//! numbers, its tables, and a plain statement of what it has no data for, then the
+//! failures and skips. Markdown and HTML both render this.
 
-use crate::document::{Document, Figure};
+use std::fmt::Write;
+
+use crate::document::{Figure, Results};
+use crate::phases;
 
 /// One concern of the report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Section {
     /// Its title.
     pub title: &'static str,
-    /// Anchor name (HTML) and chart prefix.
+    /// Anchor name (HTML) and the key its charts are filed under.
     pub id: &'static str,
-    /// Two or three sentences for a student: what the figures show and why.
+    /// Two or three sentences for a student: what the figures show and why, with the
+    /// numbers of this run.
     pub note: String,
-    /// The figures it tabulates.
-    pub figures: Vec<Figure>,
+    /// Its tables, figures first.
+    pub tables: Vec<Table>,
+    /// What this concern has no data for in this run, and why: said, never left out.
+    pub missing: Vec<String>,
+}
+
+/// A table, for any output format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// What it shows, in a few words.
+    pub caption: String,
+    /// Column names.
+    pub header: Vec<String>,
+    /// Which columns hold numbers (right-aligned).
+    pub numeric: Vec<bool>,
+    /// The rows, as text.
+    pub rows: Vec<Vec<String>>,
 }
 
 /// The concerns, each with the scenarios whose figures it shows.
@@ -30,10 +50,13 @@ const CONCERNS: [(&str, &str, &[&str]); 5] = [
     ("Density", "density", &["density"]),
 ];
 
-/// Formats a value to about three significant digits.
+/// Scenarios whose workload is a Linux program: a VM runs them only with a Linux guest.
+const LINUX_PROGRAMS: [&str; 6] = ["cpu", "mem", "syscall", "fork", "file", "net"];
+
+/// Formats a value to about three significant digits; whole numbers stay whole.
 pub fn number(v: f64) -> String {
     let a = v.abs();
-    if a >= 1000.0 || a == 0.0 {
+    if a >= 1000.0 || a == 0.0 || (v.fract() == 0.0 && a < 1e15) {
         format!("{v:.0}")
     } else if a >= 100.0 {
         format!("{v:.1}")
@@ -46,67 +69,248 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// A ratio as `4.727x`, as the tables write it.
+pub fn times(r: f64) -> String {
+    format!("{}x", number(r))
+}
+
 /// The report's sections, in order.
-pub fn sections(doc: &Document) -> Vec<Section> {
+pub fn sections(doc: &Results) -> Vec<Section> {
     CONCERNS
         .iter()
-        .map(|(title, id, scenarios)| Section {
-            title,
-            id,
-            note: note(doc, id),
-            figures: doc
+        .map(|(title, id, scenarios)| {
+            let figures: Vec<Figure> = doc
                 .figures
                 .iter()
                 .filter(|f| scenarios.contains(&f.scenario.as_str()))
                 .cloned()
-                .collect(),
+                .collect();
+            let mut tables = Vec::new();
+            if !figures.is_empty() {
+                tables.push(figure_table(doc, &figures));
+            }
+            match *id {
+                "isolation" => {
+                    tables.extend(matrix_table(doc));
+                    tables.extend(surface_table(doc));
+                }
+                "density" => tables.extend(density_table(doc)),
+                _ => {}
+            }
+            let missing = if tables.is_empty() {
+                vec![no_data(doc, title, scenarios)]
+            } else {
+                linux_guest_gap(doc, id).into_iter().collect()
+            };
+            Section {
+                title,
+                id,
+                note: note(doc, id),
+                tables,
+                missing,
+            }
         })
         .collect()
 }
 
-/// The host in one line.
-pub fn host_line(doc: &Document) -> String {
-    let h = &doc.host;
-    let kvm = match &h.kvm.module {
-        Some(m) => format!("{} ({m})", h.kvm.flavour),
-        None => h.kvm.flavour.clone(),
-    };
-    format!(
-        "{}: {}, {} CPUs, {} MiB, Linux {}, {}; KVM {kvm}; cgroups {}; vcbench {} ({}), {}",
-        h.hostname,
-        h.cpu_model,
-        h.cpus,
-        h.memory_mib,
-        h.kernel,
-        h.os,
-        h.cgroup,
-        doc.tool.version,
-        doc.tool.git_revision,
-        doc.started_at
-    )
+/// Why a concern has no data: its scenarios were not run, or were skipped.
+fn no_data(doc: &Results, title: &str, scenarios: &[&str]) -> String {
+    let planned: Vec<&str> = doc
+        .plan
+        .scenarios
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| scenarios.contains(n))
+        .collect();
+    let mut text = format!("No data for {} in this run: ", title.to_lowercase());
+    if planned.is_empty() {
+        let _ = write!(
+            text,
+            "its scenario{} ({}) {} not part of the plan.",
+            if scenarios.len() > 1 { "s" } else { "" },
+            scenarios.join(", "),
+            if scenarios.len() > 1 { "were" } else { "was" }
+        );
+        return text;
+    }
+    let reasons: Vec<String> = doc
+        .skipped
+        .iter()
+        .filter(|s| s.scenario.as_deref().is_none_or(|sc| planned.contains(&sc)))
+        .map(|s| format!("{} {}", s.backend, s.reason))
+        .chain(
+            doc.failures
+                .iter()
+                .filter(|f| planned.contains(&f.scenario.as_str()))
+                .map(|f| format!("{} failed: {}", f.backend, f.reason)),
+        )
+        .collect();
+    if reasons.is_empty() {
+        let _ = write!(text, "{} ran but gave no figures.", planned.join(", "));
+    } else {
+        let _ = write!(text, "{}.", dedup(reasons).join("; "));
+    }
+    text
 }
 
-/// The warnings every reader must see before any VM figure.
-pub fn warnings(doc: &Document) -> Vec<String> {
+fn dedup(mut items: Vec<String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    items.retain(|i| {
+        let new = !seen.contains(i);
+        if new {
+            seen.push(i.clone());
+        }
+        new
+    });
+    items
+}
+
+/// The backends that ran a virtual machine, by the figures and phases only VMs have.
+pub fn vm_backends(doc: &Results) -> Vec<&str> {
+    let from_figures = doc
+        .figures
+        .iter()
+        .filter(|f| {
+            f.scenario == "exits" || f.metric == "guest_touched" || f.metric == "monitor_overhead"
+        })
+        .map(|f| f.backend.as_str());
+    let from_runs = doc
+        .runs
+        .iter()
+        .filter(|r| r.phases.iter().any(|p| p.name == "vm_created"))
+        .map(|r| r.backend.as_str());
+    let mut out: Vec<&str> = Vec::new();
+    for b in from_figures.chain(from_runs) {
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Whether a VM backend ran a Linux guest: figures from a Linux program, or a phase that
+/// names a guest kernel.
+fn linux_guest_ran(doc: &Results, backend: &str) -> bool {
+    doc.figures
+        .iter()
+        .any(|f| f.backend == backend && LINUX_PROGRAMS.contains(&f.scenario.as_str()))
+        || doc
+            .runs
+            .iter()
+            .any(|r| r.backend == backend && r.phases.iter().any(|p| p.name.contains("kernel")))
+}
+
+/// What a section lacks because no Linux guest ran, when VMs ran without one.
+fn linux_guest_gap(doc: &Results, id: &str) -> Option<String> {
+    let vms: Vec<&str> = vm_backends(doc)
+        .into_iter()
+        .filter(|b| !linux_guest_ran(doc, b))
+        .collect();
+    if vms.is_empty() {
+        return None;
+    }
+    let who = vms.join(", ");
+    match id {
+        "startup" => Some(format!(
+            "No Linux guest was measured: the {who} figures come from micro guests, a few \
+             instructions with no kernel, so they hold no guest kernel boot."
+        )),
+        "memory" => Some(format!(
+            "No guest kernel memory was measured: the {who} guests were micro guests, with no \
+             kernel."
+        )),
+        "overhead" => Some(format!(
+            "No Linux guest was measured: {who} ran none of the workloads above, which are \
+             Linux programs; only the exit round trip of a micro guest."
+        )),
+        _ => None,
+    }
+}
+
+/// The environment, as (what, value) pairs.
+pub fn environment(doc: &Results) -> Vec<(&'static str, String)> {
+    let h = &doc.host;
+    let mut rows = vec![
+        ("host", h.hostname.clone()),
+        ("CPU", format!("{} ({} CPUs)", h.cpu_model, h.cpus)),
+        ("memory", format!("{} MiB", h.memory_mib)),
+        ("kernel", format!("Linux {}, {}", h.kernel, h.os)),
+    ];
+    let under = match (&h.hypervisor, h.emulated) {
+        (_, true) => "a CPU emulated by QEMU TCG".to_owned(),
+        (Some(v), false) if !v.is_empty() => format!("a virtual machine ({v})"),
+        _ if h.virtualized => "a virtual machine".to_owned(),
+        _ => "bare metal".to_owned(),
+    };
+    rows.push(("runs on", under));
+    let kvm = match (h.kvm.flavour.as_str(), &h.kvm.reason) {
+        ("software", _) => format!("{}: guest instructions are emulated", h.kvm.label()),
+        ("hardware", _) => format!("{}: the CPU's virtualization", h.kvm.label()),
+        (_, Some(reason)) => format!("{}: {reason}", h.kvm.label()),
+        _ => h.kvm.label(),
+    };
+    rows.push(("KVM", kvm));
+    rows.push(("cgroups", h.cgroup.clone()));
+    rows.push((
+        "privileges",
+        format!(
+            "{}; unprivileged user namespaces {}",
+            if h.root { "root" } else { "not root" },
+            if h.user_namespaces { "on" } else { "off" }
+        ),
+    ));
+    if !h.peers.is_empty() {
+        let peers: Vec<&str> = h.peers.values().map(String::as_str).collect();
+        rows.push(("peers", peers.join("; ")));
+    }
+    rows.push((
+        "vcbench",
+        format!(
+            "{} {} ({}), workload {}",
+            doc.tool.name, doc.tool.version, doc.tool.git_revision, doc.tool.workload_fnv
+        ),
+    ));
+    rows.push((
+        "run",
+        format!(
+            "{} to {}{}",
+            doc.started_at,
+            doc.finished_at,
+            if doc.complete { "" } else { " (interrupted)" }
+        ),
+    ));
+    rows
+}
+
+/// The warnings every reader must see before any figure.
+pub fn warnings(doc: &Results) -> Vec<String> {
     let mut w = Vec::new();
+    let vms = !vm_backends(doc).is_empty();
     if doc.host.emulated {
         w.push(
-            "This run was taken on a CPU emulated by QEMU TCG (the test rig): every instruction \
-             was emulated, so these results test correctness and their timings describe no \
-             real machine."
+            "This run was taken on a CPU emulated by QEMU TCG (the test rig): every instruction, \
+             the host's own included, was emulated, and KVM inside it is nested under the \
+             emulation. These results test correctness; their timings describe no real machine."
                 .to_owned(),
         );
-    }
-    if doc.host.kvm.flavour == "software" {
+    } else if doc.host.kvm.flavour == "software" {
         w.push(format!(
-            "KVM on this host is software ({}): guest instructions are emulated, so the \
-             microVM timings are emulation figures, far slower than hardware virtualization.",
-            doc.host
-                .kvm
-                .module
-                .as_deref()
-                .unwrap_or("no hardware module")
+            "KVM on this host is {}: guest instructions are emulated, so {} timings are \
+             emulation figures, far slower than hardware virtualization{}.",
+            doc.host.kvm.label(),
+            if vms { "the VM" } else { "any VM" },
+            if vms {
+                "; compare them with each other, not with containers"
+            } else {
+                ""
+            }
         ));
+    } else if doc.host.kvm.flavour == "hardware" && doc.host.virtualized && vms {
+        w.push(
+            "This host is itself a virtual machine: its VMs are nested, and their exits pass \
+             through the outer hypervisor too, so VM timings are higher than on bare metal."
+                .to_owned(),
+        );
     }
     if !doc.complete {
         w.push("The run was interrupted: figures are missing for what had not run yet.".to_owned());
@@ -114,12 +318,35 @@ pub fn warnings(doc: &Document) -> Vec<String> {
     w
 }
 
-/// Failures and skips, one line each.
-pub fn problems(doc: &Document) -> Vec<String> {
-    let mut lines: Vec<String> = doc
-        .failures
-        .iter()
-        .map(|f| format!("failed: {} {}: {}", f.backend, f.scenario, f.reason))
+/// Failures and skips, one line each; failures of one backend and scenario with one
+/// reason are counted on one line.
+pub fn problems(doc: &Results) -> Vec<String> {
+    let mut groups: Vec<(String, String, String, Vec<u32>)> = Vec::new();
+    for f in &doc.failures {
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == f.backend && g.1 == f.scenario && g.2 == f.reason)
+        {
+            Some(g) => g.3.push(f.index),
+            None => groups.push((
+                f.backend.clone(),
+                f.scenario.clone(),
+                f.reason.clone(),
+                vec![f.index],
+            )),
+        }
+    }
+    let mut lines: Vec<String> = groups
+        .into_iter()
+        .map(|(backend, scenario, reason, runs)| {
+            let runs: Vec<String> = runs.iter().map(u32::to_string).collect();
+            let which = if runs.len() == 1 {
+                format!("run {}", runs[0])
+            } else {
+                format!("{} runs ({})", runs.len(), runs.join(", "))
+            };
+            format!("failed: {backend} {scenario}, {which}: {reason}")
+        })
         .collect();
     lines.extend(doc.skipped.iter().map(|s| match &s.scenario {
         Some(sc) => format!("skipped: {} {sc}: {}", s.backend, s.reason),
@@ -128,173 +355,457 @@ pub fn problems(doc: &Document) -> Vec<String> {
     lines
 }
 
-fn median(doc: &Document, backend: &str, scenario: &str, metric: &str) -> Option<f64> {
+/// The figures of a concern: median, p95, cv, n and the ratio to native.
+fn figure_table(doc: &Results, figures: &[Figure]) -> Table {
+    Table {
+        caption: "Figures (median and p95 of the measured runs; cv is their spread, standard \
+                  deviation over mean; vs native is the median over native's)"
+            .to_owned(),
+        header: [
+            "backend",
+            "scenario",
+            "metric",
+            "median",
+            "p95",
+            "cv",
+            "n",
+            "vs native",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        numeric: vec![false, false, false, true, true, true, true, true],
+        rows: figures
+            .iter()
+            .map(|f| {
+                let s = &f.summary;
+                vec![
+                    f.backend.clone(),
+                    f.scenario.clone(),
+                    f.metric.clone(),
+                    format!("{} {}", number(s.median), f.unit),
+                    format!("{} {}", number(s.p95), f.unit),
+                    format!("{:.1}%", s.cv() * 100.0),
+                    s.n.to_string(),
+                    doc.vs_native(f)
+                        .map(|r| format!("{}x", number(r)))
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The isolation matrix: a row per check, a column per backend, and why.
+fn matrix_table(doc: &Results) -> Option<Table> {
+    let first = doc.isolation.first()?;
+    let mut header = vec!["check".to_owned()];
+    header.extend(doc.isolation.iter().map(|m| m.backend.clone()));
+    header.push(format!(
+        "why ({})",
+        doc.isolation.last().map_or("", |m| m.backend.as_str())
+    ));
+    let rows = first
+        .rows
+        .iter()
+        .map(|row| {
+            let mut cells = vec![row.check.clone()];
+            let mut why = String::new();
+            for m in &doc.isolation {
+                let cell = m.rows.iter().find(|r| r.check == row.check);
+                cells.push(cell.map_or_else(|| "not probed".to_owned(), |r| r.verdict.clone()));
+                why = cell.map(|r| r.why.clone()).unwrap_or_default();
+            }
+            cells.push(why);
+            cells
+        })
+        .collect();
+    Some(Table {
+        caption: "Isolation matrix: each check judged against the same probe on the host"
+            .to_owned(),
+        numeric: vec![false; header.len()],
+        header,
+        rows,
+    })
+}
+
+/// What reached the host kernel, per backend and traced workload.
+fn surface_table(doc: &Results) -> Option<Table> {
+    if doc.surface.is_empty() {
+        return None;
+    }
+    Some(Table {
+        caption: "Host attack surface: system calls the host kernel served on the instance's \
+                  behalf"
+            .to_owned(),
+        header: [
+            "backend",
+            "workload",
+            "distinct system calls",
+            "system calls",
+            "per second",
+            "VM exits",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        numeric: vec![false, false, true, true, true, true],
+        rows: doc
+            .surface
+            .iter()
+            .map(|s| {
+                let exits: u64 = s.vm_exits.iter().map(|(_, n)| n).sum();
+                vec![
+                    s.backend.clone(),
+                    s.workload.join(" "),
+                    s.distinct_syscalls.to_string(),
+                    s.total_syscalls.to_string(),
+                    number(s.syscalls_per_s),
+                    if s.vm_exits.is_empty() {
+                        String::new()
+                    } else {
+                        exits.to_string()
+                    },
+                ]
+            })
+            .collect(),
+    })
+}
+
+/// Each density step: instances alive, start latency, memory per instance, the host.
+fn density_table(doc: &Results) -> Option<Table> {
+    if doc.density.iter().all(|d| d.steps.is_empty()) {
+        return None;
+    }
+    let mut rows = Vec::new();
+    for d in &doc.density {
+        for s in &d.steps {
+            rows.push(vec![
+                d.backend.clone(),
+                s.instances.to_string(),
+                format!("{} ms", number(phases::median(&s.start_ms))),
+                format!("{} MiB", number(kib_to_mib(s.per_instance.pss_kib))),
+                format!("{} MiB", number(kib_to_mib(s.per_instance.uss_kib))),
+                format!("{} MiB", number(kib_to_mib(s.host.available_kib))),
+            ]);
+        }
+    }
+    Some(Table {
+        caption: "Density steps: start latency of the step's instances (median), memory per \
+                  instance, and the host's available memory after the step"
+            .to_owned(),
+        header: [
+            "backend",
+            "instances",
+            "start",
+            "PSS each",
+            "USS each",
+            "host available",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        numeric: vec![false, true, true, true, true, true],
+        rows,
+    })
+}
+
+/// KiB as MiB.
+pub fn kib_to_mib(kib: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss, reason = "memory sizes far below 2^52")]
+    let kib = kib as f64;
+    kib / 1024.0
+}
+
+fn median(doc: &Results, backend: &str, scenario: &str, metric: &str) -> Option<f64> {
     doc.figure(backend, scenario, metric)
         .map(|f| f.summary.median)
 }
 
+/// The other backends with a figure, in document order.
+fn others<'a>(doc: &'a Results, scenario: &str, metric: &str) -> Vec<&'a Figure> {
+    doc.figures
+        .iter()
+        .filter(|f| f.backend != "native" && f.scenario == scenario && f.metric == metric)
+        .collect()
+}
+
+/// Joins phrases as "a, b and c".
+fn list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 /// The teaching note of a section, from the numbers measured.
-fn note(doc: &Document, id: &str) -> String {
-    let m = |b: &str, s: &str, k: &str| median(doc, b, s, k);
+fn note(doc: &Results, id: &str) -> String {
     let mut text = String::new();
     match id {
-        "startup" => {
-            text.push_str(
-                "A container is an ordinary process that the host kernel fences off with \
-                 namespaces and a cgroup, so it starts as fast as the kernel can build those; \
-                 a virtual machine must first be built (memory, vCPUs) and then boot a kernel \
-                 of its own before the first instruction of the workload runs. ",
-            );
-            if let (Some(n), Some(c)) = (
-                m("native", "startup", "time_to_start"),
-                m("container", "startup", "time_to_start"),
-            ) {
-                text.push_str(&format!(
-                    "Here a plain process started in {} ms and a container in {} ms: {} ms \
-                     more, spent on namespaces, mounts and the cgroup. ",
-                    number(n),
-                    number(c),
-                    number(c - n)
-                ));
-            }
-            if let Some(v) = m("microvm", "startup", "time_to_start") {
-                text.push_str(&format!(
-                    "The microVM reached its guest's first instruction of work in {} ms; its \
-                     guest here is a micro guest with no kernel to boot, so a Linux guest adds \
-                     its kernel's boot on top.",
-                    number(v)
-                ));
-            }
-        }
-        "memory" => {
-            text.push_str(
-                "Every instance costs memory beyond what its workload touches: a container's \
-                 is a little kernel bookkeeping and its runtime processes, a VM's is its \
-                 monitor plus the guest memory it touches (and a guest kernel's, when it boots \
-                 one). ",
-            );
-            if let Some(c) = m("container", "footprint", "overhead_rss") {
-                text.push_str(&format!(
-                    "Here the container's processes held {} MiB beyond the 64 MiB touched. ",
-                    number(c)
-                ));
-            }
-            if let Some(v) = m("microvm", "footprint", "monitor_overhead") {
-                text.push_str(&format!(
-                    "The microVM's monitor held {} MiB outside guest memory.",
-                    number(v)
-                ));
-            }
-        }
-        "overhead" => {
-            text.push_str(
-                "Once running, a container's workload runs on the host kernel directly: a \
-                 system call costs what it costs natively. A VM's guest runs on the CPU too, \
-                 but every access to a device leaves the guest (a VM exit) for the monitor \
-                 and back. ",
-            );
-            if let (Some(n), Some(c)) = (
-                m("native", "syscall", "syscall"),
-                m("container", "syscall", "syscall"),
-            ) {
-                text.push_str(&format!(
-                    "Here one getppid(2) took {} ns natively and {} ns in a container. ",
-                    number(n),
-                    number(c)
-                ));
-            }
-            if let Some(e) = m("microvm", "exits", "exit_round_trip") {
-                text.push_str(&format!(
-                    "One VM exit round trip took {} µs: about {:.0} times a system call.",
-                    number(e / 1000.0),
-                    m("native", "syscall", "syscall").map_or(0.0, |s| e / s.max(1e-9))
-                ));
-            }
-        }
-        "isolation" => {
-            text.push_str(
-                "A container shares the host's kernel: the namespaces hide the host's \
-                 processes, files and network from it, but every system call it makes runs in \
-                 that one kernel. A VM has a kernel of its own, and reaches the host only \
-                 through its monitor. ",
-            );
-            for matrix in &doc.isolation {
-                let count = |v: &str| matrix.rows.iter().filter(|r| r.verdict == v).count();
-                text.push_str(&format!(
-                    "{}: isolated on {} of {} checks, partly on {}, shared on {}. ",
-                    matrix.backend,
-                    count("isolated"),
-                    matrix.rows.len(),
-                    count("partly"),
-                    count("shared")
-                ));
-            }
-            let hello = |b: &str| {
-                doc.surface
-                    .iter()
-                    .find(|s| s.backend == b && s.workload.first().is_some_and(|w| w == "hello"))
-                    .map(|s| s.distinct_syscalls)
-            };
-            if let (Some(c), Some(v)) = (hello("container"), hello("microvm")) {
-                text.push_str(&format!(
-                    "Starting and ending its workload, the container's processes made {c} \
-                     distinct system calls into the host kernel, the microVM's monitor {v}."
-                ));
-            }
-        }
-        "density" => {
-            text.push_str(
-                "Many instances at once: what each one more costs shows in the host's \
-                 memory, including what the kernel keeps for namespaces, cgroups and VMs. ",
-            );
-            for d in &doc.density {
-                text.push_str(&format!(
-                    "{}: {} instances alive at most",
-                    d.backend, d.reached
-                ));
-                if let Some(m) = m(&d.backend, "density", "marginal_host_memory") {
-                    text.push_str(&format!(
-                        ", each one more taking {} MiB of the host's available memory",
-                        number(m)
-                    ));
-                }
-                text.push_str(match &d.stopped {
-                    Some(_) => " before it stopped. ",
-                    None => ". ",
-                });
-                // The first step with a few starts: a lone first start is often a cold one.
-                let first = d
-                    .steps
-                    .iter()
-                    .find(|s| s.start_ms.len() >= 5)
-                    .or(d.steps.first());
-                if let (Some(first), Some(last)) = (first, d.steps.last()) {
-                    if last.instances > first.instances {
-                        let start = |s: &crate::document::DensityStep| {
-                            let mut v = s.start_ms.clone();
-                            v.sort_by(f64::total_cmp);
-                            v.get(v.len() / 2).copied().unwrap_or(0.0)
-                        };
-                        text.push_str(&format!(
-                            "Its start took {} ms with {} alive and {} ms with {}. ",
-                            number(start(first)),
-                            first.instances,
-                            number(start(last)),
-                            last.instances
-                        ));
-                        if d.backend == "container" && start(last) > 1.5 * start(first) {
-                            text.push_str(
-                                "Each container adds namespaces and a cgroup that the one \
-                                 kernel keeps for all of them, so the next one's setup has more \
-                                 to go through; a VM's monitor is a process of its own, whose \
-                                 work does not grow with its neighbours. ",
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        "startup" => startup_note(doc, &mut text),
+        "memory" => memory_note(doc, &mut text),
+        "overhead" => overhead_note(doc, &mut text),
+        "isolation" => isolation_note(doc, &mut text),
+        "density" => density_note(doc, &mut text),
         _ => {}
     }
     text.trim_end().to_owned()
+}
+
+fn startup_note(doc: &Results, text: &mut String) {
+    text.push_str(
+        "A container is an ordinary process that the host kernel fences off with namespaces \
+         and a cgroup, so it starts as fast as the kernel builds those. A virtual machine must \
+         first be built (memory, vCPUs, a guest image) and then boot a kernel of its own \
+         before the workload's first instruction runs. ",
+    );
+    let Some(native) = median(doc, "native", "startup", "time_to_start") else {
+        return;
+    };
+    let others: Vec<String> = others(doc, "startup", "time_to_start")
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} ms ({} native)",
+                f.backend,
+                number(f.summary.median),
+                times(f.summary.median / native)
+            )
+        })
+        .collect();
+    if others.is_empty() {
+        let _ = write!(
+            text,
+            "Here a plain process started in {} ms. ",
+            number(native)
+        );
+    } else {
+        let _ = write!(
+            text,
+            "Here, from launch to the workload's first record, a plain process took {} ms, {}. ",
+            number(native),
+            list(&others)
+        );
+    }
+    for (backend, stages) in phases::stages(doc) {
+        if backend == "native" || stages.len() < 2 {
+            continue;
+        }
+        let total: f64 = stages.iter().map(|s| s.ms).sum();
+        let mut largest = stages.clone();
+        largest.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        let parts: Vec<String> = largest
+            .iter()
+            .take(3)
+            .map(|s| {
+                if s.stage == phases::stage_of(phases::STARTED) {
+                    format!(
+                        "{} ms from its last phase to the workload's first record",
+                        number(s.ms)
+                    )
+                } else {
+                    format!("{} ms in {}", number(s.ms), s.stage.label())
+                }
+            })
+            .collect();
+        let _ = write!(
+            text,
+            "Of the {backend}'s start ({} ms by the medians of its phases), the largest \
+             parts were {}. ",
+            number(total),
+            list(&parts)
+        );
+    }
+}
+
+fn memory_note(doc: &Results, text: &mut String) {
+    text.push_str(
+        "Every instance costs memory beyond what its workload touches: a container adds its \
+         runtime's processes and the kernel's bookkeeping for its namespaces and cgroup; a VM \
+         adds its monitor process, holds every page of guest memory the guest touches, and, \
+         when it boots one, a guest kernel. ",
+    );
+    let mut parts = Vec::new();
+    for backend in doc.backends() {
+        let m = |metric: &str| median(doc, backend, "footprint", metric);
+        let who = if backend == "native" {
+            "the native process".to_owned()
+        } else {
+            format!("the {backend}'s processes")
+        };
+        if let (Some(rss), Some(over)) = (m("rss"), m("overhead_rss")) {
+            parts.push(format!(
+                "{who} held {} MiB, {} MiB beyond the {} MiB its workload touched",
+                number(rss),
+                number(over),
+                number(rss - over)
+            ));
+        } else if let (Some(guest), Some(monitor)) = (m("guest_touched"), m("monitor_overhead")) {
+            parts.push(format!(
+                "the {backend} monitor held {} MiB outside its {} MiB of touched guest memory",
+                number(monitor),
+                number(guest)
+            ));
+        }
+    }
+    if !parts.is_empty() {
+        let _ = write!(text, "Here {}.", parts.join("; "));
+    }
+}
+
+fn overhead_note(doc: &Results, text: &mut String) {
+    text.push_str(
+        "Once started, a container's program runs on the host kernel exactly as a native one \
+         does: namespaces change what it sees, not how its system calls run. A VM's guest runs \
+         on the CPU too, but each access to a device leaves the guest (a VM exit) for the \
+         monitor and back. ",
+    );
+    let native_syscall = doc.figure("native", "syscall", "syscall");
+    if let (Some(n), Some(c)) = (
+        native_syscall,
+        doc.figure("container", "syscall", "syscall"),
+    ) {
+        let ratio = c.summary.median / n.summary.median;
+        let noise = n.summary.cv().max(c.summary.cv());
+        let _ = write!(
+            text,
+            "Here one getppid(2) took {} ns natively and {} ns in the container",
+            number(n.summary.median),
+            number(c.summary.median)
+        );
+        if (ratio - 1.0).abs() <= noise {
+            text.push_str(", the same within the runs' noise. ");
+        } else {
+            let _ = write!(
+                text,
+                ", {:.1}% {}, beyond the runs' noise (cv {:.1}% and {:.1}%): something on the \
+                 container's path differed on this run; run it again to see if it stays. ",
+                (ratio - 1.0).abs() * 100.0,
+                if ratio > 1.0 { "more" } else { "less" },
+                n.summary.cv() * 100.0,
+                c.summary.cv() * 100.0
+            );
+        }
+    }
+    let slowest = crate::charts::slowdowns(doc)
+        .into_iter()
+        .max_by(|a, b| a.2.total_cmp(&b.2));
+    if let Some((backend, what, s)) = slowest.filter(|s| s.2 > 1.0) {
+        let _ = write!(
+            text,
+            "The largest slowdown against native: {backend}, {what}, {}. ",
+            times(s)
+        );
+    }
+    if let Some(exit) = median(doc, "microvm", "exits", "exit_round_trip") {
+        let _ = write!(
+            text,
+            "One VM exit round trip of the microVM took {} µs",
+            number(exit / 1000.0)
+        );
+        match native_syscall {
+            Some(s) if s.summary.median > 0.0 => {
+                let _ = write!(
+                    text,
+                    ", the time of about {:.0} system calls",
+                    exit / s.summary.median
+                );
+            }
+            _ => {}
+        }
+        if doc.host.kvm.flavour == "software" {
+            text.push_str(" (on software KVM, where the exit itself is emulated)");
+        }
+        text.push('.');
+    }
+}
+
+fn isolation_note(doc: &Results, text: &mut String) {
+    text.push_str(
+        "A container shares the host's kernel: namespaces hide the host's processes, files and \
+         network from it, but every system call it makes runs in that one kernel. A VM has a \
+         kernel of its own and reaches the host only through its monitor, whose own system \
+         calls are what the host kernel sees. ",
+    );
+    let counts: Vec<String> = doc
+        .isolation
+        .iter()
+        .map(|m| {
+            let count = |v: &str| m.rows.iter().filter(|r| r.verdict == v).count();
+            format!(
+                "{} was isolated on {} of {} checks (partly on {}, shared on {})",
+                m.backend,
+                count("isolated"),
+                m.rows.len(),
+                count("partly"),
+                count("shared")
+            )
+        })
+        .collect();
+    if !counts.is_empty() {
+        let _ = write!(text, "Here {}. ", list(&counts));
+    }
+    let hello: Vec<String> = doc
+        .surface
+        .iter()
+        .filter(|s| s.workload.first().is_some_and(|w| w == "hello"))
+        .map(|s| format!("{} {}", s.backend, s.distinct_syscalls))
+        .collect();
+    if hello.len() > 1 {
+        let _ = write!(
+            text,
+            "Starting and ending the same small program, the distinct system calls the host \
+             kernel served were: {}.",
+            list(&hello)
+        );
+    }
+}
+
+fn density_note(doc: &Results, text: &mut String) {
+    text.push_str(
+        "Many instances at once: what one more costs shows in the host's memory, including \
+         what the kernel keeps for namespaces, cgroups and VMs. ",
+    );
+    for d in &doc.density {
+        let _ = write!(text, "{}: {} instances alive at most", d.backend, d.reached);
+        if let Some(m) = median(doc, &d.backend, "density", "marginal_host_memory") {
+            let _ = write!(
+                text,
+                ", each one more taking {} MiB of the host's available memory",
+                number(m)
+            );
+        }
+        text.push_str(match &d.stopped {
+            Some(why) if !why.is_empty() => " before it stopped early. ",
+            _ => ". ",
+        });
+        // The first step with a few starts: a lone first start is often a cold one.
+        let first = d
+            .steps
+            .iter()
+            .find(|s| s.start_ms.len() >= 5)
+            .or(d.steps.first());
+        if let (Some(first), Some(last)) = (first, d.steps.last()) {
+            if last.instances > first.instances {
+                let (a, b) = (
+                    phases::median(&first.start_ms),
+                    phases::median(&last.start_ms),
+                );
+                let _ = write!(
+                    text,
+                    "Its start took {} ms with {} alive and {} ms with {}. ",
+                    number(a),
+                    first.instances,
+                    number(b),
+                    last.instances
+                );
+                if d.backend == "container" && b > 1.5 * a {
+                    text.push_str(
+                        "The one host kernel keeps every live container's namespaces and \
+                         cgroup, so each new one is set up beside all the others: a likely \
+                         reason its start slows as they add up, which these figures show but \
+                         do not prove. ",
+                    );
+                }
+            }
+        }
+    }
 }

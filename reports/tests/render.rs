@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reports::{charts, compare, html, markdown, Document, Error};
+use reports::{charts, compare, html, markdown, Error, Results};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,8 +13,8 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn fixture() -> Document {
-    Document::read(&data("results.json")).expect("the fixture reads")
+fn fixture() -> Results {
+    Results::read(&data("results.json")).expect("the fixture reads")
 }
 
 #[test]
@@ -40,20 +40,120 @@ fn the_markdown_has_every_concern_the_warning_ratios_and_problems() {
         "## Runtime overhead",
         "## Isolation",
         "## Density",
+        "## Failures and skips",
     ] {
         assert!(md.contains(heading), "{heading} missing");
     }
     assert!(md.contains("**Warning:** KVM on this host is software (kvm_pvm)"));
-    // The container's startup median over native's: 2.6 / 0.55.
+    assert!(md.contains("| KVM | software (kvm_pvm): guest instructions are emulated |"));
+    // Each figure with its spread, and the container's startup median over native's:
+    // 2.6 / 0.55.
     assert!(
-        md.contains("| container | startup | time_to_start | 2.600 ms |"),
+        md.contains(
+            "| container | startup | time_to_start | 2.600 ms | 2.800 ms | 6.1% | 5 | 4.727x |"
+        ),
         "{md}"
     );
-    assert!(md.contains("| 4.727x |"), "{md}");
-    assert!(md.contains("- failed: container file: timed out after 60.0 s"));
+    assert!(md.contains("- failed: container file, run 2: timed out after 60.0 s"));
     assert!(md.contains("- skipped: microvm cpu: needs a Linux guest"));
-    // Teaching notes quote the numbers measured.
-    assert!(md.contains("a plain process started in 0.5500 ms and a container in 2.600 ms"));
+    // Teaching notes quote the numbers measured, the phases included.
+    assert!(md.contains("a plain process took 0.5500 ms, container 2.600 ms (4.727x native)"));
+    assert!(
+        md.contains("1.110 ms in namespaces (clone, uid maps)"),
+        "{md}"
+    );
+    assert!(md.contains("took 152 ns natively and 159 ns in the container, 4.6% more"));
+    // What no micro guest can measure is said, not left out.
+    assert!(md.contains("*No Linux guest was measured: the microvm figures come from micro guests"));
+    assert!(md.contains("*No guest kernel memory was measured"));
+}
+
+#[test]
+fn teaching_notes_follow_the_numbers() {
+    let mut doc = fixture();
+    for f in &mut doc.figures {
+        if f.backend == "container" && f.metric == "syscall" {
+            f.summary.median = 153.0; // within native's noise of 1.7%
+        }
+    }
+    let md = markdown::render(&doc);
+    assert!(
+        md.contains(
+            "took 152 ns natively and 153 ns in the container, the same within the runs' noise"
+        ),
+        "{md}"
+    );
+    // No native syscall figure: the exit is not put in system calls.
+    doc.figures.retain(|f| f.scenario != "syscall");
+    let md = markdown::render(&doc);
+    assert!(md.contains("One VM exit round trip of the microVM took 6.150 µs (on software KVM"));
+    assert!(!md.contains("system calls ("), "{md}");
+}
+
+#[test]
+fn a_concern_without_data_says_so_and_why() {
+    let mut doc = fixture();
+    doc.isolation.clear();
+    doc.surface.clear();
+    doc.figures.retain(|f| f.scenario != "isolation");
+    doc.plan.scenarios.retain(|s| s.name != "isolation");
+    doc.density.clear();
+    doc.figures.retain(|f| f.scenario != "density");
+    doc.skipped.push(reports::document::Skip {
+        backend: "container".into(),
+        scenario: Some("density".into()),
+        reason: "needs root for its cgroups".into(),
+    });
+    let md = markdown::render(&doc);
+    assert!(
+        md.contains("*No data for isolation in this run: its scenarios (isolation, interference) were not part of the plan.*"),
+        "{md}"
+    );
+    assert!(
+        md.contains("*No data for density in this run: container needs root for its cgroups.*"),
+        "{md}"
+    );
+    let page = html::render(&doc);
+    assert!(page.contains("<p class=\"missing\">No data for density in this run"));
+    assert!(!page.contains("chart-isolation") && !page.contains("chart-density"));
+}
+
+#[test]
+fn failures_are_grouped_and_a_clean_run_says_so() {
+    let mut doc = fixture();
+    let first = doc.failures[0].clone();
+    for index in [3, 4] {
+        doc.failures.push(reports::document::Failure {
+            index,
+            ..first.clone()
+        });
+    }
+    let md = markdown::render(&doc);
+    assert!(
+        md.contains("- failed: container file, 3 runs (2, 3, 4): timed out after 60.0 s"),
+        "{md}"
+    );
+    doc.failures.clear();
+    doc.skipped.clear();
+    assert!(markdown::render(&doc).contains("Every run succeeded and nothing was skipped."));
+}
+
+#[test]
+fn emulated_and_nested_hosts_are_warned_of() {
+    let mut doc = fixture();
+    doc.host.emulated = true;
+    doc.host.hypervisor = Some("TCGTCGTCGTCG".into());
+    let md = markdown::render(&doc);
+    assert!(md.contains("**Warning:** This run was taken on a CPU emulated by QEMU TCG"));
+    assert!(md.contains("| runs on | a CPU emulated by QEMU TCG |"));
+    doc.host.emulated = false;
+    doc.host.kvm.flavour = "hardware".into();
+    doc.host.kvm.module = Some("kvm_amd".into());
+    let md = markdown::render(&doc);
+    assert!(md.contains("**Warning:** This host is itself a virtual machine: its VMs are nested"));
+    assert!(!md.contains("emulation figures"));
+    doc.complete = false;
+    assert!(markdown::render(&doc).contains("**Warning:** The run was interrupted"));
 }
 
 #[test]
@@ -128,15 +228,32 @@ fn compare_shows_the_change_and_whether_it_exceeds_the_noise() {
             f.summary.median *= 1.01; // within its cv
         }
     }
+    after.figures.retain(|f| f.metric != "exit_round_trip");
     let rows = compare::rows(&[base.clone(), after.clone()]);
     let row = |name: &str| rows.iter().find(|r| r.figure == name).unwrap();
-    let container = row("container startup time_to_start");
-    assert!((container.change_pct[0].unwrap() - 50.0).abs() < 1e-9);
-    assert!(container.significant[0]);
-    assert!(!row("native startup time_to_start").significant[0]);
+    let container = row("container startup time_to_start").changes[0].unwrap();
+    assert!((container.pct - 50.0).abs() < 1e-9);
+    assert!(container.significant());
+    assert!(!container.improves(reports::document::Better::Lower));
+    let native = row("native startup time_to_start").changes[0].unwrap();
+    assert!(!native.significant(), "{native:?}");
+    // Its noise is the larger of the two runs' cv: 7.5% here.
+    assert!((native.noise_pct - 7.496).abs() < 0.01, "{native:?}");
+    // A figure the later document lacks is kept, and said to be missing.
+    let gone = row("microvm exits exit_round_trip");
+    assert_eq!(gone.medians[1], None);
+    assert_eq!(gone.changes[0], None);
     let md = compare::markdown(&[base, after], &["a.json".into(), "b.json".into()]);
-    assert!(md.contains("**+50.0%**"), "{md}");
-    assert!(md.contains("+1.0% (noise)"), "{md}");
+    assert!(
+        md.contains("| container startup time_to_start | 2.600 ms ±6.1% | 3.900 ms ±6.1% | **+50.0%** worse (noise 6.1%) |"),
+        "{md}"
+    );
+    assert!(md.contains("+1.0% within noise (7.5%)"), "{md}");
+    assert!(
+        md.contains("| microvm exits exit_round_trip | 6150 ns ±0.8% | missing |"),
+        "{md}"
+    );
+    assert!(md.contains("| kernel | 6.1.0 | 6.1.0 |"), "{md}");
 }
 
 #[test]
@@ -149,23 +266,27 @@ fn what_is_not_a_results_document_is_named_and_refused() {
     };
     let full = std::fs::read_to_string(data("results.json")).unwrap();
     let truncated = write("truncated.json", &full[..full.len() / 2]);
+    let e = Results::read(&truncated).unwrap_err();
+    assert!(matches!(e, Error::Truncated { .. }), "{e}");
+    assert!(e.to_string().contains("cut short"), "{e}");
+    let not_json = write("not.json", "vcbench results\n");
     assert!(matches!(
-        Document::read(&truncated),
+        Results::read(&not_json),
         Err(Error::NotJson { .. })
     ));
     let newer = write(
         "newer.json",
         &full.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1),
     );
-    let e = Document::read(&newer).unwrap_err();
+    let e = Results::read(&newer).unwrap_err();
     assert!(matches!(e, Error::Newer { found: 2, .. }), "{e}");
     assert!(e.to_string().contains("use a newer vcbench"));
     let other = write("other.json", r#"{"name": "not results"}"#);
-    let e = Document::read(&other).unwrap_err();
+    let e = Results::read(&other).unwrap_err();
     assert!(matches!(e, Error::NotResults { .. }), "{e}");
     assert!(e.to_string().contains("other.json"));
     assert!(matches!(
-        Document::read(&dir.path().join("missing.json")),
+        Results::read(&dir.path().join("missing.json")),
         Err(Error::Read { .. })
     ));
 }
