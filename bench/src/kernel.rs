@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -139,7 +138,7 @@ impl Source {
 }
 
 /// What identifies a built kernel: it goes into every result of a Linux guest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     /// The kernel release, e.g. `6.1.158`.
     pub version: String,
@@ -202,6 +201,18 @@ pub fn build(
         source,
     };
     std::fs::create_dir_all(kernels_dir(cache)).map_err(cache_error)?;
+    // One build at a time per cache; the lock goes with the process, however it ends, so
+    // a build directory found while holding it belongs to a build that was killed.
+    let _lock = lock_builds(&kernels_dir(cache)).map_err(cache_error)?;
+    remove_abandoned_builds(&kernels_dir(cache));
+    // A build that held the lock while this one waited may have made this very kernel.
+    if let Some(mut built) = read_cached(&dir)? {
+        built.cached = true;
+        if default_source {
+            mark_latest(cache, &key)?;
+        }
+        return Ok(built);
+    }
     // Everything temporary lives in one directory, removed on every path out.
     let work = tempfile::Builder::new()
         .prefix(".build-")
@@ -295,6 +306,41 @@ pub fn build(
         identity,
         cached: false,
     })
+}
+
+/// Takes the cache's build lock (`.lock` in `kernels`), waiting for another build to end.
+fn lock_builds(kernels: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(kernels.join(".lock"))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns for as long as `file` lives;
+        // it touches no memory.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Removes the work directories (`.build-*`) of builds that were killed before they could
+/// clean up. Called with the build lock held, so none of them is in use.
+fn remove_abandoned_builds(kernels: &Path) {
+    let Ok(entries) = std::fs::read_dir(kernels) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".build-") {
+            // Best effort: what cannot be removed now is tried again by the next build.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The kernel last built from the default source ([`DEBIAN_SOURCE`]), if any.
@@ -560,6 +606,25 @@ mod tests {
         assert!(check_fragment(fragment, acpi_on).is_err());
         let other_value = "CONFIG_SMP=y\nCONFIG_NR_CPUS=64\n";
         assert!(check_fragment(fragment, other_value).is_err());
+    }
+
+    #[test]
+    fn a_killed_builds_directory_is_removed_under_the_lock_and_kernels_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let abandoned = dir.path().join(".build-x1Yz");
+        std::fs::create_dir_all(abandoned.join("build/arch")).unwrap();
+        std::fs::write(abandoned.join("build/vmlinux.o"), b"half").unwrap();
+        let kept = dir.path().join("0123456789abcdef");
+        std::fs::create_dir(&kept).unwrap();
+        std::fs::write(kept.join("vmlinux"), b"\x7fELF").unwrap();
+        let lock = lock_builds(dir.path()).unwrap();
+        remove_abandoned_builds(dir.path());
+        drop(lock);
+        assert!(!abandoned.exists());
+        assert!(kept.join("vmlinux").is_file());
+        assert!(dir.path().join(".lock").is_file());
+        // The lock is taken again once released.
+        drop(lock_builds(dir.path()).unwrap());
     }
 
     #[test]

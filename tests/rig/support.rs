@@ -71,6 +71,9 @@ fn cloud_release() -> Option<String> {
     releases.pop()
 }
 
+/// The rig's exit status when the outer Linux panicked while the command ran.
+pub const OUTER_LINUX_PANICKED: i32 = 123;
+
 /// A command to run in the rig, with the files it needs.
 #[derive(Debug, Clone)]
 pub struct Rig {
@@ -84,7 +87,8 @@ pub struct Rig {
 /// What a command in the rig gave.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The rig's exit status: the command's, 124 on timeout, 125 when the rig failed.
+    /// The rig's exit status: the command's, 123 when the outer Linux panicked, 124 on
+    /// timeout, 125 when the rig failed.
     pub status: i32,
     /// The command's standard output and error, as printed inside.
     pub output: String,
@@ -139,8 +143,24 @@ impl Rig {
         self
     }
 
-    /// Runs `command` in the rig and waits for it.
+    /// Runs `command` in the rig and waits for it. The rigs of one test binary run one at a
+    /// time: each is two emulated CPUs' worth of work. When the outer Linux panics (status
+    /// 123: a fault in the emulator's nested virtualization, which no command in it can
+    /// cause from user space), the run is tried once more, after printing the panic.
     pub fn run(&self, command: &[&str]) -> Outcome {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = self.run_once(command);
+        if outcome.status != OUTER_LINUX_PANICKED {
+            return outcome;
+        }
+        eprintln!("rig: the outer Linux panicked; running the command once more");
+        self.run_once(command)
+    }
+
+    fn run_once(&self, command: &[&str]) -> Outcome {
         let mut cmd = Command::new(script());
         for f in &self.files {
             cmd.args(["--file", f]);
