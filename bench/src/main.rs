@@ -344,6 +344,14 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
                 guest_timeout,
             });
         }
+        if b.name() == "qemu" {
+            *b = Box::new(backend::qemu::Qemu {
+                memory_mib: args.vm_memory_mib,
+                vcpus: args.vm_vcpus,
+                guests: guests.clone(),
+                console: args.console,
+            });
+        }
     }
     let backends: Vec<Box<dyn backend::Backend>> = all
         .into_iter()

@@ -160,6 +160,86 @@ fn the_project_kernel_boots_the_workload_as_init_and_the_backend_reports_its_rec
     check_phases(microvm_runs(&two, "startup")[0]);
 }
 
+/// Where QEMU looks for its `-M microvm` firmware, next to its binary's install prefix.
+const QEMU_FIRMWARE: &str = "/usr/share/qemu/qboot.rom";
+
+#[test]
+fn qemu_boots_the_same_kernel_and_image_and_reports_the_same_records() {
+    if !rig::available() {
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
+    let outcome = rig::Rig::default()
+        .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
+        .file(&kernel, "/rig/vmlinux")
+        .file(&qemu, "/usr/bin/qemu-system-x86_64")
+        .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
+        .timeout(600)
+        .run(&[
+            "sh",
+            "-c",
+            "PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
+               --scenario startup,syscall --runs 1 --warmup 0 --timeout 120 --quiet \
+               --out /tmp/both.json >/dev/null; s=$?; echo '---- both ----'; \
+             cat /tmp/both.json; echo '----'; exit $s",
+        ]);
+    let both = results_after(&outcome.output, "---- both ----");
+    assert_eq!(outcome.status, 0, "{:#}", both["failures"]);
+    let settings = |backend: &str| {
+        both["plan"]["settings"][backend]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let config = |text: &str| text.split("config ").nth(1).map(|c| c[..16].to_owned());
+    assert!(config(&settings("qemu")).is_some(), "{}", settings("qemu"));
+    assert_eq!(
+        config(&settings("qemu")),
+        config(&settings("microvm")),
+        "both boot the same kernel"
+    );
+    for scenario in ["startup", "syscall"] {
+        let runs: Vec<&Value> = both["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["backend"] == "qemu" && r["scenario"] == scenario)
+            .collect();
+        assert_eq!(runs.len(), 1, "{scenario}");
+        let run = runs[0];
+        assert_eq!(run["ok"], true, "{scenario}: {:#}", both["failures"]);
+        let stamp = |name: &str| {
+            run["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .and_then(|p| p["ms"].as_f64())
+                .unwrap_or_else(|| panic!("{scenario}: phase {name} missing: {run:#}"))
+        };
+        let order = ["init_reached", "workload_started", "result", "powered_off"];
+        let stamps: Vec<f64> = order.iter().map(|n| stamp(n)).collect();
+        assert!(
+            stamps.windows(2).all(|w| w[0] <= w[1]),
+            "{scenario}: phases out of order: {order:?} {stamps:?}"
+        );
+        assert_eq!(run["markers"]["started_ms"].as_f64(), Some(stamps[1]));
+    }
+    let startup = both["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["backend"] == "qemu" && r["scenario"] == "startup")
+        .unwrap();
+    assert_eq!(
+        startup["counters"]["guest_cpus_online"], 1,
+        "hello counts its CPUs"
+    );
+}
+
 #[test]
 fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console() {
     if !rig::available() {

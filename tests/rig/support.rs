@@ -71,6 +71,15 @@ fn cloud_release() -> Option<String> {
     releases.pop()
 }
 
+/// The program `name` on this machine's PATH, if there is one.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
 /// The rig's exit status when the outer Linux panicked while the command ran.
 pub const OUTER_LINUX_PANICKED: i32 = 123;
 

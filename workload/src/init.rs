@@ -204,6 +204,13 @@ fn decode_status(status: libc::c_int) -> u8 {
 /// before, when it gave a marker port).
 fn finish(status: u8, marker: Option<MarkerPort>) -> ExitCode {
     if std::env::var(EXIT_ENV).as_deref() == Ok("poweroff") {
+        // The records went to the console: wait until the UART has sent them, so they
+        // reach the host before the power-off marker and are not lost with the machine.
+        for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            // SAFETY: tcdrain on a standard descriptor; on one that is not a terminal it
+            // fails with ENOTTY and does nothing.
+            unsafe { libc::tcdrain(fd) };
+        }
         if let Some(port) = marker {
             port.write(workload::marker::POWEROFF);
         }

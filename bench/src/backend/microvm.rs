@@ -171,24 +171,31 @@ impl MicroVm {
 
     /// The kernel command line for the workload `args`.
     pub fn cmdline(&self, args: &[String]) -> String {
-        let mut line = BASE_CMDLINE.to_owned();
-        if !self.console {
-            line.push(' ');
-            line.push_str(QUIET);
-        }
-        line.push_str(&format!(
-            " {}=poweroff {}=stdout {}={:#x} --",
-            INIT_EXIT_ENV,
-            workload::channel::ENV,
-            workload::marker::ENV,
-            microvm::layout::MARKER_PORT
-        ));
-        for arg in args {
-            line.push(' ');
-            line.push_str(arg);
-        }
-        line
+        linux_cmdline(self.console, args)
     }
+}
+
+/// The kernel command line of a Linux guest whose init runs the workload `args`: quiet
+/// unless `console`, the workload's records on the console, its markers on the marker
+/// port, and a power-off at its end.
+pub fn linux_cmdline(console: bool, args: &[String]) -> String {
+    let mut line = BASE_CMDLINE.to_owned();
+    if !console {
+        line.push(' ');
+        line.push_str(QUIET);
+    }
+    line.push_str(&format!(
+        " {}=poweroff {}=stdout {}={:#x} --",
+        INIT_EXIT_ENV,
+        workload::channel::ENV,
+        workload::marker::ENV,
+        microvm::layout::MARKER_PORT
+    ));
+    for arg in args {
+        line.push(' ');
+        line.push_str(arg);
+    }
+    line
 }
 
 /// What the workload, as init, does at the end (its `init` module's variable).

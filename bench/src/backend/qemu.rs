@@ -1,7 +1,16 @@
-//! The `qemu` backend: QEMU's `-M microvm` with KVM running the same micro guest as the
+//! The `qemu` backend: QEMU's `-M microvm` with KVM running the same guests as the
 //! `microvm` backend, so the monitors are compared on equal work.
 //!
-//! QEMU starts a vCPU at the reset vector, so the guest is entered through a 64 KiB
+//! **Linux guests** (where the `microvm` backend boots them: a guest kernel and
+//! hardware-assisted KVM): QEMU boots the same kernel (through its PVH entry) with the same
+//! initramfs and the same command line, so the byte-identical workload runs as init. The
+//! guest's serial console and an `isa-debugcon` device on the marker port share one
+//! multiplexed character device on QEMU's standard output: the workload's marker bytes
+//! (init reached, powering off) and its record lines arrive on one stream, each stamped
+//! the moment it is read. The guest halts after its power-off marker (no ACPI) and QEMU is
+//! then asked to quit.
+//!
+//! **Micro guests**: QEMU starts a vCPU at the reset vector, so the guest is entered through a 64 KiB
 //! firmware image of one instruction (a far jump to the payload at `PAYLOAD_START`,
 //! which QEMU's generic loader places in guest memory). The guest's marker writes to port
 //! 0x80 reach the host through an `isa-debugcon` device on that port whose output is
@@ -15,11 +24,15 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
 use container::process::Child;
 use microvm::guest::{self, MARKER_START};
 use microvm::layout::{MARKER_PORT, PAYLOAD_START};
-use workload::record::Record;
+use workload::record::{self, Record};
 
+use super::microvm::{GuestKernel, Guests, MicroVm, GUEST_MIB, LINUX_HOLD_MS};
 use super::watch::{tail, DIAGNOSTIC_TAIL};
 use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
@@ -31,16 +44,42 @@ const QEMU: &str = "qemu-system-x86_64";
 /// The CPU model: `host` with the MSR that software KVM (kvm_pvm) cannot set turned off.
 const CPU: &str = "host,-arch-capabilities";
 
+/// Console lines kept for failure reports.
+const CONSOLE_TAIL: usize = 40;
+/// The longest console line kept, bytes: the rest of a longer line is dropped.
+const MAX_CONSOLE_LINE: usize = 64 * 1024;
+
 /// The QEMU backend.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Qemu {
     /// Guest memory, MiB.
     pub memory_mib: u64,
+    /// vCPUs of a Linux guest.
+    pub vcpus: u8,
+    /// The guests it boots: the `microvm` backend's, so both boot the same kernel.
+    pub guests: Guests,
+    /// Show the guest kernel's log (no `quiet`).
+    pub console: bool,
 }
 
 impl Default for Qemu {
+    /// The guests the `microvm` backend boots by default.
     fn default() -> Self {
-        Qemu { memory_mib: 128 }
+        Qemu {
+            memory_mib: GUEST_MIB,
+            vcpus: 1,
+            guests: MicroVm::guests_for(None),
+            console: false,
+        }
+    }
+}
+
+impl Qemu {
+    fn linux(&self) -> Option<&GuestKernel> {
+        match &self.guests {
+            Guests::Linux(kernel) => Some(kernel),
+            _ => None,
+        }
     }
 }
 
@@ -50,7 +89,7 @@ impl Backend for Qemu {
     }
 
     fn describe(&self) -> &'static str {
-        "QEMU -M microvm with KVM (peer VMM) running the same micro guest"
+        "QEMU -M microvm with KVM (peer VMM) booting the same Linux guest, or running the same micro guest"
     }
 
     fn availability(&self) -> Availability {
@@ -72,28 +111,51 @@ impl Backend for Qemu {
     }
 
     fn settings(&self) -> String {
-        format!(
-            "{}; -M microvm -accel kvm -cpu {CPU}; {} MiB; micro guest hello",
-            super::oci::version(QEMU).unwrap_or_default(),
-            self.memory_mib
-        )
-    }
-
-    fn supports(&self, scenario: Scenario) -> Result<(), String> {
-        match scenario {
-            Scenario::Startup | Scenario::Footprint => Ok(()),
-            Scenario::Isolation => Ok(()),
-            _ => Err(
-                "the qemu backend runs the micro guest for startup and footprint only".to_owned(),
+        let version = super::oci::version(QEMU).unwrap_or_default();
+        match self.linux() {
+            Some(kernel) => format!(
+                "{version}; -M microvm -accel kvm -cpu {CPU}; Linux guests ({}), {} vCPU{}, {} MiB",
+                kernel.describe(),
+                self.vcpus,
+                if self.vcpus == 1 { "" } else { "s" },
+                self.memory_mib
+            ),
+            None => format!(
+                "{version}; -M microvm -accel kvm -cpu {CPU}; {} MiB; micro guest hello",
+                self.memory_mib
             ),
         }
     }
 
+    fn supports(&self, scenario: Scenario) -> Result<(), String> {
+        match (&self.guests, scenario) {
+            (_, Scenario::Exits) => {
+                Err("the exits guest is timed in this project's monitor only".to_owned())
+            }
+            (_, Scenario::Density | Scenario::Interference) => {
+                Err("the qemu backend is compared one instance at a time".to_owned())
+            }
+            (Guests::Linux(_), _) => Ok(()),
+            (Guests::Micro(_), Scenario::Startup | Scenario::Footprint | Scenario::Isolation) => {
+                Ok(())
+            }
+            (Guests::Micro(why) | Guests::Unbootable(why), _) => Err(why.clone()),
+        }
+    }
+
     fn runs_programs(&self) -> Result<(), String> {
-        Err("micro guests run no program to probe".to_owned())
+        match &self.guests {
+            Guests::Linux(_) => Ok(()),
+            Guests::Micro(why) | Guests::Unbootable(why) => {
+                Err(format!("micro guests run no program to probe: {why}"))
+            }
+        }
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
+        if let Some(kernel) = self.linux() {
+            return self.launch_linux(kernel, launch);
+        }
         let hold = match launch.args.first().map(String::as_str) {
             Some("hello") => false,
             // The footprint holds the hello guest: QEMU enters it in real mode, where the
@@ -162,8 +224,177 @@ impl Backend for Qemu {
             memory_kib: self.memory_mib * 1024,
             ended_by_us: false,
             closed: false,
-            _dir: dir,
+            linux: None,
+            _dir: Some(dir),
         }))
+    }
+}
+
+impl Qemu {
+    /// Boots `kernel` with the image's initramfs and the workload's command line.
+    fn launch_linux(
+        &self,
+        kernel: &GuestKernel,
+        launch: &Launch,
+    ) -> Result<Box<dyn Instance>, Error> {
+        let spawn_error = |what: &str| {
+            let what = what.to_owned();
+            move |source| Error::Spawn { what, source }
+        };
+        let initramfs = crate::initramfs::install(
+            &crate::image::cache_dir(),
+            crate::initramfs::Compression::None,
+        )
+        .map_err(|e| Error::Spawn {
+            what: "the initramfs".to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        let mut args = launch.args.clone();
+        let hold = args.first().map(String::as_str) == Some("alloc");
+        if hold && !args.iter().any(|a| a == "--hold-ms") {
+            args.extend(["--hold-ms".to_owned(), LINUX_HOLD_MS.to_string()]);
+        }
+        let cmdline = super::microvm::linux_cmdline(self.console, &args);
+        let mut command = Command::new(QEMU);
+        command
+            .arg("-M")
+            .arg("microvm,x-option-roms=off,rtc=off,isa-serial=on,acpi=off")
+            .args(["-accel", "kvm", "-cpu", CPU, "-nodefaults", "-no-reboot"])
+            .args(["-display", "none", "-monitor", "none"])
+            .arg("-m")
+            .arg(self.memory_mib.to_string())
+            .arg("-smp")
+            .arg(self.vcpus.to_string())
+            .arg("-kernel")
+            .arg(&kernel.path)
+            .arg("-initrd")
+            .arg(&initramfs)
+            .arg("-append")
+            .arg(&cmdline)
+            .args(["-chardev", "stdio,mux=on,id=out"])
+            .args(["-serial", "chardev:out"])
+            .arg("-device")
+            .arg(format!("isa-debugcon,iobase={MARKER_PORT:#x},chardev=out"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut spawned = command.spawn().map_err(spawn_error(QEMU))?;
+        let (Some(stdout), Some(stderr)) = (spawned.stdout.take(), spawned.stderr.take()) else {
+            return Err(Error::Spawn {
+                what: QEMU.to_owned(),
+                source: std::io::Error::other("no pipes"),
+            });
+        };
+        let child = Child::new(spawned.id());
+        let (sender, events) = mpsc::channel();
+        let linux = Arc::new(Mutex::new(LinuxFacts::default()));
+        let shared = Arc::clone(&linux);
+        let markers = std::thread::spawn(move || read_linux_output(stdout, &sender, &shared));
+        let diagnostics = std::thread::spawn(move || tail(stderr, DIAGNOSTIC_TAIL));
+        Ok(Box::new(QemuInstance {
+            child,
+            events,
+            markers: Some(markers),
+            diagnostics: Some(diagnostics),
+            hold,
+            memory_kib: self.memory_mib * 1024,
+            ended_by_us: false,
+            closed: false,
+            linux: Some(linux),
+            _dir: None,
+        }))
+    }
+}
+
+/// What a Linux guest's output told, for phases, counters and failure reports.
+#[derive(Debug, Default)]
+struct LinuxFacts {
+    phases: Vec<(String, Stamp)>,
+    cpus_online: Option<u64>,
+    console_tail: VecDeque<String>,
+}
+
+/// Reads a Linux guest's multiplexed output: marker bytes (stamped as they arrive) and the
+/// console's lines, of which the workload's records become events stamped when their line
+/// ended. The power-off marker asks the instance to end QEMU (the guest only halts).
+fn read_linux_output(
+    mut stdout: impl Read,
+    sender: &mpsc::Sender<Event>,
+    facts: &Mutex<LinuxFacts>,
+) {
+    let mut buffer = [0u8; 4096];
+    let mut line = Vec::new();
+    while let Ok(n) = stdout.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        let at = Stamp::now();
+        for &byte in &buffer[..n] {
+            match byte {
+                workload::marker::INIT => note_phase(facts, "init_reached", at),
+                workload::marker::POWEROFF => {
+                    note_phase(facts, "powered_off", at);
+                    drop(sender.send(Event::Closed { at }));
+                }
+                b'\n' => {
+                    let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                    line.clear();
+                    for event in linux_line(&text, at, facts) {
+                        drop(sender.send(event));
+                    }
+                }
+                // A console line is bounded: a guest cannot make the host buffer without end.
+                _ if line.len() < MAX_CONSOLE_LINE => line.push(byte),
+                _ => {}
+            }
+        }
+    }
+    drop(sender.send(Event::Closed { at: Stamp::now() }));
+}
+
+fn note_phase(facts: &Mutex<LinuxFacts>, name: &str, at: Stamp) {
+    if let Ok(mut f) = facts.lock() {
+        if !f.phases.iter().any(|(n, _)| n == name) {
+            f.phases.push((name.to_owned(), at));
+        }
+    }
+}
+
+/// One console line of a Linux guest: a record becomes an event (and a phase), anything
+/// else is kept in the console's tail.
+fn linux_line(text: &str, at: Stamp, facts: &Mutex<LinuxFacts>) -> Vec<Event> {
+    match record::parse_line(text) {
+        Ok(Some(record)) => {
+            match &record {
+                Record::Started { .. } => note_phase(facts, "workload_started", at),
+                Record::Result { metrics, .. } => {
+                    note_phase(facts, "result", at);
+                    if let Ok(mut f) = facts.lock() {
+                        f.cpus_online = metrics
+                            .iter()
+                            .find(|m| m.name == "cpus_online")
+                            .map(|m| m.value)
+                            .filter(|v| v.is_finite() && *v >= 0.0)
+                            .map(|v| {
+                                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                                let cpus = v as u64;
+                                cpus
+                            });
+                    }
+                }
+                Record::Error { .. } => {}
+            }
+            vec![Event::Record { record, at }]
+        }
+        Ok(None) | Err(_) => {
+            if let Ok(mut f) = facts.lock() {
+                if f.console_tail.len() == CONSOLE_TAIL {
+                    f.console_tail.pop_front();
+                }
+                f.console_tail.push_back(text.to_owned());
+            }
+            Vec::new()
+        }
     }
 }
 
@@ -219,8 +450,10 @@ struct QemuInstance {
     /// QEMU was asked to quit after the guest's work: its exit is the instance's end.
     ended_by_us: bool,
     closed: bool,
-    /// The firmware and payload files.
-    _dir: tempfile::TempDir,
+    /// A Linux guest's phases and console.
+    linux: Option<Arc<Mutex<LinuxFacts>>>,
+    /// The firmware and payload files of a micro guest.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl QemuInstance {
@@ -248,7 +481,14 @@ impl Instance for QemuInstance {
         match self.events.recv_timeout(timeout) {
             Ok(event) => {
                 match &event {
+                    // A Linux guest halts after its power-off marker: QEMU is asked to quit.
+                    Event::Closed { .. } if self.linux.is_some() => {
+                        self.closed = true;
+                        self.end();
+                    }
                     Event::Closed { .. } => self.closed = true,
+                    // A Linux guest ends by itself (its workload powers it off).
+                    Event::Record { .. } if self.linux.is_some() => {}
                     // A halted guest never ends by itself.
                     Event::Record {
                         record: Record::Result { .. },
@@ -263,7 +503,10 @@ impl Instance for QemuInstance {
     }
 
     fn release(&mut self) {
-        self.end();
+        // A Linux guest's workload ends its hold on its own, and powers the guest off.
+        if self.linux.is_none() {
+            self.end();
+        }
     }
 
     fn wait(&mut self, until: Instant) -> Result<Exit, Error> {
@@ -279,10 +522,37 @@ impl Instance for QemuInstance {
     }
 
     fn diagnostics(&mut self) -> String {
-        self.diagnostics
+        let mut text = self
+            .diagnostics
             .take()
             .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(Ok(f)) = self.linux.as_ref().map(|l| l.lock()) {
+            if !f.console_tail.is_empty() {
+                let lines: Vec<&str> = f.console_tail.iter().map(String::as_str).collect();
+                text.push_str("\nthe guest console's last lines:\n");
+                text.push_str(&lines.join("\n"));
+            }
+        }
+        text
+    }
+
+    fn phases(&mut self) -> Vec<(String, Stamp)> {
+        match self.linux.as_ref().map(|l| l.lock()) {
+            Some(Ok(f)) => f.phases.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn counters(&mut self) -> Vec<(String, u64)> {
+        match self.linux.as_ref().map(|l| l.lock()) {
+            Some(Ok(f)) => f
+                .cpus_online
+                .map(|cpus| ("guest_cpus_online".to_owned(), cpus))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn footprint(&self) -> Footprint {
@@ -312,5 +582,82 @@ impl Instance for QemuInstance {
             drop(markers.join());
         }
         drop(self.diagnostics());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a Linux guest's multiplexed output gives: the events in order, and the facts.
+    fn read(bytes: &[u8]) -> (Vec<Event>, LinuxFacts) {
+        let (sender, receiver) = mpsc::channel();
+        let facts = Mutex::new(LinuxFacts::default());
+        read_linux_output(bytes, &sender, &facts);
+        drop(sender);
+        (
+            receiver.iter().collect(),
+            facts.into_inner().unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn markers_and_records_of_a_linux_guest_are_told_apart_on_one_stream() {
+        // A marker byte may land inside a console line (the kernel's own output is still
+        // draining when init starts): it is taken out of the line.
+        let mut out = b"Unable to read current ".to_vec();
+        out.push(workload::marker::INIT);
+        out.extend_from_slice(b"time from RTC\r\n");
+        out.extend_from_slice(
+            b"@vcbench {\"record\":\"started\",\"workload\":\"hello\",\"pid\":1,\"pid1\":true}\r\n",
+        );
+        out.extend_from_slice(b"@vcbench {\"record\":\"result\",\"workload\":\"hello\",");
+        out.extend_from_slice(
+            b"\"metrics\":[{\"name\":\"cpus_online\",\"value\":2.0,\"unit\":\"CPUs\"}]}\r\n",
+        );
+        // The workload drains the console before its power-off marker.
+        out.push(workload::marker::POWEROFF);
+        out.extend_from_slice(b"reboot: System halted\r\n");
+        let (events, facts) = read(&out);
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                Event::Record {
+                    record: Record::Started { .. },
+                    ..
+                } => "started",
+                Event::Record {
+                    record: Record::Result { .. },
+                    ..
+                } => "result",
+                Event::Record { .. } => "other",
+                Event::Closed { .. } => "closed",
+            })
+            .collect();
+        // The power-off marker closes the stream for the runner, and so does the end of
+        // QEMU's output.
+        assert_eq!(kinds, ["started", "result", "closed", "closed"]);
+        let names: Vec<&str> = facts.phases.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["init_reached", "workload_started", "result", "powered_off"]
+        );
+        assert_eq!(facts.cpus_online, Some(2));
+        assert_eq!(
+            Vec::from(facts.console_tail),
+            [
+                "Unable to read current time from RTC",
+                "reboot: System halted"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_guest_that_floods_one_line_is_held_to_a_bounded_buffer() {
+        let mut out = vec![b'x'; 3 * MAX_CONSOLE_LINE];
+        out.push(b'\n');
+        let (events, facts) = read(&out);
+        assert_eq!(events.len(), 1, "only the end of the stream");
+        assert_eq!(facts.console_tail[0].len(), MAX_CONSOLE_LINE);
     }
 }
