@@ -100,7 +100,8 @@ fn the_project_kernel_boots_the_workload_as_init_and_the_backend_reports_its_rec
     let outcome = rig::Rig::default()
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
-        .timeout(600)
+        .timeout(420)
+        .retry_on_timeout()
         .run(&[
             "sh",
             "-c",
@@ -177,7 +178,8 @@ fn qemu_boots_the_same_kernel_and_image_and_reports_the_same_records() {
         .file(&kernel, "/rig/vmlinux")
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
         .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
-        .timeout(600)
+        .timeout(420)
+        .retry_on_timeout()
         .run(&[
             "sh",
             "-c",
