@@ -309,6 +309,7 @@ impl Backend for MicroVm {
         Ok(Box::new(VmInstance {
             process: Supervised::spawn(&mut command, handler, false)?,
             facts,
+            memory_kib: self.memory_mib * 1024,
         }))
     }
 }
@@ -538,6 +539,8 @@ fn read_report(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
 struct VmInstance {
     process: Supervised,
     facts: Arc<Mutex<Facts>>,
+    /// Guest memory, KiB: the size of the monitor's guest-RAM mapping.
+    memory_kib: u64,
 }
 
 impl Instance for VmInstance {
@@ -566,10 +569,23 @@ impl Instance for VmInstance {
     }
 
     /// The monitor process's memory, and its split: guest memory the guest touched, and
-    /// the monitor's own overhead (its resident set outside guest memory).
+    /// the monitor's own overhead (its resident set outside guest memory). A micro guest's
+    /// monitor counts the touched pages itself (mincore) before it holds; a running Linux
+    /// guest's are read from the guest-RAM mapping's resident size in smaps, as for QEMU.
     fn footprint(&self) -> Footprint {
         let processes = procfs::memory_of(&self.pids());
-        let touched = self.facts.lock().ok().and_then(|f| f.guest_touched_kib);
+        let touched = self
+            .facts
+            .lock()
+            .ok()
+            .and_then(|f| match f.guest_touched_kib {
+                Some(kib) => Some(kib),
+                None if f.linux => self
+                    .pids()
+                    .first()
+                    .and_then(|pid| procfs::mapping_rss_kib(*pid, self.memory_kib)),
+                None => None,
+            });
         let mut parts = Vec::new();
         if let Some(touched) = touched {
             parts.push(("guest_touched".to_owned(), touched));
