@@ -60,6 +60,51 @@ pub fn mount_filesystems() {
     }
 }
 
+/// Brings the loopback interface up when it is down, as an init does: a VM's kernel starts
+/// with `lo` down, and the `net` work talks over it. (A container's runtime has already
+/// brought it up, and then this does nothing.)
+pub fn loopback_up() {
+    report(set_loopback_up());
+}
+
+fn set_loopback_up() -> Result<(), String> {
+    // SAFETY: socket with constant arguments; the result is checked.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(format!(
+            "socket for lo: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `ifreq` is plain data, for which all zeroes is a valid empty request.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = libc::c_char::from_ne_bytes([*byte]);
+    }
+    // SAFETY: `request` names an interface and outlives the call; the kernel writes only
+    // the flags member of its union.
+    let mut result = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut request) };
+    if result == 0 {
+        // SAFETY: SIOCGIFFLAGS has just filled the flags member.
+        let flags = unsafe { request.ifr_ifru.ifru_flags };
+        #[allow(clippy::cast_possible_truncation)]
+        let up = libc::IFF_UP as libc::c_short;
+        if flags & up == 0 {
+            request.ifr_ifru.ifru_flags = flags | up;
+            // SAFETY: as above; the kernel reads the name and the flags.
+            result = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut request) };
+        }
+    }
+    let error = std::io::Error::last_os_error();
+    // SAFETY: `sock` is a descriptor this function opened and closes once.
+    unsafe { libc::close(sock) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(format!("bring lo up: {error}"))
+    }
+}
+
 fn report(result: Result<(), String>) {
     if let Err(e) = result {
         eprintln!("workload: init: {e}");
@@ -128,6 +173,7 @@ fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
 /// Runs the work in a supervised child and returns (or powers off) when it is done.
 pub fn run_as_init(args: &Args, mut out: Output, marker: Option<MarkerPort>) -> ExitCode {
     mount_filesystems();
+    loopback_up();
     let mut watched = FORWARDED.to_vec();
     watched.push(libc::SIGCHLD);
     let set = sigset(&watched);
