@@ -37,11 +37,21 @@ const STAGES: [(&str, &[&str]); 10] = [
     ("monitor start and VM creation", &["vm_created"]),
     (
         "VM build (memory, vCPUs, guest image)",
-        &["memory_registered", "vcpus_created", "payload_loaded"],
+        &[
+            "memory_registered",
+            "vcpus_created",
+            "payload_loaded",
+            "kernel_loaded",
+            "vm_built",
+            "kernel_entry",
+        ],
     ),
-    ("guest kernel boot", &["kernel_entered", "kernel_booted"]),
+    ("guest kernel boot, to init", &["init_reached"]),
     ("guest run to its first marker", &["first_marker"]),
-    ("to the workload's first record", &[STARTED]),
+    (
+        "to the workload's first record",
+        &["workload_started", STARTED],
+    ),
 ];
 
 /// The name given to the last phase: the workload's first record reached the host.
@@ -161,6 +171,16 @@ mod tests {
         let unknown = stage_of("firmware_done");
         assert_eq!(unknown.label, "firmware done");
         assert_eq!(unknown.key, STAGES.len());
+    }
+
+    #[test]
+    fn a_linux_guest_s_phases_split_into_vm_build_kernel_boot_and_init() {
+        let build = stage_of("memory_registered");
+        for phase in ["kernel_loaded", "vcpus_created", "vm_built", "kernel_entry"] {
+            assert_eq!(stage_of(phase), build, "{phase}");
+        }
+        assert_eq!(stage_of("init_reached").label, "guest kernel boot, to init");
+        assert_eq!(stage_of("workload_started"), stage_of(STARTED));
     }
 
     #[test]

@@ -189,15 +189,17 @@ pub fn vm_backends(doc: &Results) -> Vec<&str> {
 }
 
 /// Whether a VM backend ran a Linux guest: figures from a Linux program, or a phase that
-/// names a guest kernel.
+/// names a guest kernel or its init.
 fn linux_guest_ran(doc: &Results, backend: &str) -> bool {
     doc.figures
         .iter()
         .any(|f| f.backend == backend && LINUX_PROGRAMS.contains(&f.scenario.as_str()))
-        || doc
-            .runs
-            .iter()
-            .any(|r| r.backend == backend && r.phases.iter().any(|p| p.name.contains("kernel")))
+        || doc.runs.iter().any(|r| {
+            r.backend == backend
+                && r.phases
+                    .iter()
+                    .any(|p| p.name.contains("kernel") || p.name == "init_reached")
+        })
 }
 
 /// What a section lacks because no Linux guest ran, when VMs ran without one.

@@ -200,33 +200,12 @@ impl Backend for Qemu {
             .arg("-device")
             .arg(format!(
                 "isa-debugcon,iobase={MARKER_PORT:#x},chardev=markers"
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut spawned = command.spawn().map_err(spawn_error(QEMU))?;
-        let (Some(stdout), Some(stderr)) = (spawned.stdout.take(), spawned.stderr.take()) else {
-            return Err(Error::Spawn {
-                what: QEMU.to_owned(),
-                source: std::io::Error::other("no pipes"),
-            });
-        };
-        let child = Child::new(spawned.id());
-        let (sender, events) = mpsc::channel();
-        let markers = std::thread::spawn(move || read_markers(stdout, &sender));
-        let diagnostics = std::thread::spawn(move || tail(stderr, DIAGNOSTIC_TAIL));
-        Ok(Box::new(QemuInstance {
-            child,
-            events,
-            markers: Some(markers),
-            diagnostics: Some(diagnostics),
-            hold,
-            memory_kib: self.memory_mib * 1024,
-            ended_by_us: false,
-            closed: false,
-            linux: None,
-            _dir: Some(dir),
-        }))
+            ));
+        let mut instance = QemuInstance::start(&mut command, read_markers)?;
+        instance.hold = hold;
+        instance.memory_kib = self.memory_mib * 1024;
+        instance._dir = Some(dir);
+        Ok(Box::new(instance))
     }
 }
 
@@ -237,10 +216,6 @@ impl Qemu {
         kernel: &GuestKernel,
         launch: &Launch,
     ) -> Result<Box<dyn Instance>, Error> {
-        let spawn_error = |what: &str| {
-            let what = what.to_owned();
-            move |source| Error::Spawn { what, source }
-        };
         let initramfs = crate::initramfs::install(
             &crate::image::cache_dir(),
             crate::initramfs::Compression::None,
@@ -274,35 +249,16 @@ impl Qemu {
             .args(["-chardev", "stdio,mux=on,id=out"])
             .args(["-serial", "chardev:out"])
             .arg("-device")
-            .arg(format!("isa-debugcon,iobase={MARKER_PORT:#x},chardev=out"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut spawned = command.spawn().map_err(spawn_error(QEMU))?;
-        let (Some(stdout), Some(stderr)) = (spawned.stdout.take(), spawned.stderr.take()) else {
-            return Err(Error::Spawn {
-                what: QEMU.to_owned(),
-                source: std::io::Error::other("no pipes"),
-            });
-        };
-        let child = Child::new(spawned.id());
-        let (sender, events) = mpsc::channel();
+            .arg(format!("isa-debugcon,iobase={MARKER_PORT:#x},chardev=out"));
         let linux = Arc::new(Mutex::new(LinuxFacts::default()));
         let shared = Arc::clone(&linux);
-        let markers = std::thread::spawn(move || read_linux_output(stdout, &sender, &shared));
-        let diagnostics = std::thread::spawn(move || tail(stderr, DIAGNOSTIC_TAIL));
-        Ok(Box::new(QemuInstance {
-            child,
-            events,
-            markers: Some(markers),
-            diagnostics: Some(diagnostics),
-            hold,
-            memory_kib: self.memory_mib * 1024,
-            ended_by_us: false,
-            closed: false,
-            linux: Some(linux),
-            _dir: None,
-        }))
+        let mut instance = QemuInstance::start(&mut command, move |stdout, sender| {
+            read_linux_output(stdout, sender, &shared);
+        })?;
+        instance.hold = hold;
+        instance.memory_kib = self.memory_mib * 1024;
+        instance.linux = Some(linux);
+        Ok(Box::new(instance))
     }
 }
 
@@ -457,6 +413,45 @@ struct QemuInstance {
 }
 
 impl QemuInstance {
+    /// Spawns QEMU with `command` (its standard output and error piped), with `read`
+    /// turning its standard output into events on a thread of its own.
+    fn start(
+        command: &mut Command,
+        read: impl FnOnce(std::process::ChildStdout, &mpsc::Sender<Event>) + Send + 'static,
+    ) -> Result<Self, Error> {
+        let mut spawned = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                what: QEMU.to_owned(),
+                source,
+            })?;
+        let (Some(stdout), Some(stderr)) = (spawned.stdout.take(), spawned.stderr.take()) else {
+            return Err(Error::Spawn {
+                what: QEMU.to_owned(),
+                source: std::io::Error::other("no pipes"),
+            });
+        };
+        let child = Child::new(spawned.id());
+        let (sender, events) = mpsc::channel();
+        let markers = std::thread::spawn(move || read(stdout, &sender));
+        let diagnostics = std::thread::spawn(move || tail(stderr, DIAGNOSTIC_TAIL));
+        Ok(QemuInstance {
+            child,
+            events,
+            markers: Some(markers),
+            diagnostics: Some(diagnostics),
+            hold: false,
+            memory_kib: 0,
+            ended_by_us: false,
+            closed: false,
+            linux: None,
+            _dir: None,
+        })
+    }
+
     /// Asks QEMU to quit (it shuts the VM down on SIGTERM).
     fn end(&mut self) {
         self.ended_by_us = true;
