@@ -286,13 +286,7 @@ fn check_bzimage(bytes: &[u8]) -> Result<(), Bad> {
 fn version_in_banner(bytes: &[u8]) -> Option<String> {
     const BANNER: &[u8] = b"Linux version ";
     let at = bytes.windows(BANNER.len()).position(|w| w == BANNER)? + BANNER.len();
-    let token: Vec<u8> = bytes[at..]
-        .iter()
-        .take(64)
-        .take_while(|b| b.is_ascii_graphic())
-        .copied()
-        .collect();
-    (!token.is_empty()).then(|| String::from_utf8_lossy(&token).into_owned())
+    release_at(&bytes[at..])
 }
 
 /// The release a bzImage's setup header points to (`kernel_version`, at 0x20e).
@@ -301,8 +295,13 @@ fn version_in_header(bytes: &[u8]) -> Option<String> {
     if offset == 0 {
         return None;
     }
+    release_at(bytes.get(0x200 + offset..)?)
+}
+
+/// The release string at the start of `bytes`: up to 64 printable characters, none when
+/// there are none.
+fn release_at(bytes: &[u8]) -> Option<String> {
     let token: Vec<u8> = bytes
-        .get(0x200 + offset..)?
         .iter()
         .take(64)
         .take_while(|b| b.is_ascii_graphic())
