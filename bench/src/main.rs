@@ -624,7 +624,13 @@ fn clean(quiet: bool) -> Result<(), Failure> {
             }
         }
     }
-    if found.is_empty() && traces.is_empty() && oci_leftovers == 0 && !quiet {
+    let parents = container::cleanup::remove_empty_parents(&layout);
+    for parent in &parents {
+        if !quiet {
+            println!("removed {} (empty)", parent.display());
+        }
+    }
+    if found.is_empty() && traces.is_empty() && oci_leftovers == 0 && parents.is_empty() && !quiet {
         println!("nothing to clean");
     }
     if !quiet {
