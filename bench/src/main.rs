@@ -208,7 +208,7 @@ struct RunArgs {
 }
 
 fn backend_names() -> PossibleValuesParser {
-    PossibleValuesParser::new(backend::all().iter().map(|b| b.name()).collect::<Vec<_>>())
+    PossibleValuesParser::new(backend::NAMES)
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

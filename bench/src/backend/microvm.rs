@@ -119,17 +119,22 @@ impl Default for MicroVm {
     /// Linux guests with the kernel last built by `vcbench kernel build` when there is one
     /// and KVM is hardware-assisted; micro guests otherwise.
     fn default() -> Self {
-        MicroVm {
-            memory_mib: GUEST_MIB,
-            vcpus: 1,
-            guests: Self::guests_for(None),
-            console: false,
-            guest_timeout: Duration::from_secs(55),
-        }
+        Self::with_guests(Self::guests_for(None))
     }
 }
 
 impl MicroVm {
+    /// The default settings, booting `guests`.
+    pub fn with_guests(guests: Guests) -> Self {
+        MicroVm {
+            memory_mib: GUEST_MIB,
+            vcpus: 1,
+            guests,
+            console: false,
+            guest_timeout: Duration::from_secs(55),
+        }
+    }
+
     /// The guests for an explicit `kernel` (already checked), or the cached one.
     pub fn guests_for(kernel: Option<GuestKernel>) -> Guests {
         let explicit = kernel.is_some();

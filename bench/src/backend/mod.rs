@@ -193,14 +193,29 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Every backend this build has, in the order they run.
+/// The names of every backend this build has, in the order they run (what `--backend`
+/// accepts, without opening a kernel or a device).
+pub const NAMES: [&str; 6] = ["native", "container", "microvm", "runc", "crun", "qemu"];
+
+/// Every backend this build has, in the order they run. The guests the VM backends boot
+/// are found once, for both.
 pub fn all() -> Vec<Box<dyn Backend>> {
+    let guests = microvm::MicroVm::guests_for(None);
     vec![
         Box::new(native::Native),
         Box::new(container::Container::default()),
-        Box::new(microvm::MicroVm::default()),
+        Box::new(microvm::MicroVm::with_guests(guests.clone())),
         Box::new(oci::Oci::new(oci::Runtime::Runc)),
         Box::new(oci::Oci::new(oci::Runtime::Crun)),
-        Box::new(qemu::Qemu::default()),
+        Box::new(qemu::Qemu::with_guests(guests)),
     ]
+}
+
+#[cfg(test)]
+mod names_tests {
+    #[test]
+    fn the_names_are_the_backends_names() {
+        let names: Vec<&str> = super::all().iter().map(|b| b.name()).collect();
+        assert_eq!(names, super::NAMES);
+    }
 }

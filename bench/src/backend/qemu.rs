@@ -65,16 +65,21 @@ pub struct Qemu {
 impl Default for Qemu {
     /// The guests the `microvm` backend boots by default.
     fn default() -> Self {
-        Qemu {
-            memory_mib: GUEST_MIB,
-            vcpus: 1,
-            guests: MicroVm::guests_for(None),
-            console: false,
-        }
+        Self::with_guests(MicroVm::guests_for(None))
     }
 }
 
 impl Qemu {
+    /// The default settings, booting `guests`.
+    pub fn with_guests(guests: Guests) -> Self {
+        Qemu {
+            memory_mib: GUEST_MIB,
+            vcpus: 1,
+            guests,
+            console: false,
+        }
+    }
+
     fn linux(&self) -> Option<&GuestKernel> {
         match &self.guests {
             Guests::Linux(kernel) => Some(kernel),
