@@ -121,7 +121,7 @@ pub fn run(
                     break;
                 }
                 let launched = Stamp::now();
-                match backend.launch(&launch) {
+                match crate::registry::launch(backend, &launch) {
                     Ok(instance) => starting.push((instance, launched)),
                     Err(e) => {
                         series.failed = true;

@@ -234,7 +234,7 @@ fn victim_samples(
 
 /// Starts the neighbour and waits until its workload has started its work.
 fn start_neighbour(backend: &dyn Backend, launch: &Launch) -> Result<Box<dyn Instance>, String> {
-    let mut instance = backend.launch(launch).map_err(|e| error_chain(&e))?;
+    let mut instance = crate::registry::launch(backend, launch).map_err(|e| error_chain(&e))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match instance.next_event(deadline) {

@@ -17,6 +17,7 @@ pub mod interference;
 pub mod isolation;
 pub mod kernel;
 pub mod procfs;
+pub mod registry;
 pub mod results;
 pub mod runner;
 pub mod scenario;

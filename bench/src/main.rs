@@ -396,6 +396,8 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         },
     };
 
+    // What a killed run left behind would skew this one: remove it, saying what it was.
+    clean(true)?;
     let workload =
         image::install_workload(&image::cache_dir()).context("preparing the workload")?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -605,6 +607,14 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
 /// only when something was found (before a run).
 fn clean(quiet: bool) -> Result<(), Failure> {
     let layout = container::cgroup::Layout::detect().context("reading the cgroup layout")?;
+    // Processes first: a killed run's instances may still be running in its cgroups.
+    let instances = vcbench::registry::clean();
+    for removed in &instances {
+        match &removed.error {
+            None => eprintln!("removed {}", removed.what),
+            Some(e) => eprintln!("cannot remove {}: {e}", removed.what),
+        }
+    }
     let found = container::cleanup::find(&layout);
     let traces = vcbench::surface::remove_stale();
     for path in &traces {
@@ -624,13 +634,23 @@ fn clean(quiet: bool) -> Result<(), Failure> {
             }
         }
     }
-    let parents = container::cleanup::remove_empty_parents(&layout);
+    // Before a run, another run's parent that is empty only for a moment stays.
+    let parents = match quiet {
+        true => Vec::new(),
+        false => container::cleanup::remove_empty_parents(&layout),
+    };
     for parent in &parents {
         if !quiet {
             println!("removed {} (empty)", parent.display());
         }
     }
-    if found.is_empty() && traces.is_empty() && oci_leftovers == 0 && parents.is_empty() && !quiet {
+    if found.is_empty()
+        && traces.is_empty()
+        && oci_leftovers == 0
+        && parents.is_empty()
+        && instances.is_empty()
+        && !quiet
+    {
         println!("nothing to clean");
     }
     if !quiet {

@@ -397,27 +397,96 @@ fn figures(backend: &str, scenario: Scenario, samples: Vec<(Value, Vec<f64>)>) -
         .collect()
 }
 
-/// What one run gave.
-pub(crate) struct Outcome {
-    pub(crate) observation: Observation,
-    exit_status: Option<i32>,
-    sampled_peak: Option<Memory>,
-    phases: Vec<Phase>,
-    counters: Vec<(String, u64)>,
-    pub(crate) failure: Option<String>,
+/// Why an instance that ended this way failed, if it did: a timeout (before or after the
+/// workload started), the memory limit's OOM killer, a signal, or a non-zero status.
+fn exit_problem(
+    exit: &crate::backend::Exit,
+    counters: &[(String, u64)],
+    started: bool,
+    timeout: Duration,
+) -> Option<String> {
+    let oom_kills = counters
+        .iter()
+        .find(|(name, _)| name == "cgroup_oom_kills")
+        .map_or(0, |(_, n)| *n);
+    let signal = (129..=128 + 64)
+        .contains(&exit.status)
+        .then(|| exit.status - 128);
+    if exit.timed_out {
+        Some(match started {
+            true => format!("timed out after {:.1} s", timeout.as_secs_f64()),
+            false => format!(
+                "timed out after {:.1} s without the workload starting (no record arrived)",
+                timeout.as_secs_f64()
+            ),
+        })
+    } else if oom_kills > 0 {
+        Some(format!(
+            "killed by the out-of-memory killer at the instance's memory limit \
+             ({oom_kills} OOM kill{} in its cgroup, status {})",
+            if oom_kills == 1 { "" } else { "s" },
+            exit.status
+        ))
+    } else if let Some(signal) = signal {
+        Some(format!(
+            "killed by signal {} (status {})",
+            signal_name(signal),
+            exit.status
+        ))
+    } else if exit.status != 0 {
+        Some(format!("exited with status {}", exit.status))
+    } else {
+        None
+    }
 }
 
-/// Runs one instance from launch to teardown.
-pub(crate) fn run_once(
-    backend: &dyn Backend,
-    launch: &Launch,
-    step: &Step,
-    stop: &AtomicBool,
-) -> Outcome {
+/// A signal's name, `SIGSEGV`, or its number when it has none here.
+pub fn signal_name(signal: i32) -> String {
+    const NAMES: [(libc::c_int, &str); 12] = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGILL, "SIGILL"),
+        (libc::SIGABRT, "SIGABRT"),
+        (libc::SIGBUS, "SIGBUS"),
+        (libc::SIGFPE, "SIGFPE"),
+        (libc::SIGKILL, "SIGKILL"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGPIPE, "SIGPIPE"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGSYS, "SIGSYS"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == signal)
+        .map_or_else(|| format!("{signal}"), |(_, name)| (*name).to_owned())
+}
+
+/// What one run gave.
+#[derive(Debug)]
+pub struct Outcome {
+    /// What was observed (markers, the workload's figures).
+    pub observation: Observation,
+    /// How the instance ended: its exit status, or 128 + the signal that killed it.
+    pub exit_status: Option<i32>,
+    /// The largest memory sample taken while it ran.
+    pub sampled_peak: Option<Memory>,
+    /// The backend's phases, in ms from launch.
+    pub phases: Vec<Phase>,
+    /// The backend's counters (VM exits, OOM kills, ...).
+    pub counters: Vec<(String, u64)>,
+    /// Why the run failed, in one line; `None` when it succeeded.
+    pub failure: Option<String>,
+}
+
+/// Runs one instance of `launch` on `backend` from launch to teardown, within
+/// `step.timeout`, and says how it went; a failure is the outcome's reason, never a panic.
+/// Everything the instance used is released before it returns.
+pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBool) -> Outcome {
     let mut observation = Observation::default();
     let launched = Stamp::now();
     let deadline = Instant::now() + step.timeout;
-    let mut instance = match backend.launch(launch) {
+    let mut instance = match crate::registry::launch(backend, launch) {
         Ok(i) => i,
         Err(e) => {
             return Outcome {
@@ -468,7 +537,9 @@ pub(crate) fn run_once(
                 }
             }
             Err(e) => {
+                // A flood or garbage on the record stream: stop reading and end it.
                 problem.get_or_insert_with(|| error_chain(&e));
+                break;
             }
         }
     }
@@ -496,13 +567,13 @@ pub(crate) fn run_once(
             observation.markers.exited_ms = Some(exit.at.ms_since(launched));
             observation.host_maxrss_kib = exit.maxrss_kib;
             exit_status = Some(exit.status);
-            if exit.timed_out && problem.is_none() {
-                problem = Some(format!(
-                    "timed out after {:.1} s",
-                    step.timeout.as_secs_f64()
-                ));
-            } else if exit.status != 0 && problem.is_none() {
-                problem = Some(format!("exited with status {}", exit.status));
+            if problem.is_none() {
+                problem = exit_problem(
+                    &exit,
+                    &counters,
+                    observation.markers.started_ms.is_some(),
+                    step.timeout,
+                );
             }
         }
         Err(e) => {

@@ -109,7 +109,7 @@ fn trace_one(
 ) -> Result<Surface, String> {
     let tracer = Tracer::start().map_err(|e| e.to_string())?;
     let launched = Stamp::now();
-    let mut instance = backend.launch(launch).map_err(|e| error_chain(&e))?;
+    let mut instance = crate::registry::launch(backend, launch).map_err(|e| error_chain(&e))?;
     let deadline = Instant::now() + timeout;
     let mut problem = None;
     loop {

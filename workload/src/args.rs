@@ -25,6 +25,16 @@ pub enum UsageError {
     /// An option without its value.
     #[error("option {0} needs a value")]
     MissingValue(String),
+    /// A value that is not one of the allowed words.
+    #[error("option {option} must be one of {allowed}, not {value:?}")]
+    BadChoice {
+        /// The option.
+        option: String,
+        /// What was given.
+        value: String,
+        /// The words it takes.
+        allowed: String,
+    },
     /// A value that is not a positive whole number.
     #[error("option {option} must be a positive whole number, not {value:?}")]
     BadNumber {
@@ -87,6 +97,61 @@ pub enum Workload {
         /// Milliseconds to hold before exiting on its own; 0 waits for a signal.
         hold_ms: u64,
     },
+    /// Fail on purpose, one way or another, to test how failures are handled.
+    Fault {
+        /// How.
+        kind: FaultKind,
+        /// Processes (`forkbomb`) or MiB (`oom`) at which it gives up by itself.
+        limit: u64,
+    },
+}
+
+/// The ways `fault` fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Dies of SIGSEGV after starting.
+    Segv,
+    /// Exits with status 3 after starting, without a result.
+    Exit,
+    /// Writes without end and without line endings on standard output and error.
+    Flood,
+    /// Starts, then waits forever.
+    Hang,
+    /// Waits forever before its first record: it never starts.
+    Mute,
+    /// Forks processes that never end, until fork fails (or `--limit` of them).
+    Forkbomb,
+    /// Touches memory without end, until killed (or `--limit` MiB).
+    Oom,
+}
+
+impl FaultKind {
+    /// Every kind with its name.
+    pub const ALL: [(&'static str, FaultKind); 7] = [
+        ("segv", FaultKind::Segv),
+        ("exit", FaultKind::Exit),
+        ("flood", FaultKind::Flood),
+        ("hang", FaultKind::Hang),
+        ("mute", FaultKind::Mute),
+        ("forkbomb", FaultKind::Forkbomb),
+        ("oom", FaultKind::Oom),
+    ];
+
+    fn parse(text: &str) -> Result<Self, UsageError> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| UsageError::BadChoice {
+                option: "--kind".to_owned(),
+                value: text.to_owned(),
+                allowed: Self::ALL
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
 }
 
 impl Workload {
@@ -102,6 +167,7 @@ impl Workload {
             Workload::Net { .. } => "net",
             Workload::Alloc { .. } => "alloc",
             Workload::Probe => "probe",
+            Workload::Fault { .. } => "fault",
         }
     }
 }
@@ -125,6 +191,7 @@ fn options_of(workload: &str) -> Option<&'static [(&'static str, &'static str)]>
         "net" => &[("--count", "10000"), ("--size", "64")],
         "alloc" => &[("--mib", "64"), ("--hold-ms", "0")],
         "probe" => &[],
+        "fault" => &[("--kind", ""), ("--limit", "4096")],
         _ => return None,
     })
 }
@@ -227,6 +294,10 @@ impl Args {
                 hold_ms: v.number("--hold-ms")?,
             },
             "probe" => Workload::Probe,
+            "fault" => Workload::Fault {
+                kind: FaultKind::parse(v.text("--kind"))?,
+                limit: v.number("--limit")?,
+            },
             _ => Workload::Hello,
         };
         Ok(Some(Args { workload }))
@@ -234,7 +305,7 @@ impl Args {
 }
 
 /// Every workload with one line of explanation, in usage order.
-const WORKLOADS: [(&str, &str); 9] = [
+const WORKLOADS: [(&str, &str); 10] = [
     ("hello", "announce start and exit"),
     ("cpu", "SHA-256 over --mib MiB; MiB/s"),
     (
@@ -258,6 +329,11 @@ const WORKLOADS: [(&str, &str); 9] = [
     (
         "probe",
         "what the instance sees of its host and may do (kernel, namespaces, mounts, powers)",
+    ),
+    (
+        "fault",
+        "fail on purpose, --kind segv|exit|flood|hang|mute|forkbomb|oom; forkbomb and oom \
+         give up at --limit processes or MiB",
     ),
 ];
 
@@ -343,6 +419,28 @@ mod tests {
             parse(&["cpu", "--mib", "-3"]),
             Err(UsageError::BadNumber { .. })
         ));
+    }
+
+    #[test]
+    fn faults_are_named() {
+        assert_eq!(
+            parse(&["fault", "--kind", "oom", "--limit", "64"])
+                .unwrap()
+                .unwrap()
+                .workload,
+            Workload::Fault {
+                kind: FaultKind::Oom,
+                limit: 64
+            }
+        );
+        assert!(matches!(
+            parse(&["fault"]),
+            Err(UsageError::BadChoice { .. })
+        ));
+        let Err(e) = parse(&["fault", "--kind", "boom"]) else {
+            panic!("an unknown kind was accepted");
+        };
+        assert!(e.to_string().contains("segv, exit"), "{e}");
     }
 
     #[test]

@@ -59,6 +59,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let args::Workload::Fault {
+        kind: args::FaultKind::Mute,
+        ..
+    } = args.workload
+    {
+        // A workload that never starts: not even its first record.
+        return ExitCode::from(run_work(&args, &mut out));
+    }
     out.emit(&Record::Started {
         workload: args.workload.name().to_owned(),
         pid: std::process::id(),

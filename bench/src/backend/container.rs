@@ -103,7 +103,7 @@ impl Backend for Container {
             source,
         };
         let tmp = tempfile::Builder::new()
-            .prefix("vcbench-tmp-")
+            .prefix(&crate::registry::temp_prefix("tmp"))
             .tempdir()
             .map_err(tmp_error)?;
         // Sticky and world-writable, as /tmp is: root inside is an unprivileged ID outside.

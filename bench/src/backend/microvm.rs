@@ -332,6 +332,13 @@ fn guest_for(args: &[String]) -> Result<(Vec<String>, bool), Error> {
         Some("hello") => Ok((vec!["hello".into()], false)),
         Some("alloc") => Ok((vec!["touch".into(), option("--mib", "64")], true)),
         Some("exits") => Ok((vec!["exits".into(), option("--count", "10000")], false)),
+        // The VM's own faults, which no process can cause.
+        Some("fault") if option("--kind", "") == "triple-fault" => {
+            Ok((vec!["triple-fault".into()], false))
+        }
+        Some("fault") if option("--kind", "") == "unhandled-exit" => {
+            Ok((vec!["mmio-nowhere".into()], false))
+        }
         other => Err(Error::Spawn {
             what: format!("a micro guest for {other:?}"),
             source: std::io::Error::other("no micro guest does that"),

@@ -37,6 +37,9 @@ pub enum Error {
     /// Waiting for the instance failed.
     #[error("cannot wait for the instance")]
     Wait(#[source] std::io::Error),
+    /// The workload wrote a line longer than the host reads as one (a flood).
+    #[error("the instance wrote a line of more than {0} bytes on its record stream")]
+    LineTooLong(usize),
     /// The workload wrote a malformed record.
     #[error(transparent)]
     Record(#[from] workload::record::Error),

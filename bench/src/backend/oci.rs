@@ -152,7 +152,7 @@ impl Backend for Oci {
                 source: std::io::Error::other(e),
             })?;
         let bundle = tempfile::Builder::new()
-            .prefix("vcbench-oci-")
+            .prefix(&crate::registry::temp_prefix("oci"))
             .tempdir()
             .map_err(spawn_error("the OCI bundle"))?;
         let tmp = bundle.path().join("tmp");

@@ -179,7 +179,7 @@ impl Backend for Qemu {
             move |source| Error::Spawn { what, source }
         };
         let dir = tempfile::Builder::new()
-            .prefix("vcbench-qemu-")
+            .prefix(&crate::registry::temp_prefix("qemu"))
             .tempdir()
             .map_err(spawn_error("the QEMU files"))?;
         let bios = dir.path().join("bios.bin");
@@ -424,6 +424,7 @@ impl QemuInstance {
         command: &mut Command,
         read: impl FnOnce(std::process::ChildStdout, &mpsc::Sender<Event>) + Send + 'static,
     ) -> Result<Self, Error> {
+        super::supervised::die_with_parent(command);
         let mut spawned = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

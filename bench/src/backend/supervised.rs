@@ -2,6 +2,7 @@
 //! native workload, or the microVM monitor. Spawning, waiting with a deadline, killing
 //! and teardown are the same for both; only how output lines become events differs.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ impl Supervised {
     /// spawn, so no line is stamped late).
     pub fn spawn(command: &mut Command, handler: LineHandler, group: bool) -> Result<Self, Error> {
         let (outputs, watch) = watch::watch(handler)?;
+        die_with_parent(command);
         let child = command
             .stdin(Stdio::null())
             .stdout(outputs.stdout)
@@ -78,4 +80,13 @@ impl Instance for Supervised {
         }
         self.watch.join();
     }
+}
+
+/// Makes the child die with SIGKILL if this process is killed before it could end it.
+pub fn die_with_parent(command: &mut Command) {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
+    // system calls (prctl, getppid, _exit): no allocation, no lock.
+    unsafe { command.pre_exec(move || crate::registry::die_with_parent(parent)) };
 }

@@ -2,9 +2,9 @@
 //! another, each read by a thread started before the instance is, so every record is
 //! stamped the moment it arrives.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -15,6 +15,15 @@ use crate::clock::Stamp;
 
 /// How much of the workload's standard error is kept for failure reports.
 pub const DIAGNOSTIC_TAIL: usize = 4096;
+
+/// The longest line of standard output read as one; a longer one is an error, and the
+/// rest of it, up to its line ending, is dropped. A workload cannot make the host buffer
+/// without end.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Events read but not yet taken: a workload that writes faster than the runner reads
+/// waits on its pipe instead of growing the host's memory.
+const QUEUE: usize = 1024;
 
 /// The write ends, for the instance's standard output and error.
 pub struct Outputs {
@@ -52,24 +61,8 @@ pub fn watch(mut handler: LineHandler) -> Result<(Outputs, Watch), Error> {
     };
     let (out_read, out_write) = std::io::pipe().map_err(pipe_error)?;
     let (err_read, err_write) = std::io::pipe().map_err(pipe_error)?;
-    let (sender, events) = mpsc::channel();
-    let records = std::thread::spawn(move || {
-        let mut lines = BufReader::new(out_read);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match lines.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let at = Stamp::now();
-                    for event in handler(&line, at) {
-                        drop(sender.send(event));
-                    }
-                }
-            }
-        }
-        drop(sender.send(Ok(Event::Closed { at: Stamp::now() })));
-    });
+    let (sender, events) = mpsc::sync_channel(QUEUE);
+    let records = std::thread::spawn(move || read_lines(out_read, &mut handler, &sender));
     let diagnostics = std::thread::spawn(move || tail(err_read, DIAGNOSTIC_TAIL));
     Ok((
         Outputs {
@@ -114,11 +107,59 @@ impl Watch {
 
     /// Waits for both reader threads (the instance must be gone).
     pub fn join(&mut self) {
+        // Events nobody will take: let the reader finish even if the queue is full.
+        let (_, gone) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.events, gone));
         if let Some(records) = self.records.take() {
             drop(records.join());
         }
         drop(self.diagnostics());
     }
+}
+
+/// Reads `stream` to its end, handing each line to `handler` and its events to `sender`;
+/// a line longer than [`MAX_LINE`] becomes one error. Once the receiver is gone, reads on
+/// to the end without handling, so the writer never blocks.
+fn read_lines(
+    mut stream: impl Read,
+    handler: &mut LineHandler,
+    sender: &SyncSender<Result<Event, Error>>,
+) {
+    let mut buf = [0u8; 8192];
+    let mut line: Vec<u8> = Vec::new();
+    let mut overlong = false;
+    let mut listening = true;
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if !listening {
+            continue;
+        }
+        let at = Stamp::now();
+        for piece in buf[..n].split_inclusive(|b| *b == b'\n') {
+            let ends = piece.last() == Some(&b'\n');
+            if !overlong {
+                if line.len() + piece.len() > MAX_LINE {
+                    overlong = true;
+                    line.clear();
+                    listening &= sender.send(Err(Error::LineTooLong(MAX_LINE))).is_ok();
+                } else {
+                    line.extend_from_slice(piece);
+                }
+            }
+            if ends {
+                if !overlong {
+                    for event in handler(&String::from_utf8_lossy(&line), at) {
+                        listening &= sender.send(event).is_ok();
+                    }
+                }
+                line.clear();
+                overlong = false;
+            }
+        }
+    }
+    drop(sender.send(Ok(Event::Closed { at: Stamp::now() })));
 }
 
 /// Reads `stream` to its end, keeping the last `keep` bytes as text.
@@ -140,6 +181,45 @@ pub fn tail(mut stream: impl Read, keep: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines_of(input: &[u8]) -> Vec<Result<String, String>> {
+        let mut handler: LineHandler = Box::new(|line, at| {
+            vec![Ok(Event::Record {
+                record: workload::record::Record::Error {
+                    workload: "w".into(),
+                    message: line.to_owned(),
+                },
+                at,
+            })]
+        });
+        let (sender, events) = mpsc::sync_channel(QUEUE);
+        read_lines(input, &mut handler, &sender);
+        drop(sender);
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Ok(Event::Record {
+                    record: workload::record::Record::Error { message, .. },
+                    ..
+                }) => Some(Ok(message)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e.to_string())),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_split_and_an_overlong_one_is_one_error() {
+        let mut input = b"one\ntwo\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 3 * MAX_LINE));
+        input.extend(b"\nthree\npartial");
+        let lines = lines_of(&input);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[0], Ok("one\n".to_owned()));
+        assert_eq!(lines[1], Ok("two\n".to_owned()));
+        assert!(lines[2].as_ref().is_err_and(|e| e.contains("65536")));
+        assert_eq!(lines[3], Ok("three\n".to_owned()));
+    }
 
     #[test]
     fn tail_keeps_the_end() {

@@ -4,7 +4,7 @@
 //! down. With `--hold` it waits for SIGTERM between the two, with the VM still built, so
 //! its footprint can be measured.
 //!
-//! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M]
+//! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M]
 //! [--timeout-ms T] [--no-serial] [--hold]`, or for a Linux guest
 //! `vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N]
 //! [--memory-mib M] [--timeout-ms T] [--hold]`, whose console lines are written as they
@@ -18,7 +18,7 @@ use microvm::linux::machine;
 use microvm::protocol::{ConsoleLine, Line, WireReport};
 use microvm::vm::{self, Config, End};
 
-const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|spin N [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold]
+const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold]
        vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--hold]";
 
 /// What to run.
@@ -92,6 +92,9 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
         "exits" => guest::exits(number("exits")?),
         "touch" => guest::touch(number("touch")?),
         "spin" => guest::spin(number("spin")?),
+        // Guests that fail on purpose, to test how a failing VM is reported.
+        "triple-fault" => guest::triple_fault(),
+        "mmio-nowhere" => guest::mmio_nowhere(),
         other => return Err(format!("unknown guest {other:?}")),
     };
     let rest: Vec<&String> = it.collect();

@@ -2,6 +2,7 @@
 
 mod alloc;
 mod cpu;
+mod fault;
 mod file;
 mod fork;
 mod mem;
@@ -27,6 +28,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A `fault` workload failed as asked.
+    #[error("{0}")]
+    Fault(String),
     /// The parameters ask for more than the machine can address.
     #[error("{0} is too large for this machine")]
     TooLarge(&'static str),
@@ -86,6 +90,10 @@ pub fn run(args: &Args) -> Result<Done, Error> {
                 held: Some(held),
                 facts: Vec::new(),
             }
+        }
+        Workload::Fault { kind, limit } => {
+            fault::run(*kind, *limit)?;
+            Vec::new().into()
         }
         Workload::Probe => Done {
             metrics: Vec::new(),

@@ -1,0 +1,366 @@
+//! Live instances, tracked in a runtime directory, so that what a `vcbench` killed with
+//! SIGKILL left running is found and ended by the next one (`vcbench clean`, and every
+//! `vcbench run` before it starts).
+//!
+//! Each instance is one file, `<owner pid>-<n>`, naming its owner and host processes with
+//! their start times (field 22 of `/proc/PID/stat`), so a PID that was reused by an
+//! unrelated process is never killed. The file goes when the instance is torn down.
+//! Temporary directories of a run carry their owner's PID in their name
+//! ([`temp_prefix`]) and are found the same way.
+//!
+//! Direct children also get `PR_SET_PDEATHSIG` ([`die_with_parent`]): the kernel kills
+//! them the moment their parent dies; the registry catches what that cannot (their own
+//! children, a container's processes).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::backend::{Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use crate::clock::Stamp;
+
+/// The directory: `/run/vcbench` for root, `$XDG_RUNTIME_DIR/vcbench` or
+/// `$TMPDIR/vcbench-<uid>` for other users.
+pub fn dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return PathBuf::from("/run/vcbench");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(runtime) if !runtime.is_empty() => PathBuf::from(runtime).join("vcbench"),
+        _ => std::env::temp_dir().join(format!("vcbench-{uid}")),
+    }
+}
+
+/// The prefix of a temporary directory this process makes for `what`:
+/// `vcbench-run<pid>-<what>-`.
+pub fn temp_prefix(what: &str) -> String {
+    format!("vcbench-run{}-{what}-", std::process::id())
+}
+
+/// The start time of process `pid`, in clock ticks since boot; `None` when it is gone or
+/// a zombie (dead, waiting to be reaped).
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid)
+        .filter(|(state, _)| !matches!(state, 'Z' | 'X'))
+        .map(|(_, start)| start)
+}
+
+/// The state letter and start time of process `pid`, zombie or not.
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields follow the last ')'.
+    let (_, fields) = stat.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace();
+    // Field 3, the state, is the first after ')'; field 22 the start time.
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
+}
+
+/// One instance's file; removed when dropped.
+#[derive(Debug)]
+struct Entry {
+    path: PathBuf,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        drop(std::fs::remove_file(&self.path));
+    }
+}
+
+/// Writes the file of a new instance of `backend` made of `pids`; `None` when the
+/// directory cannot be written (tracking is a safety net, not a precondition).
+fn track(backend: &str, pids: &[u32]) -> Option<Entry> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let owner = std::process::id();
+    let mut text = format!("owner {owner} {}\nbackend {backend}\n", start_time(owner)?);
+    for &pid in pids {
+        if let Some(start) = start_time(pid) {
+            text.push_str(&format!("process {pid} {start}\n"));
+            // A process group it leads holds what it starts (the native workload's).
+            if let Ok(target) = libc::pid_t::try_from(pid) {
+                // SAFETY: getpgid takes an integer and has no memory effects.
+                if unsafe { libc::getpgid(target) } == target {
+                    text.push_str(&format!("group {pid} {start}\n"));
+                }
+            }
+        }
+    }
+    let dir = dir();
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join(format!("{owner}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&path, text).ok()?;
+    Some(Entry { path })
+}
+
+/// Launches an instance of `backend` and tracks it until its teardown.
+pub fn launch(backend: &dyn Backend, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
+    let inner = backend.launch(launch)?;
+    let entry = track(backend.name(), &inner.pids());
+    Ok(Box::new(Tracked {
+        inner,
+        _entry: entry,
+    }))
+}
+
+/// An instance with its registry file.
+struct Tracked {
+    inner: Box<dyn Instance>,
+    _entry: Option<Entry>,
+}
+
+impl Instance for Tracked {
+    fn pids(&self) -> Vec<u32> {
+        self.inner.pids()
+    }
+    fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {
+        self.inner.next_event(until)
+    }
+    fn release(&mut self) {
+        self.inner.release();
+    }
+    fn wait(&mut self, until: Instant) -> Result<Exit, Error> {
+        self.inner.wait(until)
+    }
+    fn diagnostics(&mut self) -> String {
+        self.inner.diagnostics()
+    }
+    fn footprint(&self) -> Footprint {
+        self.inner.footprint()
+    }
+    fn phases(&mut self) -> Vec<(String, Stamp)> {
+        self.inner.phases()
+    }
+    fn counters(&mut self) -> Vec<(String, u64)> {
+        self.inner.counters()
+    }
+    fn teardown(self: Box<Self>) {
+        let Tracked { inner, _entry } = *self;
+        inner.teardown();
+        // The file goes only once everything is released.
+        drop(_entry);
+    }
+}
+
+/// Something a killed `vcbench` left, and what was done about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// What it was, in words.
+    pub what: String,
+    /// The error, when it could not be removed.
+    pub error: Option<String>,
+}
+
+fn alive_as(pid: u32, start: u64) -> bool {
+    start_time(pid) == Some(start)
+}
+
+/// Parses `<word> <pid> <start>` lines.
+fn processes(text: &str, word: &str) -> Vec<(u32, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            (parts.next()? == word).then_some(())?;
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Ends the instances in `dir` whose owner is gone: kills their processes (with the
+/// process group each leads) and removes their files.
+fn reap_instances(dir: &Path) -> Vec<Removed> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let owner = processes(&text, "owner");
+        if owner.iter().any(|&(pid, start)| alive_as(pid, start)) {
+            continue;
+        }
+        let backend = text
+            .lines()
+            .find_map(|l| l.strip_prefix("backend "))
+            .unwrap_or("unknown")
+            .to_owned();
+        let owner_pid = owner.first().map_or(0, |(pid, _)| *pid);
+        let mut killed = Vec::new();
+        for (pid, start) in processes(&text, "process") {
+            if !alive_as(pid, start) {
+                continue;
+            }
+            let Ok(target) = libc::pid_t::try_from(pid) else {
+                continue;
+            };
+            // SAFETY: kill has no memory effects; the PID is the very process that was
+            // tracked (same start time).
+            let error = unsafe { libc::kill(target, libc::SIGKILL) };
+            killed.push(Removed {
+                what: format!(
+                    "{backend} instance process {pid} (left running by vcbench process {owner_pid})"
+                ),
+                error: (error != 0).then(|| std::io::Error::last_os_error().to_string()),
+            });
+        }
+        for (leader, start) in processes(&text, "group") {
+            // The group is still the tracked one while its leader lives (same start time)
+            // or is gone altogether: a PID stays taken while a group is named after it.
+            let ours = stat(leader).is_none_or(|(_, s)| s == start);
+            let Ok(group) = libc::pid_t::try_from(leader) else {
+                continue;
+            };
+            // SAFETY: kill has no memory effects; the group was checked to be the tracked one.
+            if ours && unsafe { libc::kill(-group, libc::SIGKILL) } == 0 {
+                killed.push(Removed {
+                    what: format!(
+                        "{backend} instance process group {leader} (left running by vcbench process {owner_pid})"
+                    ),
+                    error: None,
+                });
+            }
+        }
+        if killed.is_empty() {
+            killed.push(Removed {
+                what: format!(
+                    "the record of a {backend} instance of vcbench process {owner_pid} (its processes had ended)"
+                ),
+                error: None,
+            });
+        }
+        removed.extend(killed);
+        drop(std::fs::remove_file(&path));
+    }
+    removed
+}
+
+/// Removes the temporary directories in `dir` made by `vcbench` processes that are gone.
+fn remove_stale_temp(dir: &Path) -> Vec<Removed> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let pid: u32 = name
+                .strip_prefix("vcbench-run")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()?;
+            let owner_gone = !Path::new(&format!("/proc/{pid}")).exists();
+            owner_gone.then(|| {
+                let path = entry.path();
+                let result = match path.is_dir() {
+                    true => std::fs::remove_dir_all(&path),
+                    false => std::fs::remove_file(&path),
+                };
+                Removed {
+                    what: format!(
+                        "{} (a temporary directory of vcbench process {pid})",
+                        path.display()
+                    ),
+                    error: result.err().map(|e| e.to_string()),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Ends every instance a `vcbench` that is gone left running, and removes its temporary
+/// directories; returns what it found.
+pub fn clean() -> Vec<Removed> {
+    let mut removed = reap_instances(&dir());
+    removed.extend(remove_stale_temp(&std::env::temp_dir()));
+    removed
+}
+
+/// Makes a child about to exec die with SIGKILL when the thread that spawned it does (a
+/// `vcbench` killed with SIGKILL, say); use in `Command::pre_exec`. Runs between fork and
+/// exec, so only async-signal-safe calls.
+pub fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: prctl takes integers only and is async-signal-safe.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The parent may have died before the prctl: then end now.
+    // SAFETY: getppid has no preconditions and is async-signal-safe.
+    if unsafe { libc::getppid() } != parent {
+        // SAFETY: _exit is async-signal-safe and ends only this child.
+        unsafe { libc::_exit(137) };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_times_tell_processes_apart() {
+        let me = std::process::id();
+        let start = start_time(me).expect("own start time");
+        assert!(alive_as(me, start));
+        assert!(!alive_as(me, start + 1));
+        assert_eq!(start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn an_orphaned_instance_is_killed_and_its_file_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let start = start_time(child.id()).unwrap();
+        // An owner that is gone: a start time no process of ours has.
+        std::fs::write(
+            dir.path().join("1-0"),
+            format!(
+                "owner 1 {}\nbackend native\nprocess {} {start}\n",
+                u64::MAX,
+                child.id()
+            ),
+        )
+        .unwrap();
+        // A live owner's instance is kept.
+        let me = std::process::id();
+        std::fs::write(
+            dir.path().join(format!("{me}-0")),
+            format!(
+                "owner {me} {}\nbackend native\nprocess {} {start}\n",
+                start_time(me).unwrap(),
+                child.id()
+            ),
+        )
+        .unwrap();
+        let removed = reap_instances(dir.path());
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert!(removed[0].what.contains("native instance"), "{removed:?}");
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert!(!dir.path().join("1-0").exists());
+        assert!(dir.path().join(format!("{me}-0")).exists());
+    }
+
+    #[test]
+    fn stale_temp_directories_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("vcbench-run999999999-tmp-abc");
+        let live = dir
+            .path()
+            .join(format!("vcbench-run{}-tmp-abc", std::process::id()));
+        std::fs::create_dir_all(stale.join("inner")).unwrap();
+        std::fs::create_dir(&live).unwrap();
+        let removed = remove_stale_temp(dir.path());
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert!(!stale.exists());
+        assert!(live.exists());
+    }
+}
