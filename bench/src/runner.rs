@@ -526,8 +526,8 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
                         instance.release();
                     }
                 }
-                Record::Error { message, .. } => {
-                    problem.get_or_insert_with(|| format!("workload error: {message}"));
+                Record::Error { workload, message } => {
+                    problem.get_or_insert_with(|| format!("{workload} failed: {message}"));
                 }
             },
             Ok(Some(Event::Closed { .. })) => break,
@@ -588,8 +588,17 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
         if diagnostics.is_empty() || p.contains(last_line.trim_start_matches("workload: ")) {
             p
         } else {
-            let last: Vec<&str> = diagnostics.lines().rev().take(3).collect();
-            let last: Vec<&str> = last.into_iter().rev().collect();
+            // At most three lines of 200 characters: a flood stays out of the reason.
+            let last: Vec<String> = diagnostics
+                .lines()
+                .rev()
+                .take(3)
+                .map(|line| match line.char_indices().nth(200) {
+                    Some((cut, _)) => format!("{}...", &line[..cut]),
+                    None => line.to_owned(),
+                })
+                .collect();
+            let last: Vec<String> = last.into_iter().rev().collect();
             format!("{p}; workload said: {}", last.join(" | "))
         }
     });

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("workload: {e}\n\n{}", args::usage());
+            eprintln!("workload: {e} (`workload --help` lists the workloads and options)");
             return ExitCode::from(EXIT_USAGE);
         }
     };

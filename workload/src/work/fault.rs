@@ -18,8 +18,11 @@ const FLOOD_CHUNK: usize = 64 * 1024;
 pub fn run(kind: FaultKind, limit: u64) -> Result<(), Error> {
     match kind {
         FaultKind::Segv => {
-            // SAFETY: raise has no memory effects; SIGSEGV's default action ends the process
-            // as a wild pointer's would.
+            // The runtime's own handler (for stack overflows) would let a raised SIGSEGV
+            // return; the default action ends the process as a wild pointer's would.
+            // SAFETY: signal with SIG_DFL installs no code of ours; no memory effects.
+            unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+            // SAFETY: raise has no memory effects.
             unsafe { libc::raise(libc::SIGSEGV) };
             Err(Error::Fault("SIGSEGV did not end the process".to_owned()))
         }

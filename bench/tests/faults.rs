@@ -1,0 +1,325 @@
+//! Fault injection: a workload that crashes, exits non-zero, never starts, floods its
+//! output, hangs, forks without end or eats memory, and a VM that triple faults or makes
+//! an exit nothing handles. Each is run as one run of the suite would be; each must end
+//! as that run's failure with a reason that names what happened, the next run must still
+//! succeed, and nothing of the run may be left: no process, cgroup, mount, temporary
+//! directory or registry file.
+//!
+//! The test process makes itself a child subreaper, so a process a run leaves behind
+//! (even one whose parent died) becomes its child, where the check finds it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use vcbench::backend::container::Container;
+use vcbench::backend::microvm::{Guests, MicroVm};
+use vcbench::backend::native::Native;
+use vcbench::backend::{Backend, Launch};
+use vcbench::runner::{run_once, Outcome, Step};
+use vcbench::scenario::Scenario;
+
+/// The checks look at the whole process: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether a prerequisite is here; prints why not, and fails under CI.
+fn have(prerequisite: bool, why_not: &str) -> bool {
+    if !prerequisite {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {why_not}"
+        );
+        eprintln!("skipped: {why_not}");
+    }
+    prerequisite
+}
+
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// What the host looks like before a run, to compare with after it.
+struct Before {
+    mounts: BTreeSet<String>,
+    netns: BTreeSet<String>,
+}
+
+fn vcbench_mounts() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("vcbench"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn named_netns() -> BTreeSet<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn before() -> Before {
+    Before {
+        mounts: vcbench_mounts(),
+        netns: named_netns(),
+    }
+}
+
+/// This process's children that are still running (zombies are reaped first).
+fn live_children() -> Vec<String> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer; only children nobody else waits for
+        // are left at this point (every run has been waited for).
+        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
+            break;
+        }
+    }
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(p.path().join("stat")).ok()?;
+            let (_, fields) = stat.rsplit_once(')')?;
+            let mut fields = fields.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?;
+            (ppid == me && state != "Z").then(|| stat.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Asserts that nothing of a run is left, giving stragglers a moment to be reaped.
+fn assert_nothing_left(before: &Before, what: &str) {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    let mut children = live_children();
+    while !children.is_empty() && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(20));
+        children = live_children();
+    }
+    assert!(children.is_empty(), "{what}: processes left: {children:?}");
+
+    let me = std::process::id();
+    let layout = container::cgroup::Layout::detect().unwrap();
+    for h in &layout.hierarchies {
+        let parent = h.mount_point.join(container::cgroup::PARENT);
+        let ours: Vec<PathBuf> = std::fs::read_dir(&parent)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        container::cleanup::owner_of(&p.file_name().unwrap().to_string_lossy())
+                            == Some(me)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(ours.is_empty(), "{what}: cgroups left: {ours:?}");
+    }
+    assert_eq!(vcbench_mounts(), before.mounts, "{what}: mounts left");
+    assert_eq!(
+        named_netns(),
+        before.netns,
+        "{what}: network namespaces left"
+    );
+
+    let prefix = vcbench::registry::temp_prefix("");
+    let temps: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "{what}: temporary directories left: {temps:?}"
+    );
+
+    let records: Vec<PathBuf> = std::fs::read_dir(vcbench::registry::dir())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{me}-"))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        records.is_empty(),
+        "{what}: registry files left: {records:?}"
+    );
+}
+
+/// The installed workload, shared by the tests of this file.
+fn workload() -> PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    vcbench::image::install_workload(dir.path()).unwrap()
+}
+
+/// Runs `args` once on `backend` with a time limit, as the suite runs one run, and
+/// checks that nothing is left afterwards.
+fn run(backend: &dyn Backend, args: &[&str], timeout: Duration) -> Outcome {
+    let before = before();
+    let launch = Launch {
+        workload: workload(),
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let step = Step::new(Scenario::Startup, Some(1), Some(0), Some(timeout));
+    let started = Instant::now();
+    let outcome = run_once(backend, &launch, &step, &AtomicBool::new(false));
+    let what = format!("{} {}", backend.name(), args.join(" "));
+    eprintln!(
+        "{what}: {:?} in {:.2} s",
+        outcome.failure,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        started.elapsed() < timeout + Duration::from_secs(10),
+        "{what}: the run outlived its time limit by far"
+    );
+    assert_nothing_left(&before, &what);
+    outcome
+}
+
+/// Asserts a failure whose reason contains each of `words`.
+fn assert_failed(outcome: &Outcome, words: &[&str]) {
+    let reason = outcome
+        .failure
+        .as_deref()
+        .unwrap_or_else(|| panic!("the run succeeded: {outcome:?}"));
+    for word in words {
+        assert!(reason.contains(word), "{reason:?} does not say {word:?}");
+    }
+}
+
+fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
+/// The process faults every backend that runs the workload program must survive.
+fn workload_faults(backend: &dyn Backend) {
+    let short = Duration::from_secs(2);
+    assert_failed(
+        &run(backend, &["fault", "--kind", "segv"], short * 5),
+        &["killed by signal SIGSEGV"],
+    );
+    assert_failed(
+        &run(backend, &["fault", "--kind", "exit"], short * 5),
+        &["exited with status 3", "giving up"],
+    );
+    assert_failed(
+        &run(backend, &["fault", "--kind", "hang"], short),
+        &["timed out after 2.0 s"],
+    );
+    assert_failed(
+        &run(backend, &["fault", "--kind", "mute"], short),
+        &["timed out", "without the workload starting"],
+    );
+    let flood = run(backend, &["fault", "--kind", "flood"], short * 5);
+    assert_failed(&flood, &["a line of more than 65536 bytes"]);
+    // A bad command line is the workload's usage error, in its own words.
+    assert_failed(
+        &run(backend, &["fault", "--kind", "nonsense"], short * 5),
+        &["exited with status 2", "--kind must be one of"],
+    );
+    // And the suite carries on: the next run is a normal one.
+    let hello = run(backend, &["hello"], short * 5);
+    assert_eq!(hello.failure, None);
+    assert!(hello.observation.markers.started_ms.is_some());
+}
+
+#[test]
+fn native_workload_faults_are_failures_with_reasons_and_leave_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    workload_faults(&Native);
+}
+
+#[test]
+fn container_faults_are_failures_with_reasons_and_leave_nothing() {
+    if !have(is_root(), "not root: containers with limits need cgroups") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    workload_faults(&Container::default());
+
+    let limited = Container {
+        limits: container::Limits {
+            memory_max: Some(48 << 20),
+            cpu: None,
+            pids_max: Some(24),
+        },
+        ..Container::default()
+    };
+    let timeout = Duration::from_secs(20);
+    // A fork bomb meets the pids limit: fork fails, and the workload says after how many.
+    assert_failed(
+        &run(&limited, &["fault", "--kind", "forkbomb"], timeout),
+        &["fork failed after", "Resource temporarily unavailable"],
+    );
+    // Eating memory meets the memory limit: the OOM killer, counted in the cgroup.
+    let oom = run(&limited, &["fault", "--kind", "oom"], timeout);
+    assert_failed(&oom, &["out-of-memory killer", "memory limit"]);
+    assert!(
+        oom.counters
+            .iter()
+            .any(|(name, n)| name == "cgroup_oom_kills" && *n > 0),
+        "{:?}",
+        oom.counters
+    );
+    assert_eq!(run(&limited, &["hello"], timeout).failure, None);
+}
+
+#[test]
+fn vm_faults_are_failures_with_reasons_and_leave_nothing() {
+    if !have(kvm_usable(), "/dev/kvm is not usable here") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    let vm = MicroVm::with_guests(Guests::Micro("micro guests only".to_owned()));
+    let timeout = Duration::from_secs(20);
+    // Hardware KVM reports a triple fault as a shutdown exit; software KVM (kvm_pvm) as
+    // an internal error. Either way the registers come with it.
+    let triple = run(&vm, &["fault", "--kind", "triple-fault"], timeout);
+    assert_failed(&triple, &["micro guest failed", "rip="]);
+    let reason = triple.failure.unwrap_or_default();
+    assert!(
+        reason.contains("triple") || reason.contains("internal error"),
+        "{reason}"
+    );
+    assert_failed(
+        &run(&vm, &["fault", "--kind", "unhandled-exit"], timeout),
+        &["0xe0000000"],
+    );
+    // A workload no micro guest runs is refused at launch, naming it.
+    assert_failed(
+        &run(&vm, &["fault", "--kind", "segv"], timeout),
+        &["no micro guest does that"],
+    );
+    assert_eq!(run(&vm, &["hello"], timeout).failure, None);
+}
