@@ -360,6 +360,12 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             false => args.backend.iter().any(|n| n == b.name()),
         })
         .collect();
+    if backends
+        .iter()
+        .any(|b| matches!(b.name(), "microvm" | "qemu"))
+    {
+        check_vm_size(args.vm_memory_mib, args.vm_vcpus).map_err(Failure::usage)?;
+    }
     if !args.instances.is_sorted_by(|a, b| a < b) {
         return Err(Failure::usage(anyhow::anyhow!(
             "--instances {}: the counts must rise, e.g. 1,10,50",
@@ -444,6 +450,27 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Refuses guest sizes this host cannot give: more memory than it has, more vCPUs than its
+/// KVM allows.
+fn check_vm_size(memory_mib: u64, vcpus: u8) -> anyhow::Result<()> {
+    let host_mib = host::meminfo_kib("MemTotal").map_or(u64::MAX, |kib| kib / 1024);
+    if memory_mib > host_mib {
+        anyhow::bail!(
+            "--vm-memory-mib {memory_mib} is more than this host's memory ({host_mib} MiB); \
+             give a guest less, e.g. the default 128"
+        );
+    }
+    // Where /dev/kvm cannot be opened, the VM backends say so themselves (skipped).
+    if let Some(max) = microvm::host::max_vcpus() {
+        if usize::from(vcpus) > max {
+            anyhow::bail!(
+                "--vm-vcpus {vcpus} is more than this host's KVM allows ({max}); give at most {max}"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `vcbench-results/run-<UTC time>.json`, creating the directory.

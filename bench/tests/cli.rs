@@ -963,8 +963,18 @@ fn a_truncated_or_non_kernel_file_given_as_kernel_is_a_clear_usage_error() {
     std::fs::write(&truncated, truncated_vmlinux()).unwrap();
     let script = dir.path().join("notes.txt");
     std::fs::write(&script, "not a kernel\n").unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    // Bytes that are nothing in particular (a fixed pattern, so the test repeats).
+    let random = dir.path().join("random");
+    let noise: Vec<u8> = (0u32..65_536)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+        .collect();
+    std::fs::write(&random, noise).unwrap();
     let program = std::env::current_exe().unwrap();
     for (file, expected) in [
+        (empty.as_path(), "is empty"),
+        (random.as_path(), "is not a Linux kernel"),
         (
             truncated.as_path(),
             "is truncated: its headers need 1052672 bytes, the file has 4096",
@@ -997,6 +1007,48 @@ fn a_truncated_or_non_kernel_file_given_as_kernel_is_a_clear_usage_error() {
         assert!(err.contains(&file.display().to_string()), "{err}");
         assert!(err.contains(expected), "{expected:?} not in {err}");
         assert!(!dir.path().join("r.json").exists(), "nothing was run");
+    }
+}
+
+#[test]
+fn guest_sizes_the_host_cannot_give_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (["--vm-memory-mib", "0"], "0 is not in 2..=65536"),
+        (["--vm-memory-mib", "65536"], "more than this host's memory"),
+        (["--vm-vcpus", "0"], "0 is not in 1..=254"),
+    ] {
+        let out = vcbench(
+            &[&["run", "-b", "microvm", "-o", "r.json"], &args[..]].concat(),
+            dir.path(),
+        );
+        // A host with 64 GiB or more has room for the second; it is then not refused.
+        if args[1] == "65536" && out.status.code() != Some(2) {
+            let total = vcbench::host::meminfo_kib("MemTotal").unwrap_or(0);
+            assert!(total / 1024 >= 65_536, "{}", stderr(&out));
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        assert!(!dir.path().join("r.json").exists(), "nothing was run");
+    }
+    if let Some(max) = microvm::host::max_vcpus().filter(|m| *m < 254) {
+        let over = (max + 1).to_string();
+        let out = vcbench(
+            &["run", "-b", "microvm", "--vm-vcpus", &over, "-o", "r.json"],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("more than this host's KVM allows ({max})")),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 

@@ -108,6 +108,11 @@ fn live_children() -> Vec<String> {
 
 /// Asserts that nothing of a run is left, giving stragglers a moment to be reaped.
 fn assert_nothing_left(before: &Before, what: &str) {
+    assert_nothing_left_by(std::process::id(), before, what);
+}
+
+/// Asserts that nothing `owner` (this process or a `vcbench` it ran) made is left.
+fn assert_nothing_left_by(owner: u32, before: &Before, what: &str) {
     let give_up = Instant::now() + Duration::from_secs(5);
     let mut children = live_children();
     while !children.is_empty() && Instant::now() < give_up {
@@ -116,7 +121,7 @@ fn assert_nothing_left(before: &Before, what: &str) {
     }
     assert!(children.is_empty(), "{what}: processes left: {children:?}");
 
-    let me = std::process::id();
+    let me = owner;
     let layout = container::cgroup::Layout::detect().unwrap();
     for h in &layout.hierarchies {
         let parent = h.mount_point.join(container::cgroup::PARENT);
@@ -140,7 +145,7 @@ fn assert_nothing_left(before: &Before, what: &str) {
         "{what}: network namespaces left"
     );
 
-    let prefix = vcbench::registry::temp_prefix("");
+    let prefix = format!("vcbench-run{owner}-");
     let temps: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter_map(Result::ok)
@@ -322,4 +327,112 @@ fn vm_faults_are_failures_with_reasons_and_leave_nothing() {
         &["no micro guest does that"],
     );
     assert_eq!(run(&vm, &["hello"], timeout).failure, None);
+}
+
+const VCBENCH: &str = env!("CARGO_BIN_EXE_vcbench");
+
+/// Starts `vcbench run` of many held instances, returns once `count` are tracked.
+fn start_density_run(dir: &std::path::Path, count: usize) -> std::process::Child {
+    // SAFETY: geteuid has no preconditions.
+    let backends = if unsafe { libc::geteuid() } == 0 {
+        "native,container"
+    } else {
+        "native"
+    };
+    let child = std::process::Command::new(VCBENCH)
+        .args(["run", "-q", "-b", backends, "-s", "density"])
+        .args(["--instances", "1,2000,4000", "-o", "r.json"])
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let prefix = format!("{}-", child.id());
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tracked = std::fs::read_dir(vcbench::registry::dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .count()
+            })
+            .unwrap_or(0);
+        if tracked >= count {
+            return child;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "only {tracked} instances after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_vcbench_killed_mid_run_leaves_what_clean_finds_and_removes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    let before = before();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start_density_run(dir.path(), 20);
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its instances die with it (they are killed by the kernel when their parent dies)...
+    let out = std::process::Command::new(VCBENCH)
+        .arg("clean")
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    // ... and what they leave, clean finds and names.
+    assert!(
+        said.contains(&format!("vcbench process {pid}")),
+        "clean did not name the killed run's leftovers: {said}"
+    );
+    assert_nothing_left_by(pid, &before, "after a SIGKILL and clean");
+}
+
+#[test]
+fn a_second_ctrl_c_ends_at_once_and_leaves_no_process() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    let before = before();
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_density_run(dir.path(), 20);
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill has no memory effects; the PID is our live child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(5));
+    // SAFETY: as above (a zombie at worst, which kill ignores).
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No process: a forced exit takes its instances with it.
+    let give_up = Instant::now() + Duration::from_secs(5);
+    let mut children = live_children();
+    while !children.is_empty() && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(20));
+        children = live_children();
+    }
+    assert!(children.is_empty(), "processes left: {children:?}");
+    let out = std::process::Command::new(VCBENCH)
+        .arg("clean")
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_nothing_left_by(child_pid(pid), &before, "after two Ctrl-Cs and clean");
+}
+
+fn child_pid(pid: libc::pid_t) -> u32 {
+    u32::try_from(pid).unwrap()
 }

@@ -17,6 +17,13 @@ fn bad_input_names_what_is_wrong_and_leaves_nothing() {
     let rootfs = busybox_rootfs();
     let err = run(&sh(std::path::Path::new("/nonexistent"), "true"), T).unwrap_err();
     assert!(err.to_string().contains("/nonexistent"), "{err}");
+    // A root file system that is a file, not a directory.
+    let file = rootfs.path().join("bin/busybox");
+    let err = run(&sh(&file, "true"), T).unwrap_err();
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
     let spec = container::Spec::new(rootfs.path(), vec!["/bin/nothing".into()]);
     let err = run(&spec, T).unwrap_err();
     assert!(err.to_string().contains("/bin/nothing"), "{err}");

@@ -155,6 +155,11 @@ pub fn kvm_flavour() -> KvmFlavour {
     KvmFacts::gather().flavour()
 }
 
+/// The most vCPUs one VM may have here (`KVM_CAP_MAX_VCPUS`); `None` without /dev/kvm.
+pub fn max_vcpus() -> Option<usize> {
+    kvm_ioctls::Kvm::new().ok().map(|kvm| kvm.get_max_vcpus())
+}
+
 /// The hypervisor QEMU's TCG names itself as in CPUID leaf 0x4000_0000.
 pub const TCG_VENDOR: &str = "TCGTCGTCGTCG";
 

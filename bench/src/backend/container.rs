@@ -112,7 +112,7 @@ impl Backend for Container {
         let mut spec = spec(rootfs, &launch.args, self.namespaces);
         spec.limits = self.limits;
         spec.tmp = Some(tmp.path().to_owned());
-        let (outputs, watch) = watch::watch(watch::records())?;
+        let (outputs, watch) = watch::watch(watch::records(), watch::MAX_LINE)?;
         let stdio = Stdio {
             stdin: None,
             stdout: outputs.stdout,

@@ -312,7 +312,12 @@ impl Backend for MicroVm {
             Box::new(move |line: &str, _at: Stamp| read_report(line, &shared))
         };
         Ok(Box::new(VmInstance {
-            process: Supervised::spawn(&mut command, handler, false)?,
+            process: Supervised::spawn(
+                &mut command,
+                handler,
+                super::watch::MONITOR_MAX_LINE,
+                false,
+            )?,
             facts,
             memory_kib: self.memory_mib * 1024,
         }))

@@ -47,6 +47,7 @@ impl Backend for Native {
         Ok(Box::new(Supervised::spawn(
             &mut command,
             watch::records(),
+            watch::MAX_LINE,
             true,
         )?))
     }

@@ -184,7 +184,7 @@ impl Backend for Oci {
             .arg("--bundle")
             .arg(bundle.path())
             .arg(&id);
-        let inner = Supervised::spawn(&mut command, watch::records(), false)?;
+        let inner = Supervised::spawn(&mut command, watch::records(), watch::MAX_LINE, false)?;
         Ok(Box::new(OciInstance {
             inner,
             runtime: self.runtime,

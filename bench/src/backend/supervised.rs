@@ -20,10 +20,15 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    /// Spawns `command` with standard output read by `handler` (watching starts before the
-    /// spawn, so no line is stamped late).
-    pub fn spawn(command: &mut Command, handler: LineHandler, group: bool) -> Result<Self, Error> {
-        let (outputs, watch) = watch::watch(handler)?;
+    /// Spawns `command` with standard output read by `handler` in lines of at most
+    /// `max_line` bytes (watching starts before the spawn, so no line is stamped late).
+    pub fn spawn(
+        command: &mut Command,
+        handler: LineHandler,
+        max_line: usize,
+        group: bool,
+    ) -> Result<Self, Error> {
+        let (outputs, watch) = watch::watch(handler, max_line)?;
         die_with_parent(command);
         let child = command
             .stdin(Stdio::null())

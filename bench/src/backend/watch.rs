@@ -16,10 +16,14 @@ use crate::clock::Stamp;
 /// How much of the workload's standard error is kept for failure reports.
 pub const DIAGNOSTIC_TAIL: usize = 4096;
 
-/// The longest line of standard output read as one; a longer one is an error, and the
-/// rest of it, up to its line ending, is dropped. A workload cannot make the host buffer
-/// without end.
+/// The longest line of a workload's standard output read as one; a longer one is an
+/// error, and the rest of it, up to its line ending, is dropped. A workload cannot make
+/// the host buffer without end.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// The longest line of the microVM monitor's output: its report, which carries every
+/// exit's timing, can be long.
+pub const MONITOR_MAX_LINE: usize = 16 << 20;
 
 /// Events read but not yet taken: a workload that writes faster than the runner reads
 /// waits on its pipe instead of growing the host's memory.
@@ -53,8 +57,9 @@ pub struct Watch {
     closed: bool,
 }
 
-/// Makes the pipes and starts the reader threads; `handler` reads standard output.
-pub fn watch(mut handler: LineHandler) -> Result<(Outputs, Watch), Error> {
+/// Makes the pipes and starts the reader threads; `handler` reads standard output, in
+/// lines of at most `max_line` bytes.
+pub fn watch(mut handler: LineHandler, max_line: usize) -> Result<(Outputs, Watch), Error> {
     let pipe_error = |source| Error::Spawn {
         what: "the output pipes".to_owned(),
         source,
@@ -62,7 +67,7 @@ pub fn watch(mut handler: LineHandler) -> Result<(Outputs, Watch), Error> {
     let (out_read, out_write) = std::io::pipe().map_err(pipe_error)?;
     let (err_read, err_write) = std::io::pipe().map_err(pipe_error)?;
     let (sender, events) = mpsc::sync_channel(QUEUE);
-    let records = std::thread::spawn(move || read_lines(out_read, &mut handler, &sender));
+    let records = std::thread::spawn(move || read_lines(out_read, &mut handler, max_line, &sender));
     let diagnostics = std::thread::spawn(move || tail(err_read, DIAGNOSTIC_TAIL));
     Ok((
         Outputs {
@@ -118,11 +123,12 @@ impl Watch {
 }
 
 /// Reads `stream` to its end, handing each line to `handler` and its events to `sender`;
-/// a line longer than [`MAX_LINE`] becomes one error. Once the receiver is gone, reads on
+/// a line longer than `max_line` becomes one error. Once the receiver is gone, reads on
 /// to the end without handling, so the writer never blocks.
 fn read_lines(
     mut stream: impl Read,
     handler: &mut LineHandler,
+    max_line: usize,
     sender: &SyncSender<Result<Event, Error>>,
 ) {
     let mut buf = [0u8; 8192];
@@ -140,10 +146,10 @@ fn read_lines(
         for piece in buf[..n].split_inclusive(|b| *b == b'\n') {
             let ends = piece.last() == Some(&b'\n');
             if !overlong {
-                if line.len() + piece.len() > MAX_LINE {
+                if line.len() + piece.len() > max_line {
                     overlong = true;
                     line.clear();
-                    listening &= sender.send(Err(Error::LineTooLong(MAX_LINE))).is_ok();
+                    listening &= sender.send(Err(Error::LineTooLong(max_line))).is_ok();
                 } else {
                     line.extend_from_slice(piece);
                 }
@@ -193,7 +199,7 @@ mod tests {
             })]
         });
         let (sender, events) = mpsc::sync_channel(QUEUE);
-        read_lines(input, &mut handler, &sender);
+        read_lines(input, &mut handler, MAX_LINE, &sender);
         drop(sender);
         events
             .iter()
