@@ -151,7 +151,9 @@ fn kvm(host: &Host) -> Check {
             "kvm",
             Status::Missing,
             host.kvm.reason.clone().unwrap_or_else(|| "unavailable".to_owned()),
-            Some("modprobe kvm_intel (or kvm_amd), and give this user read-write access to /dev/kvm (the kvm group)"),
+            Some(&crate::host::kvm_access().err().unwrap_or_else(|| {
+                "modprobe kvm_intel (or kvm_amd), and give this user read-write access to /dev/kvm".to_owned()
+            })),
         ),
     }
 }

@@ -107,6 +107,75 @@ pub fn user_namespaces_enabled() -> bool {
     max > 0 && allowed
 }
 
+/// Whether this process can open /dev/kvm read-write; `Err` says exactly what is missing
+/// (the module, the device's group or mode, this user's membership) and how to fix it.
+pub fn kvm_access() -> Result<(), String> {
+    let path = Path::new("/dev/kvm");
+    let error = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    match error.kind() {
+        std::io::ErrorKind::NotFound => Err(
+            "there is no /dev/kvm: KVM is not loaded or the CPU has no virtualization \
+             extensions here; `modprobe kvm_intel` (or kvm_amd), and inside a VM enable nested \
+             virtualization"
+                .to_owned(),
+        ),
+        std::io::ErrorKind::PermissionDenied => Err(kvm_permission_fix(path)),
+        _ => Err(format!("/dev/kvm cannot be opened read-write: {error}")),
+    }
+}
+
+/// Why this user may not open `device`, from its owner, group and mode, and the fix.
+fn kvm_permission_fix(device: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(device) else {
+        return format!(
+            "{} cannot be opened read-write: permission denied",
+            device.display()
+        );
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let user = name_of("/etc/passwd", uid).unwrap_or_else(|| uid.to_string());
+    let group = name_of("/etc/group", meta.gid()).unwrap_or_else(|| meta.gid().to_string());
+    let mode = meta.mode() & 0o777;
+    let shown = format!(
+        "{} is {}:{} mode {mode:03o}",
+        device.display(),
+        name_of("/etc/passwd", meta.uid()).unwrap_or_else(|| meta.uid().to_string()),
+        group
+    );
+    if mode & 0o060 == 0o060 && meta.gid() != 0 {
+        format!(
+            "{shown} and user {user} (uid {uid}) is not in group {group}: \
+             `usermod -aG {group} {user}` and log in again, or run as root"
+        )
+    } else {
+        format!(
+            "{shown}: only its owner may use it; give it a group with read-write access \
+             (`chgrp kvm {0} && chmod 660 {0}`, kept by a udev rule) and join that group \
+             (`usermod -aG kvm {user}`), or run as root",
+            device.display()
+        )
+    }
+}
+
+/// The name of ID `id` in a passwd-style file (`name:x:id:...`).
+fn name_of(file: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

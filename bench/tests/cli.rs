@@ -1076,3 +1076,91 @@ fn the_monitor_refuses_a_bad_kernel_before_building_a_vm() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--kernel"));
 }
+
+/// Runs this build's vcbench as the unprivileged user `nobody` (uid 65534, no groups) in
+/// `dir`, which it can write.
+fn vcbench_as_nobody(args: &[&str], dir: &std::path::Path) -> Output {
+    let copy = dir.join("vcbench");
+    if !copy.exists() {
+        std::fs::copy(VCBENCH, &copy).unwrap();
+    }
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&copy)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("NO_COLOR", "1")
+        .env("HOME", dir)
+        .env("TMPDIR", dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .output()
+        .expect("run setpriv")
+}
+
+#[test]
+fn without_root_or_kvm_access_it_says_what_is_missing_and_runs_what_it_can() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !root || !setpriv {
+        let msg = "needs root and setpriv(1) to run as another user";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {msg}"
+        );
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Whether nobody may open /dev/kvm: only where the device is open to everyone.
+    let kvm_mode = std::fs::metadata("/dev/kvm").map_or(0, |m| m.permissions().mode());
+    let kvm_for_all = kvm_mode & 0o006 == 0o006;
+
+    let out = vcbench_as_nobody(&["doctor"], dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    assert!(said.contains("privileges"), "{said}");
+    assert!(said.contains("not root"), "{said}");
+    if !kvm_for_all {
+        // The device's owner, group and mode, and the exact fix for this user.
+        assert!(said.contains("/dev/kvm is "), "{said}");
+        assert!(said.contains("usermod -aG"), "{said}");
+        assert!(said.contains("nobody"), "{said}");
+    }
+
+    let out = vcbench_as_nobody(
+        &[
+            "run",
+            "-b",
+            "native,microvm,runc",
+            "-s",
+            "startup",
+            "-r",
+            "2",
+            "-w",
+            "0",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    // What it can do, it did: native ran as this user.
+    assert!(results
+        .figure("native", "startup", "time_to_start")
+        .is_some());
+    // What it cannot, it names with the reason.
+    assert!(
+        said.contains("skipped: runc: runc needs root") || said.contains("skipped: runc: runc not"),
+        "{said}"
+    );
+    if !kvm_for_all {
+        assert!(said.contains("skipped: microvm: /dev/kvm is "), "{said}");
+    }
+}

@@ -216,11 +216,9 @@ impl Backend for MicroVm {
     }
 
     fn availability(&self) -> Availability {
-        match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-            Ok(_) => Availability::Available,
-            Err(e) => Availability::Unavailable(format!(
-                "/dev/kvm cannot be opened read-write ({e}): load kvm_intel or kvm_amd and join the kvm group"
-            )),
+        match crate::host::kvm_access() {
+            Ok(()) => Availability::Available,
+            Err(why) => Availability::Unavailable(why),
         }
     }
 

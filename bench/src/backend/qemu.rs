@@ -101,13 +101,9 @@ impl Backend for Qemu {
         if let Err(why) = super::oci::version(QEMU) {
             return Availability::Unavailable(format!("{why} (package qemu-system-x86)"));
         }
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-        {
-            Ok(_) => Availability::Available,
-            Err(e) => Availability::Unavailable(format!("/dev/kvm is not usable: {e}")),
+        match crate::host::kvm_access() {
+            Ok(()) => Availability::Available,
+            Err(why) => Availability::Unavailable(why),
         }
     }
 
