@@ -20,6 +20,23 @@ use vcbench::runner::{self, Plan, Progress, Step};
 use vcbench::scenario::Scenario;
 use vcbench::{density, image, kernel, table};
 
+/// `println!` that drops what a closed standard output cannot take
+/// (`vcbench show r.json | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that drops what a closed standard output cannot take.
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit status: a bad command line or an unusable input.
 const EXIT_USAGE: u8 = 2;
 /// Exit status: results were written, but some runs failed.
@@ -58,6 +75,10 @@ enum Command {
     /// Run scenarios on backends and write a results document.
     #[command(after_help = EXAMPLES)]
     Run(RunArgs),
+    /// Run the workload once on one backend and show what happened: its markers, the
+    /// backend's phases and counters, the workload's figures, and why it failed if it did.
+    #[command(after_help = ONCE_EXAMPLES)]
+    Once(OnceArgs),
     /// List backends and scenarios, and whether each backend is available here.
     List {
         /// Print JSON instead of a table.
@@ -102,6 +123,32 @@ enum Command {
     /// The guest kernel of Linux microVMs.
     #[command(subcommand)]
     Kernel(KernelCommand),
+}
+
+const ONCE_EXAMPLES: &str = "\
+Examples:
+  vcbench once                                      hello, natively
+  vcbench once -b container -- cpu --mib 8          one workload with its options, after --
+  vcbench once -b microvm --json                    the outcome as JSON
+  vcbench once -b container -- fault --kind oom     see how a failure is reported
+
+Exit status: 0 the run succeeded; 3 it failed (the reason is printed); 2 bad usage;
+1 the backend cannot run here; 130 interrupted.";
+
+#[derive(Debug, Args)]
+struct OnceArgs {
+    /// The backend.
+    #[arg(long, short, default_value = "native", value_parser = backend_names())]
+    backend: String,
+    #[command(flatten)]
+    setup: BackendArgs,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The workload and its options, after `--` [default: hello]; `workload --help`
+    /// lists them.
+    #[arg(last = true)]
+    workload: Vec<String>,
 }
 
 const KERNEL_EXAMPLES: &str = "\
@@ -158,6 +205,36 @@ struct RunArgs {
     /// Warmup runs, discarded, before the measured ones [default: 3 for startup, 1 for the rest].
     #[arg(long, short, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     warmup: Option<u32>,
+    #[command(flatten)]
+    setup: BackendArgs,
+    /// Density: the instance counts to reach, ascending, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    instances: Vec<u32>,
+    /// Density: instances started at once within a step.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    parallel: u32,
+    /// Density: MiB each instance touches and holds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    hold_mib: u32,
+    /// Density: stop before the host's available memory falls under this many MiB
+    /// [default: the larger of 20% of the host's memory and 2048].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
+    memory_floor_mib: Option<u64>,
+    /// Where to write the results document [default: vcbench-results/run-<time>.json].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Print the results document on standard output instead of the summary table.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// How the backends are set up: what `run` and `once` share.
+#[derive(Debug, Args)]
+struct BackendArgs {
     /// Namespaces of the container backend, comma-separated, to measure what each costs
     /// [default: all seven; `mount` is always on].
     #[arg(long, value_delimiter = ',', value_parser = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup"])]
@@ -182,29 +259,6 @@ struct RunArgs {
     /// crun 1.8 refuses hybrid cgroup hosts, and there it then uses the v1 controllers.
     #[arg(long)]
     crun_hide_unified_cgroup: bool,
-    /// Density: the instance counts to reach, ascending, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,10,50",
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    instances: Vec<u32>,
-    /// Density: instances started at once within a step.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
-    parallel: u32,
-    /// Density: MiB each instance touches and holds.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
-    hold_mib: u32,
-    /// Density: stop before the host's available memory falls under this many MiB
-    /// [default: the larger of 20% of the host's memory and 2048].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
-    memory_floor_mib: Option<u64>,
-    /// Where to write the results document [default: vcbench-results/run-<time>.json].
-    #[arg(long, short)]
-    out: Option<PathBuf>,
-    /// Print the results document on standard output instead of the summary table.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 fn backend_names() -> PossibleValuesParser {
@@ -245,10 +299,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Once(args) => once(args),
         Command::List { json } => list(json),
         Command::Doctor { json } => doctor(json),
         Command::Schema => {
-            println!("{}", results::json_schema());
+            say!("{}", results::json_schema());
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { file } => show(&file),
@@ -285,87 +340,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     results::check_writable(&out)
         .map_err(|e| Failure::usage(anyhow::Error::new(e).context("choose another --out")))?;
 
-    let mut all = backend::all();
-    if !args.namespaces.is_empty() {
-        let has = |n: &str| args.namespaces.iter().any(|a| a == n);
-        let namespaces = container::Namespaces {
-            user: has("user"),
-            pid: has("pid"),
-            mount: true,
-            uts: has("uts"),
-            ipc: has("ipc"),
-            net: has("net"),
-            cgroup: has("cgroup"),
-        };
-        for b in &mut all {
-            if b.name() == "container" {
-                *b = Box::new(backend::container::Container {
-                    namespaces,
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    for b in &mut all {
-        if b.name() == "crun" && args.crun_hide_unified_cgroup {
-            *b = Box::new(backend::oci::Oci {
-                hide_unified_cgroup: true,
-                ..backend::oci::Oci::new(backend::oci::Runtime::Crun)
-            });
-        }
-    }
-    let guest_kernel = match &args.kernel {
-        Some(path) => Some(
-            backend::microvm::GuestKernel::open(path)
-                .map_err(|e| Failure::usage(anyhow::Error::new(e).context("--kernel")))?,
-        ),
-        None => None,
-    };
-    let guests = backend::microvm::MicroVm::guests_for(guest_kernel);
-    if matches!(guests, backend::microvm::Guests::Linux(_))
-        && args.vm_memory_mib < microvm::linux::machine::MIN_MEMORY_MIB
-    {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--vm-memory-mib {} is too little for a Linux guest: at least {} MiB",
-            args.vm_memory_mib,
-            microvm::linux::machine::MIN_MEMORY_MIB
-        )));
-    }
-    // The monitor stops a guest a little before the run's own deadline, so its console
-    // can be reported.
-    let guest_timeout = Duration::from_secs_f64((args.timeout * 0.9).max(args.timeout - 2.0));
-    for b in &mut all {
-        if b.name() == "microvm" {
-            *b = Box::new(backend::microvm::MicroVm {
-                memory_mib: args.vm_memory_mib,
-                vcpus: args.vm_vcpus,
-                guests: guests.clone(),
-                console: args.console,
-                guest_timeout,
-            });
-        }
-        if b.name() == "qemu" {
-            *b = Box::new(backend::qemu::Qemu {
-                memory_mib: args.vm_memory_mib,
-                vcpus: args.vm_vcpus,
-                guests: guests.clone(),
-                console: args.console,
-            });
-        }
-    }
-    let backends: Vec<Box<dyn backend::Backend>> = all
-        .into_iter()
-        .filter(|b| match args.backend.is_empty() {
-            true => b.in_default_set(),
-            false => args.backend.iter().any(|n| n == b.name()),
-        })
-        .collect();
-    if backends
-        .iter()
-        .any(|b| matches!(b.name(), "microvm" | "qemu"))
-    {
-        check_vm_size(args.vm_memory_mib, args.vm_vcpus).map_err(Failure::usage)?;
-    }
+    let backends = backends(&args.setup, &args.backend)?;
     if !args.instances.is_sorted_by(|a, b| a < b) {
         return Err(Failure::usage(anyhow::anyhow!(
             "--instances {}: the counts must rise, e.g. 1,10,50",
@@ -384,7 +359,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     } else {
         args.scenario.clone()
     };
-    let timeout = Some(Duration::from_secs_f64(args.timeout));
+    let timeout = Some(Duration::from_secs_f64(args.setup.timeout));
     let plan = Plan {
         backends,
         steps: scenarios
@@ -398,7 +373,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             floor_kib: args
                 .memory_floor_mib
                 .map_or_else(density::default_floor_kib, |mib| mib * 1024),
-            timeout: Duration::from_secs_f64(args.timeout),
+            timeout: Duration::from_secs_f64(args.setup.timeout),
         },
     };
 
@@ -406,17 +381,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     clean(true)?;
     let workload =
         image::install_workload(&image::cache_dir()).context("preparing the workload")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while stopping ends the program at once.
-        signal_hook::flag::register_conditional_shutdown(
-            signal,
-            i32::from(EXIT_INTERRUPTED),
-            Arc::clone(&stop),
-        )
-        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
-        .context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
 
     let progress = Bar::new(plan.total_runs(), args.quiet, out.clone());
     let results = runner::execute(&plan, &workload, host::detect(), &progress, &stop);
@@ -430,15 +395,15 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 
     let reports = write_reports(&results, &out);
     if args.json {
-        println!("{}", results.to_json());
+        say!("{}", results.to_json());
         for report in reports {
             eprintln!("report: {}", report.display());
         }
     } else {
-        print!("{}", table::render(&results, color()));
-        println!("results: {}", out.display());
+        say_part!("{}", table::render(&results, color()));
+        say!("results: {}", out.display());
         for report in reports {
-            println!("report: {}", report.display());
+            say!("report: {}", report.display());
         }
     }
     Ok(if !results.complete || stop.load(Ordering::SeqCst) {
@@ -471,6 +436,202 @@ fn check_vm_size(memory_mib: u64, vcpus: u8) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The backends `names` asks for (the default set when empty), set up as `setup` says;
+/// a bad kernel or a guest size this host cannot give is a usage error.
+fn backends(
+    setup: &BackendArgs,
+    names: &[String],
+) -> Result<Vec<Box<dyn backend::Backend>>, Failure> {
+    let mut all = backend::all();
+    if !setup.namespaces.is_empty() {
+        let has = |n: &str| setup.namespaces.iter().any(|a| a == n);
+        let namespaces = container::Namespaces {
+            user: has("user"),
+            pid: has("pid"),
+            mount: true,
+            uts: has("uts"),
+            ipc: has("ipc"),
+            net: has("net"),
+            cgroup: has("cgroup"),
+        };
+        for b in &mut all {
+            if b.name() == "container" {
+                *b = Box::new(backend::container::Container {
+                    namespaces,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    for b in &mut all {
+        if b.name() == "crun" && setup.crun_hide_unified_cgroup {
+            *b = Box::new(backend::oci::Oci {
+                hide_unified_cgroup: true,
+                ..backend::oci::Oci::new(backend::oci::Runtime::Crun)
+            });
+        }
+    }
+    let guest_kernel = match &setup.kernel {
+        Some(path) => Some(
+            backend::microvm::GuestKernel::open(path)
+                .map_err(|e| Failure::usage(anyhow::Error::new(e).context("--kernel")))?,
+        ),
+        None => None,
+    };
+    let guests = backend::microvm::MicroVm::guests_for(guest_kernel);
+    if matches!(guests, backend::microvm::Guests::Linux(_))
+        && setup.vm_memory_mib < microvm::linux::machine::MIN_MEMORY_MIB
+    {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--vm-memory-mib {} is too little for a Linux guest: at least {} MiB",
+            setup.vm_memory_mib,
+            microvm::linux::machine::MIN_MEMORY_MIB
+        )));
+    }
+    // The monitor stops a guest a little before the run's own deadline, so its console
+    // can be reported.
+    let guest_timeout = Duration::from_secs_f64((setup.timeout * 0.9).max(setup.timeout - 2.0));
+    for b in &mut all {
+        if b.name() == "microvm" {
+            *b = Box::new(backend::microvm::MicroVm {
+                memory_mib: setup.vm_memory_mib,
+                vcpus: setup.vm_vcpus,
+                guests: guests.clone(),
+                console: setup.console,
+                guest_timeout,
+            });
+        }
+        if b.name() == "qemu" {
+            *b = Box::new(backend::qemu::Qemu {
+                memory_mib: setup.vm_memory_mib,
+                vcpus: setup.vm_vcpus,
+                guests: guests.clone(),
+                console: setup.console,
+            });
+        }
+    }
+    let backends: Vec<Box<dyn backend::Backend>> = all
+        .into_iter()
+        .filter(|b| match names.is_empty() {
+            true => b.in_default_set(),
+            false => names.iter().any(|n| n == b.name()),
+        })
+        .collect();
+    if backends
+        .iter()
+        .any(|b| matches!(b.name(), "microvm" | "qemu"))
+    {
+        check_vm_size(setup.vm_memory_mib, setup.vm_vcpus).map_err(Failure::usage)?;
+    }
+    Ok(backends)
+}
+
+/// A flag SIGINT and SIGTERM raise, for a run to stop at; a second signal ends the
+/// program at once (its instances die with it: see `registry::die_with_parent`).
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            i32::from(EXIT_INTERRUPTED),
+            Arc::clone(&stop),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+        .context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Runs the workload once on one backend and shows what happened.
+fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
+    let mut found = backends(&args.setup, std::slice::from_ref(&args.backend))?;
+    let Some(backend) = found.pop() else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "no backend {:?}",
+            args.backend
+        )));
+    };
+    if let Availability::Unavailable(why) = backend.availability() {
+        return Err(anyhow::anyhow!("{} cannot run here: {why}", backend.name()).into());
+    }
+    clean(true)?;
+    let workload_args = if args.workload.is_empty() {
+        vec!["hello".to_owned()]
+    } else {
+        args.workload.clone()
+    };
+    let launch = backend::Launch {
+        workload: image::install_workload(&image::cache_dir()).context("preparing the workload")?,
+        args: workload_args.clone(),
+    };
+    let stop = stop_on_signals()?;
+    let step = Step::new(
+        Scenario::Startup,
+        Some(1),
+        Some(0),
+        Some(Duration::from_secs_f64(args.setup.timeout)),
+    );
+    let outcome = runner::run_once(backend.as_ref(), &launch, &step, &stop);
+    let markers = &outcome.observation.markers;
+    let document = serde_json::json!({
+        "backend": backend.name(),
+        "workload": workload_args,
+        "failure": outcome.failure,
+        "exit_status": outcome.exit_status,
+        "markers": markers,
+        "phases": outcome.phases,
+        "counters": outcome
+            .counters
+            .iter()
+            .map(|(name, value)| (name.clone(), serde_json::json!(value)))
+            .collect::<serde_json::Map<_, _>>(),
+        "metrics": outcome.observation.metrics,
+        "facts": outcome.observation.facts,
+    });
+    if args.json {
+        say!("{document:#}");
+    } else {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3} ms"));
+        say!("backend   {}", backend.name());
+        say!("workload  {}", workload_args.join(" "));
+        match &outcome.failure {
+            None => say!("outcome   ok"),
+            Some(why) => say!("outcome   failed: {why}"),
+        }
+        if let Some(status) = outcome.exit_status {
+            say!("exit      status {status}");
+        }
+        say!(
+            "markers   started {}, result {}, exited {}, gone {}",
+            ms(markers.started_ms),
+            ms(markers.result_ms),
+            ms(markers.exited_ms),
+            ms(markers.gone_ms)
+        );
+        for phase in &outcome.phases {
+            say!("phase     {:<22} {:.3} ms", phase.name, phase.ms);
+        }
+        for (name, value) in &outcome.counters {
+            say!("counter   {name:<22} {value}");
+        }
+        for metric in &outcome.observation.metrics {
+            say!(
+                "metric    {:<22} {} {}",
+                metric.name,
+                metric.value,
+                metric.unit
+            );
+        }
+    }
+    Ok(if stop.load(Ordering::SeqCst) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if outcome.failure.is_some() {
+        ExitCode::from(EXIT_RUNS_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `vcbench-results/run-<UTC time>.json`, creating the directory.
@@ -552,7 +713,7 @@ fn list(json: bool) -> Result<ExitCode, Failure> {
         })
         .collect();
     if json {
-        println!(
+        say!(
             "{:#}",
             serde_json::json!({"backends": backends, "scenarios": scenarios})
         );
@@ -574,8 +735,8 @@ fn list(json: bool) -> Result<ExitCode, Failure> {
             b.describe().to_owned(),
         ]);
     }
-    print!("{}", table::columns(&rows, &[], color()));
-    println!();
+    say_part!("{}", table::columns(&rows, &[], color()));
+    say!();
     let mut rows = vec![vec![
         "scenario".to_owned(),
         "runs".to_owned(),
@@ -588,8 +749,8 @@ fn list(json: bool) -> Result<ExitCode, Failure> {
             s.describe().to_owned(),
         ]);
     }
-    print!("{}", table::columns(&rows, &[], color()));
-    println!("\nruns: warmup+measured, per backend, unless --runs/--warmup say otherwise");
+    say_part!("{}", table::columns(&rows, &[], color()));
+    say!("\nruns: warmup+measured, per backend, unless --runs/--warmup say otherwise");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -597,7 +758,7 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
     let host = host::detect();
     let checks = doctor::run(&host);
     if json {
-        println!("{:#}", serde_json::json!({"host": host, "checks": checks}));
+        say!("{:#}", serde_json::json!({"host": host, "checks": checks}));
         return Ok(ExitCode::SUCCESS);
     }
     let under = match (&host.hypervisor, host.emulated) {
@@ -606,9 +767,14 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
         (Some(_), false) => " · under a hypervisor".to_owned(),
         (None, _) => String::new(),
     };
-    println!(
+    say!(
         "host: {} · {} · {} CPUs · {} MiB · Linux {} · {}{under}",
-        host.hostname, host.cpu_model, host.cpus, host.memory_mib, host.kernel, host.os
+        host.hostname,
+        host.cpu_model,
+        host.cpus,
+        host.memory_mib,
+        host.kernel,
+        host.os
     );
     let mut rows = vec![vec![
         "check".to_owned(),
@@ -626,7 +792,7 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
             rows.push(vec![String::new(), String::new(), format!("fix: {fix}")]);
         }
     }
-    print!("{}", table::columns(&rows, &[], color()));
+    say_part!("{}", table::columns(&rows, &[], color()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -668,7 +834,7 @@ fn clean(quiet: bool) -> Result<(), Failure> {
     };
     for parent in &parents {
         if !quiet {
-            println!("removed {} (empty)", parent.display());
+            say!("removed {} (empty)", parent.display());
         }
     }
     if found.is_empty()
@@ -678,7 +844,7 @@ fn clean(quiet: bool) -> Result<(), Failure> {
         && instances.is_empty()
         && !quiet
     {
-        println!("nothing to clean");
+        say!("nothing to clean");
     }
     if !quiet {
         for path in image::stale_installs(&image::cache_dir()) {
@@ -688,7 +854,7 @@ fn clean(quiet: bool) -> Result<(), Failure> {
                 std::fs::remove_file(&path)
             };
             match removed {
-                Ok(()) => println!("removed {} (from another build)", path.display()),
+                Ok(()) => say!("removed {} (from another build)", path.display()),
                 Err(e) => eprintln!("cannot remove {}: {e}", path.display()),
             }
         }
@@ -715,7 +881,7 @@ fn read_document(file: &Path) -> Result<Results, Failure> {
 fn report(file: &Path, out: Option<&Path>, png: Option<&Path>) -> Result<ExitCode, Failure> {
     let doc = read_document(file)?;
     match out {
-        None => print!("{}", reports::markdown::render(&doc)),
+        None => say_part!("{}", reports::markdown::render(&doc)),
         Some(path) => {
             let html = match path.extension().and_then(|e| e.to_str()) {
                 Some("html" | "htm") => true,
@@ -738,12 +904,12 @@ fn report(file: &Path, out: Option<&Path>, png: Option<&Path>) -> Result<ExitCod
             }
             results::write_atomic(path, text.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("report: {}", path.display());
+            say!("report: {}", path.display());
         }
     }
     if let Some(dir) = png {
         let written = reports::write_charts(&doc, dir).context("writing the charts")?;
-        println!("charts: {} files in {}", written.len(), dir.display());
+        say!("charts: {} files in {}", written.len(), dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -754,7 +920,7 @@ fn compare(files: &[PathBuf]) -> Result<ExitCode, Failure> {
         .map(|f| read_document(f))
         .collect::<Result<Vec<_>, _>>()?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    print!("{}", reports::compare::markdown(&docs, &names));
+    say_part!("{}", reports::compare::markdown(&docs, &names));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -823,7 +989,7 @@ fn kernel_build(
         .context("building the guest kernel")?;
     progress.0.finish_and_clear();
     if json {
-        println!(
+        say!(
             "{:#}",
             serde_json::json!({"vmlinux": built.vmlinux, "cached": built.cached, "identity": built.identity})
         );
@@ -833,7 +999,7 @@ fn kernel_build(
         } else {
             format!("built in {:.0} s", built.identity.build_seconds)
         };
-        println!(
+        say!(
             "{} (Linux {}, config sha256 {}, {how})",
             built.vmlinux.display(),
             built.identity.version,
@@ -858,13 +1024,13 @@ fn write_initramfs(gzip: bool, out: Option<PathBuf>) -> Result<ExitCode, Failure
         None => vcbench::initramfs::install(&image::cache_dir(), compression)
             .context("writing the initramfs")?,
     };
-    println!("{}", path.display());
+    say!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn show(file: &Path) -> Result<ExitCode, Failure> {
     let results = Results::read(file).map_err(|e| Failure::usage(e.into()))?;
-    println!(
+    say!(
         "{} on {} ({}, KVM {}, cgroups {}), {}",
         results.tool.name,
         results.host.hostname,
@@ -873,6 +1039,6 @@ fn show(file: &Path) -> Result<ExitCode, Failure> {
         results.host.cgroup,
         results.started_at
     );
-    print!("{}", table::render(&results, color()));
+    say_part!("{}", table::render(&results, color()));
     Ok(ExitCode::SUCCESS)
 }

@@ -409,9 +409,7 @@ fn exit_problem(
         .iter()
         .find(|(name, _)| name == "cgroup_oom_kills")
         .map_or(0, |(_, n)| *n);
-    let signal = (129..=128 + 64)
-        .contains(&exit.status)
-        .then(|| exit.status - 128);
+    let signal = workload::signal::of_status(exit.status);
     if exit.timed_out {
         Some(match started {
             true => format!("timed out after {:.1} s", timeout.as_secs_f64()),
@@ -430,7 +428,7 @@ fn exit_problem(
     } else if let Some(signal) = signal {
         Some(format!(
             "killed by signal {} (status {})",
-            signal_name(signal),
+            workload::signal::name(signal),
             exit.status
         ))
     } else if exit.status != 0 {
@@ -438,28 +436,6 @@ fn exit_problem(
     } else {
         None
     }
-}
-
-/// A signal's name, `SIGSEGV`, or its number when it has none here.
-pub fn signal_name(signal: i32) -> String {
-    const NAMES: [(libc::c_int, &str); 12] = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGSYS, "SIGSYS"),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == signal)
-        .map_or_else(|| format!("{signal}"), |(_, name)| (*name).to_owned())
 }
 
 /// What one run gave.
@@ -567,7 +543,12 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
             observation.markers.exited_ms = Some(exit.at.ms_since(launched));
             observation.host_maxrss_kib = exit.maxrss_kib;
             exit_status = Some(exit.status);
-            if problem.is_none() {
+            // The OOM killer explains everything after it (a work process killed, an
+            // error record about it): it comes first.
+            let oom = counters
+                .iter()
+                .any(|(name, n)| name == "cgroup_oom_kills" && *n > 0);
+            if problem.is_none() || oom {
                 problem = exit_problem(
                     &exit,
                     &counters,
@@ -593,10 +574,7 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
                 .lines()
                 .rev()
                 .take(3)
-                .map(|line| match line.char_indices().nth(200) {
-                    Some((cut, _)) => format!("{}...", &line[..cut]),
-                    None => line.to_owned(),
-                })
+                .map(|line| crate::backend::clip(line, 200))
                 .collect();
             let last: Vec<String> = last.into_iter().rev().collect();
             format!("{p}; workload said: {}", last.join(" | "))

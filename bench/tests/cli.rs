@@ -1164,3 +1164,60 @@ fn without_root_or_kvm_access_it_says_what_is_missing_and_runs_what_it_can() {
         assert!(said.contains("skipped: microvm: /dev/kvm is "), "{said}");
     }
 }
+
+#[test]
+fn once_runs_one_instance_and_reports_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &["once", "--json", "--", "syscall", "--count", "1000"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["backend"], "native");
+    assert!(value["failure"].is_null(), "{value:#}");
+    assert!(
+        value["markers"]["started_ms"].as_f64().is_some(),
+        "{value:#}"
+    );
+    assert!(value["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "ns_per_call"));
+
+    // A failing run: exit 3, and the reason on the outcome line.
+    let out = vcbench(&["once", "--", "fault", "--kind", "exit"], dir.path());
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("outcome   failed: exited with status 3"),
+        "{text}"
+    );
+    // A backend that is not one is a usage error.
+    let out = vcbench(&["once", "-b", "nope"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_closed_standard_output_is_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["schema"][..], &["list"][..], &["once"][..]] {
+        let mut child = Command::new(VCBENCH)
+            .args(args)
+            .current_dir(dir.path())
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end at once, as `| head -0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

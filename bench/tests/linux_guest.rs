@@ -290,3 +290,71 @@ fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console()
     assert!(report.phase("kernel_entry").is_some());
     assert!(report.markers.is_empty(), "init was never reached");
 }
+
+#[test]
+fn workload_faults_inside_a_linux_guest_are_failures_with_reasons() {
+    if !rig::available() {
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    // Four guests, one rig: a crash, a flood, a workload that never starts (stopped at the
+    // timeout) and, after them, a normal run.
+    let once = "vcbench once -b microvm --kernel /rig/vmlinux --timeout 40 --json --";
+    let outcome = rig::Rig::default()
+        .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
+        .file(&kernel, "/rig/vmlinux")
+        .timeout(420)
+        .retry_on_timeout()
+        .run(&[
+            "sh",
+            "-c",
+            &format!(
+                "for kind in segv flood mute; do echo \"---- $kind ----\"; \
+                   {once} fault --kind $kind; echo \"---- status $? ----\"; done; \
+                 echo '---- hello ----'; {once} hello; echo \"---- status $? ----\"; \
+                 echo '---- end ----'"
+            ),
+        ]);
+    let section = |name: &str| -> (serde_json::Value, String) {
+        let text = outcome
+            .output
+            .split_once(&format!("---- {name} ----"))
+            .unwrap_or_else(|| panic!("no {name} in the rig's output:\n{}", outcome.output))
+            .1;
+        let (json, rest) = text
+            .split_once("---- status ")
+            .unwrap_or_else(|| panic!("no status after {name}:\n{}", outcome.output));
+        let status = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let value = serde_json::from_str(json.trim())
+            .unwrap_or_else(|e| panic!("{name}: bad JSON ({e}):\n{json}"));
+        (value, status)
+    };
+    let failure =
+        |value: &serde_json::Value| value["failure"].as_str().unwrap_or_default().to_owned();
+
+    let (segv, status) = section("segv");
+    assert_eq!(status, "3", "{segv:#}");
+    assert!(
+        failure(&segv).contains("killed by signal SIGSEGV"),
+        "{segv:#}"
+    );
+
+    let (flood, status) = section("flood");
+    assert_eq!(status, "3", "{flood:#}");
+    assert!(!failure(&flood).is_empty(), "{flood:#}");
+
+    let (mute, status) = section("mute");
+    assert_eq!(status, "3", "{mute:#}");
+    assert!(mute["markers"]["started_ms"].is_null(), "{mute:#}");
+    assert!(failure(&mute).contains("timeout"), "{mute:#}");
+
+    let (hello, status) = section("hello");
+    assert_eq!(status, "0", "{hello:#}");
+    assert!(hello["failure"].is_null(), "{hello:#}");
+}

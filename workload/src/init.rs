@@ -198,6 +198,16 @@ pub fn run_as_init(args: &Args, mut out: Output, marker: Option<MarkerPort>) -> 
     } else {
         supervise(child, &set)
     };
+    if let Some(signal) = workload::signal::of_status(i32::from(status)) {
+        // Where the host sees only the machine end (a VM), this is how it learns why.
+        out.emit(&workload::record::Record::Error {
+            workload: args.workload.name().to_owned(),
+            message: format!(
+                "killed by signal {} (status {status})",
+                workload::signal::name(signal)
+            ),
+        });
+    }
     finish(status, marker)
 }
 

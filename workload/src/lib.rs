@@ -8,3 +8,4 @@
 pub mod channel;
 pub mod marker;
 pub mod record;
+pub mod signal;

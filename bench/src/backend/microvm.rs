@@ -474,7 +474,7 @@ fn linux_end(report: &WireReport, f: &Facts) -> Vec<Result<Event, Error>> {
     } else {
         "init was never reached"
     };
-    let tail: Vec<&str> = f.console_tail.iter().map(String::as_str).collect();
+    let tail: Vec<String> = f.console_tail.iter().map(|l| super::clip(l, 200)).collect();
     let console = if tail.is_empty() {
         "(no console output; pass --console for the kernel's log)".to_owned()
     } else {

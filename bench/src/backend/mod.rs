@@ -184,6 +184,15 @@ pub struct Footprint {
     pub parts: Vec<(String, u64)>,
 }
 
+/// `line` cut to at most `max` characters, with `...` where it was cut: a flooding
+/// workload's output stays out of failure reasons.
+pub fn clip(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
 /// An error with its chain of causes, `a: b: c`, for failure reasons in results.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
