@@ -33,6 +33,15 @@ pub enum Line {
     Console(ConsoleLine),
 }
 
+impl Line {
+    /// Reads one line of the monitor's output (without its line ending). The line comes
+    /// from another process, which relays what the guest wrote: anything that is not one
+    /// JSON [`Line`] is an error, never a panic.
+    pub fn parse(line: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+}
+
 /// A line of the guest's serial console and when its last byte reached the monitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsoleLine {
@@ -179,7 +188,7 @@ mod tests {
         assert_eq!(value["report"]["phases"][1][0], "first_marker");
         assert_eq!(value["report"]["exits"]["exits_io_out"], 3);
         assert_eq!(value["report"]["ns_per_round_trip"], 10.0);
-        assert_eq!(serde_json::from_str::<Line>(&text).unwrap(), line);
+        assert_eq!(Line::parse(&text).unwrap(), line);
         assert_eq!(
             serde_json::to_string(&Line::TornDown(7)).unwrap(),
             r#"{"torn_down":7}"#

@@ -87,6 +87,20 @@ fn err<E: std::error::Error>(e: E) -> DrawError {
     DrawError(e.to_string())
 }
 
+/// The far end of a value axis that starts at 0: `max`, and at least `least`. A document
+/// may hold any finite number, and a margin, sum or ratio of such numbers may overflow to
+/// infinity; plotters never returns when asked for the ticks of an infinite axis, so such
+/// a chart is refused instead.
+fn axis_end(max: f64, least: f64) -> Result<f64, DrawError> {
+    if max.is_finite() {
+        Ok(max.max(least))
+    } else {
+        Err(DrawError(
+            "its values are too large to draw (the axis would be infinite)".to_owned(),
+        ))
+    }
+}
+
 const PALETTE: [RGBColor; 16] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -227,7 +241,7 @@ fn startup_distribution<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(110)
-        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -320,7 +334,7 @@ fn startup_phases<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -411,7 +425,7 @@ fn memory<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d(0.0..max.max(1e-3), -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -498,7 +512,7 @@ fn overhead<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(200)
-        .build_cartesian_2d(0.0..max, -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -636,7 +650,7 @@ fn density<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..f64::from(max_n) * 1.05, 0.0..max_y.max(1e-3))
+        .build_cartesian_2d(0.0..f64::from(max_n) * 1.05, 0.0..axis_end(max_y, 1e-3)?)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -669,4 +683,93 @@ fn density<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A results document whose only figure has a sample near `f64::MAX`: the startup
+    /// chart's axis (the largest sample plus a margin) overflows to infinity. Before the
+    /// axis was checked, drawing it never returned.
+    const HUGE_SAMPLE: &str = r#"{"schema_version":1,
+        "tool":{"name":"vcbench","version":"0.1.0","git_revision":"x","workload_fnv":"0"},
+        "host":{"hostname":"h","cpu_model":"c","cpus":2,"memory_mib":1024,"kernel":"6.1.0",
+          "os":"Debian","virtualized":false,"hypervisor":null,"emulated":false,
+          "kvm":{"flavour":"hardware","module":"kvm_intel","reason":null},"cgroup":"v2",
+          "user_namespaces":true,"root":true},
+        "plan":{"backends":[],"scenarios":[]},
+        "started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:01Z",
+        "complete":false,
+        "figures":[{"backend":"native","scenario":"startup","metric":"time_to_start",
+          "unit":"ms","better":"lower","samples":[1.7e308],
+          "summary":{"n":1,"min":0,"max":0,"mean":0,"median":0,"p95":0,"p99":0,"stddev":0,
+            "mad":0,"outliers":[]}}],
+        "runs":[],"failures":[],"skipped":[]}"#;
+
+    fn huge_sample() -> Results {
+        Results::parse(HUGE_SAMPLE, Path::new("huge.json")).expect("the document reads")
+    }
+
+    #[test]
+    fn a_chart_whose_axis_would_be_infinite_is_refused() {
+        let doc = huge_sample();
+        let refused = svg(Chart::StartupDistribution, &doc).expect_err("an infinite axis");
+        assert!(refused.to_string().contains("too large"), "{refused}");
+        // The HTML report carries on without the chart, and says why.
+        assert!(crate::html::render(&doc).contains("too large to draw"));
+    }
+
+    #[test]
+    fn an_infinite_slowdown_is_refused_too() {
+        // Native's median is tiny, the container's huge: their ratio overflows.
+        let mut doc = huge_sample();
+        let mut native = doc.figures[0].clone();
+        native.scenario = "cpu".to_owned();
+        native.metric = "cpu".to_owned();
+        native.samples = vec![1e-300];
+        native.summary.median = 1e-300;
+        let mut container = native.clone();
+        container.backend = "container".to_owned();
+        container.summary.median = 1e300;
+        doc.figures = vec![native, container];
+        assert!(svg(Chart::Overhead, &doc).is_err());
+    }
+
+    #[test]
+    fn a_density_step_with_a_huge_start_is_refused_but_its_memory_drawn() {
+        // What fuzzing found: one step's start latency near `f64::MAX`, so the start
+        // chart's axis (the largest median plus a margin) overflows.
+        use crate::document::density::{Series, Step};
+        let mut doc = huge_sample();
+        doc.figures.clear();
+        doc.density = vec![Series {
+            backend: "container".to_owned(),
+            workload: vec!["idle".to_owned()],
+            parallel: 1,
+            asked: vec![1],
+            floor_mib: 512,
+            steps: vec![Step {
+                instances: 1,
+                start_ms: vec![1.7e308],
+                step_ms: 1.0,
+                per_instance: Default::default(),
+                host: Default::default(),
+            }],
+            reached: 1,
+            stopped: None,
+            failed: false,
+            teardown_ms: 1.0,
+        }];
+        assert!(svg(Chart::DensityStart, &doc).is_err());
+        assert!(svg(Chart::Density, &doc).unwrap().is_some());
+    }
+
+    #[test]
+    fn finite_axes_are_kept_and_small_ones_widened() {
+        assert_eq!(axis_end(5.0, 1e-3).unwrap(), 5.0);
+        assert_eq!(axis_end(0.0, 1e-3).unwrap(), 1e-3);
+        assert!(axis_end(f64::INFINITY, 1e-3).is_err());
+        assert!(axis_end(f64::NAN, 1e-3).is_err());
+    }
 }

@@ -372,7 +372,7 @@ fn read_linux_line(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>
     let Ok(mut f) = facts.lock() else {
         return Vec::new();
     };
-    match serde_json::from_str::<Line>(line) {
+    match Line::parse(line) {
         Ok(Line::Console(console)) => match record::parse_line(&console.line) {
             Ok(Some(record)) => {
                 let at = Stamp(console.at);
@@ -492,7 +492,7 @@ fn linux_end(report: &WireReport, f: &Facts) -> Vec<Result<Event, Error>> {
 /// Turns one of the monitor's lines ([`microvm::protocol`]) into events, keeping what it
 /// reports. A line that is not part of the protocol is ignored.
 fn read_report(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>> {
-    let report = match serde_json::from_str::<Line>(line) {
+    let report = match Line::parse(line) {
         Ok(Line::Report(report)) => report,
         Ok(Line::TornDown(ns)) => {
             if let Ok(mut f) = facts.lock() {
