@@ -405,10 +405,7 @@ fn exit_problem(
     started: bool,
     timeout: Duration,
 ) -> Option<String> {
-    let oom_kills = counters
-        .iter()
-        .find(|(name, _)| name == "cgroup_oom_kills")
-        .map_or(0, |(_, n)| *n);
+    let oom_kills = oom_kills(counters);
     let signal = workload::signal::of_status(exit.status);
     if exit.timed_out {
         Some(match started {
@@ -436,6 +433,14 @@ fn exit_problem(
     } else {
         None
     }
+}
+
+/// The OOM kills an instance's cgroup counted (0 without a cgroup).
+fn oom_kills(counters: &[(String, u64)]) -> u64 {
+    counters
+        .iter()
+        .find(|(name, _)| name == "cgroup_oom_kills")
+        .map_or(0, |(_, n)| *n)
 }
 
 /// What one run gave.
@@ -545,10 +550,7 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
             exit_status = Some(exit.status);
             // The OOM killer explains everything after it (a work process killed, an
             // error record about it): it comes first.
-            let oom = counters
-                .iter()
-                .any(|(name, n)| name == "cgroup_oom_kills" && *n > 0);
-            if problem.is_none() || oom {
+            if problem.is_none() || oom_kills(&counters) > 0 {
                 problem = exit_problem(
                     &exit,
                     &counters,
