@@ -111,8 +111,9 @@ fn assert_nothing_left(before: &Before, what: &str) {
     assert_nothing_left_by(std::process::id(), before, what);
 }
 
-/// Asserts that nothing `owner` (this process or a `vcbench` it ran) made is left.
-fn assert_nothing_left_by(owner: u32, before: &Before, what: &str) {
+/// Asserts that no child of this process is running, giving stragglers (killed, not yet
+/// reaped) a moment.
+fn assert_no_children(what: &str) {
     let give_up = Instant::now() + Duration::from_secs(5);
     let mut children = live_children();
     while !children.is_empty() && Instant::now() < give_up {
@@ -120,6 +121,11 @@ fn assert_nothing_left_by(owner: u32, before: &Before, what: &str) {
         children = live_children();
     }
     assert!(children.is_empty(), "{what}: processes left: {children:?}");
+}
+
+/// Asserts that nothing `owner` (this process or a `vcbench` it ran) made is left.
+fn assert_nothing_left_by(owner: u32, before: &Before, what: &str) {
+    assert_no_children(what);
 
     let me = owner;
     let layout = container::cgroup::Layout::detect().unwrap();
@@ -424,13 +430,7 @@ fn a_second_ctrl_c_ends_at_once_and_leaves_no_process() {
         String::from_utf8_lossy(&out.stderr)
     );
     // No process: a forced exit takes its instances with it.
-    let give_up = Instant::now() + Duration::from_secs(5);
-    let mut children = live_children();
-    while !children.is_empty() && Instant::now() < give_up {
-        std::thread::sleep(Duration::from_millis(20));
-        children = live_children();
-    }
-    assert!(children.is_empty(), "processes left: {children:?}");
+    assert_no_children("after two Ctrl-Cs");
     let out = std::process::Command::new(VCBENCH)
         .arg("clean")
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
