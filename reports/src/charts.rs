@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -87,17 +89,61 @@ fn err<E: std::error::Error>(e: E) -> DrawError {
     DrawError(e.to_string())
 }
 
-/// The far end of a value axis that starts at 0: `max`, and at least `least`. A document
-/// may hold any finite number, and a margin, sum or ratio of such numbers may overflow to
-/// infinity; plotters never returns when asked for the ticks of an infinite axis, so such
-/// a chart is refused instead.
-fn axis_end(max: f64, least: f64) -> Result<f64, DrawError> {
+/// A value axis from 0 to `max`, and at least to `least`. A document may hold any finite
+/// number, and a margin, sum or ratio of such numbers may overflow to infinity; plotters
+/// never returns when asked for the ticks of an infinite axis, so such a chart is refused
+/// instead.
+fn value_axis(max: f64, least: f64) -> Result<Axis, DrawError> {
     if max.is_finite() {
-        Ok(max.max(least))
+        Ok(Axis::from(0.0..max.max(least)))
     } else {
         Err(DrawError(
             "its values are too large to draw (the axis would be infinite)".to_owned(),
         ))
+    }
+}
+
+/// A numeric axis that keeps every value on the chart. Plotters maps a value far outside
+/// its axis to a pixel beyond `i32` with an unchecked addition (a panic in a debug build,
+/// a wild line in a release one), and a document may hold any number: a negative
+/// latency, a phase longer than the whole. Values are clamped to the axis before they are
+/// mapped; ticks and labels are plotters' own.
+#[derive(Clone)]
+struct Axis(RangedCoordf64);
+
+impl From<std::ops::Range<f64>> for Axis {
+    fn from(range: std::ops::Range<f64>) -> Self {
+        Axis(RangedCoordf64::from(range))
+    }
+}
+
+impl Ranged for Axis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let range = self.0.range();
+        let (lo, hi) = (range.start.min(range.end), range.start.max(range.end));
+        let value = if value.is_nan() {
+            lo
+        } else {
+            value.clamp(lo, hi)
+        };
+        self.0.map(&value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        self.0.key_points(hint)
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.0.range()
+    }
+}
+
+impl ValueFormatter<f64> for Axis {
+    fn format(value: &f64) -> String {
+        RangedCoordf64::format(value)
     }
 }
 
@@ -241,7 +287,7 @@ fn startup_distribution<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(110)
-        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(value_axis(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -334,7 +380,7 @@ fn startup_phases<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(value_axis(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -425,7 +471,7 @@ fn memory<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(value_axis(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -512,7 +558,7 @@ fn overhead<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(200)
-        .build_cartesian_2d(0.0..axis_end(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
+        .build_cartesian_2d(value_axis(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -650,7 +696,10 @@ fn density<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..f64::from(max_n) * 1.05, 0.0..axis_end(max_y, 1e-3)?)
+        .build_cartesian_2d(
+            Axis::from(0.0..f64::from(max_n) * 1.05),
+            value_axis(max_y, 1e-3)?,
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -736,40 +785,70 @@ mod tests {
         assert!(svg(Chart::Overhead, &doc).is_err());
     }
 
-    #[test]
-    fn a_density_step_with_a_huge_start_is_refused_but_its_memory_drawn() {
-        // What fuzzing found: one step's start latency near `f64::MAX`, so the start
-        // chart's axis (the largest median plus a margin) overflows.
+    /// The document with a density series of one step per start latency, ms.
+    fn density_steps(start_ms: &[f64]) -> Results {
         use crate::document::density::{Series, Step};
         let mut doc = huge_sample();
         doc.figures.clear();
+        let steps: Vec<Step> = (1..)
+            .zip(start_ms)
+            .map(|(instances, &ms)| Step {
+                instances,
+                start_ms: vec![ms],
+                step_ms: 1.0,
+                per_instance: Default::default(),
+                host: Default::default(),
+            })
+            .collect();
         doc.density = vec![Series {
             backend: "container".to_owned(),
             workload: vec!["idle".to_owned()],
             parallel: 1,
-            asked: vec![1],
+            asked: (1..).take(steps.len()).collect(),
             floor_mib: 512,
-            steps: vec![Step {
-                instances: 1,
-                start_ms: vec![1.7e308],
-                step_ms: 1.0,
-                per_instance: Default::default(),
-                host: Default::default(),
-            }],
-            reached: 1,
+            reached: steps.last().map_or(0, |s| s.instances),
+            steps,
             stopped: None,
             failed: false,
             teardown_ms: 1.0,
         }];
+        doc
+    }
+
+    #[test]
+    fn a_density_step_with_a_huge_start_is_refused_but_its_memory_drawn() {
+        // What fuzzing found first: one step's start latency near `f64::MAX`, so the
+        // start chart's axis (the largest median plus a margin) overflows.
+        let doc = density_steps(&[1.7e308]);
         assert!(svg(Chart::DensityStart, &doc).is_err());
         assert!(svg(Chart::Density, &doc).unwrap().is_some());
     }
 
     #[test]
+    fn a_negative_density_start_is_drawn_at_the_axis() {
+        // What fuzzing found next: a start latency of -1.7e308 beside one of 2.5 ms. The
+        // axis runs from 0 to 3 ms; the point mapped to a pixel beyond i32, and plotters'
+        // addition overflowed.
+        let doc = density_steps(&[-1.7e308, 2.5]);
+        let drawn = svg(Chart::DensityStart, &doc).unwrap().unwrap();
+        assert!(drawn.contains("<polyline") || drawn.contains("<path"));
+    }
+
+    #[test]
     fn finite_axes_are_kept_and_small_ones_widened() {
-        assert_eq!(axis_end(5.0, 1e-3).unwrap(), 5.0);
-        assert_eq!(axis_end(0.0, 1e-3).unwrap(), 1e-3);
-        assert!(axis_end(f64::INFINITY, 1e-3).is_err());
-        assert!(axis_end(f64::NAN, 1e-3).is_err());
+        assert_eq!(value_axis(5.0, 1e-3).unwrap().range(), 0.0..5.0);
+        assert_eq!(value_axis(0.0, 1e-3).unwrap().range(), 0.0..1e-3);
+        assert!(value_axis(f64::INFINITY, 1e-3).is_err());
+        assert!(value_axis(f64::NAN, 1e-3).is_err());
+    }
+
+    #[test]
+    fn values_off_the_axis_are_drawn_at_its_ends() {
+        let axis = value_axis(10.0, 1e-3).unwrap();
+        let limit = (0, 500);
+        assert_eq!(axis.map(&5.0, limit), 250);
+        for (value, pixel) in [(-1.7e308, 0), (-1e12, 0), (f64::NAN, 0), (1e300, 500)] {
+            assert_eq!(axis.map(&value, limit), pixel, "{value}");
+        }
     }
 }
