@@ -90,8 +90,17 @@ fn track(backend: &str, pids: &[u32]) -> Option<Entry> {
     }
     let dir = dir();
     std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join(format!("{owner}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-    std::fs::write(&path, text).ok()?;
+    let name = format!("{owner}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    // Written aside and renamed into place: a reader never sees half a record.
+    let partial = dir.join(format!(".{name}"));
+    let path = dir.join(name);
+    if std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .is_err()
+    {
+        drop(std::fs::remove_file(&partial));
+        return None;
+    }
     Some(Entry { path })
 }
 
@@ -157,6 +166,25 @@ fn alive_as(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
+/// Whether a process that is not a zombie is in process group `group`.
+fn group_runs(group: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        // Fields 3 (state) and 5 (process group) follow the command name.
+        let fields: Vec<&str> = fields.split_whitespace().take(3).collect();
+        matches!(fields.as_slice(), [state, _, pgrp]
+            if !matches!(*state, "Z" | "X") && pgrp.parse() == Ok(group))
+    })
+}
+
 /// Parses `<word> <pid> <start>` lines.
 fn processes(text: &str, word: &str) -> Vec<(u32, u64)> {
     text.lines()
@@ -177,6 +205,14 @@ fn reap_instances(dir: &Path) -> Vec<Removed> {
     let mut removed = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
+        if let Some(partial) = entry.file_name().to_string_lossy().strip_prefix('.') {
+            // A record being written, or one its writer was killed writing.
+            let writer = partial.split('-').next().and_then(|p| p.parse().ok());
+            if writer.is_some_and(|pid| !container::cleanup::alive(pid)) {
+                drop(std::fs::remove_file(&path));
+            }
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
@@ -216,7 +252,7 @@ fn reap_instances(dir: &Path) -> Vec<Removed> {
                 continue;
             };
             // SAFETY: kill has no memory effects; the group was checked to be the tracked one.
-            if ours && unsafe { libc::kill(-group, libc::SIGKILL) } == 0 {
+            if ours && group_runs(leader) && unsafe { libc::kill(-group, libc::SIGKILL) } == 0 {
                 killed.push(Removed {
                     what: format!(
                         "{backend} instance process group {leader} (left running by vcbench process {owner_pid})"
@@ -254,7 +290,7 @@ fn remove_stale_temp(dir: &Path) -> Vec<Removed> {
                 .next()?
                 .parse()
                 .ok()?;
-            let owner_gone = !Path::new(&format!("/proc/{pid}")).exists();
+            let owner_gone = !container::cleanup::alive(pid);
             owner_gone.then(|| {
                 let path = entry.path();
                 let result = match path.is_dir() {

@@ -397,8 +397,9 @@ fn figures(backend: &str, scenario: Scenario, samples: Vec<(Value, Vec<f64>)>) -
         .collect()
 }
 
-/// Why an instance that ended this way failed, if it did: a timeout (before or after the
-/// workload started), the memory limit's OOM killer, a signal, or a non-zero status.
+/// Why an instance that ended this way failed, if it did: the memory limit's OOM killer
+/// (which explains whatever followed it), a timeout (before or after the workload
+/// started), a signal, or a non-zero status.
 fn exit_problem(
     exit: &crate::backend::Exit,
     counters: &[(String, u64)],
@@ -407,7 +408,14 @@ fn exit_problem(
 ) -> Option<String> {
     let oom_kills = oom_kills(counters);
     let signal = workload::signal::of_status(exit.status);
-    if exit.timed_out {
+    if oom_kills > 0 {
+        Some(format!(
+            "killed by the out-of-memory killer at the instance's memory limit \
+             ({oom_kills} OOM kill{} in its cgroup, status {})",
+            if oom_kills == 1 { "" } else { "s" },
+            exit.status
+        ))
+    } else if exit.timed_out {
         Some(match started {
             true => format!("timed out after {:.1} s", timeout.as_secs_f64()),
             false => format!(
@@ -415,13 +423,6 @@ fn exit_problem(
                 timeout.as_secs_f64()
             ),
         })
-    } else if oom_kills > 0 {
-        Some(format!(
-            "killed by the out-of-memory killer at the instance's memory limit \
-             ({oom_kills} OOM kill{} in its cgroup, status {})",
-            if oom_kills == 1 { "" } else { "s" },
-            exit.status
-        ))
     } else if let Some(signal) = signal {
         Some(format!(
             "killed by signal {} (status {})",

@@ -392,7 +392,9 @@ fn a_vcbench_killed_mid_run_leaves_what_clean_finds_and_removes() {
     let pid = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
-    // Its instances die with it (they are killed by the kernel when their parent dies)...
+    // Its instances die with it: the kernel kills them when their parent dies (they were
+    // its children, so they are reparented to this subreaper, where the check sees them).
+    assert_no_children("after a SIGKILL, before clean");
     let out = std::process::Command::new(VCBENCH)
         .arg("clean")
         .env("XDG_CACHE_HOME", dir.path().join("cache"))

@@ -215,7 +215,7 @@ pub struct Plan {
 }
 
 /// Message from a [`Step`]: phase or failure.
-fn send(fd: RawFd, step: Step, errno: i32, op: u32) {
+fn send(fd: RawFd, step: Step, errno: i32, op: u32) -> bool {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -232,7 +232,8 @@ fn send(fd: RawFd, step: Step, errno: i32, op: u32) {
     }
     .encode();
     // SAFETY: `bytes` is valid for its length; a short write to a pipe of 20 bytes cannot happen.
-    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    usize::try_from(written) == Ok(bytes.len())
 }
 
 /// The calling thread's errno (reading it neither allocates nor locks).
@@ -411,9 +412,17 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         Step::Privileges,
     );
 
+    // Changing IDs and capabilities cleared the parent-death signal: arm it again, so the
+    // program dies with the runtime even if the runtime is killed with SIGKILL.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     // The last phase: execve is called now. (The pipe closing on success is read by a
-    // parent that may be scheduled late, so its own stamp would be no measure.)
-    send(status, Step::Exec, 0, 0);
+    // parent that may be scheduled late, so its own stamp would be no measure.) A parent
+    // that died before the signal was armed again no longer reads the pipe: then end here.
+    if !send(status, Step::Exec, 0, 0) {
+        // SAFETY: ends the child at once without running the parent's exit handlers.
+        unsafe { libc::_exit(127) };
+    }
     // SAFETY: program is a C string; argv and envp are null-terminated arrays of pointers
     // to C strings owned by `plan`.
     unsafe {
