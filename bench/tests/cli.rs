@@ -191,6 +191,9 @@ fn show_rejects_a_file_that_is_not_results() {
         ("not.json", "is not a vcbench results document"),
         ("old.json", "schema version 999"),
         ("missing.json", "cannot read"),
+        // Reading these would never end, or is no file at all.
+        ("/dev/zero", "it is not a regular file"),
+        (".", "it is a directory"),
     ] {
         let out = vcbench(&["show", file], dir.path());
         assert_eq!(out.status.code(), Some(2), "{file}");
@@ -973,6 +976,11 @@ fn a_truncated_or_non_kernel_file_given_as_kernel_is_a_clear_usage_error() {
     std::fs::write(&random, noise).unwrap();
     let program = std::env::current_exe().unwrap();
     for (file, expected) in [
+        (
+            std::path::Path::new("/dev/zero"),
+            "is not a file but a character device",
+        ),
+        (dir.path(), "is not a file but a directory"),
         (empty.as_path(), "is empty"),
         (random.as_path(), "is not a Linux kernel"),
         (

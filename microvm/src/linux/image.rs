@@ -41,6 +41,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The path is not a regular file (a directory, a device, a pipe...).
+    #[error("{path} is not a file but {what}: give the kernel's file (a vmlinux or a bzImage)")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The file is larger than any kernel.
+    #[error("{path} is {bytes} bytes, more than any kernel ({MAX_KERNEL_BYTES} at most): is it the kernel?")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
     /// The file is not a kernel this monitor boots.
     #[error("{path} is not a Linux kernel: {why}")]
     NotAKernel {
@@ -102,6 +118,27 @@ pub struct Loaded {
     pub header: Option<setup_header>,
 }
 
+/// The largest kernel file read: a vmlinux with full debug information stays below it.
+pub const MAX_KERNEL_BYTES: u64 = 1 << 30;
+
+/// What a path that is not a regular file is, in words.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_fifo() {
+        "a pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
@@ -113,12 +150,31 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 impl Image {
-    /// Reads and checks the kernel at `path`.
+    /// Reads and checks the kernel at `path`: a regular file of at most
+    /// [`MAX_KERNEL_BYTES`] (a device such as /dev/zero would never end).
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        use std::io::Read;
+        let read_error = |source| Error::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(read_error)?;
+        if !meta.is_file() {
+            return Err(Error::NotAFile {
+                path: path.to_owned(),
+                what: file_kind(&meta.file_type()),
+            });
+        }
+        if meta.len() > MAX_KERNEL_BYTES {
+            return Err(Error::TooLarge {
+                path: path.to_owned(),
+                bytes: meta.len(),
+            });
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_KERNEL_BYTES).read_to_end(&mut bytes))
+            .map_err(read_error)?;
         Self::from_bytes(path, bytes)
     }
 

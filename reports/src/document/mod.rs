@@ -36,6 +36,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The path is not a regular file, or one far larger than any results document.
+    #[error("{path} is not a vcbench results document: it is {what}")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: String,
+    },
     /// The file ends before its JSON does: it was cut short.
     #[error(
         "{path} is not a vcbench results document: it is cut short (its text ends at line \
@@ -297,6 +305,10 @@ pub struct Memory {
     pub uss_kib: u64,
 }
 
+/// The largest results file read; a run with raw samples of every scenario writes a few
+/// MiB at most.
+pub const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
+
 impl Results {
     /// The figure for `backend` × `scenario` × `metric`, if measured.
     pub fn figure(&self, backend: &str, scenario: &str, metric: &str) -> Option<&Figure> {
@@ -326,12 +338,34 @@ impl Results {
         (native.summary.median != 0.0).then(|| figure.summary.median / native.summary.median)
     }
 
-    /// Reads and checks a results document.
+    /// Reads and checks a results document: a regular file of at most
+    /// [`MAX_DOCUMENT_BYTES`] (a device such as /dev/zero would never end).
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        let read_error = |source| Error::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(read_error)?;
+        let not_a_file = |what: String| Error::NotAFile {
+            path: path.to_owned(),
+            what,
+        };
+        if meta.is_dir() {
+            return Err(not_a_file("a directory".to_owned()));
+        }
+        if !meta.is_file() {
+            return Err(not_a_file(
+                "not a regular file (a device, pipe or socket)".to_owned(),
+            ));
+        }
+        if meta.len() > MAX_DOCUMENT_BYTES {
+            return Err(not_a_file(format!(
+                "{} MiB, far larger than any (at most {} MiB)",
+                meta.len() >> 20,
+                MAX_DOCUMENT_BYTES >> 20
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
         Self::parse(&text, path)
     }
 
