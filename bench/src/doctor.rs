@@ -203,7 +203,10 @@ fn user_namespaces(host: &Host) -> Check {
             "user namespaces",
             Status::Missing,
             "unprivileged user namespaces are disabled: rootless containers cannot run",
-            Some("sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1"),
+            Some(&crate::host::user_namespaces_blocker().unwrap_or_else(|| {
+                "sysctl -w user.max_user_namespaces=15000 kernel.unprivileged_userns_clone=1"
+                    .to_owned()
+            })),
         )
     }
 }

@@ -96,15 +96,52 @@ fn os_release() -> String {
 
 /// Whether an unprivileged process may create a user namespace here.
 pub fn user_namespaces_enabled() -> bool {
-    let max = read("/proc/sys/user/max_user_namespaces")
-        .trim()
-        .parse::<u64>()
-        .unwrap_or(0);
-    // Debian and Ubuntu kernels also have a switch of their own.
-    let debian_switch = Path::new("/proc/sys/kernel/unprivileged_userns_clone");
-    let allowed =
-        !debian_switch.exists() || read("/proc/sys/kernel/unprivileged_userns_clone").trim() == "1";
-    max > 0 && allowed
+    user_namespaces_blocker().is_none()
+}
+
+/// The sysctl that keeps unprivileged users from making user namespaces here, with the
+/// command that lifts it; `None` when they may.
+pub fn user_namespaces_blocker() -> Option<String> {
+    user_namespaces_blocker_in(Path::new("/proc/sys"))
+}
+
+/// [`user_namespaces_blocker`] with the sysctls read under `sys` (`/proc/sys`).
+fn user_namespaces_blocker_in(sys: &Path) -> Option<String> {
+    let sysctl = |name: &str| {
+        let path = sys.join(name.replace('.', "/"));
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|v| v.trim().to_owned())
+    };
+    match sysctl("user.max_user_namespaces") {
+        None => {
+            return Some(
+                "this kernel has no user namespaces (built without CONFIG_USER_NS)".to_owned(),
+            )
+        }
+        Some(max) if max.parse::<u64>().unwrap_or(0) == 0 => {
+            return Some(
+                "user.max_user_namespaces is 0: `sysctl -w user.max_user_namespaces=15000`"
+                    .to_owned(),
+            )
+        }
+        Some(_) => {}
+    }
+    // Debian's and Ubuntu's kernels have a switch of their own, and Ubuntu's AppArmor one.
+    if sysctl("kernel.unprivileged_userns_clone").is_some_and(|v| v == "0") {
+        return Some(
+            "kernel.unprivileged_userns_clone is 0: `sysctl -w kernel.unprivileged_userns_clone=1`"
+                .to_owned(),
+        );
+    }
+    if sysctl("kernel.apparmor_restrict_unprivileged_userns").is_some_and(|v| v == "1") {
+        return Some(
+            "AppArmor restricts unprivileged user namespaces: \
+             `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or a profile for vcbench"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 /// Whether this process can open /dev/kvm read-write; `Err` says exactly what is missing
@@ -195,5 +232,28 @@ mod tests {
         assert!(!host.kernel.is_empty());
         assert!(["v1", "v2", "hybrid", "none"].contains(&host.cgroup.as_str()));
         assert!(["hardware", "software", "unavailable"].contains(&host.kvm.flavour.as_str()));
+    }
+
+    #[test]
+    fn the_sysctl_that_blocks_user_namespaces_is_named() {
+        let sys = tempfile::tempdir().unwrap();
+        assert!(super::user_namespaces_blocker_in(sys.path())
+            .is_some_and(|why| why.contains("CONFIG_USER_NS")));
+        let set = |name: &str, value: &str| {
+            let path = sys.path().join(name.replace('.', "/"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, format!("{value}\n")).unwrap();
+        };
+        set("user.max_user_namespaces", "15000");
+        assert_eq!(super::user_namespaces_blocker_in(sys.path()), None);
+        set("kernel.unprivileged_userns_clone", "0");
+        let why = super::user_namespaces_blocker_in(sys.path()).unwrap();
+        assert!(
+            why.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{why}"
+        );
+        set("user.max_user_namespaces", "0");
+        let why = super::user_namespaces_blocker_in(sys.path()).unwrap();
+        assert!(why.contains("user.max_user_namespaces is 0"), "{why}");
     }
 }

@@ -52,12 +52,12 @@ impl Backend for Container {
     }
 
     fn availability(&self) -> Availability {
-        if is_root() || crate::host::user_namespaces_enabled() {
-            Availability::Available
-        } else {
-            Availability::Unavailable(
-                "needs root, or unprivileged user namespaces (sysctl -w user.max_user_namespaces=15000)".to_owned(),
-            )
+        match crate::host::user_namespaces_blocker() {
+            _ if is_root() => Availability::Available,
+            None => Availability::Available,
+            Some(blocker) => Availability::Unavailable(format!(
+                "needs root, or unprivileged user namespaces, which are off here: {blocker}"
+            )),
         }
     }
 
