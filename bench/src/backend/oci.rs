@@ -79,7 +79,16 @@ pub fn version(binary: &str) -> Result<String, String> {
     let out = Command::new(binary)
         .arg("--version")
         .output()
-        .map_err(|e| format!("{binary} not found ({e}): apt-get install {binary}"))?;
+        .map_err(|e| match e.kind() {
+            // execvp says "permission denied" when it met a PATH directory it may not
+            // search or a file it may not run, and found nothing it could.
+            std::io::ErrorKind::PermissionDenied => format!(
+                "{binary} cannot be run by this user ({e}): it is not on PATH where this user \
+                 may search, or not executable; install it (apt-get install {binary}) or fix \
+                 PATH"
+            ),
+            _ => format!("{binary} not found ({e}): apt-get install {binary}"),
+        })?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
