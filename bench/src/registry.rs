@@ -47,13 +47,16 @@ pub fn start_time(pid: u32) -> Option<u64> {
         .map(|(_, start)| start)
 }
 
-/// The state letter and start time of process `pid`, zombie or not.
+/// The fields of a `/proc/PID/stat` text from field 3 (the state) on; the command name
+/// before them may hold spaces and parentheses, so they follow the last ')'.
+fn after_command(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat.rsplit_once(')')?.1.split_whitespace())
+}
+
+/// The state letter and start time (field 22) of process `pid`, zombie or not.
 fn stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses; the fields follow the last ')'.
-    let (_, fields) = stat.rsplit_once(')')?;
-    let mut fields = fields.split_whitespace();
-    // Field 3, the state, is the first after ')'; field 22 the start time.
+    let mut fields = after_command(&stat)?;
     let state = fields.next()?.chars().next()?;
     Some((state, fields.nth(18)?.parse().ok()?))
 }
@@ -175,11 +178,10 @@ fn group_runs(group: u32) -> bool {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             return false;
         };
-        let Some((_, fields)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        // Fields 3 (state) and 5 (process group) follow the command name.
-        let fields: Vec<&str> = fields.split_whitespace().take(3).collect();
+        // Fields 3 (state), 4 (parent) and 5 (process group).
+        let fields: Vec<&str> = after_command(&stat)
+            .map(|f| f.take(3).collect())
+            .unwrap_or_default();
         matches!(fields.as_slice(), [state, _, pgrp]
             if !matches!(*state, "Z" | "X") && pgrp.parse() == Ok(group))
     })
