@@ -224,6 +224,13 @@ fn assert_failed(outcome: &Outcome, words: &[&str]) {
     }
 }
 
+/// This test alone, as a child subreaper: every process a run leaves becomes its child.
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    guard
+}
+
 fn become_subreaper() {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -264,8 +271,7 @@ fn workload_faults(backend: &dyn Backend) {
 
 #[test]
 fn native_workload_faults_are_failures_with_reasons_and_leave_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    become_subreaper();
+    let _serial = exclusive();
     workload_faults(&Native);
 }
 
@@ -274,8 +280,7 @@ fn container_faults_are_failures_with_reasons_and_leave_nothing() {
     if !have(is_root(), "not root: containers with limits need cgroups") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    become_subreaper();
+    let _serial = exclusive();
     workload_faults(&Container::default());
 
     let limited = Container {
@@ -310,8 +315,7 @@ fn vm_faults_are_failures_with_reasons_and_leave_nothing() {
     if !have(kvm_usable(), "/dev/kvm is not usable here") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    become_subreaper();
+    let _serial = exclusive();
     let vm = MicroVm::with_guests(Guests::Micro("micro guests only".to_owned()));
     let timeout = Duration::from_secs(20);
     // Hardware KVM reports a triple fault as a shutdown exit; software KVM (kvm_pvm) as
@@ -384,8 +388,7 @@ fn until_tracked(mut child: std::process::Child, count: usize) -> std::process::
 
 #[test]
 fn a_vcbench_killed_mid_run_leaves_what_clean_finds_and_removes() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    become_subreaper();
+    let _serial = exclusive();
     let before = before();
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_density_run(dir.path(), 20);
@@ -413,8 +416,7 @@ fn a_vcbench_killed_mid_run_leaves_what_clean_finds_and_removes() {
 
 #[test]
 fn a_second_signal_ends_at_once_and_leaves_no_process() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    become_subreaper();
+    let _serial = exclusive();
     let before = before();
     let dir = tempfile::tempdir().unwrap();
     let child = start_density_run(dir.path(), 20);
