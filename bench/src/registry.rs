@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::backend::{Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
+use container::process::Stat;
 
 /// The directory: `/run/vcbench` for root, `$XDG_RUNTIME_DIR/vcbench` or
 /// `$TMPDIR/vcbench-<uid>` for other users.
@@ -42,23 +43,7 @@ pub fn temp_prefix(what: &str) -> String {
 /// The start time of process `pid`, in clock ticks since boot; `None` when it is gone or
 /// a zombie (dead, waiting to be reaped).
 pub fn start_time(pid: u32) -> Option<u64> {
-    stat(pid)
-        .filter(|(state, _)| !matches!(state, 'Z' | 'X'))
-        .map(|(_, start)| start)
-}
-
-/// The fields of a `/proc/PID/stat` text from field 3 (the state) on; the command name
-/// before them may hold spaces and parentheses, so they follow the last ')'.
-fn after_command(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
-    Some(stat.rsplit_once(')')?.1.split_whitespace())
-}
-
-/// The state letter and start time (field 22) of process `pid`, zombie or not.
-fn stat(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = after_command(&stat)?;
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.nth(18)?.parse().ok()?))
+    Stat::of(pid).filter(Stat::running).map(|s| s.start)
 }
 
 /// One instance's file; removed when dropped.
@@ -175,15 +160,10 @@ fn group_runs(group: u32) -> bool {
         return false;
     };
     entries.filter_map(Result::ok).any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // Fields 3 (state), 4 (parent) and 5 (process group).
-        let fields: Vec<&str> = after_command(&stat)
-            .map(|f| f.take(3).collect())
-            .unwrap_or_default();
-        matches!(fields.as_slice(), [state, _, pgrp]
-            if !matches!(*state, "Z" | "X") && pgrp.parse() == Ok(group))
+        std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|text| Stat::parse(&text))
+            .is_some_and(|s| s.running() && s.group == group)
     })
 }
 
@@ -249,7 +229,7 @@ fn reap_instances(dir: &Path) -> Vec<Removed> {
         for (leader, start) in processes(&text, "group") {
             // The group is still the tracked one while its leader lives (same start time)
             // or is gone altogether: a PID stays taken while a group is named after it.
-            let ours = stat(leader).is_none_or(|(_, s)| s == start);
+            let ours = Stat::of(leader).is_none_or(|s| s.start == start);
             let Ok(group) = libc::pid_t::try_from(leader) else {
                 continue;
             };

@@ -91,17 +91,14 @@ fn live_children() -> Vec<String> {
             break;
         }
     }
-    let me = std::process::id().to_string();
+    let me = std::process::id();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
         .filter_map(|p| {
-            let stat = std::fs::read_to_string(p.path().join("stat")).ok()?;
-            let (_, fields) = stat.rsplit_once(')')?;
-            let mut fields = fields.split_whitespace();
-            let state = fields.next()?;
-            let ppid = fields.next()?;
-            (ppid == me && state != "Z").then(|| stat.trim().to_owned())
+            let text = std::fs::read_to_string(p.path().join("stat")).ok()?;
+            let stat = container::process::Stat::parse(&text)?;
+            (stat.parent == me && stat.running()).then(|| text.trim().to_owned())
         })
         .collect()
 }
@@ -398,14 +395,7 @@ fn a_vcbench_killed_mid_run_leaves_what_clean_finds_and_removes() {
     // Its instances die with it: the kernel kills them when their parent dies (they were
     // its children, so they are reparented to this subreaper, where the check sees them).
     assert_no_children("after a SIGKILL, before clean");
-    let out = std::process::Command::new(VCBENCH)
-        .arg("clean")
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{said}");
+    let said = clean(dir.path());
     // ... and what they leave, clean finds and names.
     assert!(
         said.contains(&format!("vcbench process {pid}")),
@@ -420,7 +410,8 @@ fn a_second_signal_ends_at_once_and_leaves_no_process() {
     let before = before();
     let dir = tempfile::tempdir().unwrap();
     let child = start_density_run(dir.path(), 20);
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let owner = child.id();
+    let pid = libc::pid_t::try_from(owner).unwrap();
     // SIGTERM (a service manager stopping it), then Ctrl-C before it has finished.
     // SAFETY: kill has no memory effects; the PID is our live child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -436,15 +427,19 @@ fn a_second_signal_ends_at_once_and_leaves_no_process() {
     );
     // No process: a forced exit takes its instances with it.
     assert_no_children("after SIGTERM and Ctrl-C");
-    let out = std::process::Command::new(VCBENCH)
-        .arg("clean")
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_nothing_left_by(child_pid(pid), &before, "after SIGTERM, Ctrl-C and clean");
+    clean(dir.path());
+    assert_nothing_left_by(owner, &before, "after SIGTERM, Ctrl-C and clean");
 }
 
-fn child_pid(pid: libc::pid_t) -> u32 {
-    u32::try_from(pid).unwrap()
+/// Runs `vcbench clean`, asserts it succeeded, and returns what it said.
+fn clean(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(VCBENCH)
+        .arg("clean")
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    said
 }

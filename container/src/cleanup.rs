@@ -29,13 +29,7 @@ pub fn owner_of(name: &str) -> Option<u32> {
 /// Whether process `pid` exists and is not a zombie (a killed runtime its parent has not
 /// reaped yet is gone for this purpose).
 pub fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state is the first field after the command name, which ends at the last ')'.
-    stat.rsplit_once(')')
-        .and_then(|(_, fields)| fields.split_whitespace().next())
-        .is_some_and(|state| !matches!(state, "Z" | "X"))
+    crate::process::Stat::of(pid).is_some_and(|s| s.running())
 }
 
 /// Instance directories in `dir` whose owner is gone.

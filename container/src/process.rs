@@ -177,8 +177,71 @@ impl Drop for Child {
     }
 }
 
+/// What `/proc/PID/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The state letter (`R`, `S`, `Z` for a zombie, ...).
+    pub state: char,
+    /// The parent's PID.
+    pub parent: u32,
+    /// The process group.
+    pub group: u32,
+    /// When it started, in clock ticks since boot: with the PID, it names one process.
+    pub start: u64,
+}
+
+impl Stat {
+    /// Process `pid`'s, or `None` when there is no such process.
+    pub fn of(pid: u32) -> Option<Self> {
+        Self::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// Parses the text of a `/proc/PID/stat`. The command name may hold spaces and
+    /// parentheses, so the fields are counted from the last ')': field 3 (the state) is
+    /// the first after it.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.rsplit_once(')')?.1.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let parent = fields.next()?.parse().ok()?;
+        let group = fields.next()?.parse().ok()?;
+        // Field 22; the iterator is at field 6.
+        let start = fields.nth(16)?.parse().ok()?;
+        Some(Stat {
+            state,
+            parent,
+            group,
+            start,
+        })
+    }
+
+    /// Whether it is still running: not a zombie waiting to be reaped, nor dead.
+    pub fn running(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let text = "42 (a (b) c) S 7 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+                    123456 8192 100 18446744073709551615";
+        let stat = super::Stat::parse(text).unwrap();
+        assert_eq!(
+            stat,
+            super::Stat {
+                state: 'S',
+                parent: 7,
+                group: 42,
+                start: 123_456
+            }
+        );
+        assert!(stat.running());
+        let me = super::Stat::of(std::process::id()).unwrap();
+        assert!(me.running());
+        assert_eq!(super::Stat::of(u32::MAX), None);
+    }
     use super::*;
 
     #[expect(clippy::zombie_processes, reason = "the returned Child reaps it")]
