@@ -22,7 +22,6 @@ use crate::clock::Stamp;
 use crate::host::meminfo_kib;
 use crate::procfs::Memory;
 use crate::results::{Better, Figure};
-use crate::stats::summarise;
 
 /// How a density series is run.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,16 +195,14 @@ pub fn run(
 /// fall of the host's available memory, which also counts the kernel's objects), how many
 /// were reached and the teardown.
 pub fn figures(series: &Series) -> Vec<Figure> {
-    let figure = |metric: &str, unit: &str, better, samples: Vec<f64>| {
-        Some(Figure {
-            backend: series.backend.clone(),
-            scenario: "density".to_owned(),
-            metric: metric.to_owned(),
-            unit: unit.to_owned(),
-            better,
-            summary: summarise(&samples)?,
-            samples,
-        })
+    // Start latencies are one sample per instance; the rest are single numbers of the
+    // whole series.
+    let figure = |metric: &str, unit: &str, better, samples: Vec<f64>| match samples[..] {
+        [value] if metric != "start_latency" => {
+            Figure::value(&series.backend, "density", metric, unit, better, value)
+        }
+        _ => Figure::distribution(&series.backend, "density", metric, unit, better, samples)
+            .map(|f| f.timed_by(Some(crate::results::Clock::Host))),
     };
     let mib = |kib: u64| kib_f64(kib) / 1024.0;
     let mut figures = Vec::new();

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backend::{error_chain, Backend, Event, Instance, Launch};
+use crate::measure::run_once;
 use crate::results::{Better, Failure, Figure};
-use crate::runner::{run_once, Step};
 use crate::scenario::Scenario;
-use crate::stats::summarise;
+use crate::scenario::Step;
 
 /// The neighbour's CPU limit, percent of one CPU.
 pub const NEIGHBOUR_CPU_PERCENT: u32 = 50;
@@ -143,21 +143,18 @@ pub fn run(
                     Better::Higher => alone_median / v,
                 })
                 .collect();
-            if let Some(summary) = summarise(&slowdown) {
-                outcome.figures.push(Figure {
-                    backend: backend.name().to_owned(),
-                    scenario: "interference".to_owned(),
-                    metric: format!(
-                        "{}_{metric}_beside_{}{suffix}",
-                        pair.victim.name(),
-                        pair.stressor
-                    ),
-                    unit: "x".to_owned(),
-                    better: Better::Lower,
-                    summary,
-                    samples: slowdown,
-                });
-            }
+            outcome.figures.extend(Figure::distribution(
+                backend.name(),
+                "interference",
+                &format!(
+                    "{}_{metric}_beside_{}{suffix}",
+                    pair.victim.name(),
+                    pair.stressor
+                ),
+                "x",
+                Better::Lower,
+                slowdown,
+            ));
         }
     }
     outcome
@@ -199,7 +196,7 @@ fn victim_values(
         }
     }
     let (name, better) = metric?;
-    Some((name, better, summarise(&samples)?.median))
+    Some((name, better, stats::median(&samples)?))
 }
 
 /// The victim's first figure over its runs, beside a neighbour.

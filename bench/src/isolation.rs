@@ -14,7 +14,6 @@ use std::process::Command;
 use workload::record::{self, Fact, Record};
 
 use crate::results::{Better, Figure};
-use crate::stats::summarise;
 
 /// Errors while taking the host's own answers.
 #[derive(Debug, thiserror::Error)]
@@ -287,16 +286,14 @@ pub fn figures(isolation: &Isolation) -> Vec<Figure> {
             .iter()
             .filter(|r| r.verdict == verdict)
             .count();
-        let samples = vec![f64::from(u32::try_from(count).unwrap_or(u32::MAX))];
-        Some(Figure {
-            backend: isolation.backend.clone(),
-            scenario: "isolation".to_owned(),
-            metric: format!("{verdict}_checks"),
-            unit: "checks".to_owned(),
+        Figure::value(
+            &isolation.backend,
+            "isolation",
+            &format!("{verdict}_checks"),
+            "checks",
             better,
-            summary: summarise(&samples)?,
-            samples,
-        })
+            f64::from(u32::try_from(count).unwrap_or(u32::MAX)),
+        )
     })
     .collect()
 }

@@ -15,9 +15,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vcbench::backend::{self, Availability};
 use vcbench::doctor::{self, Status};
 use vcbench::host;
+use vcbench::order::Order;
 use vcbench::results::{self, Results};
-use vcbench::runner::{self, Plan, Progress, Step};
-use vcbench::scenario::Scenario;
+use vcbench::runner::{self, Plan, Progress};
+use vcbench::scenario::{Scenario, Step};
 use vcbench::{density, image, kernel, table};
 
 /// `println!` that drops what a closed standard output cannot take
@@ -55,7 +56,8 @@ Examples:
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
   vcbench report r.json -o r.html --png charts  an HTML report with charts, and each chart as PNG/SVG
-  vcbench compare before.json after.json        the same figures side by side, with change and noise
+  vcbench compare before.json after.json        the same figures side by side, each change tested
+  vcbench run -b native,container -r 20 --order random --seed 7 --baseline container
   vcbench clean                                 remove cgroups and state a killed run left behind
 
 Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);
@@ -113,12 +115,16 @@ enum Command {
         #[arg(long)]
         png: Option<PathBuf>,
     },
-    /// Compare results files: each figure of the first beside the others, with its change
-    /// and whether the change exceeds the runs' noise.
+    /// Compare results files: how their plans and hosts differ, then each figure of the
+    /// first beside the others, with its change tested (a rank test and a bootstrap
+    /// interval): "slower by 12.0% [+7.0%, +17.0%]" or "no significant change".
     Compare {
         /// Two or more results files; the first is the baseline.
         #[arg(num_args = 2.., required = true)]
         files: Vec<PathBuf>,
+        /// Print Markdown instead of a terminal table.
+        #[arg(long)]
+        markdown: bool,
     },
     /// The guest kernel of Linux microVMs.
     #[command(subcommand)]
@@ -221,6 +227,19 @@ struct RunArgs {
     /// [default: the larger of 20% of the host's memory and 2048].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     memory_floor_mib: Option<u64>,
+    /// How each scenario's runs are ordered among the backends: rounds of one run per
+    /// backend, each round shuffled (interleaved); all runs shuffled (random); or every run
+    /// of one backend before the next (blocked), which lets drift land on one backend.
+    #[arg(long, value_enum, default_value_t = Order::Interleaved)]
+    order: Order,
+    /// Seed of the run order's shuffles and of the bootstrap intervals, recorded in the
+    /// results [default: drawn from the clock].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The backend every other backend's figures are set against (ratios and their
+    /// intervals) [default: native when it runs, else the first backend].
+    #[arg(long, value_parser = backend_names())]
+    baseline: Option<String>,
     /// Where to write the results document [default: vcbench-results/run-<time>.json].
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -308,7 +327,7 @@ fn main() -> ExitCode {
         }
         Command::Show { file } => show(&file),
         Command::Report { file, out, png } => report(&file, out.as_deref(), png.as_deref()),
-        Command::Compare { files } => compare(&files),
+        Command::Compare { files, markdown } => compare(&files, markdown),
         Command::Clean => clean(false).map(|_| ExitCode::SUCCESS),
         Command::Kernel(KernelCommand::Build {
             source,
@@ -327,6 +346,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// A seed from the clock, for a run that was given none (it is recorded in the results).
+fn clock_seed() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_secs() ^ u64::from(now.subsec_nanos()).rotate_left(32)
+}
+
 /// Whether to colour standard output.
 fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
@@ -341,6 +368,16 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::usage(anyhow::Error::new(e).context("choose another --out")))?;
 
     let backends = backends(&args.setup, &args.backend)?;
+    if let Some(baseline) = &args.baseline {
+        if !backends.iter().any(|b| b.name() == baseline) {
+            let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--baseline {baseline}: it is not one of the backends this run runs ({}); \
+                 name it in --backend too",
+                names.join(", ")
+            )));
+        }
+    }
     if !args.instances.is_sorted_by(|a, b| a < b) {
         return Err(Failure::usage(anyhow::anyhow!(
             "--instances {}: the counts must rise, e.g. 1,10,50",
@@ -375,6 +412,9 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
                 .map_or_else(density::default_floor_kib, |mib| mib * 1024),
             timeout: Duration::from_secs_f64(args.setup.timeout),
         },
+        order: args.order,
+        seed: args.seed.unwrap_or_else(clock_seed),
+        baseline: args.baseline.clone(),
     };
 
     // What a killed run left behind would skew this one: remove it, saying what it was.
@@ -573,7 +613,7 @@ fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
         Some(0),
         Some(Duration::from_secs_f64(args.setup.timeout)),
     );
-    let outcome = runner::run_once(backend.as_ref(), &launch, &step, &stop);
+    let outcome = vcbench::measure::run_once(backend.as_ref(), &launch, &step, &stop);
     let markers = &outcome.observation.markers;
     let document = serde_json::json!({
         "backend": backend.name(),
@@ -914,13 +954,19 @@ fn report(file: &Path, out: Option<&Path>, png: Option<&Path>) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn compare(files: &[PathBuf]) -> Result<ExitCode, Failure> {
+fn compare(files: &[PathBuf], markdown: bool) -> Result<ExitCode, Failure> {
     let docs = files
         .iter()
         .map(|f| read_document(f))
         .collect::<Result<Vec<_>, _>>()?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    say_part!("{}", reports::compare::markdown(&docs, &names));
+    if markdown {
+        say_part!("{}", reports::compare::markdown(&docs, &names));
+    } else {
+        let bold = color();
+        let columns = |rows: &[Vec<String>]| table::columns(rows, &[], bold);
+        say_part!("{}", reports::compare::terminal(&docs, &names, &columns));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

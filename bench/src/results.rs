@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use reports::document::{
-    json_schema, Better, Error as ReadError, Failure, Figure, Markers, Phase, Plan,
-    PlannedScenario, Results, Run, Skip, Tool, SCHEMA_VERSION,
+    json_schema, Better, Clock, Error as ReadError, Failure, Figure, Kind, Markers, Phase, Plan,
+    PlannedScenario, Ratio, Results, Run, Skip, Tool, SCHEMA_VERSION,
 };
 
 /// Errors writing a results document.
@@ -112,19 +112,23 @@ mod tests {
                     warmup: 1,
                     timeout_s: 60.0,
                 }],
+                order: "interleaved".to_owned(),
+                seed: 7,
+                baseline: Some("native".to_owned()),
             },
             started_at: now_rfc3339(),
             finished_at: now_rfc3339(),
             complete: false,
-            figures: vec![Figure {
-                backend: "native".into(),
-                scenario: "startup".into(),
-                metric: "time_to_start".into(),
-                unit: "ms".into(),
-                better: Better::Lower,
-                summary: crate::stats::summarise(&samples).unwrap(),
+            figures: vec![Figure::distribution(
+                "native",
+                "startup",
+                "time_to_start",
+                "ms",
+                Better::Lower,
                 samples,
-            }],
+            )
+            .unwrap()
+            .timed_by(Some(Clock::Host))],
             runs: vec![Run {
                 backend: "native".into(),
                 scenario: "startup".into(),

@@ -1,58 +1,24 @@
-//! The runner: carries out a plan, backend by backend and scenario by scenario, and
-//! turns what it observed into a results document.
+//! The runner: carries out a plan, scenario by scenario, and turns what it observed into
+//! a results document.
 //!
-//! One run is: stamp the launch, launch, read events until the channel closes (sampling
-//! the instance's memory every [`SAMPLE_INTERVAL`] meanwhile), wait for the exit, tear
-//! down. All stamps are taken on the host's monotonic clock; the guest's clock is never
-//! used. Warmup runs are run and recorded but yield no samples.
+//! Each kind of scenario has a small runner of its own: repeated runs of one instance
+//! ([`repeated`], most scenarios), a series of instances kept alive ([`density`]), a
+//! victim beside a neighbour ([`interference`]). Repeated runs go to the backends in the
+//! plan's [`Order`] (interleaved by default), so drift on a noisy machine is shared out
+//! rather than landing on one backend. One run itself is [`measure::run_once`]. Warmup
+//! runs are run and recorded but yield no samples. An interrupted plan keeps every run it
+//! completed: their figures are in the results, marked incomplete.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
-use workload::record::Record;
-
-use crate::backend::{error_chain, Availability, Backend, Event, Launch};
-use crate::clock::Stamp;
+use crate::backend::{error_chain, Availability, Backend, Launch};
 use crate::host::Host;
-use crate::procfs::{self, Memory};
-use crate::results::{self, Figure, Phase, PlannedScenario, Results, Run, Skip};
-use crate::scenario::{Observation, Scenario, Value};
-use crate::stats::summarise;
+use crate::measure;
+use crate::order::{self, Order};
+use crate::results::{self, Failure, Figure, PlannedScenario, Results, Run, Skip};
+use crate::scenario::{Scenario, Step, Value};
 use crate::{density, interference, isolation, surface};
-
-/// How often a live instance's memory is sampled.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
-
-/// One scenario of a plan, with its run counts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Step {
-    /// The scenario.
-    pub scenario: Scenario,
-    /// Measured runs per backend.
-    pub runs: u32,
-    /// Warmup runs per backend.
-    pub warmup: u32,
-    /// Time limit of one run.
-    pub timeout: Duration,
-}
-
-impl Step {
-    /// The scenario with its default counts, overridden where given.
-    pub fn new(
-        scenario: Scenario,
-        runs: Option<u32>,
-        warmup: Option<u32>,
-        timeout: Option<Duration>,
-    ) -> Self {
-        Step {
-            scenario,
-            runs: runs.unwrap_or_else(|| scenario.default_runs()),
-            warmup: warmup.unwrap_or_else(|| scenario.default_warmup()),
-            timeout: timeout.unwrap_or_else(|| scenario.default_timeout()),
-        }
-    }
-}
 
 /// What to run.
 pub struct Plan {
@@ -62,6 +28,13 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// How the density scenario runs, when it is one of the steps.
     pub density: density::Options,
+    /// How each scenario's runs are ordered among the backends.
+    pub order: Order,
+    /// The seed of the run's shuffles and bootstrap intervals.
+    pub seed: u64,
+    /// The backend others are compared with [default: native when it runs, else the
+    /// first backend].
+    pub baseline: Option<String>,
 }
 
 impl Plan {
@@ -114,7 +87,8 @@ impl Progress for Silent {
 }
 
 /// Carries out `plan` with the workload at `workload`. When `stop` becomes true the
-/// current run is killed, nothing more starts, and the results say they are incomplete.
+/// current run is killed, nothing more starts, and the results say they are incomplete
+/// (with the figures of every run completed before).
 pub fn execute(
     plan: &Plan,
     workload: &Path,
@@ -122,36 +96,12 @@ pub fn execute(
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Results {
-    let started_at = results::now_rfc3339();
     let mut results = Results {
         schema_version: results::SCHEMA_VERSION,
         tool: tool(),
         host,
-        plan: results::Plan {
-            backends: plan.backends.iter().map(|b| b.name().to_owned()).collect(),
-            settings: plan
-                .backends
-                .iter()
-                .map(|b| (b.name().to_owned(), b.settings()))
-                .filter(|(_, s)| !s.is_empty())
-                .collect(),
-            scenarios: plan
-                .steps
-                .iter()
-                .map(|s| PlannedScenario {
-                    name: s.scenario.name().to_owned(),
-                    workload: match s.scenario {
-                        Scenario::Density => plan.density.workload_args(),
-                        Scenario::Interference => interference::workload_args(),
-                        _ => s.scenario.workload_args(),
-                    },
-                    runs: s.runs,
-                    warmup: s.warmup,
-                    timeout_s: s.timeout.as_secs_f64(),
-                })
-                .collect(),
-        },
-        started_at,
+        plan: planned(plan),
+        started_at: results::now_rfc3339(),
         finished_at: String::new(),
         complete: true,
         figures: Vec::new(),
@@ -162,203 +112,383 @@ pub fn execute(
         isolation: Vec::new(),
         surface: Vec::new(),
     };
-    // The probe's answers on the host, taken once when the isolation scenario runs.
-    let mut host_answers: Option<Result<Vec<workload::record::Fact>, String>> = None;
-    'plan: for backend in &plan.backends {
-        if let Availability::Unavailable(reason) = backend.availability() {
-            results.skipped.push(Skip {
+    let mut available: Vec<&dyn Backend> = Vec::new();
+    for backend in &plan.backends {
+        match backend.availability() {
+            Availability::Available => available.push(backend.as_ref()),
+            Availability::Unavailable(reason) => results.skipped.push(Skip {
                 backend: backend.name().to_owned(),
                 scenario: None,
                 reason,
-            });
-            continue;
+            }),
         }
-        for step in &plan.steps {
-            if let Err(reason) = backend.supports(step.scenario) {
-                results.skipped.push(Skip {
+    }
+    let mut rng = stats::Rng::new(plan.seed);
+    let mut host_answers = None;
+    for step in &plan.steps {
+        let mut able = Vec::new();
+        for &backend in &available {
+            match backend.supports(step.scenario) {
+                Ok(()) => able.push(backend),
+                Err(reason) => results.skipped.push(Skip {
                     backend: backend.name().to_owned(),
                     scenario: Some(step.scenario.name().to_owned()),
                     reason,
-                });
-                continue;
+                }),
             }
-            if step.scenario == Scenario::Density {
-                let series = density::run(
-                    backend.as_ref(),
-                    workload,
-                    &plan.density,
-                    &DensityProgress(progress),
-                    stop,
-                );
-                results.figures.extend(density::figures(&series));
-                if let (true, Some(reason)) = (series.failed, &series.stopped) {
-                    results.failures.push(results::Failure {
-                        backend: backend.name().to_owned(),
-                        scenario: step.scenario.name().to_owned(),
-                        index: series.reached,
-                        reason: reason.clone(),
-                    });
-                }
-                results.density.push(series);
-                if stop.load(Ordering::SeqCst) {
-                    results.complete = false;
-                    break 'plan;
-                }
-                checkpoint(&mut results, progress);
-                continue;
-            }
-            if step.scenario == Scenario::Interference {
-                progress.run_started(backend.name(), step.scenario.name(), 1, 1, false);
-                let outcome = match tempfile::Builder::new()
-                    .prefix("vcbench-scratch-")
-                    .tempdir()
-                {
-                    Ok(scratch) => {
-                        interference::run(backend.as_ref(), workload, step, scratch.path(), stop)
-                    }
-                    Err(e) => interference::Outcome {
-                        failures: vec![results::Failure {
-                            backend: backend.name().to_owned(),
-                            scenario: step.scenario.name().to_owned(),
-                            index: 0,
-                            reason: format!("cannot make a scratch directory: {e}"),
-                        }],
-                        ..Default::default()
-                    },
-                };
-                progress.run_ended(outcome.failures.first().map(|f| f.reason.as_str()));
-                results.figures.extend(outcome.figures);
-                results.failures.extend(outcome.failures);
-                results
-                    .skipped
-                    .extend(outcome.skipped.into_iter().map(|reason| Skip {
-                        backend: backend.name().to_owned(),
-                        scenario: Some("interference (limited neighbour)".to_owned()),
-                        reason,
-                    }));
-                if stop.load(Ordering::SeqCst) {
-                    results.complete = false;
-                    break 'plan;
-                }
-                checkpoint(&mut results, progress);
-                continue;
-            }
-            // Per metric, in the order the scenario yields them.
-            let mut samples: Vec<(Value, Vec<f64>)> = Vec::new();
-            let mut facts = Vec::new();
-            let launch = Launch {
-                workload: workload.to_owned(),
-                args: step.scenario.workload_args(),
-            };
-            // Micro guests run no program to probe; the host surface is still traced.
-            let mut runs = 0..step.warmup + step.runs;
-            if step.scenario == Scenario::Isolation {
-                if let Err(reason) = backend.runs_programs() {
-                    results.skipped.push(Skip {
-                        backend: backend.name().to_owned(),
-                        scenario: Some("isolation (probe)".to_owned()),
-                        reason,
-                    });
-                    runs = 0..0;
-                }
-            }
-            for index in runs {
-                if stop.load(Ordering::SeqCst) {
-                    results.complete = false;
-                    break 'plan;
-                }
-                let warmup = index < step.warmup;
-                let of = if warmup { step.warmup } else { step.runs };
-                let shown = if warmup { index } else { index - step.warmup };
-                progress.run_started(backend.name(), step.scenario.name(), shown + 1, of, warmup);
-                let outcome = run_once(backend.as_ref(), &launch, step, stop);
-                progress.run_ended(outcome.failure.as_deref());
-                results.runs.push(Run {
-                    backend: backend.name().to_owned(),
-                    scenario: step.scenario.name().to_owned(),
-                    index,
-                    warmup,
-                    ok: outcome.failure.is_none(),
-                    markers: outcome.observation.markers.clone(),
-                    exit_status: outcome.exit_status,
-                    host_maxrss_kib: outcome.observation.host_maxrss_kib,
-                    sampled_peak: outcome.sampled_peak,
-                    phases: outcome.phases,
-                    counters: outcome.counters.into_iter().collect(),
-                });
-                match outcome.failure {
-                    Some(reason) => results.failures.push(results::Failure {
-                        backend: backend.name().to_owned(),
-                        scenario: step.scenario.name().to_owned(),
-                        index,
-                        reason,
-                    }),
-                    None if !warmup => {
-                        facts = outcome.observation.facts.clone();
-                        for value in step.scenario.values(&outcome.observation) {
-                            match samples.iter_mut().find(|(v, _)| v.metric == value.metric) {
-                                Some((_, list)) => list.push(value.value),
-                                None => samples.push((value.clone(), vec![value.value])),
-                            }
-                        }
-                    }
-                    None => {}
-                }
-            }
-            results
-                .figures
-                .extend(figures(backend.name(), step.scenario, samples));
-            if step.scenario == Scenario::Isolation && !facts.is_empty() {
-                let host = host_answers.get_or_insert_with(|| {
-                    isolation::host_answers(workload).map_err(|e| error_chain(&e))
-                });
-                match host {
-                    Ok(host) => {
-                        let matrix = isolation::judge(backend.name(), &facts, host);
-                        results.figures.extend(isolation::figures(&matrix));
-                        results.isolation.push(matrix);
-                    }
-                    Err(reason) => results.failures.push(results::Failure {
-                        backend: backend.name().to_owned(),
-                        scenario: step.scenario.name().to_owned(),
-                        index: 0,
-                        reason: reason.clone(),
-                    }),
-                }
-            }
-            if step.scenario == Scenario::Isolation {
-                match surface::measure(backend.as_ref(), workload, step.timeout, stop) {
-                    Ok(traced) => {
-                        let mut surfaces = Vec::new();
-                        for t in traced {
-                            match t {
-                                Ok(s) => surfaces.push(s),
-                                Err(reason) => results.failures.push(results::Failure {
-                                    backend: backend.name().to_owned(),
-                                    scenario: "isolation (host surface)".to_owned(),
-                                    index: 0,
-                                    reason,
-                                }),
-                            }
-                        }
-                        results.figures.extend(surface::figures(&surfaces));
-                        results.surface.extend(surfaces);
-                    }
-                    Err(reason) => results.skipped.push(Skip {
-                        backend: backend.name().to_owned(),
-                        scenario: Some("isolation (host surface)".to_owned()),
-                        reason,
-                    }),
-                }
-            }
-            checkpoint(&mut results, progress);
         }
+        match step.scenario {
+            Scenario::Density => {
+                for backend in able {
+                    run_density(
+                        backend,
+                        workload,
+                        &plan.density,
+                        progress,
+                        stop,
+                        &mut results,
+                    );
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    checkpoint(&mut results, progress);
+                }
+            }
+            Scenario::Interference => {
+                for backend in able {
+                    run_interference(backend, workload, step, progress, stop, &mut results);
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    checkpoint(&mut results, progress);
+                }
+            }
+            _ => {
+                let context = Repeated {
+                    workload,
+                    step,
+                    order: plan.order,
+                    progress,
+                    stop,
+                };
+                repeated(&context, &able, &mut rng, &mut host_answers, &mut results);
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        checkpoint(&mut results, progress);
     }
     if stop.load(Ordering::SeqCst) {
         results.complete = false;
     }
+    results.attach_ratios();
     results.finished_at = results::now_rfc3339();
     results
+}
+
+/// The plan as the results record it.
+fn planned(plan: &Plan) -> results::Plan {
+    let names: Vec<&str> = plan.backends.iter().map(|b| b.name()).collect();
+    results::Plan {
+        backends: names.iter().map(|&n| n.to_owned()).collect(),
+        settings: plan
+            .backends
+            .iter()
+            .map(|b| (b.name().to_owned(), b.settings()))
+            .filter(|(_, s)| !s.is_empty())
+            .collect(),
+        scenarios: plan
+            .steps
+            .iter()
+            .map(|s| PlannedScenario {
+                name: s.scenario.name().to_owned(),
+                workload: match s.scenario {
+                    Scenario::Density => plan.density.workload_args(),
+                    Scenario::Interference => interference::workload_args(),
+                    _ => s.scenario.workload_args(),
+                },
+                runs: s.runs,
+                warmup: s.warmup,
+                timeout_s: s.timeout.as_secs_f64(),
+            })
+            .collect(),
+        order: plan.order.name().to_owned(),
+        seed: plan.seed,
+        baseline: Some(baseline(plan.baseline.as_deref(), &names)),
+    }
+}
+
+/// The baseline backend: the one asked for, else native when it is in the plan, else the
+/// first backend.
+pub fn baseline(asked: Option<&str>, backends: &[&str]) -> String {
+    asked
+        .or_else(|| backends.iter().copied().find(|b| *b == "native"))
+        .or_else(|| backends.first().copied())
+        .unwrap_or("native")
+        .to_owned()
+}
+
+/// A density series on one backend.
+fn run_density(
+    backend: &dyn Backend,
+    workload: &Path,
+    options: &density::Options,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    results: &mut Results,
+) {
+    let series = density::run(backend, workload, options, &DensityProgress(progress), stop);
+    let variant = backend.settings();
+    let raw_cost = backend.runs_programs().is_err();
+    results.figures.extend(
+        density::figures(&series)
+            .into_iter()
+            .map(|f| f.ran(&variant, raw_cost)),
+    );
+    if let (true, Some(reason)) = (series.failed, &series.stopped) {
+        results.failures.push(Failure {
+            backend: backend.name().to_owned(),
+            scenario: Scenario::Density.name().to_owned(),
+            index: series.reached,
+            reason: reason.clone(),
+        });
+    }
+    results.density.push(series);
+}
+
+/// The interference scenario on one backend.
+fn run_interference(
+    backend: &dyn Backend,
+    workload: &Path,
+    step: &Step,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    results: &mut Results,
+) {
+    progress.run_started(backend.name(), step.scenario.name(), 1, 1, false);
+    let outcome = match tempfile::Builder::new()
+        .prefix("vcbench-scratch-")
+        .tempdir()
+    {
+        Ok(scratch) => interference::run(backend, workload, step, scratch.path(), stop),
+        Err(e) => interference::Outcome {
+            failures: vec![Failure {
+                backend: backend.name().to_owned(),
+                scenario: step.scenario.name().to_owned(),
+                index: 0,
+                reason: format!("cannot make a scratch directory: {e}"),
+            }],
+            ..Default::default()
+        },
+    };
+    progress.run_ended(outcome.failures.first().map(|f| f.reason.as_str()));
+    let variant = backend.settings();
+    results
+        .figures
+        .extend(outcome.figures.into_iter().map(|f| f.ran(&variant, false)));
+    results.failures.extend(outcome.failures);
+    results
+        .skipped
+        .extend(outcome.skipped.into_iter().map(|reason| Skip {
+            backend: backend.name().to_owned(),
+            scenario: Some("interference (limited neighbour)".to_owned()),
+            reason,
+        }));
+}
+
+/// What every run of a repeated scenario shares.
+struct Repeated<'a> {
+    workload: &'a Path,
+    step: &'a Step,
+    order: Order,
+    progress: &'a dyn Progress,
+    stop: &'a AtomicBool,
+}
+
+/// What one backend's runs of a repeated scenario have gathered.
+#[derive(Default)]
+struct Gathered {
+    /// Per metric, in the order the scenario yields them.
+    samples: Vec<(Value, Vec<f64>)>,
+    /// The isolation probe's answers (from the last measured run).
+    facts: Vec<workload::record::Fact>,
+}
+
+impl Gathered {
+    fn add(&mut self, values: Vec<Value>) {
+        for value in values {
+            match self
+                .samples
+                .iter_mut()
+                .find(|(v, _)| v.metric == value.metric)
+            {
+                Some((_, list)) => list.push(value.value),
+                None => {
+                    let first = value.value;
+                    self.samples.push((value, vec![first]));
+                }
+            }
+        }
+    }
+}
+
+/// Repeated runs of one instance on each of `backends`, in the context's order, then
+/// their figures (and, for isolation, the probe's verdicts and the host surface).
+fn repeated(
+    context: &Repeated,
+    backends: &[&dyn Backend],
+    rng: &mut stats::Rng,
+    host_answers: &mut Option<Result<Vec<workload::record::Fact>, String>>,
+    results: &mut Results,
+) {
+    let step = context.step;
+    let scenario = step.scenario;
+    let launch = Launch {
+        workload: context.workload.to_owned(),
+        args: scenario.workload_args(),
+    };
+    // Micro guests run no program to probe; the host surface is still traced.
+    let probes: Vec<bool> = backends
+        .iter()
+        .map(|b| match (scenario, b.runs_programs()) {
+            (Scenario::Isolation, Err(reason)) => {
+                results.skipped.push(Skip {
+                    backend: b.name().to_owned(),
+                    scenario: Some("isolation (probe)".to_owned()),
+                    reason,
+                });
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let mut gathered: Vec<Gathered> = backends.iter().map(|_| Gathered::default()).collect();
+    let slots = order::schedule(backends.len(), step.warmup, step.runs, context.order, rng);
+    for slot in slots.into_iter().filter(|s| probes[s.backend]) {
+        if context.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let backend = backends[slot.backend];
+        let (shown, of) = match slot.warmup {
+            true => (slot.index, step.warmup),
+            false => (slot.index - step.warmup, step.runs),
+        };
+        context
+            .progress
+            .run_started(backend.name(), scenario.name(), shown + 1, of, slot.warmup);
+        let outcome = measure::run_once(backend, &launch, step, context.stop);
+        let mut failure = outcome.failure.clone();
+        let values = scenario.values(&outcome.observation);
+        if failure.is_none() {
+            failure = crate::scenario::check(&values).err();
+        }
+        context.progress.run_ended(failure.as_deref());
+        results.runs.push(Run {
+            backend: backend.name().to_owned(),
+            scenario: scenario.name().to_owned(),
+            index: slot.index,
+            warmup: slot.warmup,
+            ok: failure.is_none(),
+            markers: outcome.observation.markers.clone(),
+            exit_status: outcome.exit_status,
+            host_maxrss_kib: outcome.observation.host_maxrss_kib,
+            sampled_peak: outcome.sampled_peak,
+            phases: outcome.phases,
+            counters: outcome.counters.into_iter().collect(),
+        });
+        match failure {
+            Some(reason) => results.failures.push(Failure {
+                backend: backend.name().to_owned(),
+                scenario: scenario.name().to_owned(),
+                index: slot.index,
+                reason,
+            }),
+            None if !slot.warmup => {
+                let g = &mut gathered[slot.backend];
+                g.facts = outcome.observation.facts;
+                g.add(values);
+            }
+            None => {}
+        }
+    }
+    for (backend, g) in backends.iter().zip(gathered) {
+        results
+            .figures
+            .extend(figures(*backend, scenario, g.samples));
+        if scenario == Scenario::Isolation {
+            isolation_of(*backend, context, &g.facts, host_answers, results);
+        }
+    }
+}
+
+/// The isolation verdicts and the host surface of one backend, after its probe runs.
+fn isolation_of(
+    backend: &dyn Backend,
+    context: &Repeated,
+    facts: &[workload::record::Fact],
+    host_answers: &mut Option<Result<Vec<workload::record::Fact>, String>>,
+    results: &mut Results,
+) {
+    if !facts.is_empty() {
+        let host = host_answers.get_or_insert_with(|| {
+            isolation::host_answers(context.workload).map_err(|e| error_chain(&e))
+        });
+        match host {
+            Ok(host) => {
+                let matrix = isolation::judge(backend.name(), facts, host);
+                let variant = backend.settings();
+                results.figures.extend(
+                    isolation::figures(&matrix)
+                        .into_iter()
+                        .map(|f| f.ran(&variant, false)),
+                );
+                results.isolation.push(matrix);
+            }
+            Err(reason) => results.failures.push(Failure {
+                backend: backend.name().to_owned(),
+                scenario: Scenario::Isolation.name().to_owned(),
+                index: 0,
+                reason: reason.clone(),
+            }),
+        }
+    }
+    if context.stop.load(Ordering::SeqCst) {
+        return;
+    }
+    match surface::measure(
+        backend,
+        context.workload,
+        context.step.timeout,
+        context.stop,
+    ) {
+        Ok(traced) => {
+            let mut surfaces = Vec::new();
+            for t in traced {
+                match t {
+                    Ok(s) => surfaces.push(s),
+                    Err(reason) => results.failures.push(Failure {
+                        backend: backend.name().to_owned(),
+                        scenario: "isolation (host surface)".to_owned(),
+                        index: 0,
+                        reason,
+                    }),
+                }
+            }
+            let variant = backend.settings();
+            results.figures.extend(
+                surface::figures(&surfaces)
+                    .into_iter()
+                    .map(|f| f.ran(&variant, false)),
+            );
+            results.surface.extend(surfaces);
+        }
+        Err(reason) => results.skipped.push(Skip {
+            backend: backend.name().to_owned(),
+            scenario: Some("isolation (host surface)".to_owned()),
+            reason,
+        }),
+    }
 }
 
 /// Hands everything so far, marked incomplete, to the progress's checkpoint.
@@ -379,216 +509,28 @@ pub fn tool() -> results::Tool {
     }
 }
 
-/// Figures from the samples of one backend × scenario.
-fn figures(backend: &str, scenario: Scenario, samples: Vec<(Value, Vec<f64>)>) -> Vec<Figure> {
+/// Figures from the samples of one backend × scenario: distributions, each saying what
+/// ran (the backend's settings) and which clock timed it. A micro guest's figures, and the
+/// exits guest's on any backend, are the hypervisor's raw costs.
+fn figures(
+    backend: &dyn Backend,
+    scenario: Scenario,
+    samples: Vec<(Value, Vec<f64>)>,
+) -> Vec<Figure> {
+    let variant = backend.settings();
+    let raw_cost = scenario == Scenario::Exits || backend.runs_programs().is_err();
     samples
         .into_iter()
         .filter_map(|(value, samples)| {
-            Some(Figure {
-                backend: backend.to_owned(),
-                scenario: scenario.name().to_owned(),
-                metric: value.metric.to_owned(),
-                unit: value.unit.to_owned(),
-                better: value.better,
-                summary: summarise(&samples)?,
+            Figure::distribution(
+                backend.name(),
+                scenario.name(),
+                &value.metric,
+                value.unit,
+                value.better,
                 samples,
-            })
+            )
+            .map(|f| f.timed_by(value.clock).ran(&variant, raw_cost))
         })
         .collect()
-}
-
-/// Why an instance that ended this way failed, if it did: the memory limit's OOM killer
-/// (which explains whatever followed it), a timeout (before or after the workload
-/// started), a signal, or a non-zero status.
-fn exit_problem(
-    exit: &crate::backend::Exit,
-    counters: &[(String, u64)],
-    started: bool,
-    timeout: Duration,
-) -> Option<String> {
-    let oom_kills = oom_kills(counters);
-    let signal = workload::signal::of_status(exit.status);
-    if oom_kills > 0 {
-        Some(format!(
-            "killed by the out-of-memory killer at the instance's memory limit \
-             ({oom_kills} OOM kill{} in its cgroup, status {})",
-            if oom_kills == 1 { "" } else { "s" },
-            exit.status
-        ))
-    } else if exit.timed_out {
-        Some(match started {
-            true => format!("timed out after {:.1} s", timeout.as_secs_f64()),
-            false => format!(
-                "timed out after {:.1} s without the workload starting (no record arrived)",
-                timeout.as_secs_f64()
-            ),
-        })
-    } else if let Some(signal) = signal {
-        Some(format!(
-            "killed by signal {} (status {})",
-            workload::signal::name(signal),
-            exit.status
-        ))
-    } else if exit.status != 0 {
-        Some(format!("exited with status {}", exit.status))
-    } else {
-        None
-    }
-}
-
-/// The OOM kills an instance's cgroup counted (0 without a cgroup).
-fn oom_kills(counters: &[(String, u64)]) -> u64 {
-    counters
-        .iter()
-        .find(|(name, _)| name == "cgroup_oom_kills")
-        .map_or(0, |(_, n)| *n)
-}
-
-/// What one run gave.
-#[derive(Debug)]
-pub struct Outcome {
-    /// What was observed (markers, the workload's figures).
-    pub observation: Observation,
-    /// How the instance ended: its exit status, or 128 + the signal that killed it.
-    pub exit_status: Option<i32>,
-    /// The largest memory sample taken while it ran.
-    pub sampled_peak: Option<Memory>,
-    /// The backend's phases, in ms from launch.
-    pub phases: Vec<Phase>,
-    /// The backend's counters (VM exits, OOM kills, ...).
-    pub counters: Vec<(String, u64)>,
-    /// Why the run failed, in one line; `None` when it succeeded.
-    pub failure: Option<String>,
-}
-
-/// Runs one instance of `launch` on `backend` from launch to teardown, within
-/// `step.timeout`, and says how it went; a failure is the outcome's reason, never a panic.
-/// Everything the instance used is released before it returns.
-pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &AtomicBool) -> Outcome {
-    let mut observation = Observation::default();
-    let launched = Stamp::now();
-    let deadline = Instant::now() + step.timeout;
-    let mut instance = match crate::registry::launch(backend, launch) {
-        Ok(i) => i,
-        Err(e) => {
-            return Outcome {
-                observation,
-                exit_status: None,
-                sampled_peak: None,
-                phases: Vec::new(),
-                counters: Vec::new(),
-                failure: Some(error_chain(&e)),
-            }
-        }
-    };
-    let mut problem: Option<String> = None;
-    let mut got_result = false;
-    let mut peak: Option<Memory> = None;
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            problem.get_or_insert_with(|| "interrupted".to_owned());
-            break;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        match instance.next_event((now + SAMPLE_INTERVAL).min(deadline)) {
-            Ok(Some(Event::Record { record, at })) => match record {
-                Record::Started { .. } => {
-                    observation.markers.started_ms = Some(at.ms_since(launched))
-                }
-                Record::Result { metrics, facts, .. } => {
-                    observation.markers.result_ms = Some(at.ms_since(launched));
-                    observation.metrics = metrics;
-                    observation.facts = facts;
-                    got_result = true;
-                    if step.scenario.holds() {
-                        observation.memory_at_result = Some(instance.footprint());
-                        instance.release();
-                    }
-                }
-                Record::Error { workload, message } => {
-                    problem.get_or_insert_with(|| format!("{workload} failed: {message}"));
-                }
-            },
-            Ok(Some(Event::Closed { .. })) => break,
-            Ok(None) => {
-                if let Some(m) = procfs::memory_of(&instance.pids()) {
-                    peak = Some(peak.map_or(m, |p| procfs::peak(p, m)));
-                }
-            }
-            Err(e) => {
-                // A flood or garbage on the record stream: stop reading and end it.
-                problem.get_or_insert_with(|| error_chain(&e));
-                break;
-            }
-        }
-    }
-    let wait_until = if problem.is_some() {
-        Instant::now()
-    } else {
-        deadline
-    };
-    let exit = instance.wait(wait_until);
-    let diagnostics = instance.diagnostics();
-    let phases = instance
-        .phases()
-        .into_iter()
-        .map(|(name, at)| Phase {
-            name,
-            ms: at.ms_since(launched),
-        })
-        .collect();
-    let counters = instance.counters();
-    instance.teardown();
-    observation.markers.gone_ms = Some(Stamp::now().ms_since(launched));
-    let mut exit_status = None;
-    match exit {
-        Ok(exit) => {
-            observation.markers.exited_ms = Some(exit.at.ms_since(launched));
-            observation.host_maxrss_kib = exit.maxrss_kib;
-            exit_status = Some(exit.status);
-            // The OOM killer explains everything after it (a work process killed, an
-            // error record about it): it comes first.
-            if problem.is_none() || oom_kills(&counters) > 0 {
-                problem = exit_problem(
-                    &exit,
-                    &counters,
-                    observation.markers.started_ms.is_some(),
-                    step.timeout,
-                );
-            }
-        }
-        Err(e) => {
-            problem.get_or_insert_with(|| error_chain(&e));
-        }
-    }
-    if problem.is_none() && !got_result {
-        problem = Some("the workload wrote no result record".to_owned());
-    }
-    let failure = problem.map(|p| {
-        let last_line = diagnostics.lines().last().unwrap_or_default();
-        if diagnostics.is_empty() || p.contains(last_line.trim_start_matches("workload: ")) {
-            p
-        } else {
-            // At most three lines of 200 characters: a flood stays out of the reason.
-            let last: Vec<String> = diagnostics
-                .lines()
-                .rev()
-                .take(3)
-                .map(|line| crate::backend::clip(line, 200))
-                .collect();
-            let last: Vec<String> = last.into_iter().rev().collect();
-            format!("{p}; workload said: {}", last.join(" | "))
-        }
-    });
-    Outcome {
-        observation,
-        exit_status,
-        sampled_peak: peak,
-        phases,
-        counters,
-        failure,
-    }
 }

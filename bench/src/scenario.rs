@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use crate::backend::Footprint;
-use crate::results::{Better, Markers};
+use crate::results::{Better, Clock, Markers};
 use workload::record::Metric;
 
 /// A measurement scenario.
@@ -46,8 +46,35 @@ pub struct Value {
     pub unit: &'static str,
     /// Which way is better.
     pub better: Better,
+    /// The clock that timed it, for a time or a rate.
+    pub clock: Option<Clock>,
     /// The value.
     pub value: f64,
+}
+
+/// Checks that every value of a run makes sense: finite and not negative (every figure
+/// here is a time, a size, a count or a rate). A value that fails means the measurement
+/// went wrong (the wrong processes sampled, a clock that went back), so the run fails
+/// with the reason rather than putting an impossible number in the table.
+pub fn check(values: &[Value]) -> Result<(), String> {
+    for v in values {
+        if !v.value.is_finite() {
+            return Err(format!(
+                "{} came out as {}, not a number: the run's figures are refused",
+                v.metric, v.value
+            ));
+        }
+        if v.value < 0.0 {
+            return Err(format!(
+                "{} came out as {} {}, which cannot be negative: the measurement counted \
+                 the wrong thing, so the run's figures are refused",
+                v.metric,
+                crate::table::number(v.value),
+                v.unit
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What the runner observed of one successful run.
@@ -191,16 +218,22 @@ impl Scenario {
 
     /// The figures one successful run yields.
     pub fn values(self, obs: &Observation) -> Vec<Value> {
-        let lower = |metric: &str, unit, value| Value {
+        // Markers are stamped by the host; the workload's own figures are timed by the
+        // instance's clock (a guest's, in a VM); memory is no clock's.
+        let host = Some(Clock::Host);
+        let instance = Some(Clock::Instance);
+        let lower = |metric: &str, unit, clock, value| Value {
             metric: metric.to_owned(),
             unit,
             better: Better::Lower,
+            clock,
             value,
         };
-        let higher = |metric: &str, unit, value| Value {
+        let higher = |metric: &str, unit, clock, value| Value {
             metric: metric.to_owned(),
             unit,
             better: Better::Higher,
+            clock,
             value,
         };
         let workload = |name: &str| obs.metrics.iter().find(|m| m.name == name).map(|m| m.value);
@@ -211,35 +244,36 @@ impl Scenario {
                 values.extend(
                     obs.markers
                         .started_ms
-                        .map(|v| lower("time_to_start", "ms", v)),
+                        .map(|v| lower("time_to_start", "ms", host, v)),
                 );
                 values.extend(
                     obs.markers
                         .exited_ms
-                        .map(|v| lower("time_to_exit", "ms", v)),
+                        .map(|v| lower("time_to_exit", "ms", host, v)),
                 );
             }
-            Scenario::Cpu => {
-                values.extend(workload("throughput").map(|v| higher("throughput", "MiB/s", v)))
-            }
+            Scenario::Cpu => values
+                .extend(workload("throughput").map(|v| higher("throughput", "MiB/s", instance, v))),
             Scenario::Mem => {
                 for kernel in ["copy", "scale", "add", "triad"] {
-                    values.extend(workload(kernel).map(|v| higher(kernel, "MB/s", v)));
+                    values.extend(workload(kernel).map(|v| higher(kernel, "MB/s", instance, v)));
                 }
             }
             Scenario::Syscall => {
-                values.extend(workload("ns_per_call").map(|v| lower("syscall", "ns", v)))
+                values.extend(workload("ns_per_call").map(|v| lower("syscall", "ns", instance, v)))
             }
             Scenario::Fork => {
-                values.extend(workload("us_per_process").map(|v| lower("fork", "µs", v)))
+                values.extend(workload("us_per_process").map(|v| lower("fork", "µs", instance, v)))
             }
-            Scenario::File => {
-                values.extend(workload("files_per_s").map(|v| higher("fsync_writes", "files/s", v)))
+            Scenario::File => values.extend(
+                workload("files_per_s").map(|v| higher("fsync_writes", "files/s", instance, v)),
+            ),
+            Scenario::Net => {
+                values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", instance, v)))
             }
-            Scenario::Net => values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", v))),
-            Scenario::Exits => {
-                values.extend(workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", v)))
-            }
+            Scenario::Exits => values.extend(
+                workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", instance, v)),
+            ),
             // Their figures come from the whole series (see `density::figures`) or from
             // the probe's answers judged against the host's (see `isolation::figures`).
             // Interference's come from its victims' runs (see `interference`).
@@ -247,14 +281,15 @@ impl Scenario {
             Scenario::Footprint => {
                 let footprint = obs.memory_at_result.as_ref();
                 if let Some(m) = footprint.and_then(|f| f.processes) {
-                    values.push(lower("rss", "MiB", kib_to_mib(m.rss_kib)));
-                    values.push(lower("pss", "MiB", kib_to_mib(m.pss_kib)));
-                    values.push(lower("uss", "MiB", kib_to_mib(m.uss_kib)));
+                    values.push(lower("rss", "MiB", None, kib_to_mib(m.rss_kib)));
+                    values.push(lower("pss", "MiB", None, kib_to_mib(m.pss_kib)));
+                    values.push(lower("uss", "MiB", None, kib_to_mib(m.uss_kib)));
                     // What the instance holds beyond what its workload said it touched.
                     if let Some(touched) = workload("touched_mib") {
                         values.push(lower(
                             "overhead_rss",
                             "MiB",
+                            None,
                             kib_to_mib(m.rss_kib) - touched,
                         ));
                     }
@@ -264,15 +299,17 @@ impl Scenario {
                         metric: part.clone(),
                         unit: "MiB",
                         better: Better::Lower,
+                        clock: None,
                         value: kib_to_mib(*kib),
                     });
                 }
             }
         }
         if self != Scenario::Startup {
-            values.extend(obs.markers.exited_ms.map(|v| lower("wall", "ms", v)));
+            values.extend(obs.markers.exited_ms.map(|v| lower("wall", "ms", host, v)));
         }
-        values.extend(workload("vm_hwm_kib").map(|kib| lower("peak_rss", "MiB", kib / 1024.0)));
+        values
+            .extend(workload("vm_hwm_kib").map(|kib| lower("peak_rss", "MiB", None, kib / 1024.0)));
         values
     }
 }
@@ -280,6 +317,36 @@ impl Scenario {
 #[allow(clippy::cast_precision_loss)]
 fn kib_f64(kib: u64) -> f64 {
     kib as f64
+}
+
+/// One scenario of a plan, with its run counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Measured runs per backend.
+    pub runs: u32,
+    /// Warmup runs per backend.
+    pub warmup: u32,
+    /// Time limit of one run.
+    pub timeout: Duration,
+}
+
+impl Step {
+    /// The scenario with its default counts, overridden where given.
+    pub fn new(
+        scenario: Scenario,
+        runs: Option<u32>,
+        warmup: Option<u32>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Step {
+            scenario,
+            runs: runs.unwrap_or_else(|| scenario.default_runs()),
+            warmup: warmup.unwrap_or_else(|| scenario.default_warmup()),
+            timeout: timeout.unwrap_or_else(|| scenario.default_timeout()),
+        }
+    }
 }
 
 #[cfg(test)]

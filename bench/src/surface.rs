@@ -19,7 +19,6 @@ use crate::backend::{error_chain, Backend, Event, Launch};
 use crate::clock::Stamp;
 use crate::results::{Better, Figure};
 use crate::scenario::Scenario;
-use crate::stats::summarise;
 
 /// Where tracefs lives.
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -395,18 +394,14 @@ pub fn figures(surfaces: &[Surface]) -> Vec<Figure> {
                 s.syscalls_per_s,
             ),
         ] {
-            let samples = vec![value];
-            if let Some(summary) = summarise(&samples) {
-                figures.push(Figure {
-                    backend: s.backend.clone(),
-                    scenario: "isolation".to_owned(),
-                    metric,
-                    unit: unit.to_owned(),
-                    better: Better::Lower,
-                    summary,
-                    samples,
-                });
-            }
+            figures.extend(Figure::value(
+                &s.backend,
+                "isolation",
+                &metric,
+                unit,
+                Better::Lower,
+                value,
+            ));
         }
     }
     figures

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::results::Results;
+use crate::results::{Figure, Kind, Results};
+use reports::figure_text;
 
 pub use reports::sections::number;
 
@@ -40,49 +41,83 @@ pub fn columns(rows: &[Vec<String>], right: &[bool], bold_header: bool) -> Strin
 }
 
 /// The summary of a results document. `color` adds ANSI bold and red.
+///
+/// Each figure shows its median with the median's 95% interval and, against the baseline
+/// backend, the ratio of medians with its interval (`*` where the interval excludes 1).
+/// A single derived value shows the value alone. A micro guest's figures are the
+/// hypervisor's raw costs: they follow in a group of their own, with no ratio.
 pub fn render(results: &Results, color: bool) -> String {
-    let mut rows = vec![[
-        "backend",
-        "scenario",
-        "metric",
-        "median",
-        "p95",
-        "cv",
-        "n",
-        "outliers",
-        "vs native",
-    ]
-    .map(str::to_owned)
-    .to_vec()];
-    for f in &results.figures {
-        let s = &f.summary;
-        let vs_native = if f.backend == "native" {
-            String::new()
-        } else {
-            results
-                .figure("native", &f.scenario, &f.metric)
-                .filter(|n| n.summary.median != 0.0)
-                .map(|n| format!("{}x", number(s.median / n.summary.median)))
-                .unwrap_or_default()
-        };
-        rows.push(vec![
+    let baseline = results.baseline().unwrap_or("native").to_owned();
+    let header = vec![
+        "backend".to_owned(),
+        "scenario".to_owned(),
+        "metric".to_owned(),
+        "median [95% CI]".to_owned(),
+        "cv".to_owned(),
+        "n".to_owned(),
+        "outliers".to_owned(),
+        format!("vs {baseline} [95% CI]"),
+    ];
+    let row = |f: &Figure| {
+        let value = f.kind == Kind::Value;
+        vec![
             f.backend.clone(),
             f.scenario.clone(),
             f.metric.clone(),
-            format!("{} {}", number(s.median), f.unit),
-            format!("{} {}", number(s.p95), f.unit),
-            format!("{:.1}%", s.cv() * 100.0),
-            s.n.to_string(),
-            s.outliers.len().to_string(),
-            vs_native,
-        ]);
-    }
-    let right = [false, false, false, true, true, true, true, true, true];
+            figure_text::median(f),
+            figure_text::spread(f),
+            if value {
+                "value".to_owned()
+            } else {
+                f.summary.n.to_string()
+            },
+            if value {
+                String::new()
+            } else {
+                f.summary.outliers.len().to_string()
+            },
+            figure_text::ratio(f),
+        ]
+    };
+    let right = [false, false, false, true, true, true, true, true];
     let mut out = String::new();
     if results.figures.is_empty() {
-        out.push_str("no figures were measured\n");
+        out.push_str(if results.complete {
+            "no figures were measured\n"
+        } else {
+            "no figures were measured before the run was interrupted\n"
+        });
     } else {
-        out.push_str(&columns(&rows, &right, color));
+        let (like, raw): (Vec<&Figure>, Vec<&Figure>) =
+            results.figures.iter().partition(|f| !f.raw_cost);
+        if !like.is_empty() {
+            let mut rows = vec![header.clone()];
+            rows.extend(like.iter().map(|f| row(f)));
+            out.push_str(&columns(&rows, &right, color));
+            if like.iter().any(|f| f.vs_baseline.is_some()) {
+                let _ = writeln!(
+                    out,
+                    "* the ratio's interval excludes 1: a significant difference from {baseline}; \
+                     without *, no significant difference"
+                );
+            }
+        }
+        if !raw.is_empty() {
+            out.push_str(
+                "\nhypervisor raw costs (micro guests: no kernel, no program; nothing else runs \
+                 like work, so no ratio):\n",
+            );
+            let mut rows = vec![header[..7].to_vec()];
+            rows.extend(raw.iter().map(|f| row(f)[..7].to_vec()));
+            out.push_str(&columns(&rows, &right[..7], color));
+        }
+    }
+    let warnings = figure_text::warnings(results);
+    if !warnings.is_empty() {
+        out.push_str("\nwarnings:\n");
+        for w in warnings {
+            let _ = writeln!(out, "  {w}");
+        }
     }
     let (red, reset) = if color {
         ("\x1b[31m", "\x1b[0m")
@@ -126,7 +161,8 @@ pub fn render(results: &Results, color: bool) -> String {
     if !results.complete {
         let _ = writeln!(
             out,
-            "{red}incomplete{reset}: the run was interrupted before its plan was done"
+            "{red}incomplete{reset}: the run was interrupted before its plan was done; the \
+             figures above are from the runs completed before"
         );
     }
     out

@@ -18,8 +18,9 @@ use vcbench::backend::container::Container;
 use vcbench::backend::microvm::{Guests, MicroVm};
 use vcbench::backend::native::Native;
 use vcbench::backend::{Backend, Launch};
-use vcbench::runner::{run_once, Outcome, Step};
+use vcbench::measure::{run_once, Outcome};
 use vcbench::scenario::Scenario;
+use vcbench::scenario::Step;
 
 /// The checks look at the whole process: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());

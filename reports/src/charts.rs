@@ -516,15 +516,16 @@ fn memory<DB: DrawingBackend>(
     )
 }
 
-/// Slowdown against native (above 1 is slower), per backend and workload metric.
+/// Slowdown against the baseline (above 1 is slower), per backend and workload metric:
+/// the ratio of medians, only between like figures.
 pub fn slowdowns(doc: &Results) -> Vec<(String, String, f64)> {
     const SCENARIOS: [&str; 6] = ["cpu", "mem", "syscall", "fork", "file", "net"];
     doc.figures
         .iter()
-        .filter(|f| f.backend != "native" && SCENARIOS.contains(&f.scenario.as_str()))
+        .filter(|f| SCENARIOS.contains(&f.scenario.as_str()))
         .filter(|f| f.metric != "wall" && f.metric != "peak_rss")
         .filter_map(|f| {
-            let ratio = doc.vs_native(f)?;
+            let ratio = doc.ratio(f)?.estimate.value;
             let slowdown = if f.better == Better::Higher {
                 1.0 / ratio
             } else {
@@ -673,7 +674,7 @@ fn density<DB: DrawingBackend>(
     let mib = |kib: u64| kib as f64 / 1024.0;
     let value = |s: &crate::document::density::Step| match axis {
         DensityAxis::Memory => mib(s.per_instance.pss_kib),
-        DensityAxis::Start => phases::median(&s.start_ms),
+        DensityAxis::Start => stats::median(&s.start_ms).unwrap_or(0.0),
     };
     let (caption, unit) = match axis {
         DensityAxis::Memory => (
@@ -780,8 +781,10 @@ mod tests {
         native.summary.median = 1e-300;
         let mut container = native.clone();
         container.backend = "container".to_owned();
+        container.samples = vec![1e300];
         container.summary.median = 1e300;
         doc.figures = vec![native, container];
+        doc.attach_ratios();
         assert!(svg(Chart::Overhead, &doc).is_err());
     }
 

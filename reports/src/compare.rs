@@ -1,15 +1,18 @@
 //! Comparing results documents: every figure any of them has, side by side, with each
-//! later document's change against the first and whether it exceeds the noise.
+//! later document's change against the first, tested.
 //!
-//! A figure's noise is its coefficient of variation (standard deviation over mean) in
-//! one run. A change is called beyond the noise when the two medians differ, relative to
-//! the first, by more than the larger of the two runs' noise; below that the difference
-//! is what the runs vary by themselves.
+//! A change is claimed only when a test says so. For each figure the samples of the two
+//! documents are compared with a Mann-Whitney rank test and a bootstrap 95% interval of
+//! the change of the median; it is called a change when the rank test gives p < 0.05,
+//! the interval excludes zero and the change is at least 2% (the `stats::compare` rule).
+//! Otherwise it is "no significant change". A single derived value has no samples to
+//! test: its two numbers are shown, never judged. Before the figures, the comparison
+//! lists how the documents' plans, hosts and tools differ, and a figure whose identity
+//! (what ran: guest, namespaces, limits) differs between the documents says so.
 
 use std::fmt::Write;
 
-use crate::document::{Better, Figure, Results};
-use crate::sections::number;
+use crate::document::{Better, Figure, Kind, Results};
 
 /// One figure across documents.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,40 +23,82 @@ pub struct Row {
     pub unit: String,
     /// Which way is better.
     pub better: Better,
-    /// Median in each document (`None` where it is missing).
-    pub medians: Vec<Option<f64>>,
-    /// The noise (cv, percent) in each document.
-    pub noise_pct: Vec<Option<f64>>,
+    /// The figure in each document (`None` where it is missing).
+    pub figures: Vec<Option<Figure>>,
     /// One per later document: its comparison with the first.
     pub changes: Vec<Option<Change>>,
 }
 
 /// One document's figure against the first's.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    /// The median's change, percent of the first.
-    pub pct: f64,
-    /// The larger of the two runs' noise, percent.
-    pub noise_pct: f64,
+    /// The test's outcome; `None` for a value (nothing to test) or samples that cannot
+    /// be compared (a zero median).
+    pub test: Option<stats::Comparison>,
+    /// How the two figures' identities differ (what ran), when they do.
+    pub unlike: Option<String>,
 }
 
 impl Change {
-    /// Whether the change exceeds the noise.
+    /// Whether the change is significant (and the two ran like work).
     pub fn significant(&self) -> bool {
-        self.pct.abs() > self.noise_pct
+        self.unlike.is_none() && self.test.as_ref().is_some_and(|t| t.significant)
     }
+}
 
-    /// Whether it is an improvement, given which way is better.
-    pub fn improves(&self, better: Better) -> bool {
-        match better {
-            Better::Lower => self.pct < 0.0,
-            Better::Higher => self.pct > 0.0,
-        }
+/// Whether `unit` measures time.
+fn is_time(unit: &str) -> bool {
+    matches!(unit, "ns" | "µs" | "us" | "ms" | "s")
+}
+
+/// The change in words: "slower by 12.0% [7.0%, 18.0%]" or "no significant change
+/// (+1.0% [-2.0%, +3.0%])".
+pub fn describe(change: &Change, unit: &str, better: Better) -> String {
+    let Some(t) = &change.test else {
+        return "a value: not tested".to_owned();
+    };
+    let pct = t.change * 100.0;
+    let interval = format!("[{:+.1}%, {:+.1}%]", t.ci.low * 100.0, t.ci.high * 100.0);
+    let mut text = if t.significant {
+        let up = pct > 0.0;
+        let word = match (is_time(unit), unit == "MiB", up) {
+            (true, _, true) => "slower",
+            (true, _, false) => "faster",
+            (_, true, true) => "larger",
+            (_, true, false) => "smaller",
+            (_, _, true) => "higher",
+            (_, _, false) => "lower",
+        };
+        let good = match better {
+            Better::Lower => !up,
+            Better::Higher => up,
+        };
+        format!(
+            "{word} by {:.1}% {interval}, {} ({})",
+            pct.abs(),
+            if good { "better" } else { "worse" },
+            p_value(t.p)
+        )
+    } else {
+        format!("no significant change ({pct:+.1}% {interval})")
+    };
+    if let Some(unlike) = &change.unlike {
+        let _ = write!(text, "; not like for like: {unlike}");
+    }
+    text
+}
+
+fn p_value(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".to_owned()
+    } else {
+        format!("p = {p:.3}")
     }
 }
 
 /// The rows of a comparison of `docs` (the first is the baseline): every figure of any
-/// document, in the order they first appear.
+/// document, in the order they first appear. Bootstrap intervals use the first
+/// document's seed.
 pub fn rows(docs: &[Results]) -> Vec<Row> {
     let mut keys: Vec<&Figure> = Vec::new();
     for f in docs.iter().flat_map(|d| &d.figures) {
@@ -64,119 +109,312 @@ pub fn rows(docs: &[Results]) -> Vec<Row> {
             keys.push(f);
         }
     }
+    let seed = docs.first().map_or(0, |d| d.plan.seed);
     keys.into_iter()
         .map(|key| {
-            let found: Vec<Option<&Figure>> = docs
+            let found: Vec<Option<Figure>> = docs
                 .iter()
-                .map(|d| d.figure(&key.backend, &key.scenario, &key.metric))
+                .map(|d| d.figure(&key.backend, &key.scenario, &key.metric).cloned())
                 .collect();
-            let base = found.first().copied().flatten();
+            let base = found.first().cloned().flatten();
             let changes = found
                 .iter()
                 .skip(1)
-                .map(|other| match (base, other) {
-                    (Some(a), Some(b)) if a.summary.median != 0.0 => Some(Change {
-                        pct: (b.summary.median - a.summary.median) / a.summary.median.abs() * 100.0,
-                        noise_pct: a.summary.cv().max(b.summary.cv()) * 100.0,
-                    }),
-                    _ => None,
+                .map(|other| {
+                    let (a, b) = (base.as_ref()?, other.as_ref()?);
+                    let testable = a.kind == Kind::Distribution && b.kind == Kind::Distribution;
+                    Some(Change {
+                        test: testable
+                            .then(|| stats::compare(&a.samples, &b.samples, seed))
+                            .flatten(),
+                        unlike: unlike(a, b),
+                    })
                 })
                 .collect();
             Row {
-                figure: format!("{} {} {}", key.backend, key.scenario, key.metric),
+                figure: key.name(),
                 unit: key.unit.clone(),
                 better: key.better,
-                medians: found.iter().map(|f| f.map(|g| g.summary.median)).collect(),
-                noise_pct: found
-                    .iter()
-                    .map(|f| f.map(|g| g.summary.cv() * 100.0))
-                    .collect(),
+                figures: found,
                 changes,
             }
         })
         .collect()
 }
 
-/// One fact about a document, for the side-by-side table of hosts and tools.
+/// How two figures' identities differ, if they do.
+fn unlike(a: &Figure, b: &Figure) -> Option<String> {
+    let mut diffs = Vec::new();
+    if a.variant != b.variant {
+        diffs.push(format!("ran \"{}\" then \"{}\"", a.variant, b.variant));
+    }
+    if a.unit != b.unit {
+        diffs.push(format!("unit {} then {}", a.unit, b.unit));
+    }
+    if a.raw_cost != b.raw_cost {
+        diffs.push("a micro guest's raw cost in one only".to_owned());
+    }
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
+/// One fact about a document, for the side-by-side table of plans, hosts and tools.
 type Fact = fn(&Results) -> String;
 
-/// The comparison as Markdown: the documents' hosts and tools, then the figures.
-pub fn markdown(docs: &[Results], names: &[String]) -> String {
-    let mut out = String::from("# vcbench comparison\n\n");
-    out.push_str("| | ");
-    out.push_str(&names.join(" | "));
-    out.push_str(" |\n| --- |");
-    out.push_str(&" --- |".repeat(names.len()));
-    out.push('\n');
-    let facts: [(&str, Fact); 6] = [
-        ("host", |d| d.host.hostname.clone()),
-        ("CPU", |d| {
+/// What the documents' plans, hosts and tools say, one row per fact, and which rows
+/// differ.
+fn facts(docs: &[Results]) -> Vec<(String, Vec<String>, bool)> {
+    let mut named: Vec<(String, Fact)> = vec![
+        ("host".to_owned(), |d| d.host.hostname.clone()),
+        ("CPU".to_owned(), |d| {
             format!("{} ({} CPUs)", d.host.cpu_model, d.host.cpus)
         }),
-        ("kernel", |d| d.host.kernel.clone()),
-        ("KVM", |d| d.host.kvm.label()),
-        ("vcbench", |d| {
+        ("kernel".to_owned(), |d| d.host.kernel.clone()),
+        ("KVM".to_owned(), |d| d.host.kvm.label()),
+        ("cgroups".to_owned(), |d| d.host.cgroup.clone()),
+        ("vcbench".to_owned(), |d| {
             format!("{} ({})", d.tool.version, d.tool.git_revision)
         }),
-        ("started", |d| d.started_at.clone()),
+        ("workload".to_owned(), |d| d.tool.workload_fnv.clone()),
+        ("order".to_owned(), |d| d.plan.order.clone()),
+        ("baseline".to_owned(), |d| {
+            d.baseline().unwrap_or_default().to_owned()
+        }),
+        ("started".to_owned(), |d| d.started_at.clone()),
     ];
-    for (what, fact) in facts {
-        let _ = write!(out, "| {what} |");
-        for d in docs {
-            let _ = write!(out, " {} |", fact(d).replace('|', "\\|"));
+    let mut rows: Vec<(String, Vec<String>, bool)> = named
+        .drain(..)
+        .map(|(what, fact)| {
+            let values: Vec<String> = docs.iter().map(fact).collect();
+            let differs = what != "started" && values.iter().any(|v| *v != values[0]);
+            (what, values, differs)
+        })
+        .collect();
+    // Each backend's settings and each scenario's plan, where any document has them.
+    let mut backends: Vec<&String> = Vec::new();
+    for d in docs {
+        for b in d.plan.settings.keys() {
+            if !backends.contains(&b) {
+                backends.push(b);
+            }
+        }
+    }
+    for b in backends {
+        let values: Vec<String> = docs
+            .iter()
+            .map(|d| d.plan.settings.get(b).cloned().unwrap_or_default())
+            .collect();
+        let differs = values.iter().any(|v| *v != values[0]);
+        rows.push((format!("{b} settings"), values, differs));
+    }
+    let mut scenarios: Vec<&String> = Vec::new();
+    for d in docs {
+        for s in &d.plan.scenarios {
+            if !scenarios.contains(&&s.name) {
+                scenarios.push(&s.name);
+            }
+        }
+    }
+    for name in scenarios {
+        let values: Vec<String> = docs
+            .iter()
+            .map(|d| {
+                d.plan
+                    .scenarios
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .map(|s| {
+                        format!(
+                            "{}: {} runs, {} warmup",
+                            s.workload.join(" "),
+                            s.runs,
+                            s.warmup
+                        )
+                    })
+                    .unwrap_or_else(|| "not run".to_owned())
+            })
+            .collect();
+        let differs = values.iter().any(|v| *v != values[0]);
+        rows.push((format!("{name} plan"), values, differs));
+    }
+    rows
+}
+
+/// The figures and their changes as table cells: a header, then one row per figure.
+fn figure_cells(docs: &[Results], names: &[String]) -> Vec<Vec<String>> {
+    let mut header = vec!["figure".to_owned()];
+    header.extend(names.iter().map(|n| format!("{n} median [95% CI]")));
+    header.extend(names.iter().skip(1).map(|n| format!("change ({n})")));
+    let mut out = vec![header];
+    for row in rows(docs) {
+        let mut cells = vec![row.figure.clone()];
+        for f in &row.figures {
+            cells.push(
+                f.as_ref()
+                    .map_or_else(|| "missing".to_owned(), crate::figure_text::median),
+            );
+        }
+        for change in &row.changes {
+            cells.push(
+                change
+                    .as_ref()
+                    .map(|c| describe(c, &row.unit, row.better))
+                    .unwrap_or_default(),
+            );
+        }
+        out.push(cells);
+    }
+    out
+}
+
+/// What the statistics of a comparison mean, in a few plain sentences.
+pub const METHOD: &str = "Each median is followed by its 95% confidence interval. A change is \
+    claimed only when a Mann-Whitney rank test of the two runs' samples gives p < 0.05, the \
+    bootstrap 95% interval of the change of the median excludes zero, and the change is at \
+    least 2%; otherwise it is no significant change. Single values (counts, marginal costs) \
+    are shown, not tested.";
+
+/// The comparison as Markdown: how the documents differ, then the figures.
+pub fn markdown(docs: &[Results], names: &[String]) -> String {
+    let mut out = String::from("# vcbench comparison\n\n");
+    let escape = |s: &str| s.replace('|', "\\|");
+    let mut table = |rows: &[Vec<String>]| {
+        for (i, row) in rows.iter().enumerate() {
+            out.push('|');
+            for cell in row {
+                let _ = write!(out, " {} |", escape(cell));
+            }
+            out.push('\n');
+            if i == 0 {
+                out.push('|');
+                out.push_str(&" --- |".repeat(row.len()));
+                out.push('\n');
+            }
         }
         out.push('\n');
+    };
+    let mut plan = vec![{
+        let mut h = vec![String::new()];
+        h.extend(names.iter().cloned());
+        h
+    }];
+    for (what, values, differs) in facts(docs) {
+        let mut row = vec![if differs {
+            format!("**{what}** (differs)")
+        } else {
+            what
+        }];
+        row.extend(values);
+        plan.push(row);
     }
+    table(&plan);
+    table(&figure_cells(docs, names));
+    out.push_str(&warnings(docs).join("\n"));
+    if !warnings(docs).is_empty() {
+        out.push_str("\n\n");
+    }
+    out.push_str(METHOD);
+    out.push('\n');
+    out
+}
+
+/// What makes the documents' figures less comparable, as warnings.
+fn warnings(docs: &[Results]) -> Vec<String> {
+    let mut w = Vec::new();
     if docs
         .iter()
         .any(|d| d.host.kvm.flavour != docs[0].host.kvm.flavour)
     {
-        out.push_str(
-            "\n> **Warning:** the documents were taken with different KVM flavours: VM figures \
-             from software KVM are emulation figures and do not compare with hardware ones.\n",
+        w.push(
+            "Warning: the documents were taken with different KVM flavours: VM figures from \
+             software KVM are emulation figures and do not compare with hardware ones."
+                .to_owned(),
         );
     }
-    out.push_str("\n| figure |");
-    for name in names {
-        let _ = write!(out, " {name} |");
+    let differing: Vec<String> = facts(docs)
+        .into_iter()
+        .filter(|(_, _, differs)| *differs)
+        .map(|(what, _, _)| what)
+        .collect();
+    if !differing.is_empty() {
+        w.push(format!(
+            "Warning: the documents differ in {}: a change may come from that, not from what \
+             is compared.",
+            differing.join(", ")
+        ));
     }
-    for name in names.iter().skip(1) {
-        let _ = write!(out, " change ({name}) |");
-    }
-    out.push_str("\n| --- |");
-    out.push_str(&" ---: |".repeat(names.len() * 2 - 1));
-    out.push('\n');
-    for row in rows(docs) {
-        let _ = write!(out, "| {} |", row.figure);
-        for (m, noise) in row.medians.iter().zip(&row.noise_pct) {
-            let _ = match (m, noise) {
-                (Some(v), Some(cv)) => write!(out, " {} {} ±{cv:.1}% |", number(*v), row.unit),
-                _ => write!(out, " missing |"),
-            };
+    w
+}
+
+/// The comparison for a terminal: how the documents differ, then an aligned table of the
+/// figures. `columns` lays out rows (the first is the header) in aligned columns.
+pub fn terminal(
+    docs: &[Results],
+    names: &[String],
+    columns: &dyn Fn(&[Vec<String>]) -> String,
+) -> String {
+    let mut out = String::new();
+    let differing: Vec<(String, Vec<String>, bool)> =
+        facts(docs).into_iter().filter(|f| f.2).collect();
+    if differing.is_empty() {
+        out.push_str("plans, hosts and tools: the same\n\n");
+    } else {
+        let mut rows = vec![{
+            let mut h = vec!["differs".to_owned()];
+            h.extend(names.iter().cloned());
+            h
+        }];
+        for (what, values, _) in differing {
+            let mut row = vec![what];
+            row.extend(values);
+            rows.push(row);
         }
-        for change in &row.changes {
-            let cell = match change {
-                Some(c) if c.significant() => format!(
-                    "**{:+.1}%** {} (noise {:.1}%)",
-                    c.pct,
-                    if c.improves(row.better) {
-                        "better"
-                    } else {
-                        "worse"
-                    },
-                    c.noise_pct
-                ),
-                Some(c) => format!("{:+.1}% within noise ({:.1}%)", c.pct, c.noise_pct),
-                None => String::new(),
-            };
-            let _ = write!(out, " {cell} |");
-        }
+        out.push_str(&columns(&rows));
         out.push('\n');
     }
-    out.push_str(
-        "\nEach median is followed by its run's noise (cv: standard deviation over mean). A \
-         change is in bold, and called better or worse, when it exceeds the larger of the two \
-         runs' noise; otherwise it is within the noise.\n",
-    );
+    out.push_str(&columns(&figure_cells(docs, names)));
+    for w in warnings(docs) {
+        let _ = writeln!(out, "\n{w}");
+    }
+    let _ = writeln!(out, "\n{METHOD}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_words_say_which_way_and_how_sure() {
+        let change = |pct: f64, significant: bool| Change {
+            test: Some(stats::Comparison {
+                change: pct,
+                ci: stats::Interval {
+                    low: pct - 0.05,
+                    high: pct + 0.05,
+                    level: 0.95,
+                    coverage: 0.95,
+                },
+                p: if significant { 0.0001 } else { 0.4 },
+                significant,
+            }),
+            unlike: None,
+        };
+        assert_eq!(
+            describe(&change(0.12, true), "ms", Better::Lower),
+            "slower by 12.0% [+7.0%, +17.0%], worse (p < 0.001)"
+        );
+        assert_eq!(
+            describe(&change(0.12, true), "MiB/s", Better::Higher),
+            "higher by 12.0% [+7.0%, +17.0%], better (p < 0.001)"
+        );
+        assert_eq!(
+            describe(&change(0.01, false), "ms", Better::Lower),
+            "no significant change (+1.0% [-4.0%, +6.0%])"
+        );
+        let mut unlike = change(0.12, true);
+        unlike.unlike = Some("ran \"a\" then \"b\"".to_owned());
+        assert!(!unlike.significant());
+        assert!(describe(&unlike, "ms", Better::Lower)
+            .ends_with("not like for like: ran \"a\" then \"b\""));
+    }
 }

@@ -6,6 +6,7 @@
 pub mod charts;
 pub mod compare;
 pub mod document;
+pub mod figure_text;
 pub mod html;
 pub mod markdown;
 pub mod phases;

@@ -6,7 +6,7 @@
 //! since the phase before it. Medians keep the order of the phases: when every run reaches
 //! one phase before another, the median times are ordered the same way.
 
-use crate::document::Results;
+use crate::document::{Phase, Results};
 
 /// A stage of startup: one or more consecutive phases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,82 +82,74 @@ pub fn known_stages() -> impl Iterator<Item = Stage> {
     })
 }
 
-/// The median of unsorted values (0 for none), interpolating between the middle two.
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
-/// Per backend, its startup phases as (name, median ms after launch), ending with the
-/// workload's first record ([`STARTED`]). Only measured, successful startup runs count.
-pub fn phase_medians(doc: &Results) -> Vec<(String, Vec<(String, f64)>)> {
-    let mut out = Vec::new();
-    for backend in doc.backends() {
-        let runs: Vec<_> = doc
-            .runs
-            .iter()
-            .filter(|r| r.backend == backend && r.scenario == "startup" && r.ok && !r.warmup)
-            .collect();
-        let started: Vec<f64> = runs.iter().filter_map(|r| r.markers.started_ms).collect();
-        let (Some(first), false) = (runs.first(), started.is_empty()) else {
-            continue;
-        };
-        let start = median(&started);
-        let mut phases: Vec<(String, f64)> = first
-            .phases
-            .iter()
-            .map(|phase| {
-                let at: Vec<f64> = runs
-                    .iter()
-                    .filter_map(|r| r.phases.iter().find(|p| p.name == phase.name).map(|p| p.ms))
-                    .collect();
-                (phase.name.clone(), median(&at))
-            })
-            // Phases after the first record (a VM's halt and teardown) belong to its end.
-            .filter(|(_, ms)| *ms <= start)
-            .collect();
-        phases.push((STARTED.to_owned(), start));
-        out.push((backend.to_owned(), phases));
-    }
-    out
-}
-
 /// One stage of one backend's startup.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {
     /// The stage.
     pub stage: Stage,
-    /// Where it starts, ms after launch.
+    /// Where it starts, ms after launch: the sum of the stages before it.
     pub from: f64,
-    /// How long it took, ms.
+    /// How long it took, ms: the median over the runs of this stage's duration in each run.
     pub ms: f64,
 }
 
-/// Per backend, its startup split into stages, in time order; consecutive phases of one
-/// stage are merged.
+/// One run's startup as stages and their durations, in time order: each phase ends the
+/// stage it belongs to, consecutive phases of one stage merge, and the last stage ends at
+/// the workload's first record. Phases after the first record (a VM's halt) belong to its
+/// end and are left out.
+pub fn run_stages(phases: &[Phase], started_ms: f64) -> Vec<(Stage, f64)> {
+    let mut parts: Vec<(Stage, f64)> = Vec::new();
+    let mut from = 0.0;
+    let ends = phases
+        .iter()
+        .filter(|p| p.ms <= started_ms)
+        .map(|p| (p.name.as_str(), p.ms))
+        .chain([(STARTED, started_ms)]);
+    for (name, at) in ends {
+        let stage = stage_of(name);
+        let ms = (at - from).max(0.0);
+        match parts.last_mut() {
+            Some(last) if last.0 == stage => last.1 += ms,
+            _ => parts.push((stage, ms)),
+        }
+        from = from.max(at);
+    }
+    parts
+}
+
+/// Per backend, its startup split into stages, in time order: each stage's duration is
+/// the median of that stage's duration in each measured, successful startup run (not a
+/// difference of medians, which can come out negative or hide a stage).
 pub fn stages(doc: &Results) -> Vec<(String, Vec<Part>)> {
-    phase_medians(doc)
-        .into_iter()
-        .map(|(backend, phases)| {
-            let mut parts: Vec<Part> = Vec::new();
-            let mut from = 0.0;
-            for (name, at) in phases {
-                let stage = stage_of(&name);
-                let ms = (at - from).max(0.0);
-                match parts.last_mut() {
-                    Some(last) if last.stage == stage => last.ms += ms,
-                    _ => parts.push(Part { stage, from, ms }),
-                }
-                from = at;
-            }
-            (backend, parts)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for backend in doc.backends() {
+        let runs: Vec<Vec<(Stage, f64)>> = doc
+            .runs
+            .iter()
+            .filter(|r| r.backend == backend && r.scenario == "startup" && r.ok && !r.warmup)
+            .filter_map(|r| Some(run_stages(&r.phases, r.markers.started_ms?)))
+            .collect();
+        let Some(first) = runs.first() else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        let mut from = 0.0;
+        for (stage, _) in first {
+            let durations: Vec<f64> = runs
+                .iter()
+                .filter_map(|run| run.iter().find(|(s, _)| s == stage).map(|(_, ms)| *ms))
+                .collect();
+            let ms = stats::median(&durations).unwrap_or(0.0);
+            parts.push(Part {
+                stage: stage.clone(),
+                from,
+                ms,
+            });
+            from += ms;
+        }
+        out.push((backend.to_owned(), parts));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -183,10 +175,60 @@ mod tests {
         assert_eq!(stage_of("workload_started"), stage_of(STARTED));
     }
 
+    fn phase(name: &str, ms: f64) -> Phase {
+        Phase {
+            name: name.to_owned(),
+            ms,
+        }
+    }
+
     #[test]
-    fn medians_interpolate() {
-        assert_eq!(median(&[]), 0.0);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    fn a_run_s_stages_are_its_own_durations() {
+        let phases = [
+            phase("prepared", 0.5),
+            phase("cgroup_created", 0.75),
+            phase("cgroup_attached", 1.0),
+            phase("cloned", 2.0),
+            phase("vm_halted", 9.0),
+        ];
+        let stages = run_stages(&phases, 3.5);
+        let got: Vec<(&str, f64)> = stages.iter().map(|(s, ms)| (s.label(), *ms)).collect();
+        assert_eq!(
+            got,
+            [
+                ("runtime preparation", 0.5),
+                ("cgroup", 0.5),
+                ("namespaces (clone, uid maps)", 1.0),
+                ("to the workload's first record", 1.5)
+            ]
+        );
+    }
+
+    #[test]
+    fn stages_are_medians_of_each_run_s_durations() {
+        // Two runs whose phase times' medians would give a negative stage: in run a the
+        // clone comes late and the first record early, in run b the other way round.
+        let text = include_str!("../tests/data/results.json");
+        let mut doc = Results::parse(text, std::path::Path::new("results.json")).unwrap();
+        doc.runs
+            .retain(|r| r.backend == "container" && r.scenario == "startup");
+        let template = doc.runs[0].clone();
+        doc.runs.clear();
+        for (clone, first, started) in [(1.0, 4.0, 4.5), (2.0, 2.5, 3.0), (3.0, 3.2, 9.0)] {
+            let mut run = template.clone();
+            run.ok = true;
+            run.warmup = false;
+            run.phases = vec![phase("cloned", clone), phase("exec", first)];
+            run.markers.started_ms = Some(started);
+            doc.runs.push(run);
+        }
+        let (backend, parts) = &stages(&doc)[0];
+        assert_eq!(backend, "container");
+        let ms: Vec<f64> = parts.iter().map(|p| p.ms).collect();
+        // Clone: 1, 2, 3 -> 2. Exec after the clone: 3, 0.5, 0.2 -> 0.5. To the first
+        // record: 0.5, 0.5, 5.8 -> 0.5.
+        assert_eq!(ms, [2.0, 0.5, 0.5]);
+        let from: Vec<f64> = parts.iter().map(|p| p.from).collect();
+        assert_eq!(from, [0.0, 2.0, 2.5]);
     }
 }

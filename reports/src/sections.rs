@@ -5,7 +5,8 @@
 
 use std::fmt::Write;
 
-use crate::document::{Figure, Results};
+use crate::document::{Figure, Kind, Results};
+use crate::figure_text;
 use crate::phases;
 
 /// One concern of the report.
@@ -357,40 +358,55 @@ pub fn problems(doc: &Results) -> Vec<String> {
     lines
 }
 
-/// The figures of a concern: median, p95, cv, n and the ratio to native.
+/// The figures of a concern: median with its interval, p95, cv, n and the ratio to the
+/// baseline with its interval; a micro guest's raw costs have no ratio.
 fn figure_table(doc: &Results, figures: &[Figure]) -> Table {
+    let baseline = doc.baseline().unwrap_or("native");
     Table {
-        caption: "Figures (median and p95 of the measured runs; cv is their spread, standard \
-                  deviation over mean; vs native is the median over native's)"
-            .to_owned(),
-        header: [
-            "backend",
-            "scenario",
-            "metric",
-            "median",
-            "p95",
-            "cv",
-            "n",
-            "vs native",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
+        caption: format!(
+            "Figures (median of the measured runs with its 95% confidence interval; p95; cv is \
+             their spread, standard deviation over mean; vs {baseline} is the median over \
+             {baseline}'s with a bootstrap 95% interval, * where it excludes 1: a significant \
+             difference. A value is one derived number, with no spread. Rows marked raw cost \
+             are a micro guest's: the hypervisor's own costs, like nothing a process does)"
+        ),
+        header: vec![
+            "backend".to_owned(),
+            "scenario".to_owned(),
+            "metric".to_owned(),
+            "median [95% CI]".to_owned(),
+            "p95".to_owned(),
+            "cv".to_owned(),
+            "n".to_owned(),
+            format!("vs {baseline} [95% CI]"),
+        ],
         numeric: vec![false, false, false, true, true, true, true, true],
         rows: figures
             .iter()
             .map(|f| {
                 let s = &f.summary;
+                let value = f.kind == Kind::Value;
                 vec![
-                    f.backend.clone(),
+                    if f.raw_cost {
+                        format!("{} (raw cost)", f.backend)
+                    } else {
+                        f.backend.clone()
+                    },
                     f.scenario.clone(),
                     f.metric.clone(),
-                    format!("{} {}", number(s.median), f.unit),
-                    format!("{} {}", number(s.p95), f.unit),
-                    format!("{:.1}%", s.cv() * 100.0),
-                    s.n.to_string(),
-                    doc.vs_native(f)
-                        .map(|r| format!("{}x", number(r)))
-                        .unwrap_or_default(),
+                    figure_text::median(f),
+                    if value {
+                        String::new()
+                    } else {
+                        format!("{} {}", number(s.p95), f.unit)
+                    },
+                    figure_text::spread(f),
+                    if value {
+                        "value".to_owned()
+                    } else {
+                        s.n.to_string()
+                    },
+                    figure_text::ratio(f),
                 ]
             })
             .collect(),
@@ -483,7 +499,7 @@ fn density_table(doc: &Results) -> Option<Table> {
             rows.push(vec![
                 d.backend.clone(),
                 s.instances.to_string(),
-                format!("{} ms", number(phases::median(&s.start_ms))),
+                format!("{} ms", number(stats::median(&s.start_ms).unwrap_or(0.0))),
                 format!("{} MiB", number(kib_to_mib(s.per_instance.pss_kib))),
                 format!("{} MiB", number(kib_to_mib(s.per_instance.uss_kib))),
                 format!("{} MiB", number(kib_to_mib(s.host.available_kib))),
@@ -562,17 +578,24 @@ fn startup_note(doc: &Results, text: &mut String) {
     let Some(native) = median(doc, "native", "startup", "time_to_start") else {
         return;
     };
+    let raw: Vec<String> = others(doc, "startup", "time_to_start")
+        .iter()
+        .filter(|f| f.raw_cost)
+        .map(|f| format!("{} {} ms", f.backend, number(f.summary.median)))
+        .collect();
     let others: Vec<String> = others(doc, "startup", "time_to_start")
         .iter()
+        .filter(|f| !f.raw_cost)
         .map(|f| {
             format!(
-                "{} {} ms ({} native)",
+                "{} {} ms ({})",
                 f.backend,
                 number(f.summary.median),
-                times(f.summary.median / native)
+                figure_text::ratio_words(f).unwrap_or_else(|| "no like native figure".to_owned())
             )
         })
         .collect();
+
     if others.is_empty() {
         let _ = write!(
             text,
@@ -585,6 +608,16 @@ fn startup_note(doc: &Results, text: &mut String) {
             "Here, from launch to the workload's first record, a plain process took {} ms, {}. ",
             number(native),
             list(&others)
+        );
+    }
+    if !raw.is_empty() {
+        let _ = write!(
+            text,
+            "The micro guests ({}) boot no kernel and run no program: theirs are the \
+             hypervisor's raw costs (creating a VM, entering it, its first exit), not a VM's \
+             start, and they are set against nothing a process does. A VM is heavy because of \
+             the operating system it carries, which a micro guest leaves out. ",
+            list(&raw)
         );
     }
     for (backend, stages) in phases::stages(doc) {
@@ -610,8 +643,8 @@ fn startup_note(doc: &Results, text: &mut String) {
             .collect();
         let _ = write!(
             text,
-            "Of the {backend}'s start ({} ms by the medians of its phases), the largest \
-             parts were {}. ",
+            "Of the {backend}'s start ({} ms as the sum of its stages, each the median of \
+             that stage's time in every run), the largest parts were {}. ",
             number(total),
             list(&parts)
         );
@@ -665,26 +698,37 @@ fn overhead_note(doc: &Results, text: &mut String) {
         native_syscall,
         doc.figure("container", "syscall", "syscall"),
     ) {
-        let ratio = c.summary.median / n.summary.median;
-        let noise = n.summary.cv().max(c.summary.cv());
         let _ = write!(
             text,
             "Here one getppid(2) took {} ns natively and {} ns in the container",
             number(n.summary.median),
             number(c.summary.median)
         );
-        if (ratio - 1.0).abs() <= noise {
-            text.push_str(", the same within the runs' noise. ");
-        } else {
-            let _ = write!(
-                text,
-                ", {:.1}% {}, beyond the runs' noise (cv {:.1}% and {:.1}%): something on the \
-                 container's path differed on this run; run it again to see if it stays. ",
-                (ratio - 1.0).abs() * 100.0,
-                if ratio > 1.0 { "more" } else { "less" },
-                n.summary.cv() * 100.0,
-                c.summary.cv() * 100.0
-            );
+        match c.vs_baseline.as_ref().filter(|r| r.baseline == n.backend) {
+            Some(r) if r.differs() => {
+                let e = &r.estimate;
+                let _ = write!(
+                    text,
+                    ", {:.1}% {} [{:+.1}%, {:+.1}%]: the interval excludes no difference, so \
+                     something on the container's path differed on this run; run it again to \
+                     see if it stays. ",
+                    (e.value - 1.0).abs() * 100.0,
+                    if e.value > 1.0 { "more" } else { "less" },
+                    (e.ci.low - 1.0) * 100.0,
+                    (e.ci.high - 1.0) * 100.0
+                );
+            }
+            Some(r) => {
+                let e = &r.estimate;
+                let _ = write!(
+                    text,
+                    ": no significant difference (ratio {} [{}, {}]). ",
+                    times(e.value),
+                    number(e.ci.low),
+                    number(e.ci.high)
+                );
+            }
+            None => text.push_str(". "),
         }
     }
     let slowest = crate::charts::slowdowns(doc)
@@ -788,8 +832,8 @@ fn density_note(doc: &Results, text: &mut String) {
         if let (Some(first), Some(last)) = (first, d.steps.last()) {
             if last.instances > first.instances {
                 let (a, b) = (
-                    phases::median(&first.start_ms),
-                    phases::median(&last.start_ms),
+                    stats::median(&first.start_ms).unwrap_or(0.0),
+                    stats::median(&last.start_ms).unwrap_or(0.0),
                 );
                 let _ = write!(
                     text,

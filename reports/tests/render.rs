@@ -46,23 +46,41 @@ fn the_markdown_has_every_concern_the_warning_ratios_and_problems() {
     }
     assert!(md.contains("**Warning:** KVM on this host is software (kvm_pvm)"));
     assert!(md.contains("| KVM | software (kvm_pvm): guest instructions are emulated |"));
-    // Each figure with its spread, and the container's startup median over native's:
-    // 2.6 / 0.55.
+    // Each figure with its interval and spread, and the container's startup median over
+    // native's, 2.6 / 0.55, with its bootstrap interval; the micro guest's are raw costs,
+    // with no ratio.
     assert!(
         md.contains(
-            "| container | startup | time_to_start | 2.600 ms | 2.800 ms | 6.1% | 5 | 4.727x |"
+            "| container | startup | time_to_start | 2.600 ms [2.400, 2.800] | 2.780 ms | 6.1% | 5 | 4.727x ["
         ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| microvm (raw cost) | startup | time_to_start | 1.250 ms [1.200, 1.300] | 1.296 ms | 3.3% | 5 | |"),
+        "{md}"
+    );
+    // A single derived number is a value: no spread, no interval.
+    assert!(
+        md.contains("| container | density | marginal_host_memory | 2.200 MiB | | | value | |"),
         "{md}"
     );
     assert!(md.contains("- failed: container file, run 2: timed out after 60.0 s"));
     assert!(md.contains("- skipped: microvm cpu: needs a Linux guest"));
     // Teaching notes quote the numbers measured, the phases included.
-    assert!(md.contains("a plain process took 0.5500 ms, container 2.600 ms (4.727x native)"));
+    assert!(md.contains("a plain process took 0.5500 ms, container 2.600 ms (4.727x native ["));
+    assert!(md.contains("The micro guests (microvm 1.250 ms) boot no kernel and run no program"));
+    assert!(
+        !md.contains("2.273x"),
+        "no micro-guest ratio against native: {md}"
+    );
     assert!(
         md.contains("1.110 ms in namespaces (clone, uid maps)"),
         "{md}"
     );
-    assert!(md.contains("took 152 ns natively and 159 ns in the container, 4.6% more"));
+    assert!(
+        md.contains("took 152 ns natively and 159 ns in the container, 4.6% more ["),
+        "{md}"
+    );
     // What no micro guest can measure is said, not left out.
     assert!(md.contains("*No Linux guest was measured: the microvm figures come from micro guests"));
     assert!(md.contains("*No guest kernel memory was measured"));
@@ -71,15 +89,19 @@ fn the_markdown_has_every_concern_the_warning_ratios_and_problems() {
 #[test]
 fn teaching_notes_follow_the_numbers() {
     let mut doc = fixture();
+    let native = doc.figure("native", "syscall", "syscall").unwrap().clone();
     for f in &mut doc.figures {
         if f.backend == "container" && f.metric == "syscall" {
-            f.summary.median = 153.0; // within native's noise of 1.7%
+            // Native's samples, 0.5% higher: no difference a test would claim.
+            f.samples = native.samples.iter().map(|x| x * 1.005).collect();
+            f.summary = stats::summarise(&f.samples).unwrap();
         }
     }
+    doc.attach_ratios();
     let md = markdown::render(&doc);
     assert!(
         md.contains(
-            "took 152 ns natively and 153 ns in the container, the same within the runs' noise"
+            "took 152 ns natively and 152.8 ns in the container: no significant difference"
         ),
         "{md}"
     );
@@ -216,44 +238,125 @@ fn a_chart_without_data_is_not_drawn() {
     assert!(!html::render(&doc).contains("chart-density"));
 }
 
-#[test]
-fn compare_shows_the_change_and_whether_it_exceeds_the_noise() {
-    let base = fixture();
-    let mut after = fixture();
-    for f in &mut after.figures {
-        if f.backend == "container" && f.metric == "time_to_start" {
-            f.summary.median *= 1.5; // far beyond its cv of about 6%
+/// The fixture with every distribution given 20 samples around its median (a spread of
+/// a few percent, the same pattern for every figure), times `scale(figure)`.
+fn twenty_samples(scale: impl Fn(&reports::document::Figure) -> f64) -> Results {
+    let mut doc = fixture();
+    for f in &mut doc.figures {
+        if f.kind != reports::document::Kind::Distribution {
+            continue;
         }
-        if f.backend == "native" && f.metric == "time_to_start" {
-            f.summary.median *= 1.01; // within its cv
-        }
+        let k = scale(f);
+        let median = f.summary.median;
+        f.samples = (0..20u32)
+            .map(|i| median * k * (1.0 + 0.03 * (f64::from(i) * 2.1).sin()))
+            .collect();
+        f.summary = stats::summarise(&f.samples).unwrap();
     }
+    doc.attach_ratios();
+    doc
+}
+
+#[test]
+fn compare_of_a_document_with_itself_finds_no_significant_change() {
+    let doc = twenty_samples(|_| 1.0);
+    let rows = compare::rows(&[doc.clone(), doc.clone()]);
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let change = row.changes[0].as_ref().unwrap();
+        assert!(!change.significant(), "{row:?}");
+    }
+    let text = compare::markdown(&[doc.clone(), doc], &["a.json".into(), "a.json".into()]);
+    assert!(!text.contains("slower by"), "{text}");
+    assert!(text.contains("| no significant change (+0.0% ["), "{text}");
+}
+
+#[test]
+fn compare_flags_exactly_the_backend_that_got_slower_with_intervals() {
+    let base = twenty_samples(|_| 1.0);
+    // The container's samples 25% worse, native's 1% slower (below the smallest effect
+    // claimed), the rest the same.
+    let mut after = twenty_samples(|f| match (f.backend.as_str(), f.better) {
+        ("container", reports::document::Better::Lower) => 1.25,
+        ("container", reports::document::Better::Higher) => 0.8,
+        ("native", _) => 1.01,
+        _ => 1.0,
+    });
     after.figures.retain(|f| f.metric != "exit_round_trip");
     let rows = compare::rows(&[base.clone(), after.clone()]);
-    let row = |name: &str| rows.iter().find(|r| r.figure == name).unwrap();
-    let container = row("container startup time_to_start").changes[0].unwrap();
-    assert!((container.pct - 50.0).abs() < 1e-9);
-    assert!(container.significant());
-    assert!(!container.improves(reports::document::Better::Lower));
-    let native = row("native startup time_to_start").changes[0].unwrap();
-    assert!(!native.significant(), "{native:?}");
-    // Its noise is the larger of the two runs' cv: 7.5% here.
-    assert!((native.noise_pct - 7.496).abs() < 0.01, "{native:?}");
+    for row in &rows {
+        let Some(change) = &row.changes[0] else {
+            continue;
+        };
+        let container = row.figure.starts_with("container ")
+            && row.figures[0].as_ref().unwrap().kind == reports::document::Kind::Distribution;
+        assert_eq!(change.significant(), container, "{row:?}");
+        if container {
+            let t = change.test.as_ref().unwrap();
+            let expected = if row.better == reports::document::Better::Lower {
+                0.25
+            } else {
+                -0.2
+            };
+            assert!((t.change - expected).abs() < 1e-9, "{row:?}");
+            assert!(t.ci.contains(expected) && !t.ci.contains(0.0), "{row:?}");
+        }
+    }
     // A figure the later document lacks is kept, and said to be missing.
+    let row = |name: &str| rows.iter().find(|r| r.figure == name).unwrap();
     let gone = row("microvm exits exit_round_trip");
-    assert_eq!(gone.medians[1], None);
+    assert_eq!(gone.figures[1], None);
     assert_eq!(gone.changes[0], None);
     let md = compare::markdown(&[base, after], &["a.json".into(), "b.json".into()]);
-    assert!(
-        md.contains("| container startup time_to_start | 2.600 ms ±6.1% | 3.900 ms ±6.1% | **+50.0%** worse (noise 6.1%) |"),
-        "{md}"
-    );
-    assert!(md.contains("+1.0% within noise (7.5%)"), "{md}");
-    assert!(
-        md.contains("| microvm exits exit_round_trip | 6150 ns ±0.8% | missing |"),
-        "{md}"
-    );
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("| container startup time_to_start |"))
+        .unwrap();
+    assert!(line.contains("| slower by 25.0% [+"), "{line}");
+    assert!(line.ends_with(", worse (p < 0.001) |"), "{line}");
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("| native startup time_to_start |"))
+        .unwrap();
+    assert!(line.contains("| no significant change (+1.0% ["), "{line}");
+    assert!(md.contains("| microvm exits exit_round_trip | 61"), "{md}");
+    assert!(md.contains("| missing |"), "{md}");
     assert!(md.contains("| kernel | 6.1.0 | 6.1.0 |"), "{md}");
+    assert!(md.contains("Mann-Whitney"), "{md}");
+}
+
+#[test]
+fn compare_names_what_differs_between_the_plans() {
+    let base = fixture();
+    let mut after = fixture();
+    after.plan.order = "interleaved".to_owned();
+    after.plan.settings.insert(
+        "microvm".to_owned(),
+        "Linux guests (6.1.0), 1 vCPU, 128 MiB".to_owned(),
+    );
+    for f in &mut after.figures {
+        if f.backend == "microvm" {
+            f.variant = "Linux guests (6.1.0), 1 vCPU, 128 MiB".to_owned();
+        }
+    }
+    let md = compare::markdown(&[base, after], &["a.json".into(), "b.json".into()]);
+    assert!(
+        md.contains("| **order** (differs) | blocked | interleaved |"),
+        "{md}"
+    );
+    assert!(md.contains("| **microvm settings** (differs) |"), "{md}");
+    assert!(
+        md.contains("Warning: the documents differ in order, microvm settings"),
+        "{md}"
+    );
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("| microvm startup time_to_start |"))
+        .unwrap();
+    assert!(
+        line.contains("not like for like: ran \"\" then \"Linux guests"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -276,10 +379,10 @@ fn what_is_not_a_results_document_is_named_and_refused() {
     ));
     let newer = write(
         "newer.json",
-        &full.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1),
+        &full.replacen("\"schema_version\": 1", "\"schema_version\": 3", 1),
     );
     let e = Results::read(&newer).unwrap_err();
-    assert!(matches!(e, Error::Newer { found: 2, .. }), "{e}");
+    assert!(matches!(e, Error::Newer { found: 3, .. }), "{e}");
     assert!(e.to_string().contains("use a newer vcbench"));
     let other = write("other.json", r#"{"name": "not results"}"#);
     let e = Results::read(&other).unwrap_err();

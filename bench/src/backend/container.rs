@@ -159,9 +159,17 @@ impl ContainerInstance {
 
 impl Instance for ContainerInstance {
     fn pids(&self) -> Vec<u32> {
-        self.container()
-            .map(container::Container::pids)
-            .unwrap_or_default()
+        match self.container() {
+            // Without a cgroup (rootless), the container's processes are its first
+            // process and every one descended from it: the workload forks its work.
+            Some(c) if c.cgroup().is_none() => c
+                .pids()
+                .first()
+                .map(|&init| procfs::with_descendants(init))
+                .unwrap_or_default(),
+            Some(c) => c.pids(),
+            None => Vec::new(),
+        }
     }
 
     fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {

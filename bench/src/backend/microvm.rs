@@ -31,6 +31,13 @@ use crate::clock::Stamp;
 use crate::procfs;
 use crate::scenario::Scenario;
 
+/// Why a VM backend does not run the `file` scenario: like for like, its files would go to
+/// a virtual disk backed by a host file, as native and container write to a host disk.
+pub const NO_VIRTUAL_DISK: &str =
+    "the monitor has no virtual disk yet: a Linux guest's files would go to its initramfs \
+     (RAM, where fsync does nothing) while native and container write to a disk, so the \
+     figures would not be like for like";
+
 /// Guest memory of a microVM unless told otherwise, MiB.
 pub const GUEST_MIB: u64 = 128;
 /// The kernel command line of a Linux guest, before the workload's environment and
@@ -233,6 +240,7 @@ impl Backend for MicroVm {
         );
         match &self.guests {
             _ if scenario == Scenario::Exits => Ok(()),
+            Guests::Linux(_) if scenario == Scenario::File => Err(NO_VIRTUAL_DISK.to_owned()),
             Guests::Linux(_) => Ok(()),
             Guests::Micro(_) if micro => Ok(()),
             Guests::Micro(why) | Guests::Unbootable(why) => Err(why.clone()),

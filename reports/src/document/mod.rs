@@ -20,9 +20,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use host::{Host, Kvm};
+pub use stats::{Estimate, Interval, Summary};
 
 /// The version of this document's layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Why a file cannot be read as a results document.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +146,22 @@ pub struct Plan {
     pub settings: BTreeMap<String, String>,
     /// The scenarios, in the order they ran.
     pub scenarios: Vec<PlannedScenario>,
+    /// How each scenario's runs were ordered among the backends: `interleaved` (rounds
+    /// of one run per backend, each round shuffled), `random` or `blocked` (every run of
+    /// one backend before the next). Documents before version 2 ran `blocked`.
+    #[serde(default = "blocked")]
+    pub order: String,
+    /// The seed of every shuffle and bootstrap of the run: the same seed gives the same
+    /// order and the same intervals.
+    #[serde(default)]
+    pub seed: u64,
+    /// The backend other backends' figures are compared with (`vs_baseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+}
+
+fn blocked() -> String {
+    "blocked".to_owned()
 }
 
 /// One scenario of a plan.
@@ -185,10 +202,132 @@ pub struct Figure {
     pub unit: String,
     /// Which way is better.
     pub better: Better,
-    /// Raw samples, one per successful measured run, in run order.
+    /// A distribution of samples from repeated runs, or a single derived value.
+    #[serde(default)]
+    pub kind: Kind,
+    /// Which clock timed it, where it is a time or a rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+    /// What ran, beyond the backend's name (its guest, namespaces, limits): part of the
+    /// figure's identity. Figures are paired across backends or documents only when
+    /// this says they ran like work; otherwise the difference is named.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+    /// The figure is a hypervisor's raw cost (a micro guest: no kernel, no program), with
+    /// no like figure on a backend that runs programs: it is never set against one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub raw_cost: bool,
+    /// Raw samples, one per successful measured run, in run order (one for a value).
     pub samples: Vec<f64>,
     /// Their summary.
     pub summary: Summary,
+    /// Its median against the baseline backend's like figure, with an interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_baseline: Option<Ratio>,
+}
+
+impl Figure {
+    /// A figure of samples from repeated runs; `None` when there are none or one is not
+    /// finite.
+    pub fn distribution(
+        backend: &str,
+        scenario: &str,
+        metric: &str,
+        unit: &str,
+        better: Better,
+        samples: Vec<f64>,
+    ) -> Option<Figure> {
+        Some(Figure {
+            backend: backend.to_owned(),
+            scenario: scenario.to_owned(),
+            metric: metric.to_owned(),
+            unit: unit.to_owned(),
+            better,
+            kind: Kind::Distribution,
+            clock: None,
+            variant: String::new(),
+            raw_cost: false,
+            summary: stats::summarise(&samples)?,
+            samples,
+            vs_baseline: None,
+        })
+    }
+
+    /// A figure that is one derived number; `None` when it is not finite.
+    pub fn value(
+        backend: &str,
+        scenario: &str,
+        metric: &str,
+        unit: &str,
+        better: Better,
+        value: f64,
+    ) -> Option<Figure> {
+        let mut figure =
+            Figure::distribution(backend, scenario, metric, unit, better, vec![value])?;
+        figure.kind = Kind::Value;
+        figure.summary.ci = None;
+        Some(figure)
+    }
+
+    /// The same figure, timed by `clock`.
+    pub fn timed_by(mut self, clock: Option<Clock>) -> Figure {
+        self.clock = clock;
+        self
+    }
+
+    /// The same figure, saying what ran (see [`Figure::variant`], [`Figure::raw_cost`]).
+    pub fn ran(mut self, variant: &str, raw_cost: bool) -> Figure {
+        self.variant = variant.to_owned();
+        self.raw_cost = raw_cost;
+        self
+    }
+
+    /// `backend scenario metric`: how the figure is named to a reader.
+    pub fn name(&self) -> String {
+        format!("{} {} {}", self.backend, self.scenario, self.metric)
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Whether a figure is a distribution or a single value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Samples from repeated runs: median, interval, spread and outliers mean something.
+    #[default]
+    Distribution,
+    /// One number derived once (a count of checks, a marginal cost): no spread, no
+    /// interval.
+    Value,
+}
+
+/// The clock that timed a figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// The host's monotonic clock, read by vcbench (markers, phases).
+    Host,
+    /// The instance's own clock, read by the workload: in a VM the guest's clock.
+    Instance,
+}
+
+/// A figure's median over the baseline's like figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Ratio {
+    /// The baseline backend.
+    pub baseline: String,
+    /// The ratio of the medians, and its bootstrap interval.
+    pub estimate: Estimate,
+}
+
+impl Ratio {
+    /// Whether the interval excludes 1: the two differ beyond what the runs vary by.
+    pub fn differs(&self) -> bool {
+        !self.estimate.ci.contains(1.0)
+    }
 }
 
 /// Host-clock markers of one run, in milliseconds after the launch was requested.
@@ -269,31 +408,6 @@ pub struct Skip {
     pub reason: String,
 }
 
-/// A summary of one figure's samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Summary {
-    /// Number of samples.
-    pub n: usize,
-    /// Smallest sample.
-    pub min: f64,
-    /// Largest sample.
-    pub max: f64,
-    /// Arithmetic mean.
-    pub mean: f64,
-    /// Median (50th percentile).
-    pub median: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Sample standard deviation (n - 1 in the denominator; 0 for a single sample).
-    pub stddev: f64,
-    /// Median absolute deviation from the median.
-    pub mad: f64,
-    /// Indices (into the samples, in run order) of outliers by modified z-score.
-    pub outliers: Vec<usize>,
-}
-
 /// A process's memory at one instant, in KiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Memory {
@@ -328,14 +442,65 @@ impl Results {
         seen
     }
 
-    /// The figure's median over native's median for the same scenario and metric; `None`
-    /// for native itself, or when native has no such figure (or a zero median).
-    pub fn vs_native(&self, figure: &Figure) -> Option<f64> {
-        if figure.backend == "native" {
-            return None;
+    /// The figure's ratio against the baseline's like figure, when it has one.
+    pub fn ratio<'a>(&self, figure: &'a Figure) -> Option<&'a Ratio> {
+        figure.vs_baseline.as_ref()
+    }
+
+    /// The baseline backend: the plan's, else native when it has figures, else the first
+    /// backend with figures.
+    pub fn baseline(&self) -> Option<&str> {
+        if let Some(b) = &self.plan.baseline {
+            return Some(b);
         }
-        let native = self.figure("native", &figure.scenario, &figure.metric)?;
-        (native.summary.median != 0.0).then(|| figure.summary.median / native.summary.median)
+        let backends = self.backends();
+        backends
+            .iter()
+            .find(|b| **b == "native")
+            .or(backends.first())
+            .copied()
+    }
+
+    /// Sets every figure's ratio against the baseline's like figure: same scenario,
+    /// metric, unit and variant kind, both distributions, neither a raw hypervisor cost.
+    /// The interval is a bootstrap from the plan's seed.
+    pub fn attach_ratios(&mut self) {
+        let Some(baseline) = self.baseline().map(str::to_owned) else {
+            return;
+        };
+        let seed = self.plan.seed;
+        let base: Vec<Figure> = self
+            .figures
+            .iter()
+            .filter(|f| f.backend == baseline)
+            .cloned()
+            .collect();
+        for figure in &mut self.figures {
+            figure.vs_baseline = None;
+            if figure.backend == baseline || figure.raw_cost || figure.kind == Kind::Value {
+                continue;
+            }
+            let Some(like) = base.iter().find(|b| {
+                b.scenario == figure.scenario
+                    && b.metric == figure.metric
+                    && b.unit == figure.unit
+                    && b.kind == Kind::Distribution
+                    && !b.raw_cost
+            }) else {
+                continue;
+            };
+            figure.vs_baseline = stats::ratio_of_medians(
+                &like.samples,
+                &figure.samples,
+                stats::LEVEL,
+                stats::DEFAULT_RESAMPLES,
+                seed,
+            )
+            .map(|estimate| Ratio {
+                baseline: baseline.clone(),
+                estimate,
+            });
+        }
     }
 
     /// Reads and checks a results document: a regular file of at most
@@ -405,7 +570,40 @@ impl Results {
                 found: version,
             });
         }
-        serde_json::from_value(value).map_err(|e| not_results(e.to_string()))
+        let mut doc: Results =
+            serde_json::from_value(value).map_err(|e| not_results(e.to_string()))?;
+        if version < 2 {
+            doc.upgrade_from_v1();
+        }
+        Ok(doc)
+    }
+
+    /// Brings a version 1 document to today's layout: its summaries are taken again from
+    /// its samples (with the median's interval), its micro-guest VM figures are raw
+    /// hypervisor costs (its plan's settings say which backends ran micro guests), single
+    /// derived numbers are values, and ratios against native are computed from its
+    /// samples.
+    fn upgrade_from_v1(&mut self) {
+        let micro: Vec<String> = self
+            .plan
+            .settings
+            .iter()
+            .filter(|(_, s)| s.contains("micro guest"))
+            .map(|(b, _)| b.clone())
+            .collect();
+        for figure in &mut self.figures {
+            figure.raw_cost = micro.contains(&figure.backend);
+            // Today's summary: the median's interval, outliers with the MeanAD fallback.
+            if let Some(summary) = stats::summarise(&figure.samples) {
+                figure.summary = summary;
+            }
+            if matches!(figure.scenario.as_str(), "isolation" | "density")
+                && figure.samples.len() == 1
+            {
+                figure.kind = Kind::Value;
+            }
+        }
+        self.attach_ratios();
     }
 
     /// The document as pretty JSON.
@@ -413,17 +611,6 @@ impl Results {
         // Every field is a plain string, number, bool or list or map of them with string
         // keys; serde_json cannot fail on them.
         serde_json::to_string_pretty(self).unwrap_or_default()
-    }
-}
-
-impl Summary {
-    /// Relative spread: standard deviation over mean (0 when the mean is 0).
-    pub fn cv(&self) -> f64 {
-        if self.mean == 0.0 {
-            0.0
-        } else {
-            self.stddev / self.mean.abs()
-        }
     }
 }
 

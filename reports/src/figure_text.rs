@@ -1,0 +1,127 @@
+//! How a figure is written for a reader: its median with the median's confidence
+//! interval, its ratio against the baseline with the ratio's interval, and the warnings
+//! its samples call for. The terminal table, the reports and `compare` all write figures
+//! this way.
+//!
+//! The statistics, in plain words: a median's interval is exact and assumes nothing of
+//! the samples' distribution (it comes from the order statistics); a ratio's interval is
+//! a bootstrap from the run's recorded seed. A ratio is called a difference only when its
+//! interval excludes 1; otherwise there is no significant difference. A single derived
+//! number (a count of checks, a marginal cost) is a value: it has no spread and no
+//! interval, and is written as the number alone.
+
+use crate::document::{Figure, Kind, Results};
+use crate::sections::number;
+
+/// The median (or the value) with its unit and, for a distribution, its interval:
+/// `3.210 ms [2.980, 3.400]`.
+pub fn median(figure: &Figure) -> String {
+    let s = &figure.summary;
+    let value = format!("{} {}", number(s.median), figure.unit);
+    match (&figure.kind, &s.ci) {
+        (Kind::Distribution, Some(ci)) => {
+            format!("{value} [{}, {}]", number(ci.low), number(ci.high))
+        }
+        _ => value,
+    }
+}
+
+/// The ratio against the baseline with its interval, `1.340x [1.200, 1.510]`, marked `*`
+/// when the interval excludes 1; empty when the figure has no like baseline figure.
+pub fn ratio(figure: &Figure) -> String {
+    let Some(r) = &figure.vs_baseline else {
+        return String::new();
+    };
+    let e = &r.estimate;
+    format!(
+        "{}x [{}, {}]{}",
+        number(e.value),
+        number(e.ci.low),
+        number(e.ci.high),
+        if r.differs() { "*" } else { "" }
+    )
+}
+
+/// The ratio in words for a note: "1.340x native [1.200, 1.510]", or "no significant
+/// difference from native (1.010x [0.970, 1.050])".
+pub fn ratio_words(figure: &Figure) -> Option<String> {
+    let r = figure.vs_baseline.as_ref()?;
+    let e = &r.estimate;
+    let interval = format!("[{}, {}]", number(e.ci.low), number(e.ci.high));
+    Some(if r.differs() {
+        format!("{}x {} {interval}", number(e.value), r.baseline)
+    } else {
+        format!(
+            "no significant difference from {} ({}x {interval})",
+            r.baseline,
+            number(e.value)
+        )
+    })
+}
+
+/// The spread column: cv for a distribution, nothing for a value.
+pub fn spread(figure: &Figure) -> String {
+    match figure.kind {
+        Kind::Distribution if figure.summary.n > 1 => {
+            format!("{:.1}%", figure.summary.cv() * 100.0)
+        }
+        _ => String::new(),
+    }
+}
+
+/// The spread above which a figure is called noisy.
+pub const HIGH_CV: f64 = 0.10;
+
+/// What a careful reader should know about the samples, as a benchmark harness warns:
+/// a high spread, outliers, a first run slower than the rest (the caches were cold), an
+/// interval that cannot reach its level with so few runs. One line per figure at most.
+pub fn warnings(doc: &Results) -> Vec<String> {
+    let mut lines = Vec::new();
+    for f in doc
+        .figures
+        .iter()
+        .filter(|f| f.kind == Kind::Distribution && f.summary.n > 1)
+    {
+        let s = &f.summary;
+        let mut said = Vec::new();
+        if s.cv() > HIGH_CV {
+            said.push(format!("a high spread (cv {:.1}%)", s.cv() * 100.0));
+        }
+        let first_slow = s.outliers.first() == Some(&0) && {
+            let first = f.samples[0];
+            match f.better {
+                crate::document::Better::Lower => first > s.median,
+                crate::document::Better::Higher => first < s.median,
+            }
+        };
+        if first_slow {
+            said.push("a first run far worse than the rest (add --warmup runs)".to_owned());
+        } else if !s.outliers.is_empty() {
+            said.push(format!(
+                "{} outlier{} of {}",
+                s.outliers.len(),
+                if s.outliers.len() == 1 { "" } else { "s" },
+                s.n
+            ));
+        }
+        if let Some(ci) = s.ci.filter(|ci| ci.coverage + 1e-9 < ci.level) {
+            said.push(format!(
+                "too few runs for a {:.0}% interval (its range covers {:.1}%; 6 runs or more)",
+                ci.level * 100.0,
+                ci.coverage * 100.0
+            ));
+        }
+        if !said.is_empty() {
+            lines.push(format!("{}: {}", f.name(), said.join(", ")));
+        }
+    }
+    if lines.iter().any(|l| !l.contains("too few runs")) {
+        lines.push(
+            "Spread and outliers come from the machine as much as the sandbox: run on a quiet \
+             machine, with more runs (--runs) and warmups (--warmup), before reading small \
+             differences."
+                .to_owned(),
+        );
+    }
+    lines
+}

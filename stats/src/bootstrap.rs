@@ -1,0 +1,149 @@
+//! A bootstrap confidence interval for the ratio of two medians.
+//!
+//! The bootstrap treats each set of samples as a stand-in for everything the measurement
+//! could have produced. It draws a new set of the same size from each, with replacement
+//! and independently of the other, and takes the ratio of the two new medians; doing so
+//! many times shows how much that ratio moves by chance alone. The interval is the
+//! middle `level` of those ratios (the percentile bootstrap): for 95%, from the 2.5th to
+//! the 97.5th percentile. Draws come from [`Rng`] seeded by the caller, so the interval
+//! is reproducible from the seed; each round resamples the baseline, then the other set.
+//! A round whose baseline median is 0 has no ratio and is skipped.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::interval::Interval;
+use crate::rng::Rng;
+use crate::summary::{median, percentile};
+
+/// How many resampling rounds to use unless there is a reason to choose otherwise.
+pub const DEFAULT_RESAMPLES: usize = 2000;
+
+/// A ratio estimated from the data, with its bootstrap confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Estimate {
+    /// `median(other) / median(baseline)` of the data as measured.
+    pub value: f64,
+    /// The percentile bootstrap interval of that ratio (its coverage is its level).
+    pub ci: Interval,
+}
+
+/// The ratio `median(other) / median(baseline)` with a percentile bootstrap interval at
+/// confidence `level` from `resamples` rounds drawn with `seed`.
+///
+/// `None` when either set is empty, a value is not finite, the baseline median is 0,
+/// `level` is not strictly between 0 and 1, `resamples` is 0, or more than half the
+/// rounds had a baseline median of 0.
+pub fn ratio_of_medians(
+    baseline: &[f64],
+    other: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<Estimate> {
+    if !(level > 0.0 && level < 1.0) || resamples == 0 {
+        return None;
+    }
+    let base_median = median(baseline)?;
+    let other_median = median(other)?;
+    if base_median == 0.0 {
+        return None;
+    }
+    let mut rng = Rng::new(seed);
+    let mut base_draw = vec![0.0; baseline.len()];
+    let mut other_draw = vec![0.0; other.len()];
+    let mut ratios = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let b = resampled_median(baseline, &mut base_draw, &mut rng);
+        let o = resampled_median(other, &mut other_draw, &mut rng);
+        if b != 0.0 {
+            ratios.push(o / b);
+        }
+    }
+    if ratios.len() * 2 < resamples {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    Some(Estimate {
+        value: other_median / base_median,
+        ci: Interval {
+            low: percentile(&ratios, (1.0 - level) / 2.0 * 100.0),
+            high: percentile(&ratios, (1.0 + level) / 2.0 * 100.0),
+            level,
+            coverage: level,
+        },
+    })
+}
+
+/// Fills `draw` (as long as `data`) with values of `data` drawn with replacement and
+/// returns their median.
+fn resampled_median(data: &[f64], draw: &mut [f64], rng: &mut Rng) -> f64 {
+    for slot in draw.iter_mut() {
+        *slot = data.get(rng.below(data.len())).copied().unwrap_or(0.0);
+    }
+    draw.sort_by(f64::total_cmp);
+    percentile(draw, 50.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 100, 103, ..., 157: a spread of about 15% around the median.
+    fn baseline() -> Vec<f64> {
+        (0..20).map(|i| 100.0 + 3.0 * f64::from(i)).collect()
+    }
+
+    #[test]
+    fn identical_sets_contain_one() {
+        let a = baseline();
+        let e = ratio_of_medians(&a, &a, 0.95, DEFAULT_RESAMPLES, 1).unwrap();
+        assert_eq!(e.value, 1.0);
+        assert!(e.ci.contains(1.0), "{e:?}");
+        assert_eq!((e.ci.level, e.ci.coverage), (0.95, 0.95));
+    }
+
+    #[test]
+    fn a_quarter_more_is_found() {
+        let a = baseline();
+        let b: Vec<f64> = a.iter().map(|x| x * 1.25).collect();
+        let e = ratio_of_medians(&a, &b, 0.95, DEFAULT_RESAMPLES, 1).unwrap();
+        assert!((e.value - 1.25).abs() < 1e-12);
+        assert!(e.ci.contains(1.25) && !e.ci.contains(1.0), "{e:?}");
+    }
+
+    #[test]
+    fn seeds_decide_the_draws() {
+        let a = baseline();
+        let b: Vec<f64> = a.iter().rev().map(|x| x * 1.1 + 2.0).collect();
+        let first = ratio_of_medians(&a, &b, 0.95, DEFAULT_RESAMPLES, 7).unwrap();
+        assert_eq!(
+            first,
+            ratio_of_medians(&a, &b, 0.95, DEFAULT_RESAMPLES, 7).unwrap()
+        );
+        let other = ratio_of_medians(&a, &b, 0.95, DEFAULT_RESAMPLES, 8).unwrap();
+        assert_ne!(first.ci, other.ci);
+        assert!(
+            (first.ci.low - other.ci.low).abs() < 0.02,
+            "{first:?} {other:?}"
+        );
+        assert!(
+            (first.ci.high - other.ci.high).abs() < 0.02,
+            "{first:?} {other:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_to_estimate() {
+        let a = [1.0, 2.0, 3.0];
+        assert_eq!(ratio_of_medians(&[], &a, 0.95, 100, 1), None);
+        assert_eq!(ratio_of_medians(&a, &[], 0.95, 100, 1), None);
+        assert_eq!(ratio_of_medians(&a, &[1.0, f64::NAN], 0.95, 100, 1), None);
+        assert_eq!(ratio_of_medians(&[0.0, 0.0, 1.0], &a, 0.95, 100, 1), None);
+        assert_eq!(ratio_of_medians(&a, &a, 1.0, 100, 1), None);
+        assert_eq!(ratio_of_medians(&a, &a, 0.95, 0, 1), None);
+        // About a third of the resampled baselines have median 0: skipped, not fatal.
+        let zeros = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        assert!(ratio_of_medians(&zeros, &a, 0.95, 200, 1).is_some());
+    }
+}
