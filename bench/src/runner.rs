@@ -534,3 +534,334 @@ fn figures(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The runner with fake backends: instances whose records, phases and failures are
+    //! scripted, so the order of runs, interruption and the figures can be checked
+    //! without starting anything.
+
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use workload::record::{Metric, Record};
+
+    use super::*;
+    use crate::backend::{Error, Event, Exit, Instance};
+    use crate::clock::Stamp;
+    use crate::results::Kind;
+
+    /// What every fake backend of a test shares: the order instances were launched in,
+    /// and a stop flag raised after a number of launches.
+    #[derive(Default)]
+    struct Script {
+        launched: Mutex<Vec<&'static str>>,
+        launches: AtomicUsize,
+        stop_after: Option<usize>,
+        stop: Arc<AtomicBool>,
+    }
+
+    struct Fake {
+        name: &'static str,
+        /// Launch to the workload's first record.
+        start_ms: f64,
+        /// A micro guest: runs no program.
+        micro: bool,
+        /// Launches (counted from 1) whose instance exits with status 1.
+        failing: Vec<usize>,
+        script: Arc<Script>,
+    }
+
+    impl Backend for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn describe(&self) -> &'static str {
+            "a scripted backend"
+        }
+        fn availability(&self) -> Availability {
+            Availability::Available
+        }
+        fn settings(&self) -> String {
+            if self.micro {
+                "micro guests".to_owned()
+            } else {
+                String::new()
+            }
+        }
+        fn runs_programs(&self) -> Result<(), String> {
+            match self.micro {
+                true => Err("micro guests run no program".to_owned()),
+                false => Ok(()),
+            }
+        }
+        fn launch(&self, _: &Launch) -> Result<Box<dyn Instance>, Error> {
+            let n = self.script.launches.fetch_add(1, Ordering::SeqCst) + 1;
+            self.script.launched.lock().unwrap().push(self.name);
+            if self.script.stop_after.is_some_and(|after| n > after) {
+                self.script.stop.store(true, Ordering::SeqCst);
+            }
+            Ok(Box::new(FakeInstance {
+                created: Stamp::now(),
+                start_ms: self.start_ms,
+                events: 0,
+                status: i32::from(self.failing.contains(&n)),
+            }))
+        }
+    }
+
+    struct FakeInstance {
+        created: Stamp,
+        start_ms: f64,
+        events: u32,
+        status: i32,
+    }
+
+    impl FakeInstance {
+        fn at(&self, ms: f64) -> Stamp {
+            // Whole nanoseconds of a few milliseconds: exact.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Stamp(self.created.0 + (ms * 1e6) as u64)
+        }
+    }
+
+    impl Instance for FakeInstance {
+        fn pids(&self) -> Vec<u32> {
+            Vec::new()
+        }
+        fn next_event(&mut self, _: Instant) -> Result<Option<Event>, Error> {
+            self.events += 1;
+            let workload = "hello".to_owned();
+            Ok(Some(match self.events {
+                1 => Event::Record {
+                    record: Record::Started {
+                        workload,
+                        pid: 1,
+                        pid1: true,
+                    },
+                    at: self.at(self.start_ms),
+                },
+                2 => Event::Record {
+                    record: Record::Result {
+                        workload,
+                        metrics: vec![Metric::new("vm_hwm_kib", 1024.0, "KiB")],
+                        facts: Vec::new(),
+                    },
+                    at: self.at(self.start_ms + 0.1),
+                },
+                _ => Event::Closed {
+                    at: self.at(self.start_ms + 0.2),
+                },
+            }))
+        }
+        fn release(&mut self) {}
+        fn wait(&mut self, _: Instant) -> Result<Exit, Error> {
+            Ok(Exit {
+                status: self.status,
+                at: self.at(self.start_ms + 0.3),
+                maxrss_kib: None,
+                timed_out: false,
+            })
+        }
+        fn diagnostics(&mut self) -> String {
+            String::new()
+        }
+        fn phases(&mut self) -> Vec<(String, Stamp)> {
+            vec![("cloned".to_owned(), self.at(self.start_ms / 2.0))]
+        }
+        fn teardown(self: Box<Self>) {}
+    }
+
+    fn fake(name: &'static str, start_ms: f64, script: &Arc<Script>) -> Box<dyn Backend> {
+        Box::new(Fake {
+            name,
+            start_ms,
+            micro: false,
+            failing: Vec::new(),
+            script: Arc::clone(script),
+        })
+    }
+
+    fn plan(backends: Vec<Box<dyn Backend>>, runs: u32, warmup: u32, order: Order) -> Plan {
+        Plan {
+            backends,
+            steps: vec![Step::new(
+                Scenario::Startup,
+                Some(runs),
+                Some(warmup),
+                Some(Duration::from_secs(5)),
+            )],
+            density: density::Options {
+                instances: vec![1],
+                parallel: 1,
+                hold_mib: 1,
+                floor_kib: 0,
+                timeout: Duration::from_secs(5),
+            },
+            order,
+            seed: 11,
+            baseline: None,
+        }
+    }
+
+    fn execute_plan(plan: &Plan, script: &Script) -> Results {
+        execute(
+            plan,
+            Path::new("/nonexistent/workload"),
+            crate::host::detect(),
+            &Silent,
+            &script.stop,
+        )
+    }
+
+    #[test]
+    fn runs_alternate_between_backends_in_shuffled_rounds() {
+        let script = Arc::new(Script::default());
+        let backends = vec![
+            fake("native", 1.0, &script),
+            fake("container", 2.0, &script),
+        ];
+        let plan = plan(backends, 10, 1, Order::Interleaved);
+        let results = execute_plan(&plan, &script);
+        let launched = script.launched.lock().unwrap().clone();
+        assert_eq!(launched.len(), 22);
+        // Each backend's warmup first, then rounds of one run of each.
+        assert_eq!(launched[..2], ["native", "container"]);
+        for round in launched[2..].chunks(2) {
+            assert!(
+                round.contains(&"native") && round.contains(&"container"),
+                "{launched:?}"
+            );
+        }
+        // The shuffle lets either go first.
+        assert!(launched[2..].chunks(2).any(|r| r[0] == "native"));
+        assert!(launched[2..].chunks(2).any(|r| r[0] == "container"));
+        // The results' runs are in the order they ran, and the plan says how.
+        let backends: Vec<&str> = results.runs.iter().map(|r| r.backend.as_str()).collect();
+        assert_eq!(backends, launched);
+        assert_eq!(results.plan.order, "interleaved");
+        assert_eq!(results.plan.seed, 11);
+        assert_eq!(results.plan.baseline.as_deref(), Some("native"));
+        assert!(results.complete);
+    }
+
+    #[test]
+    fn blocked_order_runs_one_backend_after_the_other() {
+        let script = Arc::new(Script::default());
+        let backends = vec![
+            fake("native", 1.0, &script),
+            fake("container", 2.0, &script),
+        ];
+        execute_plan(&plan(backends, 3, 1, Order::Blocked), &script);
+        let launched = script.launched.lock().unwrap().clone();
+        assert_eq!(
+            launched,
+            [
+                "native",
+                "native",
+                "native",
+                "native",
+                "container",
+                "container",
+                "container",
+                "container"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_figure_has_an_interval_and_ratios_pair_like_figures() {
+        let script = Arc::new(Script::default());
+        let micro = Box::new(Fake {
+            name: "microvm",
+            start_ms: 0.5,
+            micro: true,
+            failing: Vec::new(),
+            script: Arc::clone(&script),
+        });
+        let backends = vec![
+            fake("native", 1.0, &script),
+            fake("container", 2.0, &script),
+            micro,
+        ];
+        let results = execute_plan(&plan(backends, 8, 0, Order::Interleaved), &script);
+        for f in &results.figures {
+            assert_eq!(f.kind, Kind::Distribution);
+            assert!(f.summary.ci.is_some(), "{f:?}");
+        }
+        let start = |b| results.figure(b, "startup", "time_to_start").unwrap();
+        assert_eq!(start("native").clock, Some(crate::results::Clock::Host));
+        let ratio = start("container").vs_baseline.as_ref().unwrap();
+        assert_eq!(ratio.baseline, "native");
+        // Twice native's start, up to the microseconds between launch and the fake's
+        // clock: an interval around 2 that excludes 1.
+        assert!((ratio.estimate.value - 2.0).abs() < 0.1, "{ratio:?}");
+        assert!(ratio.differs());
+        // The micro guest's figures are raw costs: no ratio against a process.
+        let micro = start("microvm");
+        assert!(micro.raw_cost);
+        assert!(micro.vs_baseline.is_none());
+        assert_eq!(micro.variant, "micro guests");
+    }
+
+    #[test]
+    fn an_interrupted_run_keeps_the_figures_of_the_runs_it_completed() {
+        let script = Arc::new(Script {
+            stop_after: Some(7),
+            ..Script::default()
+        });
+        let backends = vec![
+            fake("native", 1.0, &script),
+            fake("container", 2.0, &script),
+        ];
+        let results = execute_plan(&plan(backends, 10, 1, Order::Interleaved), &script);
+        assert!(!results.complete);
+        // Launch 8 saw the stop and was cut short; nothing started after it.
+        assert_eq!(script.launched.lock().unwrap().len(), 8);
+        let measured: usize = results
+            .figures
+            .iter()
+            .filter(|f| f.metric == "time_to_start")
+            .map(|f| f.summary.n)
+            .sum();
+        // Two warmups and five measured runs completed.
+        assert_eq!(measured, 5);
+        assert_eq!(results.failures.len(), 1);
+        assert_eq!(results.failures[0].reason, "interrupted");
+    }
+
+    #[test]
+    fn a_failed_run_is_recorded_and_leaves_the_others_figures() {
+        let script = Arc::new(Script::default());
+        let failing = Box::new(Fake {
+            name: "container",
+            start_ms: 2.0,
+            micro: false,
+            // The container's second run (launches are counted over every backend).
+            failing: vec![6],
+            script: Arc::clone(&script),
+        });
+        let backends = vec![fake("native", 1.0, &script), failing];
+        let results = execute_plan(&plan(backends, 4, 0, Order::Blocked), &script);
+        assert_eq!(results.failures.len(), 1);
+        assert_eq!(results.failures[0].backend, "container");
+        assert_eq!(results.failures[0].index, 1);
+        assert_eq!(results.failures[0].reason, "exited with status 1");
+        let n = |b| {
+            results
+                .figure(b, "startup", "time_to_start")
+                .unwrap()
+                .summary
+                .n
+        };
+        assert_eq!((n("native"), n("container")), (4, 3));
+    }
+
+    #[test]
+    fn the_baseline_is_the_one_asked_for_else_native_else_the_first() {
+        assert_eq!(baseline(Some("runc"), &["native", "runc"]), "runc");
+        assert_eq!(baseline(None, &["container", "native"]), "native");
+        assert_eq!(baseline(None, &["container", "microvm"]), "container");
+    }
+}

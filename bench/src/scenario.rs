@@ -379,6 +379,24 @@ mod tests {
     }
 
     #[test]
+    fn impossible_values_fail_the_run_with_the_reason() {
+        let value = |metric: &str, value| Value {
+            metric: metric.to_owned(),
+            unit: "MiB",
+            better: Better::Lower,
+            clock: None,
+            value,
+        };
+        assert!(check(&[value("rss", 1.4), value("overhead_rss", 0.0)]).is_ok());
+        let refused = check(&[value("rss", 1.4), value("overhead_rss", -62.6)]).unwrap_err();
+        assert!(
+            refused.starts_with("overhead_rss came out as -62.60 MiB, which cannot be negative"),
+            "{refused}"
+        );
+        assert!(check(&[value("rss", f64::NAN)]).is_err());
+    }
+
+    #[test]
     fn footprint_overhead_subtracts_the_touched_memory() {
         let obs = Observation {
             metrics: vec![Metric::new("touched_mib", 64.0, "MiB")],
