@@ -42,6 +42,21 @@ pub fn render(doc: &Results) -> String {
         let _ = writeln!(out, "<tr><th>{what}</th><td>{}</td></tr>", escape(&value));
     }
     out.push_str("</table>\n");
+    if !doc.figures.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">{}</p>",
+            escape(&crate::figure_text::reading(doc))
+        );
+        let warnings = crate::figure_text::warnings(doc);
+        if !warnings.is_empty() {
+            out.push_str("<ul class=\"warn\">\n");
+            for w in warnings {
+                let _ = writeln!(out, "<li>{}</li>", escape(&w));
+            }
+            out.push_str("</ul>\n");
+        }
+    }
     for section in sections::sections(doc) {
         let _ = writeln!(
             out,

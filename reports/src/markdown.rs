@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::document::Results;
+use crate::figure_text;
 use crate::sections::{self, Table};
 
 /// Renders the Markdown report.
@@ -18,6 +19,13 @@ pub fn render(doc: &Results) -> String {
         let _ = writeln!(out, "| {what} | {} |", escape(&value));
     }
     out.push('\n');
+    if !doc.figures.is_empty() {
+        let _ = writeln!(out, "{}\n", figure_text::reading(doc));
+        for w in figure_text::warnings(doc) {
+            let _ = writeln!(out, "- {}", escape(&w));
+        }
+        out.push('\n');
+    }
     for section in sections::sections(doc) {
         let _ = writeln!(out, "## {}\n", section.title);
         if !section.note.is_empty() {
