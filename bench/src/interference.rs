@@ -131,7 +131,14 @@ pub fn run(
                     continue;
                 }
             };
-            let beside = victim_samples(backend, &victim, &victim_step, stop, &mut outcome);
+            let beside = victim_samples(
+                backend,
+                &victim,
+                &victim_step,
+                instance.as_ref(),
+                stop,
+                &mut outcome,
+            );
             instance.release();
             drop(instance.wait(Instant::now() + Duration::from_secs(2)));
             instance.teardown();
@@ -199,18 +206,58 @@ fn victim_values(
     Some((name, better, stats::median(&samples)?))
 }
 
-/// The victim's first figure over its runs, beside a neighbour.
+/// The least CPU time the neighbour must use during a victim run, as a share of the
+/// run's wall time, to count as busy beside it. A spinning or forking neighbour uses
+/// nearly a whole CPU; a writer of fsync'ed files waits on the disk, but still far more
+/// than this.
+pub const NEIGHBOUR_BUSY_SHARE: f64 = 0.01;
+
+/// Why a victim run's neighbour was not working beside it, if it was not: its processes
+/// are gone, or it used (almost) no CPU while the victim ran.
+pub fn neighbour_idle(alive: bool, cpu_ns: u64, wall_ns: u64) -> Option<String> {
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "nanoseconds of a run, far below 2^52"
+    )]
+    let share = cpu_ns as f64 / wall_ns.max(1) as f64;
+    if !alive {
+        Some("the neighbour had exited: the victim ran beside nothing".to_owned())
+    } else if share < NEIGHBOUR_BUSY_SHARE {
+        Some(format!(
+            "the neighbour was not busy while the victim ran (it used {:.2}% of a CPU, under \
+             {:.0}%): the slowdown would be measured beside an idle neighbour",
+            share * 100.0,
+            NEIGHBOUR_BUSY_SHARE * 100.0
+        ))
+    } else {
+        None
+    }
+}
+
+/// The victim's first figure over its runs, beside a neighbour. Each run counts only
+/// when the neighbour was alive and used CPU time while it ran.
 fn victim_samples(
     backend: &dyn Backend,
     victim: &Launch,
     step: &Step,
+    neighbour: &dyn Instance,
     stop: &AtomicBool,
     outcome: &mut Outcome,
 ) -> Vec<f64> {
     let mut samples = Vec::new();
     for _ in 0..step.runs {
+        let pids = neighbour.pids();
+        let before = crate::procfs::cpu_ns(&pids);
+        let started = Instant::now();
         let run = run_once(backend, victim, step, stop);
-        match run.failure {
+        let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let alive = !pids.is_empty()
+            && pids
+                .iter()
+                .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        let used = crate::procfs::cpu_ns(&pids).saturating_sub(before);
+        let failure = run.failure.or_else(|| neighbour_idle(alive, used, wall));
+        match failure {
             Some(reason) => outcome.failures.push(Failure {
                 backend: backend.name().to_owned(),
                 scenario: "interference".to_owned(),
@@ -247,5 +294,22 @@ fn start_neighbour(backend: &dyn Backend, launch: &Launch) -> Result<Box<dyn Ins
                 return Err(format!("the neighbour did not start: {why}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_victim_run_counts_only_beside_a_busy_neighbour() {
+        use super::neighbour_idle;
+        // 80 ms of CPU in a 100 ms run: busy.
+        assert_eq!(neighbour_idle(true, 80_000_000, 100_000_000), None);
+        let idle = neighbour_idle(true, 100_000, 100_000_000).unwrap();
+        assert!(
+            idle.contains("not busy") && idle.contains("0.10% of a CPU"),
+            "{idle}"
+        );
+        let gone = neighbour_idle(false, 80_000_000, 100_000_000).unwrap();
+        assert!(gone.contains("had exited"), "{gone}");
     }
 }

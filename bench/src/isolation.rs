@@ -73,8 +73,20 @@ pub fn judge(backend: &str, inside: &[Fact], host: &[Fact]) -> Isolation {
         .iter()
         .map(|fact| {
             let host_value = get(host, &fact.name);
-            let (verdict, why) =
-                verdict(&fact.name, &fact.value, &host_value, own_kernel, &differs);
+            let answered = host.iter().any(|f| f.name == fact.name);
+            let (verdict, why) = if fact.value.starts_with("untested") {
+                (
+                    UNTESTED,
+                    format!("the probe could not try it ({})", fact.value),
+                )
+            } else if !answered {
+                (
+                    UNTESTED,
+                    "the host did not answer this check: there is nothing to compare".to_owned(),
+                )
+            } else {
+                verdict(&fact.name, &fact.value, &host_value, own_kernel, &differs)
+            };
             Row {
                 check: fact.name.clone(),
                 inside: fact.value.clone(),
@@ -93,6 +105,9 @@ pub fn judge(backend: &str, inside: &[Fact], host: &[Fact]) -> Isolation {
 const ISOLATED: &str = "isolated";
 const PARTLY: &str = "partly";
 const SHARED: &str = "shared";
+/// Not judged: the probe could not try it, the host did not answer, or the host cannot do
+/// it either, so the run cannot tell whether the sandbox would stop it.
+const UNTESTED: &str = "untested";
 
 /// The verdict on one check and why.
 fn verdict(
@@ -112,13 +127,32 @@ fn verdict(
             )
         };
     }
-    if own_kernel {
-        return (
-            ISOLATED,
-            format!("answered by its own kernel ({inside}), not the host's"),
-        );
-    }
     let refused = inside.starts_with("no");
+    if own_kernel {
+        // Its own kernel answered: judged by the answer, not assumed.
+        return match check {
+            "host_paths" if inside != "none" => (
+                PARTLY,
+                format!("host paths are reachable from its own kernel: {inside}"),
+            ),
+            _ if check.starts_with("can_") && !refused => (
+                ISOLATED,
+                format!(
+                    "permitted, on its own kernel: {} of the guest, not the host's",
+                    power(check).replace("the host's", "the")
+                ),
+            ),
+            _ if refused => (ISOLATED, format!("refused by its own kernel ({inside})")),
+            _ if inside == host && !check.starts_with("ns_") => (
+                PARTLY,
+                format!("its own kernel gave the host's answer ({inside})"),
+            ),
+            _ => (
+                ISOLATED,
+                format!("answered by its own kernel ({inside}), not the host's"),
+            ),
+        };
+    }
     match check {
         "kernel_release" => (
             SHARED,
@@ -173,7 +207,22 @@ fn verdict(
         "cap_eff" => {
             let bits = |hex: &str| u64::from_str_radix(hex, 16).map_or(0, u64::count_ones);
             let (i, h) = (bits(inside), bits(host));
-            if i >= h {
+            if i == 0 {
+                (ISOLATED, "no capabilities".to_owned())
+            } else if differs("uid_map") {
+                (
+                    PARTLY,
+                    format!(
+                        "{i} capabilities, held in its own user namespace: they reach only \
+                         what that namespace owns"
+                    ),
+                )
+            } else if h == 0 {
+                (
+                    SHARED,
+                    format!("{i} capabilities, more than the host user's none"),
+                )
+            } else if i >= h {
                 (SHARED, format!("all {h} of the host's capabilities"))
             } else {
                 (PARTLY, format!("{i} of the host's {h} capabilities"))
@@ -202,8 +251,11 @@ fn verdict(
             }
         }
         _ if refused && inside == host => (
-            SHARED,
-            format!("refused on the host too ({inside}): nothing to isolate"),
+            UNTESTED,
+            format!(
+                "refused on the host too ({inside}): this run cannot tell whether the sandbox \
+                 would stop it"
+            ),
         ),
         _ if refused => (ISOLATED, format!("refused ({inside})")),
         "can_mount" if differs("ns_mnt") => (
@@ -278,6 +330,7 @@ pub fn figures(isolation: &Isolation) -> Vec<Figure> {
         (ISOLATED, Better::Higher),
         (PARTLY, Better::Lower),
         (SHARED, Better::Lower),
+        (UNTESTED, Better::Lower),
     ]
     .into_iter()
     .filter_map(|(verdict, better)| {
@@ -354,12 +407,83 @@ mod tests {
         assert_eq!(v("uid_map"), ISOLATED);
     }
 
+    fn verdicts(m: &Isolation) -> Vec<(&str, &str)> {
+        m.rows
+            .iter()
+            .map(|r| (r.check.as_str(), r.verdict.as_str()))
+            .collect()
+    }
+
     #[test]
-    fn its_own_kernel_isolates_every_check() {
-        let host = facts(&[("kernel_boot_id", "a"), ("ns_pid", "pid:[1]")]);
-        let inside = facts(&[("kernel_boot_id", "b"), ("ns_pid", "pid:[1]")]);
+    fn its_own_kernel_is_judged_answer_by_answer() {
+        let host = facts(&[
+            ("kernel_boot_id", "a"),
+            ("ns_pid", "pid:[1]"),
+            ("hostname", "h"),
+            ("host_paths", "/etc/shadow"),
+            ("can_set_time", "yes"),
+            ("can_mount", "no: EPERM"),
+        ]);
+        let inside = facts(&[
+            ("kernel_boot_id", "b"),
+            ("ns_pid", "pid:[1]"),
+            ("hostname", "h"),
+            ("host_paths", "/etc/shadow"),
+            ("can_set_time", "yes"),
+            ("can_mount", "untested: cannot make a directory to mount on"),
+        ]);
         let m = judge("microvm", &inside, &host);
-        assert!(m.rows.iter().all(|r| r.verdict == ISOLATED), "{m:?}");
+        assert_eq!(
+            verdicts(&m),
+            [
+                ("kernel_boot_id", ISOLATED),
+                // Namespace ids of two kernels do not compare.
+                ("ns_pid", ISOLATED),
+                // The same answer from its own kernel is not assumed away.
+                ("hostname", PARTLY),
+                ("host_paths", PARTLY),
+                ("can_set_time", ISOLATED),
+                // An untried check is untested, never permitted.
+                ("can_mount", UNTESTED),
+            ]
+        );
+        assert!(m.rows[4].why.contains("the guest, not the host's"), "{m:?}");
+    }
+
+    #[test]
+    fn a_host_with_nothing_to_share_is_not_called_shared() {
+        // An ordinary user: no capabilities, no module loading, no answer on the host
+        // for one check.
+        let host = facts(&[
+            ("kernel_boot_id", "a"),
+            ("cap_eff", "0000000000000000"),
+            ("can_load_module", "no: EPERM"),
+            ("uid_map", "0 0 4294967295"),
+        ]);
+        let inside = facts(&[
+            ("kernel_boot_id", "a"),
+            ("cap_eff", "000001ffffffffff"),
+            ("can_load_module", "no: EPERM"),
+            ("uid_map", "0 1000 1"),
+            ("devices", "3"),
+        ]);
+        let m = judge("container", &inside, &host);
+        assert_eq!(
+            verdicts(&m),
+            [
+                ("kernel_boot_id", SHARED),
+                ("cap_eff", PARTLY),
+                ("can_load_module", UNTESTED),
+                ("uid_map", ISOLATED),
+                ("devices", UNTESTED),
+            ]
+        );
+        let none = judge(
+            "container",
+            &facts(&[("cap_eff", "0000000000000000")]),
+            &facts(&[("cap_eff", "0000000000000000")]),
+        );
+        assert_eq!(verdicts(&none), [("cap_eff", ISOLATED)]);
     }
 
     #[test]

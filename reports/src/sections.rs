@@ -776,8 +776,12 @@ fn isolation_note(doc: &Results, text: &mut String) {
         .iter()
         .map(|m| {
             let count = |v: &str| m.rows.iter().filter(|r| r.verdict == v).count();
+            let untested = match count("untested") {
+                0 => String::new(),
+                n => format!("; {n} untested"),
+            };
             format!(
-                "{} was isolated on {} of {} checks (partly on {}, shared on {})",
+                "{} was isolated on {} of {} checks (partly on {}, shared on {}{untested})",
                 m.backend,
                 count("isolated"),
                 m.rows.len(),
