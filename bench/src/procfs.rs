@@ -100,6 +100,29 @@ pub fn with_descendants(pid: u32) -> Vec<u32> {
     all
 }
 
+/// The CPU time, ns, that `pids`, their threads and their descendants have run, from
+/// /proc/PID/task/TID/schedstat (the first field: time on a CPU). Processes that are gone
+/// count nothing.
+pub fn cpu_ns(pids: &[u32]) -> u64 {
+    let mut all: Vec<u32> = pids.iter().flat_map(|&p| with_descendants(p)).collect();
+    all.sort_unstable();
+    all.dedup();
+    let mut total = 0u64;
+    for pid in all {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        for task in tasks.into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let ns: u64 = text
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            total = total.saturating_add(ns);
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,27 +148,4 @@ mod tests {
         let me = memory_of(&[std::process::id()]).expect("own smaps_rollup");
         assert!(me.rss_kib > 0 && me.uss_kib <= me.rss_kib);
     }
-}
-
-/// The CPU time, ns, that `pids`, their threads and their descendants have run, from
-/// /proc/PID/task/TID/schedstat (the first field: time on a CPU). Processes that are gone
-/// count nothing.
-pub fn cpu_ns(pids: &[u32]) -> u64 {
-    let mut all: Vec<u32> = pids.iter().flat_map(|&p| with_descendants(p)).collect();
-    all.sort_unstable();
-    all.dedup();
-    let mut total = 0u64;
-    for pid in all {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
-        for task in tasks.into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            let ns: u64 = text
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            total = total.saturating_add(ns);
-        }
-    }
-    total
 }
