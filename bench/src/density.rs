@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use workload::record::Record;
@@ -68,8 +69,16 @@ pub trait Progress {
     fn alive(&self, backend: &str, alive: u32, target: u32);
 }
 
+/// An instance launched, with when its launch was asked for.
+type Launched = Result<(Box<dyn Instance>, Stamp), crate::backend::Error>;
+
 /// Runs one density series of `backend`. Never leaves an instance behind: every one
 /// started is torn down before this returns, whatever stopped the series.
+///
+/// With `parallel` above 1, each step's batches are launched at the same time by as many
+/// launcher threads. A launched process is tied to the thread that started it (the
+/// kernel's parent-death signal follows the thread), so the launchers live until every
+/// instance is gone.
 pub fn run(
     backend: &dyn Backend,
     workload: &Path,
@@ -82,6 +91,54 @@ pub fn run(
         workload: workload.to_owned(),
         args: options.workload_args(),
     };
+    let now = || -> Launched {
+        let launched = Stamp::now();
+        crate::registry::launch(backend, &launch).map(|i| (i, launched))
+    };
+    if options.parallel <= 1 {
+        let batch = |n: u32| (0..n).map(|_| now()).collect();
+        return series(backend, options, progress, stop, &batch);
+    }
+    std::thread::scope(|scope| {
+        let (done, results) = mpsc::channel::<Launched>();
+        let requests: Vec<mpsc::Sender<()>> = (0..options.parallel)
+            .map(|_| {
+                let (request, requested) = mpsc::channel::<()>();
+                let done = done.clone();
+                let now = &now;
+                scope.spawn(move || {
+                    for () in requested {
+                        if done.send(now()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                request
+            })
+            .collect();
+        let batch = |n: u32| -> Vec<Launched> {
+            let asked = requests
+                .iter()
+                .take(n as usize)
+                .filter(|r| r.send(()).is_ok())
+                .count();
+            (0..asked).filter_map(|_| results.recv().ok()).collect()
+        };
+        let series = series(backend, options, progress, stop, &batch);
+        // Every instance is gone: the launchers may end.
+        drop(requests);
+        series
+    })
+}
+
+/// The series itself; `batch(n)` launches `n` instances.
+fn series(
+    backend: &dyn Backend,
+    options: &Options,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    batch: &dyn Fn(u32) -> Vec<Launched>,
+) -> Series {
     let mut series = Series {
         backend: backend.name().to_owned(),
         workload: options.workload_args(),
@@ -100,36 +157,37 @@ pub fn run(
         let step_started = Instant::now();
         let mut start_ms = Vec::new();
         while live.len() < target as usize {
-            let batch = options
+            let count = options
                 .parallel
                 .min(target - u32::try_from(live.len()).unwrap_or(u32::MAX));
+            if stop.load(Ordering::SeqCst) {
+                series.stopped = Some(format!("interrupted at {}", live.len()));
+                break;
+            }
+            let available = meminfo_kib("MemAvailable").unwrap_or(0);
+            if available < options.floor_kib {
+                series.stopped = Some(format!(
+                    "stopped at {}: memory floor (available {} MiB, floor {} MiB)",
+                    live.len(),
+                    available / 1024,
+                    options.floor_kib / 1024
+                ));
+                break;
+            }
+            let launches = batch(count);
             let mut starting = Vec::new();
-            for _ in 0..batch {
-                if stop.load(Ordering::SeqCst) {
-                    series.stopped = Some(format!("interrupted at {}", live.len()));
-                    break;
-                }
-                let available = meminfo_kib("MemAvailable").unwrap_or(0);
-                if available < options.floor_kib {
-                    series.stopped = Some(format!(
-                        "stopped at {}: memory floor (available {} MiB, floor {} MiB)",
-                        live.len() + starting.len(),
-                        available / 1024,
-                        options.floor_kib / 1024
-                    ));
-                    break;
-                }
-                let launched = Stamp::now();
-                match crate::registry::launch(backend, &launch) {
-                    Ok(instance) => starting.push((instance, launched)),
+            for launched in launches {
+                match launched {
+                    Ok(started) => starting.push(started),
                     Err(e) => {
                         series.failed = true;
-                        series.stopped = Some(format!(
-                            "stopped at {}: launch failed: {}",
-                            live.len() + starting.len(),
-                            error_chain(&e)
-                        ));
-                        break;
+                        series.stopped.get_or_insert_with(|| {
+                            format!(
+                                "stopped at {}: launch failed: {}",
+                                live.len() + starting.len(),
+                                error_chain(&e)
+                            )
+                        });
                     }
                 }
             }
@@ -361,6 +419,131 @@ fn raise_open_files_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod parallel {
+        //! A scripted backend whose launches take a while, to see them overlap.
+
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+
+        use workload::record::Record;
+
+        use super::*;
+        use crate::backend::{Availability, Error, Event, Exit};
+
+        #[derive(Default)]
+        struct Counts {
+            in_flight: AtomicUsize,
+            most: AtomicUsize,
+        }
+
+        struct Slow(Arc<Counts>);
+
+        impl Backend for Slow {
+            fn name(&self) -> &'static str {
+                "slow"
+            }
+            fn describe(&self) -> &'static str {
+                "launches that take 30 ms"
+            }
+            fn availability(&self) -> Availability {
+                Availability::Available
+            }
+            fn launch(&self, _: &Launch) -> Result<Box<dyn Instance>, Error> {
+                let now = self.0.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.0.most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(Box::new(Held {
+                    events: 0,
+                    released: false,
+                }))
+            }
+        }
+
+        struct Held {
+            events: u32,
+            released: bool,
+        }
+
+        impl Instance for Held {
+            fn pids(&self) -> Vec<u32> {
+                Vec::new()
+            }
+            fn next_event(&mut self, _: Instant) -> Result<Option<Event>, Error> {
+                self.events += 1;
+                let workload = "alloc".to_owned();
+                Ok(match self.events {
+                    1 => Some(Event::Record {
+                        record: Record::Started {
+                            workload,
+                            pid: 1,
+                            pid1: false,
+                        },
+                        at: Stamp::now(),
+                    }),
+                    2 => Some(Event::Record {
+                        record: Record::Result {
+                            workload,
+                            metrics: Vec::new(),
+                            facts: Vec::new(),
+                        },
+                        at: Stamp::now(),
+                    }),
+                    _ if self.released => Some(Event::Closed { at: Stamp::now() }),
+                    _ => None,
+                })
+            }
+            fn release(&mut self) {
+                self.released = true;
+            }
+            fn wait(&mut self, _: Instant) -> Result<Exit, Error> {
+                Ok(Exit {
+                    status: 0,
+                    at: Stamp::now(),
+                    maxrss_kib: None,
+                    timed_out: false,
+                })
+            }
+            fn diagnostics(&mut self) -> String {
+                String::new()
+            }
+            fn teardown(self: Box<Self>) {}
+        }
+
+        struct Quiet;
+
+        impl super::Progress for Quiet {
+            fn alive(&self, _: &str, _: u32, _: u32) {}
+        }
+
+        fn most_at_once(parallel: u32) -> (usize, u32) {
+            let counts = Arc::new(Counts::default());
+            let options = Options {
+                instances: vec![1, 9],
+                parallel,
+                hold_mib: 1,
+                floor_kib: 0,
+                timeout: Duration::from_secs(5),
+            };
+            let series = run(
+                &Slow(Arc::clone(&counts)),
+                Path::new("/nonexistent/workload"),
+                &options,
+                &Quiet,
+                &AtomicBool::new(false),
+            );
+            (counts.most.load(Ordering::SeqCst), series.reached)
+        }
+
+        #[test]
+        fn parallel_launches_overlap_and_one_at_a_time_does_not() {
+            assert_eq!(most_at_once(1), (1, 9));
+            let (most, reached) = most_at_once(4);
+            assert_eq!(reached, 9);
+            assert!(most > 1 && most <= 4, "{most} launches at once");
+        }
+    }
 
     #[test]
     fn the_default_floor_is_at_least_two_gib() {

@@ -217,7 +217,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,10,50",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     instances: Vec<u32>,
-    /// Density: instances started at once within a step.
+    /// Density: instances launched at the same time (one thread each) within a step.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     parallel: u32,
     /// Density: MiB each instance touches and holds.

@@ -106,7 +106,7 @@ impl Exit {
 }
 
 /// A way of running the workload.
-pub trait Backend {
+pub trait Backend: Sync {
     /// Short name, as used on the command line and in results.
     fn name(&self) -> &'static str;
     /// One line on what it is.
@@ -142,7 +142,7 @@ pub trait Backend {
 }
 
 /// A running instance of the workload.
-pub trait Instance {
+pub trait Instance: Send {
     /// The host processes that make up the instance, for memory sampling.
     fn pids(&self) -> Vec<u32>;
     /// The next event, waiting no later than `until`; `Ok(None)` when `until` passed first.
