@@ -115,6 +115,11 @@ mod tests {
                 order: "interleaved".to_owned(),
                 seed: 7,
                 baseline: Some("native".to_owned()),
+                stamping: BTreeMap::from([(
+                    "native".to_owned(),
+                    crate::backend::Stamping::PipeReader.describe().to_owned(),
+                )]),
+                pipe_stamp_delay_ms: Some(0.02),
             },
             started_at: now_rfc3339(),
             finished_at: now_rfc3339(),

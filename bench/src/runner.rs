@@ -216,6 +216,12 @@ fn planned(plan: &Plan) -> results::Plan {
         order: plan.order.name().to_owned(),
         seed: plan.seed,
         baseline: Some(baseline(plan.baseline.as_deref(), &names)),
+        stamping: plan
+            .backends
+            .iter()
+            .map(|b| (b.name().to_owned(), b.stamping().describe().to_owned()))
+            .collect(),
+        pipe_stamp_delay_ms: crate::clock::pipe_stamp_delay_ms(50),
     }
 }
 

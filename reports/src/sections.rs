@@ -282,6 +282,29 @@ pub fn environment(doc: &Results) -> Vec<(&'static str, String)> {
             if doc.complete { "" } else { " (interrupted)" }
         ),
     ));
+    if !doc.plan.stamping.is_empty() {
+        // Backends stamped the same way, on one line each way.
+        let mut ways: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (backend, how) in &doc.plan.stamping {
+            match ways.iter_mut().find(|(h, _)| h == how) {
+                Some((_, backends)) => backends.push(backend),
+                None => ways.push((how, vec![backend])),
+            }
+        }
+        let text: Vec<String> = ways
+            .iter()
+            .map(|(how, backends)| {
+                let delay = match (how.contains("pipe"), doc.plan.pipe_stamp_delay_ms) {
+                    (true, Some(ms)) => {
+                        format!(" (measured here: {} ms after the write)", number(ms))
+                    }
+                    _ => String::new(),
+                };
+                format!("{}: {how}{delay}", backends.join(", "))
+            })
+            .collect();
+        rows.push(("records stamped", text.join("; ")));
+    }
     rows
 }
 

@@ -218,6 +218,10 @@ impl Backend for MicroVm {
         "microvm"
     }
 
+    fn stamping(&self) -> super::Stamping {
+        super::Stamping::MonitorExit
+    }
+
     fn describe(&self) -> &'static str {
         "this project's KVM monitor in its own process, booting a Linux guest whose init is the workload (micro guests without a kernel)"
     }

@@ -105,6 +105,26 @@ impl Exit {
     }
 }
 
+/// Where an instance's records get their host-clock stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamping {
+    /// A host thread blocked reading the instance's pipe stamps a record when its read
+    /// returns: a wake-up after the write (see [`crate::clock::pipe_stamp_delay_ms`]).
+    PipeReader,
+    /// The monitor stamps the guest's marker write at the VM exit it causes.
+    MonitorExit,
+}
+
+impl Stamping {
+    /// In words, for the results' plan.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stamping::PipeReader => "by a host thread when its read of the instance's pipe returns",
+            Stamping::MonitorExit => "by the monitor at the VM exit of the guest's marker write",
+        }
+    }
+}
+
 /// A way of running the workload.
 pub trait Backend: Sync {
     /// Short name, as used on the command line and in results.
@@ -130,6 +150,10 @@ pub trait Backend: Sync {
     /// isolation probe needs; `Err` says why not.
     fn runs_programs(&self) -> Result<(), String> {
         Ok(())
+    }
+    /// How its instances' records are stamped on the host's clock.
+    fn stamping(&self) -> Stamping {
+        Stamping::PipeReader
     }
     /// Starts one instance.
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error>;

@@ -158,6 +158,14 @@ pub struct Plan {
     /// The backend other backends' figures are compared with (`vs_baseline`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
+    /// Per backend, how its records were stamped on the host's clock.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stamping: BTreeMap<String, String>,
+    /// The measured delay, ms (median), between a write to a pipe and the stamp of the
+    /// host thread reading it: what records stamped by a pipe reader carry and records
+    /// stamped by a monitor at the exit do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipe_stamp_delay_ms: Option<f64>,
 }
 
 fn blocked() -> String {
