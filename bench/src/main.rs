@@ -52,12 +52,12 @@ Examples:
   vcbench run --scenario footprint --json > footprint.json
   vcbench run -b container -s startup --namespaces mount,pid   a container without net, user, ... namespaces
   vcbench run -b microvm -s footprint --vm-memory-mib 1024      the monitor's overhead with a 1 GiB guest
+  vcbench run -b native,container,runc -s startup --baseline runc --seed 7   ratios against runc, replayable
   vcbench list                                  backends and scenarios, and what is available here
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
   vcbench report r.json -o r.html --png charts  an HTML report with charts, and each chart as PNG/SVG
   vcbench compare before.json after.json        the same figures side by side, each change tested
-  vcbench run -b native,container -r 20 --order random --seed 7 --baseline container
   vcbench clean                                 remove cgroups and state a killed run left behind
 
 Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);

@@ -245,20 +245,15 @@ fn run_density(
     results: &mut Results,
 ) {
     let series = density::run(backend, workload, options, &DensityProgress(progress), stop);
-    let variant = backend.settings();
     let raw_cost = backend.runs_programs().is_err();
-    results.figures.extend(
-        density::figures(&series)
-            .into_iter()
-            .map(|f| f.ran(&variant, raw_cost)),
-    );
+    let figures = density::figures(&series);
+    results
+        .figures
+        .extend(of_backend(backend, figures, raw_cost));
     if let (true, Some(reason)) = (series.failed, &series.stopped) {
-        results.failures.push(Failure {
-            backend: backend.name().to_owned(),
-            scenario: Scenario::Density.name().to_owned(),
-            index: series.reached,
-            reason: reason.clone(),
-        });
+        let name = Scenario::Density.name();
+        let failure = failed(backend, name, series.reached, reason.clone());
+        results.failures.push(failure);
     }
     results.density.push(series);
 }
@@ -279,20 +274,19 @@ fn run_interference(
     {
         Ok(scratch) => interference::run(backend, workload, step, scratch.path(), stop),
         Err(e) => interference::Outcome {
-            failures: vec![Failure {
-                backend: backend.name().to_owned(),
-                scenario: step.scenario.name().to_owned(),
-                index: 0,
-                reason: format!("cannot make a scratch directory: {e}"),
-            }],
+            failures: vec![failed(
+                backend,
+                step.scenario.name(),
+                0,
+                format!("cannot make a scratch directory: {e}"),
+            )],
             ..Default::default()
         },
     };
     progress.run_ended(outcome.failures.first().map(|f| f.reason.as_str()));
-    let variant = backend.settings();
     results
         .figures
-        .extend(outcome.figures.into_iter().map(|f| f.ran(&variant, false)));
+        .extend(of_backend(backend, outcome.figures, false));
     results.failures.extend(outcome.failures);
     results
         .skipped
@@ -404,12 +398,10 @@ fn repeated(
             counters: outcome.counters.into_iter().collect(),
         });
         match failure {
-            Some(reason) => results.failures.push(Failure {
-                backend: backend.name().to_owned(),
-                scenario: scenario.name().to_owned(),
-                index: slot.index,
-                reason,
-            }),
+            Some(reason) => {
+                let failure = failed(backend, scenario.name(), slot.index, reason);
+                results.failures.push(failure);
+            }
             None if !slot.warmup => {
                 let g = &mut gathered[slot.backend];
                 g.facts = outcome.observation.facts;
@@ -443,20 +435,16 @@ fn isolation_of(
         match host {
             Ok(host) => {
                 let matrix = isolation::judge(backend.name(), facts, host);
-                let variant = backend.settings();
-                results.figures.extend(
-                    isolation::figures(&matrix)
-                        .into_iter()
-                        .map(|f| f.ran(&variant, false)),
-                );
+                let figures = isolation::figures(&matrix);
+                results.figures.extend(of_backend(backend, figures, false));
                 results.isolation.push(matrix);
             }
-            Err(reason) => results.failures.push(Failure {
-                backend: backend.name().to_owned(),
-                scenario: Scenario::Isolation.name().to_owned(),
-                index: 0,
-                reason: reason.clone(),
-            }),
+            Err(reason) => {
+                let name = Scenario::Isolation.name();
+                results
+                    .failures
+                    .push(failed(backend, name, 0, reason.clone()));
+            }
         }
     }
     if context.stop.load(Ordering::SeqCst) {
@@ -473,20 +461,14 @@ fn isolation_of(
             for t in traced {
                 match t {
                     Ok(s) => surfaces.push(s),
-                    Err(reason) => results.failures.push(Failure {
-                        backend: backend.name().to_owned(),
-                        scenario: "isolation (host surface)".to_owned(),
-                        index: 0,
-                        reason,
-                    }),
+                    Err(reason) => {
+                        let name = "isolation (host surface)";
+                        results.failures.push(failed(backend, name, 0, reason));
+                    }
                 }
             }
-            let variant = backend.settings();
-            results.figures.extend(
-                surface::figures(&surfaces)
-                    .into_iter()
-                    .map(|f| f.ran(&variant, false)),
-            );
+            let figures = surface::figures(&surfaces);
+            results.figures.extend(of_backend(backend, figures, false));
             results.surface.extend(surfaces);
         }
         Err(reason) => results.skipped.push(Skip {
@@ -494,6 +476,25 @@ fn isolation_of(
             scenario: Some("isolation (host surface)".to_owned()),
             reason,
         }),
+    }
+}
+
+/// `figures` of `backend`, each saying what ran (the backend's settings).
+fn of_backend(backend: &dyn Backend, figures: Vec<Figure>, raw_cost: bool) -> Vec<Figure> {
+    let variant = backend.settings();
+    figures
+        .into_iter()
+        .map(|f| f.ran(&variant, raw_cost))
+        .collect()
+}
+
+/// A failure of `backend` in `scenario`.
+fn failed(backend: &dyn Backend, scenario: &str, index: u32, reason: String) -> Failure {
+    Failure {
+        backend: backend.name().to_owned(),
+        scenario: scenario.to_owned(),
+        index,
+        reason,
     }
 }
 

@@ -10,7 +10,7 @@
 //! is the distinct system calls and their total per second of the run; for a VM, the VM
 //! exits by kind come from the monitor's own counters.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,8 +22,18 @@ use crate::scenario::Scenario;
 
 /// Where tracefs lives.
 const TRACEFS: &str = "/sys/kernel/tracing";
-/// Per-CPU trace buffer, KiB: room for about 200 000 events per CPU.
-const BUFFER_KIB: u32 = 16 * 1024;
+/// The trace buffers of all CPUs together, KiB: the buffer is per CPU, and a traced run
+/// needs a few MiB on the CPUs it runs on, so a large host gets smaller buffers per CPU,
+/// not hundreds of MiB. Lost events are counted and fail the figure.
+const BUFFER_TOTAL_KIB: u64 = 64 * 1024;
+/// Bounds of one CPU's buffer, KiB: 4 MiB holds about 50 000 events.
+const BUFFER_KIB_RANGE: (u64, u64) = (4 * 1024, 16 * 1024);
+
+/// One CPU's trace buffer for a host of `cpus` CPUs, KiB.
+fn buffer_kib(cpus: usize) -> u64 {
+    let cpus = u64::try_from(cpus.max(1)).unwrap_or(u64::MAX);
+    (BUFFER_TOTAL_KIB / cpus).clamp(BUFFER_KIB_RANGE.0, BUFFER_KIB_RANGE.1)
+}
 /// The header that names x86-64 system calls (Debian's linux-libc-dev).
 const UNISTD: &str = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
 
@@ -109,6 +119,7 @@ fn trace_one(
     let tracer = Tracer::start().map_err(|e| e.to_string())?;
     let launched = Stamp::now();
     let mut instance = crate::registry::launch(backend, launch).map_err(|e| error_chain(&e))?;
+    let first = instance.pids();
     let deadline = Instant::now() + timeout;
     let mut problem = None;
     loop {
@@ -152,36 +163,92 @@ fn trace_one(
     if let Some(problem) = problem {
         return Err(problem);
     }
-    let counts = count(&trace.text);
-    let total: u64 = counts.values().sum();
-    let mut syscalls: Vec<(String, u64)> = counts
-        .into_iter()
-        .map(|(nr, n)| (names.get(&nr).cloned().unwrap_or(format!("nr {nr}")), n))
-        .collect();
-    syscalls.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    if trace.lost > 0 {
+        return Err(format!(
+            "the trace lost {} events (its buffer filled): the counts would be too low, so \
+             they are not given",
+            trace.lost
+        ));
+    }
+    let program = launch.workload.display().to_string();
+    let counts = count(&trace.text, &[program.as_str(), "/init"], &first);
+    let total: u64 = counts.workload.values().sum();
+    let named = |counts: BTreeMap<i64, u64>| {
+        let mut named: Vec<(String, u64)> = counts
+            .into_iter()
+            .map(|(nr, n)| (names.get(&nr).cloned().unwrap_or(format!("nr {nr}")), n))
+            .collect();
+        named.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        named
+    };
+    let syscalls = named(counts.workload);
+    let mut kvm_exits: Vec<(String, u64)> = counts.kvm_exits.into_iter().collect();
+    kvm_exits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
     let per_s = total as f64 / (wall_ms / 1e3).max(1e-9);
     Ok(Surface {
         backend: backend.name().to_owned(),
         workload: launch.args.clone(),
-        mechanism:
-            "ftrace raw_syscalls:sys_enter, from the program's exec (descendants from birth)"
-                .to_owned(),
+        mechanism: MECHANISM.to_owned(),
         distinct_syscalls: u32::try_from(syscalls.len()).unwrap_or(u32::MAX),
         total_syscalls: total,
         wall_ms,
         syscalls_per_s: per_s,
         syscalls,
         vm_exits,
+        kvm_exits,
+        setup_syscalls: named(counts.setup),
         lost_events: trace.lost,
     })
 }
 
-/// System calls by number, from the trace: only those of processes that executed a
-/// program after tracing began, and of their descendants.
-fn count(trace: &str) -> BTreeMap<i64, u64> {
-    let mut counted: HashSet<u32> = HashSet::new();
-    let mut counts = BTreeMap::new();
+/// How the surface is counted, for the results.
+const MECHANISM: &str = "ftrace raw_syscalls:sys_enter: the workload's from its exec on (a VM's \
+    monitor's from the guest's first KVM_RUN on), descendants from birth; the runtime's or \
+    monitor's setup before that apart (this project's own runtime also works inside vcbench, \
+    which is not traced); VM exits by reason from kvm:kvm_exit where the kernel has it";
+
+#[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn u64_f64(n: u64) -> f64 {
+    n as f64
+}
+
+/// `ioctl`'s number on x86-64.
+const NR_IOCTL: i64 = 16;
+/// `KVM_RUN`, as the trace prints an ioctl's request (hex, no prefix).
+const KVM_RUN: &str = "ae80";
+
+/// Who a traced process is working for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The runtime's or monitor's own setup.
+    Setup,
+    /// The workload: from its exec, or for a VM from the guest's first run.
+    Workload,
+}
+
+/// What a trace says reached the host kernel, split by who asked.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    /// The workload's system calls by number (for a VM the monitor's, from the guest's
+    /// first `KVM_RUN` on).
+    workload: BTreeMap<i64, u64>,
+    /// The setup's system calls by number.
+    setup: BTreeMap<i64, u64>,
+    /// VM exits by reason, from `kvm_exit`.
+    kvm_exits: BTreeMap<String, u64>,
+}
+
+/// Reads a trace. A process counts once it executes a program: the workload (one of
+/// `workload_files`) makes it the workload's, anything else (an OCI runtime, a monitor)
+/// the setup's; the instance's `first` host processes count as setup from their birth
+/// until they execute the workload. Children take their parent's role. The first
+/// `KVM_RUN` turns the setup into the workload: from then on a monitor serves its guest.
+/// Processes with no role (vcbench's own threads) are not counted.
+fn count(trace: &str, workload_files: &[&str], first: &[u32]) -> Counts {
+    let mut roles: HashMap<u32, Role> = HashMap::new();
+    let mut guest_runs = false;
+    let mut counts = Counts::default();
     for line in trace.lines().filter(|l| !l.starts_with('#')) {
         let Some((task, rest)) = line.split_once(" [") else {
             continue;
@@ -196,14 +263,40 @@ fn count(trace: &str) -> BTreeMap<i64, u64> {
         let Some((_, event)) = rest.split_once(": ") else {
             continue;
         };
+        let role = roles.get(&pid).copied();
         if let Some(args) = event.strip_prefix("sys_enter: NR ") {
-            if counted.contains(&pid) {
-                if let Some(nr) = args.split_whitespace().next().and_then(|n| n.parse().ok()) {
-                    *counts.entry(nr).or_insert(0) += 1;
-                }
+            // `16 (7, ae80, 0, 0, 0, 0)`: the number, then the arguments in hex.
+            let Some(nr) = args
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let request = args
+                .split_once('(')
+                .and_then(|(_, a)| a.split(", ").nth(1))
+                .map(str::trim);
+            if role.is_some() && nr == NR_IOCTL && request == Some(KVM_RUN) {
+                guest_runs = true;
             }
-        } else if event.starts_with("sched_process_exec:") {
-            counted.insert(pid);
+            let bucket = match role {
+                Some(Role::Workload) => &mut counts.workload,
+                Some(Role::Setup) if guest_runs => &mut counts.workload,
+                Some(Role::Setup) => &mut counts.setup,
+                None => continue,
+            };
+            *bucket.entry(nr).or_insert(0) += 1;
+        } else if let Some(fields) = event.strip_prefix("sched_process_exec: ") {
+            let file = fields
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("filename="))
+                .unwrap_or_default();
+            let new = match workload_files.contains(&file) {
+                true => Role::Workload,
+                false => Role::Setup,
+            };
+            roles.insert(pid, new);
         } else if let Some(fields) = event.strip_prefix("sched_process_fork: ") {
             let field = |key: &str| {
                 fields
@@ -212,8 +305,24 @@ fn count(trace: &str) -> BTreeMap<i64, u64> {
                     .and_then(|v| v.parse::<u32>().ok())
             };
             if let (Some(parent), Some(child)) = (field("pid="), field("child_pid=")) {
-                if counted.contains(&parent) {
-                    counted.insert(child);
+                match roles.get(&parent).copied() {
+                    Some(r) => {
+                        roles.insert(child, r);
+                    }
+                    None if first.contains(&child) => {
+                        roles.insert(child, Role::Setup);
+                    }
+                    None => {}
+                }
+            }
+        } else if let Some(fields) = event.strip_prefix("kvm_exit: ") {
+            if role.is_some() {
+                if let Some(reason) = fields
+                    .split_whitespace()
+                    .skip_while(|w| *w != "reason")
+                    .nth(1)
+                {
+                    *counts.kvm_exits.entry(reason.to_owned()).or_insert(0) += 1;
                 }
             }
         }
@@ -269,7 +378,8 @@ impl Tracer {
             source,
         })?;
         let tracer = Tracer { dir, mounted };
-        tracer.write("buffer_size_kb", &BUFFER_KIB.to_string())?;
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        tracer.write("buffer_size_kb", &buffer_kib(cpus).to_string())?;
         tracer.write("options/event-fork", "1")?;
         // SAFETY: gettid has no preconditions and cannot fail.
         let tid = unsafe { libc::gettid() };
@@ -280,6 +390,10 @@ impl Tracer {
             "sched/sched_process_fork",
         ] {
             tracer.write(&format!("events/{event}/enable"), "1")?;
+        }
+        // Every VM exit, those KVM handles in the kernel too, where KVM has the event.
+        if tracer.dir.join("events/kvm/kvm_exit/enable").exists() {
+            tracer.write("events/kvm/kvm_exit/enable", "1")?;
         }
         tracer.write("tracing_on", "1")?;
         Ok(tracer)
@@ -376,8 +490,8 @@ pub fn remove_stale() -> Vec<PathBuf> {
     removed
 }
 
-/// Figures of a backend's traced runs: distinct system calls and system calls per second,
-/// per workload.
+/// Figures of a backend's traced runs, per workload: the workload's distinct system calls
+/// and system calls per second, and the setup's system calls before it ran.
 pub fn figures(surfaces: &[Surface]) -> Vec<Figure> {
     let mut figures = Vec::new();
     for s in surfaces {
@@ -392,6 +506,11 @@ pub fn figures(surfaces: &[Surface]) -> Vec<Figure> {
                 format!("host_syscalls_per_s_{name}"),
                 "/s",
                 s.syscalls_per_s,
+            ),
+            (
+                format!("host_syscalls_setup_{name}"),
+                "syscalls",
+                u64_f64(s.setup_syscalls.iter().map(|(_, n)| n).sum()),
             ),
         ] {
             figures.extend(Figure::value(
@@ -425,9 +544,65 @@ mod tests {
 ";
 
     #[test]
+    fn buffers_shrink_per_cpu_on_large_hosts_within_bounds() {
+        assert_eq!(buffer_kib(2), 16 * 1024);
+        assert_eq!(buffer_kib(8), 8 * 1024);
+        assert_eq!(buffer_kib(256), 4 * 1024);
+        assert_eq!(buffer_kib(0), 16 * 1024);
+    }
+
+    #[test]
     fn only_the_program_and_its_descendants_count_from_its_exec() {
-        let counts = count(TRACE);
-        assert_eq!(counts, BTreeMap::from([(60, 1), (110, 2)]));
+        let counts = count(TRACE, &["/w"], &[]);
+        assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
+        // The forked child's exec call (NR 59), before it became the workload, belongs
+        // to nobody traced: it is not the instance's first process.
+        assert!(counts.setup.is_empty());
+        // As the instance's first process, it is setup until its exec.
+        let counts = count(TRACE, &["/w"], &[200]);
+        assert_eq!(counts.setup, BTreeMap::from([(59, 1)]));
+        assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
+    }
+
+    /// An OCI runtime execs itself, sets up, and execs the workload as /init.
+    const RUNTIME: &str = "\
+         vcbench-100     [000] ..... 1.000: sched_process_fork: comm=vcbench pid=100 child_comm=vcbench child_pid=300
+         vcbench-300     [000] ..... 1.001: sched_process_exec: filename=/usr/sbin/runc pid=300 old_pid=300
+            runc-300     [000] ..... 1.002: sys_enter: NR 56 (0, 0, 0, 0, 0, 0)
+            runc-300     [000] ..... 1.003: sched_process_fork: comm=runc pid=300 child_comm=runc child_pid=301
+            runc-301     [001] ..... 1.004: sys_enter: NR 165 (0, 0, 0, 0, 0, 0)
+            runc-301     [001] ..... 1.005: sched_process_exec: filename=/init pid=301 old_pid=301
+            init-301     [001] ..... 1.006: sys_enter: NR 39 (0, 0, 0, 0, 0, 0)
+";
+
+    #[test]
+    fn an_oci_runtime_s_setup_is_counted_apart_from_the_workload() {
+        let counts = count(RUNTIME, &["/w", "/init"], &[301]);
+        assert_eq!(counts.setup, BTreeMap::from([(56, 1), (165, 1)]));
+        assert_eq!(counts.workload, BTreeMap::from([(39, 1)]));
+    }
+
+    /// A monitor sets up, then its vCPU thread runs the guest, which exits twice.
+    const MONITOR: &str = "\
+         vcbench-100     [000] ..... 1.000: sched_process_fork: comm=vcbench pid=100 child_comm=vcbench child_pid=400
+         vcbench-400     [000] ..... 1.001: sched_process_exec: filename=/cache/vcbench-vmm pid=400 old_pid=400
+    vcbench-vmm-400     [000] ..... 1.002: sys_enter: NR 9 (0, 0, 0, 0, 0, 0)
+    vcbench-vmm-400     [000] ..... 1.003: sched_process_fork: comm=vcbench-vmm pid=400 child_comm=vcpu0 child_pid=401
+          vcpu0-401     [001] ..... 1.004: sys_enter: NR 16 (7, ae80, 0, 0, 0, 0)
+          vcpu0-401     [001] ..... 1.005: kvm_exit: vcpu 0 reason EXIT_IOIO rip 0x1000 info1 0x0 info2 0x0
+          vcpu0-401     [001] ..... 1.006: kvm_exit: vcpu 0 reason EXIT_HLT rip 0x1004 info1 0x0 info2 0x0
+    vcbench-vmm-400     [000] ..... 1.007: sys_enter: NR 1 (0, 0, 0, 0, 0, 0)
+";
+
+    #[test]
+    fn a_monitor_s_setup_ends_at_the_guest_s_first_run() {
+        let counts = count(MONITOR, &["/w", "/init"], &[400]);
+        assert_eq!(counts.setup, BTreeMap::from([(9, 1)]));
+        assert_eq!(counts.workload, BTreeMap::from([(1, 1), (16, 1)]));
+        assert_eq!(
+            counts.kvm_exits,
+            BTreeMap::from([("EXIT_HLT".to_owned(), 1), ("EXIT_IOIO".to_owned(), 1)])
+        );
     }
 
     #[test]

@@ -216,7 +216,16 @@ fn report_and_compare_on_the_command_line() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("+0.0% within noise"), "{text}");
+    // A document against itself: the same plans, and no change anywhere.
+    assert!(
+        text.starts_with("plans, hosts and tools: the same"),
+        "{text}"
+    );
+    assert!(text.contains("no significant change (+0.0% ["), "{text}");
+    assert!(
+        !text.contains("slower by") && !text.contains("faster by"),
+        "{text}"
+    );
 
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"schema_version\": 99}").unwrap();
@@ -247,7 +256,7 @@ fn vcbench(args: &[&str], cwd: &Path) -> std::process::Output {
 }
 
 #[test]
-fn compare_of_two_real_runs_shows_each_figures_change_and_noise() {
+fn compare_of_two_real_runs_tests_each_figures_change() {
     let dir = tempfile::tempdir().unwrap();
     for out in ["a.json", "b.json"] {
         let run = vcbench(
@@ -271,7 +280,7 @@ fn compare_of_two_real_runs_shows_each_figures_change_and_noise() {
             String::from_utf8_lossy(&run.stderr)
         );
     }
-    let out = vcbench(&["compare", "a.json", "b.json"], dir.path());
+    let out = vcbench(&["compare", "--markdown", "a.json", "b.json"], dir.path());
     assert!(
         out.status.success(),
         "{}",
@@ -286,15 +295,16 @@ fn compare_of_two_real_runs_shows_each_figures_change_and_noise() {
             .lines()
             .find(|l| l.starts_with(&name))
             .unwrap_or_else(|| panic!("no row for {name}:\n{text}"));
-        // Both medians with their noise, and the change with the noise it is judged by.
-        assert_eq!(row.matches('±').count(), 2, "{row}");
+        // Both medians with their intervals, and the change tested: claimed with its
+        // interval and p, or "no significant change".
+        assert_eq!(row.matches(" [").count(), 3, "{row}");
         assert!(
-            row.contains("within noise (") || row.contains(" (noise "),
+            row.contains("| no significant change (") || row.contains("% [") && row.contains("(p "),
             "{row}"
         );
-        assert!(row.contains('%'), "{row}");
     }
     assert!(text.contains("| host |"), "{text}");
+    assert!(text.contains("Mann-Whitney"), "{text}");
 }
 
 #[test]
@@ -307,13 +317,13 @@ fn report_and_compare_refuse_what_is_not_results_with_exit_status_2() {
     write("truncated.json", &full[..full.len() / 3]);
     write(
         "newer.json",
-        &full.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1),
+        &full.replacen("\"schema_version\": 1", "\"schema_version\": 3", 1),
     );
     write("other.json", "{\"name\": \"not results\", \"figures\": 3}");
     write("text.json", "backend,scenario,metric\n");
     for (file, says) in [
         ("truncated.json", "is cut short"),
-        ("newer.json", "newer than version 1"),
+        ("newer.json", "newer than version 2"),
         ("other.json", "has no schema_version"),
         ("text.json", "is not JSON"),
         ("missing.json", "cannot read"),

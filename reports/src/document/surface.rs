@@ -22,8 +22,18 @@ pub struct Surface {
     pub syscalls_per_s: f64,
     /// Every system call made, by name (or `nr N`), with its count, most frequent first.
     pub syscalls: Vec<(String, u64)>,
-    /// VM exits by kind, for a VM (the monitor's counters).
+    /// VM exits by kind, for a VM (the monitor's counters: the exits it handles).
     pub vm_exits: Vec<(String, u64)>,
+    /// Every VM exit by reason, from the kernel's `kvm_exit` tracepoint: those KVM
+    /// handles in the host kernel too (empty where the tracepoint is missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kvm_exits: Vec<(String, u64)>,
+    /// The runtime's or monitor's own system calls before the workload ran (an OCI
+    /// runtime's process, a monitor before the guest's first run, the instance's first
+    /// process before its exec of the workload), by name, most frequent first; not part
+    /// of the counts above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup_syscalls: Vec<(String, u64)>,
     /// Events the kernel dropped because the trace buffer was full (0: the count is exact).
     pub lost_events: u64,
 }
