@@ -253,14 +253,18 @@ fn series(
 /// fall of the host's available memory, which also counts the kernel's objects), how many
 /// were reached and the teardown.
 pub fn figures(series: &Series) -> Vec<Figure> {
-    // Start latencies are one sample per instance; the rest are single numbers of the
-    // whole series.
+    // Start latencies and the memory of each instance are samples, one per instance;
+    // the rest are single numbers of the whole series.
     let figure = |metric: &str, unit: &str, better, samples: Vec<f64>| match samples[..] {
         [value] if metric != "start_latency" => {
             Figure::value(&series.backend, "density", metric, unit, better, value)
         }
-        _ => Figure::distribution(&series.backend, "density", metric, unit, better, samples)
-            .map(|f| f.timed_by(Some(crate::results::Clock::Host))),
+        _ => Figure::distribution(&series.backend, "density", metric, unit, better, samples).map(
+            |f| match metric {
+                "start_latency" => f.timed_by(Some(crate::results::Clock::Host)),
+                _ => f,
+            },
+        ),
     };
     let mib = |kib: u64| kib_f64(kib) / 1024.0;
     let mut figures = Vec::new();
@@ -272,17 +276,22 @@ pub fn figures(series: &Series) -> Vec<Figure> {
     figures.extend(figure("start_latency", "ms", Better::Lower, starts));
     if let Some(last) = series.steps.last() {
         let per = &last.per_instance;
+        // Each instance's own memory where it was read; else the mean of them all.
+        let each = |kib_each: &[u64], mean: u64| match kib_each {
+            [] => vec![mib(mean)],
+            each => each.iter().map(|&k| mib(k)).collect(),
+        };
         figures.extend(figure(
             "pss_per_instance",
             "MiB",
             Better::Lower,
-            vec![mib(per.pss_kib)],
+            each(&per.pss_kib_each, per.pss_kib),
         ));
         figures.extend(figure(
             "uss_per_instance",
             "MiB",
             Better::Lower,
-            vec![mib(per.uss_kib)],
+            each(&per.uss_kib_each, per.uss_kib),
         ));
         for (part, kib) in &per.parts {
             figures.extend(figure(
@@ -381,10 +390,13 @@ fn per_instance(live: &[Box<dyn Instance>]) -> PerInstance {
     let n = u64::try_from(live.len()).unwrap_or(1).max(1);
     let mut total = Memory::default();
     let mut parts: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut pss_kib_each, mut uss_kib_each) = (Vec::new(), Vec::new());
     for instance in live {
         let footprint = instance.footprint();
         if let Some(m) = footprint.processes {
             total = crate::procfs::sum(total, m);
+            pss_kib_each.push(m.pss_kib);
+            uss_kib_each.push(m.uss_kib);
         }
         for (name, kib) in footprint.parts {
             *parts.entry(name).or_default() += kib;
@@ -395,6 +407,8 @@ fn per_instance(live: &[Box<dyn Instance>]) -> PerInstance {
         pss_kib: total.pss_kib / n,
         uss_kib: total.uss_kib / n,
         parts: parts.into_iter().map(|(k, v)| (k, v / n)).collect(),
+        pss_kib_each,
+        uss_kib_each,
     }
 }
 

@@ -33,8 +33,10 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     /// The test's outcome; `None` for a value (nothing to test) or samples that cannot
-    /// be compared (a zero median).
+    /// be compared (a zero median, medians too far apart for a ratio).
     pub test: Option<stats::Comparison>,
+    /// Either figure is a single value, not a distribution.
+    pub value: bool,
     /// How the two figures' identities differ (what ran), when they do.
     pub unlike: Option<String>,
 }
@@ -55,7 +57,10 @@ fn is_time(unit: &str) -> bool {
 /// (+1.0% [-2.0%, +3.0%])".
 pub fn describe(change: &Change, unit: &str, better: Better) -> String {
     let Some(t) = &change.test else {
-        return "a value: not tested".to_owned();
+        return match change.value {
+            true => "a value: not tested".to_owned(),
+            false => "not tested: the medians give no ratio (a zero or extreme median)".to_owned(),
+        };
     };
     let pct = t.change * 100.0;
     let interval = format!("[{:+.1}%, {:+.1}%]", t.ci.low * 100.0, t.ci.high * 100.0);
@@ -127,6 +132,7 @@ pub fn rows(docs: &[Results]) -> Vec<Row> {
                         test: testable
                             .then(|| stats::compare(&a.samples, &b.samples, seed))
                             .flatten(),
+                        value: !testable,
                         unlike: unlike(a, b),
                     })
                 })
@@ -397,6 +403,7 @@ mod tests {
                 p: if significant { 0.0001 } else { 0.4 },
                 significant,
             }),
+            value: false,
             unlike: None,
         };
         assert_eq!(

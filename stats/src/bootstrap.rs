@@ -31,7 +31,8 @@ pub struct Estimate {
 /// The ratio `median(other) / median(baseline)` with a percentile bootstrap interval at
 /// confidence `level` from `resamples` rounds drawn with `seed`.
 ///
-/// `None` when either set is empty, a value is not finite, the baseline median is 0,
+/// `None` when either set is empty, a value is not finite, the baseline median is 0, the
+/// ratio or its interval overflows,
 /// `level` is not strictly between 0 and 1, `resamples` is 0, or more than half the
 /// rounds had a baseline median of 0.
 pub fn ratio_of_medians(
@@ -64,7 +65,7 @@ pub fn ratio_of_medians(
         return None;
     }
     ratios.sort_by(f64::total_cmp);
-    Some(Estimate {
+    let estimate = Estimate {
         value: other_median / base_median,
         ci: Interval {
             low: percentile(&ratios, (1.0 - level) / 2.0 * 100.0),
@@ -72,7 +73,13 @@ pub fn ratio_of_medians(
             level,
             coverage: level,
         },
-    })
+    };
+    // Medians far apart in magnitude overflow the ratio: no estimate rather than an
+    // infinity.
+    [estimate.value, estimate.ci.low, estimate.ci.high]
+        .iter()
+        .all(|x| x.is_finite())
+        .then_some(estimate)
 }
 
 /// Fills `draw` (as long as `data`) with values of `data` drawn with replacement and
@@ -92,6 +99,11 @@ mod tests {
     /// 100, 103, ..., 157: a spread of about 15% around the median.
     fn baseline() -> Vec<f64> {
         (0..20).map(|i| 100.0 + 3.0 * f64::from(i)).collect()
+    }
+
+    #[test]
+    fn a_ratio_that_overflows_has_no_estimate() {
+        assert!(ratio_of_medians(&[1e-300, 2e-300], &[1e300, 2e300], 0.95, 100, 1).is_none());
     }
 
     #[test]

@@ -78,7 +78,8 @@ impl Summary {
     }
 }
 
-/// Summarises `samples`; `None` when there are none or any is not finite.
+/// Summarises `samples`; `None` when there are none, any is not finite, or a statistic
+/// overflows (samples near `f64::MAX`).
 pub fn summarise(samples: &[f64]) -> Option<Summary> {
     if samples.is_empty() || samples.iter().any(|x| !x.is_finite()) {
         return None;
@@ -115,14 +116,23 @@ pub fn summarise(samples: &[f64]) -> Option<Summary> {
     } else {
         Vec::new()
     };
+    let (p95, p99) = (percentile(&sorted, 95.0), percentile(&sorted, 99.0));
+    // Samples near f64::MAX overflow the arithmetic: no summary rather than infinities,
+    // which a JSON document cannot hold.
+    if [mean, median, p95, p99, stddev, mad]
+        .iter()
+        .any(|x| !x.is_finite())
+    {
+        return None;
+    }
     Some(Summary {
         n,
         min: sorted[0],
         max: sorted[n - 1],
         mean,
         median,
-        p95: percentile(&sorted, 95.0),
-        p99: percentile(&sorted, 99.0),
+        p95,
+        p99,
         stddev,
         mad,
         outliers,
@@ -218,6 +228,13 @@ mod tests {
         assert_eq!(s.outlier_method, OutlierMethod::MeanAd);
         // z(40) = 30 / (1.253314 * 31 / 9) = 6.95; z(11) = 0.23.
         assert_eq!(s.outliers, vec![7]);
+    }
+
+    #[test]
+    fn samples_that_overflow_the_arithmetic_have_no_summary() {
+        assert!(summarise(&[1.7e308, 1.7e308]).is_none());
+        assert!(summarise(&[-1.7e308, 1.7e308]).is_none());
+        assert!(summarise(&[1.7e308]).is_some());
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub struct PerInstance {
     pub uss_kib: u64,
     /// The parts its backend names (`cgroup_usage`, `monitor_overhead`, `guest_touched`).
     pub parts: BTreeMap<String, u64>,
+    /// Each live instance's own PSS, KiB, in launch order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pss_kib_each: Vec<u64>,
+    /// Each live instance's own USS, KiB, in launch order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uss_kib_each: Vec<u64>,
 }
 
 /// The host's memory, KiB, from /proc/meminfo.
