@@ -299,6 +299,155 @@ fn start_neighbour(backend: &dyn Backend, launch: &Launch) -> Result<Box<dyn Ins
 
 #[cfg(test)]
 mod tests {
+    use std::process::{Child, Command};
+
+    use workload::record::{Metric, Record};
+
+    use super::*;
+    use crate::backend::{Availability, Error, Exit};
+    use crate::clock::Stamp;
+
+    /// A backend whose victims are scripted (a CPU figure after 50 ms) and whose
+    /// neighbour is a real host process: a shell spinning, or one asleep.
+    struct Scripted {
+        neighbour: &'static str,
+    }
+
+    impl Backend for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn describe(&self) -> &'static str {
+            "scripted victims beside a real neighbour process"
+        }
+        fn availability(&self) -> Availability {
+            Availability::Available
+        }
+        fn supports(&self, scenario: Scenario) -> Result<(), String> {
+            match scenario {
+                Scenario::Cpu => Ok(()),
+                _ => Err("only the cpu victim".to_owned()),
+            }
+        }
+        fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
+            // The neighbour's workload is the long one.
+            let neighbour = launch.args.iter().any(|a| a == "100000000");
+            let child = match neighbour {
+                true => Some(
+                    Command::new("sh")
+                        .args(["-c", self.neighbour])
+                        .spawn()
+                        .map_err(|source| Error::Spawn {
+                            what: "sh".to_owned(),
+                            source,
+                        })?,
+                ),
+                false => None,
+            };
+            if child.is_some() {
+                // Past the shell's start and exec: an idle neighbour is idle from here.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(Box::new(ScriptedInstance { child, events: 0 }))
+        }
+    }
+
+    struct ScriptedInstance {
+        child: Option<Child>,
+        events: u32,
+    }
+
+    impl Instance for ScriptedInstance {
+        fn pids(&self) -> Vec<u32> {
+            self.child.iter().map(Child::id).collect()
+        }
+        fn next_event(&mut self, _: Instant) -> Result<Option<Event>, Error> {
+            self.events += 1;
+            let workload = "cpu".to_owned();
+            let at = Stamp::now();
+            Ok(Some(match self.events {
+                1 => Event::Record {
+                    record: Record::Started {
+                        workload,
+                        pid: 1,
+                        pid1: false,
+                    },
+                    at,
+                },
+                2 => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    Event::Record {
+                        record: Record::Result {
+                            workload,
+                            metrics: vec![Metric::new("throughput", 100.0, "MiB/s")],
+                            facts: Vec::new(),
+                        },
+                        at: Stamp::now(),
+                    }
+                }
+                _ => Event::Closed { at },
+            }))
+        }
+        fn release(&mut self) {
+            if let Some(child) = &mut self.child {
+                let _ = child.kill();
+            }
+        }
+        fn wait(&mut self, _: Instant) -> Result<Exit, Error> {
+            self.release();
+            if let Some(child) = &mut self.child {
+                let _ = child.wait();
+            }
+            Ok(Exit {
+                status: 0,
+                at: Stamp::now(),
+                maxrss_kib: None,
+                timed_out: false,
+            })
+        }
+        fn diagnostics(&mut self) -> String {
+            String::new()
+        }
+        fn teardown(self: Box<Self>) {}
+    }
+
+    fn beside(neighbour: &'static str) -> Outcome {
+        let scratch = tempfile::tempdir().unwrap();
+        let step = Step::new(
+            Scenario::Cpu,
+            Some(3),
+            Some(0),
+            Some(Duration::from_secs(10)),
+        );
+        run(
+            &Scripted { neighbour },
+            Path::new("/nonexistent/workload"),
+            &step,
+            scratch.path(),
+            &AtomicBool::new(false),
+        )
+    }
+
+    #[test]
+    fn a_busy_neighbour_gives_a_figure_and_an_idle_one_fails_each_run() {
+        let busy = beside("while :; do :; done");
+        assert!(busy.failures.is_empty(), "{:?}", busy.failures);
+        let figure = &busy.figures[0];
+        assert_eq!(figure.metric, "cpu_throughput_beside_cpu_spin");
+        assert_eq!(figure.samples.len(), 3);
+
+        let idle = beside("exec sleep 60");
+        assert!(idle.figures.is_empty(), "{:?}", idle.figures);
+        assert_eq!(idle.failures.len(), 3, "{:?}", idle.failures);
+        assert!(
+            idle.failures
+                .iter()
+                .all(|f| f.reason.contains("the neighbour was not busy")),
+            "{:?}",
+            idle.failures
+        );
+    }
+
     #[test]
     fn a_victim_run_counts_only_beside_a_busy_neighbour() {
         use super::neighbour_idle;
