@@ -117,6 +117,8 @@ fn trace_one(
     names: &HashMap<i64, String>,
 ) -> Result<Surface, String> {
     let tracer = Tracer::start().map_err(|e| e.to_string())?;
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tracer_tid = u32::try_from(unsafe { libc::gettid() }).unwrap_or(0);
     let launched = Stamp::now();
     let mut instance = crate::registry::launch(backend, launch).map_err(|e| error_chain(&e))?;
     let first = instance.pids();
@@ -171,7 +173,12 @@ fn trace_one(
         ));
     }
     let program = launch.workload.display().to_string();
-    let counts = count(&trace.text, &[program.as_str(), "/init"], &first);
+    let counts = count(
+        &trace.text,
+        &[program.as_str(), "/init"],
+        &first,
+        Some(tracer_tid),
+    );
     let total: u64 = counts.workload.values().sum();
     let named = |counts: BTreeMap<i64, u64>| {
         let mut named: Vec<(String, u64)> = counts
@@ -204,9 +211,9 @@ fn trace_one(
 
 /// How the surface is counted, for the results.
 const MECHANISM: &str = "ftrace raw_syscalls:sys_enter: the workload's from its exec on (a VM's \
-    monitor's from the guest's first KVM_RUN on), descendants from birth; the runtime's or \
-    monitor's setup before that apart (this project's own runtime also works inside vcbench, \
-    which is not traced); VM exits by reason from kvm:kvm_exit where the kernel has it";
+    monitor's from the guest's first KVM_RUN on), descendants from birth; the setup before \
+    that apart: the launching thread's, the runtime's or monitor's, the first process's before \
+    its exec; VM exits by reason from kvm:kvm_exit where the kernel has it";
 
 #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
 fn u64_f64(n: u64) -> f64 {
@@ -221,6 +228,10 @@ const KVM_RUN: &str = "ae80";
 /// Who a traced process is working for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
+    /// The thread that launches the instance (and helpers it starts): its system calls
+    /// are setup until the workload runs (this project's runtime builds the container
+    /// there), and not counted after (vcbench reading the instance).
+    Launcher,
     /// The runtime's or monitor's own setup.
     Setup,
     /// The workload: from its exec, or for a VM from the guest's first run.
@@ -244,10 +255,13 @@ struct Counts {
 /// the setup's; the instance's `first` host processes count as setup from their birth
 /// until they execute the workload. Children take their parent's role. The first
 /// `KVM_RUN` turns the setup into the workload: from then on a monitor serves its guest.
-/// Processes with no role (vcbench's own threads) are not counted.
-fn count(trace: &str, workload_files: &[&str], first: &[u32]) -> Counts {
-    let mut roles: HashMap<u32, Role> = HashMap::new();
+/// The `launcher` thread and the helpers it starts count as setup until the workload
+/// runs (its exec, or the guest's first run), and not at all after; every backend's
+/// launch goes through it, so what it does for each is counted alike.
+fn count(trace: &str, workload_files: &[&str], first: &[u32], launcher: Option<u32>) -> Counts {
+    let mut roles: HashMap<u32, Role> = launcher.map(|l| (l, Role::Launcher)).into_iter().collect();
     let mut guest_runs = false;
+    let mut workload_runs = false;
     let mut counts = Counts::default();
     for line in trace.lines().filter(|l| !l.starts_with('#')) {
         let Some((task, rest)) = line.split_once(" [") else {
@@ -279,12 +293,14 @@ fn count(trace: &str, workload_files: &[&str], first: &[u32]) -> Counts {
                 .map(str::trim);
             if role.is_some() && nr == NR_IOCTL && request == Some(KVM_RUN) {
                 guest_runs = true;
+                workload_runs = true;
             }
             let bucket = match role {
                 Some(Role::Workload) => &mut counts.workload,
                 Some(Role::Setup) if guest_runs => &mut counts.workload,
                 Some(Role::Setup) => &mut counts.setup,
-                None => continue,
+                Some(Role::Launcher) if !workload_runs => &mut counts.setup,
+                Some(Role::Launcher) | None => continue,
             };
             *bucket.entry(nr).or_insert(0) += 1;
         } else if let Some(fields) = event.strip_prefix("sched_process_exec: ") {
@@ -296,6 +312,7 @@ fn count(trace: &str, workload_files: &[&str], first: &[u32]) -> Counts {
                 true => Role::Workload,
                 false => Role::Setup,
             };
+            workload_runs |= new == Role::Workload;
             roles.insert(pid, new);
         } else if let Some(fields) = event.strip_prefix("sched_process_fork: ") {
             let field = |key: &str| {
@@ -305,14 +322,12 @@ fn count(trace: &str, workload_files: &[&str], first: &[u32]) -> Counts {
                     .and_then(|v| v.parse::<u32>().ok())
             };
             if let (Some(parent), Some(child)) = (field("pid="), field("child_pid=")) {
-                match roles.get(&parent).copied() {
-                    Some(r) => {
-                        roles.insert(child, r);
-                    }
-                    None if first.contains(&child) => {
-                        roles.insert(child, Role::Setup);
-                    }
-                    None => {}
+                let role = match roles.get(&parent).copied() {
+                    _ if first.contains(&child) => Some(Role::Setup),
+                    inherited => inherited,
+                };
+                if let Some(role) = role {
+                    roles.insert(child, role);
                 }
             }
         } else if let Some(fields) = event.strip_prefix("kvm_exit: ") {
@@ -553,14 +568,19 @@ mod tests {
 
     #[test]
     fn only_the_program_and_its_descendants_count_from_its_exec() {
-        let counts = count(TRACE, &["/w"], &[]);
+        let counts = count(TRACE, &["/w"], &[], None);
         assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
         // The forked child's exec call (NR 59), before it became the workload, belongs
         // to nobody traced: it is not the instance's first process.
         assert!(counts.setup.is_empty());
         // As the instance's first process, it is setup until its exec.
-        let counts = count(TRACE, &["/w"], &[200]);
+        let counts = count(TRACE, &["/w"], &[200], None);
         assert_eq!(counts.setup, BTreeMap::from([(59, 1)]));
+        assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
+        // The launching thread's calls are setup until the workload runs (NR 56), and
+        // not counted after (NR 0: vcbench reading the instance).
+        let counts = count(TRACE, &["/w"], &[200], Some(100));
+        assert_eq!(counts.setup, BTreeMap::from([(56, 1), (59, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
     }
 
@@ -577,7 +597,7 @@ mod tests {
 
     #[test]
     fn an_oci_runtime_s_setup_is_counted_apart_from_the_workload() {
-        let counts = count(RUNTIME, &["/w", "/init"], &[301]);
+        let counts = count(RUNTIME, &["/w", "/init"], &[301], None);
         assert_eq!(counts.setup, BTreeMap::from([(56, 1), (165, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(39, 1)]));
     }
@@ -596,7 +616,7 @@ mod tests {
 
     #[test]
     fn a_monitor_s_setup_ends_at_the_guest_s_first_run() {
-        let counts = count(MONITOR, &["/w", "/init"], &[400]);
+        let counts = count(MONITOR, &["/w", "/init"], &[400], Some(100));
         assert_eq!(counts.setup, BTreeMap::from([(9, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(1, 1), (16, 1)]));
         assert_eq!(
