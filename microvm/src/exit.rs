@@ -47,6 +47,28 @@ pub enum Exit<'a> {
     Other(&'static str),
 }
 
+/// KVM's exit in the monitor's terms, the same for micro and Linux guests; `None` for
+/// exits that need nothing done and are not counted (a signal or an open interrupt
+/// window: the vCPU simply runs again).
+pub fn translate(exit: kvm_ioctls::VcpuExit<'_>) -> Option<Exit<'_>> {
+    use kvm_ioctls::VcpuExit;
+    Some(match exit {
+        VcpuExit::IoOut(port, data) => Exit::IoOut { port, data },
+        VcpuExit::IoIn(port, data) => Exit::IoIn { port, data },
+        VcpuExit::MmioRead(address, data) => Exit::MmioRead { address, data },
+        VcpuExit::MmioWrite(address, data) => Exit::MmioWrite { address, data },
+        VcpuExit::Hlt => Exit::Hlt,
+        VcpuExit::Shutdown => Exit::Shutdown,
+        VcpuExit::FailEntry(reason, _) => Exit::FailEntry(reason),
+        VcpuExit::InternalError => Exit::InternalError,
+        VcpuExit::Intr | VcpuExit::IrqWindowOpen => return None,
+        VcpuExit::SystemEvent(..) => Exit::Other("system event"),
+        VcpuExit::Exception => Exit::Other("exception"),
+        VcpuExit::Debug(_) => Exit::Other("debug"),
+        _ => Exit::Other("unknown"),
+    })
+}
+
 /// What the vCPU loop does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

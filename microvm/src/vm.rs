@@ -16,14 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use kvm_ioctls::{Cap, Kvm, VcpuExit};
+use kvm_ioctls::{Cap, Kvm};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::bus::Buses;
 use crate::devices::{
     marker::Marker, marker::Markers, serial::Capture, serial::Console, shutdown::I8042,
 };
-use crate::exit::{self, Exit, ExitCounts, Outcome};
+use crate::exit::{self, ExitCounts, Outcome};
 use crate::layout;
 use crate::memory::GuestRam;
 use crate::vcpu;
@@ -207,7 +207,10 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     let watchdog = Watchdog::start(config.timeout);
     let end = loop {
         let outcome = match vcpu.run() {
-            Ok(exit) => exit::handle(translate(exit), &mut bus, &mut counts),
+            Ok(exit) => match exit::translate(exit) {
+                Some(exit) => exit::handle(exit, &mut bus, &mut counts),
+                None => Outcome::Continue,
+            },
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 if watchdog.fired() {
                     break End::TimedOut;
@@ -255,25 +258,6 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     drop(ram);
     report.phases.push(("torn_down", crate::monotonic_ns()));
     Ok(report)
-}
-
-/// KVM's exit in the monitor's terms.
-fn translate(exit: VcpuExit<'_>) -> Exit<'_> {
-    match exit {
-        VcpuExit::IoOut(port, data) => Exit::IoOut { port, data },
-        VcpuExit::IoIn(port, data) => Exit::IoIn { port, data },
-        VcpuExit::MmioRead(address, data) => Exit::MmioRead { address, data },
-        VcpuExit::MmioWrite(address, data) => Exit::MmioWrite { address, data },
-        VcpuExit::Hlt => Exit::Hlt,
-        VcpuExit::Shutdown => Exit::Shutdown,
-        VcpuExit::FailEntry(reason, _) => Exit::FailEntry(reason),
-        VcpuExit::InternalError => Exit::InternalError,
-        VcpuExit::Exception => Exit::Other("exception"),
-        VcpuExit::Debug(_) => Exit::Other("debug"),
-        VcpuExit::IrqWindowOpen => Exit::Other("irq window open"),
-        VcpuExit::Intr => Exit::Other("interrupted"),
-        _ => Exit::Other("unknown"),
-    }
 }
 
 /// Stops a guest that runs past its time: a thread waits for the deadline, then signals

@@ -30,7 +30,7 @@ use kvm_bindings::{
     kvm_pit_config, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
     KVM_MP_STATE_UNINITIALIZED, KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd};
 use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use vm_memory::{Bytes, GuestAddress};
@@ -629,7 +629,7 @@ fn vcpu_loop(
             break;
         }
         let outcome = match vcpu.run() {
-            Ok(exit) => match translate(exit) {
+            Ok(exit) => match exit::translate(exit) {
                 Some(exit) => match shared.buses.lock() {
                     Ok(mut buses) => exit::handle(exit, &mut buses, &mut counts),
                     Err(_) => Outcome::Failed("a device panicked".to_owned()),
@@ -687,24 +687,4 @@ fn answer_state_check(index: usize, vcpu: &VcpuFd, shared: &Shared) {
         (round << 2) | (u64::from(halted) << 1) | u64::from(stopped),
         Ordering::SeqCst,
     );
-}
-
-/// KVM's exit in the monitor's terms; `None` for exits that need nothing done.
-fn translate(exit: VcpuExit<'_>) -> Option<crate::exit::Exit<'_>> {
-    use crate::exit::Exit;
-    Some(match exit {
-        VcpuExit::IoOut(port, data) => Exit::IoOut { port, data },
-        VcpuExit::IoIn(port, data) => Exit::IoIn { port, data },
-        VcpuExit::MmioRead(address, data) => Exit::MmioRead { address, data },
-        VcpuExit::MmioWrite(address, data) => Exit::MmioWrite { address, data },
-        VcpuExit::Hlt => Exit::Hlt,
-        VcpuExit::Shutdown => Exit::Shutdown,
-        VcpuExit::FailEntry(reason, _) => Exit::FailEntry(reason),
-        VcpuExit::InternalError => Exit::InternalError,
-        VcpuExit::Intr | VcpuExit::IrqWindowOpen => return None,
-        VcpuExit::SystemEvent(..) => Exit::Other("system event"),
-        VcpuExit::Exception => Exit::Other("exception"),
-        VcpuExit::Debug(_) => Exit::Other("debug"),
-        _ => Exit::Other("unknown"),
-    })
 }
