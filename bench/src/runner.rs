@@ -810,6 +810,20 @@ mod tests {
         assert!(micro.raw_cost);
         assert!(micro.vs_baseline.is_none());
         assert_eq!(micro.variant, "micro guests");
+        // Where startup goes: each run's own stage durations, the clone at half the start.
+        let stages = reports::phases::stages(&results);
+        let (_, container) = stages.iter().find(|(b, _)| b == "container").unwrap();
+        let ms: Vec<(&str, f64)> = container
+            .iter()
+            .map(|p| (p.stage.label(), (p.ms * 10.0).round() / 10.0))
+            .collect();
+        assert_eq!(
+            ms,
+            [
+                ("namespaces (clone, uid maps)", 1.0),
+                ("to the workload's first record", 1.0)
+            ]
+        );
     }
 
     #[test]
