@@ -512,12 +512,7 @@ mod tests {
                 self.released = true;
             }
             fn wait(&mut self, _: Instant) -> Result<Exit, Error> {
-                Ok(Exit {
-                    status: 0,
-                    at: Stamp::now(),
-                    maxrss_kib: None,
-                    timed_out: false,
-                })
+                Ok(Exit::now(0))
             }
             fn diagnostics(&mut self) -> String {
                 String::new()

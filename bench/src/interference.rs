@@ -398,12 +398,7 @@ mod tests {
             if let Some(child) = &mut self.child {
                 let _ = child.wait();
             }
-            Ok(Exit {
-                status: 0,
-                at: Stamp::now(),
-                maxrss_kib: None,
-                timed_out: false,
-            })
+            Ok(Exit::now(0))
         }
         fn diagnostics(&mut self) -> String {
             String::new()

@@ -94,6 +94,17 @@ pub struct Exit {
 }
 
 impl Exit {
+    /// An end with `status`, stamped now, not for time, with no resource usage: for an
+    /// instance whose end is not a reaped host process of its own.
+    pub fn now(status: i32) -> Self {
+        Exit {
+            status,
+            at: Stamp::now(),
+            maxrss_kib: None,
+            timed_out: false,
+        }
+    }
+
     /// How a reaped host process ended, stamped now.
     pub fn reaped(reaped: ::container::process::Reaped, timed_out: bool) -> Self {
         Exit {
