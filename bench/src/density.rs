@@ -122,7 +122,11 @@ pub fn run(
                 .take(n as usize)
                 .filter(|r| r.send(()).is_ok())
                 .count();
-            (0..asked).filter_map(|_| results.recv().ok()).collect()
+            // A launch answers within the run's time limit, or is missing (the series
+            // then stops with that reason) rather than waited for without end.
+            (0..asked)
+                .map_while(|_| results.recv_timeout(options.timeout).ok())
+                .collect()
         };
         let series = series(backend, options, progress, stop, &batch);
         // Every instance is gone: the launchers may end.
@@ -175,6 +179,15 @@ fn series(
                 break;
             }
             let launches = batch(count);
+            if launches.len() < count as usize {
+                series.failed = true;
+                series.stopped = Some(format!(
+                    "stopped at {}: {} of {count} launches did not come back within {:.1} s",
+                    live.len(),
+                    count as usize - launches.len(),
+                    options.timeout.as_secs_f64()
+                ));
+            }
             let mut starting = Vec::new();
             for launched in launches {
                 match launched {
