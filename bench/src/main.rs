@@ -202,7 +202,8 @@ struct RunArgs {
     /// runc and crun only when named].
     #[arg(long, short, value_delimiter = ',', value_parser = backend_names())]
     backend: Vec<String>,
-    /// Scenarios to run, comma-separated [default: all].
+    /// Scenarios to run, comma-separated [default: every scenario but density and
+    /// interference, which run only when named].
     #[arg(long, short, value_delimiter = ',', value_enum)]
     scenario: Vec<Scenario>,
     /// Measured runs per backend and scenario [default: 30 for startup, 5 for the rest].
@@ -288,7 +289,7 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
         _ => Err(format!(
-            "{text:?} is not a number of seconds between 0 and 86400"
+            "{text:?} is not a number of seconds more than 0 and at most 86400"
         )),
     }
 }

@@ -241,7 +241,25 @@ fn help_has_examples() {
     let dir = tempfile::tempdir().unwrap();
     let out = vcbench(&["run", "--help"], dir.path());
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Examples:"));
+    // The default suite as the code has it, and the options of fair comparisons.
+    assert!(help.contains("every scenario but density and"), "{help}");
+    for option in ["--order", "--seed", "--baseline"] {
+        assert!(help.contains(option), "{option} missing: {help}");
+    }
+}
+
+#[test]
+fn a_timeout_of_zero_is_refused_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(&["run", "--timeout", "0"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a number of seconds more than 0 and at most 86400"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
