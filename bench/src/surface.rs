@@ -322,8 +322,11 @@ fn count(trace: &str, workload_files: &[&str], first: &[u32], launcher: Option<u
                     .and_then(|v| v.parse::<u32>().ok())
             };
             if let (Some(parent), Some(child)) = (field("pid="), field("child_pid=")) {
+                // The instance's first process is setup from its birth by the launcher;
+                // a process the workload or a runtime starts takes its parent's role,
+                // even when the instance's processes were listed after it was born.
                 let role = match roles.get(&parent).copied() {
-                    _ if first.contains(&child) => Some(Role::Setup),
+                    Some(Role::Launcher) | None if first.contains(&child) => Some(Role::Setup),
                     inherited => inherited,
                 };
                 if let Some(role) = role {
@@ -580,6 +583,11 @@ mod tests {
         // The launching thread's calls are setup until the workload runs (NR 56), and
         // not counted after (NR 0: vcbench reading the instance).
         let counts = count(TRACE, &["/w"], &[200], Some(100));
+        assert_eq!(counts.setup, BTreeMap::from([(56, 1), (59, 1)]));
+        assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
+        // The workload's own child is the workload's, even when the instance's processes
+        // were listed after it was born (a container's cgroup holds both).
+        let counts = count(TRACE, &["/w"], &[200, 201], Some(100));
         assert_eq!(counts.setup, BTreeMap::from([(56, 1), (59, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
     }
