@@ -228,9 +228,7 @@ fn planned(plan: &Plan) -> results::Plan {
 /// The baseline backend: the one asked for, else native when it is in the plan, else the
 /// first backend.
 pub fn baseline(asked: Option<&str>, backends: &[&str]) -> String {
-    asked
-        .or_else(|| backends.iter().copied().find(|b| *b == "native"))
-        .or_else(|| backends.first().copied())
+    reports::document::choose_baseline(asked, backends)
         .unwrap_or("native")
         .to_owned()
 }
@@ -249,7 +247,7 @@ fn run_density(
     let figures = density::figures(&series);
     results
         .figures
-        .extend(of_backend(backend, figures, raw_cost));
+        .extend(of_backend(&results.plan, backend, figures, raw_cost));
     if let (true, Some(reason)) = (series.failed, &series.stopped) {
         let name = Scenario::Density.name();
         let failure = failed(backend, name, series.reached, reason.clone());
@@ -286,7 +284,7 @@ fn run_interference(
     progress.run_ended(outcome.failures.first().map(|f| f.reason.as_str()));
     results
         .figures
-        .extend(of_backend(backend, outcome.figures, false));
+        .extend(of_backend(&results.plan, backend, outcome.figures, false));
     results.failures.extend(outcome.failures);
     results
         .skipped
@@ -413,7 +411,7 @@ fn repeated(
     for (backend, g) in backends.iter().zip(gathered) {
         results
             .figures
-            .extend(figures(*backend, scenario, g.samples));
+            .extend(figures(&results.plan, *backend, scenario, g.samples));
         if scenario == Scenario::Isolation {
             isolation_of(*backend, context, &g.facts, host_answers, results);
         }
@@ -436,7 +434,8 @@ fn isolation_of(
             Ok(host) => {
                 let matrix = isolation::judge(backend.name(), facts, host);
                 let figures = isolation::figures(&matrix);
-                results.figures.extend(of_backend(backend, figures, false));
+                let figures = of_backend(&results.plan, backend, figures, false);
+                results.figures.extend(figures);
                 results.isolation.push(matrix);
             }
             Err(reason) => {
@@ -468,7 +467,8 @@ fn isolation_of(
                 }
             }
             let figures = surface::figures(&surfaces);
-            results.figures.extend(of_backend(backend, figures, false));
+            let figures = of_backend(&results.plan, backend, figures, false);
+            results.figures.extend(figures);
             results.surface.extend(surfaces);
         }
         Err(reason) => results.skipped.push(Skip {
@@ -479,12 +479,18 @@ fn isolation_of(
     }
 }
 
-/// `figures` of `backend`, each saying what ran (the backend's settings).
-fn of_backend(backend: &dyn Backend, figures: Vec<Figure>, raw_cost: bool) -> Vec<Figure> {
-    let variant = backend.settings();
+/// `figures` of `backend`, each saying what ran: the backend's settings, as the plan
+/// recorded them (asking the backend again can start a process, QEMU's version probe).
+fn of_backend(
+    plan: &results::Plan,
+    backend: &dyn Backend,
+    figures: Vec<Figure>,
+    raw_cost: bool,
+) -> Vec<Figure> {
+    let variant = plan.settings.get(backend.name()).map_or("", String::as_str);
     figures
         .into_iter()
-        .map(|f| f.ran(&variant, raw_cost))
+        .map(|f| f.ran(variant, raw_cost))
         .collect()
 }
 
@@ -520,13 +526,13 @@ pub fn tool() -> results::Tool {
 /// ran (the backend's settings) and which clock timed it. A micro guest's figures, and the
 /// exits guest's on any backend, are the hypervisor's raw costs.
 fn figures(
+    plan: &results::Plan,
     backend: &dyn Backend,
     scenario: Scenario,
     samples: Vec<(Value, Vec<f64>)>,
 ) -> Vec<Figure> {
-    let variant = backend.settings();
     let raw_cost = scenario == Scenario::Exits || backend.runs_programs().is_err();
-    samples
+    let figures = samples
         .into_iter()
         .filter_map(|(value, samples)| {
             Figure::distribution(
@@ -537,9 +543,10 @@ fn figures(
                 value.better,
                 samples,
             )
-            .map(|f| f.timed_by(value.clock).ran(&variant, raw_cost))
+            .map(|f| f.timed_by(value.clock))
         })
-        .collect()
+        .collect();
+    of_backend(plan, backend, figures, raw_cost)
 }
 
 #[cfg(test)]

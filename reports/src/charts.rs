@@ -525,7 +525,7 @@ pub fn slowdowns(doc: &Results) -> Vec<(String, String, f64)> {
         .filter(|f| SCENARIOS.contains(&f.scenario.as_str()))
         .filter(|f| f.metric != "wall" && f.metric != "peak_rss")
         .filter_map(|f| {
-            let ratio = doc.ratio(f)?.estimate.value;
+            let ratio = f.vs_baseline.as_ref()?.estimate.value;
             let slowdown = if f.better == Better::Higher {
                 1.0 / ratio
             } else {

@@ -303,7 +303,8 @@ pub fn markdown(docs: &[Results], names: &[String]) -> String {
         h.extend(names.iter().cloned());
         h
     }];
-    for (what, values, differs) in facts(docs) {
+    let facts = facts(docs);
+    for (what, values, differs) in facts.iter().cloned() {
         let mut row = vec![if differs {
             format!("**{what}** (differs)")
         } else {
@@ -314,8 +315,9 @@ pub fn markdown(docs: &[Results], names: &[String]) -> String {
     }
     table(&plan);
     table(&figure_cells(docs, names));
-    out.push_str(&warnings(docs).join("\n"));
-    if !warnings(docs).is_empty() {
+    let warnings = warnings(docs, &facts);
+    if !warnings.is_empty() {
+        out.push_str(&warnings.join("\n"));
         out.push_str("\n\n");
     }
     out.push_str(METHOD);
@@ -323,8 +325,8 @@ pub fn markdown(docs: &[Results], names: &[String]) -> String {
     out
 }
 
-/// What makes the documents' figures less comparable, as warnings.
-fn warnings(docs: &[Results]) -> Vec<String> {
+/// What makes the documents' figures less comparable, as warnings; `facts` are theirs.
+fn warnings(docs: &[Results], facts: &[(String, Vec<String>, bool)]) -> Vec<String> {
     let mut w = Vec::new();
     if docs
         .iter()
@@ -336,10 +338,10 @@ fn warnings(docs: &[Results]) -> Vec<String> {
                 .to_owned(),
         );
     }
-    let differing: Vec<String> = facts(docs)
-        .into_iter()
+    let differing: Vec<&str> = facts
+        .iter()
         .filter(|(_, _, differs)| *differs)
-        .map(|(what, _, _)| what)
+        .map(|(what, _, _)| what.as_str())
         .collect();
     if !differing.is_empty() {
         w.push(format!(
@@ -359,8 +361,8 @@ pub fn terminal(
     columns: &dyn Fn(&[Vec<String>]) -> String,
 ) -> String {
     let mut out = String::new();
-    let differing: Vec<(String, Vec<String>, bool)> =
-        facts(docs).into_iter().filter(|f| f.2).collect();
+    let facts = facts(docs);
+    let differing: Vec<&(String, Vec<String>, bool)> = facts.iter().filter(|f| f.2).collect();
     if differing.is_empty() {
         out.push_str("plans, hosts and tools: the same\n\n");
     } else {
@@ -370,15 +372,15 @@ pub fn terminal(
             h
         }];
         for (what, values, _) in differing {
-            let mut row = vec![what];
-            row.extend(values);
+            let mut row = vec![what.clone()];
+            row.extend(values.iter().cloned());
             rows.push(row);
         }
         out.push_str(&columns(&rows));
         out.push('\n');
     }
     out.push_str(&columns(&figure_cells(docs, names)));
-    for w in warnings(docs) {
+    for w in warnings(docs, &facts) {
         let _ = writeln!(out, "\n{w}");
     }
     let _ = writeln!(out, "\n{METHOD}");

@@ -450,23 +450,10 @@ impl Results {
         seen
     }
 
-    /// The figure's ratio against the baseline's like figure, when it has one.
-    pub fn ratio<'a>(&self, figure: &'a Figure) -> Option<&'a Ratio> {
-        figure.vs_baseline.as_ref()
-    }
-
     /// The baseline backend: the plan's, else native when it has figures, else the first
     /// backend with figures.
     pub fn baseline(&self) -> Option<&str> {
-        if let Some(b) = &self.plan.baseline {
-            return Some(b);
-        }
-        let backends = self.backends();
-        backends
-            .iter()
-            .find(|b| **b == "native")
-            .or(backends.first())
-            .copied()
+        choose_baseline(self.plan.baseline.as_deref(), &self.backends())
     }
 
     /// Sets every figure's ratio against the baseline's like figure: same scenario,
@@ -620,6 +607,14 @@ impl Results {
         // keys; serde_json cannot fail on them.
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// The baseline among `backends`: the one `asked` for, else native when it is one of
+/// them, else the first.
+pub fn choose_baseline<'a>(asked: Option<&'a str>, backends: &[&'a str]) -> Option<&'a str> {
+    asked
+        .or_else(|| backends.iter().copied().find(|b| *b == "native"))
+        .or_else(|| backends.first().copied())
 }
 
 /// The JSON Schema of the results document.
