@@ -199,6 +199,13 @@ fn verdict(
             _ => (PARTLY, format!("some host paths are reachable: {inside}")),
         },
         "uid" | "uid_map" => uid_verdict(check, inside, host, differs),
+        // In the host's mount and cgroup namespaces it sees the host's cgroup tree itself;
+        // counting its directories would only compare two moments of a tree other
+        // programs change.
+        "cgroup_dirs" if !differs("ns_mnt") && !differs("ns_cgroup") => (
+            SHARED,
+            format!("the host's cgroup tree itself ({inside} directories)"),
+        ),
         "devices" | "cgroup_dirs" => match count_ratio(inside, host) {
             Some(0) => (ISOLATED, format!("none of the host's {host}")),
             Some(n) if n < 100 => (PARTLY, format!("{inside} of the host's {host}")),
@@ -484,6 +491,22 @@ mod tests {
             &facts(&[("cap_eff", "0000000000000000")]),
         );
         assert_eq!(verdicts(&none), [("cap_eff", ISOLATED)]);
+    }
+
+    #[test]
+    fn the_host_s_cgroup_tree_is_shared_however_it_changed_between_the_probes() {
+        let host = facts(&[
+            ("ns_mnt", "mnt:[1]"),
+            ("ns_cgroup", "cgroup:[2]"),
+            ("cgroup_dirs", "20"),
+        ]);
+        let inside = facts(&[
+            ("ns_mnt", "mnt:[1]"),
+            ("ns_cgroup", "cgroup:[2]"),
+            ("cgroup_dirs", "12"),
+        ]);
+        let m = judge("native", &inside, &host);
+        assert_eq!(verdicts(&m)[2], ("cgroup_dirs", SHARED));
     }
 
     #[test]
