@@ -70,10 +70,10 @@ pub fn run(host: &Host) -> Vec<Check> {
         user_namespaces(host),
         embedded(
             "workload",
-            crate::image::WORKLOAD,
-            crate::image::WORKLOAD_FNV,
+            images::image::WORKLOAD,
+            images::image::WORKLOAD_FNV,
         ),
-        embedded("vcbench-vmm", crate::image::VMM, crate::image::VMM_FNV),
+        embedded("vcbench-vmm", images::image::VMM, images::image::VMM_FNV),
     ];
     for (tool, purpose, package, packaged) in TOOLS {
         checks.push(match which(tool) {
@@ -217,7 +217,7 @@ fn user_namespaces(host: &Host) -> Check {
 /// Checks that an embedded executable is static (it runs as PID 1 in an empty root, or
 /// beside nothing but the kernel).
 fn embedded(name: &str, bytes: &[u8], hash: &str) -> Check {
-    match crate::image::elf_is_static(bytes) {
+    match images::image::elf_is_static(bytes) {
         Some(true) => check(name, Status::Ok, format!("static, {} KiB, fnv {hash}", bytes.len() / 1024), None),
         _ => check(
             name,

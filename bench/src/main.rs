@@ -19,7 +19,8 @@ use vcbench::order::Order;
 use vcbench::results::{self, Results};
 use vcbench::runner::{self, Plan, Progress};
 use vcbench::scenario::{Scenario, Step};
-use vcbench::{density, image, kernel, table};
+use images::{image, kernel};
+use vcbench::{density, table};
 
 /// `println!` that drops what a closed standard output cannot take
 /// (`vcbench show r.json | head`) instead of panicking.
@@ -172,7 +173,7 @@ enum KernelCommand {
     #[command(after_help = KERNEL_EXAMPLES)]
     Build {
         /// A kernel tarball or tree.
-        #[arg(long, default_value = vcbench::kernel::DEBIAN_SOURCE)]
+        #[arg(long, default_value = images::kernel::DEBIAN_SOURCE)]
         source: PathBuf,
         /// Parallel compile jobs [default: the number of CPUs].
         #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -1058,17 +1059,17 @@ fn kernel_build(
 
 fn write_initramfs(gzip: bool, out: Option<PathBuf>) -> Result<ExitCode, Failure> {
     let compression = if gzip {
-        vcbench::initramfs::Compression::Gzip
+        images::initramfs::Compression::Gzip
     } else {
-        vcbench::initramfs::Compression::None
+        images::initramfs::Compression::None
     };
     let path = match out {
         Some(path) => {
-            std::fs::write(&path, vcbench::initramfs::image_archive(compression))
+            std::fs::write(&path, images::initramfs::image_archive(compression))
                 .with_context(|| format!("cannot write {}", path.display()))?;
             path
         }
-        None => vcbench::initramfs::install(&image::cache_dir(), compression)
+        None => images::initramfs::install(&image::cache_dir(), compression)
             .context("writing the initramfs")?,
     };
     say!("{}", path.display());

@@ -518,7 +518,7 @@ pub fn tool() -> results::Tool {
         name: "vcbench".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         git_revision: env!("VCBENCH_GIT_REVISION").to_owned(),
-        workload_fnv: crate::image::WORKLOAD_FNV.to_owned(),
+        workload_fnv: images::image::WORKLOAD_FNV.to_owned(),
     }
 }
 

@@ -1093,7 +1093,7 @@ fn the_monitor_refuses_a_bad_kernel_before_building_a_vm() {
     let dir = tempfile::tempdir().unwrap();
     let truncated = dir.path().join("vmlinux");
     std::fs::write(&truncated, truncated_vmlinux()).unwrap();
-    let vmm = vcbench::image::install_vmm(&dir.path().join("cache")).unwrap();
+    let vmm = images::image::install_vmm(&dir.path().join("cache")).unwrap();
     let out = Command::new(vmm)
         .args(["linux", "--kernel", truncated.to_str().unwrap()])
         .output()
@@ -1105,7 +1105,7 @@ fn the_monitor_refuses_a_bad_kernel_before_building_a_vm() {
         err.contains("truncated") && err.contains("vmlinux"),
         "{err}"
     );
-    let out = Command::new(vcbench::image::install_vmm(&dir.path().join("cache")).unwrap())
+    let out = Command::new(images::image::install_vmm(&dir.path().join("cache")).unwrap())
         .args(["linux"])
         .output()
         .unwrap();

@@ -183,7 +183,7 @@ fn assert_nothing_left_by(owner: u32, before: &Before, what: &str) {
 fn workload() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    vcbench::image::install_workload(dir.path()).unwrap()
+    images::image::install_workload(dir.path()).unwrap()
 }
 
 /// Runs `args` once on `backend` with a time limit, as the suite runs one run, and

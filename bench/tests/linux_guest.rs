@@ -16,7 +16,7 @@ use serde_json::Value;
 
 /// The kernel `vcbench kernel build` made, or why there is none.
 fn guest_kernel() -> Option<PathBuf> {
-    match vcbench::kernel::latest(&vcbench::image::cache_dir()) {
+    match images::kernel::latest(&images::image::cache_dir()) {
         Ok(Some(built)) => Some(built.vmlinux),
         other => {
             let why = match other {
@@ -250,7 +250,7 @@ fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console()
     let Some(kernel) = guest_kernel() else {
         return;
     };
-    let vmm = vcbench::image::install_vmm(&vcbench::image::cache_dir()).unwrap();
+    let vmm = images::image::install_vmm(&images::image::cache_dir()).unwrap();
     // No initramfs and no root device: the kernel panics ("Unable to mount root fs") and,
     // with panic=0, waits forever.
     let outcome = rig::Rig::default()

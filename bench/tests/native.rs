@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use vcbench::backend::{native::Native, Backend, Event, Instance, Launch};
 use vcbench::clock::Stamp;
-use vcbench::image;
+use images::image;
 use workload::record::Record;
 
 fn launch(args: &[&str]) -> (tempfile::TempDir, Box<dyn Instance>) {

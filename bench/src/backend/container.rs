@@ -92,7 +92,7 @@ impl Backend for Container {
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         let rootfs =
-            crate::image::install_rootfs(&crate::image::cache_dir()).map_err(|e| Error::Spawn {
+            images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| Error::Spawn {
                 what: "the container image".to_owned(),
                 source: std::io::Error::other(e),
             })?;

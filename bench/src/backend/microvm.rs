@@ -3,7 +3,7 @@
 //!
 //! **Linux guests** (when a guest kernel is given with `--kernel`, or one was built with
 //! `vcbench kernel build`, and KVM is hardware-assisted): the monitor boots the kernel with
-//! the image's initramfs ([`crate::initramfs`]), whose `/init` is the byte-identical
+//! the image's initramfs ([`images::initramfs`]), whose `/init` is the byte-identical
 //! workload binary, for every workload scenario. The workload, as PID 1, writes the marker
 //! port first thing (the monitor stamps "init reached"), writes its records on the serial
 //! console (the monitor stamps each line as it arrives), and powers the machine off. The
@@ -79,7 +79,7 @@ impl GuestKernel {
     /// its identity.
     pub fn open(path: &Path) -> Result<Self, microvm::linux::image::Error> {
         let image = microvm::linux::image::Image::open(path)?;
-        let built = crate::kernel::identity_of(path);
+        let built = images::kernel::identity_of(path);
         Ok(GuestKernel {
             path: path.to_owned(),
             version: image
@@ -146,7 +146,7 @@ impl MicroVm {
     pub fn guests_for(kernel: Option<GuestKernel>) -> Guests {
         let explicit = kernel.is_some();
         let kernel = kernel.or_else(|| {
-            crate::kernel::latest(&crate::image::cache_dir())
+            images::kernel::latest(&images::image::cache_dir())
                 .ok()
                 .flatten()
                 .and_then(|built| GuestKernel::open(&built.vmlinux).ok())
@@ -274,8 +274,8 @@ impl Backend for MicroVm {
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
-        let cache = crate::image::cache_dir();
-        let vmm = crate::image::install_vmm(&cache).map_err(|e| Error::Spawn {
+        let cache = images::image::cache_dir();
+        let vmm = images::image::install_vmm(&cache).map_err(|e| Error::Spawn {
             what: "the monitor".to_owned(),
             source: std::io::Error::other(e),
         })?;
@@ -286,7 +286,7 @@ impl Backend for MicroVm {
         let facts = Arc::new(Mutex::new(Facts::default()));
         let shared = Arc::clone(&facts);
         let handler: super::watch::LineHandler = if let Some(kernel) = linux {
-            let initramfs = crate::initramfs::install(&cache, crate::initramfs::Compression::None)
+            let initramfs = images::initramfs::install(&cache, images::initramfs::Compression::None)
                 .map_err(|e| Error::Spawn {
                     what: "the initramfs".to_owned(),
                     source: std::io::Error::other(e),

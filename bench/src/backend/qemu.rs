@@ -222,9 +222,9 @@ impl Qemu {
         kernel: &GuestKernel,
         launch: &Launch,
     ) -> Result<Box<dyn Instance>, Error> {
-        let initramfs = crate::initramfs::install(
-            &crate::image::cache_dir(),
-            crate::initramfs::Compression::None,
+        let initramfs = images::initramfs::install(
+            &images::image::cache_dir(),
+            images::initramfs::Compression::None,
         )
         .map_err(|e| Error::Spawn {
             what: "the initramfs".to_owned(),

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
-use vcbench::initramfs::{image_archive, Compression};
+use images::initramfs::{image_archive, Compression};
 
 fn cpio_available() -> bool {
     match Command::new("cpio").arg("--version").output() {
@@ -72,7 +72,7 @@ fn check(archive: &[u8]) {
     cpio(&["-id", "--quiet", "init"], dir.path(), archive);
     let init = std::fs::read(dir.path().join("init")).unwrap();
     assert!(
-        init == vcbench::image::WORKLOAD,
+        init == images::image::WORKLOAD,
         "/init is the workload, byte for byte"
     );
 }

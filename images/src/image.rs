@@ -1,6 +1,6 @@
 //! The workload binary that every sandbox runs, carried inside `vcbench`.
 //!
-//! The build embeds a statically linked `workload` (see `bench/build.rs`); before a run it
+//! The build embeds a statically linked `workload` (see `images/build.rs`); before a run it
 //! is installed once into the user's cache directory under a name that includes its
 //! hash, so every backend executes byte-identical code and results can name it.
 
