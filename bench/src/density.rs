@@ -93,7 +93,7 @@ pub fn run(
     };
     let now = || -> Launched {
         let launched = Stamp::now();
-        crate::registry::launch(backend, &launch).map(|i| (i, launched))
+        crate::backend::launch(backend, &launch).map(|i| (i, launched))
     };
     if options.parallel <= 1 {
         let batch = |n: u32| (0..n).map(|_| now()).collect();

@@ -38,7 +38,7 @@ pub fn detect() -> Host {
         peers: ["runc", "crun", "qemu-system-x86_64"]
             .into_iter()
             .filter_map(|tool| {
-                let version = crate::backend::oci::version(tool).ok()?;
+                let version = tool_version(tool).ok()?;
                 Some((tool.to_owned(), version))
             })
             .collect(),
@@ -211,6 +211,29 @@ fn name_of(file: &str, id: u32) -> Option<String> {
         let name = fields.next()?;
         (fields.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_owned())
     })
+}
+
+/// The first line of a tool's `--version` (a peer runtime, QEMU), or why it cannot be run.
+pub fn tool_version(binary: &str) -> Result<String, String> {
+    let out = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| match e.kind() {
+            // execvp says "permission denied" when it met a PATH directory it may not
+            // search or a file it may not run, and found nothing it could.
+            std::io::ErrorKind::PermissionDenied => format!(
+                "{binary} cannot be run by this user ({e}): it is not on PATH where this user \
+                 may search, or not executable; install it (apt-get install {binary}) or fix \
+                 PATH"
+            ),
+            _ => format!("{binary} not found ({e}): apt-get install {binary}"),
+        })?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .filter(|l| out.status.success() && !l.is_empty())
+        .ok_or_else(|| format!("{binary} --version failed"))
 }
 
 #[cfg(test)]

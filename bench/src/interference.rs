@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{error_chain, Backend, Event, Instance, Launch};
 use crate::measure::run_once;
 use crate::results::{Better, Failure, Figure};
-use crate::scenario::Scenario;
-use crate::scenario::Step;
+use crate::scenario::{Run as _, Scenario, Step};
 
 /// The neighbour's CPU limit, percent of one CPU.
 pub const NEIGHBOUR_CPU_PERCENT: u32 = 50;
@@ -197,7 +196,7 @@ fn victim_values(
             });
             continue;
         }
-        if let Some(value) = step.scenario.values(&run.observation).into_iter().next() {
+        if let Some(value) = crate::figures::values(step.scenario, &run.observation).into_iter().next() {
             metric.get_or_insert((value.metric.clone(), value.better));
             samples.push(value.value);
         }
@@ -265,8 +264,7 @@ fn victim_samples(
                 reason: format!("{} beside a neighbour: {reason}", step.scenario.name()),
             }),
             None => samples.extend(
-                step.scenario
-                    .values(&run.observation)
+                crate::figures::values(step.scenario, &run.observation)
                     .into_iter()
                     .next()
                     .map(|v| v.value),
@@ -278,7 +276,7 @@ fn victim_samples(
 
 /// Starts the neighbour and waits until its workload has started its work.
 fn start_neighbour(backend: &dyn Backend, launch: &Launch) -> Result<Box<dyn Instance>, String> {
-    let mut instance = crate::registry::launch(backend, launch).map_err(|e| error_chain(&e))?;
+    let mut instance = crate::backend::launch(backend, launch).map_err(|e| error_chain(&e))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match instance.next_event(deadline) {

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod clock;
 pub mod density;
 pub mod doctor;
+pub mod figures;
 pub mod host;
 pub mod interference;
 pub mod isolation;

@@ -18,7 +18,7 @@ use vcbench::host;
 use vcbench::order::Order;
 use vcbench::results::{self, Results};
 use vcbench::runner::{self, Plan, Progress};
-use vcbench::scenario::{Scenario, Step};
+use vcbench::scenario::{Run as _, Scenario, Step};
 use images::{image, kernel};
 use vcbench::{density, table};
 
@@ -205,7 +205,7 @@ struct RunArgs {
     backend: Vec<String>,
     /// Scenarios to run, comma-separated [default: every scenario but density and
     /// interference, which run only when named].
-    #[arg(long, short, value_delimiter = ',', value_enum)]
+    #[arg(long, short, value_delimiter = ',', value_parser = scenario_names())]
     scenario: Vec<Scenario>,
     /// Measured runs per backend and scenario [default: 30 for startup, 5 for the rest].
     #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -283,7 +283,19 @@ struct BackendArgs {
 }
 
 fn backend_names() -> PossibleValuesParser {
-    PossibleValuesParser::new(backend::NAMES)
+    PossibleValuesParser::new(reports::document::Backend::NAMES)
+}
+
+/// The scenarios by name, each with its one-line summary in `--help`.
+fn scenario_names() -> impl clap::builder::TypedValueParser<Value = Scenario> {
+    use clap::builder::{PossibleValue, TypedValueParser};
+    PossibleValuesParser::new(
+        Scenario::ALL
+            .iter()
+            .map(|s| PossibleValue::new(s.name()).help(s.summary())),
+    )
+    // The parser above lets through only the names, each of which parses.
+    .try_map(|name| name.parse::<Scenario>())
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {
@@ -392,7 +404,8 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let scenarios = if args.scenario.is_empty() {
         Scenario::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|s| s.in_default_suite())
             .collect()
     } else {

@@ -15,7 +15,8 @@ use crate::backend::{error_chain, Backend, Event, Launch};
 use crate::clock::Stamp;
 use crate::procfs::{self, Memory};
 use crate::results::Phase;
-use crate::scenario::{Observation, Step};
+use crate::figures::Observation;
+use crate::scenario::{Run as _, Step};
 
 /// How often a live instance's memory is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
@@ -91,7 +92,7 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
     let mut observation = Observation::default();
     let launched = Stamp::now();
     let deadline = Instant::now() + step.timeout;
-    let mut instance = match crate::registry::launch(backend, launch) {
+    let mut instance = match crate::backend::launch(backend, launch) {
         Ok(i) => i,
         Err(e) => {
             return Outcome {

@@ -14,10 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
-use crate::backend::{Backend, Error, Event, Exit, Footprint, Instance, Launch};
-use crate::clock::Stamp;
 use container::process::Stat;
 
 /// The directory: `/run/vcbench` for root, `$XDG_RUNTIME_DIR/vcbench` or
@@ -48,7 +45,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 
 /// One instance's file; removed when dropped.
 #[derive(Debug)]
-struct Entry {
+pub struct Entry {
     path: PathBuf,
 }
 
@@ -60,7 +57,7 @@ impl Drop for Entry {
 
 /// Writes the file of a new instance of `backend` made of `pids`; `None` when the
 /// directory cannot be written (tracking is a safety net, not a precondition).
-fn track(backend: &str, pids: &[u32]) -> Option<Entry> {
+pub fn track(backend: &str, pids: &[u32]) -> Option<Entry> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let owner = std::process::id();
     let mut text = format!("owner {owner} {}\nbackend {backend}\n", start_time(owner)?);
@@ -90,55 +87,6 @@ fn track(backend: &str, pids: &[u32]) -> Option<Entry> {
         return None;
     }
     Some(Entry { path })
-}
-
-/// Launches an instance of `backend` and tracks it until its teardown.
-pub fn launch(backend: &dyn Backend, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
-    let inner = backend.launch(launch)?;
-    let entry = track(backend.name(), &inner.pids());
-    Ok(Box::new(Tracked {
-        inner,
-        _entry: entry,
-    }))
-}
-
-/// An instance with its registry file.
-struct Tracked {
-    inner: Box<dyn Instance>,
-    _entry: Option<Entry>,
-}
-
-impl Instance for Tracked {
-    fn pids(&self) -> Vec<u32> {
-        self.inner.pids()
-    }
-    fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {
-        self.inner.next_event(until)
-    }
-    fn release(&mut self) {
-        self.inner.release();
-    }
-    fn wait(&mut self, until: Instant) -> Result<Exit, Error> {
-        self.inner.wait(until)
-    }
-    fn diagnostics(&mut self) -> String {
-        self.inner.diagnostics()
-    }
-    fn footprint(&self) -> Footprint {
-        self.inner.footprint()
-    }
-    fn phases(&mut self) -> Vec<(String, Stamp)> {
-        self.inner.phases()
-    }
-    fn counters(&mut self) -> Vec<(String, u64)> {
-        self.inner.counters()
-    }
-    fn teardown(self: Box<Self>) {
-        let Tracked { inner, _entry } = *self;
-        inner.teardown();
-        // The file goes only once everything is released.
-        drop(_entry);
-    }
 }
 
 /// Something a killed `vcbench` left, and what was done about it.

@@ -86,6 +86,16 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// The tool's identity for results.
+pub fn tool() -> Tool {
+    Tool {
+        name: "vcbench".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_revision: env!("VCBENCH_GIT_REVISION").to_owned(),
+        workload_fnv: images::image::WORKLOAD_FNV.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -97,7 +107,7 @@ mod tests {
         let samples = vec![0.812_345_678_9, 0.79, 1.234e-3, 12_345.678];
         Results {
             schema_version: SCHEMA_VERSION,
-            tool: crate::runner::tool(),
+            tool: tool(),
             host: crate::host::detect(),
             plan: Plan {
                 backends: vec!["native".into()],

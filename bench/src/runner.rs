@@ -17,7 +17,8 @@ use crate::host::Host;
 use crate::measure;
 use crate::order::{self, Order};
 use crate::results::{self, Failure, Figure, PlannedScenario, Results, Run, Skip};
-use crate::scenario::{Scenario, Step, Value};
+use crate::figures::{self, Value};
+use crate::scenario::{Run as _, Scenario, Step};
 use crate::{density, interference, isolation, surface};
 
 /// What to run.
@@ -98,7 +99,7 @@ pub fn execute(
 ) -> Results {
     let mut results = Results {
         schema_version: results::SCHEMA_VERSION,
-        tool: tool(),
+        tool: results::tool(),
         host,
         plan: planned(plan),
         started_at: results::now_rfc3339(),
@@ -377,9 +378,9 @@ fn repeated(
             .run_started(backend.name(), scenario.name(), shown + 1, of, slot.warmup);
         let outcome = measure::run_once(backend, &launch, step, context.stop);
         let mut failure = outcome.failure.clone();
-        let values = scenario.values(&outcome.observation);
+        let values = figures::values(scenario, &outcome.observation);
         if failure.is_none() {
-            failure = crate::scenario::check(&values).err();
+            failure = figures::check(&values).err();
         }
         context.progress.run_ended(failure.as_deref());
         results.runs.push(Run {
@@ -510,16 +511,6 @@ fn checkpoint(results: &mut Results, progress: &dyn Progress) {
     results.finished_at = results::now_rfc3339();
     progress.checkpoint(results);
     results.complete = true;
-}
-
-/// The tool's identity for results.
-pub fn tool() -> results::Tool {
-    results::Tool {
-        name: "vcbench".to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        git_revision: env!("VCBENCH_GIT_REVISION").to_owned(),
-        workload_fnv: images::image::WORKLOAD_FNV.to_owned(),
-    }
 }
 
 /// Figures from the samples of one backend × scenario: distributions, each saying what

@@ -120,7 +120,7 @@ fn trace_one(
     // SAFETY: gettid has no preconditions and cannot fail.
     let tracer_tid = u32::try_from(unsafe { libc::gettid() }).unwrap_or(0);
     let launched = Stamp::now();
-    let mut instance = crate::registry::launch(backend, launch).map_err(|e| error_chain(&e))?;
+    let mut instance = crate::backend::launch(backend, launch).map_err(|e| error_chain(&e))?;
     let first = instance.pids();
     let deadline = Instant::now() + timeout;
     let mut problem = None;

@@ -862,7 +862,7 @@ fn interference_measures_each_victim_beside_a_neighbour_and_stops_it() {
 
 /// Whether `tool` runs here; prints why not, fails under CI (which installs it).
 fn peer_available(tool: &str) -> bool {
-    match vcbench::backend::oci::version(tool) {
+    match vcbench::host::tool_version(tool) {
         Ok(_) => true,
         Err(why) => {
             assert!(

@@ -11,7 +11,10 @@ pub mod native;
 pub mod oci;
 pub mod qemu;
 pub mod supervised;
+mod tracked;
 pub mod watch;
+
+pub use tracked::launch;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -240,10 +243,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The names of every backend this build has, in the order they run (what `--backend`
-/// accepts, without opening a kernel or a device).
-pub const NAMES: [&str; 6] = ["native", "container", "microvm", "runc", "crun", "qemu"];
-
 /// Every backend this build has, in the order they run. The guests the VM backends boot
 /// are found once, for both.
 pub fn all() -> Vec<Box<dyn Backend>> {
@@ -263,6 +262,6 @@ mod names_tests {
     #[test]
     fn the_names_are_the_backends_names() {
         let names: Vec<&str> = super::all().iter().map(|b| b.name()).collect();
-        assert_eq!(names, super::NAMES);
+        assert_eq!(names, reports::document::Backend::NAMES);
     }
 }

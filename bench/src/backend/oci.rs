@@ -23,6 +23,7 @@ use workload::channel;
 
 use super::supervised::Supervised;
 use super::{watch, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use crate::host::tool_version;
 use crate::procfs;
 use crate::scenario::Scenario;
 
@@ -74,29 +75,6 @@ impl Oci {
     }
 }
 
-/// The runtime's version line, or why it cannot be run.
-pub fn version(binary: &str) -> Result<String, String> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .output()
-        .map_err(|e| match e.kind() {
-            // execvp says "permission denied" when it met a PATH directory it may not
-            // search or a file it may not run, and found nothing it could.
-            std::io::ErrorKind::PermissionDenied => format!(
-                "{binary} cannot be run by this user ({e}): it is not on PATH where this user \
-                 may search, or not executable; install it (apt-get install {binary}) or fix \
-                 PATH"
-            ),
-            _ => format!("{binary} not found ({e}): apt-get install {binary}"),
-        })?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .map(str::to_owned)
-        .filter(|l| out.status.success() && !l.is_empty())
-        .ok_or_else(|| format!("{binary} --version failed"))
-}
-
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -121,7 +99,7 @@ impl Backend for Oci {
                 self.runtime.binary()
             ));
         }
-        match version(self.runtime.binary()) {
+        match tool_version(self.runtime.binary()) {
             Ok(_) => Availability::Available,
             Err(why) => Availability::Unavailable(why),
         }
@@ -132,7 +110,7 @@ impl Backend for Oci {
     }
 
     fn settings(&self) -> String {
-        let version = version(self.runtime.binary()).unwrap_or_default();
+        let version = tool_version(self.runtime.binary()).unwrap_or_default();
         let mut s = format!(
             "{version}; namespaces: {}",
             self.namespaces.names().join(",")

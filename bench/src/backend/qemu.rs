@@ -98,7 +98,7 @@ impl Backend for Qemu {
     }
 
     fn availability(&self) -> Availability {
-        if let Err(why) = super::oci::version(QEMU) {
+        if let Err(why) = crate::host::tool_version(QEMU) {
             return Availability::Unavailable(format!("{why} (package qemu-system-x86)"));
         }
         match crate::host::kvm_access() {
@@ -112,7 +112,7 @@ impl Backend for Qemu {
     }
 
     fn settings(&self) -> String {
-        let version = super::oci::version(QEMU).unwrap_or_default();
+        let version = crate::host::tool_version(QEMU).unwrap_or_default();
         match self.linux() {
             Some(kernel) => format!(
                 "{version}; -M microvm -accel kvm -cpu {CPU}; Linux guests ({}), {} vCPU{}, {} MiB",

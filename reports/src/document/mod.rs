@@ -11,6 +11,7 @@
 pub mod density;
 pub mod host;
 pub mod isolation;
+pub mod names;
 pub mod surface;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use host::{Host, Kvm};
+pub use names::{Backend, Metric, Part, Scenario};
 pub use stats::{Estimate, Interval, Summary};
 
 /// The version of this document's layout; bumped on any incompatible change.

@@ -1,0 +1,226 @@
+//! The figures one successful run yields, from what the runner observed of it, and the
+//! check that refuses impossible values.
+
+use crate::backend::Footprint;
+use crate::results::{Better, Clock, Markers};
+use crate::scenario::Scenario;
+use workload::record::Metric;
+
+/// One value a run produced for a figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    /// Metric name.
+    pub metric: String,
+    /// Unit.
+    pub unit: &'static str,
+    /// Which way is better.
+    pub better: Better,
+    /// The clock that timed it, for a time or a rate.
+    pub clock: Option<Clock>,
+    /// The value.
+    pub value: f64,
+}
+
+/// Checks that every value of a run makes sense: finite and not negative (every figure
+/// here is a time, a size, a count or a rate). A value that fails means the measurement
+/// went wrong (the wrong processes sampled, a clock that went back), so the run fails
+/// with the reason rather than putting an impossible number in the table.
+pub fn check(values: &[Value]) -> Result<(), String> {
+    for v in values {
+        if !v.value.is_finite() {
+            return Err(format!(
+                "{} came out as {}, not a number: the run's figures are refused",
+                v.metric, v.value
+            ));
+        }
+        if v.value < 0.0 {
+            return Err(format!(
+                "{} came out as {} {}, which cannot be negative: the measurement counted \
+                 the wrong thing, so the run's figures are refused",
+                v.metric,
+                crate::table::number(v.value),
+                v.unit
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the runner observed of one successful run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observation {
+    /// Host-clock markers.
+    pub markers: Markers,
+    /// The workload's own figures (its result record).
+    pub metrics: Vec<Metric>,
+    /// `ru_maxrss` of the instance's main host process, KiB (wait4).
+    pub host_maxrss_kib: Option<u64>,
+    /// The instance's memory when the result arrived (held workloads).
+    pub memory_at_result: Option<Footprint>,
+    /// What the workload observed that is not a number (the isolation probe's answers).
+    pub facts: Vec<workload::record::Fact>,
+}
+
+/// The figures one successful run of `scenario` yields.
+pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
+    // Markers are stamped by the host; the workload's own figures are timed by the
+    // instance's clock (a guest's, in a VM); memory is no clock's.
+    let host = Some(Clock::Host);
+    let instance = Some(Clock::Instance);
+    let lower = |metric: &str, unit, clock, value| Value {
+        metric: metric.to_owned(),
+        unit,
+        better: Better::Lower,
+        clock,
+        value,
+    };
+    let higher = |metric: &str, unit, clock, value| Value {
+        metric: metric.to_owned(),
+        unit,
+        better: Better::Higher,
+        clock,
+        value,
+    };
+    let workload = |name: &str| obs.metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    let kib_to_mib = |kib: u64| kib_f64(kib) / 1024.0;
+    let mut values = Vec::new();
+    match scenario {
+        Scenario::Startup => {
+            values.extend(
+                obs.markers
+                    .started_ms
+                    .map(|v| lower("time_to_start", "ms", host, v)),
+            );
+            values.extend(
+                obs.markers
+                    .exited_ms
+                    .map(|v| lower("time_to_exit", "ms", host, v)),
+            );
+        }
+        Scenario::Cpu => values
+            .extend(workload("throughput").map(|v| higher("throughput", "MiB/s", instance, v))),
+        Scenario::Mem => {
+            for kernel in ["copy", "scale", "add", "triad"] {
+                values.extend(workload(kernel).map(|v| higher(kernel, "MB/s", instance, v)));
+            }
+        }
+        Scenario::Syscall => {
+            values.extend(workload("ns_per_call").map(|v| lower("syscall", "ns", instance, v)))
+        }
+        Scenario::Fork => {
+            values.extend(workload("us_per_process").map(|v| lower("fork", "µs", instance, v)))
+        }
+        Scenario::File => values.extend(
+            workload("files_per_s").map(|v| higher("fsync_writes", "files/s", instance, v)),
+        ),
+        Scenario::Net => {
+            values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", instance, v)))
+        }
+        Scenario::Exits => values.extend(
+            workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", instance, v)),
+        ),
+        // Their figures come from the whole series (see `density::figures`) or from
+        // the probe's answers judged against the host's (see `isolation::figures`).
+        // Interference's come from its victims' runs (see `interference`).
+        Scenario::Density | Scenario::Isolation | Scenario::Interference => {}
+        Scenario::Footprint => {
+            let footprint = obs.memory_at_result.as_ref();
+            if let Some(m) = footprint.and_then(|f| f.processes) {
+                values.push(lower("rss", "MiB", None, kib_to_mib(m.rss_kib)));
+                values.push(lower("pss", "MiB", None, kib_to_mib(m.pss_kib)));
+                values.push(lower("uss", "MiB", None, kib_to_mib(m.uss_kib)));
+                // What the instance holds beyond what its workload said it touched.
+                if let Some(touched) = workload("touched_mib") {
+                    values.push(lower(
+                        "overhead_rss",
+                        "MiB",
+                        None,
+                        kib_to_mib(m.rss_kib) - touched,
+                    ));
+                }
+            }
+            for (part, kib) in footprint.map(|f| f.parts.as_slice()).unwrap_or_default() {
+                values.push(Value {
+                    metric: part.clone(),
+                    unit: "MiB",
+                    better: Better::Lower,
+                    clock: None,
+                    value: kib_to_mib(*kib),
+                });
+            }
+        }
+    }
+    if scenario != Scenario::Startup {
+        values.extend(obs.markers.exited_ms.map(|v| lower("wall", "ms", host, v)));
+    }
+    values
+        .extend(workload("vm_hwm_kib").map(|kib| lower("peak_rss", "MiB", None, kib / 1024.0)));
+    values
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn kib_f64(kib: u64) -> f64 {
+    kib as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procfs::Memory;
+
+    #[test]
+    fn startup_values_come_from_markers() {
+        let obs = Observation {
+            markers: Markers {
+                started_ms: Some(1.5),
+                exited_ms: Some(2.0),
+                ..Markers::default()
+            },
+            metrics: vec![Metric::new("vm_hwm_kib", 2048.0, "KiB")],
+            ..Observation::default()
+        };
+        let values = values(Scenario::Startup, &obs);
+        let names: Vec<&str> = values.iter().map(|v| v.metric.as_str()).collect();
+        assert_eq!(names, ["time_to_start", "time_to_exit", "peak_rss"]);
+        assert_eq!(values[2].value, 2.0);
+    }
+
+    #[test]
+    fn impossible_values_fail_the_run_with_the_reason() {
+        let value = |metric: &str, value| Value {
+            metric: metric.to_owned(),
+            unit: "MiB",
+            better: Better::Lower,
+            clock: None,
+            value,
+        };
+        assert!(check(&[value("rss", 1.4), value("overhead_rss", 0.0)]).is_ok());
+        let refused = check(&[value("rss", 1.4), value("overhead_rss", -62.6)]).unwrap_err();
+        assert!(
+            refused.starts_with("overhead_rss came out as -62.60 MiB, which cannot be negative"),
+            "{refused}"
+        );
+        assert!(check(&[value("rss", f64::NAN)]).is_err());
+    }
+
+    #[test]
+    fn footprint_overhead_subtracts_the_touched_memory() {
+        let obs = Observation {
+            metrics: vec![Metric::new("touched_mib", 64.0, "MiB")],
+            memory_at_result: Some(Footprint {
+                processes: Some(Memory {
+                    rss_kib: 70 * 1024,
+                    pss_kib: 69 * 1024,
+                    uss_kib: 68 * 1024,
+                }),
+                parts: vec![("cgroup_usage".to_owned(), 3 * 1024)],
+            }),
+            ..Observation::default()
+        };
+        let values = values(Scenario::Footprint, &obs);
+        let overhead = values.iter().find(|v| v.metric == "overhead_rss").unwrap();
+        assert_eq!(overhead.value, 6.0);
+        let part = values.iter().find(|v| v.metric == "cgroup_usage").unwrap();
+        assert_eq!(part.value, 3.0);
+    }
+}
