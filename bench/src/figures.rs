@@ -116,9 +116,8 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
         Scenario::Net => {
             values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", instance, v)))
         }
-        Scenario::Exits => values.extend(
-            workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", instance, v)),
-        ),
+        Scenario::Exits => values
+            .extend(workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", instance, v))),
         // Their figures come from the whole series (see `density::figures`) or from
         // the probe's answers judged against the host's (see `isolation::figures`).
         // Interference's come from its victims' runs (see `interference`).
@@ -153,8 +152,7 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
     if scenario != Scenario::Startup {
         values.extend(obs.markers.exited_ms.map(|v| lower("wall", "ms", host, v)));
     }
-    values
-        .extend(workload("vm_hwm_kib").map(|kib| lower("peak_rss", "MiB", None, kib / 1024.0)));
+    values.extend(workload("vm_hwm_kib").map(|kib| lower("peak_rss", "MiB", None, kib / 1024.0)));
     values
 }
 

@@ -196,7 +196,10 @@ fn victim_values(
             });
             continue;
         }
-        if let Some(value) = crate::figures::values(step.scenario, &run.observation).into_iter().next() {
+        if let Some(value) = crate::figures::values(step.scenario, &run.observation)
+            .into_iter()
+            .next()
+        {
             metric.get_or_insert((value.metric.clone(), value.better));
             samples.push(value.value);
         }

@@ -8,6 +8,7 @@
 //! [`host`] description that goes with it. Statistics live in the `stats` crate.
 
 pub mod backend;
+pub mod cleanup;
 pub mod clock;
 pub mod density;
 pub mod doctor;

@@ -12,6 +12,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use images::{image, kernel};
 use vcbench::backend::{self, Availability};
 use vcbench::doctor::{self, Status};
 use vcbench::host;
@@ -19,8 +20,7 @@ use vcbench::order::Order;
 use vcbench::results::{self, Results};
 use vcbench::runner::{self, Plan, Progress};
 use vcbench::scenario::{Run as _, Scenario, Step};
-use images::{image, kernel};
-use vcbench::{density, table};
+use vcbench::{cleanup, density, table};
 
 /// `println!` that drops what a closed standard output cannot take
 /// (`vcbench show r.json | head`) instead of panicking.
@@ -472,115 +472,37 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     })
 }
 
-/// Refuses guest sizes this host cannot give: more memory than it has, more vCPUs than its
-/// KVM allows.
-fn check_vm_size(memory_mib: u64, vcpus: u8) -> anyhow::Result<()> {
-    let host_mib = host::meminfo_kib("MemTotal").map_or(u64::MAX, |kib| kib / 1024);
-    if memory_mib > host_mib {
-        anyhow::bail!(
-            "--vm-memory-mib {memory_mib} is more than this host's memory ({host_mib} MiB); \
-             give a guest less, e.g. the default 128"
-        );
-    }
-    // Where /dev/kvm cannot be opened, the VM backends say so themselves (skipped).
-    if let Some(max) = microvm::host::max_vcpus() {
-        if usize::from(vcpus) > max {
-            anyhow::bail!(
-                "--vm-vcpus {vcpus} is more than this host's KVM allows ({max}); give at most {max}"
-            );
-        }
-    }
-    Ok(())
-}
-
 /// The backends `names` asks for (the default set when empty), set up as `setup` says;
 /// a bad kernel or a guest size this host cannot give is a usage error.
 fn backends(
     setup: &BackendArgs,
     names: &[String],
 ) -> Result<Vec<Box<dyn backend::Backend>>, Failure> {
-    let mut all = backend::all();
-    if !setup.namespaces.is_empty() {
-        let has = |n: &str| setup.namespaces.iter().any(|a| a == n);
-        let namespaces = container::Namespaces {
-            user: has("user"),
-            pid: has("pid"),
-            mount: true,
-            uts: has("uts"),
-            ipc: has("ipc"),
-            net: has("net"),
-            cgroup: has("cgroup"),
-        };
-        for b in &mut all {
-            if b.name() == "container" {
-                *b = Box::new(backend::container::Container {
-                    namespaces,
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    for b in &mut all {
-        if b.name() == "crun" && setup.crun_hide_unified_cgroup {
-            *b = Box::new(backend::oci::Oci {
-                hide_unified_cgroup: true,
-                ..backend::oci::Oci::new(backend::oci::Runtime::Crun)
-            });
-        }
-    }
-    let guest_kernel = match &setup.kernel {
-        Some(path) => Some(
-            backend::microvm::GuestKernel::open(path)
-                .map_err(|e| Failure::usage(anyhow::Error::new(e).context("--kernel")))?,
-        ),
-        None => None,
-    };
-    let guests = backend::microvm::MicroVm::guests_for(guest_kernel);
-    if matches!(guests, backend::microvm::Guests::Linux(_))
-        && setup.vm_memory_mib < microvm::linux::machine::MIN_MEMORY_MIB
-    {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--vm-memory-mib {} is too little for a Linux guest: at least {} MiB",
-            setup.vm_memory_mib,
-            microvm::linux::machine::MIN_MEMORY_MIB
-        )));
-    }
-    // The monitor stops a guest a little before the run's own deadline, so its console
-    // can be reported.
-    let guest_timeout = Duration::from_secs_f64((setup.timeout * 0.9).max(setup.timeout - 2.0));
-    for b in &mut all {
-        if b.name() == "microvm" {
-            *b = Box::new(backend::microvm::MicroVm {
-                memory_mib: setup.vm_memory_mib,
-                vcpus: setup.vm_vcpus,
-                guests: guests.clone(),
-                console: setup.console,
-                guest_timeout,
-            });
-        }
-        if b.name() == "qemu" {
-            *b = Box::new(backend::qemu::Qemu {
-                memory_mib: setup.vm_memory_mib,
-                vcpus: setup.vm_vcpus,
-                guests: guests.clone(),
-                console: setup.console,
-            });
-        }
-    }
-    let backends: Vec<Box<dyn backend::Backend>> = all
-        .into_iter()
-        .filter(|b| match names.is_empty() {
-            true => b.in_default_set(),
-            false => names.iter().any(|n| n == b.name()),
-        })
-        .collect();
-    if backends
+    let has = |n: &str| setup.namespaces.iter().any(|a| a == n);
+    let namespaces = (!setup.namespaces.is_empty()).then(|| container::Namespaces {
+        user: has("user"),
+        pid: has("pid"),
+        mount: true,
+        uts: has("uts"),
+        ipc: has("ipc"),
+        net: has("net"),
+        cgroup: has("cgroup"),
+    });
+    let names = names
         .iter()
-        .any(|b| matches!(b.name(), "microvm" | "qemu"))
-    {
-        check_vm_size(setup.vm_memory_mib, setup.vm_vcpus).map_err(Failure::usage)?;
-    }
-    Ok(backends)
+        .map(|n| n.parse())
+        .collect::<Result<Vec<reports::document::Backend>, _>>()
+        .map_err(|e| Failure::usage(e.into()))?;
+    let setup = backend::Setup {
+        namespaces,
+        vm_memory_mib: setup.vm_memory_mib,
+        vm_vcpus: setup.vm_vcpus,
+        kernel: setup.kernel.clone(),
+        console: setup.console,
+        timeout_s: setup.timeout,
+        crun_hide_unified_cgroup: setup.crun_hide_unified_cgroup,
+    };
+    backend::select(&setup, &names).map_err(|e| Failure::usage(e.into()))
 }
 
 /// A flag SIGINT and SIGTERM raise, for a run to stop at; a second signal ends the
@@ -851,79 +773,20 @@ fn doctor(json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes leftovers of vcbench processes that are gone, reporting each; `quiet` reports
-/// only when something was found (before a run).
+/// Removes leftovers of vcbench processes that are gone, reporting each: a killed run's
+/// on standard error, routine tidying on standard output; `quiet` (before a run) reports
+/// only what a killed run left.
 fn clean(quiet: bool) -> Result<(), Failure> {
-    let layout = container::cgroup::Layout::detect().context("reading the cgroup layout")?;
-    // Processes first: a killed run's instances may still be running in its cgroups.
-    let instances = vcbench::registry::clean();
-    for removed in &instances {
-        match &removed.error {
-            None => eprintln!("removed {}", removed.what),
-            Some(e) => eprintln!("cannot remove {}: {e}", removed.what),
+    let removed = vcbench::cleanup::clean(!quiet).map_err(anyhow::Error::new)?;
+    for item in &removed {
+        match (&item.error, item.whose) {
+            (Some(e), _) => eprintln!("cannot remove {}: {e}", item.what),
+            (None, cleanup::Whose::KilledRun) => eprintln!("removed {}", item.what),
+            (None, cleanup::Whose::Tidy) => say!("removed {}", item.what),
         }
     }
-    let found = container::cleanup::find(&layout);
-    let traces = vcbench::surface::remove_stale();
-    for path in &traces {
-        eprintln!(
-            "removed {} (a killed run's ftrace instance)",
-            path.display()
-        );
-    }
-    let mut oci_leftovers = 0;
-    for runtime in [backend::oci::Runtime::Runc, backend::oci::Runtime::Crun] {
-        for id in backend::oci::stale(runtime) {
-            oci_leftovers += 1;
-            let name = runtime.binary();
-            match backend::oci::remove(runtime, &id) {
-                Ok(()) => eprintln!("removed {name} container {id} (left by a killed run)"),
-                Err(e) => eprintln!("cannot remove {name} container {id}: {e}"),
-            }
-        }
-    }
-    // Before a run, another run's parent that is empty only for a moment stays.
-    let parents = match quiet {
-        true => Vec::new(),
-        false => container::cleanup::remove_empty_parents(&layout),
-    };
-    for parent in &parents {
-        if !quiet {
-            say!("removed {} (empty)", parent.display());
-        }
-    }
-    if found.is_empty()
-        && traces.is_empty()
-        && oci_leftovers == 0
-        && parents.is_empty()
-        && instances.is_empty()
-        && !quiet
-    {
+    if removed.is_empty() && !quiet {
         say!("nothing to clean");
-    }
-    if !quiet {
-        for path in image::stale_installs(&image::cache_dir()) {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            match removed {
-                Ok(()) => say!("removed {} (from another build)", path.display()),
-                Err(e) => eprintln!("cannot remove {}: {e}", path.display()),
-            }
-        }
-    }
-    for leftover in &found {
-        let what = format!(
-            "{} (left by vcbench process {})",
-            leftover.path.display(),
-            leftover.owner
-        );
-        match container::cleanup::remove(leftover) {
-            Ok(()) => eprintln!("removed {what}"),
-            Err(e) => eprintln!("cannot remove {what}: {e}"),
-        }
     }
     Ok(())
 }

@@ -13,9 +13,9 @@ use workload::record::Record;
 
 use crate::backend::{error_chain, Backend, Event, Launch};
 use crate::clock::Stamp;
+use crate::figures::Observation;
 use crate::procfs::{self, Memory};
 use crate::results::Phase;
-use crate::figures::Observation;
 use crate::scenario::{Run as _, Step};
 
 /// How often a live instance's memory is sampled.

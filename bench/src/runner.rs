@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{error_chain, Availability, Backend, Launch};
+use crate::figures::{self, Value};
 use crate::host::Host;
 use crate::measure;
 use crate::order::{self, Order};
 use crate::results::{self, Failure, Figure, PlannedScenario, Results, Run, Skip};
-use crate::figures::{self, Value};
 use crate::scenario::{Run as _, Scenario, Step};
 use crate::{density, interference, isolation, surface};
 

@@ -12,8 +12,10 @@ use std::time::Instant;
 use container::{Namespaces, Spec, Stdio};
 use workload::channel;
 
+use super::protocol::{
+    error_chain, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch,
+};
 use super::watch::{self, Watch};
-use super::{error_chain, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
 use crate::procfs;
 use crate::scenario::Scenario;
@@ -91,11 +93,12 @@ impl Backend for Container {
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
-        let rootfs =
-            images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| Error::Spawn {
+        let rootfs = images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| {
+            Error::Spawn {
                 what: "the container image".to_owned(),
                 source: std::io::Error::other(e),
-            })?;
+            }
+        })?;
         // /tmp inside is a fresh host directory on the file system the native workload
         // uses, so file I/O is compared like for like (not against a tmpfs).
         let tmp_error = |source| Error::Spawn {

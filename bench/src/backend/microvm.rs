@@ -25,8 +25,8 @@ use microvm::host::KvmFlavour;
 use microvm::protocol::{Line, WireReport};
 use workload::record::{self, Metric, Record};
 
+use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use super::supervised::Supervised;
-use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
 use crate::procfs;
 use crate::scenario::Scenario;
@@ -218,8 +218,8 @@ impl Backend for MicroVm {
         "microvm"
     }
 
-    fn stamping(&self) -> super::Stamping {
-        super::Stamping::MonitorExit
+    fn stamping(&self) -> super::protocol::Stamping {
+        super::protocol::Stamping::MonitorExit
     }
 
     fn describe(&self) -> &'static str {
@@ -286,11 +286,13 @@ impl Backend for MicroVm {
         let facts = Arc::new(Mutex::new(Facts::default()));
         let shared = Arc::clone(&facts);
         let handler: super::watch::LineHandler = if let Some(kernel) = linux {
-            let initramfs = images::initramfs::install(&cache, images::initramfs::Compression::None)
-                .map_err(|e| Error::Spawn {
-                    what: "the initramfs".to_owned(),
-                    source: std::io::Error::other(e),
-                })?;
+            let initramfs =
+                images::initramfs::install(&cache, images::initramfs::Compression::None).map_err(
+                    |e| Error::Spawn {
+                        what: "the initramfs".to_owned(),
+                        source: std::io::Error::other(e),
+                    },
+                )?;
             let mut args = launch.args.clone();
             if args.first().map(String::as_str) == Some("alloc")
                 && !args.iter().any(|a| a == "--hold-ms")
@@ -486,7 +488,11 @@ fn linux_end(report: &WireReport, f: &Facts) -> Vec<Result<Event, Error>> {
     } else {
         "init was never reached"
     };
-    let tail: Vec<String> = f.console_tail.iter().map(|l| super::clip(l, 200)).collect();
+    let tail: Vec<String> = f
+        .console_tail
+        .iter()
+        .map(|l| super::protocol::clip(l, 200))
+        .collect();
     let console = if tail.is_empty() {
         "(no console output; pass --console for the kernel's log)".to_owned()
     } else {

@@ -9,9 +9,9 @@ use std::process::Command;
 
 use workload::channel;
 
+use super::protocol::{Availability, Backend, Error, Instance, Launch};
 use super::supervised::Supervised;
 use super::watch;
-use super::{Availability, Backend, Error, Instance, Launch};
 use crate::scenario::Scenario;
 
 /// The native backend.

@@ -21,8 +21,9 @@ use oci_spec::runtime::{
 };
 use workload::channel;
 
+use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use super::supervised::Supervised;
-use super::{watch, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use super::watch;
 use crate::host::tool_version;
 use crate::procfs;
 use crate::scenario::Scenario;
@@ -133,11 +134,12 @@ impl Backend for Oci {
             let what = what.to_owned();
             move |source| Error::Spawn { what, source }
         };
-        let rootfs =
-            images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| Error::Spawn {
+        let rootfs = images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| {
+            Error::Spawn {
                 what: "the container image".to_owned(),
                 source: std::io::Error::other(e),
-            })?;
+            }
+        })?;
         let bundle = tempfile::Builder::new()
             .prefix(&crate::registry::temp_prefix("oci"))
             .tempdir()

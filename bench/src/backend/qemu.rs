@@ -33,8 +33,8 @@ use microvm::layout::{MARKER_PORT, PAYLOAD_START};
 use workload::record::{self, Record};
 
 use super::microvm::{GuestKernel, Guests, MicroVm, GUEST_MIB, LINUX_HOLD_MS};
+use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use super::watch::{tail, DIAGNOSTIC_TAIL};
-use super::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
 use crate::procfs;
 use crate::scenario::Scenario;

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use container::process::Child;
 
+use super::protocol::{Error, Event, Exit, Instance};
 use super::watch::{self, LineHandler, Watch};
-use super::{Error, Event, Exit, Instance};
 
 /// A watched child process.
 pub struct Supervised {

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use super::protocol::{Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use crate::clock::Stamp;
 use crate::registry::{self, Entry};
 
@@ -56,4 +56,3 @@ impl Instance for Tracked {
         drop(_entry);
     }
 }
-

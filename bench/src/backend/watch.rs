@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use workload::record;
 
-use super::{Error, Event};
+use super::protocol::{Error, Event};
 use crate::clock::Stamp;
 
 /// How much of the workload's standard error is kept for failure reports.

@@ -1,0 +1,160 @@
+//! Cleaning up after `vcbench` processes that are gone: what a run killed with SIGKILL
+//! (or a crashed host) left behind, found by owner and removed, each item reported.
+//!
+//! In order: the instances it left running ([`crate::registry`]), its temporary
+//! directories, its ftrace instances, its runc and crun containers, its cgroups and
+//! container state; then, when asked for a thorough clean (`vcbench clean`, not the quick
+//! one before every run), the empty parent cgroups and the installs of other builds in
+//! the cache.
+
+use std::path::Path;
+
+use crate::backend::oci::{self, Runtime};
+
+/// Why the cleanup could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The host's cgroup layout could not be read.
+    #[error("reading the cgroup layout")]
+    Layout(#[source] container::cgroup::Error),
+}
+
+/// Whose the removed thing was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// A run that is gone left it: worth a warning.
+    KilledRun,
+    /// Routine tidying: an empty parent cgroup, a file of another build.
+    Tidy,
+}
+
+/// One thing found, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// What it was, in words (with its path or PID).
+    pub what: String,
+    /// Why it could not be removed; `None` when it was.
+    pub error: Option<String>,
+    /// Whose it was.
+    pub whose: Whose,
+}
+
+impl Removed {
+    fn of(what: String, result: Result<(), String>, whose: Whose) -> Self {
+        Removed {
+            what,
+            error: result.err(),
+            whose,
+        }
+    }
+}
+
+/// Removes what `vcbench` processes that are gone left behind; `thorough` also removes
+/// empty parent cgroups and other builds' installs (which a run about to start must not:
+/// another run's parent may be empty only for a moment). Returns everything it found.
+pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
+    let layout = container::cgroup::Layout::detect().map_err(Error::Layout)?;
+    // Processes first: a killed run's instances may still be running in its cgroups.
+    let mut removed: Vec<Removed> = crate::registry::clean()
+        .into_iter()
+        .map(|r| Removed {
+            what: r.what,
+            error: r.error,
+            whose: Whose::KilledRun,
+        })
+        .collect();
+    let found = container::cleanup::find(&layout);
+    removed.extend(crate::surface::remove_stale().into_iter().map(|path| {
+        Removed::of(
+            format!("{} (a killed run's ftrace instance)", path.display()),
+            Ok(()),
+            Whose::KilledRun,
+        )
+    }));
+    for runtime in [Runtime::Runc, Runtime::Crun] {
+        for id in oci::stale(runtime) {
+            let result = oci::remove(runtime, &id);
+            removed.push(Removed::of(
+                format!("{} container {id} (left by a killed run)", runtime.binary()),
+                result,
+                Whose::KilledRun,
+            ));
+        }
+    }
+    if thorough {
+        removed.extend(
+            container::cleanup::remove_empty_parents(&layout)
+                .into_iter()
+                .map(|parent| {
+                    Removed::of(format!("{} (empty)", parent.display()), Ok(()), Whose::Tidy)
+                }),
+        );
+        for path in images::image::stale_installs(&images::image::cache_dir()) {
+            let result = remove_path(&path).map_err(|e| e.to_string());
+            removed.push(Removed::of(
+                format!("{} (from another build)", path.display()),
+                result,
+                Whose::Tidy,
+            ));
+        }
+    }
+    for leftover in &found {
+        let result = container::cleanup::remove(leftover).map_err(|e| e.to_string());
+        removed.push(Removed::of(
+            format!(
+                "{} (left by vcbench process {})",
+                leftover.path.display(),
+                leftover.owner
+            ),
+            result,
+            Whose::KilledRun,
+        ));
+    }
+    Ok(removed)
+}
+
+fn remove_path(path: &Path) -> std::io::Result<()> {
+    match path.is_dir() {
+        true => std::fs::remove_dir_all(path),
+        false => std::fs::remove_file(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PID no process has: above the kernel's limit.
+    fn dead_pid() -> u32 {
+        std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .map_or(4_194_305, |max| max + 1)
+    }
+
+    #[test]
+    fn a_gone_runs_temporary_directory_is_removed_and_a_live_ones_kept() {
+        let temp = std::env::temp_dir();
+        let stale = temp.join(format!("vcbench-run{}-cleanup-test", dead_pid()));
+        let live = tempfile::Builder::new()
+            .prefix(&crate::registry::temp_prefix("cleanup-test"))
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(stale.join("inner")).unwrap();
+        let removed = clean(false).unwrap();
+        assert!(!stale.exists(), "{removed:?}");
+        assert!(live.path().exists());
+        let item = removed
+            .iter()
+            .find(|r| r.what.contains(&stale.display().to_string()))
+            .unwrap_or_else(|| panic!("not reported: {removed:?}"));
+        assert_eq!(item.whose, Whose::KilledRun);
+        assert_eq!(item.error, None);
+        // Nothing of a live run is touched, and a second clean finds nothing of this one.
+        let again = clean(false).unwrap();
+        assert!(
+            !again.iter().any(|r| r.what.contains("cleanup-test")),
+            "{again:?}"
+        );
+    }
+}
