@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use images::image;
 use vcbench::backend::{native::Native, Backend, Event, Instance, Launch};
 use vcbench::clock::Stamp;
-use images::image;
 use workload::record::Record;
 
 fn launch(args: &[&str]) -> (tempfile::TempDir, Box<dyn Instance>) {
