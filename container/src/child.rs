@@ -3,12 +3,16 @@
 //! The child is forked from a process that may run other threads, so until it execs it
 //! may only make system calls: no allocation, no locks, no formatting. Everything it needs
 //! (paths, mount arguments, argv, envp) is prepared by the parent as a [`Plan`] of C
-//! strings before the clone, and the child walks that plan. It reports each phase and the
-//! first failure as a fixed-size [`Message`] on a pipe that closes when exec succeeds.
+//! strings before the clone, and the child walks that plan: the file system part of it is
+//! the [`MountPlan`] of [`crate::mounts`], executed here one operation at a time. It reports
+//! each phase and the first failure as a fixed-size [`Message`] on a pipe that closes when
+//! exec succeeds.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::ptr;
+
+use crate::mounts::{Mount, MountPlan, Op};
 
 /// A step of the child's setup, as reported to the parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,15 +22,16 @@ pub enum Step {
     Go = 1,
     /// Becoming root of the new user namespace.
     Identity,
-    /// Mount propagation made private.
+    /// Mount propagation made private ([`Op::Propagation`]).
     MakePrivate,
-    /// One of the prepared mount operations ([`Message::op`] says which).
+    /// One of the operations assembling the new root: [`Op::Mkdir`], [`Op::Touch`],
+    /// [`Op::Symlink`] or [`Op::Mount`].
     Mount,
     /// All mounts are in place (a phase).
     MountsDone,
-    /// pivot_root into the new root and detach the old one.
+    /// pivot_root into the new root and detach the old one ([`Op::PivotRoot`]).
     PivotRoot,
-    /// Root file system remounted read-only.
+    /// A remount after the pivot ([`Op::Remount`]): the root made read-only.
     ReadOnly,
     /// Root switched (a phase).
     PivotDone,
@@ -96,7 +101,7 @@ pub struct Message {
     pub step: u32,
     /// 0 for a phase; the errno of a failure.
     pub errno: i32,
-    /// For [`Step::Mount`], the index of the failed operation.
+    /// For a failed operation of the [`MountPlan`], its index there.
     pub op: u32,
     /// CLOCK_MONOTONIC nanoseconds when it was written.
     pub stamp: u64,
@@ -130,64 +135,12 @@ impl Message {
     }
 }
 
-/// One prepared file system operation.
-#[derive(Debug)]
-pub enum Op {
-    /// mkdir, tolerating an existing directory.
-    Mkdir(CString),
-    /// Create an empty file to bind a device onto, tolerating an existing one.
-    Touch(CString),
-    /// symlink(target, link).
-    Symlink(CString, CString),
-    /// mount(2).
-    Mount {
-        /// Source (may be empty for none).
-        source: Option<CString>,
-        /// Target.
-        target: CString,
-        /// File system type.
-        fstype: Option<CString>,
-        /// Flags.
-        flags: libc::c_ulong,
-        /// File-system data.
-        data: Option<CString>,
-    },
-}
-
-impl Op {
-    /// A description for error messages.
-    pub fn describe(&self) -> String {
-        let s = |c: &CStr| c.to_string_lossy().into_owned();
-        match self {
-            Op::Mkdir(p) => format!("mkdir {}", s(p)),
-            Op::Touch(p) => format!("create {}", s(p)),
-            Op::Symlink(t, l) => format!("symlink {} -> {}", s(l), s(t)),
-            Op::Mount {
-                source,
-                target,
-                fstype,
-                data,
-                ..
-            } => format!(
-                "mount {} on {} (type {}, options {})",
-                source.as_deref().map_or("none".into(), s),
-                s(target),
-                fstype.as_deref().map_or("bind".into(), s),
-                data.as_deref().map_or(String::new(), s),
-            ),
-        }
-    }
-}
-
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub struct Plan {
-    /// File system operations, in order, before pivot_root.
-    pub ops: Vec<Op>,
-    /// The directory that becomes `/`.
-    pub new_root: CString,
-    /// Remount `/` read-only after the pivot.
-    pub readonly: bool,
+    /// Every file system operation, in order, pivot_root and the remounts after it
+    /// included.
+    pub mounts: MountPlan,
     /// Hostname to set, with a UTS namespace.
     pub hostname: Option<CString>,
     /// Bring loopback up (with a network namespace).
@@ -283,95 +236,13 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         let uid = unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) };
         check(i32::try_from(uid).unwrap_or(-1), Step::Identity);
     }
-    // SAFETY: all pointers are null or valid C strings, as mount(2) requires.
-    let private = unsafe {
-        libc::mount(
-            ptr::null(),
-            c"/".as_ptr(),
-            ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            ptr::null(),
-        )
-    };
-    check(private, Step::MakePrivate);
-
-    for (i, op) in plan.ops.iter().enumerate() {
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let rc = match op {
-            // SAFETY: a valid C string path.
-            Op::Mkdir(path) => match unsafe { libc::mkdir(path.as_ptr(), 0o755) } {
-                rc if rc < 0 && errno() == libc::EEXIST => 0,
-                rc => rc,
-            },
-            Op::Touch(path) => {
-                let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC;
-                // SAFETY: a valid C string path; the descriptor is closed at once.
-                let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644) };
-                if fd >= 0 {
-                    // SAFETY: `fd` was just opened by this process.
-                    unsafe { libc::close(fd) };
-                    0
-                } else {
-                    fd
-                }
-            }
-            Op::Symlink(target, link) => {
-                // SAFETY: two valid C strings.
-                match unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } {
-                    rc if rc < 0 && errno() == libc::EEXIST => 0,
-                    rc => rc,
-                }
-            }
-            Op::Mount {
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-            } => {
-                let opt = |c: &Option<CString>| c.as_ref().map_or(ptr::null(), |c| c.as_ptr());
-                // SAFETY: every pointer is null or a valid C string owned by `plan`.
-                unsafe {
-                    libc::mount(
-                        opt(source),
-                        target.as_ptr(),
-                        opt(fstype),
-                        *flags,
-                        opt(data).cast(),
-                    )
-                }
-            }
-        };
-        if rc < 0 {
-            fail(Step::Mount, index);
+    for (i, op) in plan.mounts.ops.iter().enumerate() {
+        if matches!(op, Op::PivotRoot(_)) {
+            send(status, Step::MountsDone, 0, 0);
         }
-    }
-    send(status, Step::MountsDone, 0, 0);
-
-    // SAFETY: a valid C string path.
-    check(
-        unsafe { libc::chdir(plan.new_root.as_ptr()) },
-        Step::PivotRoot,
-    );
-    // pivot_root(".", ".") stacks the old root under the new one; detaching "." then
-    // removes the old root without needing a directory for it.
-    // SAFETY: two valid C strings.
-    let pivot = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
-    check(i32::try_from(pivot).unwrap_or(-1), Step::PivotRoot);
-    // SAFETY: a valid C string path.
-    check(
-        unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) },
-        Step::PivotRoot,
-    );
-    // SAFETY: a valid C string path.
-    check(unsafe { libc::chdir(c"/".as_ptr()) }, Step::PivotRoot);
-    if plan.readonly {
-        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
-        // SAFETY: null or valid C strings.
-        check(
-            unsafe { libc::mount(ptr::null(), c"/".as_ptr(), ptr::null(), flags, ptr::null()) },
-            Step::ReadOnly,
-        );
+        if apply(op) < 0 {
+            fail(step_of(op), u32::try_from(i).unwrap_or(u32::MAX));
+        }
     }
     send(status, Step::PivotDone, 0, 0);
 
@@ -433,6 +304,84 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         )
     };
     fail(Step::Exec, 0)
+}
+
+/// The step a failure of `op` is reported as.
+fn step_of(op: &Op) -> Step {
+    match op {
+        Op::Propagation(_) => Step::MakePrivate,
+        Op::Mkdir(_) | Op::Touch(_) | Op::Symlink { .. } | Op::Mount(_) => Step::Mount,
+        Op::PivotRoot(_) => Step::PivotRoot,
+        Op::Remount(_) => Step::ReadOnly,
+    }
+}
+
+/// mount(2) with the arguments of `m`.
+fn mount(m: &Mount) -> libc::c_int {
+    let opt = |c: &Option<CString>| c.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is null or a valid C string owned by `m`, as mount(2) requires.
+    unsafe {
+        libc::mount(
+            opt(&m.source),
+            m.target.as_ptr(),
+            opt(&m.fstype),
+            m.flags,
+            opt(&m.data).cast(),
+        )
+    }
+}
+
+/// Performs one operation of the mount plan with system calls only; negative on failure,
+/// with errno set by the call that failed.
+fn apply(op: &Op) -> libc::c_int {
+    match op {
+        Op::Propagation(m) | Op::Mount(m) | Op::Remount(m) => mount(m),
+        // SAFETY: a valid C string path.
+        Op::Mkdir(path) => match unsafe { libc::mkdir(path.as_ptr(), 0o755) } {
+            rc if rc < 0 && errno() == libc::EEXIST => 0,
+            rc => rc,
+        },
+        Op::Touch(path) => {
+            let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC;
+            // SAFETY: a valid C string path; the descriptor is closed at once.
+            let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644) };
+            if fd >= 0 {
+                // SAFETY: `fd` was just opened by this process.
+                unsafe { libc::close(fd) };
+                0
+            } else {
+                fd
+            }
+        }
+        Op::Symlink { target, link } => {
+            // SAFETY: two valid C strings.
+            match unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } {
+                rc if rc < 0 && errno() == libc::EEXIST => 0,
+                rc => rc,
+            }
+        }
+        Op::PivotRoot(new_root) => pivot_root(new_root),
+    }
+}
+
+/// Makes `new_root` the root: pivot_root(".", ".") stacks the old root under the new one;
+/// detaching "." then removes the old root without needing a directory for it.
+fn pivot_root(new_root: &CString) -> libc::c_int {
+    // SAFETY: a valid C string path.
+    if unsafe { libc::chdir(new_root.as_ptr()) } < 0 {
+        return -1;
+    }
+    // SAFETY: two valid C strings.
+    let pivot = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+    if i32::try_from(pivot).unwrap_or(-1) < 0 {
+        return -1;
+    }
+    // SAFETY: a valid C string path.
+    if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } < 0 {
+        return -1;
+    }
+    // SAFETY: a valid C string path.
+    unsafe { libc::chdir(c"/".as_ptr()) }
 }
 
 /// Sets the loopback interface up with SIOCSIFFLAGS (no netlink needed for one flag).

@@ -6,9 +6,11 @@
 //! 2. clone(2) with every namespace flag at once (`cloned`); the child waits;
 //! 3. the parent writes the user namespace's ID maps (`idmaps_written`) and moves the
 //!    child into the cgroup (`cgroup_attached`), then says go;
-//! 4. the child makes mounts private, assembles the root (`mounts_done`), pivots into it
-//!    (`pivot_root_done`), sets hostname and loopback, drops privileges and calls execve
-//!    (`exec`, stamped by the child); the status pipe closing on exec says it succeeded.
+//! 4. the child walks its [`MountPlan`](crate::mounts::MountPlan): makes mounts private,
+//!    assembles the root (`mounts_done`), pivots into it and remounts what the plan says
+//!    (`pivot_root_done`); then it sets hostname and loopback, drops privileges and calls
+//!    execve (`exec`, stamped by the child); the status pipe closing on exec says it
+//!    succeeded.
 //!
 //! Teardown kills the whole PID namespace (its init) and everything in the cgroup, reaps,
 //! removes the cgroup and any overlay state. Mounts live only in the container's mount
@@ -22,7 +24,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use crate::cgroup::{self, Cgroup, Layout};
-use crate::child::{self, Message, Op, Plan, Step, MESSAGE_LEN};
+use crate::child::{self, Message, Plan, Step, MESSAGE_LEN};
+use crate::mounts::{self, Host};
 use crate::process::{Child, Reaped};
 use crate::spec::{self, Spec};
 
@@ -30,9 +33,6 @@ use crate::spec::{self, Spec};
 /// CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE,
 /// SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
 pub const DEFAULT_CAPS: [u32; 13] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 27, 29, 31];
-
-/// Devices bound from the host into the container's /dev.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Where a root-run container's user namespace maps its IDs when none are delegated.
 const ROOT_ID_BASE: u32 = 100_000;
@@ -48,6 +48,9 @@ pub enum Error {
     /// The cgroup could not be set up.
     #[error(transparent)]
     Cgroup(#[from] cgroup::Error),
+    /// No mount plan could be made for the specification.
+    #[error(transparent)]
+    Mounts(#[from] mounts::Error),
     /// A system call in the parent failed.
     #[error("{what}")]
     Sys {
@@ -223,10 +226,12 @@ impl Container {
                     let step = Step::from_u32(m.step).unwrap_or(Step::Exec);
                     if m.errno != 0 {
                         let what = match step {
-                            Step::Mount => plan
-                                .ops
-                                .get(usize::try_from(m.op).unwrap_or(usize::MAX))
-                                .map_or_else(|| "mounting".to_owned(), |op| op.describe()),
+                            Step::MakePrivate | Step::Mount | Step::PivotRoot | Step::ReadOnly => {
+                                plan.mounts
+                                    .ops
+                                    .get(usize::try_from(m.op).unwrap_or(usize::MAX))
+                                    .map_or_else(|| step.name().to_owned(), |op| op.describe())
+                            }
                             Step::Exec => format!("executing {}", spec.args[0]),
                             other => other.name().to_owned(),
                         };
@@ -429,164 +434,12 @@ fn last_cap() -> u32 {
 /// Prepares everything the child needs, before the clone.
 fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, Error> {
     let ns = spec.namespaces;
-    let rootfs = std::fs::canonicalize(&spec.rootfs)
-        .map_err(sys(format!("resolve {}", spec.rootfs.display())))?;
-    let mut ops = Vec::new();
-    let mount = |source: Option<&str>,
-                 target: &Path,
-                 fstype: Option<&str>,
-                 flags: libc::c_ulong,
-                 data: Option<&str>|
-     -> Result<Op, Error> {
-        Ok(Op::Mount {
-            source: source.map(|s| cstring("a mount source", s)).transpose()?,
-            target: path_c(target)?,
-            fstype: fstype
-                .map(|s| cstring("a file system type", s))
-                .transpose()?,
-            flags,
-            data: data.map(|s| cstring("mount options", s)).transpose()?,
-        })
+    let host = Host {
+        rootfs: std::fs::canonicalize(&spec.rootfs)
+            .map_err(sys(format!("resolve {}", spec.rootfs.display())))?,
+        state: state.map(Path::to_path_buf),
     };
-    let root = match state {
-        Some(state) => {
-            // A tmpfs for the upper layer, then the overlay: writes go to memory.
-            let overlay = state.join("overlay");
-            ops.push(mount(
-                Some("tmpfs"),
-                &overlay,
-                Some("tmpfs"),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                Some("mode=0755"),
-            )?);
-            ops.push(Op::Mkdir(path_c(&overlay.join("upper"))?));
-            ops.push(Op::Mkdir(path_c(&overlay.join("work"))?));
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                rootfs.display(),
-                overlay.join("upper").display(),
-                overlay.join("work").display()
-            );
-            let merged = state.join("merged");
-            ops.push(mount(
-                Some("overlay"),
-                &merged,
-                Some("overlay"),
-                0,
-                Some(&data),
-            )?);
-            merged
-        }
-        None => {
-            // pivot_root needs the new root to be a mount point: bind it onto itself.
-            ops.push(mount(
-                Some(&rootfs.to_string_lossy()),
-                &rootfs,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )?);
-            rootfs.clone()
-        }
-    };
-    let inside = |p: &str| root.join(p);
-    let (nosuid, nodev, noexec) = (libc::MS_NOSUID, libc::MS_NODEV, libc::MS_NOEXEC);
-
-    ops.push(Op::Mkdir(path_c(&inside("proc"))?));
-    if ns.pid {
-        ops.push(mount(
-            Some("proc"),
-            &inside("proc"),
-            Some("proc"),
-            nosuid | nodev | noexec,
-            None,
-        )?);
-    } else {
-        // Without its own PID namespace a fresh proc is not allowed in a user namespace;
-        // the host's is what such a container sees anyway.
-        ops.push(mount(
-            Some("/proc"),
-            &inside("proc"),
-            None,
-            libc::MS_BIND | libc::MS_REC,
-            None,
-        )?);
-    }
-    ops.push(Op::Mkdir(path_c(&inside("sys"))?));
-    if ns.net || !ns.user {
-        ops.push(mount(
-            Some("sysfs"),
-            &inside("sys"),
-            Some("sysfs"),
-            nosuid | nodev | noexec | libc::MS_RDONLY,
-            None,
-        )?);
-    } else {
-        ops.push(mount(
-            Some("/sys"),
-            &inside("sys"),
-            None,
-            libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY,
-            None,
-        )?);
-    }
-    ops.push(Op::Mkdir(path_c(&inside("dev"))?));
-    ops.push(mount(
-        Some("tmpfs"),
-        &inside("dev"),
-        Some("tmpfs"),
-        nosuid | libc::MS_STRICTATIME,
-        Some("mode=755,size=64k"),
-    )?);
-    for dev in DEVICES {
-        let target = inside("dev").join(dev);
-        ops.push(Op::Touch(path_c(&target)?));
-        ops.push(mount(
-            Some(&format!("/dev/{dev}")),
-            &target,
-            None,
-            libc::MS_BIND,
-            None,
-        )?);
-    }
-    ops.push(Op::Mkdir(path_c(&inside("dev/pts"))?));
-    ops.push(mount(
-        Some("devpts"),
-        &inside("dev/pts"),
-        Some("devpts"),
-        nosuid | noexec,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )?);
-    for (target, link) in [
-        ("pts/ptmx", "ptmx"),
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-    ] {
-        ops.push(Op::Symlink(
-            cstring("a link", target)?,
-            path_c(&inside("dev").join(link))?,
-        ));
-    }
-    ops.push(Op::Mkdir(path_c(&inside("tmp"))?));
-    let tmp = match &spec.tmp {
-        Some(host) => mount(
-            Some(&host.to_string_lossy()),
-            &inside("tmp"),
-            None,
-            libc::MS_BIND,
-            None,
-        )?,
-        None => mount(
-            Some("tmpfs"),
-            &inside("tmp"),
-            Some("tmpfs"),
-            nosuid | nodev,
-            Some("mode=1777"),
-        )?,
-    };
-    ops.push(tmp);
+    let mounts = mounts::plan(spec, &host)?;
 
     let strings: Vec<CString> = spec
         .args
@@ -608,9 +461,7 @@ fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, E
     let argv = pointers(0..spec.args.len());
     let envp = pointers(spec.args.len()..strings.len());
     Ok(Plan {
-        ops,
-        new_root: path_c(&root)?,
-        readonly: spec.readonly_rootfs,
+        mounts,
         hostname: ns
             .uts
             .then(|| cstring("the hostname", spec.hostname.as_str()))
