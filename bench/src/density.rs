@@ -23,6 +23,7 @@ use crate::clock::Stamp;
 use crate::host::meminfo_kib;
 use crate::procfs::Memory;
 use crate::results::{Better, Figure};
+use reports::document::{Metric as Name, Part, Scenario};
 
 /// How a density series is run.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,17 +269,19 @@ fn series(
 pub fn figures(series: &Series) -> Vec<Figure> {
     // Start latencies and the memory of each instance are samples, one per instance;
     // the rest are single numbers of the whole series.
-    let figure = |metric: &str, unit: &str, better, samples: Vec<f64>| match samples[..] {
-        [value] if metric != "start_latency" => {
-            Figure::value(&series.backend, "density", metric, unit, better, value)
-        }
-        _ => Figure::distribution(&series.backend, "density", metric, unit, better, samples).map(
-            |f| match metric {
-                "start_latency" => f.timed_by(Some(crate::results::Clock::Host)),
-                _ => f,
-            },
-        ),
-    };
+    let density = Scenario::Density.name();
+    let figure =
+        |metric: &str, unit: &str, better, samples: Vec<f64>| match samples[..] {
+            [value] if metric != Name::StartLatency => {
+                Figure::value(&series.backend, density, metric, unit, better, value)
+            }
+            _ => Figure::distribution(&series.backend, density, metric, unit, better, samples).map(
+                |f| match metric == Name::StartLatency {
+                    true => f.timed_by(Some(crate::results::Clock::Host)),
+                    false => f,
+                },
+            ),
+        };
     let mib = |kib: u64| kib_f64(kib) / 1024.0;
     let mut figures = Vec::new();
     let starts: Vec<f64> = series
@@ -286,7 +289,12 @@ pub fn figures(series: &Series) -> Vec<Figure> {
         .iter()
         .flat_map(|s| s.start_ms.clone())
         .collect();
-    figures.extend(figure("start_latency", "ms", Better::Lower, starts));
+    figures.extend(figure(
+        Name::StartLatency.name(),
+        "ms",
+        Better::Lower,
+        starts,
+    ));
     if let Some(last) = series.steps.last() {
         let per = &last.per_instance;
         // Each instance's own memory where it was read; else the mean of them all.
@@ -295,13 +303,13 @@ pub fn figures(series: &Series) -> Vec<Figure> {
             each => each.iter().map(|&k| mib(k)).collect(),
         };
         figures.extend(figure(
-            "pss_per_instance",
+            Name::PssPerInstance.name(),
             "MiB",
             Better::Lower,
             each(&per.pss_kib_each, per.pss_kib),
         ));
         figures.extend(figure(
-            "uss_per_instance",
+            Name::UssPerInstance.name(),
             "MiB",
             Better::Lower,
             each(&per.uss_kib_each, per.uss_kib),
@@ -320,14 +328,14 @@ pub fn figures(series: &Series) -> Vec<Figure> {
             let added = f64::from(last.instances - first.instances);
             let total = |s: &Step| kib_f64(s.per_instance.pss_kib) * f64::from(s.instances);
             figures.extend(figure(
-                "marginal_pss",
+                Name::MarginalPss.name(),
                 "MiB",
                 Better::Lower,
                 vec![(total(last) - total(first)) / added / 1024.0],
             ));
             let fall = kib_f64(first.host.available_kib) - kib_f64(last.host.available_kib);
             figures.extend(figure(
-                "marginal_host_memory",
+                Name::MarginalHostMemory.name(),
                 "MiB",
                 Better::Lower,
                 vec![fall / added / 1024.0],
@@ -335,13 +343,13 @@ pub fn figures(series: &Series) -> Vec<Figure> {
         }
     }
     figures.extend(figure(
-        "instances_reached",
+        Name::InstancesReached.name(),
         "instances",
         Better::Higher,
         vec![f64::from(series.reached)],
     ));
     figures.extend(figure(
-        "teardown",
+        Name::Teardown.name(),
         "ms",
         Better::Lower,
         vec![series.teardown_ms],
@@ -402,7 +410,7 @@ fn finish(mut instance: Box<dyn Instance>) {
 fn per_instance(live: &[Box<dyn Instance>]) -> PerInstance {
     let n = u64::try_from(live.len()).unwrap_or(1).max(1);
     let mut total = Memory::default();
-    let mut parts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut parts: BTreeMap<Part, u64> = BTreeMap::new();
     let (mut pss_kib_each, mut uss_kib_each) = (Vec::new(), Vec::new());
     for instance in live {
         let footprint = instance.footprint();
@@ -419,7 +427,10 @@ fn per_instance(live: &[Box<dyn Instance>]) -> PerInstance {
         rss_kib: total.rss_kib / n,
         pss_kib: total.pss_kib / n,
         uss_kib: total.uss_kib / n,
-        parts: parts.into_iter().map(|(k, v)| (k, v / n)).collect(),
+        parts: parts
+            .into_iter()
+            .map(|(k, v)| (k.name().to_owned(), v / n))
+            .collect(),
         pss_kib_each,
         uss_kib_each,
     }

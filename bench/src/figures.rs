@@ -4,6 +4,7 @@
 use crate::backend::Footprint;
 use crate::results::{Better, Clock, Markers};
 use crate::scenario::Scenario;
+use reports::document::Metric as Name;
 use workload::record::Metric;
 
 /// One value a run produced for a figure.
@@ -67,15 +68,15 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
     // instance's clock (a guest's, in a VM); memory is no clock's.
     let host = Some(Clock::Host);
     let instance = Some(Clock::Instance);
-    let lower = |metric: &str, unit, clock, value| Value {
-        metric: metric.to_owned(),
+    let lower = |metric: Name, unit, clock, value| Value {
+        metric: metric.name().to_owned(),
         unit,
         better: Better::Lower,
         clock,
         value,
     };
-    let higher = |metric: &str, unit, clock, value| Value {
-        metric: metric.to_owned(),
+    let higher = |metric: Name, unit, clock, value| Value {
+        metric: metric.name().to_owned(),
         unit,
         better: Better::Higher,
         clock,
@@ -89,35 +90,35 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
             values.extend(
                 obs.markers
                     .started_ms
-                    .map(|v| lower("time_to_start", "ms", host, v)),
+                    .map(|v| lower(Name::TimeToStart, "ms", host, v)),
             );
             values.extend(
                 obs.markers
                     .exited_ms
-                    .map(|v| lower("time_to_exit", "ms", host, v)),
+                    .map(|v| lower(Name::TimeToExit, "ms", host, v)),
             );
         }
         Scenario::Cpu => values
-            .extend(workload("throughput").map(|v| higher("throughput", "MiB/s", instance, v))),
+            .extend(workload("throughput").map(|v| higher(Name::Throughput, "MiB/s", instance, v))),
         Scenario::Mem => {
-            for kernel in ["copy", "scale", "add", "triad"] {
-                values.extend(workload(kernel).map(|v| higher(kernel, "MB/s", instance, v)));
+            for kernel in [Name::Copy, Name::Scale, Name::Add, Name::Triad] {
+                values.extend(workload(kernel.name()).map(|v| higher(kernel, "MB/s", instance, v)));
             }
         }
         Scenario::Syscall => {
-            values.extend(workload("ns_per_call").map(|v| lower("syscall", "ns", instance, v)))
+            values.extend(workload("ns_per_call").map(|v| lower(Name::Syscall, "ns", instance, v)))
         }
         Scenario::Fork => {
-            values.extend(workload("us_per_process").map(|v| lower("fork", "µs", instance, v)))
+            values.extend(workload("us_per_process").map(|v| lower(Name::Fork, "µs", instance, v)))
         }
         Scenario::File => values.extend(
-            workload("files_per_s").map(|v| higher("fsync_writes", "files/s", instance, v)),
+            workload("files_per_s").map(|v| higher(Name::FsyncWrites, "files/s", instance, v)),
         ),
         Scenario::Net => {
-            values.extend(workload("rtt_us").map(|v| lower("tcp_rtt", "µs", instance, v)))
+            values.extend(workload("rtt_us").map(|v| lower(Name::TcpRtt, "µs", instance, v)))
         }
         Scenario::Exits => values
-            .extend(workload("ns_per_exit").map(|v| lower("exit_round_trip", "ns", instance, v))),
+            .extend(workload("ns_per_exit").map(|v| lower(Name::ExitRoundTrip, "ns", instance, v))),
         // Their figures come from the whole series (see `density::figures`) or from
         // the probe's answers judged against the host's (see `isolation::figures`).
         // Interference's come from its victims' runs (see `interference`).
@@ -125,13 +126,13 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
         Scenario::Footprint => {
             let footprint = obs.memory_at_result.as_ref();
             if let Some(m) = footprint.and_then(|f| f.processes) {
-                values.push(lower("rss", "MiB", None, kib_to_mib(m.rss_kib)));
-                values.push(lower("pss", "MiB", None, kib_to_mib(m.pss_kib)));
-                values.push(lower("uss", "MiB", None, kib_to_mib(m.uss_kib)));
+                values.push(lower(Name::Rss, "MiB", None, kib_to_mib(m.rss_kib)));
+                values.push(lower(Name::Pss, "MiB", None, kib_to_mib(m.pss_kib)));
+                values.push(lower(Name::Uss, "MiB", None, kib_to_mib(m.uss_kib)));
                 // What the instance holds beyond what its workload said it touched.
                 if let Some(touched) = workload("touched_mib") {
                     values.push(lower(
-                        "overhead_rss",
+                        Name::OverheadRss,
                         "MiB",
                         None,
                         kib_to_mib(m.rss_kib) - touched,
@@ -140,7 +141,7 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
             }
             for (part, kib) in footprint.map(|f| f.parts.as_slice()).unwrap_or_default() {
                 values.push(Value {
-                    metric: part.clone(),
+                    metric: part.name().to_owned(),
                     unit: "MiB",
                     better: Better::Lower,
                     clock: None,
@@ -150,9 +151,14 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
         }
     }
     if scenario != Scenario::Startup {
-        values.extend(obs.markers.exited_ms.map(|v| lower("wall", "ms", host, v)));
+        values.extend(
+            obs.markers
+                .exited_ms
+                .map(|v| lower(Name::Wall, "ms", host, v)),
+        );
     }
-    values.extend(workload("vm_hwm_kib").map(|kib| lower("peak_rss", "MiB", None, kib / 1024.0)));
+    values
+        .extend(workload("vm_hwm_kib").map(|kib| lower(Name::PeakRss, "MiB", None, kib / 1024.0)));
     values
 }
 
@@ -165,6 +171,7 @@ fn kib_f64(kib: u64) -> f64 {
 mod tests {
     use super::*;
     use crate::procfs::Memory;
+    use reports::document::Part;
 
     #[test]
     fn startup_values_come_from_markers() {
@@ -211,14 +218,14 @@ mod tests {
                     pss_kib: 69 * 1024,
                     uss_kib: 68 * 1024,
                 }),
-                parts: vec![("cgroup_usage".to_owned(), 3 * 1024)],
+                parts: vec![(Part::CgroupMemory, 3 * 1024)],
             }),
             ..Observation::default()
         };
         let values = values(Scenario::Footprint, &obs);
         let overhead = values.iter().find(|v| v.metric == "overhead_rss").unwrap();
         assert_eq!(overhead.value, 6.0);
-        let part = values.iter().find(|v| v.metric == "cgroup_usage").unwrap();
+        let part = values.iter().find(|v| v.metric == "cgroup_memory").unwrap();
         assert_eq!(part.value, 3.0);
     }
 }

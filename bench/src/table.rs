@@ -6,7 +6,7 @@ use std::fmt::Write;
 use crate::results::{Figure, Kind, Results};
 use reports::figure_text;
 
-pub use reports::sections::number;
+pub use reports::figure_text::number;
 
 /// Lays out rows in columns, the first row as the header; `right` marks right-aligned columns.
 pub fn columns(rows: &[Vec<String>], right: &[bool], bold_header: bool) -> String {

@@ -9,9 +9,9 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::document::{Better, Results};
+use crate::document::{Better, Metric, Part, Results, Scenario};
+use crate::figure_text::{number, times};
 use crate::phases;
-use crate::sections::{number, times};
 
 /// Width and height of a chart, pixels (the isolation matrix is taller).
 pub const SIZE: (u32, u32) = (900, 420);
@@ -227,7 +227,11 @@ fn draw<DB: DrawingBackend>(
 fn startup_samples(doc: &Results) -> Vec<(String, Vec<f64>)> {
     doc.figures
         .iter()
-        .filter(|f| f.scenario == "startup" && f.metric == "time_to_start" && !f.samples.is_empty())
+        .filter(|f| {
+            f.scenario == Scenario::Startup
+                && f.metric == Metric::TimeToStart
+                && !f.samples.is_empty()
+        })
         .map(|f| (f.backend.clone(), f.samples.clone()))
         .collect()
 }
@@ -434,15 +438,25 @@ fn startup_phases<DB: DrawingBackend>(
 pub fn memory_parts(doc: &Results) -> Vec<(String, f64, f64)> {
     let mut out = Vec::new();
     for backend in doc.backends() {
-        let m = |metric: &str| {
-            doc.figure(backend, "footprint", metric)
+        let m = |metric: Metric| {
+            doc.figure(backend, Scenario::Footprint.name(), metric.name())
                 .map(|f| f.summary.median)
         };
         let parts = match (
-            m("rss"),
-            m("overhead_rss"),
-            m("guest_touched"),
-            m("monitor_overhead"),
+            m(Metric::Rss),
+            m(Metric::OverheadRss),
+            doc.figure(
+                backend,
+                Scenario::Footprint.name(),
+                Part::GuestTouched.name(),
+            )
+            .map(|f| f.summary.median),
+            doc.figure(
+                backend,
+                Scenario::Footprint.name(),
+                Part::MonitorOverhead.name(),
+            )
+            .map(|f| f.summary.median),
         ) {
             (_, _, Some(guest), Some(monitor)) => Some((guest, monitor)),
             (Some(rss), Some(overhead), _, _) => Some((rss - overhead, overhead)),
@@ -519,11 +533,10 @@ fn memory<DB: DrawingBackend>(
 /// Slowdown against the baseline (above 1 is slower), per backend and workload metric:
 /// the ratio of medians, only between like figures.
 pub fn slowdowns(doc: &Results) -> Vec<(String, String, f64)> {
-    const SCENARIOS: [&str; 6] = ["cpu", "mem", "syscall", "fork", "file", "net"];
     doc.figures
         .iter()
-        .filter(|f| SCENARIOS.contains(&f.scenario.as_str()))
-        .filter(|f| f.metric != "wall" && f.metric != "peak_rss")
+        .filter(|f| f.scenario.parse().is_ok_and(Scenario::is_program))
+        .filter(|f| f.metric != Metric::Wall && f.metric != Metric::PeakRss)
         .filter_map(|f| {
             let ratio = f.vs_baseline.as_ref()?.estimate.value;
             let slowdown = if f.better == Better::Higher {

@@ -1,7 +1,7 @@
-//! How a figure is written for a reader: its median with the median's confidence
-//! interval, its ratio against the baseline with the ratio's interval, and the warnings
-//! its samples call for. The terminal table, the reports and `compare` all write figures
-//! this way.
+//! How a figure is written for a reader: numbers to a fixed count of significant digits,
+//! its median with the median's confidence interval, its ratio against the baseline with the
+//! ratio's interval, and the warnings its samples call for. The terminal table, the
+//! reports and `compare` all write figures this way.
 //!
 //! The statistics, in plain words: a median's interval is exact and assumes nothing of
 //! the samples' distribution (it comes from the order statistics); a ratio's interval is
@@ -10,8 +10,28 @@
 //! number (a count of checks, a marginal cost) is a value: it has no spread and no
 //! interval, and is written as the number alone.
 
-use crate::document::{Figure, Kind, Results};
-use crate::sections::number;
+use crate::document::{Backend, Figure, Kind, Results};
+
+/// Formats a value to about three significant digits; whole numbers stay whole.
+pub fn number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 || a == 0.0 || (v.fract() == 0.0 && a < 1e15) {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 10.0 {
+        format!("{v:.2}")
+    } else if a >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// A ratio as `4.727x`, as the tables write it.
+pub fn times(r: f64) -> String {
+    format!("{}x", number(r))
+}
 
 /// The median (or the value) with its unit and, for a distribution, its interval:
 /// `3.210 ms [2.980, 3.400]`.
@@ -78,7 +98,7 @@ pub fn reading(doc: &Results) -> String {
          is no significant difference. Runs were ordered {order}{order_note}. A micro guest's \
          figures are the hypervisor's raw costs and are set against nothing a process does; a \
          single derived number is a value, with no spread.",
-        baseline = doc.baseline().unwrap_or("native"),
+        baseline = doc.baseline().unwrap_or(Backend::Native.name()),
         seed = doc.plan.seed,
         order = doc.plan.order,
         order_note = match doc.plan.order.as_str() {

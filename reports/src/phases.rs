@@ -6,7 +6,7 @@
 //! since the phase before it. Medians keep the order of the phases: when every run reaches
 //! one phase before another, the median times are ordered the same way.
 
-use crate::document::{Phase, Results};
+use crate::document::{Phase, Results, Scenario};
 
 /// A stage of startup: one or more consecutive phases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,9 @@ pub fn stages(doc: &Results) -> Vec<(String, Vec<Part>)> {
         let runs: Vec<Vec<(Stage, f64)>> = doc
             .runs
             .iter()
-            .filter(|r| r.backend == backend && r.scenario == "startup" && r.ok && !r.warmup)
+            .filter(|r| {
+                r.backend == backend && r.scenario == Scenario::Startup && r.ok && !r.warmup
+            })
             .filter_map(|r| Some(run_stages(&r.phases, r.markers.started_ms?)))
             .collect();
         let Some(first) = runs.first() else {

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use crate::document::{Figure, Kind, Results};
-use crate::figure_text;
+use crate::document::{Backend, Figure, Kind, Metric, Part, Results, Scenario};
+use crate::figure_text::{self, number, times};
 use crate::phases;
 
 /// One concern of the report.
@@ -39,41 +39,29 @@ pub struct Table {
 }
 
 /// The concerns, each with the scenarios whose figures it shows.
-const CONCERNS: [(&str, &str, &[&str]); 5] = [
-    ("Startup", "startup", &["startup"]),
-    ("Memory", "memory", &["footprint"]),
+const CONCERNS: [(&str, &str, &[Scenario]); 5] = [
+    ("Startup", "startup", &[Scenario::Startup]),
+    ("Memory", "memory", &[Scenario::Footprint]),
     (
         "Runtime overhead",
         "overhead",
-        &["cpu", "mem", "syscall", "fork", "file", "net", "exits"],
+        &[
+            Scenario::Cpu,
+            Scenario::Mem,
+            Scenario::Syscall,
+            Scenario::Fork,
+            Scenario::File,
+            Scenario::Net,
+            Scenario::Exits,
+        ],
     ),
-    ("Isolation", "isolation", &["isolation", "interference"]),
-    ("Density", "density", &["density"]),
+    (
+        "Isolation",
+        "isolation",
+        &[Scenario::Isolation, Scenario::Interference],
+    ),
+    ("Density", "density", &[Scenario::Density]),
 ];
-
-/// Scenarios whose workload is a Linux program: a VM runs them only with a Linux guest.
-const LINUX_PROGRAMS: [&str; 6] = ["cpu", "mem", "syscall", "fork", "file", "net"];
-
-/// Formats a value to about three significant digits; whole numbers stay whole.
-pub fn number(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 || a == 0.0 || (v.fract() == 0.0 && a < 1e15) {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 10.0 {
-        format!("{v:.2}")
-    } else if a >= 1.0 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.4}")
-    }
-}
-
-/// A ratio as `4.727x`, as the tables write it.
-pub fn times(r: f64) -> String {
-    format!("{}x", number(r))
-}
 
 /// The report's sections, in order.
 pub fn sections(doc: &Results) -> Vec<Section> {
@@ -83,7 +71,7 @@ pub fn sections(doc: &Results) -> Vec<Section> {
             let figures: Vec<Figure> = doc
                 .figures
                 .iter()
-                .filter(|f| scenarios.contains(&f.scenario.as_str()))
+                .filter(|f| scenarios.iter().any(|s| f.scenario == *s))
                 .cloned()
                 .collect();
             let mut tables = Vec::new();
@@ -115,13 +103,14 @@ pub fn sections(doc: &Results) -> Vec<Section> {
 }
 
 /// Why a concern has no data: its scenarios were not run, or were skipped.
-fn no_data(doc: &Results, title: &str, scenarios: &[&str]) -> String {
+fn no_data(doc: &Results, title: &str, scenarios: &[Scenario]) -> String {
+    let names: Vec<&str> = scenarios.iter().map(|s| s.name()).collect();
     let planned: Vec<&str> = doc
         .plan
         .scenarios
         .iter()
         .map(|s| s.name.as_str())
-        .filter(|n| scenarios.contains(n))
+        .filter(|n| names.contains(n))
         .collect();
     let mut text = format!("No data for {} in this run: ", title.to_lowercase());
     if planned.is_empty() {
@@ -129,7 +118,7 @@ fn no_data(doc: &Results, title: &str, scenarios: &[&str]) -> String {
             text,
             "its scenario{} ({}) {} not part of the plan.",
             if scenarios.len() > 1 { "s" } else { "" },
-            scenarios.join(", "),
+            names.join(", "),
             if scenarios.len() > 1 { "were" } else { "was" }
         );
         return text;
@@ -172,7 +161,9 @@ pub fn vm_backends(doc: &Results) -> Vec<&str> {
         .figures
         .iter()
         .filter(|f| {
-            f.scenario == "exits" || f.metric == "guest_touched" || f.metric == "monitor_overhead"
+            f.scenario == Scenario::Exits
+                || f.metric == Part::GuestTouched
+                || f.metric == Part::MonitorOverhead
         })
         .map(|f| f.backend.as_str());
     let from_runs = doc
@@ -194,7 +185,7 @@ pub fn vm_backends(doc: &Results) -> Vec<&str> {
 fn linux_guest_ran(doc: &Results, backend: &str) -> bool {
     doc.figures
         .iter()
-        .any(|f| f.backend == backend && LINUX_PROGRAMS.contains(&f.scenario.as_str()))
+        .any(|f| f.backend == backend && f.scenario.parse().is_ok_and(Scenario::is_program))
         || doc.runs.iter().any(|r| {
             r.backend == backend
                 && r.phases
@@ -384,7 +375,7 @@ pub fn problems(doc: &Results) -> Vec<String> {
 /// The figures of a concern: median with its interval, p95, cv, n and the ratio to the
 /// baseline with its interval; a micro guest's raw costs have no ratio.
 fn figure_table(doc: &Results, figures: &[Figure]) -> Table {
-    let baseline = doc.baseline().unwrap_or("native");
+    let baseline = doc.baseline().unwrap_or(Backend::Native.name());
     Table {
         caption: format!(
             "Figures (median of the measured runs with its 95% confidence interval; p95; cv is \
@@ -560,16 +551,16 @@ pub fn kib_to_mib(kib: u64) -> f64 {
     kib / 1024.0
 }
 
-fn median(doc: &Results, backend: &str, scenario: &str, metric: &str) -> Option<f64> {
-    doc.figure(backend, scenario, metric)
+fn median(doc: &Results, backend: &str, scenario: Scenario, metric: &str) -> Option<f64> {
+    doc.figure(backend, scenario.name(), metric)
         .map(|f| f.summary.median)
 }
 
 /// The other backends with a figure, in document order.
-fn others<'a>(doc: &'a Results, scenario: &str, metric: &str) -> Vec<&'a Figure> {
+fn others<'a>(doc: &'a Results, scenario: Scenario, metric: &str) -> Vec<&'a Figure> {
     doc.figures
         .iter()
-        .filter(|f| f.backend != "native" && f.scenario == scenario && f.metric == metric)
+        .filter(|f| f.backend != Backend::Native && f.scenario == scenario && f.metric == metric)
         .collect()
 }
 
@@ -603,15 +594,20 @@ fn startup_note(doc: &Results, text: &mut String) {
          first be built (memory, vCPUs, a guest image) and then boot a kernel of its own \
          before the workload's first instruction runs. ",
     );
-    let Some(native) = median(doc, "native", "startup", "time_to_start") else {
+    let Some(native) = median(
+        doc,
+        Backend::Native.name(),
+        Scenario::Startup,
+        Metric::TimeToStart.name(),
+    ) else {
         return;
     };
-    let raw: Vec<String> = others(doc, "startup", "time_to_start")
+    let raw: Vec<String> = others(doc, Scenario::Startup, Metric::TimeToStart.name())
         .iter()
         .filter(|f| f.raw_cost)
         .map(|f| format!("{} {} ms", f.backend, number(f.summary.median)))
         .collect();
-    let others: Vec<String> = others(doc, "startup", "time_to_start")
+    let others: Vec<String> = others(doc, Scenario::Startup, Metric::TimeToStart.name())
         .iter()
         .filter(|f| !f.raw_cost)
         .map(|f| {
@@ -649,7 +645,7 @@ fn startup_note(doc: &Results, text: &mut String) {
         );
     }
     for (backend, stages) in phases::stages(doc) {
-        if backend == "native" || stages.len() < 2 {
+        if backend == Backend::Native || stages.len() < 2 {
             continue;
         }
         let total: f64 = stages.iter().map(|s| s.ms).sum();
@@ -688,20 +684,23 @@ fn memory_note(doc: &Results, text: &mut String) {
     );
     let mut parts = Vec::new();
     for backend in doc.backends() {
-        let m = |metric: &str| median(doc, backend, "footprint", metric);
-        let who = if backend == "native" {
+        let m = |metric: &str| median(doc, backend, Scenario::Footprint, metric);
+        let who = if backend == Backend::Native {
             "the native process".to_owned()
         } else {
             format!("the {backend}'s processes")
         };
-        if let (Some(rss), Some(over)) = (m("rss"), m("overhead_rss")) {
+        if let (Some(rss), Some(over)) = (m(Metric::Rss.name()), m(Metric::OverheadRss.name())) {
             parts.push(format!(
                 "{who} held {} MiB, {} MiB beyond the {} MiB its workload touched",
                 number(rss),
                 number(over),
                 number(rss - over)
             ));
-        } else if let (Some(guest), Some(monitor)) = (m("guest_touched"), m("monitor_overhead")) {
+        } else if let (Some(guest), Some(monitor)) = (
+            m(Part::GuestTouched.name()),
+            m(Part::MonitorOverhead.name()),
+        ) {
             parts.push(format!(
                 "the {backend} monitor held {} MiB outside its {} MiB of touched guest memory",
                 number(monitor),
@@ -721,10 +720,18 @@ fn overhead_note(doc: &Results, text: &mut String) {
          on the CPU too, but each access to a device leaves the guest (a VM exit) for the \
          monitor and back. ",
     );
-    let native_syscall = doc.figure("native", "syscall", "syscall");
+    let native_syscall = doc.figure(
+        Backend::Native.name(),
+        Scenario::Syscall.name(),
+        Metric::Syscall.name(),
+    );
     if let (Some(n), Some(c)) = (
         native_syscall,
-        doc.figure("container", "syscall", "syscall"),
+        doc.figure(
+            Backend::Container.name(),
+            Scenario::Syscall.name(),
+            Metric::Syscall.name(),
+        ),
     ) {
         let _ = write!(
             text,
@@ -769,7 +776,12 @@ fn overhead_note(doc: &Results, text: &mut String) {
             times(s)
         );
     }
-    if let Some(exit) = median(doc, "microvm", "exits", "exit_round_trip") {
+    if let Some(exit) = median(
+        doc,
+        Backend::Microvm.name(),
+        Scenario::Exits,
+        Metric::ExitRoundTrip.name(),
+    ) {
         let _ = write!(
             text,
             "One VM exit round trip of the microVM took {} µs",
@@ -844,7 +856,12 @@ fn density_note(doc: &Results, text: &mut String) {
     );
     for d in &doc.density {
         let _ = write!(text, "{}: {} instances alive at most", d.backend, d.reached);
-        if let Some(m) = median(doc, &d.backend, "density", "marginal_host_memory") {
+        if let Some(m) = median(
+            doc,
+            &d.backend,
+            Scenario::Density,
+            Metric::MarginalHostMemory.name(),
+        ) {
             let _ = write!(
                 text,
                 ", each one more taking {} MiB of the host's available memory",
@@ -875,7 +892,7 @@ fn density_note(doc: &Results, text: &mut String) {
                     number(b),
                     last.instances
                 );
-                if d.backend == "container" && b > 1.5 * a {
+                if d.backend == Backend::Container && b > 1.5 * a {
                     text.push_str(
                         "The one host kernel keeps every live container's namespaces and \
                          cgroup, so each new one is set up beside all the others: a likely \

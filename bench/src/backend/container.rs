@@ -5,6 +5,7 @@
 //! (root inside is an unprivileged ID outside) and a cgroup; as another user, all seven
 //! in rootless mode, without a cgroup unless one is delegated.
 
+use reports::document::Part;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -206,7 +207,7 @@ impl Instance for ContainerInstance {
             .container()
             .and_then(container::Container::cgroup)
             .and_then(|g| g.stats().memory_bytes)
-            .map(|bytes| vec![("cgroup_memory".to_owned(), bytes / 1024)])
+            .map(|bytes| vec![(Part::CgroupMemory, bytes / 1024)])
             .unwrap_or_default();
         Footprint { processes, parts }
     }

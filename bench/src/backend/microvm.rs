@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use microvm::host::KvmFlavour;
 use microvm::protocol::{Line, WireReport};
+use reports::document::Part;
 use workload::record::{self, Metric, Record};
 
 use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
@@ -621,12 +622,9 @@ impl Instance for VmInstance {
             });
         let mut parts = Vec::new();
         if let Some(touched) = touched {
-            parts.push(("guest_touched".to_owned(), touched));
+            parts.push((Part::GuestTouched, touched));
             if let Some(m) = processes {
-                parts.push((
-                    "monitor_overhead".to_owned(),
-                    m.rss_kib.saturating_sub(touched),
-                ));
+                parts.push((Part::MonitorOverhead, m.rss_kib.saturating_sub(touched)));
             }
         }
         Footprint { processes, parts }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use reports::document::Part;
 use workload::record::Record;
 
 use crate::clock::Stamp;
@@ -204,9 +205,9 @@ pub trait Instance: Send {
 pub struct Footprint {
     /// The summed memory of the instance's host processes, if any could be read.
     pub processes: Option<Memory>,
-    /// Named parts, KiB: what the backend can attribute (e.g. `cgroup_usage`,
-    /// `monitor_overhead`, `guest_touched`).
-    pub parts: Vec<(String, u64)>,
+    /// Named parts, KiB: what the backend can attribute (its cgroup's memory, the guest's
+    /// touched memory and the monitor's overhead).
+    pub parts: Vec<(Part, u64)>,
 }
 
 /// `line` cut to at most `max` characters, with `...` where it was cut: a flooding

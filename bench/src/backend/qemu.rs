@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use container::process::Child;
 use microvm::guest::{self, MARKER_START};
 use microvm::layout::{MARKER_PORT, PAYLOAD_START};
+use reports::document::Part;
 use workload::record::{self, Record};
 
 use super::microvm::{GuestKernel, Guests, MicroVm, GUEST_MIB, LINUX_HOLD_MS};
@@ -565,12 +566,9 @@ impl Instance for QemuInstance {
             .first()
             .and_then(|pid| procfs::mapping_rss_kib(*pid, self.memory_kib))
         {
-            parts.push(("guest_touched".to_owned(), guest));
+            parts.push((Part::GuestTouched, guest));
             if let Some(m) = processes {
-                parts.push((
-                    "monitor_overhead".to_owned(),
-                    m.rss_kib.saturating_sub(guest),
-                ));
+                parts.push((Part::MonitorOverhead, m.rss_kib.saturating_sub(guest)));
             }
         }
         Footprint { processes, parts }

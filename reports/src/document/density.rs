@@ -58,7 +58,8 @@ pub struct PerInstance {
     pub pss_kib: u64,
     /// Unique set: pages no other process maps.
     pub uss_kib: u64,
-    /// The parts its backend names (`cgroup_usage`, `monitor_overhead`, `guest_touched`).
+    /// The parts its backend names ([`super::Part`]: `cgroup_memory`, `monitor_overhead`,
+    /// `guest_touched`), KiB per instance.
     pub parts: BTreeMap<String, u64>,
     /// Each live instance's own PSS, KiB, in launch order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -594,7 +594,7 @@ impl Results {
             if let Some(summary) = stats::summarise(&figure.samples) {
                 figure.summary = summary;
             }
-            if matches!(figure.scenario.as_str(), "isolation" | "density")
+            if (figure.scenario == Scenario::Isolation || figure.scenario == Scenario::Density)
                 && figure.samples.len() == 1
             {
                 figure.kind = Kind::Value;
@@ -615,7 +615,7 @@ impl Results {
 /// them, else the first.
 pub fn choose_baseline<'a>(asked: Option<&'a str>, backends: &[&'a str]) -> Option<&'a str> {
     asked
-        .or_else(|| backends.iter().copied().find(|b| *b == "native"))
+        .or_else(|| backends.iter().copied().find(|b| *b == Backend::Native))
         .or_else(|| backends.first().copied())
 }
 

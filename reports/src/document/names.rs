@@ -171,6 +171,20 @@ impl Scenario {
         }
     }
 
+    /// Whether its workload is a Linux program measuring itself (a VM runs it only with a
+    /// Linux guest): the runtime-overhead scenarios.
+    pub fn is_program(self) -> bool {
+        matches!(
+            self,
+            Scenario::Cpu
+                | Scenario::Mem
+                | Scenario::Syscall
+                | Scenario::Fork
+                | Scenario::File
+                | Scenario::Net
+        )
+    }
+
     /// Whether `vcbench run` runs it when no scenario is named: density holds many
     /// instances and interference runs every victim three times over, so only when asked.
     pub fn in_default_suite(self) -> bool {
