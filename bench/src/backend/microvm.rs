@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use microvm::host::KvmFlavour;
 use microvm::protocol::{Line, WireReport};
 use reports::document::Part;
-use workload::record::{self, Metric, Record};
+use workload::record::{Metric, Record};
 
+use super::console::Console;
 use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
 use super::supervised::Supervised;
 use crate::clock::Stamp;
@@ -50,8 +51,6 @@ pub const QUIET: &str = "quiet";
 /// How long a held Linux guest (`alloc` for `footprint`) keeps its memory before it ends
 /// on its own: the host cannot signal a process inside the guest.
 pub const LINUX_HOLD_MS: u64 = 1000;
-/// Console lines kept for failure reports.
-const CONSOLE_TAIL: usize = 40;
 
 /// Which guests the backend boots.
 #[derive(Debug, Clone, PartialEq)]
@@ -372,11 +371,8 @@ struct Facts {
     guest_touched_kib: Option<u64>,
     /// A Linux guest: its records come on the console, and it ends on its own.
     linux: bool,
-    /// When the workload's `started` and `result` records arrived (Linux guests).
-    started: Option<Stamp>,
-    result: Option<Stamp>,
-    /// The last console lines that were not records, for failure reports.
-    console_tail: std::collections::VecDeque<String>,
+    /// A Linux guest's console.
+    console: Console,
 }
 
 /// Turns one of the monitor's lines about a Linux guest into events: the workload's
@@ -388,32 +384,11 @@ fn read_linux_line(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>
         return Vec::new();
     };
     match Line::parse(line) {
-        Ok(Line::Console(console)) => match record::parse_line(&console.line) {
-            Ok(Some(record)) => {
-                let at = Stamp(console.at);
-                match &record {
-                    Record::Started { .. } => f.started = f.started.or(Some(at)),
-                    Record::Result { metrics, .. } => {
-                        f.result = f.result.or(Some(at));
-                        if let Some(cpus) = metrics.iter().find(|m| m.name == "cpus_online") {
-                            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                            let cpus = cpus.value as u64;
-                            f.counters.push(("guest_cpus_online".to_owned(), cpus));
-                        }
-                    }
-                    Record::Error { .. } => {}
-                }
-                vec![Ok(Event::Record { record, at })]
-            }
-            Ok(None) => {
-                if f.console_tail.len() == CONSOLE_TAIL {
-                    f.console_tail.pop_front();
-                }
-                f.console_tail.push_back(console.line);
-                Vec::new()
-            }
-            Err(e) => vec![Err(e.into())],
-        },
+        Ok(Line::Console(line)) => f
+            .console
+            .line(&line.line, Stamp(line.at))
+            .into_iter()
+            .collect(),
         Ok(Line::Report(report)) => {
             let events = linux_end(&report, &f);
             let mut phases = Vec::new();
@@ -432,14 +407,11 @@ fn read_linux_line(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>
             if let Some((_, ns)) = init {
                 phases.push(("init_reached".to_owned(), Stamp(*ns)));
             }
-            if let Some(at) = f.started {
-                phases.push(("workload_started".to_owned(), at));
-            }
-            if let Some(at) = f.result {
-                phases.push(("result".to_owned(), at));
-            }
+            phases.extend(f.console.phases());
             phases.extend(ended);
             f.phases.extend(phases);
+            let counters = f.console.counters();
+            f.counters.extend(counters);
             let exits: Vec<(String, u64)> = report.exits.clone().into_iter().collect();
             f.counters.extend(exits);
             f.guest_touched_kib = report.guest_touched_kib;
@@ -467,7 +439,7 @@ fn linux_end(report: &WireReport, f: &Facts) -> Vec<Result<Event, Error>> {
             report.reason.as_deref().unwrap_or_default(),
             report.registers.as_deref().unwrap_or_default()
         ),
-        _ if f.result.is_none() => {
+        _ if f.console.result.is_none() => {
             let init = report
                 .markers
                 .iter()
@@ -490,8 +462,8 @@ fn linux_end(report: &WireReport, f: &Facts) -> Vec<Result<Event, Error>> {
         "init was never reached"
     };
     let tail: Vec<String> = f
-        .console_tail
-        .iter()
+        .console
+        .tail()
         .map(|l| super::protocol::clip(l, 200))
         .collect();
     let console = if tail.is_empty() {
@@ -811,7 +783,7 @@ mod tests {
         assert!(f.counters.contains(&("guest_cpus_online".to_owned(), 2)));
         assert!(f.counters.contains(&("exits_io_out".to_owned(), 9)));
         assert_eq!(
-            f.console_tail,
+            f.console.tail().collect::<Vec<_>>(),
             ["Run /init as init process", "reboot: System halted"]
         );
     }
@@ -845,7 +817,8 @@ mod tests {
                 );
                 assert!(
                     !message.contains("line 10\n") && message.contains("line 11\n"),
-                    "the last {CONSOLE_TAIL} lines"
+                    "the last {} lines",
+                    crate::backend::console::TAIL
                 );
             }
             other => panic!("expected an error record, got {other:?}"),

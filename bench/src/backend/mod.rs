@@ -2,6 +2,7 @@
 //! protocol of [`protocol`] (re-exported here), so the harness measures them all the same
 //! way. Backends never import the harness: they know what to start, not what is measured.
 
+pub mod console;
 pub mod container;
 pub mod microvm;
 pub mod native;

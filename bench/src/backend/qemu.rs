@@ -18,24 +18,20 @@
 //! monitor stamps the exit. QEMU's memory is split the same way too: the resident part of
 //! its guest-RAM mapping (from smaps) is guest memory, the rest its overhead.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::Instant;
-
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use container::process::Child;
 use microvm::guest::{self, MARKER_START};
 use microvm::layout::{MARKER_PORT, PAYLOAD_START};
 use reports::document::Part;
-use workload::record::{self, Record};
+use workload::record::Record;
 
+use super::console::Console;
 use super::microvm::{GuestKernel, Guests, MicroVm, GUEST_MIB, LINUX_HOLD_MS};
 use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
-use super::watch::{tail, DIAGNOSTIC_TAIL};
+use super::watch::{self, ByteHandler, Watch};
 use crate::clock::Stamp;
 use crate::procfs;
 use crate::scenario::Scenario;
@@ -45,8 +41,6 @@ const QEMU: &str = "qemu-system-x86_64";
 /// The CPU model: `host` with the MSR that software KVM (kvm_pvm) cannot set turned off.
 const CPU: &str = "host,-arch-capabilities";
 
-/// Console lines kept for failure reports.
-const CONSOLE_TAIL: usize = 40;
 /// The longest console line kept, bytes: the rest of a longer line is dropped.
 const MAX_CONSOLE_LINE: usize = 64 * 1024;
 
@@ -208,7 +202,7 @@ impl Backend for Qemu {
             .arg(format!(
                 "isa-debugcon,iobase={MARKER_PORT:#x},chardev=markers"
             ));
-        let mut instance = QemuInstance::start(&mut command, read_markers)?;
+        let mut instance = QemuInstance::start(&mut command, markers())?;
         instance.hold = hold;
         instance.memory_kib = self.memory_mib * 1024;
         instance._dir = Some(dir);
@@ -258,10 +252,7 @@ impl Qemu {
             .arg("-device")
             .arg(format!("isa-debugcon,iobase={MARKER_PORT:#x},chardev=out"));
         let linux = Arc::new(Mutex::new(LinuxFacts::default()));
-        let shared = Arc::clone(&linux);
-        let mut instance = QemuInstance::start(&mut command, move |stdout, sender| {
-            read_linux_output(stdout, sender, &shared);
-        })?;
+        let mut instance = QemuInstance::start(&mut command, linux_output(Arc::clone(&linux)))?;
         instance.hold = hold;
         instance.memory_kib = self.memory_mib * 1024;
         instance.linux = Some(linux);
@@ -272,93 +263,63 @@ impl Qemu {
 /// What a Linux guest's output told, for phases, counters and failure reports.
 #[derive(Debug, Default)]
 struct LinuxFacts {
-    phases: Vec<(String, Stamp)>,
-    cpus_online: Option<u64>,
-    console_tail: VecDeque<String>,
+    /// The phases its marker bytes stamped: init reached, powered off.
+    markers: Vec<(String, Stamp)>,
+    console: Console,
+}
+
+impl LinuxFacts {
+    /// Every phase, in the order they happened.
+    fn phases(&self) -> Vec<(String, Stamp)> {
+        let mut phases = self.markers.clone();
+        phases.extend(self.console.phases());
+        // Read in one piece, two phases share a stamp: then they come in boot order.
+        let rank = |name: &str| {
+            ["init_reached", "workload_started", "result", "powered_off"]
+                .iter()
+                .position(|n| *n == name)
+        };
+        phases.sort_by_key(|(name, at)| (*at, rank(name)));
+        phases
+    }
+
+    fn mark(&mut self, name: &str, at: Stamp) {
+        if !self.markers.iter().any(|(n, _)| n == name) {
+            self.markers.push((name.to_owned(), at));
+        }
+    }
 }
 
 /// Reads a Linux guest's multiplexed output: marker bytes (stamped as they arrive) and the
 /// console's lines, of which the workload's records become events stamped when their line
-/// ended. The power-off marker asks the instance to end QEMU (the guest only halts).
-fn read_linux_output(
-    mut stdout: impl Read,
-    sender: &mpsc::Sender<Event>,
-    facts: &Mutex<LinuxFacts>,
-) {
-    let mut buffer = [0u8; 4096];
+/// ended. The power-off marker closes the stream, and the instance then ends QEMU (the
+/// guest only halts). A console line is bounded: a guest cannot make the host buffer
+/// without end.
+fn linux_output(facts: Arc<Mutex<LinuxFacts>>) -> ByteHandler {
     let mut line = Vec::new();
-    while let Ok(n) = stdout.read(&mut buffer) {
-        if n == 0 {
-            break;
-        }
-        let at = Stamp::now();
-        for &byte in &buffer[..n] {
+    Box::new(move |bytes, at| {
+        let Ok(mut f) = facts.lock() else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        for &byte in bytes {
             match byte {
-                workload::marker::INIT => note_phase(facts, "init_reached", at),
+                workload::marker::INIT => f.mark("init_reached", at),
                 workload::marker::POWEROFF => {
-                    note_phase(facts, "powered_off", at);
-                    drop(sender.send(Event::Closed { at }));
+                    f.mark("powered_off", at);
+                    events.push(Ok(Event::Closed { at }));
                 }
                 b'\n' => {
                     let text = String::from_utf8_lossy(&line).trim_end().to_owned();
                     line.clear();
-                    for event in linux_line(&text, at, facts) {
-                        drop(sender.send(event));
-                    }
+                    events.extend(f.console.line(&text, at));
                 }
-                // A console line is bounded: a guest cannot make the host buffer without end.
                 _ if line.len() < MAX_CONSOLE_LINE => line.push(byte),
                 _ => {}
             }
         }
-    }
-    drop(sender.send(Event::Closed { at: Stamp::now() }));
-}
-
-fn note_phase(facts: &Mutex<LinuxFacts>, name: &str, at: Stamp) {
-    if let Ok(mut f) = facts.lock() {
-        if !f.phases.iter().any(|(n, _)| n == name) {
-            f.phases.push((name.to_owned(), at));
-        }
-    }
-}
-
-/// One console line of a Linux guest: a record becomes an event (and a phase), anything
-/// else is kept in the console's tail.
-fn linux_line(text: &str, at: Stamp, facts: &Mutex<LinuxFacts>) -> Vec<Event> {
-    match record::parse_line(text) {
-        Ok(Some(record)) => {
-            match &record {
-                Record::Started { .. } => note_phase(facts, "workload_started", at),
-                Record::Result { metrics, .. } => {
-                    note_phase(facts, "result", at);
-                    if let Ok(mut f) = facts.lock() {
-                        f.cpus_online = metrics
-                            .iter()
-                            .find(|m| m.name == "cpus_online")
-                            .map(|m| m.value)
-                            .filter(|v| v.is_finite() && *v >= 0.0)
-                            .map(|v| {
-                                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                                let cpus = v as u64;
-                                cpus
-                            });
-                    }
-                }
-                Record::Error { .. } => {}
-            }
-            vec![Event::Record { record, at }]
-        }
-        Ok(None) | Err(_) => {
-            if let Ok(mut f) = facts.lock() {
-                if f.console_tail.len() == CONSOLE_TAIL {
-                    f.console_tail.pop_front();
-                }
-                f.console_tail.push_back(text.to_owned());
-            }
-            Vec::new()
-        }
-    }
+        events
+    })
 }
 
 /// A 64 KiB firmware image whose reset vector jumps to the payload (`jmp far 0:PAYLOAD`),
@@ -374,39 +335,38 @@ pub fn firmware() -> Vec<u8> {
 
 /// Reads the marker bytes as they arrive: the first marker is the guest's first
 /// instruction (the workload "started"), and with nothing more to do it has its result.
-fn read_markers(mut stdout: impl Read, sender: &mpsc::Sender<Event>) {
-    let mut byte = [0u8; 1];
+fn markers() -> ByteHandler {
     let mut started = false;
-    while let Ok(1) = stdout.read(&mut byte) {
-        let at = Stamp::now();
-        if byte[0] == MARKER_START && !started {
-            started = true;
-            let workload = "micro guest".to_owned();
-            let records = [
-                Record::Started {
+    Box::new(move |bytes, at| {
+        if started || !bytes.contains(&MARKER_START) {
+            return Vec::new();
+        }
+        started = true;
+        let workload = "micro guest".to_owned();
+        vec![
+            Ok(Event::Record {
+                record: Record::Started {
                     workload: workload.clone(),
                     pid: 0,
                     pid1: true,
                 },
-                Record::Result {
+                at,
+            }),
+            Ok(Event::Record {
+                record: Record::Result {
                     workload,
                     metrics: Vec::new(),
                     facts: Vec::new(),
                 },
-            ];
-            for record in records {
-                drop(sender.send(Event::Record { record, at }));
-            }
-        }
-    }
-    drop(sender.send(Event::Closed { at: Stamp::now() }));
+                at,
+            }),
+        ]
+    })
 }
 
 struct QemuInstance {
     child: Child,
-    events: Receiver<Event>,
-    markers: Option<JoinHandle<()>>,
-    diagnostics: Option<JoinHandle<String>>,
+    watch: Watch,
     /// Keep the guest after its result (footprint) until released.
     hold: bool,
     memory_kib: u64,
@@ -420,37 +380,23 @@ struct QemuInstance {
 }
 
 impl QemuInstance {
-    /// Spawns QEMU with `command` (its standard output and error piped), with `read`
-    /// turning its standard output into events on a thread of its own.
-    fn start(
-        command: &mut Command,
-        read: impl FnOnce(std::process::ChildStdout, &mpsc::Sender<Event>) + Send + 'static,
-    ) -> Result<Self, Error> {
+    /// Spawns QEMU with `command`, with `handler` turning its standard output into events
+    /// (watching starts before the spawn, so nothing is stamped late).
+    fn start(command: &mut Command, handler: ByteHandler) -> Result<Self, Error> {
+        let (outputs, watch) = watch::watch_bytes(handler)?;
         super::supervised::die_with_parent(command);
-        let mut spawned = command
+        let spawned = command
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(outputs.stdout)
+            .stderr(outputs.stderr)
             .spawn()
             .map_err(|source| Error::Spawn {
                 what: QEMU.to_owned(),
                 source,
             })?;
-        let (Some(stdout), Some(stderr)) = (spawned.stdout.take(), spawned.stderr.take()) else {
-            return Err(Error::Spawn {
-                what: QEMU.to_owned(),
-                source: std::io::Error::other("no pipes"),
-            });
-        };
-        let child = Child::new(spawned.id());
-        let (sender, events) = mpsc::channel();
-        let markers = std::thread::spawn(move || read(stdout, &sender));
-        let diagnostics = std::thread::spawn(move || tail(stderr, DIAGNOSTIC_TAIL));
         Ok(QemuInstance {
-            child,
-            events,
-            markers: Some(markers),
-            diagnostics: Some(diagnostics),
+            child: Child::new(spawned.id()),
+            watch,
             hold: false,
             memory_kib: 0,
             ended_by_us: false,
@@ -480,9 +426,8 @@ impl Instance for QemuInstance {
         if self.closed {
             return Ok(None);
         }
-        let timeout = until.saturating_duration_since(Instant::now());
-        match self.events.recv_timeout(timeout) {
-            Ok(event) => {
+        match self.watch.next_event(until)? {
+            Some(event) => {
                 match &event {
                     // A Linux guest halts after its power-off marker: QEMU is asked to quit.
                     Event::Closed { .. } if self.linux.is_some() => {
@@ -501,7 +446,7 @@ impl Instance for QemuInstance {
                 }
                 Ok(Some(event))
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Ok(None),
+            None => Ok(None),
         }
     }
 
@@ -525,14 +470,10 @@ impl Instance for QemuInstance {
     }
 
     fn diagnostics(&mut self) -> String {
-        let mut text = self
-            .diagnostics
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let mut text = self.watch.diagnostics();
         if let Some(Ok(f)) = self.linux.as_ref().map(|l| l.lock()) {
-            if !f.console_tail.is_empty() {
-                let lines: Vec<&str> = f.console_tail.iter().map(String::as_str).collect();
+            let lines: Vec<&str> = f.console.tail().collect();
+            if !lines.is_empty() {
                 text.push_str("\nthe guest console's last lines:\n");
                 text.push_str(&lines.join("\n"));
             }
@@ -542,18 +483,14 @@ impl Instance for QemuInstance {
 
     fn phases(&mut self) -> Vec<(String, Stamp)> {
         match self.linux.as_ref().map(|l| l.lock()) {
-            Some(Ok(f)) => f.phases.clone(),
+            Some(Ok(f)) => f.phases(),
             _ => Vec::new(),
         }
     }
 
     fn counters(&mut self) -> Vec<(String, u64)> {
         match self.linux.as_ref().map(|l| l.lock()) {
-            Some(Ok(f)) => f
-                .cpus_online
-                .map(|cpus| ("guest_cpus_online".to_owned(), cpus))
-                .into_iter()
-                .collect(),
+            Some(Ok(f)) => f.console.counters(),
             _ => Vec::new(),
         }
     }
@@ -578,10 +515,7 @@ impl Instance for QemuInstance {
         if self.child.reaped().is_none() {
             drop(self.wait(Instant::now()));
         }
-        if let Some(markers) = self.markers.take() {
-            drop(markers.join());
-        }
-        drop(self.diagnostics());
+        self.watch.join();
     }
 }
 
@@ -591,14 +525,18 @@ mod tests {
 
     /// What a Linux guest's multiplexed output gives: the events in order, and the facts.
     fn read(bytes: &[u8]) -> (Vec<Event>, LinuxFacts) {
-        let (sender, receiver) = mpsc::channel();
-        let facts = Mutex::new(LinuxFacts::default());
-        read_linux_output(bytes, &sender, &facts);
-        drop(sender);
-        (
-            receiver.iter().collect(),
-            facts.into_inner().unwrap_or_default(),
-        )
+        let facts = Arc::new(Mutex::new(LinuxFacts::default()));
+        let mut handler = linux_output(Arc::clone(&facts));
+        // As the pipe may cut it: in pieces.
+        let mut events: Vec<Event> = bytes
+            .chunks(7)
+            .flat_map(|piece| handler(piece, Stamp::now()))
+            .map(|e| e.expect("no malformed record"))
+            .collect();
+        events.push(Event::Closed { at: Stamp::now() });
+        drop(handler);
+        let facts = Arc::into_inner(facts).and_then(|m| m.into_inner().ok());
+        (events, facts.unwrap_or_default())
     }
 
     #[test]
@@ -637,14 +575,15 @@ mod tests {
         // The power-off marker closes the stream for the runner, and so does the end of
         // QEMU's output.
         assert_eq!(kinds, ["started", "result", "closed", "closed"]);
-        let names: Vec<&str> = facts.phases.iter().map(|(n, _)| n.as_str()).collect();
+        let phases = facts.phases();
+        let names: Vec<&str> = phases.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
             ["init_reached", "workload_started", "result", "powered_off"]
         );
-        assert_eq!(facts.cpus_online, Some(2));
+        assert_eq!(facts.console.cpus_online, Some(2));
         assert_eq!(
-            Vec::from(facts.console_tail),
+            facts.console.tail().collect::<Vec<_>>(),
             [
                 "Unable to read current time from RTC",
                 "reboot: System halted"
@@ -658,6 +597,9 @@ mod tests {
         out.push(b'\n');
         let (events, facts) = read(&out);
         assert_eq!(events.len(), 1, "only the end of the stream");
-        assert_eq!(facts.console_tail[0].len(), MAX_CONSOLE_LINE);
+        assert_eq!(
+            facts.console.tail().next().map(str::len),
+            Some(MAX_CONSOLE_LINE)
+        );
     }
 }

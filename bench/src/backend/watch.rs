@@ -1,6 +1,9 @@
 //! Watching an instance's output: the workload's records on one pipe, its diagnostics on
 //! another, each read by a thread started before the instance is, so every record is
-//! stamped the moment it arrives.
+//! stamped the moment it arrives. Events wait in a bounded queue: an instance that writes
+//! faster than the runner reads waits on its pipe instead of growing the host's memory.
+//! Output comes as lines ([`watch`]) or, where marker bytes land among console text, as
+//! raw reads ([`watch_bytes`]).
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -40,6 +43,10 @@ pub struct Outputs {
 /// Turns one line of the instance's standard output, read at `at`, into events.
 pub type LineHandler = Box<dyn FnMut(&str, Stamp) -> Vec<Result<Event, Error>> + Send>;
 
+/// Turns one read of the instance's standard output, made at `at`, into events: for a
+/// stream that is not lines (a guest's marker bytes among its console's text).
+pub type ByteHandler = Box<dyn FnMut(&[u8], Stamp) -> Vec<Result<Event, Error>> + Send>;
+
 /// The workload's own protocol: `@vcbench` record lines, stamped on arrival.
 pub fn records() -> LineHandler {
     Box::new(|line, at| match record::parse_line(line) {
@@ -60,6 +67,20 @@ pub struct Watch {
 /// Makes the pipes and starts the reader threads; `handler` reads standard output, in
 /// lines of at most `max_line` bytes.
 pub fn watch(mut handler: LineHandler, max_line: usize) -> Result<(Outputs, Watch), Error> {
+    start(move |stdout, sender| read_lines(stdout, &mut handler, max_line, sender))
+}
+
+/// Makes the pipes and starts the reader threads; `handler` reads standard output as it
+/// comes, one read at a time.
+pub fn watch_bytes(mut handler: ByteHandler) -> Result<(Outputs, Watch), Error> {
+    start(move |stdout, sender| read_bytes(stdout, &mut handler, sender))
+}
+
+/// Makes the pipes and starts the threads: `read` on standard output, a tail of standard
+/// error.
+fn start(
+    read: impl FnOnce(std::io::PipeReader, &SyncSender<Result<Event, Error>>) + Send + 'static,
+) -> Result<(Outputs, Watch), Error> {
     let pipe_error = |source| Error::Spawn {
         what: "the output pipes".to_owned(),
         source,
@@ -67,7 +88,7 @@ pub fn watch(mut handler: LineHandler, max_line: usize) -> Result<(Outputs, Watc
     let (out_read, out_write) = std::io::pipe().map_err(pipe_error)?;
     let (err_read, err_write) = std::io::pipe().map_err(pipe_error)?;
     let (sender, events) = mpsc::sync_channel(QUEUE);
-    let records = std::thread::spawn(move || read_lines(out_read, &mut handler, max_line, &sender));
+    let records = std::thread::spawn(move || read(out_read, &sender));
     let diagnostics = std::thread::spawn(move || tail(err_read, DIAGNOSTIC_TAIL));
     Ok((
         Outputs {
@@ -162,6 +183,29 @@ fn read_lines(
                 }
                 line.clear();
                 overlong = false;
+            }
+        }
+    }
+    drop(sender.send(Ok(Event::Closed { at: Stamp::now() })));
+}
+
+/// Reads `stream` to its end, handing each read to `handler` and its events to `sender`.
+/// Once the receiver is gone, reads on to the end without handling, so the writer never
+/// blocks.
+fn read_bytes(
+    mut stream: impl Read,
+    handler: &mut ByteHandler,
+    sender: &SyncSender<Result<Event, Error>>,
+) {
+    let mut buf = [0u8; 4096];
+    let mut listening = true;
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if listening {
+            for event in handler(&buf[..n], Stamp::now()) {
+                listening &= sender.send(event).is_ok();
             }
         }
     }
