@@ -1,4 +1,5 @@
-//! Host timestamps: one clock, `CLOCK_MONOTONIC`, for every marker of every backend.
+//! Host timestamps: one clock, `CLOCK_MONOTONIC` ([`monotonic::now_ns`]), for every
+//! marker of every backend.
 //!
 //! A [`Stamp`] is plain nanoseconds on that clock, so a stamp taken by another process on
 //! the same host (a monitor recording a guest's marker write, say) is directly comparable
@@ -11,15 +12,7 @@ pub struct Stamp(pub u64);
 impl Stamp {
     /// Now.
     pub fn now() -> Self {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-        let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-        Stamp(secs * 1_000_000_000 + nanos)
+        Stamp(monotonic::now_ns())
     }
 
     /// Milliseconds from `earlier` to this stamp (0 if `earlier` is later).

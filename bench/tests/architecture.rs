@@ -126,6 +126,7 @@ fn no_two_files_import_each_other() {
         "container",
         "images",
         "microvm",
+        "monotonic",
         "reports",
         "stats",
         "workload",
@@ -176,7 +177,14 @@ fn backends_never_import_the_harness_and_leaves_import_nothing() {
 
 #[test]
 fn the_sandboxes_know_nothing_of_benchmarks() {
-    for krate in ["container", "microvm", "workload", "stats", "images"] {
+    for krate in [
+        "container",
+        "microvm",
+        "workload",
+        "stats",
+        "images",
+        "monotonic",
+    ] {
         let manifest = std::fs::read_to_string(workspace().join(krate).join("Cargo.toml"))
             .expect("read a manifest");
         let dependencies = manifest

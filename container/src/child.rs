@@ -169,14 +169,8 @@ pub struct Plan {
 
 /// Message from a [`Step`]: phase or failure.
 fn send(fd: RawFd, step: Step, errno: i32, op: u32) -> bool {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; clock_gettime is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let stamp = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
-        + u64::try_from(ts.tv_nsec).unwrap_or(0);
+    // The host's one clock; reading it is async-signal-safe.
+    let stamp = monotonic::now_ns();
     let bytes = Message {
         step: step as u32,
         errno,

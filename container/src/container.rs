@@ -118,16 +118,8 @@ pub struct Container {
     state: Option<PathBuf>,
 }
 
-/// CLOCK_MONOTONIC now, nanoseconds.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
+/// CLOCK_MONOTONIC now, nanoseconds: the host's one clock ([`monotonic::now_ns`]).
+pub use monotonic::now_ns as monotonic_ns;
 
 /// A name no other instance of this process or another has.
 fn unique_name() -> String {
