@@ -1,0 +1,271 @@
+//! The command line's grammar: the subcommands, their options with their defaults and
+//! checks, and the examples `--help` shows.
+
+use std::path::PathBuf;
+
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand};
+
+use vcbench::order::Order;
+use vcbench::scenario::Scenario;
+
+const EXAMPLES: &str = "\
+Examples:
+  vcbench run                                   the default suite, every available backend
+  vcbench run --backend native --scenario startup,cpu,syscall --runs 10 --out r.json
+  vcbench run --scenario footprint --json > footprint.json
+  vcbench run -b container -s startup --namespaces mount,pid   a container without net, user, ... namespaces
+  vcbench run -b microvm -s footprint --vm-memory-mib 1024      the monitor's overhead with a 1 GiB guest
+  vcbench run -b native,container,runc -s startup --baseline runc --seed 7   ratios against runc, replayable
+  vcbench list                                  backends and scenarios, and what is available here
+  vcbench doctor                                what this machine can do, and how to fix what it cannot
+  vcbench show r.json                           the summary table of a results file
+  vcbench report r.json -o r.html --png charts  an HTML report with charts, and each chart as PNG/SVG
+  vcbench compare before.json after.json        the same figures side by side, each change tested
+  vcbench clean                                 remove cgroups and state a killed run left behind
+
+Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);
+130 interrupted (results so far written, marked incomplete).
+Colour is off when NO_COLOR is set or output is not a terminal.";
+
+/// Measure what containers and microVMs cost against native, with one workload.
+#[derive(Debug, Parser)]
+#[command(name = "vcbench", version, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run scenarios on backends and write a results document.
+    #[command(after_help = EXAMPLES)]
+    Run(RunArgs),
+    /// Run the workload once on one backend and show what happened: its markers, the
+    /// backend's phases and counters, the workload's figures, and why it failed if it did.
+    #[command(after_help = ONCE_EXAMPLES)]
+    Once(OnceArgs),
+    /// List backends and scenarios, and whether each backend is available here.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check what this machine can do: KVM, cgroups, namespaces, peers.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the results document.
+    Schema,
+    /// Remove what a killed vcbench left behind (cgroups, container state) and other builds'
+    /// cached images, and say what.
+    Clean,
+    /// Print the summary table of a results file.
+    Show {
+        /// The results file.
+        file: PathBuf,
+    },
+    /// Render a results file as a report: HTML with charts, or Markdown.
+    Report {
+        /// The results file.
+        file: PathBuf,
+        /// Where to write it: `.html` for HTML, `.md` for Markdown [default: Markdown on
+        /// standard output].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Also write every chart as PNG and SVG into this directory.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// Compare results files: how their plans and hosts differ, then each figure of the
+    /// first beside the others, with its change tested (a rank test and a bootstrap
+    /// interval): "slower by 12.0% [+7.0%, +17.0%]" or "no significant change".
+    Compare {
+        /// Two or more results files; the first is the baseline.
+        #[arg(num_args = 2.., required = true)]
+        files: Vec<PathBuf>,
+        /// Print Markdown instead of a terminal table.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// The guest kernel of Linux microVMs.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+}
+
+const ONCE_EXAMPLES: &str = "\
+Examples:
+  vcbench once                                      hello, natively
+  vcbench once -b container -- cpu --mib 8          one workload with its options, after --
+  vcbench once -b microvm --json                    the outcome as JSON
+  vcbench once -b container -- fault --kind oom     see how a failure is reported
+
+Exit status: 0 the run succeeded; 3 it failed (the reason is printed); 2 bad usage;
+1 the backend cannot run here; 130 interrupted.";
+
+#[derive(Debug, Args)]
+pub(crate) struct OnceArgs {
+    /// The backend.
+    #[arg(long, short, default_value = "native", value_parser = backend_names())]
+    pub(crate) backend: String,
+    #[command(flatten)]
+    pub(crate) setup: BackendArgs,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The workload and its options, after `--` [default: hello]; `workload --help`
+    /// lists them.
+    #[arg(last = true)]
+    pub(crate) workload: Vec<String>,
+}
+
+const KERNEL_EXAMPLES: &str = "\
+Examples:
+  vcbench kernel build                              from Debian's linux-source-6.1 tarball
+  vcbench kernel build --source ~/src/linux         from a kernel tree (built out of tree)
+  vcbench kernel build --json                       the kernel's path and identity as JSON
+
+The kernel is cached by a hash of its source and configuration; a second build of the
+same source prints the cached kernel at once.";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KernelCommand {
+    /// Build the guest kernel (tinyconfig + kernel/microvm.config) and print where it is.
+    #[command(after_help = KERNEL_EXAMPLES)]
+    Build {
+        /// A kernel tarball or tree.
+        #[arg(long, default_value = images::kernel::DEBIAN_SOURCE)]
+        source: PathBuf,
+        /// Parallel compile jobs [default: the number of CPUs].
+        #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        jobs: Option<u32>,
+        /// Print the kernel's path and identity as JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write the Linux guest's initramfs (the image's files, the workload as /init) and
+    /// print where it is.
+    Initramfs {
+        /// Compress it with gzip.
+        #[arg(long)]
+        gzip: bool,
+        /// Where to write it [default: in the cache, named by the workload's hash].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Backends to run, comma-separated [default: native, container and microvm; the peers
+    /// runc and crun only when named].
+    #[arg(long, short, value_delimiter = ',', value_parser = backend_names())]
+    pub(crate) backend: Vec<String>,
+    /// Scenarios to run, comma-separated [default: every scenario but density and
+    /// interference, which run only when named].
+    #[arg(long, short, value_delimiter = ',', value_parser = scenario_names())]
+    pub(crate) scenario: Vec<Scenario>,
+    /// Measured runs per backend and scenario [default: 30 for startup, 5 for the rest].
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) runs: Option<u32>,
+    /// Warmup runs, discarded, before the measured ones [default: 3 for startup, 1 for the rest].
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub(crate) warmup: Option<u32>,
+    #[command(flatten)]
+    pub(crate) setup: BackendArgs,
+    /// Density: the instance counts to reach, ascending, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) instances: Vec<u32>,
+    /// Density: instances launched at the same time (one thread each) within a step.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub(crate) parallel: u32,
+    /// Density: MiB each instance touches and holds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub(crate) hold_mib: u32,
+    /// Density: stop before the host's available memory falls under this many MiB
+    /// [default: the larger of 20% of the host's memory and 2048].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
+    pub(crate) memory_floor_mib: Option<u64>,
+    /// How each scenario's runs are ordered among the backends: rounds of one run per
+    /// backend, each round shuffled (interleaved); all runs shuffled (random); or every run
+    /// of one backend before the next (blocked), which lets drift land on one backend.
+    #[arg(long, value_enum, default_value_t = Order::Interleaved)]
+    pub(crate) order: Order,
+    /// Seed of the run order's shuffles and of the bootstrap intervals, recorded in the
+    /// results [default: drawn from the clock].
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// The backend every other backend's figures are set against (ratios and their
+    /// intervals) [default: native when it runs, else the first backend].
+    #[arg(long, value_parser = backend_names())]
+    pub(crate) baseline: Option<String>,
+    /// Where to write the results document [default: vcbench-results/run-<time>.json].
+    #[arg(long, short)]
+    pub(crate) out: Option<PathBuf>,
+    /// Print the results document on standard output instead of the summary table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+/// How the backends are set up: what `run` and `once` share.
+#[derive(Debug, Args)]
+pub(crate) struct BackendArgs {
+    /// Namespaces of the container backend, comma-separated, to measure what each costs
+    /// [default: all seven; `mount` is always on].
+    #[arg(long, value_delimiter = ',', value_parser = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup"])]
+    pub(crate) namespaces: Vec<String>,
+    /// Guest memory of the microvm backend, MiB (Linux guests need at least 32).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=65_536))]
+    pub(crate) vm_memory_mib: u64,
+    /// vCPUs of the microvm backend's Linux guests.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub(crate) vm_vcpus: u8,
+    /// The microvm backend's guest kernel: a vmlinux ELF or a bzImage [default: the one
+    /// `vcbench kernel build` made last, if any; without one, micro guests].
+    #[arg(long)]
+    pub(crate) kernel: Option<PathBuf>,
+    /// Show the Linux guest's kernel log on its console (for debugging a boot).
+    #[arg(long)]
+    pub(crate) console: bool,
+    /// Seconds after which one run is killed and counted as failed.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+    pub(crate) timeout: f64,
+    /// Run crun in a mount namespace of its own with the host's cgroup v2 tree unmounted:
+    /// crun 1.8 refuses hybrid cgroup hosts, and there it then uses the v1 controllers.
+    #[arg(long)]
+    pub(crate) crun_hide_unified_cgroup: bool,
+}
+
+fn backend_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(reports::document::Backend::NAMES)
+}
+
+/// The scenarios by name, each with its one-line summary in `--help`.
+fn scenario_names() -> impl clap::builder::TypedValueParser<Value = Scenario> {
+    use clap::builder::{PossibleValue, TypedValueParser};
+    PossibleValuesParser::new(
+        Scenario::ALL
+            .iter()
+            .map(|s| PossibleValue::new(s.name()).help(s.summary())),
+    )
+    // The parser above lets through only the names, each of which parses.
+    .try_map(|name| name.parse::<Scenario>())
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds more than 0 and at most 86400"
+        )),
+    }
+}

@@ -1,0 +1,328 @@
+//! `vcbench run` and `vcbench once`: a plan from the command line, carried out by the
+//! library's runner with a progress bar, its results written with their reports.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use images::image;
+use vcbench::backend::{self, Availability};
+use vcbench::host;
+use vcbench::results::{self, Results};
+use vcbench::runner::{self, Plan, Progress};
+use vcbench::scenario::{Scenario, Step};
+use vcbench::{density, table};
+
+use super::args::{BackendArgs, OnceArgs, RunArgs};
+use super::inspect::{clean, write_reports};
+use super::{color, Failure, EXIT_INTERRUPTED, EXIT_RUNS_FAILED};
+
+pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let out = match &args.out {
+        Some(path) => path.clone(),
+        None => default_out().map_err(Failure::usage)?,
+    };
+    results::check_writable(&out)
+        .map_err(|e| Failure::usage(anyhow::Error::new(e).context("choose another --out")))?;
+
+    let backends = backends(&args.setup, &args.backend)?;
+    if let Some(baseline) = &args.baseline {
+        if !backends.iter().any(|b| b.name() == baseline) {
+            let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--baseline {baseline}: it is not one of the backends this run runs ({}); \
+                 name it in --backend too",
+                names.join(", ")
+            )));
+        }
+    }
+    if !args.instances.is_sorted_by(|a, b| a < b) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--instances {}: the counts must rise, e.g. 1,10,50",
+            args.instances
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    }
+    let scenarios = if args.scenario.is_empty() {
+        Scenario::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.in_default_suite())
+            .collect()
+    } else {
+        args.scenario.clone()
+    };
+    let timeout = Some(Duration::from_secs_f64(args.setup.timeout));
+    let plan = Plan {
+        backends,
+        steps: scenarios
+            .into_iter()
+            .map(|s| Step::new(s, args.runs, args.warmup, timeout))
+            .collect(),
+        density: density::Options {
+            instances: args.instances.clone(),
+            parallel: args.parallel,
+            hold_mib: args.hold_mib,
+            floor_kib: args
+                .memory_floor_mib
+                .map_or_else(density::default_floor_kib, |mib| mib * 1024),
+            timeout: Duration::from_secs_f64(args.setup.timeout),
+        },
+        order: args.order,
+        seed: args.seed.unwrap_or_else(clock_seed),
+        baseline: args.baseline.clone(),
+    };
+
+    // What a killed run left behind would skew this one: remove it, saying what it was.
+    clean(true)?;
+    let workload =
+        image::install_workload(&image::cache_dir()).context("preparing the workload")?;
+    let stop = stop_on_signals()?;
+
+    let progress = Bar::new(plan.total_runs(), args.quiet, out.clone());
+    let results = runner::execute(&plan, &workload, host::detect(), &progress, &stop);
+    progress.bar.finish_and_clear();
+    results::write(&results, &out).with_context(|| {
+        format!(
+            "the results are lost; try again with another --out than {}",
+            out.display()
+        )
+    })?;
+
+    let reports = write_reports(&results, &out);
+    if args.json {
+        say!("{}", results.to_json());
+        for report in reports {
+            eprintln!("report: {}", report.display());
+        }
+    } else {
+        say_part!("{}", table::render(&results, color()));
+        say!("results: {}", out.display());
+        for report in reports {
+            say!("report: {}", report.display());
+        }
+    }
+    Ok(if !results.complete || stop.load(Ordering::SeqCst) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if !results.failures.is_empty() {
+        ExitCode::from(EXIT_RUNS_FAILED)
+    } else if results.figures.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The backends `names` asks for (the default set when empty), set up as `setup` says;
+/// a bad kernel or a guest size this host cannot give is a usage error.
+pub(crate) fn backends(
+    setup: &BackendArgs,
+    names: &[String],
+) -> Result<Vec<Box<dyn backend::Backend>>, Failure> {
+    let has = |n: &str| setup.namespaces.iter().any(|a| a == n);
+    let namespaces = (!setup.namespaces.is_empty()).then(|| container::Namespaces {
+        user: has("user"),
+        pid: has("pid"),
+        mount: true,
+        uts: has("uts"),
+        ipc: has("ipc"),
+        net: has("net"),
+        cgroup: has("cgroup"),
+    });
+    let names = names
+        .iter()
+        .map(|n| n.parse())
+        .collect::<Result<Vec<reports::document::Backend>, _>>()
+        .map_err(|e| Failure::usage(e.into()))?;
+    let setup = backend::Setup {
+        namespaces,
+        vm_memory_mib: setup.vm_memory_mib,
+        vm_vcpus: setup.vm_vcpus,
+        kernel: setup.kernel.clone(),
+        console: setup.console,
+        timeout_s: setup.timeout,
+        crun_hide_unified_cgroup: setup.crun_hide_unified_cgroup,
+    };
+    backend::select(&setup, &names).map_err(|e| Failure::usage(e.into()))
+}
+
+/// A flag SIGINT and SIGTERM raise, for a run to stop at; a second signal ends the
+/// program at once (its instances die with it: see `registry::die_with_parent`).
+pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            i32::from(EXIT_INTERRUPTED),
+            Arc::clone(&stop),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+        .context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Runs the workload once on one backend and shows what happened.
+pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
+    let mut found = backends(&args.setup, std::slice::from_ref(&args.backend))?;
+    let Some(backend) = found.pop() else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "no backend {:?}",
+            args.backend
+        )));
+    };
+    if let Availability::Unavailable(why) = backend.availability() {
+        return Err(anyhow::anyhow!("{} cannot run here: {why}", backend.name()).into());
+    }
+    clean(true)?;
+    let workload_args = if args.workload.is_empty() {
+        vec!["hello".to_owned()]
+    } else {
+        args.workload.clone()
+    };
+    let launch = backend::Launch {
+        workload: image::install_workload(&image::cache_dir()).context("preparing the workload")?,
+        args: workload_args.clone(),
+    };
+    let stop = stop_on_signals()?;
+    let step = Step::new(
+        Scenario::Startup,
+        Some(1),
+        Some(0),
+        Some(Duration::from_secs_f64(args.setup.timeout)),
+    );
+    let outcome = vcbench::measure::run_once(backend.as_ref(), &launch, &step, &stop);
+    let markers = &outcome.observation.markers;
+    let document = serde_json::json!({
+        "backend": backend.name(),
+        "workload": workload_args,
+        "failure": outcome.failure,
+        "exit_status": outcome.exit_status,
+        "markers": markers,
+        "phases": outcome.phases,
+        "counters": outcome
+            .counters
+            .iter()
+            .map(|(name, value)| (name.clone(), serde_json::json!(value)))
+            .collect::<serde_json::Map<_, _>>(),
+        "metrics": outcome.observation.metrics,
+        "facts": outcome.observation.facts,
+    });
+    if args.json {
+        say!("{document:#}");
+    } else {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3} ms"));
+        say!("backend   {}", backend.name());
+        say!("workload  {}", workload_args.join(" "));
+        match &outcome.failure {
+            None => say!("outcome   ok"),
+            Some(why) => say!("outcome   failed: {why}"),
+        }
+        if let Some(status) = outcome.exit_status {
+            say!("exit      status {status}");
+        }
+        say!(
+            "markers   started {}, result {}, exited {}, gone {}",
+            ms(markers.started_ms),
+            ms(markers.result_ms),
+            ms(markers.exited_ms),
+            ms(markers.gone_ms)
+        );
+        for phase in &outcome.phases {
+            say!("phase     {:<22} {:.3} ms", phase.name, phase.ms);
+        }
+        for (name, value) in &outcome.counters {
+            say!("counter   {name:<22} {value}");
+        }
+        for metric in &outcome.observation.metrics {
+            say!(
+                "metric    {:<22} {} {}",
+                metric.name,
+                metric.value,
+                metric.unit
+            );
+        }
+    }
+    Ok(if stop.load(Ordering::SeqCst) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if outcome.failure.is_some() {
+        ExitCode::from(EXIT_RUNS_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `vcbench-results/run-<UTC time>.json`, creating the directory.
+pub(crate) fn default_out() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from("vcbench-results");
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}; pass --out FILE", dir.display()))?;
+    let stamp: String = results::now_rfc3339()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    Ok(dir.join(format!("run-{stamp}.json")))
+}
+
+/// A progress bar on standard error, hidden when it is not a terminal; it also keeps the
+/// results file up to date after every scenario, so a crash loses at most one.
+struct Bar {
+    bar: ProgressBar,
+    out: PathBuf,
+}
+
+impl Bar {
+    fn new(total: u64, quiet: bool, out: PathBuf) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        if quiet || !std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Bar { bar, out }
+    }
+}
+
+impl Progress for Bar {
+    fn run_started(&self, backend: &str, scenario: &str, index: u32, of: u32, warmup: bool) {
+        let kind = if warmup { "warmup" } else { "run" };
+        self.bar
+            .set_message(format!("{backend} · {scenario} · {kind} {index}/{of}"));
+    }
+
+    fn run_ended(&self, failure: Option<&str>) {
+        if let Some(reason) = failure {
+            self.bar.println(format!("run failed: {reason}"));
+        }
+        self.bar.inc(1);
+    }
+
+    fn checkpoint(&self, partial: &Results) {
+        if let Err(e) = results::write(partial, &self.out) {
+            self.bar.println(format!(
+                "cannot save results so far: {:#}",
+                anyhow::Error::new(e)
+            ));
+        }
+    }
+}
+
+/// A seed from the clock, for a run that was given none (it is recorded in the results).
+pub(crate) fn clock_seed() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_secs() ^ u64::from(now.subsec_nanos()).rotate_left(32)
+}
