@@ -1,11 +1,23 @@
 //! vcbench: run the same workload natively, in namespace containers and in KVM microVMs,
 //! and measure what each costs and buys.
 //!
-//! The library holds the pieces the `vcbench` binary joins: [`backend`]s that start
-//! instances, [`scenario`]s that say what to run and which figures a run yields, the
-//! [`runner`] that carries out a plan (one run at a time through [`measure`], in the
-//! [`order`] asked for, with the [`density`] series), the [`results`] document and the
-//! [`host`] description that goes with it. Statistics live in the `stats` crate.
+//! The library is the harness the `vcbench` binary drives, in three layers whose imports
+//! run one way (checked by `tests/architecture.rs`):
+//!
+//! 1. **Leaves**, which import no other module: the host's [`clock`] stamps, [`procfs`]
+//!    readings, the [`host`] description, the [`registry`] of live instances, the
+//!    [`order`] of runs, and what running each [`scenario`] takes.
+//! 2. **[`backend`]s**: the ways an instance is started (native, the container runtime,
+//!    runc and crun, the microVM monitor, QEMU), each behind one protocol, chosen and set
+//!    up by [`backend::select`]. They know what to start, not what is measured.
+//! 3. **The harness**: one run measured ([`measure`]), the [`figures`] it yields, the
+//!    [`runner`] that carries out a plan, the [`density`], [`interference`], [`isolation`]
+//!    and host-[`surface`] scenarios, the [`results`] document, the terminal [`table`],
+//!    the [`doctor`]'s checks and the [`cleanup`] after killed runs.
+//!
+//! What the sandboxes run (the workload, the monitor, root file systems, the initramfs,
+//! the guest kernel) is built by the `images` crate; names, the results document and the
+//! reports are the `reports` crate's; statistics are the `stats` crate's.
 
 pub mod backend;
 pub mod cleanup;
