@@ -338,28 +338,73 @@ impl Backend for MicroVm {
 
 /// The micro guest for a workload command line, and whether it holds.
 fn guest_for(args: &[String]) -> Result<(Vec<String>, bool), Error> {
-    let option = |name: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| default.to_owned())
+    let refuse = |why: String| Error::Spawn {
+        what: format!("a micro guest for `{}`", args.join(" ")),
+        source: std::io::Error::other(why),
     };
-    match args.first().map(String::as_str) {
-        Some("hello") => Ok((vec!["hello".into()], false)),
-        Some("alloc") => Ok((vec!["touch".into(), option("--mib", "64")], true)),
-        Some("exits") => Ok((vec!["exits".into(), option("--count", "10000")], false)),
+    let (workload, options) = args
+        .split_first()
+        .ok_or_else(|| refuse("no workload".into()))?;
+    // The options each micro guest takes, and every one given must be one of them.
+    let takes: &[&str] = match workload.as_str() {
+        "hello" => &[],
+        "alloc" => &["--mib"],
+        "exits" => &["--count"],
+        "fault" => &["--kind"],
+        other => {
+            return Err(refuse(format!(
+                "micro guests run hello, alloc, exits and fault --kind \
+                 triple-fault|unhandled-exit, not {other}; the other workloads need a Linux \
+                 guest (`vcbench kernel build`, and a host with hardware KVM)"
+            )))
+        }
+    };
+    let mut given: Vec<(&str, &str)> = Vec::new();
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        if !takes.contains(&option.as_str()) {
+            return Err(refuse(format!(
+                "the {workload} micro guest takes {}, not {option:?}",
+                match takes {
+                    [] => "no options".to_owned(),
+                    takes => takes.join(", "),
+                }
+            )));
+        }
+        let value = rest
+            .next()
+            .ok_or_else(|| refuse(format!("{option} needs a value")))?;
+        given.push((option.as_str(), value.as_str()));
+    }
+    let option = |name: &str, default: &str| -> String {
+        given
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(default, |(_, v)| v)
+            .to_owned()
+    };
+    let count = |name: &str, default: &str| -> Result<String, Error> {
+        let value = option(name, default);
+        match value.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(value),
+            _ => Err(refuse(format!(
+                "{name} must be a positive whole number, not {value:?}"
+            ))),
+        }
+    };
+    match workload.as_str() {
+        "hello" => Ok((vec!["hello".into()], false)),
+        "alloc" => Ok((vec!["touch".into(), count("--mib", "64")?], true)),
+        "exits" => Ok((vec!["exits".into(), count("--count", "10000")?], false)),
         // The VM's own faults, which no process can cause.
-        Some("fault") if option("--kind", "") == "triple-fault" => {
-            Ok((vec!["triple-fault".into()], false))
-        }
-        Some("fault") if option("--kind", "") == "unhandled-exit" => {
-            Ok((vec!["mmio-nowhere".into()], false))
-        }
-        other => Err(Error::Spawn {
-            what: format!("a micro guest for {other:?}"),
-            source: std::io::Error::other("no micro guest does that"),
-        }),
+        _ => match option("--kind", "").as_str() {
+            "triple-fault" => Ok((vec!["triple-fault".into()], false)),
+            "unhandled-exit" => Ok((vec!["mmio-nowhere".into()], false)),
+            kind => Err(refuse(format!(
+                "a micro guest can fault only with --kind triple-fault or unhandled-exit, \
+                 not {kind:?}; the process faults need a Linux guest"
+            ))),
+        },
     }
 }
 
@@ -624,6 +669,38 @@ impl Instance for VmInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn micro_guests_take_their_options_and_refuse_the_rest_in_plain_words() {
+        let guest = |line: &str| guest_for(&args(line)).map_err(|e| error_text(&e));
+        assert_eq!(guest("hello"), Ok((args("hello"), false)));
+        assert_eq!(guest("alloc --mib 8"), Ok((args("touch 8"), true)));
+        assert_eq!(guest("exits --count 100"), Ok((args("exits 100"), false)));
+        assert_eq!(
+            guest("fault --kind triple-fault"),
+            Ok((args("triple-fault"), false))
+        );
+        for (line, says) in [
+            ("exits 100", "takes --count, not \"100\""),
+            ("hello --bogus", "takes no options"),
+            ("exits --count", "--count needs a value"),
+            ("exits --count 0", "positive whole number"),
+            ("fault --kind segv", "need a Linux guest"),
+            ("cpu", "not cpu"),
+        ] {
+            let error = guest(line).unwrap_err();
+            assert!(error.contains(says), "{line}: {error}");
+            assert!(!error.contains("Some("), "{line}: {error}");
+        }
+    }
+
+    fn error_text(e: &Error) -> String {
+        crate::backend::error_chain(e)
+    }
 
     fn events(line: &str, facts: &Mutex<Facts>) -> Vec<(Record, Stamp)> {
         read_report(line, facts)
