@@ -247,7 +247,7 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
             say!(
                 "metric    {:<22} {} {}",
                 metric.name,
-                metric.value,
+                table::number(metric.value),
                 metric.unit
             );
         }
