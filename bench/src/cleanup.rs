@@ -19,15 +19,6 @@ pub enum Error {
     Layout(#[source] container::cgroup::Error),
 }
 
-/// Whose the removed thing was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Whose {
-    /// A run that is gone left it: worth a warning.
-    KilledRun,
-    /// Routine tidying: an empty parent cgroup, a file of another build.
-    Tidy,
-}
-
 /// One thing found, and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed {
@@ -35,16 +26,13 @@ pub struct Removed {
     pub what: String,
     /// Why it could not be removed; `None` when it was.
     pub error: Option<String>,
-    /// Whose it was.
-    pub whose: Whose,
 }
 
 impl Removed {
-    fn of(what: String, result: Result<(), String>, whose: Whose) -> Self {
+    fn of(what: String, result: Result<(), String>) -> Self {
         Removed {
             what,
             error: result.err(),
-            whose,
         }
     }
 }
@@ -60,7 +48,6 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
         .map(|r| Removed {
             what: r.what,
             error: r.error,
-            whose: Whose::KilledRun,
         })
         .collect();
     let found = container::cleanup::find(&layout);
@@ -68,7 +55,6 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
         Removed::of(
             format!("{} (a killed run's ftrace instance)", path.display()),
             Ok(()),
-            Whose::KilledRun,
         )
     }));
     for runtime in [Runtime::Runc, Runtime::Crun] {
@@ -77,7 +63,6 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
             removed.push(Removed::of(
                 format!("{} container {id} (left by a killed run)", runtime.binary()),
                 result,
-                Whose::KilledRun,
             ));
         }
     }
@@ -85,16 +70,13 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
         removed.extend(
             container::cleanup::remove_empty_parents(&layout)
                 .into_iter()
-                .map(|parent| {
-                    Removed::of(format!("{} (empty)", parent.display()), Ok(()), Whose::Tidy)
-                }),
+                .map(|parent| Removed::of(format!("{} (empty)", parent.display()), Ok(()))),
         );
         for path in images::image::stale_installs(&images::image::cache_dir()) {
             let result = remove_path(&path).map_err(|e| e.to_string());
             removed.push(Removed::of(
                 format!("{} (from another build)", path.display()),
                 result,
-                Whose::Tidy,
             ));
         }
     }
@@ -107,7 +89,6 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
                 leftover.owner
             ),
             result,
-            Whose::KilledRun,
         ));
     }
     Ok(removed)
@@ -148,7 +129,6 @@ mod tests {
             .iter()
             .find(|r| r.what.contains(&stale.display().to_string()))
             .unwrap_or_else(|| panic!("not reported: {removed:?}"));
-        assert_eq!(item.whose, Whose::KilledRun);
         assert_eq!(item.error, None);
         // Nothing of a live run is touched, and a second clean finds nothing of this one.
         let again = clean(false).unwrap();

@@ -61,24 +61,56 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// Checks that results can be written to `path` before any work is done: its directory
-/// exists and accepts a new file, and `path` is not a directory.
+/// exists (it is made when missing, as the reports' is) and accepts a new file, and `path`
+/// is not a directory. The reports written beside it (`.html`, `.md`) may replace only
+/// earlier vcbench reports, never another file that happens to have their name.
 pub fn check_writable(path: &Path) -> Result<(), Error> {
-    let write_error = |source| Error::Write {
+    let write_error = |why: String| Error::Write {
         path: path.to_owned(),
-        source,
+        source: std::io::Error::other(why),
     };
     if path.is_dir() {
-        return Err(write_error(std::io::Error::other("it is a directory")));
+        return Err(write_error("it is a directory".to_owned()));
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| write_error(format!("its directory cannot be made: {e}")))?;
+    // The message names the directory, not the probe's temporary name.
     tempfile::Builder::new()
         .prefix(".vcbench-check-")
         .tempfile_in(dir)
         .map(drop)
-        .map_err(write_error)
+        .map_err(|e| {
+            write_error(format!(
+                "{} does not accept a new file: {}",
+                dir.display(),
+                std::io::Error::from(e.kind())
+            ))
+        })?;
+    for ext in ["html", "md"] {
+        let report = path.with_extension(ext);
+        if report.exists() && !is_report(&report) {
+            return Err(write_error(format!(
+                "its report would replace {}, which is not a vcbench report",
+                report.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is a report vcbench wrote (its opening says so).
+fn is_report(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&head[..n]);
+    head.starts_with("# vcbench report") || head.contains("<title>vcbench report")
 }
 
 /// The current time in RFC 3339, UTC, to the second.
@@ -101,6 +133,36 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn a_missing_directory_is_made_and_a_foreign_report_name_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new").join("r.json");
+        check_writable(&out).unwrap();
+        assert!(dir.path().join("new").is_dir());
+        // An earlier vcbench report may be replaced; someone's notes may not.
+        std::fs::write(out.with_extension("md"), "# vcbench report\n").unwrap();
+        check_writable(&out).unwrap();
+        std::fs::write(out.with_extension("html"), "<p>my notes</p>").unwrap();
+        let refused = check_writable(&out).unwrap_err();
+        let text = format!("{:#}", anyhow_like(&refused));
+        assert!(
+            text.contains("r.html, which is not a vcbench report"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_named_without_a_temporary_name() {
+        let out = Path::new("/proc/vcbench-test/r.json");
+        let text = anyhow_like(&check_writable(out).unwrap_err());
+        assert!(!text.contains(".vcbench-check-"), "{text}");
+    }
+
+    /// The error with its causes, as the binary prints it.
+    fn anyhow_like(e: &Error) -> String {
+        crate::backend::error_chain(e)
+    }
     use crate::procfs::Memory;
 
     fn sample() -> Results {

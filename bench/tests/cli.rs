@@ -165,7 +165,8 @@ fn bad_run_counts_are_rejected() {
 #[test]
 fn an_unwritable_out_is_rejected_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
-    for out_path in ["/nonexistent-dir/r.json", "."] {
+    // A directory that cannot be made (in /proc), and a directory.
+    for out_path in ["/proc/nonexistent-dir/r.json", "."] {
         let out = vcbench(
             &["run", "--scenario", "startup", "--out", out_path],
             dir.path(),
@@ -177,6 +178,7 @@ fn an_unwritable_out_is_rejected_before_any_work() {
             "{err}"
         );
         assert!(!err.contains("panicked"), "{err}");
+        assert!(!err.contains(".vcbench-check-"), "a temporary name: {err}");
     }
     // Nothing ran, so nothing was installed either.
     assert!(!dir.path().join("cache").exists());

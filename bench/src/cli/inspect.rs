@@ -10,7 +10,7 @@ use vcbench::doctor::{self, Status};
 use vcbench::host;
 use vcbench::results::{self, Results};
 use vcbench::scenario::{Run as _, Scenario};
-use vcbench::{cleanup, table};
+use vcbench::table;
 
 use super::{color, Failure};
 
@@ -118,16 +118,17 @@ pub(crate) fn doctor(json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes leftovers of vcbench processes that are gone, reporting each: a killed run's
-/// on standard error, routine tidying on standard output; `quiet` (before a run) reports
-/// only what a killed run left.
+/// Removes leftovers of vcbench processes that are gone, reporting each. `vcbench clean`
+/// (`quiet` false) reports on standard output, as its result; before a run (`quiet`), what
+/// a killed run left is a warning on standard error, and routine tidying is not done.
+/// What cannot be removed is always an error on standard error.
 pub(crate) fn clean(quiet: bool) -> Result<(), Failure> {
     let removed = vcbench::cleanup::clean(!quiet).map_err(anyhow::Error::new)?;
     for item in &removed {
-        match (&item.error, item.whose) {
-            (Some(e), _) => eprintln!("cannot remove {}: {e}", item.what),
-            (None, cleanup::Whose::KilledRun) => eprintln!("removed {}", item.what),
-            (None, cleanup::Whose::Tidy) => say!("removed {}", item.what),
+        match &item.error {
+            Some(e) => eprintln!("cannot remove {}: {e}", item.what),
+            None if quiet => eprintln!("removed {}", item.what),
+            None => say!("removed {}", item.what),
         }
     }
     if removed.is_empty() && !quiet {
