@@ -332,7 +332,7 @@ fn vm_faults_are_failures_with_reasons_and_leave_nothing() {
     // A workload no micro guest runs is refused at launch, naming it.
     assert_failed(
         &run(&vm, &["fault", "--kind", "segv"], timeout),
-        &["no micro guest does that"],
+        &["a micro guest can fault only with", "need a Linux guest"],
     );
     assert_eq!(run(&vm, &["hello"], timeout).failure, None);
 }
