@@ -1235,6 +1235,16 @@ fn once_runs_one_instance_and_reports_its_outcome() {
     // A backend that is not one is a usage error.
     let out = vcbench(&["once", "-b", "nope"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // A workload that holds its memory is released after its result, not left to the
+    // time limit.
+    let out = vcbench(
+        &["once", "--timeout", "30", "--", "alloc", "--mib", "8"],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("outcome   ok"), "{text}");
 }
 
 #[test]
