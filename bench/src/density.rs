@@ -225,7 +225,7 @@ fn series(
                             let mut text =
                                 format!("stopped at {}: an instance failed: {reason}", live.len());
                             if !last.is_empty() {
-                                text.push_str(&format!("; workload said: {last}"));
+                                text.push_str(&format!("; its standard error said: {last}"));
                             }
                             text
                         });

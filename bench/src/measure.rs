@@ -204,7 +204,7 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
                 .map(|line| crate::backend::clip(line, 200))
                 .collect();
             let last: Vec<String> = last.into_iter().rev().collect();
-            format!("{p}; workload said: {}", last.join(" | "))
+            format!("{p}; its standard error said: {}", last.join(" | "))
         }
     });
     Outcome {

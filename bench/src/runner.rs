@@ -9,6 +9,7 @@
 //! runs are run and recorded but yield no samples. An interrupted plan keeps every run it
 //! completed: their figures are in the results, marked incomplete.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -126,9 +127,10 @@ pub fn execute(
     }
     let mut rng = stats::Rng::new(plan.seed);
     let mut host_answers = None;
+    let mut stopped = Stopped::default();
     for step in &plan.steps {
         let mut able = Vec::new();
-        for &backend in &available {
+        for &backend in available.iter().filter(|b| !stopped.is_stopped(b.name())) {
             match backend.supports(step.scenario) {
                 Ok(()) => able.push(backend),
                 Err(reason) => results.skipped.push(Skip {
@@ -172,7 +174,14 @@ pub fn execute(
                     progress,
                     stop,
                 };
-                repeated(&context, &able, &mut rng, &mut host_answers, &mut results);
+                repeated(
+                    &context,
+                    &able,
+                    &mut rng,
+                    &mut host_answers,
+                    &mut stopped,
+                    &mut results,
+                );
             }
         }
         if stop.load(Ordering::SeqCst) {
@@ -296,6 +305,64 @@ fn run_interference(
         }));
 }
 
+/// How many runs of a backend, failing alike before any succeeded, stop it for the rest
+/// of the plan.
+const ALIKE_FAILURES: usize = 3;
+
+/// Backends whose first runs all failed for one reason: such a failure is certain (a
+/// runtime that refuses this host, say), so the backend is stopped and reported once
+/// instead of failing every run of the plan the same way.
+#[derive(Debug, Default)]
+struct Stopped {
+    /// Per backend: whether a run has succeeded, and the failures before one did.
+    seen: BTreeMap<String, (bool, Vec<String>)>,
+    /// The backends stopped, with the reason.
+    stopped: BTreeMap<String, String>,
+}
+
+impl Stopped {
+    fn is_stopped(&self, backend: &str) -> bool {
+        self.stopped.contains_key(backend)
+    }
+
+    /// Notes a run's outcome; returns the skip to record when it stops the backend.
+    fn note(&mut self, backend: &str, failure: Option<&str>) -> Option<Skip> {
+        let (succeeded, failures) = self.seen.entry(backend.to_owned()).or_default();
+        match failure {
+            None => *succeeded = true,
+            Some(_) if *succeeded => {}
+            // A run past its time limit may have been only slow: not a certain failure.
+            Some(reason) if reason.contains("timed out") => {}
+            Some(reason) => failures.push(reason.to_owned()),
+        }
+        let alike = failures.len() >= ALIKE_FAILURES && failures.iter().all(|f| *f == failures[0]);
+        if *succeeded || !alike || self.stopped.contains_key(backend) {
+            return None;
+        }
+        let reason = failures[0].clone();
+        self.stopped.insert(backend.to_owned(), reason.clone());
+        Some(Skip {
+            backend: backend.to_owned(),
+            scenario: None,
+            reason: format!(
+                "stopped for the rest of the run: its first {} runs failed alike ({reason}){}",
+                failures.len(),
+                hint(&reason)
+            ),
+        })
+    }
+}
+
+/// The fix for a failure a backend is known to have on some hosts, if one is known.
+fn hint(reason: &str) -> &'static str {
+    if reason.contains("hybrid mode not supported") {
+        "; crun refuses hosts with both cgroup versions mounted: pass \
+         --crun-hide-unified-cgroup to run it with the cgroup v2 tree hidden"
+    } else {
+        ""
+    }
+}
+
 /// What every run of a repeated scenario shares.
 struct Repeated<'a> {
     workload: &'a Path,
@@ -339,6 +406,7 @@ fn repeated(
     backends: &[&dyn Backend],
     rng: &mut stats::Rng,
     host_answers: &mut Option<Result<Vec<workload::record::Fact>, String>>,
+    stopped: &mut Stopped,
     results: &mut Results,
 ) {
     let step = context.step;
@@ -369,6 +437,9 @@ fn repeated(
             break;
         }
         let backend = backends[slot.backend];
+        if stopped.is_stopped(backend.name()) {
+            continue;
+        }
         let (shown, of) = match slot.warmup {
             true => (slot.index, step.warmup),
             false => (slot.index - step.warmup, step.runs),
@@ -383,6 +454,9 @@ fn repeated(
             failure = figures::check(&values).err();
         }
         context.progress.run_ended(failure.as_deref());
+        results
+            .skipped
+            .extend(stopped.note(backend.name(), failure.as_deref()));
         results.runs.push(Run {
             backend: backend.name().to_owned(),
             scenario: scenario.name().to_owned(),
@@ -822,6 +896,74 @@ mod tests {
                 ("to the workload's first record", 1.0)
             ]
         );
+    }
+
+    #[test]
+    fn a_backend_whose_first_runs_fail_alike_is_stopped_and_reported_once() {
+        let script = Arc::new(Script::default());
+        let refusing = Box::new(Fake {
+            name: "crun",
+            start_ms: 1.0,
+            micro: false,
+            failing: (1..=1000).collect(),
+            script: Arc::clone(&script),
+        });
+        let mut plan = plan(
+            vec![fake("native", 1.0, &script), refusing],
+            5,
+            1,
+            Order::Interleaved,
+        );
+        let second = Step::new(Scenario::Syscall, Some(5), Some(1), None);
+        plan.steps.push(second);
+        let results = execute_plan(&plan, &script);
+        let launched = script.launched.lock().unwrap().clone();
+        let of = |name| launched.iter().filter(|b| **b == name).count();
+        assert_eq!(of("crun"), ALIKE_FAILURES, "{launched:?}");
+        assert_eq!(of("native"), 12, "{launched:?}");
+        let skips: Vec<&Skip> = results
+            .skipped
+            .iter()
+            .filter(|s| s.backend == "crun")
+            .collect();
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert_eq!(skips[0].scenario, None);
+        assert!(
+            skips[0].reason.starts_with(
+                "stopped for the rest of the run: its first 3 runs failed alike (exited with status 1"
+            ),
+            "{}",
+            skips[0].reason
+        );
+        assert_eq!(results.failures.len(), ALIKE_FAILURES);
+    }
+
+    #[test]
+    fn a_backend_that_once_succeeded_is_never_stopped() {
+        let mut stopped = Stopped::default();
+        assert!(stopped.note("runc", None).is_none());
+        for _ in 0..10 {
+            assert!(stopped.note("runc", Some("timed out")).is_none());
+        }
+        assert!(!stopped.is_stopped("runc"));
+        // Failures that differ are not certain either.
+        for reason in ["a", "b", "a", "c"] {
+            assert!(stopped.note("crun", Some(reason)).is_none());
+        }
+        assert!(!stopped.is_stopped("crun"));
+        // Nor are timeouts: the instance may have been only slow.
+        for _ in 0..5 {
+            assert!(stopped
+                .note("qemu", Some("timed out after 5.0 s"))
+                .is_none());
+        }
+        let hybrid = "exited with status 1; cgroups in hybrid mode not supported";
+        let mut stopped = Stopped::default();
+        let skips: Vec<Skip> = (0..5)
+            .filter_map(|_| stopped.note("crun", Some(hybrid)))
+            .collect();
+        assert_eq!(skips.len(), 1);
+        assert!(skips[0].reason.contains("--crun-hide-unified-cgroup"));
     }
 
     #[test]
