@@ -115,8 +115,9 @@ pub fn execute(
         surface: Vec::new(),
     };
     let mut available: Vec<&dyn Backend> = Vec::new();
-    for backend in &plan.backends {
-        match backend.availability() {
+    let found = crate::backend::availability_of(&plan.backends);
+    for (backend, availability) in plan.backends.iter().zip(found) {
+        match availability {
             Availability::Available => available.push(backend.as_ref()),
             Availability::Unavailable(reason) => results.skipped.push(Skip {
                 backend: backend.name().to_owned(),

@@ -18,5 +18,5 @@ pub use protocol::{
     clip, error_chain, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch,
     Stamping,
 };
-pub use select::{all, select, Setup};
+pub use select::{all, availability_of, select, Setup};
 pub use tracked::launch;

@@ -11,7 +11,7 @@ use reports::document::Backend as Name;
 use super::container::Container;
 use super::microvm::{GuestKernel, Guests, MicroVm, GUEST_MIB};
 use super::oci::{Oci, Runtime};
-use super::protocol::Backend;
+use super::protocol::{Availability, Backend};
 use super::qemu::Qemu;
 
 /// How the backends are set up.
@@ -150,6 +150,25 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             console: setup.console,
         }),
     }
+}
+
+/// Whether each of `backends` can run here, asked of all at once (each asks a program
+/// or a device, and some take tens of milliseconds), in the same order.
+pub fn availability_of(backends: &[Box<dyn Backend>]) -> Vec<Availability> {
+    std::thread::scope(|scope| {
+        let asked: Vec<_> = backends
+            .iter()
+            .map(|b| scope.spawn(|| b.availability()))
+            .collect();
+        asked
+            .into_iter()
+            .map(|answer| {
+                answer.join().unwrap_or_else(|_| {
+                    Availability::Unavailable("its availability check failed".to_owned())
+                })
+            })
+            .collect()
+    })
 }
 
 /// The monitor stops a guest a little before the run's own deadline, so its console can

@@ -15,10 +15,13 @@ use vcbench::table;
 use super::{color, Failure};
 
 pub(crate) fn list(json: bool) -> Result<ExitCode, Failure> {
-    let backends: Vec<serde_json::Value> = backend::all()
+    let all = backend::all();
+    let found = backend::availability_of(&all);
+    let backends: Vec<serde_json::Value> = all
         .iter()
-        .map(|b| {
-            let (available, reason) = match b.availability() {
+        .zip(&found)
+        .map(|(b, availability)| {
+            let (available, reason) = match availability {
                 Availability::Available => (true, None),
                 Availability::Unavailable(r) => (false, Some(r)),
             };
@@ -46,8 +49,8 @@ pub(crate) fn list(json: bool) -> Result<ExitCode, Failure> {
         "available".to_owned(),
         "what it is".to_owned(),
     ]];
-    for b in backend::all() {
-        let available = match b.availability() {
+    for (b, availability) in all.iter().zip(found) {
+        let available = match availability {
             Availability::Available => "yes".to_owned(),
             Availability::Unavailable(reason) => format!("no: {reason}"),
         };
