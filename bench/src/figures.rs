@@ -68,20 +68,16 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
     // instance's clock (a guest's, in a VM); memory is no clock's.
     let host = Some(Clock::Host);
     let instance = Some(Clock::Instance);
-    let lower = |metric: Name, unit, clock, value| Value {
-        metric: metric.name().to_owned(),
-        unit,
-        better: Better::Lower,
-        clock,
-        value,
+    let value = |better| {
+        move |metric: Name, unit, clock, value| Value {
+            metric: metric.name().to_owned(),
+            unit,
+            better,
+            clock,
+            value,
+        }
     };
-    let higher = |metric: Name, unit, clock, value| Value {
-        metric: metric.name().to_owned(),
-        unit,
-        better: Better::Higher,
-        clock,
-        value,
-    };
+    let (lower, higher) = (value(Better::Lower), value(Better::Higher));
     let workload = |name: &str| obs.metrics.iter().find(|m| m.name == name).map(|m| m.value);
     let kib_to_mib = |kib: u64| kib_f64(kib) / 1024.0;
     let mut values = Vec::new();

@@ -32,14 +32,14 @@ macro_rules! names {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident ($what:literal) {
-            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+            $( #[doc = $doc:literal] $variant:ident = $text:literal, )+
         }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[derive(Serialize, Deserialize, JsonSchema)]
         $vis enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+            $( #[doc = $doc] #[serde(rename = $text)] $variant, )+
         }
 
         impl $name {
@@ -52,6 +52,13 @@ macro_rules! names {
             pub fn name(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)+
+                }
+            }
+
+            /// What it is, in one line: its documentation, without the closing period.
+            pub fn summary(self) -> &'static str {
+                match self {
+                    $($name::$variant => $doc.trim_ascii().trim_end_matches('.'),)+
                 }
             }
         }
@@ -145,32 +152,6 @@ names! {
 }
 
 impl Scenario {
-    /// What it measures, in one short line (the command line's help).
-    pub fn summary(self) -> &'static str {
-        match self {
-            Scenario::Startup => "Time from launch to the workload's first action, and to its exit",
-            Scenario::Cpu => "SHA-256 throughput: pure CPU work",
-            Scenario::Mem => "STREAM memory bandwidth",
-            Scenario::Syscall => "Cost of one system call",
-            Scenario::Fork => "Cost of creating a process",
-            Scenario::File => "Small synchronous file writes",
-            Scenario::Net => "TCP round trips over loopback",
-            Scenario::Footprint => {
-                "Memory an instance costs beyond the memory its workload touches"
-            }
-            Scenario::Exits => "The round trip of one VM exit (microVM only)",
-            Scenario::Isolation => {
-                "What an instance sees of its host and may do, against the host's own view"
-            }
-            Scenario::Interference => {
-                "A victim's slowdown beside a noisy neighbour, with and without limits"
-            }
-            Scenario::Density => {
-                "Many instances alive at once: what each costs as their number grows"
-            }
-        }
-    }
-
     /// Whether its workload is a Linux program measuring itself (a VM runs it only with a
     /// Linux guest): the runtime-overhead scenarios.
     pub fn is_program(self) -> bool {
@@ -280,6 +261,18 @@ mod tests {
         for p in Part::ALL {
             assert_eq!(serde_json::to_string(p).unwrap(), format!("\"{p}\""));
         }
+    }
+
+    #[test]
+    fn a_summary_is_the_documentation() {
+        assert_eq!(
+            Scenario::Startup.summary(),
+            "Time from launch to the workload's first action, and to its exit"
+        );
+        assert_eq!(
+            Part::GuestTouched.summary(),
+            "Guest memory the guest touched (resident in the monitor)"
+        );
     }
 
     #[test]
