@@ -1,32 +1,53 @@
-//! The command line: `workload <subcommand> [--option value]...`.
+//! The command line: `workload <workload> [--option value]...`.
 //!
-//! Parsed by hand rather than with a library: the program must start in microseconds,
-//! as PID 1 in an empty root file system, and its grammar is tiny.
+//! Each workload is defined once, as a [`Spec`]: its name, one line on what it does, its
+//! options (each with its kind, range, default and help) and how their values make the
+//! [`Workload`]. Parsing, the checks on each value and the usage text all read that one
+//! definition, and [`Workload::spec`] and [`SPECS`] are made from a single list, so a
+//! workload cannot be left out of either.
+//!
+//! The arguments are split by `lexopt`, a small parser without dependencies: the program
+//! starts as PID 1 in containers and microVMs, where every microsecond shows.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
+
+use lexopt::Arg;
 
 /// A bad command line.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UsageError {
     /// No subcommand was given.
-    #[error("no workload given")]
+    #[error("no workload given; the workloads are {}", workload_names())]
     Missing,
     /// The subcommand is not one of ours.
-    #[error("unknown workload {0:?}")]
+    #[error("unknown workload {0:?}; the workloads are {names}", names = workload_names())]
     UnknownWorkload(String),
     /// An option this workload does not take.
-    #[error("workload {workload} takes no option {option:?}")]
+    #[error("workload {workload} takes no option {option:?}; {}", options_of(.workload))]
     UnknownOption {
         /// The workload.
         workload: &'static str,
         /// The option given.
         option: String,
     },
+    /// A word that is neither an option nor an option's value.
+    #[error(
+        "workload {workload} takes no argument {argument:?}; options are written \
+         --option value; {}",
+        options_of(.workload)
+    )]
+    UnexpectedArgument {
+        /// The workload.
+        workload: &'static str,
+        /// The word given.
+        argument: String,
+    },
     /// An option without its value.
     #[error("option {0} needs a value")]
     MissingValue(String),
-    /// A value that is not one of the allowed words.
-    #[error("option {option} must be one of {allowed}, not {value:?}")]
+    /// A value that is not one of the allowed words (empty when the option was not given).
+    #[error("option {option} must be one of {allowed}{}", choice_given(.value))]
     BadChoice {
         /// The option.
         option: String,
@@ -35,14 +56,77 @@ pub enum UsageError {
         /// The words it takes.
         allowed: String,
     },
-    /// A value that is not a positive whole number.
-    #[error("option {option} must be a positive whole number, not {value:?}")]
+    /// A value that is not a whole number, or one below the least the option takes.
+    #[error("option {option} must be {}, not {value:?}", whole_number(.least))]
     BadNumber {
         /// The option.
         option: String,
         /// What was given.
         value: String,
+        /// The least value the option takes.
+        least: u64,
     },
+    /// A whole number larger than the option takes.
+    #[error("option {option} must be at most {most}, not {value}")]
+    TooLarge {
+        /// The option.
+        option: String,
+        /// What was given.
+        value: String,
+        /// The largest value the option takes.
+        most: u64,
+    },
+    /// A command line the argument splitter could not read, in its words.
+    #[error("malformed command line: {0}")]
+    Malformed(String),
+}
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> Self {
+        match e {
+            lexopt::Error::MissingValue {
+                option: Some(option),
+            } => UsageError::MissingValue(option),
+            other => UsageError::Malformed(other.to_string()),
+        }
+    }
+}
+
+/// The workload names, for messages.
+fn workload_names() -> String {
+    SPECS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The options of the workload named `workload`, for messages.
+fn options_of(workload: &str) -> String {
+    let Some(spec) = SPECS.iter().find(|s| s.name == workload) else {
+        return format!("{workload} is not a workload");
+    };
+    match spec.options {
+        [] => "it takes none".to_owned(),
+        options => format!(
+            "it takes {}",
+            options.iter().map(Opt::name).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// How a choice's message ends: with the value given, or the lack of one.
+fn choice_given(value: &str) -> String {
+    if value.is_empty() {
+        "; it has no default".to_owned()
+    } else {
+        format!(", not {value:?}")
+    }
+}
+
+/// What a number option takes, for messages.
+fn whole_number(least: &u64) -> String {
+    match *least {
+        0 => "a whole number".to_owned(),
+        1 => "a positive whole number".to_owned(),
+        least => format!("a whole number of at least {least}"),
+    }
 }
 
 /// The workloads, with their parameters.
@@ -136,39 +220,12 @@ impl FaultKind {
         ("forkbomb", FaultKind::Forkbomb),
         ("oom", FaultKind::Oom),
     ];
-
-    fn parse(text: &str) -> Result<Self, UsageError> {
-        Self::ALL
-            .iter()
-            .find(|(name, _)| *name == text)
-            .map(|(_, kind)| *kind)
-            .ok_or_else(|| UsageError::BadChoice {
-                option: "--kind".to_owned(),
-                value: text.to_owned(),
-                allowed: Self::ALL
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
 }
 
 impl Workload {
     /// The subcommand name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Workload::Hello => "hello",
-            Workload::Cpu { .. } => "cpu",
-            Workload::Mem { .. } => "mem",
-            Workload::Syscall { .. } => "syscall",
-            Workload::Fork { .. } => "fork",
-            Workload::File { .. } => "file",
-            Workload::Net { .. } => "net",
-            Workload::Alloc { .. } => "alloc",
-            Workload::Probe => "probe",
-            Workload::Fault { .. } => "fault",
-        }
+        self.spec().name
     }
 }
 
@@ -179,182 +236,563 @@ pub struct Args {
     pub workload: Workload,
 }
 
-/// Option names and defaults of each workload.
-fn options_of(workload: &str) -> Option<&'static [(&'static str, &'static str)]> {
-    Some(match workload {
-        "hello" => &[],
-        "cpu" => &[("--mib", "64")],
-        "mem" => &[("--mib", "32"), ("--iterations", "5")],
-        "syscall" => &[("--count", "200000")],
-        "fork" => &[("--count", "200")],
-        "file" => &[("--count", "100"), ("--size", "4096"), ("--dir", "")],
-        "net" => &[("--count", "10000"), ("--size", "64")],
-        "alloc" => &[("--mib", "64"), ("--hold-ms", "0")],
-        "probe" => &[],
-        "fault" => &[("--kind", ""), ("--limit", "4096")],
-        _ => return None,
-    })
+/// One workload as the command line knows it: everything about it, in one place.
+#[derive(Debug)]
+pub struct Spec {
+    /// The subcommand name.
+    pub name: &'static str,
+    /// What it does and what it reports, in one line.
+    pub about: &'static str,
+    /// The options it takes, in the order the usage text lists them.
+    pub options: &'static [Opt],
+    /// Makes the workload from the options given (each already checked) and the defaults.
+    build: fn(&Given) -> Result<Workload, UsageError>,
 }
 
-/// Looks up a parsed option.
-struct Values<'a> {
-    given: Vec<(&'static str, &'a str)>,
+/// An option of a workload.
+#[derive(Debug)]
+pub enum Opt {
+    /// A whole number.
+    Number(Number),
+    /// A directory.
+    Dir(Dir),
+    /// One word of a fixed set.
+    Choice(Choice),
 }
 
-impl Values<'_> {
-    fn text(&self, option: &str) -> &str {
-        self.given
-            .iter()
-            .rev()
-            .find(|(name, _)| *name == option)
-            .map_or("", |(_, v)| v)
+/// A whole-number option.
+#[derive(Debug)]
+pub struct Number {
+    /// Its name, dashes included.
+    pub name: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Its value when not given.
+    pub default: u64,
+    /// The least value it takes.
+    pub least: u64,
+    /// The largest value it takes.
+    pub most: u64,
+}
+
+/// A directory option; the system's temporary directory when not given.
+#[derive(Debug)]
+pub struct Dir {
+    /// Its name, dashes included.
+    pub name: &'static str,
+    /// What the directory is for.
+    pub help: &'static str,
+}
+
+/// An option that takes one of a fixed set of words, and must be given.
+#[derive(Debug)]
+pub struct Choice {
+    /// Its name, dashes included.
+    pub name: &'static str,
+    /// What it chooses.
+    pub help: &'static str,
+    /// The words with what each means.
+    pub choices: &'static [(&'static str, FaultKind)],
+}
+
+impl Opt {
+    /// Its name, dashes included.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Opt::Number(o) => o.name,
+            Opt::Dir(o) => o.name,
+            Opt::Choice(o) => o.name,
+        }
     }
 
-    fn number(&self, option: &str) -> Result<u64, UsageError> {
-        let value = self.text(option);
-        value
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0 || option == "--hold-ms")
-            .ok_or_else(|| UsageError::BadNumber {
-                option: option.to_owned(),
-                value: value.to_owned(),
+    /// Checks a value given for it.
+    fn check(&self, value: &OsStr) -> Result<(), UsageError> {
+        match self {
+            Opt::Number(o) => o.parse(value).map(drop),
+            Opt::Dir(o) => o.parse(value).map(drop),
+            Opt::Choice(o) => o.parse(value).map(drop),
+        }
+    }
+
+    /// Its line in the usage text: how it is written, what it is, its default and range.
+    fn usage_line(&self) -> String {
+        let (written, about) = match self {
+            Opt::Number(o) => {
+                let range = match (o.least, o.most) {
+                    (0, u64::MAX) => String::new(),
+                    (least, u64::MAX) => format!("; at least {least}"),
+                    (least, most) => format!("; {least} to {most}"),
+                };
+                (
+                    format!("{} N", o.name),
+                    format!("{} (default {}{range})", o.help, o.default),
+                )
+            }
+            Opt::Dir(o) => (
+                format!("{} DIR", o.name),
+                format!("{} (default $TMPDIR)", o.help),
+            ),
+            Opt::Choice(o) => (
+                format!("{} WORD", o.name),
+                format!("{}: {} (no default)", o.help, o.allowed()),
+            ),
+        };
+        format!("             {written:<16} {about}\n")
+    }
+}
+
+impl Number {
+    /// Reads a value: ASCII digits only, from `least` to `most`.
+    fn parse(&self, value: &OsStr) -> Result<u64, UsageError> {
+        let digits = value
+            .to_str()
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+        let Some(digits) = digits else {
+            return Err(UsageError::BadNumber {
+                option: self.name.to_owned(),
+                value: value.to_string_lossy().into_owned(),
+                least: self.least,
+            });
+        };
+        let too_large = || UsageError::TooLarge {
+            option: self.name.to_owned(),
+            value: digits.to_owned(),
+            most: self.most,
+        };
+        // Digits alone fail to parse only by overflowing.
+        let n = digits.parse::<u64>().map_err(|_| too_large())?;
+        if n < self.least {
+            return Err(UsageError::BadNumber {
+                option: self.name.to_owned(),
+                value: digits.to_owned(),
+                least: self.least,
+            });
+        }
+        if n > self.most {
+            return Err(too_large());
+        }
+        Ok(n)
+    }
+}
+
+impl Dir {
+    /// Reads a value: any path but the empty one.
+    fn parse(&self, value: &OsStr) -> Result<PathBuf, UsageError> {
+        if value.is_empty() {
+            return Err(UsageError::MissingValue(self.name.to_owned()));
+        }
+        Ok(PathBuf::from(value))
+    }
+}
+
+impl Choice {
+    /// The words it takes, for messages.
+    fn allowed(&self) -> String {
+        self.choices
+            .iter()
+            .map(|(word, _)| *word)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Reads a value: one of the words.
+    fn parse(&self, value: &OsStr) -> Result<FaultKind, UsageError> {
+        self.choices
+            .iter()
+            .find(|(word, _)| value == *word)
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| UsageError::BadChoice {
+                option: self.name.to_owned(),
+                value: value.to_string_lossy().into_owned(),
+                allowed: self.allowed(),
             })
     }
 }
 
+/// The options given to one workload, each checked, in the order given.
+#[derive(Debug, Default)]
+pub struct Given {
+    values: Vec<(&'static str, OsString)>,
+}
+
+impl Given {
+    /// The last value given for the option named `name`.
+    fn last(&self, name: &str) -> Option<&OsStr> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    /// A number option's value.
+    pub fn number(&self, option: &Number) -> Result<u64, UsageError> {
+        match self.last(option.name) {
+            Some(value) => option.parse(value),
+            None => Ok(option.default),
+        }
+    }
+
+    /// A directory option's value.
+    pub fn dir(&self, option: &Dir) -> Result<PathBuf, UsageError> {
+        match self.last(option.name) {
+            Some(value) => option.parse(value),
+            None => Ok(std::env::temp_dir()),
+        }
+    }
+
+    /// A choice's value; it has no default, so one not given is an error.
+    pub fn choice(&self, option: &Choice) -> Result<FaultKind, UsageError> {
+        match self.last(option.name) {
+            Some(value) => option.parse(value),
+            None => Err(UsageError::BadChoice {
+                option: option.name.to_owned(),
+                value: String::new(),
+                allowed: option.allowed(),
+            }),
+        }
+    }
+}
+
+/// MiB whose bytes can still be counted in 64 bits.
+const MIB_COUNTABLE: u64 = u64::MAX >> 20;
+/// MiB of memory a workload may be asked to allocate: 1 TiB.
+const MIB_HELD: u64 = 1 << 20;
+/// Bytes a workload may be asked to hold in one buffer: 1 GiB.
+const BYTES_HELD: u64 = 1 << 30;
+
+/// Makes [`Workload::spec`] and [`SPECS`] from one list: the `match` is exhaustive, so a
+/// variant without a spec does not compile, and every spec it names is one that parsing
+/// and the usage text find.
+macro_rules! specs {
+    ($($variant:ident => $spec:ident,)*) => {
+        impl Workload {
+            /// This workload's definition.
+            pub fn spec(&self) -> &'static Spec {
+                match self {
+                    $(Workload::$variant { .. } => &$spec,)*
+                }
+            }
+        }
+
+        /// Every workload's definition, in the order the usage text lists them.
+        pub static SPECS: &[&Spec] = &[$(&$spec),*];
+    };
+}
+
+specs! {
+    Hello => HELLO,
+    Cpu => CPU,
+    Mem => MEM,
+    Syscall => SYSCALL,
+    Fork => FORK,
+    File => FILE,
+    Net => NET,
+    Alloc => ALLOC,
+    Probe => PROBE,
+    Fault => FAULT,
+}
+
+/// `hello`.
+static HELLO: Spec = Spec {
+    name: "hello",
+    about: "announce start and exit",
+    options: &[],
+    build: |_| Ok(Workload::Hello),
+};
+
+/// `cpu`.
+static CPU: Spec = {
+    const MIB: Number = Number {
+        name: "--mib",
+        help: "MiB to hash",
+        default: 64,
+        least: 1,
+        most: MIB_COUNTABLE,
+    };
+    Spec {
+        name: "cpu",
+        about: "SHA-256 over --mib MiB; MiB/s",
+        options: &[Opt::Number(MIB)],
+        build: |given| {
+            Ok(Workload::Cpu {
+                mib: given.number(&MIB)?,
+            })
+        },
+    }
+};
+
+/// `mem`.
+static MEM: Spec = {
+    const MIB: Number = Number {
+        name: "--mib",
+        help: "MiB per array",
+        default: 32,
+        least: 1,
+        most: MIB_HELD,
+    };
+    const ITERATIONS: Number = Number {
+        name: "--iterations",
+        help: "passes over the kernels",
+        default: 5,
+        least: 1,
+        most: u64::MAX,
+    };
+    Spec {
+        name: "mem",
+        about: "STREAM copy/scale/add/triad over 3 arrays of --mib MiB, best of --iterations; MB/s",
+        options: &[Opt::Number(MIB), Opt::Number(ITERATIONS)],
+        build: |given| {
+            Ok(Workload::Mem {
+                mib: given.number(&MIB)?,
+                iterations: given.number(&ITERATIONS)?,
+            })
+        },
+    }
+};
+
+/// `syscall`.
+static SYSCALL: Spec = {
+    const COUNT: Number = Number {
+        name: "--count",
+        help: "calls to make",
+        default: 200_000,
+        least: 1,
+        most: u64::MAX,
+    };
+    Spec {
+        name: "syscall",
+        about: "--count getppid(2) calls; ns per call",
+        options: &[Opt::Number(COUNT)],
+        build: |given| {
+            Ok(Workload::Syscall {
+                count: given.number(&COUNT)?,
+            })
+        },
+    }
+};
+
+/// `fork`.
+static FORK: Spec = {
+    const COUNT: Number = Number {
+        name: "--count",
+        help: "processes to create",
+        default: 200,
+        least: 1,
+        most: u64::MAX,
+    };
+    Spec {
+        name: "fork",
+        about: "--count fork+exit+wait; µs per process",
+        options: &[Opt::Number(COUNT)],
+        build: |given| {
+            Ok(Workload::Fork {
+                count: given.number(&COUNT)?,
+            })
+        },
+    }
+};
+
+/// `file`.
+static FILE: Spec = {
+    const COUNT: Number = Number {
+        name: "--count",
+        help: "files to write",
+        default: 100,
+        least: 1,
+        most: u64::MAX,
+    };
+    const SIZE: Number = Number {
+        name: "--size",
+        help: "bytes per file",
+        default: 4096,
+        least: 1,
+        most: BYTES_HELD,
+    };
+    const DIR: Dir = Dir {
+        name: "--dir",
+        help: "where the scratch directory goes",
+    };
+    Spec {
+        name: "file",
+        about: "write and fsync --count files of --size bytes under --dir; files/s",
+        options: &[Opt::Number(COUNT), Opt::Number(SIZE), Opt::Dir(DIR)],
+        build: |given| {
+            Ok(Workload::File {
+                count: given.number(&COUNT)?,
+                size: given.number(&SIZE)?,
+                dir: given.dir(&DIR)?,
+            })
+        },
+    }
+};
+
+/// `net`.
+static NET: Spec = {
+    const COUNT: Number = Number {
+        name: "--count",
+        help: "round trips",
+        default: 10_000,
+        least: 1,
+        most: u64::MAX,
+    };
+    const SIZE: Number = Number {
+        name: "--size",
+        help: "bytes per message",
+        default: 64,
+        least: 1,
+        most: BYTES_HELD,
+    };
+    Spec {
+        name: "net",
+        about: "--count TCP round trips of --size bytes over loopback; µs per round trip",
+        options: &[Opt::Number(COUNT), Opt::Number(SIZE)],
+        build: |given| {
+            Ok(Workload::Net {
+                count: given.number(&COUNT)?,
+                size: given.number(&SIZE)?,
+            })
+        },
+    }
+};
+
+/// `alloc`.
+static ALLOC: Spec = {
+    const MIB: Number = Number {
+        name: "--mib",
+        help: "MiB to touch",
+        default: 64,
+        least: 1,
+        most: MIB_HELD,
+    };
+    const HOLD_MS: Number = Number {
+        name: "--hold-ms",
+        help: "ms to hold it; 0 holds until signalled",
+        default: 0,
+        least: 0,
+        most: u64::MAX,
+    };
+    Spec {
+        name: "alloc",
+        about: "touch --mib MiB, report, hold until SIGTERM/SIGINT/SIGUSR1 or --hold-ms",
+        options: &[Opt::Number(MIB), Opt::Number(HOLD_MS)],
+        build: |given| {
+            Ok(Workload::Alloc {
+                mib: given.number(&MIB)?,
+                hold_ms: given.number(&HOLD_MS)?,
+            })
+        },
+    }
+};
+
+/// `probe`.
+static PROBE: Spec = Spec {
+    name: "probe",
+    about: "what the instance sees of its host and may do (kernel, namespaces, mounts, powers)",
+    options: &[],
+    build: |_| Ok(Workload::Probe),
+};
+
+/// `fault`.
+static FAULT: Spec = {
+    const KIND: Choice = Choice {
+        name: "--kind",
+        help: "how it fails",
+        choices: &FaultKind::ALL,
+    };
+    const LIMIT: Number = Number {
+        name: "--limit",
+        help: "processes (forkbomb) or MiB (oom) at which it gives up",
+        default: 4096,
+        least: 1,
+        most: u64::MAX,
+    };
+    Spec {
+        name: "fault",
+        about: "fail on purpose, to test how failures are handled",
+        options: &[Opt::Choice(KIND), Opt::Number(LIMIT)],
+        build: |given| {
+            Ok(Workload::Fault {
+                kind: given.choice(&KIND)?,
+                limit: given.number(&LIMIT)?,
+            })
+        },
+    }
+};
+
+/// The spec of the workload named `name`.
+fn spec_named(name: &OsStr) -> Result<&'static Spec, UsageError> {
+    SPECS
+        .iter()
+        .copied()
+        .find(|s| name == s.name)
+        .ok_or_else(|| UsageError::UnknownWorkload(name.to_string_lossy().into_owned()))
+}
+
 impl Args {
     /// Parses the arguments after the program name; `Ok(None)` means help was asked for.
-    pub fn parse(argv: &[String]) -> Result<Option<Self>, UsageError> {
-        let Some(name) = argv.first() else {
-            return Err(UsageError::Missing);
-        };
-        if matches!(name.as_str(), "-h" | "--help" | "help") {
-            return Ok(None);
-        }
-        let known = options_of(name).ok_or_else(|| UsageError::UnknownWorkload(name.clone()))?;
-        let workload_name = WORKLOADS
-            .iter()
-            .map(|(n, _)| *n)
-            .find(|n| n == name)
-            .unwrap_or("hello");
-        let mut given: Vec<(&'static str, &str)> = known.to_vec();
-        let mut rest = argv[1..].iter();
-        while let Some(arg) = rest.next() {
-            if matches!(arg.as_str(), "-h" | "--help") {
-                return Ok(None);
+    pub fn parse<I>(argv: I) -> Result<Option<Self>, UsageError>
+    where
+        I: IntoIterator,
+        I::Item: Into<OsString>,
+    {
+        let mut parser = lexopt::Parser::from_args(argv);
+        let spec = match parser.next()? {
+            None => return Err(UsageError::Missing),
+            Some(Arg::Short('h') | Arg::Long("help")) => return Ok(None),
+            Some(Arg::Value(name)) if name == "help" => return Ok(None),
+            Some(Arg::Value(name)) => spec_named(&name)?,
+            Some(Arg::Long(option)) => {
+                return Err(UsageError::UnknownWorkload(format!("--{option}")))
             }
-            let (option, inline) = match arg.split_once('=') {
-                Some((o, v)) => (o, Some(v)),
-                None => (arg.as_str(), None),
-            };
-            let Some(&(known_name, _)) = known.iter().find(|(n, _)| *n == option) else {
-                return Err(UsageError::UnknownOption {
-                    workload: workload_name,
-                    option: arg.clone(),
-                });
-            };
-            let value = match inline {
-                Some(v) => v,
-                None => rest
-                    .next()
-                    .ok_or_else(|| UsageError::MissingValue(option.to_owned()))?,
-            };
-            given.push((known_name, value));
-        }
-        let v = Values { given };
-        let workload = match workload_name {
-            "cpu" => Workload::Cpu {
-                mib: v.number("--mib")?,
-            },
-            "mem" => Workload::Mem {
-                mib: v.number("--mib")?,
-                iterations: v.number("--iterations")?,
-            },
-            "syscall" => Workload::Syscall {
-                count: v.number("--count")?,
-            },
-            "fork" => Workload::Fork {
-                count: v.number("--count")?,
-            },
-            "file" => Workload::File {
-                count: v.number("--count")?,
-                size: v.number("--size")?,
-                dir: match v.text("--dir") {
-                    "" => std::env::temp_dir(),
-                    dir => PathBuf::from(dir),
-                },
-            },
-            "net" => Workload::Net {
-                count: v.number("--count")?,
-                size: v.number("--size")?,
-            },
-            "alloc" => Workload::Alloc {
-                mib: v.number("--mib")?,
-                hold_ms: v.number("--hold-ms")?,
-            },
-            "probe" => Workload::Probe,
-            "fault" => Workload::Fault {
-                kind: FaultKind::parse(v.text("--kind"))?,
-                limit: v.number("--limit")?,
-            },
-            _ => Workload::Hello,
+            Some(Arg::Short(option)) => {
+                return Err(UsageError::UnknownWorkload(format!("-{option}")))
+            }
         };
+        let mut given = Given::default();
+        while let Some(arg) = parser.next()? {
+            let found = match arg {
+                Arg::Short('h') | Arg::Long("help") => return Ok(None),
+                Arg::Long(name) => spec
+                    .options
+                    .iter()
+                    .find(|o| o.name().strip_prefix("--") == Some(name))
+                    .ok_or_else(|| format!("--{name}")),
+                Arg::Short(letter) => Err(format!("-{letter}")),
+                Arg::Value(word) => {
+                    return Err(UsageError::UnexpectedArgument {
+                        workload: spec.name,
+                        argument: word.to_string_lossy().into_owned(),
+                    })
+                }
+            };
+            let option = found.map_err(|option| UsageError::UnknownOption {
+                workload: spec.name,
+                option,
+            })?;
+            let value = parser.value()?;
+            option.check(&value)?;
+            given.values.push((option.name(), value));
+        }
+        let workload = (spec.build)(&given)?;
         Ok(Some(Args { workload }))
     }
 }
 
-/// Every workload with one line of explanation, in usage order.
-const WORKLOADS: [(&str, &str); 10] = [
-    ("hello", "announce start and exit"),
-    ("cpu", "SHA-256 over --mib MiB; MiB/s"),
-    (
-        "mem",
-        "STREAM copy/scale/add/triad over 3 arrays of --mib MiB, best of --iterations; MB/s",
-    ),
-    ("syscall", "--count getppid(2) calls; ns per call"),
-    ("fork", "--count fork+exit+wait; µs per process"),
-    (
-        "file",
-        "write and fsync --count files of --size bytes under --dir (default $TMPDIR); files/s",
-    ),
-    (
-        "net",
-        "--count TCP round trips of --size bytes over loopback; µs per round trip",
-    ),
-    (
-        "alloc",
-        "touch --mib MiB, report, hold until SIGTERM/SIGINT/SIGUSR1 or --hold-ms",
-    ),
-    (
-        "probe",
-        "what the instance sees of its host and may do (kernel, namespaces, mounts, powers)",
-    ),
-    (
-        "fault",
-        "fail on purpose, --kind segv|exit|flood|hang|mute|forkbomb|oom; forkbomb and oom \
-         give up at --limit processes or MiB",
-    ),
-];
-
 /// The help text.
 pub fn usage() -> String {
     let mut text = String::from(
-        "usage: workload <workload> [--option value]...\n\n\
+        "usage: workload <workload> [--option value]...\n       \
+         workload [<workload>] --help\n\n\
          Writes `@vcbench {json}` records on the channel named by VCBENCH_CHANNEL\n\
          (stdout, stderr, fd:N, path:FILE; default stdout). As PID 1 it mounts /proc, /sys\n\
-         and /dev, reaps children, and with VCBENCH_EXIT=poweroff powers off at the end.\n\nworkloads:\n",
+         and /dev, reaps children, and with VCBENCH_EXIT=poweroff powers off at the end.\n\n\
+         workloads and their options (--option=value works too):\n",
     );
-    for (name, help) in WORKLOADS {
-        let defaults: Vec<String> = options_of(name)
-            .unwrap_or(&[])
-            .iter()
-            .filter(|(_, d)| !d.is_empty())
-            .map(|(o, d)| format!("{o} {d}"))
-            .collect();
-        text.push_str(&format!("  {name:<8} {help}\n"));
-        if !defaults.is_empty() {
-            text.push_str(&format!("           defaults: {}\n", defaults.join(", ")));
+    for spec in SPECS {
+        text.push_str(&format!("  {:<10} {}\n", spec.name, spec.about));
+        for option in spec.options {
+            text.push_str(&option.usage_line());
         }
     }
     text
@@ -362,10 +800,28 @@ pub fn usage() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStringExt;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Option<Args>, UsageError> {
-        Args::parse(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+        Args::parse(args.iter().copied())
+    }
+
+    /// The workload a good command line gives.
+    fn workload(args: &[&str]) -> Workload {
+        match parse(args) {
+            Ok(Some(parsed)) => parsed.workload,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    /// The error a bad command line gives.
+    fn error(args: &[&str]) -> UsageError {
+        match parse(args) {
+            Err(e) => e,
+            Ok(parsed) => panic!("{args:?} was accepted: {parsed:?}"),
+        }
     }
 
     #[test]
@@ -448,5 +904,594 @@ mod tests {
         assert_eq!(parse(&["--help"]), Ok(None));
         assert_eq!(parse(&["net", "-h"]), Ok(None));
         assert!(usage().contains("alloc"));
+    }
+
+    /// The least command line that runs `spec`: its required choices given.
+    fn least_line(spec: &Spec) -> Vec<String> {
+        let mut line = vec![spec.name.to_owned()];
+        for option in spec.options {
+            if let Opt::Choice(choice) = option {
+                line.extend([choice.name.to_owned(), choice.choices[0].0.to_owned()]);
+            }
+        }
+        line
+    }
+
+    fn parse_line(line: &[String]) -> Workload {
+        match Args::parse(line) {
+            Ok(Some(parsed)) => parsed.workload,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_spec_builds_its_own_variant_under_its_own_name() {
+        let mut names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SPECS.len(), "two workloads share a name");
+        for spec in SPECS {
+            let built = parse_line(&least_line(spec));
+            assert!(
+                std::ptr::eq(built.spec(), *spec),
+                "{} built {built:?}",
+                spec.name
+            );
+            assert_eq!(built.name(), spec.name);
+        }
+    }
+
+    #[test]
+    fn every_option_is_named_once_and_reaches_the_workload() {
+        for spec in SPECS {
+            let base = least_line(spec);
+            let defaults = parse_line(&base);
+            for (i, option) in spec.options.iter().enumerate() {
+                assert!(option.name().starts_with("--"), "{}", option.name());
+                assert!(
+                    spec.options[..i].iter().all(|o| o.name() != option.name()),
+                    "{} lists {} twice",
+                    spec.name,
+                    option.name()
+                );
+                // Every value other than the default makes another workload: the
+                // option is read, and read into its own field.
+                let values: Vec<String> = match option {
+                    Opt::Number(n) => {
+                        assert!(n.least <= n.default && n.default <= n.most, "{}", n.name);
+                        [n.least, n.least + 1, n.most]
+                            .into_iter()
+                            .filter(|v| *v != n.default)
+                            .map(|v| v.to_string())
+                            .collect()
+                    }
+                    Opt::Dir(_) => vec!["/nonexistent/scratch".to_owned()],
+                    Opt::Choice(c) => c.choices[1..]
+                        .iter()
+                        .map(|(w, _)| (*w).to_owned())
+                        .collect(),
+                };
+                assert!(!values.is_empty());
+                let mut seen = vec![defaults.clone()];
+                for value in values {
+                    let mut line = base.clone();
+                    line.extend([option.name().to_owned(), value.clone()]);
+                    let changed = parse_line(&line);
+                    assert!(
+                        !seen.contains(&changed),
+                        "{} {} {value} changed nothing: {changed:?}",
+                        spec.name,
+                        option.name()
+                    );
+                    seen.push(changed);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_lines_the_benchmarks_write_round_trip() {
+        let scratch = PathBuf::from("/var/tmp/vcbench-scratch");
+        let tmp = std::env::temp_dir();
+        let cases: Vec<(Vec<&str>, Workload)> = vec![
+            // The scenarios.
+            (vec!["hello"], Workload::Hello),
+            (vec!["cpu", "--mib", "64"], Workload::Cpu { mib: 64 }),
+            (
+                vec!["mem", "--mib", "32", "--iterations", "5"],
+                Workload::Mem {
+                    mib: 32,
+                    iterations: 5,
+                },
+            ),
+            (
+                vec!["syscall", "--count", "200000"],
+                Workload::Syscall { count: 200_000 },
+            ),
+            (
+                vec!["fork", "--count", "200"],
+                Workload::Fork { count: 200 },
+            ),
+            (
+                vec!["file", "--count", "100", "--size", "4096"],
+                Workload::File {
+                    count: 100,
+                    size: 4096,
+                    dir: tmp.clone(),
+                },
+            ),
+            (
+                vec!["net", "--count", "10000", "--size", "64"],
+                Workload::Net {
+                    count: 10_000,
+                    size: 64,
+                },
+            ),
+            (
+                vec!["alloc", "--mib", "64"],
+                Workload::Alloc {
+                    mib: 64,
+                    hold_ms: 0,
+                },
+            ),
+            (
+                vec!["alloc", "--mib", "1"],
+                Workload::Alloc { mib: 1, hold_ms: 0 },
+            ),
+            (vec!["probe"], Workload::Probe),
+            // A Linux guest holds for a while instead of waiting for a signal.
+            (
+                vec!["alloc", "--mib", "64", "--hold-ms", "1000"],
+                Workload::Alloc {
+                    mib: 64,
+                    hold_ms: 1000,
+                },
+            ),
+            // The traced workloads.
+            (
+                vec!["syscall", "--count", "20000"],
+                Workload::Syscall { count: 20_000 },
+            ),
+            (vec!["fork", "--count", "50"], Workload::Fork { count: 50 }),
+            (
+                vec!["file", "--count", "50", "--size", "4096"],
+                Workload::File {
+                    count: 50,
+                    size: 4096,
+                    dir: tmp,
+                },
+            ),
+            (
+                vec!["net", "--count", "2000", "--size", "64"],
+                Workload::Net {
+                    count: 2000,
+                    size: 64,
+                },
+            ),
+            // The interference neighbours: long enough to outlast the victim.
+            (
+                vec!["cpu", "--mib", "100000000"],
+                Workload::Cpu { mib: 100_000_000 },
+            ),
+            (
+                vec!["mem", "--mib", "64", "--iterations", "100000000"],
+                Workload::Mem {
+                    mib: 64,
+                    iterations: 100_000_000,
+                },
+            ),
+            (
+                vec!["fork", "--count", "100000000000"],
+                Workload::Fork {
+                    count: 100_000_000_000,
+                },
+            ),
+            (
+                vec![
+                    "file",
+                    "--count",
+                    "100000000000",
+                    "--size",
+                    "65536",
+                    "--dir",
+                    "/var/tmp/vcbench-scratch",
+                ],
+                Workload::File {
+                    count: 100_000_000_000,
+                    size: 65536,
+                    dir: scratch,
+                },
+            ),
+            // The fault tests.
+            (
+                vec!["fault", "--kind", "segv"],
+                Workload::Fault {
+                    kind: FaultKind::Segv,
+                    limit: 4096,
+                },
+            ),
+            (
+                vec!["fault", "--kind", "oom"],
+                Workload::Fault {
+                    kind: FaultKind::Oom,
+                    limit: 4096,
+                },
+            ),
+        ];
+        for (line, expected) in &cases {
+            assert_eq!(&workload(line), expected, "{line:?}");
+        }
+        // Every workload is among them.
+        for spec in SPECS {
+            assert!(
+                cases.iter().any(|(_, w)| std::ptr::eq(w.spec(), *spec)),
+                "{} has no case",
+                spec.name
+            );
+        }
+        // Every fault kind by its name.
+        for (word, kind) in FaultKind::ALL {
+            assert_eq!(
+                workload(&["fault", "--kind", word]),
+                Workload::Fault { kind, limit: 4096 }
+            );
+        }
+    }
+
+    #[test]
+    fn options_take_their_value_either_way_and_the_last_counts() {
+        assert_eq!(workload(&["cpu", "--mib=3"]), Workload::Cpu { mib: 3 });
+        assert_eq!(
+            workload(&["cpu", "--mib", "1", "--mib", "2"]),
+            Workload::Cpu { mib: 2 }
+        );
+        assert_eq!(workload(&["cpu", "--mib", "007"]), Workload::Cpu { mib: 7 });
+        // A directory may be named in any bytes.
+        let line = vec![
+            OsString::from("file"),
+            OsString::from("--dir"),
+            OsString::from_vec(b"/tmp/\xff".to_vec()),
+        ];
+        assert_eq!(
+            Args::parse(line).unwrap().unwrap().workload,
+            Workload::File {
+                count: 100,
+                size: 4096,
+                dir: PathBuf::from(OsString::from_vec(b"/tmp/\xff".to_vec())),
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unknown_workload_is_named_with_the_known_ones() {
+        let e = error(&[]);
+        assert_eq!(e, UsageError::Missing);
+        assert!(e.to_string().contains("hello, cpu, mem"), "{e}");
+        let e = error(&["nope"]);
+        assert_eq!(e, UsageError::UnknownWorkload("nope".to_owned()));
+        assert!(e.to_string().contains("\"nope\""), "{e}");
+        assert!(e.to_string().contains("probe, fault"), "{e}");
+        assert_eq!(
+            error(&["--bogus"]),
+            UsageError::UnknownWorkload("--bogus".to_owned())
+        );
+        assert_eq!(error(&["-x"]), UsageError::UnknownWorkload("-x".to_owned()));
+        // Workload names are whole and exact.
+        assert!(matches!(error(&["Hello"]), UsageError::UnknownWorkload(_)));
+        assert!(matches!(error(&["hell"]), UsageError::UnknownWorkload(_)));
+        let line = vec![OsString::from_vec(b"c\xffu".to_vec())];
+        assert!(matches!(
+            Args::parse(line),
+            Err(UsageError::UnknownWorkload(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_option_is_refused_naming_it_and_the_known_ones() {
+        let e = error(&["hello", "--bogus"]);
+        assert_eq!(
+            e,
+            UsageError::UnknownOption {
+                workload: "hello",
+                option: "--bogus".to_owned()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "workload hello takes no option \"--bogus\"; it takes none"
+        );
+        assert_eq!(
+            error(&["hello", "--bogus=1"]),
+            UsageError::UnknownOption {
+                workload: "hello",
+                option: "--bogus".to_owned()
+            }
+        );
+        let e = error(&["cpu", "--count", "3"]);
+        assert!(e.to_string().contains("\"--count\""), "{e}");
+        assert!(e.to_string().contains("it takes --mib"), "{e}");
+        let e = error(&["file", "--dirs", "/tmp"]);
+        assert!(
+            e.to_string().contains("it takes --count, --size, --dir"),
+            "{e}"
+        );
+        assert_eq!(
+            error(&["cpu", "-m", "3"]),
+            UsageError::UnknownOption {
+                workload: "cpu",
+                option: "-m".to_owned()
+            }
+        );
+        // An option of another workload is still unknown here.
+        assert!(matches!(
+            error(&["net", "--mib", "3"]),
+            UsageError::UnknownOption {
+                workload: "net",
+                ..
+            }
+        ));
+        // Options are written with two dashes.
+        assert!(matches!(
+            error(&["cpu", "-mib", "3"]),
+            UsageError::UnknownOption { .. }
+        ));
+    }
+
+    #[test]
+    fn a_stray_word_is_refused_naming_it() {
+        let e = error(&["hello", "extra"]);
+        assert_eq!(
+            e,
+            UsageError::UnexpectedArgument {
+                workload: "hello",
+                argument: "extra".to_owned()
+            }
+        );
+        assert!(e.to_string().contains("\"extra\""), "{e}");
+        assert_eq!(
+            error(&["cpu", "64"]),
+            UsageError::UnexpectedArgument {
+                workload: "cpu",
+                argument: "64".to_owned()
+            }
+        );
+        // After `--` nothing is an option.
+        assert_eq!(
+            error(&["cpu", "--", "--mib", "3"]),
+            UsageError::UnexpectedArgument {
+                workload: "cpu",
+                argument: "--mib".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_value_names_its_option() {
+        let e = error(&["cpu", "--mib"]);
+        assert_eq!(e, UsageError::MissingValue("--mib".to_owned()));
+        assert_eq!(e.to_string(), "option --mib needs a value");
+        assert_eq!(
+            error(&["mem", "--mib", "8", "--iterations"]),
+            UsageError::MissingValue("--iterations".to_owned())
+        );
+        assert_eq!(
+            error(&["file", "--dir="]),
+            UsageError::MissingValue("--dir".to_owned())
+        );
+        assert_eq!(
+            error(&["file", "--dir", ""]),
+            UsageError::MissingValue("--dir".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_bad_number_names_its_option_and_value() {
+        for bad in [
+            "zero", "", "-3", "+5", " 5", "5 ", "1e3", "0x10", "1_000", "3.0", "５",
+        ] {
+            assert_eq!(
+                error(&["cpu", "--mib", bad]),
+                UsageError::BadNumber {
+                    option: "--mib".to_owned(),
+                    value: bad.to_owned(),
+                    least: 1
+                },
+                "{bad:?}"
+            );
+        }
+        let e = error(&["cpu", "--mib", "zero"]);
+        assert_eq!(
+            e.to_string(),
+            "option --mib must be a positive whole number, not \"zero\""
+        );
+        // Zero where a positive number is needed.
+        for line in [
+            ["cpu", "--mib", "0"],
+            ["syscall", "--count", "0"],
+            ["net", "--size", "000"],
+            ["fault", "--limit", "0"],
+        ] {
+            assert!(
+                matches!(error(&line), UsageError::BadNumber { least: 1, .. }),
+                "{line:?}"
+            );
+        }
+        // Zero holds until signalled, but words are still not numbers.
+        let e = error(&["alloc", "--hold-ms", "soon"]);
+        assert_eq!(
+            e.to_string(),
+            "option --hold-ms must be a whole number, not \"soon\""
+        );
+        let line = vec![
+            OsString::from("cpu"),
+            OsString::from("--mib"),
+            OsString::from_vec(b"6\xff".to_vec()),
+        ];
+        assert!(matches!(
+            Args::parse(line),
+            Err(UsageError::BadNumber { .. })
+        ));
+        // Values are checked in the order given, a repeated option's too.
+        assert!(matches!(
+            error(&["mem", "--iterations", "x", "--mib", "y"]),
+            UsageError::BadNumber { option, .. } if option == "--iterations"
+        ));
+        assert!(matches!(
+            error(&["cpu", "--mib", "x", "--mib", "3"]),
+            UsageError::BadNumber { .. }
+        ));
+    }
+
+    #[test]
+    fn a_number_too_large_names_its_option_and_limit() {
+        let beyond_u64 = "18446744073709551616";
+        assert_eq!(
+            error(&["syscall", "--count", beyond_u64]),
+            UsageError::TooLarge {
+                option: "--count".to_owned(),
+                value: beyond_u64.to_owned(),
+                most: u64::MAX
+            }
+        );
+        assert_eq!(
+            workload(&["syscall", "--count", "18446744073709551615"]),
+            Workload::Syscall { count: u64::MAX }
+        );
+        assert_eq!(
+            error(&["alloc", "--hold-ms", "99999999999999999999999999"]),
+            UsageError::TooLarge {
+                option: "--hold-ms".to_owned(),
+                value: "99999999999999999999999999".to_owned(),
+                most: u64::MAX
+            }
+        );
+        // MiB whose bytes do not fit in 64 bits.
+        let e = error(&["cpu", "--mib", "17592186044416"]);
+        assert_eq!(
+            e,
+            UsageError::TooLarge {
+                option: "--mib".to_owned(),
+                value: "17592186044416".to_owned(),
+                most: MIB_COUNTABLE
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "option --mib must be at most 17592186044415, not 17592186044416"
+        );
+        assert_eq!(
+            workload(&["cpu", "--mib", "17592186044415"]),
+            Workload::Cpu { mib: MIB_COUNTABLE }
+        );
+        // More memory than any machine here has, or one buffer larger than 1 GiB.
+        for (line, most) in [
+            (["alloc", "--mib", "1048577"], MIB_HELD),
+            (["mem", "--mib", "1048577"], MIB_HELD),
+            (["net", "--size", "1073741825"], BYTES_HELD),
+            (["file", "--size", "1073741825"], BYTES_HELD),
+        ] {
+            assert!(
+                matches!(error(&line), UsageError::TooLarge { most: m, .. } if m == most),
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            workload(&["alloc", "--mib", "1048576"]),
+            Workload::Alloc {
+                mib: MIB_HELD,
+                hold_ms: 0
+            }
+        );
+        assert_eq!(
+            workload(&["net", "--size", "1073741824"]),
+            Workload::Net {
+                count: 10_000,
+                size: BYTES_HELD
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_choice_names_its_option_value_and_choices() {
+        let e = error(&["fault", "--kind", "nonsense"]);
+        assert_eq!(
+            e,
+            UsageError::BadChoice {
+                option: "--kind".to_owned(),
+                value: "nonsense".to_owned(),
+                allowed: "segv, exit, flood, hang, mute, forkbomb, oom".to_owned()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "option --kind must be one of segv, exit, flood, hang, mute, forkbomb, oom, \
+             not \"nonsense\""
+        );
+        // The kind has no default.
+        let e = error(&["fault", "--limit", "3"]);
+        assert!(matches!(e, UsageError::BadChoice { ref value, .. } if value.is_empty()));
+        assert!(e.to_string().ends_with("oom; it has no default"), "{e}");
+        assert!(matches!(
+            error(&["fault", "--kind", "SEGV"]),
+            UsageError::BadChoice { .. }
+        ));
+    }
+
+    #[test]
+    fn help_is_asked_for_in_any_place() {
+        for line in [
+            &["--help"][..],
+            &["-h"],
+            &["help"],
+            &["hello", "--help"],
+            &["cpu", "-h"],
+            &["cpu", "--mib", "3", "--help"],
+            &["fault", "--help"],
+            &["fault", "--kind", "segv", "-h"],
+        ] {
+            assert_eq!(parse(line), Ok(None), "{line:?}");
+        }
+        // Up to the help, the line must be right.
+        assert!(matches!(
+            error(&["cpu", "--mib", "x", "--help"]),
+            UsageError::BadNumber { .. }
+        ));
+    }
+
+    #[test]
+    fn the_usage_text_lists_every_workload_option_and_default() {
+        let text = usage();
+        for spec in SPECS {
+            assert!(
+                text.contains(&format!("  {:<10} {}\n", spec.name, spec.about)),
+                "{}",
+                spec.name
+            );
+            for option in spec.options {
+                assert!(text.contains(&option.usage_line()), "{}", option.name());
+            }
+        }
+        assert!(text.contains("--mib N"), "{text}");
+        assert!(text.contains("MiB to hash (default 64; 1 to 17592186044415)"));
+        assert!(text.contains("calls to make (default 200000; at least 1)"));
+        assert!(text.contains("(default 0)"), "{text}");
+        assert!(text.contains("segv, exit, flood, hang, mute, forkbomb, oom (no default)"));
+        assert!(text.contains("(default $TMPDIR)"));
+    }
+
+    #[test]
+    fn the_splitters_other_errors_keep_its_words() {
+        assert_eq!(
+            UsageError::from(lexopt::Error::MissingValue {
+                option: Some("--mib".to_owned())
+            }),
+            UsageError::MissingValue("--mib".to_owned())
+        );
+        let e = UsageError::from(lexopt::Error::UnexpectedValue {
+            option: "--help".to_owned(),
+            value: "yes".into(),
+        });
+        assert!(matches!(e, UsageError::Malformed(_)));
+        assert!(e.to_string().contains("--help"), "{e}");
     }
 }

@@ -39,8 +39,8 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match Args::parse(&argv) {
+    // As given, not as UTF-8: a directory may be named in any bytes.
+    let args = match Args::parse(std::env::args_os().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
             print!("{}", args::usage());
