@@ -236,18 +236,10 @@ fn startup_samples(doc: &Results) -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
+/// The `q`th quantile (0..=1) of sorted samples: the statistics' own, so a chart's median
+/// is the table's.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "indices of short sample lists"
-    )]
-    let pos = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[pos.min(sorted.len() - 1)]
+    stats::percentile(sorted, q * 100.0)
 }
 
 /// Horizontal categories: backend `i` is drawn around `y = i`.
@@ -271,6 +263,9 @@ fn category_labels(names: Vec<String>) -> impl Fn(&f64) -> String {
 fn as_f64(n: usize) -> f64 {
     n as f64
 }
+
+/// The fewest samples a box plot is drawn for: below it, every sample is a dot.
+const MIN_BOX_SAMPLES: usize = 6;
 
 fn startup_distribution<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -301,13 +296,32 @@ fn startup_distribution<DB: DrawingBackend>(
             data.iter().map(|(b, _)| b.clone()).collect(),
         ))
         .light_line_style(LIGHT)
-        .x_desc("ms (box: quartiles, line: median, whiskers: min and max)")
+        .x_desc(if data.iter().all(|(_, s)| s.len() >= MIN_BOX_SAMPLES) {
+            "ms (box: quartiles, line: median, whiskers: min and max)"
+        } else {
+            "ms (box: quartiles, line: median, whiskers: min and max; dots: every run, where too few for a box)"
+        })
         .draw()
         .map_err(err)?;
     for (i, (_, samples)) in data.iter().enumerate() {
         let mut sorted = samples.clone();
         sorted.sort_by(f64::total_cmp);
         let y = as_f64(i);
+        if sorted.len() < MIN_BOX_SAMPLES {
+            // Quartiles of a handful of runs describe nothing: show the runs themselves.
+            let c = color(i);
+            let med = quantile(&sorted, 0.5);
+            chart
+                .draw_series(sorted.iter().map(|&x| Circle::new((x, y), 5, c.filled())))
+                .map_err(err)?;
+            chart
+                .draw_series([PathElement::new(
+                    vec![(med, y - 0.3), (med, y + 0.3)],
+                    c.stroke_width(3),
+                )])
+                .map_err(err)?;
+            continue;
+        }
         let (lo, q1, med, q3, hi) = (
             sorted[0],
             quantile(&sorted, 0.25),
@@ -704,7 +718,7 @@ fn density<DB: DrawingBackend>(
         .iter()
         .flat_map(|d| d.steps.iter().map(value))
         .fold(0.0_f64, f64::max)
-        * 1.2;
+        * 1.35;
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 20))
         .margin(12)
@@ -718,7 +732,12 @@ fn density<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .light_line_style(LIGHT)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        // Whole instances only: a label between two counts would repeat one of them.
+        .x_labels(usize::try_from(max_n).map_or(10, |n| (n + 1).min(11)))
+        .x_label_formatter(&|x| match (x - x.round()).abs() < 1e-6 {
+            true => format!("{x:.0}"),
+            false => String::new(),
+        })
         .x_desc("instances alive")
         .y_desc(unit)
         .draw()
@@ -739,8 +758,14 @@ fn density<DB: DrawingBackend>(
             .draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled())))
             .map_err(err)?;
     }
+    // Memory per instance falls as instances share more, start latency rises: the legend
+    // goes in the corner the lines leave free.
     chart
         .configure_series_labels()
+        .position(match axis {
+            DensityAxis::Memory => SeriesLabelPosition::UpperRight,
+            DensityAxis::Start => SeriesLabelPosition::UpperLeft,
+        })
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -809,6 +834,34 @@ mod tests {
         });
         doc.figures = vec![native, container];
         assert!(svg(Chart::Overhead, &doc).is_err());
+    }
+
+    #[test]
+    fn a_few_runs_are_dots_and_many_a_box_with_the_tables_median() {
+        let mut doc = huge_sample();
+        let mut few = doc.figures[0].clone();
+        few.samples = vec![3.5, 3.8, 5.35, 11.6];
+        let mut many = few.clone();
+        many.backend = "container".to_owned();
+        many.samples = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        doc.figures = vec![few, many];
+        let drawn = svg(Chart::StartupDistribution, &doc).unwrap().unwrap();
+        // Four dots for the four runs; the eight get a box (two rectangles) instead.
+        assert_eq!(drawn.matches("<circle").count(), 4, "{drawn}");
+        assert!(drawn.contains("dots: every run"));
+        // The line is the median the table shows: between the middle two, not one of them.
+        assert!((quantile(&[3.5, 3.8, 5.35, 11.6], 0.5) - 4.575).abs() < 1e-12);
+    }
+
+    #[test]
+    fn density_counts_are_labelled_once_each() {
+        let doc = density_steps(&[1.0, 1.0, 1.0, 1.0, 1.0]);
+        let drawn = svg(Chart::DensityStart, &doc).unwrap().unwrap();
+        let labels: Vec<&str> = drawn
+            .lines()
+            .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        assert_eq!(labels, ["0", "1", "2", "3", "4", "5"], "{drawn}");
     }
 
     /// The document with a density series of one step per start latency, ms.
