@@ -52,7 +52,8 @@ fn main() -> ExitCode {
         }
     };
     let pid1 = std::process::id() == 1;
-    let mut out = match out::Output::open_from_env(pid1) {
+    let mut out = match out::Output::open_from_env(pid1.then_some(init::mount_filesystems as fn()))
+    {
         Ok(out) => out,
         Err(e) => {
             eprintln!("workload: {e}");

@@ -36,16 +36,16 @@ pub struct Output {
 impl Output {
     /// Opens the channel named by `VCBENCH_CHANNEL` (standard output if unset).
     ///
-    /// As PID 1 a device path may not exist yet; then the pseudo file systems are
-    /// mounted first and the open is tried again.
-    pub fn open_from_env(pid1: bool) -> Result<Self, Error> {
+    /// As PID 1 a device path may not exist yet: `mount_first`, when given, mounts the
+    /// pseudo file systems, and the open is tried again.
+    pub fn open_from_env(mount_first: Option<fn()>) -> Result<Self, Error> {
         let channel: Channel = std::env::var(channel::ENV).unwrap_or_default().parse()?;
-        match Self::open(&channel) {
-            Err(Error::Open { .. }) if pid1 && matches!(channel, Channel::Path(_)) => {
-                crate::init::mount_filesystems();
+        match (Self::open(&channel), mount_first) {
+            (Err(Error::Open { .. }), Some(mount)) if matches!(channel, Channel::Path(_)) => {
+                mount();
                 Self::open(&channel)
             }
-            other => other,
+            (other, _) => other,
         }
     }
 
