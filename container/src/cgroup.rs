@@ -3,7 +3,9 @@
 //! Hosts come in three layouts: pure cgroup v2 (one unified hierarchy, usually at
 //! `/sys/fs/cgroup`), pure v1 (one hierarchy per controller) and hybrid (v1 controller
 //! hierarchies with a v2 hierarchy beside them that holds no controllers, as systemd's
-//! "hybrid" mode sets up). The layout is read, never assumed.
+//! "hybrid" mode sets up). The layout is read, never assumed. An instance's [`Cgroup`]
+//! is made in the layout found, with its limits and, when asked, its device list (v1
+//! `devices.deny`/`devices.allow`, or a v2 device program from [`crate::devices`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::devices;
 use crate::spec::{Cpu, Limits};
 
 /// The controllers a cgroup v1 hierarchy can carry (the other super options, such as
@@ -67,6 +70,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The device program could not be set up.
+    #[error(transparent)]
+    Devices(#[from] devices::Error),
+    /// Neither a v1 devices hierarchy nor a v2 hierarchy is mounted.
+    #[error("device access cannot be limited: neither a v1 devices hierarchy nor a v2 hierarchy is mounted")]
+    NoDeviceControl,
     /// A cgroup directory would not go away.
     #[error("cannot remove cgroup {path}")]
     Remove {
@@ -242,8 +251,8 @@ pub const PARENT: &str = "vcbench";
 /// How long removal retries while the kernel still holds a cgroup (exiting tasks).
 const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
 
-/// v1 controllers an instance joins.
-const V1_USED: [&str; 4] = ["memory", "pids", "cpu", "cpuacct"];
+/// v1 controllers an instance joins (devices: for its device list).
+const V1_USED: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "devices"];
 
 /// What an instance's cgroup has counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,6 +423,37 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Lets the processes of the cgroup use only the devices `rules` allow. In v2, a device
+    /// program attached to the cgroup; in v1, `a` written to `devices.deny` and each rule
+    /// to `devices.allow` (before any process joins, so none ever has more); in v1 without
+    /// a devices hierarchy, a device program on a directory of the same name made in the
+    /// unified hierarchy, which the cgroup then includes (device programs apply to v2
+    /// cgroups whatever controllers the hierarchies carry).
+    pub fn restrict_devices(
+        &mut self,
+        layout: &Layout,
+        rules: &[devices::Rule],
+    ) -> Result<(), Error> {
+        if self.unified {
+            return Ok(devices::restrict(&self.dirs[0], rules)?);
+        }
+        if let Some(dir) = self.dirs.iter().find(|d| d.join("devices.deny").exists()) {
+            write(&dir.join("devices.deny"), "a")?;
+            for rule in rules {
+                write(&dir.join("devices.allow"), &rule.v1_line())?;
+            }
+            return Ok(());
+        }
+        let root = layout.unified_mount().ok_or(Error::NoDeviceControl)?;
+        let name = self.dirs[0].file_name().unwrap_or_default().to_owned();
+        let parent = root.join(PARENT);
+        make_dir(&parent, true)?;
+        let dir = parent.join(name);
+        make_dir(&dir, false)?;
+        self.dirs.push(dir.clone());
+        Ok(devices::restrict(&dir, rules)?)
     }
 
     /// Moves process `pid` into the cgroup (every hierarchy of it).

@@ -4,15 +4,17 @@
 //! may only make system calls: no allocation, no locks, no formatting. Everything it needs
 //! (paths, mount arguments, argv, envp) is prepared by the parent as a [`Plan`] of C
 //! strings before the clone, and the child walks that plan: the file system part of it is
-//! the [`MountPlan`] of [`crate::mounts`], executed here one operation at a time. It reports
-//! each phase and the first failure as a fixed-size [`Message`] on a pipe that closes when
-//! exec succeeds.
+//! the [`MountPlan`] of [`crate::mounts`], executed here one operation at a time; the last
+//! steps are dropping privileges and installing the system call filter compiled by
+//! [`crate::seccomp`]. It reports each phase and the first failure as a fixed-size
+//! [`Message`] on a pipe that closes when exec succeeds.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::ptr;
 
 use crate::mounts::{Mount, MountPlan, Op};
+use crate::seccomp::{self, Program};
 
 /// A step of the child's setup, as reported to the parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub enum Step {
     Go = 1,
     /// Becoming root of the new user namespace.
     Identity,
+    /// unshare(2) of the cgroup namespace, now that the cgroup is joined.
+    CgroupNamespace,
     /// Mount propagation made private ([`Op::Propagation`]).
     MakePrivate,
     /// One of the operations assembling the new root: [`Op::Mkdir`], [`Op::Touch`],
@@ -31,10 +35,14 @@ pub enum Step {
     MountsDone,
     /// pivot_root into the new root and detach the old one ([`Op::PivotRoot`]).
     PivotRoot,
-    /// A remount after the pivot ([`Op::Remount`]): the root made read-only.
-    ReadOnly,
-    /// Root switched (a phase).
+    /// Mount attributes set after the pivot ([`Op::SetAttr`]).
+    SetAttr,
+    /// Root switched and its attributes set (a phase).
     PivotDone,
+    /// A kernel path masked or bound to be frozen ([`Op::Protect`]).
+    Protect,
+    /// Every kernel path protected (a phase; right after [`Step::PivotDone`] when none is).
+    PathsMasked,
     /// sethostname.
     Hostname,
     /// Loopback brought up.
@@ -45,6 +53,10 @@ pub enum Step {
     Stdio,
     /// no_new_privs and capabilities dropped.
     Privileges,
+    /// Privileges dropped (a phase).
+    PrivilegesDropped,
+    /// The system call filter installed.
+    Seccomp,
     /// execve.
     Exec,
 }
@@ -56,17 +68,22 @@ impl Step {
         [
             Go,
             Identity,
+            CgroupNamespace,
             MakePrivate,
             Mount,
             MountsDone,
             PivotRoot,
-            ReadOnly,
+            SetAttr,
             PivotDone,
+            Protect,
+            PathsMasked,
             Hostname,
             Loopback,
             Cwd,
             Stdio,
             Privileges,
+            PrivilegesDropped,
+            Seccomp,
             Exec,
         ]
         .into_iter()
@@ -78,17 +95,22 @@ impl Step {
         match self {
             Step::Go => "waiting for the parent",
             Step::Identity => "becoming root of the user namespace",
+            Step::CgroupNamespace => "entering a cgroup namespace of its own",
             Step::MakePrivate => "making mount propagation private",
             Step::Mount => "mounting",
             Step::MountsDone => "mounts_done",
             Step::PivotRoot => "pivot_root",
-            Step::ReadOnly => "remounting the root read-only",
+            Step::SetAttr => "setting mount attributes",
             Step::PivotDone => "pivot_root_done",
+            Step::Protect => "protecting kernel paths",
+            Step::PathsMasked => "paths_masked",
             Step::Hostname => "setting the hostname",
             Step::Loopback => "bringing loopback up",
             Step::Cwd => "changing to the working directory",
             Step::Stdio => "setting up standard streams",
             Step::Privileges => "dropping privileges",
+            Step::PrivilegesDropped => "privileges_dropped",
+            Step::Seccomp => "installing the system call filter",
             Step::Exec => "exec",
         }
     }
@@ -138,9 +160,10 @@ impl Message {
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub struct Plan {
-    /// Every file system operation, in order, pivot_root and the remounts after it
-    /// included.
+    /// Every file system operation, in order, pivot_root and what follows it included.
     pub mounts: MountPlan,
+    /// unshare(2) a cgroup namespace after the go (the cgroup is joined by then).
+    pub cgroup_namespace: bool,
     /// Hostname to set, with a UTS namespace.
     pub hostname: Option<CString>,
     /// Bring loopback up (with a network namespace).
@@ -165,6 +188,8 @@ pub struct Plan {
     pub stdio: [RawFd; 3],
     /// Switch to uid and gid 0 of the new user namespace once its maps are written.
     pub become_root: bool,
+    /// The system call filter's programs, installed in order just before execve.
+    pub seccomp: Vec<Program>,
 }
 
 /// Message from a [`Step`]: phase or failure.
@@ -230,15 +255,35 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         let uid = unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) };
         check(i32::try_from(uid).unwrap_or(-1), Step::Identity);
     }
+    if plan.cgroup_namespace {
+        // The parent has moved this process into its cgroup before the go: that cgroup
+        // becomes the namespace's root.
+        // SAFETY: unshare with a flag argument only.
+        check(
+            unsafe { libc::unshare(libc::CLONE_NEWCGROUP) },
+            Step::CgroupNamespace,
+        );
+    }
+    let mut protecting = false;
     for (i, op) in plan.mounts.ops.iter().enumerate() {
-        if matches!(op, Op::PivotRoot(_)) {
-            send(status, Step::MountsDone, 0, 0);
+        match op {
+            Op::PivotRoot(_) => {
+                send(status, Step::MountsDone, 0, 0);
+            }
+            Op::Protect(_) if !protecting => {
+                protecting = true;
+                send(status, Step::PivotDone, 0, 0);
+            }
+            _ => {}
         }
         if apply(op) < 0 {
             fail(step_of(op), u32::try_from(i).unwrap_or(u32::MAX));
         }
     }
-    send(status, Step::PivotDone, 0, 0);
+    if !protecting {
+        send(status, Step::PivotDone, 0, 0);
+    }
+    send(status, Step::PathsMasked, 0, 0);
 
     if let Some(name) = &plan.hostname {
         // SAFETY: `name` is valid for its length.
@@ -281,6 +326,15 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
     // program dies with the runtime even if the runtime is killed with SIGKILL.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    send(status, Step::PrivilegesDropped, 0, 0);
+
+    // The filter last: everything above may use calls it refuses. It allows the write of
+    // the last message and execve.
+    for program in &plan.seccomp {
+        if seccomp::install(program) < 0 {
+            fail(Step::Seccomp, 0);
+        }
+    }
     // The last phase: execve is called now. (The pipe closing on success is read by a
     // parent that may be scheduled late, so its own stamp would be no measure.) A parent
     // that died before the signal was armed again no longer reads the pipe: then end here.
@@ -306,7 +360,8 @@ fn step_of(op: &Op) -> Step {
         Op::Propagation(_) => Step::MakePrivate,
         Op::Mkdir(_) | Op::Touch(_) | Op::Symlink { .. } | Op::Mount(_) => Step::Mount,
         Op::PivotRoot(_) => Step::PivotRoot,
-        Op::Remount(_) => Step::ReadOnly,
+        Op::SetAttr { .. } => Step::SetAttr,
+        Op::Protect(_) => Step::Protect,
     }
 }
 
@@ -329,7 +384,12 @@ fn mount(m: &Mount) -> libc::c_int {
 /// with errno set by the call that failed.
 fn apply(op: &Op) -> libc::c_int {
     match op {
-        Op::Propagation(m) | Op::Mount(m) | Op::Remount(m) => mount(m),
+        Op::Propagation(m) | Op::Mount(m) | Op::Protect(m) => mount(m),
+        Op::SetAttr {
+            path,
+            set,
+            recursive,
+        } => set_attr(path, *set, *recursive),
         // SAFETY: a valid C string path.
         Op::Mkdir(path) => match unsafe { libc::mkdir(path.as_ptr(), 0o755) } {
             rc if rc < 0 && errno() == libc::EEXIST => 0,
@@ -356,6 +416,43 @@ fn apply(op: &Op) -> libc::c_int {
         }
         Op::PivotRoot(new_root) => pivot_root(new_root),
     }
+}
+
+/// `struct mount_attr` of mount_setattr(2), its first version.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `AT_RECURSIVE`: mount_setattr(2) acts on every mount under the path too.
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// mount_setattr(2): sets the attributes `set` on the mount at `path` (and every mount
+/// under it when `recursive`), leaving the others as they are.
+fn set_attr(path: &CString, set: u64, recursive: bool) -> libc::c_int {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: a valid C string path and a `struct mount_attr` of the size passed, both
+    // alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            std::ptr::from_ref(&attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    libc::c_int::try_from(rc).unwrap_or(-1)
 }
 
 /// Makes `new_root` the root: pivot_root(".", ".") stacks the old root under the new one;
@@ -408,20 +505,27 @@ fn loopback_up() -> libc::c_int {
 }
 
 /// Linux capability ABI version 3 (64-bit sets as two 32-bit halves).
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+pub const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
+/// `struct __user_cap_header_struct` of capget(2) and capset(2).
 #[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
+pub struct CapHeader {
+    /// The ABI version.
+    pub version: u32,
+    /// The process (0: the caller).
+    pub pid: libc::c_int,
 }
 
+/// `struct __user_cap_data_struct`: 32 capabilities of each set.
 #[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
+#[derive(Clone, Copy, Default)]
+pub struct CapData {
+    /// Effective.
+    pub effective: u32,
+    /// Permitted.
+    pub permitted: u32,
+    /// Inheritable.
+    pub inheritable: u32,
 }
 
 /// Sets no_new_privs, clears ambient capabilities, drops every capability outside `keep`
@@ -490,12 +594,12 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
-        for n in 1..=14 {
+        for n in 1..=19 {
             let step = Step::from_u32(n).unwrap();
             assert_eq!(step as u32, n);
             assert!(!step.name().is_empty());
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(15), None);
+        assert_eq!(Step::from_u32(20), None);
     }
 }

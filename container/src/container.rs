@@ -1,16 +1,20 @@
 //! Starting, watching and tearing down one container.
 //!
 //! The recipe, each step stamped on `CLOCK_MONOTONIC`:
-//! 1. validate the [`Spec`] and prepare the child's plan (`prepared`), create the cgroup
-//!    with its limits (`cgroup_created`);
-//! 2. clone(2) with every namespace flag at once (`cloned`); the child waits;
+//! 1. validate the [`Spec`] and prepare the child's plan (`prepared`: the mount plan, the
+//!    compiled system call filter), create the cgroup with its limits (`cgroup_created`)
+//!    and its device list (`devices_restricted`);
+//! 2. clone(2) with every namespace flag at once but the cgroup namespace's (`cloned`);
+//!    the child waits;
 //! 3. the parent writes the user namespace's ID maps (`idmaps_written`) and moves the
 //!    child into the cgroup (`cgroup_attached`), then says go;
-//! 4. the child walks its [`MountPlan`](crate::mounts::MountPlan): makes mounts private,
-//!    assembles the root (`mounts_done`), pivots into it and remounts what the plan says
-//!    (`pivot_root_done`); then it sets hostname and loopback, drops privileges and calls
-//!    execve (`exec`, stamped by the child); the status pipe closing on exec says it
-//!    succeeded.
+//! 4. the child unshares its cgroup namespace (rooted at the cgroup it is now in) and walks
+//!    its [`MountPlan`](crate::mounts::MountPlan): makes mounts private, assembles the root
+//!    (`mounts_done`), pivots into it and sets the attributes of what it bound
+//!    (`pivot_root_done`), then protects the kernel paths (`paths_masked`); it sets
+//!    hostname and loopback and drops privileges (`privileges_dropped`), installs the
+//!    system call filter and calls execve (`exec`, stamped by the child); the status pipe
+//!    closing on exec says it succeeded.
 //!
 //! Teardown kills the whole PID namespace (its init) and everything in the cgroup, reaps,
 //! removes the cgroup and any overlay state. Mounts live only in the container's mount
@@ -25,14 +29,17 @@ use std::time::Instant;
 
 use crate::cgroup::{self, Cgroup, Layout};
 use crate::child::{self, Message, Plan, Step, MESSAGE_LEN};
-use crate::mounts::{self, Host};
+use crate::devices;
+use crate::mounts::{self, Host, KernelPath};
 use crate::process::{Child, Reaped};
-use crate::spec::{self, Spec};
+use crate::seccomp::{self, Program, Seccomp};
+use crate::spec::{self, Capabilities, Spec};
 
-/// Capabilities a container keeps (the usual runtime default, without `NET_RAW`):
-/// CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE,
-/// SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-pub const DEFAULT_CAPS: [u32; 13] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 27, 29, 31];
+/// Capabilities a container keeps (the usual runtime default, without `NET_RAW` and
+/// `MKNOD`: nothing in a container needs to make a device node, and the device cgroup
+/// refuses all but the bound ones anyway): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+/// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, AUDIT_WRITE, SETFCAP.
+pub const DEFAULT_CAPS: [u32; 12] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 29, 31];
 
 /// Where a root-run container's user namespace maps its IDs when none are delegated.
 const ROOT_ID_BASE: u32 = 100_000;
@@ -51,6 +58,9 @@ pub enum Error {
     /// No mount plan could be made for the specification.
     #[error(transparent)]
     Mounts(#[from] mounts::Error),
+    /// The system call filter could not be built.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
     /// A system call in the parent failed.
     #[error("{what}")]
     Sys {
@@ -172,8 +182,13 @@ impl Container {
 
         phases.push(("prepared", monotonic_ns()));
         let cgroup = if spec.cgroup || spec.limits.any() {
-            let cgroup = Cgroup::create(Layout::cached()?, &name, &spec.limits)?;
+            let layout = Layout::cached()?;
+            let mut cgroup = Cgroup::create(layout, &name, &spec.limits)?;
             phases.push(("cgroup_created", monotonic_ns()));
+            if spec.restrict_devices {
+                cgroup.restrict_devices(layout, &devices::ALLOWED)?;
+                phases.push(("devices_restricted", monotonic_ns()));
+            }
             Some(cgroup)
         } else {
             None
@@ -181,7 +196,8 @@ impl Container {
 
         let (go_read, go_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
-        let flags = spec.namespaces.clone_flags();
+        // The cgroup namespace is the child's to make, once it is in its cgroup.
+        let flags = spec.namespaces.clone_flags() & !libc::CLONE_NEWCGROUP;
         // SAFETY: in the child, only `child::run` runs: system calls on data prepared
         // above, ending in execve or _exit.
         let pid = unsafe { crate::process::clone_fork(flags) }.map_err(|source| Error::Clone {
@@ -218,12 +234,15 @@ impl Container {
                     let step = Step::from_u32(m.step).unwrap_or(Step::Exec);
                     if m.errno != 0 {
                         let what = match step {
-                            Step::MakePrivate | Step::Mount | Step::PivotRoot | Step::ReadOnly => {
-                                plan.mounts
-                                    .ops
-                                    .get(usize::try_from(m.op).unwrap_or(usize::MAX))
-                                    .map_or_else(|| step.name().to_owned(), |op| op.describe())
-                            }
+                            Step::MakePrivate
+                            | Step::Mount
+                            | Step::PivotRoot
+                            | Step::SetAttr
+                            | Step::Protect => plan
+                                .mounts
+                                .ops
+                                .get(usize::try_from(m.op).unwrap_or(usize::MAX))
+                                .map_or_else(|| step.name().to_owned(), |op| op.describe()),
                             Step::Exec => format!("executing {}", spec.args[0]),
                             other => other.name().to_owned(),
                         };
@@ -423,6 +442,42 @@ fn last_cap() -> u32 {
     })
 }
 
+/// The capabilities this process holds (its permitted set), as a bit mask.
+fn own_caps() -> u64 {
+    let mut header = child::CapHeader {
+        version: child::CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [child::CapData::default(); 2];
+    // SAFETY: a valid v3 header and room for the two data structs capget(2) fills.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::from(data[0].permitted) | u64::from(data[1].permitted) << 32
+}
+
+/// The kernel paths the host has (read once per process: the kernel does not change).
+fn kernel_paths() -> &'static [KernelPath] {
+    static PRESENT: std::sync::OnceLock<Vec<KernelPath>> = std::sync::OnceLock::new();
+    PRESENT.get_or_init(KernelPath::present)
+}
+
+/// The compiled programs of a filter (the default one compiled once per process).
+fn filter(seccomp: Seccomp) -> Result<Vec<Program>, Error> {
+    static DEFAULT: std::sync::OnceLock<Vec<Program>> = std::sync::OnceLock::new();
+    match seccomp {
+        Seccomp::Default => {
+            if let Some(programs) = DEFAULT.get() {
+                return Ok(programs.clone());
+            }
+            let programs = seccomp.compile()?;
+            Ok(DEFAULT.get_or_init(|| programs).clone())
+        }
+        Seccomp::Off => Ok(seccomp.compile()?),
+    }
+}
+
 /// Prepares everything the child needs, before the clone.
 fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, Error> {
     let ns = spec.namespaces;
@@ -430,6 +485,7 @@ fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, E
         rootfs: std::fs::canonicalize(&spec.rootfs)
             .map_err(sys(format!("resolve {}", spec.rootfs.display())))?,
         state: state.map(Path::to_path_buf),
+        kernel_paths: kernel_paths().to_vec(),
     };
     let mounts = mounts::plan(spec, &host)?;
 
@@ -452,15 +508,20 @@ fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, E
     };
     let argv = pointers(0..spec.args.len());
     let envp = pointers(spec.args.len()..strings.len());
+    let keep_caps = match spec.capabilities {
+        Capabilities::Default => DEFAULT_CAPS.iter().fold(0u64, |m, c| m | 1 << c),
+        Capabilities::All => own_caps(),
+    };
     Ok(Plan {
         mounts,
+        cgroup_namespace: ns.cgroup,
         hostname: ns
             .uts
             .then(|| cstring("the hostname", spec.hostname.as_str()))
             .transpose()?,
         loopback: ns.net,
         cwd: path_c(&spec.cwd)?,
-        keep_caps: DEFAULT_CAPS.iter().fold(0u64, |m, c| m | 1 << c),
+        keep_caps,
         last_cap: last_cap(),
         program: cstring("the program", spec.args[0].as_str())?,
         argv,
@@ -468,5 +529,6 @@ fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, E
         strings,
         stdio,
         become_root: ns.user,
+        seccomp: filter(spec.seccomp)?,
     })
 }

@@ -1,19 +1,33 @@
 //! The container's mount plan: what is mounted where, in which order, with which flags.
 //!
 //! [`plan`] is a pure function from a [`Spec`] and the [`Host`] facts it depends on (the
-//! resolved root file system, the instance's overlay state directory) to a [`MountPlan`]:
-//! every file system operation the child performs between clone(2) and execve(2), in
-//! order, from making mount propagation private to the remounts after pivot_root. It
-//! touches no file system, so the plan can be checked as data without root. The child
-//! walks the plan one [`Op`] at a time, each a single system call except
-//! [`Op::PivotRoot`], a fixed sequence of four.
+//! resolved root file system, the instance's overlay state directory, which of the kernel's
+//! sensitive paths exist) to a [`MountPlan`]: every file system operation the child
+//! performs between clone(2) and execve(2), in order, from making mount propagation private
+//! to the last mount attribute set after pivot_root. It touches no file system, so the plan
+//! can be checked as data without root. The child walks the plan one [`Op`] at a time, each
+//! a single system call except [`Op::PivotRoot`], a fixed sequence of four.
 //!
 //! What the plan depends on: the root file system (bound onto itself, or the lower layer
 //! of an overlay when [`Spec::overlay`] is set); the PID namespace (a fresh proc, or the
-//! host's bound); the user and network namespaces (a fresh sysfs, or the host's bound
-//! where a user namespace without its own network may not mount one); [`Spec::tmp`] (a
-//! tmpfs or a host directory at `/tmp`); and [`Spec::readonly_rootfs`] (a remount after
-//! the pivot). Nothing depends on the cgroup layout: no cgroup file system is mounted.
+//! host's bound); the user and network namespaces (a fresh sysfs, or the host's bound,
+//! made read-only after the pivot, where a user namespace without its own network may not
+//! mount one); [`Spec::tmp`] (a tmpfs, or a host directory made nosuid and nodev, at
+//! `/tmp`); [`Spec::readonly_rootfs`] (the root made read-only after the pivot; it is nodev
+//! either way); and [`Spec::protect_kernel_paths`]: the paths of [`READONLY_PATHS`] bound
+//! onto themselves and made read-only, nosuid, nodev and noexec with every mount under
+//! them, and those of [`MASKED_PATHS`] hidden (`/dev/null` bound over a file, an empty
+//! read-only tmpfs over a directory), as the OCI runtime's defaults do; paths the host's
+//! kernel does not have are skipped. Nothing depends on the cgroup layout: no cgroup file
+//! system is mounted.
+//!
+//! Every mount the container gets is nodev but `/dev`, where the bound device nodes must
+//! open (the nodes the device cgroup allows; without `CAP_MKNOD` no other can be made),
+//! and `/dev/pts`, whose terminals are device nodes.
+//!
+//! Mount attributes are changed with mount_setattr(2) (Linux 5.12), not a remount: it can
+//! reach every mount under a path, and it sets only the attributes asked for, so it never
+//! clears one that the host locked on a mount a user namespace received.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -22,7 +36,47 @@ use std::path::{Path, PathBuf};
 use crate::spec::Spec;
 
 /// Devices bound from the host into the container's /dev.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Kernel paths every container gets read-only (the OCI runtime specification's defaults):
+/// they change host-wide kernel settings (`/proc/sys`), act on the host
+/// (`/proc/sysrq-trigger`) or configure its interrupts, buses and file systems.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Kernel paths every container gets masked (the OCI runtime specification's and Docker's
+/// defaults): the host's memory (`/proc/kcore`), keys, timers and scheduler internals,
+/// firmware tables, sound cards, and the power meters that leak what other programs compute.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// `MOUNT_ATTR_RDONLY` of mount_setattr(2): read-only.
+pub const ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR_NOSUID`: set-user-ID bits ignored.
+pub const ATTR_NOSUID: u64 = 0x2;
+/// `MOUNT_ATTR_NODEV`: device nodes do not open.
+pub const ATTR_NODEV: u64 = 0x4;
+/// `MOUNT_ATTR_NOEXEC`: nothing executes.
+pub const ATTR_NOEXEC: u64 = 0x8;
+
+/// Read-only, nosuid, nodev and noexec: what a frozen kernel path gets.
+const FROZEN: u64 = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
 
 /// Errors building a plan: input it cannot be built from.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +108,37 @@ pub struct Host {
     /// the overlay's tmpfs goes) and `merged` (the overlay itself, the new root). Needed
     /// when [`Spec::overlay`] is set and unused otherwise.
     pub state: Option<PathBuf>,
+    /// Which paths of [`READONLY_PATHS`] and [`MASKED_PATHS`] the host's kernel has
+    /// ([`KernelPath::present`]): the container's proc and sysfs show the same kernel.
+    pub kernel_paths: Vec<KernelPath>,
+}
+
+/// A path of [`READONLY_PATHS`] or [`MASKED_PATHS`] that exists on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelPath {
+    /// The path.
+    pub path: &'static str,
+    /// Whether it is a directory (masked with a tmpfs) rather than a file (masked with
+    /// `/dev/null`).
+    pub dir: bool,
+}
+
+impl KernelPath {
+    /// The paths of [`READONLY_PATHS`] and [`MASKED_PATHS`] that exist here, as the calling
+    /// process sees them.
+    pub fn present() -> Vec<KernelPath> {
+        READONLY_PATHS
+            .iter()
+            .chain(&MASKED_PATHS)
+            .filter_map(|path| {
+                let meta = std::fs::symlink_metadata(path).ok()?;
+                (!meta.file_type().is_symlink()).then_some(KernelPath {
+                    path,
+                    dir: meta.is_dir(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// The five arguments of one mount(2) call.
@@ -102,15 +187,27 @@ pub enum Op {
         /// The link created.
         link: CString,
     },
-    /// mount(2) before the pivot: a file system, a bind or a remount.
+    /// mount(2) before the pivot: a file system or a bind.
     Mount(Mount),
     /// Make this directory `/`: chdir(2) into it, pivot_root(".", ".") (which stacks the
     /// old root on the new one), umount2(".", `MNT_DETACH`) (which detaches the old root)
     /// and chdir("/"). Everything before it has assembled the new root.
     PivotRoot(CString),
-    /// mount(2) after the pivot, with `MS_REMOUNT`: changes the flags of a mount by its
-    /// path inside the container.
-    Remount(Mount),
+    /// mount_setattr(2) after the pivot: sets the attributes `set` (`ATTR_*`) on the mount
+    /// at `path` (inside the container), and on every mount under it when `recursive`.
+    /// Attributes not named are left as they are.
+    SetAttr {
+        /// The mount, by its path inside the container.
+        path: CString,
+        /// The `MOUNT_ATTR_*` bits to set.
+        set: u64,
+        /// Whether the mounts under it get them too (`AT_RECURSIVE`).
+        recursive: bool,
+    },
+    /// mount(2) after the pivot that protects a kernel path (inside paths): binds it onto
+    /// itself (for a [`Op::SetAttr`] to freeze it alone), binds `/dev/null` over a file, or
+    /// mounts an empty read-only tmpfs over a directory.
+    Protect(Mount),
 }
 
 impl Op {
@@ -118,8 +215,8 @@ impl Op {
     /// created, the new root.
     pub fn path(&self) -> &Path {
         match self {
-            Op::Propagation(m) | Op::Mount(m) | Op::Remount(m) => m.target(),
-            Op::Mkdir(p) | Op::Touch(p) | Op::PivotRoot(p) => path(p),
+            Op::Propagation(m) | Op::Mount(m) | Op::Protect(m) => m.target(),
+            Op::Mkdir(p) | Op::Touch(p) | Op::PivotRoot(p) | Op::SetAttr { path: p, .. } => path(p),
             Op::Symlink { link, .. } => path(link),
         }
     }
@@ -127,7 +224,7 @@ impl Op {
     /// The mount(2) call, where the operation is one.
     pub fn mount(&self) -> Option<&Mount> {
         match self {
-            Op::Propagation(m) | Op::Mount(m) | Op::Remount(m) => Some(m),
+            Op::Propagation(m) | Op::Mount(m) | Op::Protect(m) => Some(m),
             _ => None,
         }
     }
@@ -154,22 +251,45 @@ impl Op {
                 data.as_deref().map_or(String::new(), s),
             ),
             Op::PivotRoot(_) => "pivot_root".to_owned(),
-            Op::Remount(m) => {
-                let what = match m.target.as_bytes() {
+            Op::SetAttr {
+                path,
+                set,
+                recursive,
+            } => {
+                let what = match path.as_bytes() {
                     b"/" => "the root".to_owned(),
-                    _ => s(&m.target),
+                    _ => s(path),
                 };
-                match m.has(libc::MS_RDONLY) {
-                    true => format!("remounting {what} read-only"),
-                    false => format!("remounting {what} with flags {:#x}", m.flags),
-                }
+                let names: Vec<&str> = [
+                    (ATTR_RDONLY, "read-only"),
+                    (ATTR_NOSUID, "nosuid"),
+                    (ATTR_NODEV, "nodev"),
+                    (ATTR_NOEXEC, "noexec"),
+                ]
+                .into_iter()
+                .filter_map(|(bit, name)| (set & bit != 0).then_some(name))
+                .collect();
+                let under = match recursive {
+                    true => ", with every mount under it",
+                    false => "",
+                };
+                format!("making {what} {}{under}", names.join(", "))
             }
+            Op::Protect(m) => match (m.source.as_deref(), m.fstype.as_deref()) {
+                (Some(source), None) if source == m.target.as_c_str() => {
+                    format!("binding {} onto itself", s(&m.target))
+                }
+                (Some(source), None) => format!("masking {} with {}", s(&m.target), s(source)),
+                _ => format!("masking {} with an empty read-only tmpfs", s(&m.target)),
+            },
         }
     }
 }
 
 /// Every file system operation of a container's setup, in the order the child performs
-/// them. Exactly one [`Op::PivotRoot`]; the first operation makes propagation private.
+/// them. Exactly one [`Op::PivotRoot`]; the first operation makes propagation private;
+/// after the pivot, the attributes of the new root and the mounts bound from the host, then
+/// the kernel paths' protection (from the first [`Op::Protect`] on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountPlan {
     /// The operations, in order.
@@ -307,15 +427,17 @@ pub fn plan(spec: &Spec, host: &Host) -> Result<MountPlan, Error> {
             None,
         )?
     } else {
-        // A user namespace may mount sysfs only with a network namespace of its own.
+        // A user namespace may mount sysfs only with a network namespace of its own. A
+        // bind ignores every flag but MS_REC: it is made read-only after the pivot.
         mount(
             Some("/sys"),
             &inside("sys"),
             None,
-            libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY,
+            libc::MS_BIND | libc::MS_REC,
             None,
         )?
     }));
+    let sys_bound = ns.user && !ns.net;
     ops.push(Op::Mkdir(path_c(&inside("dev"))?));
     ops.push(Op::Mount(mount(
         Some("tmpfs"),
@@ -374,16 +496,60 @@ pub fn plan(spec: &Spec, host: &Host) -> Result<MountPlan, Error> {
     }));
 
     ops.push(Op::PivotRoot(path_c(&root)?));
-    if spec.readonly_rootfs {
-        ops.push(Op::Remount(Mount {
-            source: None,
-            target: c"/".to_owned(),
-            fstype: None,
-            flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-            data: None,
-        }));
+    // The root never honours device nodes (the image's own, or ones made in it), and is
+    // read-only when asked; the mounts under it keep their own attributes.
+    let root_attrs = ATTR_NODEV | if spec.readonly_rootfs { ATTR_RDONLY } else { 0 };
+    ops.push(set_attr("/", root_attrs, false));
+    if sys_bound {
+        ops.push(set_attr("/sys", FROZEN, true));
+    }
+    if spec.tmp.is_some() {
+        ops.push(set_attr("/tmp", ATTR_NOSUID | ATTR_NODEV, false));
+    }
+    if spec.protect_kernel_paths {
+        protect_kernel_paths(&host.kernel_paths, &mut ops)?;
     }
     Ok(MountPlan { ops })
+}
+
+fn set_attr(path: &'static str, set: u64, recursive: bool) -> Op {
+    Op::SetAttr {
+        path: CString::new(path).unwrap_or_default(),
+        set,
+        recursive,
+    }
+}
+
+/// The read-only paths bound onto themselves and frozen with every mount under them
+/// (binfmt_misc under a bound host /proc/sys, say), then the masks; only paths the host
+/// has.
+fn protect_kernel_paths(present: &[KernelPath], ops: &mut Vec<Op>) -> Result<(), Error> {
+    let has = |path: &str| present.iter().find(|k| k.path == path);
+    for path in READONLY_PATHS.iter().filter(|p| has(p).is_some()) {
+        ops.push(Op::Protect(mount(
+            Some(path),
+            Path::new(path),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?));
+        ops.push(set_attr(path, FROZEN, true));
+    }
+    for kernel in MASKED_PATHS.iter().filter_map(|p| has(p)) {
+        let target = Path::new(kernel.path);
+        ops.push(Op::Protect(if kernel.dir {
+            mount(
+                Some("tmpfs"),
+                target,
+                Some("tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some("size=4k,mode=0555"),
+            )?
+        } else {
+            mount(Some("/dev/null"), target, None, libc::MS_BIND, None)?
+        }));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -400,11 +566,81 @@ mod tests {
         spec
     }
 
+    /// The kernel paths of the hosts in these tests: some of each list, files and
+    /// directories (a kernel without sysrq, latency statistics or powercap, say).
+    fn kernel() -> Vec<KernelPath> {
+        let file = |path| KernelPath { path, dir: false };
+        let dir = |path| KernelPath { path, dir: true };
+        vec![
+            dir("/proc/bus"),
+            dir("/proc/fs"),
+            dir("/proc/irq"),
+            dir("/proc/sys"),
+            dir("/proc/acpi"),
+            file("/proc/kcore"),
+            file("/proc/keys"),
+            file("/proc/timer_list"),
+            dir("/sys/firmware"),
+        ]
+    }
+
     fn host() -> Host {
         Host {
             rootfs: PathBuf::from(ROOTFS),
             state: None,
+            kernel_paths: kernel(),
         }
+    }
+
+    /// What a default spec's plan ends with after the pivot on [`host`]: the root made
+    /// nodev, then the kernel paths of [`kernel`] protected.
+    fn after_pivot(root: u64) -> Vec<Op> {
+        let frozen = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
+        let mut ops = vec![Op::SetAttr {
+            path: c("/"),
+            set: root,
+            recursive: false,
+        }];
+        for path in ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"] {
+            ops.push(Op::Protect(Mount {
+                source: Some(c(path)),
+                target: c(path),
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            }));
+            ops.push(Op::SetAttr {
+                path: c(path),
+                set: frozen,
+                recursive: true,
+            });
+        }
+        for (path, dir) in [
+            ("/proc/acpi", true),
+            ("/proc/kcore", false),
+            ("/proc/keys", false),
+            ("/proc/timer_list", false),
+            ("/sys/firmware", true),
+        ] {
+            ops.push(Op::Protect(if dir {
+                Mount {
+                    source: Some(c("tmpfs")),
+                    target: c(path),
+                    fstype: Some(c("tmpfs")),
+                    flags: libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
+                    data: Some(c("size=4k,mode=0555")),
+                }
+            } else {
+                Mount {
+                    source: Some(c("/dev/null")),
+                    target: c(path),
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                }
+            }));
+        }
+        ops
     }
 
     fn planned(spec: &Spec) -> MountPlan {
@@ -468,7 +704,10 @@ mod tests {
             spec.readonly_rootfs = on(3);
             spec.overlay = on(4);
             spec.tmp = on(5).then(|| PathBuf::from("/var/tmp/bench"));
-            specs.push(spec);
+            for protect in [true, false] {
+                spec.protect_kernel_paths = protect;
+                specs.push(spec.clone());
+            }
         }
         specs
     }
@@ -560,6 +799,7 @@ mod tests {
             Some("mode=1777"),
         ));
         expected.push(Op::PivotRoot(c(ROOTFS)));
+        expected.extend(after_pivot(ATTR_NODEV));
         assert_eq!(plan.ops, expected);
         assert_eq!(plan.new_root(), Some(Path::new(ROOTFS)));
     }
@@ -613,14 +853,22 @@ mod tests {
                 ..Namespaces::ALL
             }));
             let mount = mount_at(&plan, &sys);
-            assert!(mount.has(libc::MS_RDONLY), "{mount:?}");
+            let frozen_after_pivot = plan.ops[pivot(&plan)..].contains(&Op::SetAttr {
+                path: c("/sys"),
+                set: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+                recursive: true,
+            });
             if bound {
+                // A bind ignores MS_RDONLY: the whole tree is made read-only after the
+                // pivot instead.
                 assert_eq!(mount.source.as_deref(), Some(c"/sys"));
                 assert_eq!(mount.fstype, None);
-                assert_eq!(mount.flags, libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY);
+                assert_eq!(mount.flags, libc::MS_BIND | libc::MS_REC);
+                assert!(frozen_after_pivot, "{plan:#?}");
             } else {
                 assert_eq!(mount.fstype.as_deref(), Some(c"sysfs"));
                 assert_eq!(mount.flags, NOSUID | NODEV | NOEXEC | libc::MS_RDONLY);
+                assert!(!frozen_after_pivot, "{plan:#?}");
             }
         }
         // As root, a network namespace switched off changes nothing.
@@ -632,27 +880,70 @@ mod tests {
     }
 
     #[test]
-    fn a_readonly_root_is_remounted_after_the_pivot() {
+    fn the_root_is_nodev_and_read_only_when_asked_after_the_pivot() {
         let mut readonly = spec(Namespaces::ROOTFUL);
         readonly.readonly_rootfs = true;
         let plan = planned(&readonly);
-        let last = plan.ops.last().unwrap();
+        let at = pivot(&plan);
+        let root = Op::SetAttr {
+            path: c("/"),
+            set: ATTR_RDONLY | ATTR_NODEV,
+            recursive: false,
+        };
+        assert_eq!(plan.ops[at + 1], root);
+        assert_eq!(root.describe(), "making the root read-only, nodev");
+        // Otherwise the plan is the writable one, whose root is nodev only.
+        let writable = planned(&spec(Namespaces::ROOTFUL));
+        assert_eq!(plan.ops[..=at], writable.ops[..=at]);
+        assert_eq!(plan.ops[at + 2..], writable.ops[at + 2..]);
         assert_eq!(
-            last,
-            &Op::Remount(Mount {
-                source: None,
-                target: c("/"),
-                fstype: None,
-                flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-                data: None,
+            writable.ops[at + 1],
+            Op::SetAttr {
+                path: c("/"),
+                set: ATTR_NODEV,
+                recursive: false,
+            }
+        );
+    }
+
+    #[test]
+    fn kernel_paths_are_protected_only_where_the_host_has_them() {
+        // The full protection of the test host is checked in the rootful default above;
+        // here a host with other paths, and the switch.
+        let mut spec = spec(Namespaces::ROOTFUL);
+        let bare = Host {
+            kernel_paths: vec![KernelPath {
+                path: "/proc/sysrq-trigger",
+                dir: false,
+            }],
+            ..host()
+        };
+        let plan = plan(&spec, &bare).unwrap();
+        let protected: Vec<&Op> = plan
+            .ops
+            .iter()
+            .skip_while(|op| !matches!(op, Op::Protect(_)))
+            .collect();
+        assert_eq!(
+            protected.iter().map(|op| op.describe()).collect::<Vec<_>>(),
+            [
+                "binding /proc/sysrq-trigger onto itself",
+                "making /proc/sysrq-trigger read-only, nosuid, nodev, noexec, with every \
+                 mount under it",
+            ]
+        );
+        // Switched off, nothing is protected whatever the host has.
+        spec.protect_kernel_paths = false;
+        let off = super::plan(&spec, &host()).unwrap();
+        assert!(!off.ops.iter().any(|op| matches!(op, Op::Protect(_))));
+        assert_eq!(
+            off.ops.last(),
+            Some(&Op::SetAttr {
+                path: c("/"),
+                set: ATTR_NODEV,
+                recursive: false
             })
         );
-        assert_eq!(pivot(&plan), plan.ops.len() - 2);
-        assert_eq!(last.describe(), "remounting the root read-only");
-        // Otherwise the plan is the writable one, and that has no remount.
-        let writable = planned(&spec(Namespaces::ROOTFUL));
-        assert_eq!(plan.ops[..plan.ops.len() - 1], writable.ops[..]);
-        assert!(!writable.ops.iter().any(|op| matches!(op, Op::Remount(_))));
     }
 
     #[test]
@@ -705,6 +996,12 @@ mod tests {
         let tmp = mount_at(&plan, &format!("{ROOTFS}/tmp"));
         assert_eq!(tmp.source.as_deref(), Some(c"/var/tmp/bench"));
         assert_eq!((tmp.fstype.as_deref(), tmp.flags), (None, libc::MS_BIND));
+        // The bind keeps the host's flags: it is made nosuid and nodev after the pivot.
+        assert!(plan.ops[pivot(&plan)..].contains(&Op::SetAttr {
+            path: c("/tmp"),
+            set: ATTR_NOSUID | ATTR_NODEV,
+            recursive: false,
+        }));
         assert!(!plan
             .ops
             .iter()
@@ -734,7 +1031,8 @@ mod tests {
                 1,
                 "{why}"
             );
-            // One pivot, and after it nothing but remounts by inside paths.
+            // One pivot, and after it nothing but attributes and the kernel paths'
+            // protection, by inside paths; those only after it.
             let at = pivot(&plan);
             assert_eq!(
                 ops.iter()
@@ -743,13 +1041,12 @@ mod tests {
                 1,
                 "{why}"
             );
+            let after = |op: &Op| matches!(op, Op::SetAttr { .. } | Op::Protect(_));
             for op in &ops[at + 1..] {
-                let Op::Remount(m) = op else {
-                    panic!("{op:?} after the pivot: {why}");
-                };
-                assert!(m.has(libc::MS_REMOUNT) && m.target().is_absolute(), "{why}");
+                assert!(after(op) && op.path().is_absolute(), "{op:?}: {why}");
             }
-            assert!(ops[..at].iter().all(|op| !matches!(op, Op::Remount(_))));
+            assert!(!ops[..at].iter().any(after), "{why}");
+            check_after_pivot(&spec, &ops[at + 1..], &why);
             // The new root is mounted (a bind or the overlay) before anything under it, and
             // every other operation before the pivot is under it, or assembles the overlay
             // in the state directory before it.
@@ -818,12 +1115,43 @@ mod tests {
                     "{why}"
                 );
             }
-            // A read-only root is remounted once it is `/`, and only then.
-            let remounts: Vec<&Op> = ops
-                .iter()
-                .filter(|op| matches!(op, Op::Remount(_)))
-                .collect();
-            assert_eq!(remounts.len(), usize::from(spec.readonly_rootfs), "{why}");
+        }
+    }
+
+    /// What follows the pivot, in order: the root's attributes (nodev, read-only when
+    /// asked); the bound host /sys and /tmp made read-only and nosuid, nodev; then, when
+    /// asked, every present read-only path bound onto itself and frozen with every mount
+    /// under it, and every present masked path masked by its kind; nothing else.
+    fn check_after_pivot(spec: &Spec, ops: &[Op], why: &str) {
+        let frozen = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
+        let attr = |path: &str, set, recursive| Op::SetAttr {
+            path: c(path),
+            set,
+            recursive,
+        };
+        let root = ATTR_NODEV | if spec.readonly_rootfs { ATTR_RDONLY } else { 0 };
+        let mut expected = vec![attr("/", root, false)];
+        if spec.namespaces.user && !spec.namespaces.net {
+            expected.push(attr("/sys", frozen, true));
+        }
+        if spec.tmp.is_some() {
+            expected.push(attr("/tmp", ATTR_NOSUID | ATTR_NODEV, false));
+        }
+        assert_eq!(ops[..expected.len()], expected[..], "{why}");
+        let protection = &ops[expected.len()..];
+        if !spec.protect_kernel_paths {
+            assert!(protection.is_empty(), "{why}");
+            return;
+        }
+        assert_eq!(protection, &after_pivot(0)[1..], "{why}");
+        // Every protected path is one of the lists', present on the host.
+        for op in protection {
+            let path = op.path().to_str().unwrap();
+            assert!(
+                kernel().iter().any(|k| k.path == path)
+                    && (READONLY_PATHS.contains(&path) || MASKED_PATHS.contains(&path)),
+                "{op:?}: {why}"
+            );
         }
     }
 
@@ -855,7 +1183,7 @@ mod tests {
     fn input_it_cannot_plan_for_is_named() {
         let relative = Host {
             rootfs: PathBuf::from("images/busybox"),
-            state: None,
+            ..host()
         };
         let err = plan(&spec(Namespaces::ROOTFUL), &relative).unwrap_err();
         assert!(matches!(err, Error::Relative(_)), "{err}");
@@ -891,6 +1219,18 @@ mod tests {
         )));
         assert!(described.contains(&format!("create {ROOTFS}/dev/null")));
         assert!(described.contains(&format!("symlink {ROOTFS}/dev/ptmx -> pts/ptmx")));
-        assert_eq!(described.last().unwrap(), "pivot_root");
+        assert!(described.contains(&"pivot_root".to_owned()));
+        for after in [
+            "making the root nodev",
+            "binding /proc/sys onto itself",
+            "making /proc/sys read-only, nosuid, nodev, noexec, with every mount under it",
+            "masking /proc/kcore with /dev/null",
+            "masking /proc/acpi with an empty read-only tmpfs",
+        ] {
+            assert!(
+                described.contains(&after.to_owned()),
+                "{after}: {described:#?}"
+            );
+        }
     }
 }

@@ -1,7 +1,10 @@
-//! What to run, in which namespaces, with which limits: the container's specification.
+//! What to run, in which namespaces, with which limits and protections: the container's
+//! specification.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use crate::seccomp::Seccomp;
 
 /// Errors in a specification, found before anything is created.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +46,12 @@ pub enum Error {
 
 /// The namespaces a container gets; each can be switched off to measure what it costs.
 ///
-/// They are created together by one clone(2); the user namespace, when present, is
-/// created first by the kernel and owns the others, so they are set up in this order:
-/// user (ID maps written by the parent), then mount, uts, ipc, net, cgroup and pid, all of
-/// which the child configures after the parent says go.
+/// All but the cgroup namespace are created together by one clone(2); the user namespace,
+/// when present, is created first by the kernel and owns the others, so they are set up in
+/// this order: user (ID maps written by the parent), then mount, uts, ipc, net and pid,
+/// which the child configures after the parent says go. The cgroup namespace is made by
+/// the child with unshare(2) once the parent has moved it into its cgroup, so that cgroup
+/// is the namespace's root: the program sees itself at `/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Namespaces {
     /// A user namespace (always on when not root).
@@ -61,7 +66,7 @@ pub struct Namespaces {
     pub ipc: bool,
     /// A network namespace with only loopback, up.
     pub net: bool,
-    /// A cgroup namespace.
+    /// A cgroup namespace, rooted at the container's own cgroup.
     pub cgroup: bool,
 }
 
@@ -83,7 +88,8 @@ impl Namespaces {
         ..Namespaces::ALL
     };
 
-    /// The clone(2) flags for these namespaces.
+    /// The clone(2) flags for these namespaces (the cgroup namespace's included; the
+    /// runtime itself leaves it to an unshare(2) after the cgroup is joined).
     pub fn clone_flags(self) -> libc::c_int {
         let mut flags = 0;
         for (on, flag) in [
@@ -183,6 +189,19 @@ impl Limits {
     }
 }
 
+/// Which capabilities the container's program keeps (in its user namespace, when it has
+/// one: there they reach only what that namespace owns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Capabilities {
+    /// [`DEFAULT_CAPS`](crate::DEFAULT_CAPS): the usual runtime default, without
+    /// `NET_RAW` and `MKNOD`.
+    #[default]
+    Default,
+    /// Every capability the runtime has (a privileged container: to measure what the
+    /// default set buys).
+    All,
+}
+
 /// A container to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -212,11 +231,25 @@ pub struct Spec {
     pub tmp: Option<PathBuf>,
     /// How long the container may live; enforced by whoever waits for it.
     pub timeout: Option<Duration>,
+    /// The system call filter the program runs under.
+    pub seccomp: Seccomp,
+    /// The capabilities the program keeps.
+    pub capabilities: Capabilities,
+    /// Make the kernel paths of [`READONLY_PATHS`](crate::mounts::READONLY_PATHS)
+    /// read-only and hide those of [`MASKED_PATHS`](crate::mounts::MASKED_PATHS).
+    pub protect_kernel_paths: bool,
+    /// Let the program use only the devices of [`ALLOWED`](crate::devices::ALLOWED),
+    /// through its cgroup (v1 `devices.deny`/`devices.allow`, or a v2 device program).
+    /// Applies when the container has a cgroup, that is as root; without one, see
+    /// [`devices`](crate::devices) for what keeps other devices out of reach.
+    pub restrict_devices: bool,
 }
 
 impl Spec {
     /// A specification with the defaults: every namespace but user (all seven when not
-    /// root), a cgroup, a writable root, hostname `vcbench`, working directory `/`.
+    /// root), a cgroup, a writable root, hostname `vcbench`, working directory `/`, and
+    /// every protection on: the default system call filter and capabilities, the kernel
+    /// paths protected, the devices restricted.
     pub fn new(rootfs: impl Into<PathBuf>, args: Vec<String>) -> Self {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
@@ -237,6 +270,10 @@ impl Spec {
             cgroup: true,
             tmp: None,
             timeout: None,
+            seccomp: Seccomp::Default,
+            capabilities: Capabilities::Default,
+            protect_kernel_paths: true,
+            restrict_devices: true,
         }
     }
 

@@ -94,13 +94,142 @@ fn every_phase_is_stamped_in_order() {
         [
             "prepared",
             "cgroup_created",
+            "devices_restricted",
             "cloned",
             "cgroup_attached",
             "mounts_done",
             "pivot_root_done",
+            "paths_masked",
+            "privileges_dropped",
             "exec"
         ]
     );
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn the_cgroup_namespace_is_rooted_at_the_containers_own_cgroup() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    for namespaces in [container::Namespaces::ROOTFUL, container::Namespaces::ALL] {
+        let mut spec = sh(rootfs.path(), "cat /proc/self/cgroup");
+        spec.namespaces = namespaces;
+        let f = run(&spec, T).unwrap();
+        assert_eq!(f.status, 0, "{f:?}");
+        // Every hierarchy it joined (and the others, where it stayed in the runtime's
+        // cgroup) is its namespace's root.
+        let lines: Vec<&str> = f.stdout.lines().collect();
+        assert!(!lines.is_empty(), "{f:?}");
+        for line in &lines {
+            assert!(line.ends_with(":/"), "{line} in {f:?}");
+        }
+        let unified = f.cgroup_dirs[0].join("cgroup.kill").exists() && f.cgroup_dirs.len() == 1;
+        if unified {
+            assert!(lines.contains(&"0::/"), "{f:?}");
+        } else {
+            let memory = lines.iter().any(|l| l.split(':').nth(1) == Some("memory"));
+            assert!(memory, "{f:?}");
+        }
+        assert_nothing_left(&f);
+    }
+}
+
+#[test]
+fn kernel_paths_are_read_only_or_masked_and_the_filter_is_on() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    // `: >> file` opens the file for appending and closes it: nothing is written. (busybox's
+    // `[ -w ]` tells root that everything is writable.)
+    let script = "grep Seccomp: /proc/self/status; \
+                  for f in /proc/sys/kernel/core_pattern /proc/sys/vm/drop_caches /proc/sysrq-trigger; do \
+                    [ -e $f ] || continue; \
+                    if (: >> $f) 2>/dev/null; then echo writable $f; else echo read-only $f; fi; done; \
+                  for d in /proc/acpi /sys/firmware; do \
+                    [ -e $d ] && echo $d has $(ls -A $d | wc -l) entries; done; \
+                  [ -e /proc/kcore ] && echo kcore $(head -c 4 /proc/kcore | wc -c) bytes; true";
+    for namespaces in [
+        container::Namespaces::ROOTFUL,
+        container::Namespaces::ALL,
+        container::Namespaces {
+            pid: false,
+            net: false,
+            ..container::Namespaces::ALL
+        },
+        container::Namespaces {
+            pid: false,
+            ..container::Namespaces::ROOTFUL
+        },
+    ] {
+        let mut spec = sh(rootfs.path(), script);
+        spec.namespaces = namespaces;
+        let f = run(&spec, T).unwrap();
+        assert_eq!(f.status, 0, "{f:?}");
+        let out = &f.stdout;
+        assert!(out.contains("Seccomp:\t2"), "{namespaces:?}: {f:?}");
+        assert!(!out.contains("writable"), "{namespaces:?}: {out}");
+        assert!(
+            out.contains("read-only /proc/sys/kernel/core_pattern"),
+            "{out}"
+        );
+        for masked in ["/proc/acpi", "/sys/firmware"] {
+            if std::path::Path::new(masked).exists() {
+                assert!(out.contains(&format!("{masked} has 0 entries")), "{out}");
+            }
+        }
+        if std::path::Path::new("/proc/kcore").exists() {
+            assert!(out.contains("kcore 0 bytes"), "{out}");
+        }
+        assert_nothing_left(&f);
+    }
+
+    // Switched off, the same script sees the host's settings writable, and no filter.
+    let mut spec = sh(rootfs.path(), script);
+    spec.protect_kernel_paths = false;
+    spec.seccomp = container::Seccomp::Off;
+    let f = run(&spec, T).unwrap();
+    assert!(f.stdout.contains("Seccomp:\t0"), "{f:?}");
+    assert!(
+        f.stdout.contains("writable /proc/sys/kernel/core_pattern"),
+        "{f:?}"
+    );
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn devices_outside_the_list_are_refused_even_with_every_capability() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    // /dev/kmsg's number; opening it for reading (the shell's redirection) reads nothing.
+    let script = "true < /dev/null && echo null-opens; \
+                  mknod /dev/probe c 1 11 && echo made; \
+                  true < /dev/probe && echo opened; \
+                  grep -c . /proc/self/status >/dev/null; true";
+    let mut spec = sh(rootfs.path(), script);
+    spec.capabilities = container::Capabilities::All;
+    let f = run(&spec, T).unwrap();
+    assert!(f.stdout.contains("null-opens"), "{f:?}");
+    assert!(
+        !f.stdout.contains("made") && !f.stdout.contains("opened"),
+        "{f:?}"
+    );
+    assert!(f.stderr.contains("Operation not permitted"), "{f:?}");
+    assert_nothing_left(&f);
+
+    // Without the list, the same capabilities make and open the node: the refusal above
+    // was the cgroup's.
+    spec.restrict_devices = false;
+    let f = run(&spec, T).unwrap();
+    assert!(
+        f.stdout.contains("made") && f.stdout.contains("opened"),
+        "{f:?}"
+    );
+    assert!(!f.phases.contains(&"devices_restricted"), "{f:?}");
     assert_nothing_left(&f);
 }
 

@@ -44,7 +44,7 @@ pub fn busybox_rootfs() -> tempfile::TempDir {
     }
     for applet in [
         "sh", "cat", "ls", "hostname", "echo", "sleep", "head", "tr", "id", "mount", "ps", "seq",
-        "wc", "grep",
+        "wc", "grep", "mknod", "true",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
