@@ -1,0 +1,128 @@
+//! The cgroup v2 device program in the kernel, whatever this host's layout: attached to a
+//! directory of the unified hierarchy (device programs act there even on a hybrid host,
+//! whose controllers are all v1), it lets a shell moved into that cgroup open `/dev/null`
+//! and refuses `/dev/kmsg`. And the v1 path without a devices hierarchy, which falls back
+//! to such a program. Needs root; skipped with a reason otherwise (a failure under CI=true).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use container::cgroup::{Cgroup, Layout, PARENT};
+use container::devices::{self, ALLOWED};
+use container::Limits;
+
+/// A cgroup directory made for a test, removed (with the shared parent when it is empty)
+/// when dropped, after the processes in it have exited.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+/// A shell that joins `cgroup.procs` files given on its standard input's first line, then
+/// opens `/dev/null` and `/dev/kmsg` for reading (its redirections open; `true` reads
+/// nothing) and says which opened.
+fn shell() -> std::process::Child {
+    Command::new("/bin/sh")
+        .args([
+            "-c",
+            "read procs; for p in $procs; do echo $$ > $p; done; \
+             true < /dev/null && echo null-opened; true < /dev/kmsg && echo kmsg-opened; true",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/bin/sh runs")
+}
+
+fn finish(mut child: std::process::Child, procs: &[PathBuf]) -> (String, String) {
+    let line: Vec<String> = procs.iter().map(|p| p.display().to_string()).collect();
+    writeln!(child.stdin.take().unwrap(), "{}", line.join(" ")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn unified() -> Option<PathBuf> {
+    let layout = Layout::detect().unwrap();
+    let mount = layout.unified_mount().map(Path::to_path_buf);
+    if mount.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no cgroup v2 hierarchy is mounted"
+        );
+        eprintln!("skipped: no cgroup v2 hierarchy is mounted");
+    }
+    mount
+}
+
+#[test]
+fn the_device_program_allows_the_list_and_refuses_the_rest() {
+    if !common::prerequisites() {
+        return;
+    }
+    let Some(root) = unified() else { return };
+    let parent = root.join(PARENT);
+    let _ = std::fs::create_dir(&parent);
+    let dir = Dir(parent.join(format!("vcbench-{}-4000000000", std::process::id())));
+    std::fs::create_dir(&dir.0).unwrap();
+    devices::restrict(&dir.0, &ALLOWED).unwrap();
+
+    let (out, err) = finish(shell(), &[dir.0.join("cgroup.procs")]);
+    assert!(out.contains("null-opened"), "{out}{err}");
+    assert!(!out.contains("kmsg-opened"), "{out}{err}");
+    assert!(err.contains("Operation not permitted"), "{out}{err}");
+
+    // The same shell outside the cgroup opens both: the refusal was the program's.
+    let (out, err) = finish(shell(), &[]);
+    assert!(
+        out.contains("null-opened") && out.contains("kmsg-opened"),
+        "{out}{err}"
+    );
+}
+
+#[test]
+fn v1_without_a_devices_hierarchy_uses_the_device_program() {
+    if !common::prerequisites() {
+        return;
+    }
+    let detected = Layout::detect().unwrap();
+    let v1_memory = detected.v1_mount("memory").is_some();
+    if !v1_memory || detected.unified_mount().is_none() {
+        eprintln!("not applicable: this host does not put memory in v1 beside a v2 hierarchy");
+        return;
+    }
+    // The host's layout, as if it had no devices hierarchy.
+    let mut layout = detected.clone();
+    layout
+        .hierarchies
+        .retain(|h| !h.controllers.iter().any(|c| c == "devices"));
+    let name = format!("vcbench-{}-4000000001", std::process::id());
+    let mut cgroup = Cgroup::create(&layout, &name, &Limits::default()).unwrap();
+    assert!(!cgroup.is_unified());
+    let before = cgroup.dirs().len();
+    cgroup.restrict_devices(&layout, &ALLOWED).unwrap();
+    let unified_dir = layout.unified_mount().unwrap().join(PARENT).join(&name);
+    assert_eq!(cgroup.dirs().len(), before + 1);
+    assert_eq!(cgroup.dirs().last(), Some(&unified_dir));
+
+    let child = shell();
+    let pid = child.id();
+    cgroup.attach(pid).unwrap();
+    let (out, err) = finish(child, &[]);
+    assert!(out.contains("null-opened"), "{out}{err}");
+    assert!(!out.contains("kmsg-opened"), "{out}{err}");
+    cgroup.remove().unwrap();
+    assert!(!unified_dir.exists());
+}
