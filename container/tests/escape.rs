@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{prerequisites, run};
+use common::{prerequisites, run, self_rootfs};
 use container::{Capabilities, Namespaces, Seccomp, Spec};
 
 const T: Duration = Duration::from_secs(60);
@@ -45,8 +45,8 @@ const CGROUP_ENV: &str = "VCBENCH_ESCAPE_CGROUP";
 /// The prefix of an attempt's line on standard output.
 const LINE: &str = "escape-attempt";
 
-/// Both tests start containers from a root file system holding this binary: one at a
-/// time, so no other thread forks while a copy is open for writing (ETXTBSY).
+/// The tests start containers from a root file system holding this binary: one at a time,
+/// so no other thread forks while a copy is open for writing (ETXTBSY).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 // ----------------------------------------------------------------------------------------
@@ -774,37 +774,6 @@ fn probe() {
 // ----------------------------------------------------------------------------------------
 // Outside.
 
-/// A root file system holding this binary (as `/probe`) and the shared libraries it needs,
-/// at the paths `ldd` gives.
-fn probe_rootfs() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    for d in ["proc", "sys", "dev", "tmp"] {
-        std::fs::create_dir(root.join(d)).unwrap();
-    }
-    let me = std::env::current_exe().unwrap();
-    if std::fs::hard_link(&me, root.join("probe")).is_err() {
-        std::fs::copy(&me, root.join("probe")).unwrap();
-    }
-    let ldd = std::process::Command::new("ldd")
-        .arg(&me)
-        .output()
-        .expect("ldd (libc-bin) runs");
-    let text = String::from_utf8_lossy(&ldd.stdout);
-    for lib in text
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
-        .map(PathBuf::from)
-    {
-        let inside = root.join(lib.strip_prefix("/").unwrap());
-        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-        std::fs::copy(std::fs::canonicalize(&lib).unwrap(), &inside).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 /// A block device the host itself opens, `major:minor`: its root disk where it can (a host
 /// may deny even root its disk, by a security module), else the first that opens; each
 /// is tried through a node made in a temporary directory, opened read-only and closed.
@@ -959,7 +928,7 @@ fn every_attempt_is_refused_in_every_namespace_combination() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rootfs = probe_rootfs();
+    let rootfs = self_rootfs("probe");
     let host = Host::find();
     let started = Instant::now();
     let combinations = every_combination();
@@ -1029,7 +998,7 @@ fn every_attempt_is_refused_rootless_in_every_namespace_combination() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rootfs = probe_rootfs();
+    let rootfs = self_rootfs("probe");
     let host = Host::find();
     let started = Instant::now();
     let args = [
@@ -1053,7 +1022,10 @@ fn every_attempt_is_refused_rootless_in_every_namespace_combination() {
     let text = String::from_utf8_lossy(&out.stdout);
     let why = format!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
     // How each attempt was refused, as the unprivileged side saw it.
-    for line in text.lines().filter(|l| !l.contains(LINE) && l.contains(": ")) {
+    for line in text
+        .lines()
+        .filter(|l| !l.contains(LINE) && l.contains(": "))
+    {
         println!("rootless: {line}");
     }
     assert!(out.status.success(), "{why}");
@@ -1072,7 +1044,7 @@ fn each_attempt_detects_a_breach_in_a_weakened_container() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rootfs = probe_rootfs();
+    let rootfs = self_rootfs("probe");
     let host = Host::find();
 
     // Every protection off, and the host's namespaces but the mount namespace.

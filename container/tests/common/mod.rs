@@ -1,5 +1,6 @@
-//! Shared helpers of the container tests: a busybox root file system, running a
-//! container to completion with its output captured, and checks that nothing is left.
+//! Shared helpers of the container tests (and of the cost example): a busybox root file
+//! system, one holding the running binary itself, running a container to completion with
+//! its output captured, and checks that nothing is left.
 #![allow(
     dead_code,
     reason = "each test binary uses a different part of these helpers"
@@ -57,6 +58,39 @@ pub fn busybox_rootfs() -> tempfile::TempDir {
     dir
 }
 
+/// A root file system holding the running binary (as `/{name}`) and the shared libraries
+/// it needs, at the paths `ldd` gives: so a test or an example can run itself inside a
+/// container. The binary is hard-linked where it can be (copied otherwise: then no other
+/// thread may fork until it is closed, or exec fails with ETXTBSY).
+pub fn self_rootfs(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in ["proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir(root.join(d)).unwrap();
+    }
+    let me = std::env::current_exe().unwrap();
+    if std::fs::hard_link(&me, root.join(name)).is_err() {
+        std::fs::copy(&me, root.join(name)).unwrap();
+    }
+    let ldd = std::process::Command::new("ldd")
+        .arg(&me)
+        .output()
+        .expect("ldd (libc-bin) runs");
+    let text = String::from_utf8_lossy(&ldd.stdout);
+    for lib in text
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(std::path::PathBuf::from)
+    {
+        let inside = root.join(lib.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::copy(std::fs::canonicalize(&lib).unwrap(), &inside).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 /// A spec running `script` with busybox sh.
 pub fn sh(rootfs: &Path, script: &str) -> Spec {
     Spec::new(rootfs, vec!["/bin/sh".into(), "-c".into(), script.into()])
@@ -71,6 +105,10 @@ pub struct Finished {
     pub timed_out: bool,
     pub stats: Option<container::cgroup::Stats>,
     pub phases: Vec<&'static str>,
+    /// The phases with their CLOCK_MONOTONIC stamps, ns.
+    pub stamps: Vec<(&'static str, u64)>,
+    /// How long Container::start took (to the program's exec), µs.
+    pub started_us: f64,
     pub cgroup_dirs: Vec<std::path::PathBuf>,
     pub pid: u32,
 }
@@ -84,6 +122,7 @@ fn pipe() -> (std::fs::File, OwnedFd) {
 pub fn run(spec: &Spec, timeout: Duration) -> Result<Finished, container::Error> {
     let (mut out_r, out_w) = pipe();
     let (mut err_r, err_w) = pipe();
+    let begun = Instant::now();
     let c = Container::start(
         spec,
         Stdio {
@@ -93,6 +132,7 @@ pub fn run(spec: &Spec, timeout: Duration) -> Result<Finished, container::Error>
         },
     );
     let mut c = c?;
+    let started_us = begun.elapsed().as_secs_f64() * 1e6;
     let readers = [
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -109,6 +149,7 @@ pub fn run(spec: &Spec, timeout: Duration) -> Result<Finished, container::Error>
     let stats = c.cgroup().map(|g| g.stats());
     let cgroup_dirs = c.cgroup().map(|g| g.dirs().to_vec()).unwrap_or_default();
     let phases = c.phases().iter().map(|(n, _)| *n).collect();
+    let stamps = c.phases().to_vec();
     let pid = c.pid();
     c.destroy()?;
     let [out, err] = readers.map(|r| r.join().unwrap());
@@ -119,6 +160,8 @@ pub fn run(spec: &Spec, timeout: Duration) -> Result<Finished, container::Error>
         timed_out,
         stats,
         phases,
+        stamps,
+        started_us,
         cgroup_dirs,
         pid,
     })
