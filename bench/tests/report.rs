@@ -374,7 +374,7 @@ fn report_writes_markdown_html_and_charts() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("report: r.md") && said.contains("charts: 14 files in charts"),
+        said.contains("report: r.md") && said.contains("charts: 20 files in charts"),
         "{said}"
     );
     for chart in reports::charts::Chart::ALL {

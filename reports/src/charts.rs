@@ -9,9 +9,14 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::document::{Better, Metric, Part, Results, Scenario};
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::document::{Metric, Results, Scenario};
 use crate::figure_text::{number, times};
-use crate::phases;
+use crate::{derived, family, matrix, phases};
+
+mod spectrum;
+mod stacks;
 
 /// Width and height of a chart, pixels (the isolation matrix is taller).
 pub const SIZE: (u32, u32) = (900, 420);
@@ -19,11 +24,20 @@ pub const SIZE: (u32, u32) = (900, 420);
 /// The charts a report can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chart {
+    /// The three ways of running a program side by side (a process; a process fenced by
+    /// namespaces and a cgroup; a guest on a monitor on KVM), with this run's numbers.
+    Stacks,
+    /// The backends from the least fenced to the most, against start time, memory beyond
+    /// the workload and the cost of a system call.
+    Spectrum,
     /// Startup latency per backend: min, quartiles, median, max.
     StartupDistribution,
+    /// Every startup sample in the order it was taken: warmth, drift and noise.
+    RunOrder,
     /// Where the startup time goes, phase by phase, per backend.
     StartupPhases,
-    /// Memory per instance: what the workload touched and what the sandbox adds.
+    /// Memory per instance: what the workload touched, what any process of it holds, and
+    /// what the sandbox adds.
     Memory,
     /// Runtime slowdown against native, per workload.
     Overhead,
@@ -37,8 +51,11 @@ pub enum Chart {
 
 impl Chart {
     /// Every chart, in report order.
-    pub const ALL: [Chart; 7] = [
+    pub const ALL: [Chart; 10] = [
+        Chart::Stacks,
+        Chart::Spectrum,
         Chart::StartupDistribution,
+        Chart::RunOrder,
         Chart::StartupPhases,
         Chart::Memory,
         Chart::Overhead,
@@ -50,7 +67,10 @@ impl Chart {
     /// File name stem.
     pub fn name(self) -> &'static str {
         match self {
+            Chart::Stacks => "stacks",
+            Chart::Spectrum => "spectrum",
             Chart::StartupDistribution => "startup-latency",
+            Chart::RunOrder => "startup-run-order",
             Chart::StartupPhases => "startup-phases",
             Chart::Memory => "memory",
             Chart::Overhead => "overhead",
@@ -60,10 +80,30 @@ impl Chart {
         }
     }
 
+    /// What it shows, in a line: its alternative text.
+    pub fn title(self) -> &'static str {
+        match self {
+            Chart::Stacks => "Three ways to run one program, with this run's numbers",
+            Chart::Spectrum => {
+                "From a plain process to a VM: start time, memory beyond the workload, one \
+                 system call"
+            }
+            Chart::StartupDistribution => "Startup latency per backend",
+            Chart::RunOrder => "Every startup run in the order it was taken",
+            Chart::StartupPhases => "Where startup time goes",
+            Chart::Memory => "Memory per instance",
+            Chart::Overhead => "Runtime slowdown against native",
+            Chart::Isolation => "What each sandbox sees and may do",
+            Chart::Density => "Memory per instance as instances are added",
+            Chart::DensityStart => "Start latency as instances are added",
+        }
+    }
+
     /// Its width and height, pixels.
     pub fn size(self) -> (u32, u32) {
         match self {
             Chart::Isolation => (900, 600),
+            Chart::Stacks => (900, 540),
             _ => SIZE,
         }
     }
@@ -71,7 +111,8 @@ impl Chart {
     /// The section it belongs to.
     pub fn section(self) -> &'static str {
         match self {
-            Chart::StartupDistribution | Chart::StartupPhases => "startup",
+            Chart::Stacks | Chart::Spectrum => "read-me-first",
+            Chart::StartupDistribution | Chart::RunOrder | Chart::StartupPhases => "startup",
             Chart::Memory => "memory",
             Chart::Overhead => "overhead",
             Chart::Isolation => "isolation",
@@ -85,7 +126,7 @@ impl Chart {
 #[error("{0}")]
 pub struct DrawError(String);
 
-fn err<E: std::error::Error>(e: E) -> DrawError {
+pub(crate) fn err<E: std::error::Error>(e: E) -> DrawError {
     DrawError(e.to_string())
 }
 
@@ -93,7 +134,7 @@ fn err<E: std::error::Error>(e: E) -> DrawError {
 /// number, and a margin, sum or ratio of such numbers may overflow to infinity; plotters
 /// never returns when asked for the ticks of an infinite axis, so such a chart is refused
 /// instead.
-fn value_axis(max: f64, least: f64) -> Result<Axis, DrawError> {
+pub(crate) fn value_axis(max: f64, least: f64) -> Result<Axis, DrawError> {
     if max.is_finite() {
         Ok(Axis::from(0.0..max.max(least)))
     } else {
@@ -109,7 +150,7 @@ fn value_axis(max: f64, least: f64) -> Result<Axis, DrawError> {
 /// latency, a phase longer than the whole. Values are clamped to the axis before they are
 /// mapped; ticks and labels are plotters' own.
 #[derive(Clone)]
-struct Axis(RangedCoordf64);
+pub(crate) struct Axis(RangedCoordf64);
 
 impl From<std::ops::Range<f64>> for Axis {
     fn from(range: std::ops::Range<f64>) -> Self {
@@ -166,7 +207,7 @@ const PALETTE: [RGBColor; 16] = [
     RGBColor(196, 156, 148),
 ];
 
-fn color(i: usize) -> RGBColor {
+pub(crate) fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
@@ -195,12 +236,15 @@ pub fn png(chart: Chart, doc: &Results, path: &Path) -> Result<bool, DrawError> 
     Ok(true)
 }
 
-fn has_data(chart: Chart, doc: &Results) -> bool {
+/// Whether the document has data for the chart (a chart without is not drawn).
+pub fn has_data(chart: Chart, doc: &Results) -> bool {
     match chart {
-        Chart::StartupDistribution => !startup_samples(doc).is_empty(),
+        Chart::Stacks => !family::ran(doc).is_empty(),
+        Chart::Spectrum => !derived::spectrum(doc).is_empty(),
+        Chart::StartupDistribution | Chart::RunOrder => !startup_samples(doc).is_empty(),
         Chart::StartupPhases => !phases::stages(doc).is_empty(),
-        Chart::Memory => !memory_parts(doc).is_empty(),
-        Chart::Overhead => !slowdowns(doc).is_empty(),
+        Chart::Memory => !derived::memory(doc).is_empty(),
+        Chart::Overhead => !derived::slowdowns(doc).is_empty(),
         Chart::Isolation => !doc.isolation.is_empty(),
         Chart::Density | Chart::DensityStart => doc.density.iter().any(|d| !d.steps.is_empty()),
     }
@@ -213,6 +257,9 @@ fn draw<DB: DrawingBackend>(
 ) -> Result<(), DrawError> {
     area.fill(&WHITE).map_err(err)?;
     match chart {
+        Chart::Stacks => stacks::draw(area, doc),
+        Chart::Spectrum => spectrum::draw(area, doc),
+        Chart::RunOrder => spectrum::run_order(area, doc),
         Chart::StartupDistribution => startup_distribution(area, doc),
         Chart::StartupPhases => startup_phases(area, doc),
         Chart::Memory => memory(area, doc),
@@ -243,7 +290,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Horizontal categories: backend `i` is drawn around `y = i`.
-fn category_labels(names: Vec<String>) -> impl Fn(&f64) -> String {
+pub(crate) fn category_labels(names: Vec<String>) -> impl Fn(&f64) -> String {
     move |y: &f64| {
         #[allow(
             clippy::cast_possible_truncation,
@@ -260,7 +307,7 @@ fn category_labels(names: Vec<String>) -> impl Fn(&f64) -> String {
 }
 
 #[allow(clippy::cast_precision_loss, reason = "small category counts")]
-fn as_f64(n: usize) -> f64 {
+pub(crate) fn as_f64(n: usize) -> f64 {
     n as f64
 }
 
@@ -293,7 +340,7 @@ fn startup_distribution<DB: DrawingBackend>(
         .disable_y_mesh()
         .y_labels(n * 2 + 1)
         .y_label_formatter(&category_labels(
-            data.iter().map(|(b, _)| b.clone()).collect(),
+            data.iter().map(|(b, _)| backend_label(doc, b)).collect(),
         ))
         .light_line_style(LIGHT)
         .x_desc(if data.iter().all(|(_, s)| s.len() >= MIN_BOX_SAMPLES) {
@@ -376,7 +423,7 @@ fn bar_label(x: f64, y: f64, text: String) -> Text<'static, (f64, f64), String> 
 }
 
 /// The grid's light lines, faint enough not to compete with the data.
-const LIGHT: RGBColor = RGBColor(238, 238, 238);
+pub(crate) const LIGHT: RGBColor = RGBColor(238, 238, 238);
 
 fn startup_phases<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -406,7 +453,7 @@ fn startup_phases<DB: DrawingBackend>(
         .light_line_style(LIGHT)
         .y_labels(n * 2 + 1)
         .y_label_formatter(&category_labels(
-            data.iter().map(|(b, _)| b.clone()).collect(),
+            data.iter().map(|(b, _)| backend_label(doc, b)).collect(),
         ))
         .x_desc("ms after launch")
         .draw()
@@ -448,57 +495,42 @@ fn startup_phases<DB: DrawingBackend>(
     legend(&side, &entries)
 }
 
-/// Per backend: (what the workload or guest touched, what the sandbox adds), MiB.
-pub fn memory_parts(doc: &Results) -> Vec<(String, f64, f64)> {
-    let mut out = Vec::new();
-    for backend in doc.backends() {
-        let m = |metric: Metric| {
-            doc.figure(backend, Scenario::Footprint.name(), metric.name())
-                .map(|f| f.summary.median)
-        };
-        let parts = match (
-            m(Metric::Rss),
-            m(Metric::OverheadRss),
-            doc.figure(
-                backend,
-                Scenario::Footprint.name(),
-                Part::GuestTouched.name(),
-            )
-            .map(|f| f.summary.median),
-            doc.figure(
-                backend,
-                Scenario::Footprint.name(),
-                Part::MonitorOverhead.name(),
-            )
-            .map(|f| f.summary.median),
-        ) {
-            (_, _, Some(guest), Some(monitor)) => Some((guest, monitor)),
-            (Some(rss), Some(overhead), _, _) => Some((rss - overhead, overhead)),
-            _ => None,
-        };
-        if let Some((touched, overhead)) = parts {
-            out.push((backend.to_owned(), touched, overhead));
-        }
+/// A backend's name on a chart: micro guests say they have no guest OS.
+pub(crate) fn backend_label(doc: &Results, backend: &str) -> String {
+    match family::place(doc, backend) {
+        Some(p) if p.micro => format!("{backend} (no guest OS)"),
+        _ => backend.to_owned(),
     }
-    out
 }
 
 fn memory<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     doc: &Results,
 ) -> Result<(), DrawError> {
-    let data = memory_parts(doc);
-    let (plot, side) = area.split_horizontally(area.dim_in_pixel().0 * 64 / 100);
-    let max = data.iter().map(|(_, a, b)| a + b).fold(0.0_f64, f64::max) * 1.3;
+    let data = derived::memory(doc);
+    let measure = data.first().map_or("PSS", |m| m.measure.name());
+    let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 - 58);
+    let (whole, beyond) = top.split_horizontally(top.dim_in_pixel().0 * 42 / 100);
     let n = data.len();
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(
-            "Memory per instance (footprint scenario, medians)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(90)
+    // The first backend at the top, as in every chart of backends.
+    let labels: Vec<String> = data
+        .iter()
+        .rev()
+        .map(|m| backend_label(doc, &m.backend))
+        .collect();
+    let (touched_color, own_color, added_color) = (color(0), RGBColor(160, 160, 160), color(1));
+
+    // All of it: what the workload touched dwarfs the rest.
+    let max = data
+        .iter()
+        .map(|m| m.touched + m.beyond())
+        .fold(0.0_f64, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&whole)
+        .caption(format!("Per instance ({measure})"), ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(130)
         .build_cartesian_2d(value_axis(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
@@ -506,77 +538,122 @@ fn memory<DB: DrawingBackend>(
         .disable_y_mesh()
         .light_line_style(LIGHT)
         .y_labels(n * 2 + 1)
-        .y_label_formatter(&category_labels(
-            data.iter().map(|(b, _, _)| b.clone()).collect(),
-        ))
+        .y_label_formatter(&category_labels(labels))
+        .x_labels(4)
         .x_desc("MiB")
         .draw()
         .map_err(err)?;
-    let (touched_color, overhead_color) = (color(0), color(1));
-    for (i, (_, t, o)) in data.iter().enumerate() {
-        let y = as_f64(i);
+    for (i, m) in data.iter().enumerate() {
+        let y = as_f64(n - 1 - i);
+        let end = m.touched + m.beyond();
         chart
             .draw_series([
-                Rectangle::new([(0.0, y - 0.3), (*t, y + 0.3)], touched_color.filled()),
-                Rectangle::new([(*t, y - 0.3), (t + o, y + 0.3)], overhead_color.filled()),
+                Rectangle::new(
+                    [(0.0, y - 0.3), (m.touched, y + 0.3)],
+                    touched_color.filled(),
+                ),
+                Rectangle::new(
+                    [(m.touched, y - 0.3), (m.touched + m.own, y + 0.3)],
+                    own_color.filled(),
+                ),
+                Rectangle::new(
+                    [(m.touched + m.own, y - 0.3), (end, y + 0.3)],
+                    added_color.filled(),
+                ),
             ])
             .map_err(err)?;
+    }
+
+    // Beyond what the workload touched: where the sandboxes differ.
+    let max = data.iter().map(|m| m.beyond()).fold(0.0_f64, f64::max) * 1.45;
+    let mut chart = ChartBuilder::on(&beyond)
+        .caption(
+            "Beyond what the workload touched (medians)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(10)
+        .build_cartesian_2d(value_axis(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(LIGHT)
+        .y_labels(0)
+        .x_desc("MiB")
+        .draw()
+        .map_err(err)?;
+    for (i, m) in data.iter().enumerate() {
+        let y = as_f64(n - 1 - i);
         chart
-            .draw_series([bar_label(
-                t + o + max * 0.01,
-                y,
-                format!("{} + {} MiB", number(*t), number(*o)),
-            )])
+            .draw_series([
+                Rectangle::new([(0.0, y - 0.3), (m.own, y + 0.3)], own_color.filled()),
+                Rectangle::new(
+                    [(m.own, y - 0.3), (m.beyond(), y + 0.3)],
+                    added_color.filled(),
+                ),
+            ])
+            .map_err(err)?;
+        let text = if m.place.family == family::Family::Process {
+            format!("{} MiB, no sandbox", number(m.own))
+        } else if m.own > 0.0 {
+            format!("{} + {} MiB", number(m.own), number(m.added))
+        } else {
+            format!("{} MiB", number(m.added))
+        };
+        chart
+            .draw_series([bar_label(m.beyond() + max * 0.01, y, text)])
             .map_err(err)?;
     }
-    legend(
-        &side,
+    legend_row(
+        &bottom,
         &[
             (
                 touched_color,
                 "touched by the workload (a VM: guest memory)".to_owned(),
             ),
             (
-                overhead_color,
-                "added by the sandbox (a VM: its monitor)".to_owned(),
+                own_color,
+                "the program's own pages (code, stack): a plain process has them too".to_owned(),
+            ),
+            (
+                added_color,
+                "added by the sandbox (a VM: its monitor process)".to_owned(),
             ),
         ],
     )
 }
 
-/// Slowdown against the baseline (above 1 is slower), per backend and workload metric:
-/// the ratio of medians, only between like figures.
-pub fn slowdowns(doc: &Results) -> Vec<(String, String, f64)> {
-    doc.figures
-        .iter()
-        .filter(|f| f.scenario.parse().is_ok_and(Scenario::is_program))
-        .filter(|f| f.metric != Metric::Wall && f.metric != Metric::PeakRss)
-        .filter_map(|f| {
-            let ratio = f.vs_baseline.as_ref()?.estimate.value;
-            let slowdown = if f.better == Better::Higher {
-                1.0 / ratio
-            } else {
-                ratio
-            };
-            Some((
-                f.backend.clone(),
-                if f.metric == f.scenario {
-                    f.scenario.clone()
-                } else {
-                    format!("{} {}", f.scenario, f.metric)
-                },
-                slowdown,
-            ))
-        })
-        .collect()
+/// A legend in rows under a chart: a coloured square and a label per entry, two entries
+/// to a row.
+fn legend_row<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(RGBColor, String)],
+) -> Result<(), DrawError> {
+    let style = ("sans-serif", 13).into_font().color(&BLACK);
+    let width = i32::try_from(area.dim_in_pixel().0).unwrap_or(900);
+    for (i, (c, label)) in entries.iter().enumerate() {
+        let i = i32::try_from(i).unwrap_or(0);
+        let (x, y) = (12 + (i % 2) * width / 2, 6 + (i / 2) * 22);
+        area.draw(&Rectangle::new([(x, y), (x + 12, y + 12)], c.filled()))
+            .map_err(err)?;
+        area.draw(&Text::new(label.clone(), (x + 18, y), style.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 fn overhead<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     doc: &Results,
 ) -> Result<(), DrawError> {
-    let data = slowdowns(doc);
-    let max = data.iter().map(|(_, _, s)| *s).fold(1.0_f64, f64::max) * 1.2;
+    let data = derived::slowdowns(doc);
+    let max = data
+        .iter()
+        .map(|s| s.high.max(s.value))
+        .fold(1.0_f64, f64::max)
+        * 1.25;
     let n = data.len();
     let mut chart = ChartBuilder::on(area)
         .caption(
@@ -594,20 +671,49 @@ fn overhead<DB: DrawingBackend>(
         .light_line_style(LIGHT)
         .y_labels(n * 2 + 1)
         .y_label_formatter(&category_labels(
-            data.iter().map(|(b, m, _)| format!("{b}: {m}")).collect(),
+            data.iter()
+                .map(|s| format!("{}: {}", s.backend, s.what))
+                .collect(),
         ))
-        .x_desc("slowdown (x)")
+        .x_desc("slowdown (x); line: its 95% interval; pale bars, n.s.: no significant difference")
         .draw()
         .map_err(err)?;
-    let backends: Vec<&str> = doc.backends();
-    for (i, (backend, _, s)) in data.iter().enumerate() {
+    let backends = family::ran(doc);
+    for (i, s) in data.iter().enumerate() {
         let y = as_f64(i);
-        let c = color(backends.iter().position(|b| b == backend).unwrap_or(0));
+        let c = color(backends.iter().position(|b| *b == s.backend).unwrap_or(0));
+        let fill = if s.significant {
+            c.filled()
+        } else {
+            c.mix(0.3).filled()
+        };
         chart
-            .draw_series([Rectangle::new([(0.0, y - 0.3), (*s, y + 0.3)], c.filled())])
+            .draw_series([Rectangle::new([(0.0, y - 0.3), (s.value, y + 0.3)], fill)])
             .map_err(err)?;
         chart
-            .draw_series([bar_label(s.max(1.0) + max * 0.01, y, times(*s))])
+            .draw_series([
+                PathElement::new(vec![(s.low, y), (s.high, y)], BLACK.stroke_width(1)),
+                PathElement::new(
+                    vec![(s.low, y - 0.1), (s.low, y + 0.1)],
+                    BLACK.stroke_width(1),
+                ),
+                PathElement::new(
+                    vec![(s.high, y - 0.1), (s.high, y + 0.1)],
+                    BLACK.stroke_width(1),
+                ),
+            ])
+            .map_err(err)?;
+        let text = if s.significant {
+            times(s.value)
+        } else {
+            format!("{} n.s.", times(s.value))
+        };
+        chart
+            .draw_series([bar_label(
+                s.high.max(s.value).max(1.0) + max * 0.01,
+                y,
+                text,
+            )])
             .map_err(err)?;
     }
     chart
@@ -619,59 +725,85 @@ fn overhead<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The fill of a matrix cell.
+fn verdict_fill(verdict: matrix::Verdict) -> RGBColor {
+    match verdict {
+        matrix::Verdict::Isolated => RGBColor(46, 160, 67),
+        matrix::Verdict::Partly => RGBColor(240, 170, 30),
+        matrix::Verdict::Shared => RGBColor(214, 39, 40),
+        matrix::Verdict::NotApplicable | matrix::Verdict::Untested => RGBColor(215, 215, 215),
+        matrix::Verdict::NoGuestOs | matrix::Verdict::NotProbed => RGBColor(246, 246, 246),
+    }
+}
+
 fn isolation<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     doc: &Results,
 ) -> Result<(), DrawError> {
-    let Some(first) = doc.isolation.first() else {
+    let Some(m) = matrix::matrix(doc) else {
         return Ok(());
     };
-    // Checks down the side, backends across: check names stay readable.
-    let checks: Vec<String> = first.rows.iter().map(|r| r.check.clone()).collect();
-    let backends: Vec<String> = doc.isolation.iter().map(|m| m.backend.clone()).collect();
+    // Lines top to bottom: a title per concern, then its checks.
+    let mut lines: Vec<(String, Option<usize>)> = Vec::new();
+    for concern in m.concerns() {
+        lines.push((concern.title().to_uppercase(), None));
+        for (i, row) in m.rows.iter().enumerate() {
+            if row.concern == concern {
+                lines.push((row.label.clone(), Some(i)));
+            }
+        }
+    }
+    let n = lines.len();
+    // Plotters counts y upwards: the first line goes at the top.
+    let labels: Vec<String> = lines.iter().rev().map(|(l, _)| l.clone()).collect();
+    let columns: Vec<String> = m.backends.iter().map(|b| backend_label(doc, b)).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(
-            "Isolation: green isolated, amber partly, red shared with the host",
-            ("sans-serif", 18),
+            "What each sandbox sees and may do: green isolated, amber partly, red shared with \
+             the host, grey n/a (the host is refused too)",
+            ("sans-serif", 15),
         )
         .margin(8)
         .x_label_area_size(24)
-        .y_label_area_size(130)
-        .build_cartesian_2d(
-            -0.5..as_f64(backends.len()) - 0.5,
-            -0.5..as_f64(checks.len()) - 0.5,
-        )
+        .y_label_area_size(210)
+        .build_cartesian_2d(-0.5..as_f64(columns.len()) - 0.5, -0.5..as_f64(n) - 0.5)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_labels(backends.len() * 2 + 1)
-        .x_label_formatter(&category_labels(backends.clone()))
-        .y_labels(checks.len() * 2 + 1)
-        .y_label_formatter(&category_labels(checks.clone()))
-        .y_label_style(("sans-serif", 10))
+        .x_labels(columns.len() * 2 + 1)
+        .x_label_formatter(&category_labels(columns.clone()))
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&category_labels(labels))
+        .y_label_style(("sans-serif", 11))
         .draw()
         .map_err(err)?;
-    for (b, matrix) in doc.isolation.iter().enumerate() {
-        for (c, check) in checks.iter().enumerate() {
-            let verdict = matrix
-                .rows
-                .iter()
-                .find(|r| &r.check == check)
-                .map_or("", |r| r.verdict.as_str());
-            let fill = match verdict {
-                "isolated" => RGBColor(46, 160, 67),
-                "partly" => RGBColor(240, 170, 30),
-                "shared" => RGBColor(214, 39, 40),
-                _ => RGBColor(200, 200, 200),
-            };
-            let (x, y) = (as_f64(b), as_f64(c));
+    let small = ("sans-serif", 11)
+        .into_font()
+        .color(&RGBColor(90, 90, 90))
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    for (line, (_, row)) in lines.iter().enumerate() {
+        let y = as_f64(n - 1 - line);
+        let Some(row) = row.map(|r| &m.rows[r]) else {
+            continue;
+        };
+        for (b, cell) in row.cells.iter().enumerate() {
+            let x = as_f64(b);
             chart
                 .draw_series([Rectangle::new(
-                    [(x - 0.45, y - 0.42), (x + 0.45, y + 0.42)],
-                    fill.filled(),
+                    [(x - 0.45, y - 0.4), (x + 0.45, y + 0.4)],
+                    verdict_fill(cell.verdict).filled(),
                 )])
                 .map_err(err)?;
+            if !cell.verdict.judged() {
+                chart
+                    .draw_series([Text::new(
+                        cell.verdict.word().to_owned(),
+                        (x, y),
+                        small.clone(),
+                    )])
+                    .map_err(err)?;
+            }
         }
     }
     Ok(())

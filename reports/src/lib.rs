@@ -5,12 +5,18 @@
 
 pub mod charts;
 pub mod compare;
+pub mod derived;
 pub mod document;
+pub mod family;
 pub mod figure_text;
 pub mod html;
 pub mod markdown;
+pub mod matrix;
+pub mod notes;
 pub mod phases;
+pub mod primer;
 pub mod sections;
+pub mod table;
 
 pub use document::{Error, Results};
 

@@ -68,7 +68,10 @@ fn the_markdown_has_every_concern_the_warning_ratios_and_problems() {
     assert!(md.contains("- skipped: microvm cpu: needs a Linux guest"));
     // Teaching notes quote the numbers measured, the phases included.
     assert!(md.contains("a plain process took 0.5500 ms, container 2.600 ms (4.727x native ["));
-    assert!(md.contains("The micro guests (microvm 1.250 ms) boot no kernel and run no program"));
+    assert!(
+        md.contains("The microvm figures come from micro guests: no guest OS, a few instructions")
+    );
+    assert!(md.contains("1.250 ms from launch to the guest's first marker, and 1.380 MiB"));
     assert!(
         !md.contains("2.273x"),
         "no micro-guest ratio against native: {md}"
@@ -167,7 +170,7 @@ fn emulated_and_nested_hosts_are_warned_of() {
     doc.host.hypervisor = Some("TCGTCGTCGTCG".into());
     let md = markdown::render(&doc);
     assert!(md.contains("**Warning:** This run was taken on a CPU emulated by QEMU TCG"));
-    assert!(md.contains("| runs on | a CPU emulated by QEMU TCG |"));
+    assert!(md.contains("| native runs on | a CPU emulated by QEMU TCG: every figure"));
     doc.host.emulated = false;
     doc.host.kvm.flavour = "hardware".into();
     doc.host.kvm.module = Some("kvm_amd".into());
@@ -182,10 +185,18 @@ fn emulated_and_nested_hosts_are_warned_of() {
 fn the_html_is_one_file_with_no_external_reference() {
     let page = html::render(&fixture());
     assert!(page.starts_with("<!DOCTYPE html>"));
-    for forbidden in ["<script", "<link", " src=", " href=", "url(", "@import"] {
+    for forbidden in ["<script", "<link", " src=", "url(", "@import"] {
         assert!(
             !page.contains(forbidden),
             "the report contains {forbidden:?}"
+        );
+    }
+    // Links go to the page's own sections only.
+    for (at, _) in page.match_indices(" href=") {
+        assert!(
+            page[at..].starts_with(" href=\"#"),
+            "{}",
+            &page[at..at + 40]
         );
     }
     // The only URL is the SVG namespace, which names a vocabulary and is never fetched.
@@ -199,7 +210,10 @@ fn the_html_is_one_file_with_no_external_reference() {
         "{urls:?}"
     );
     for chart in [
+        "stacks",
+        "spectrum",
         "startup-latency",
+        "startup-run-order",
         "startup-phases",
         "memory",
         "overhead",
@@ -212,7 +226,7 @@ fn the_html_is_one_file_with_no_external_reference() {
             "chart {chart} missing"
         );
     }
-    assert_eq!(page.matches("<svg").count(), 7);
+    assert_eq!(page.matches("<svg").count(), 10);
     assert!(page.contains("class=\"isolated\""));
 }
 
@@ -221,7 +235,7 @@ fn charts_are_drawn_as_svg_and_png() {
     let doc = fixture();
     let dir = tempfile::tempdir().unwrap();
     let written = reports::write_charts(&doc, dir.path()).unwrap();
-    assert_eq!(written.len(), 14, "{written:?}");
+    assert_eq!(written.len(), 20, "{written:?}");
     for file in &written {
         let len = std::fs::metadata(file).unwrap().len();
         assert!(len > 2000, "{} is only {len} bytes", file.display());
