@@ -436,8 +436,11 @@ impl Cgroup {
         layout: &Layout,
         rules: &[devices::Rule],
     ) -> Result<(), Error> {
+        let Some(first) = self.dirs.first().cloned() else {
+            return Err(Error::NoDeviceControl);
+        };
         if self.unified {
-            return Ok(devices::restrict(&self.dirs[0], rules)?);
+            return Ok(devices::restrict(&first, rules)?);
         }
         if let Some(dir) = self.dirs.iter().find(|d| d.join("devices.deny").exists()) {
             write(&dir.join("devices.deny"), "a")?;
@@ -447,7 +450,7 @@ impl Cgroup {
             return Ok(());
         }
         let root = layout.unified_mount().ok_or(Error::NoDeviceControl)?;
-        let name = self.dirs[0].file_name().unwrap_or_default().to_owned();
+        let name = first.file_name().unwrap_or_default().to_owned();
         let parent = root.join(PARENT);
         make_dir(&parent, true)?;
         let dir = parent.join(name);

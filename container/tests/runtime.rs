@@ -125,8 +125,11 @@ fn the_cgroup_namespace_is_rooted_at_the_containers_own_cgroup() {
         for line in &lines {
             assert!(line.ends_with(":/"), "{line} in {f:?}");
         }
-        let unified = f.cgroup_dirs[0].join("cgroup.kill").exists() && f.cgroup_dirs.len() == 1;
-        if unified {
+        let layout = container::cgroup::Layout::detect().unwrap();
+        let in_v2 = layout
+            .unified_mount()
+            .is_some_and(|m| f.cgroup_dirs[0].starts_with(m));
+        if in_v2 {
             assert!(lines.contains(&"0::/"), "{f:?}");
         } else {
             let memory = lines.iter().any(|l| l.split(':').nth(1) == Some("memory"));
