@@ -21,9 +21,9 @@
 //! kernel does not have are skipped. Nothing depends on the cgroup layout: no cgroup file
 //! system is mounted.
 //!
-//! Every mount the container gets is nodev but `/dev`, where the bound device nodes must
-//! open (the nodes the device cgroup allows; without `CAP_MKNOD` no other can be made),
-//! and `/dev/pts`, whose terminals are device nodes.
+//! Every mount the runtime makes or binds is nodev but `/dev`, where the bound device
+//! nodes must open (the nodes the device cgroup allows; without `CAP_MKNOD` no other can be
+//! made), and `/dev/pts`, whose terminals are device nodes.
 //!
 //! Mount attributes are changed with mount_setattr(2) (Linux 5.12), not a remount: it can
 //! reach every mount under a path, and it sets only the attributes asked for, so it never

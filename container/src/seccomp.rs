@@ -37,6 +37,9 @@ pub enum Error {
     /// seccompiler refused a rule or the filter.
     #[error("cannot build the system call filter")]
     Build(#[source] seccompiler::BackendError),
+    /// A filter's name is not one of [`Seccomp`]'s.
+    #[error("no system call filter is called {0:?}: default or off")]
+    Name(String),
 }
 
 /// Which system call filter a container runs under.
@@ -47,6 +50,28 @@ pub enum Seccomp {
     Default,
     /// No filter: every system call reaches the kernel (to measure what the filter costs).
     Off,
+}
+
+impl std::fmt::Display for Seccomp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Seccomp::Default => "default",
+            Seccomp::Off => "off",
+        })
+    }
+}
+
+impl std::str::FromStr for Seccomp {
+    type Err = Error;
+
+    /// `default` or `off`, as [`Display`](std::fmt::Display) writes them.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "default" => Ok(Seccomp::Default),
+            "off" => Ok(Seccomp::Off),
+            other => Err(Error::Name(other.to_owned())),
+        }
+    }
 }
 
 impl Seccomp {
@@ -606,6 +631,10 @@ mod tests {
     fn off_is_no_filter_and_every_rule_is_described() {
         assert!(Seccomp::Off.compile().unwrap().is_empty());
         assert_eq!(Seccomp::default(), Seccomp::Default);
+        for s in [Seccomp::Default, Seccomp::Off] {
+            assert_eq!(s.to_string().parse::<Seccomp>().unwrap(), s);
+        }
+        assert!("strict".parse::<Seccomp>().is_err());
         let rules = Seccomp::Default.rules();
         let mut names: Vec<&str> = rules.iter().map(|r| r.name).collect();
         names.sort_unstable();
