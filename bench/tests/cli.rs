@@ -379,11 +379,14 @@ fn native_and_container_side_by_side_with_container_phases() {
             [
                 "prepared",
                 "cgroup_created",
+                "devices_restricted",
                 "cloned",
                 "idmaps_written",
                 "cgroup_attached",
                 "mounts_done",
                 "pivot_root_done",
+                "paths_masked",
+                "privileges_dropped",
                 "exec"
             ],
             "{run:?}"

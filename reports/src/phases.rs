@@ -25,15 +25,18 @@ impl Stage {
 }
 
 /// The known stages, with the phases that end in each.
-const STAGES: [(&str, &[&str]); 10] = [
+const STAGES: [(&str, &[&str]); 13] = [
     ("runtime preparation", &["prepared"]),
     ("cgroup", &["cgroup_created", "cgroup_attached"]),
+    ("device allow-list", &["devices_restricted"]),
     (
         "namespaces (clone, uid maps)",
         &["cloned", "idmaps_written"],
     ),
     ("mounts and pivot_root", &["mounts_done", "pivot_root_done"]),
-    ("hostname, loopback, privileges", &["exec"]),
+    ("kernel paths masked", &["paths_masked"]),
+    ("hostname, loopback, privileges", &["privileges_dropped"]),
+    ("system call filter", &["exec"]),
     ("monitor start and VM creation", &["vm_created"]),
     (
         "VM build (memory, vCPUs, guest image)",
