@@ -482,6 +482,8 @@ fn container_namespaces_can_be_switched_off_and_are_recorded() {
             "0",
             "--namespaces",
             "mount,pid",
+            "--seccomp",
+            "off",
             "-o",
             "r.json",
         ],
@@ -489,7 +491,15 @@ fn container_namespaces_can_be_switched_off_and_are_recorded() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let results = Results::read(&dir.path().join("r.json")).unwrap();
-    assert_eq!(results.plan.settings["container"], "namespaces: mount,pid");
+    assert_eq!(
+        results.plan.settings["container"],
+        "namespaces: mount,pid; seccomp: off"
+    );
+    // Without the filter, no phase installs it: the privileges are the last step.
+    for run in results.runs.iter().filter(|r| r.ok) {
+        let names: Vec<&str> = run.phases.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"privileges_dropped"), "{names:?}");
+    }
     // Without a user namespace there are no ID maps to write.
     for run in &results.runs {
         assert!(

@@ -29,6 +29,9 @@ pub struct Container {
     pub namespaces: Namespaces,
     /// Limits applied through each instance's cgroup (none by default).
     pub limits: container::Limits,
+    /// The system call filter (the default deny-list unless switched off, to measure what
+    /// it costs).
+    pub seccomp: container::Seccomp,
 }
 
 impl Default for Container {
@@ -36,6 +39,7 @@ impl Default for Container {
         Container {
             namespaces: Namespaces::ALL,
             limits: container::Limits::default(),
+            seccomp: container::Seccomp::Default,
         }
     }
 }
@@ -72,7 +76,11 @@ impl Backend for Container {
     }
 
     fn settings(&self) -> String {
-        format!("namespaces: {}", self.namespaces.names().join(","))
+        format!(
+            "namespaces: {}; seccomp: {}",
+            self.namespaces.names().join(","),
+            self.seccomp
+        )
     }
 
     fn limited(&self, cpu_percent: u32, memory_mib: u64) -> Option<Box<dyn Backend>> {
@@ -89,6 +97,7 @@ impl Backend for Container {
                     }),
                     pids_max: self.limits.pids_max,
                 },
+                seccomp: self.seccomp,
             }) as Box<dyn Backend>
         })
     }
@@ -113,7 +122,7 @@ impl Backend for Container {
         // Sticky and world-writable, as /tmp is: root inside is an unprivileged ID outside.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777))
             .map_err(tmp_error)?;
-        let mut spec = spec(rootfs, &launch.args, self.namespaces);
+        let mut spec = spec(rootfs, &launch.args, self.namespaces, self.seccomp);
         spec.limits = self.limits;
         spec.tmp = Some(tmp.path().to_owned());
         let (outputs, watch) = watch::watch(watch::records(), watch::MAX_LINE)?;
@@ -135,13 +144,19 @@ impl Backend for Container {
 }
 
 /// The specification every container instance runs with.
-fn spec(rootfs: PathBuf, args: &[String], namespaces: Namespaces) -> Spec {
+fn spec(
+    rootfs: PathBuf,
+    args: &[String],
+    namespaces: Namespaces,
+    seccomp: container::Seccomp,
+) -> Spec {
     let argv = std::iter::once("/init".to_owned())
         .chain(args.iter().cloned())
         .collect();
     let mut spec = Spec::new(rootfs, argv);
     spec.env.push(format!("{}=stdout", channel::ENV));
     spec.namespaces = namespaces;
+    spec.seccomp = seccomp;
     spec.readonly_rootfs = true;
     spec.cgroup = is_root();
     spec

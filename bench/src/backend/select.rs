@@ -19,6 +19,8 @@ use super::qemu::Qemu;
 pub struct Setup {
     /// The container backend's namespaces; `None` for all seven.
     pub namespaces: Option<container::Namespaces>,
+    /// The container backend's system call filter.
+    pub seccomp: container::Seccomp,
     /// Guest memory of the VM backends, MiB.
     pub vm_memory_mib: u64,
     /// vCPUs of the VM backends' Linux guests.
@@ -37,6 +39,7 @@ impl Default for Setup {
     fn default() -> Self {
         Setup {
             namespaces: None,
+            seccomp: container::Seccomp::Default,
             vm_memory_mib: GUEST_MIB,
             vm_vcpus: 1,
             kernel: None,
@@ -129,6 +132,7 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
         Name::Native => Box::new(super::native::Native),
         Name::Container => Box::new(Container {
             namespaces: setup.namespaces.unwrap_or(container::Namespaces::ALL),
+            seccomp: setup.seccomp,
             ..Container::default()
         }),
         Name::Microvm => Box::new(MicroVm {
@@ -220,7 +224,7 @@ mod tests {
         assert_eq!(names, ["native", "container"]);
         assert_eq!(
             chosen[1].settings(),
-            "namespaces: user,mount,uts,ipc,cgroup,pid"
+            "namespaces: user,mount,uts,ipc,cgroup,pid; seccomp: default"
         );
     }
 

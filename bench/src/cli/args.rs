@@ -223,6 +223,10 @@ pub(crate) struct BackendArgs {
     /// [default: all seven; `mount` is always on].
     #[arg(long, value_delimiter = ',', value_parser = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup"])]
     pub(crate) namespaces: Vec<String>,
+    /// The container backend's system call filter: the default deny-list, or off to
+    /// measure what it costs.
+    #[arg(long, default_value = "default", value_parser = ["default", "off"])]
+    pub(crate) seccomp: String,
     /// Guest memory of the microvm backend, MiB (Linux guests need at least 32).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=65_536))]
     pub(crate) vm_memory_mib: u64,

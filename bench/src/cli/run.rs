@@ -143,8 +143,13 @@ pub(crate) fn backends(
         .map(|n| n.parse())
         .collect::<Result<Vec<reports::document::Backend>, _>>()
         .map_err(|e| Failure::usage(e.into()))?;
+    let seccomp = match setup.seccomp.as_str() {
+        "off" => container::Seccomp::Off,
+        _ => container::Seccomp::Default,
+    };
     let setup = backend::Setup {
         namespaces,
+        seccomp,
         vm_memory_mib: setup.vm_memory_mib,
         vm_vcpus: setup.vm_vcpus,
         kernel: setup.kernel.clone(),
