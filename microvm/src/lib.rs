@@ -2,8 +2,9 @@
 //!
 //! This crate knows nothing about benchmarks. [`vm::run`] checks a [`config::Config`],
 //! builds the VM in a short recipe of stamped steps, runs a [`guest`] payload, and reports
-//! its markers, exits by kind, console output and end. [`host`] tells what kind of KVM the
-//! machine has.
+//! its markers, exits by kind, console output and end; [`linux::machine::run`] boots a
+//! Linux kernel the same way. Both build their VM through [`machine::Machine`], which owns
+//! the VM, its guest memory and its vCPUs. [`host`] tells what kind of KVM the machine has.
 
 pub mod bus;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod host;
 pub mod kick;
 pub mod layout;
 pub mod linux;
+pub mod machine;
 pub mod memory;
 pub mod protocol;
 pub mod vcpu;

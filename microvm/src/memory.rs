@@ -1,13 +1,13 @@
 //! Guest memory: mapped as the layout's RAM ranges ([`crate::layout::ram_ranges`]),
-//! registered with KVM one slot per range, and accounted: how much of it is resident,
+//! described as KVM memory slots, one per range (the [`crate::machine::Machine`] that owns
+//! the memory registers them), and accounted: how much of it is resident,
 //! i.e. what the guest has touched. Counted page by page with mincore(2) over exactly the
 //! guest's ranges, so a neighbouring mapping the kernel merged with them is never counted.
 
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::VmFd;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-/// Errors mapping or registering guest memory.
+/// Errors mapping guest memory.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The memory could not be mapped.
@@ -24,17 +24,6 @@ pub enum Error {
     TooLarge {
         /// Bytes asked.
         bytes: u64,
-    },
-    /// KVM refused a memory slot.
-    #[error("KVM refused guest memory slot {slot} at {guest:#x}")]
-    Register {
-        /// The slot.
-        slot: u32,
-        /// Its guest-physical start.
-        guest: u64,
-        /// Why.
-        #[source]
-        source: kvm_ioctls::Error,
     },
 }
 
@@ -79,26 +68,19 @@ impl GuestRam {
         Ok(GuestRam { memory, ranges })
     }
 
-    /// Registers every range with `vm`, one memory slot each, from slot 0.
-    pub fn register(&self, vm: &VmFd) -> Result<(), Error> {
-        for (slot, &(guest, host, len)) in (0u32..).zip(&self.ranges) {
-            let region = kvm_userspace_memory_region {
+    /// The KVM memory slots that describe this memory, one per range, from slot 0. They are
+    /// only descriptions: registering them ([`crate::machine::Machine`] does) is what ties
+    /// the mapping's lifetime to the VM's.
+    pub fn regions(&self) -> impl Iterator<Item = kvm_userspace_memory_region> + '_ {
+        (0u32..)
+            .zip(&self.ranges)
+            .map(|(slot, &(guest, host, len))| kvm_userspace_memory_region {
                 slot,
                 flags: 0,
                 guest_phys_addr: guest,
                 memory_size: len as u64,
                 userspace_addr: host as u64,
-            };
-            // SAFETY: the region is a valid mapping of `len` bytes owned by `self.memory`,
-            // which the caller keeps alive until the VM is gone (the VM is dropped first);
-            // the layout's ranges do not overlap, so no two slots do.
-            unsafe { vm.set_user_memory_region(region) }.map_err(|source| Error::Register {
-                slot,
-                guest,
-                source,
-            })?;
-        }
-        Ok(())
+            })
     }
 
     /// Guest memory resident now (pages the guest touched), KiB.
@@ -145,6 +127,35 @@ pub fn small_pages_only(start: *mut u8, len: usize) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_range_is_one_slot_at_its_own_host_address() {
+        // Past the 32-bit hole: two ranges, the second at 4 GiB (mapped, never touched).
+        let size = crate::layout::MMIO_GAP_START + (16 << 20);
+        let ram = GuestRam::map(size).unwrap();
+        let regions: Vec<_> = ram.regions().collect();
+        let at = |guest: u64| ram.memory.get_host_address(GuestAddress(guest)).unwrap() as u64;
+        assert_eq!(regions.len(), 2);
+        assert_eq!(
+            (
+                regions[0].slot,
+                regions[0].guest_phys_addr,
+                regions[0].memory_size
+            ),
+            (0, 0, crate::layout::MMIO_GAP_START)
+        );
+        assert_eq!(regions[0].userspace_addr, at(0));
+        assert_eq!(
+            (
+                regions[1].slot,
+                regions[1].guest_phys_addr,
+                regions[1].memory_size
+            ),
+            (1, crate::layout::MMIO_GAP_END, 16 << 20)
+        );
+        assert_eq!(regions[1].userspace_addr, at(crate::layout::MMIO_GAP_END));
+        assert!(regions.iter().all(|r| r.flags == 0));
+    }
 
     #[test]
     fn touched_pages_are_counted_and_untouched_are_not() {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::vm::{End as VmEnd, Report};
+use crate::machine::{End as VmEnd, Report};
 
 /// One line of the monitor's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,30 +2,15 @@
 //! instruction is emulated, so instruction counts stay small. Skipped with a reason when
 //! /dev/kvm cannot be used; a failure under CI=true.
 
+mod common;
+
 use std::time::Duration;
 
 use microvm::config::Error as ConfigError;
 use microvm::guest::{self, MARKER_DONE, MARKER_LOOP, MARKER_START};
 use microvm::vm::{self, Config, End};
 
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            let msg = format!("/dev/kvm is not usable: {e}");
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but {msg}"
-            );
-            eprintln!("skipped: {msg}");
-            false
-        }
-    }
-}
+use common::kvm_usable;
 
 fn config(payload: guest::Payload) -> Config {
     Config {

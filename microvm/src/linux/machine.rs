@@ -1,9 +1,11 @@
-//! Booting a Linux guest: a short linear recipe from a checked [`Config`], then one thread
-//! per vCPU until the guest powers off, resets, fails or outlives its timeout.
+//! Booting a Linux guest: a short linear recipe from a checked [`Config`] on the VM core
+//! every guest shares ([`crate::machine`]), then one thread per vCPU until the guest powers
+//! off, resets, fails or outlives its timeout. What is Linux's own is here: the boot
+//! protocol, CPUID, MSRs, local APIC and FPU state, the MP table, and the power-off watch.
 //!
 //! 0. check the configuration, read and check the kernel and the initrd (bad input is
 //!    refused before KVM is touched);
-//! 1. open /dev/kvm, check the capabilities used;
+//! 1. open /dev/kvm, check the capabilities used and the vCPU count;
 //! 2. create the VM with its in-kernel interrupt controllers (PIC, IOAPIC, local APICs) and
 //!    PIT (`vm_created`);
 //! 3. map and register guest memory (`memory_registered`);
@@ -27,27 +29,24 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
-    kvm_pit_config, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
-    KVM_MP_STATE_UNINITIALIZED, KVM_PIT_SPEAKER_DUMMY,
+    Msrs, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_UNINITIALIZED,
 };
-use kvm_ioctls::{Cap, Kvm, VcpuFd};
+use kvm_ioctls::{Cap, VcpuFd};
 use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
-use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vm_memory::GuestAddress;
 
 use super::{boot_params, cpu_state, cpuid, image, mptable};
 use crate::bus::{Buses, MmioPolicy};
-use crate::devices::marker::{Marker, Markers};
-use crate::devices::serial::{Console, IrqLine, LineHandler};
-use crate::devices::shutdown::I8042;
+use crate::devices::marker::Markers;
+use crate::devices::serial::{Console, LineHandler};
 use crate::exit::{self, ExitCounts, Outcome};
+use crate::guest::Mode;
 use crate::layout::{
-    self, CMDLINE_MAX, CMDLINE_START, KVM_TSS_START, MARKER_POWEROFF, MPTABLE_START,
-    ZERO_PAGE_START,
+    self, CMDLINE_MAX, CMDLINE_START, MARKER_POWEROFF, MPTABLE_START, ZERO_PAGE_START,
 };
-use crate::memory::GuestRam;
-use crate::vm::{End, Report};
+use crate::machine::{self, stamp, End, Interrupts, Machine, Phases, Report, Spec, Step};
 
 /// The least guest memory a Linux guest gets, MiB: the kernel loads at 16 MiB.
 pub const MIN_MEMORY_MIB: u64 = 32;
@@ -91,14 +90,6 @@ pub enum Error {
     /// A vCPU count the MP table cannot describe.
     #[error("bad vCPU count")]
     Vcpus(#[from] mptable::Error),
-    /// More vCPUs than this KVM allows.
-    #[error("{asked} vCPUs asked, this KVM allows {max}")]
-    TooManyVcpus {
-        /// Asked.
-        asked: u8,
-        /// KVM's limit.
-        max: usize,
-    },
     /// The command line is too long or holds a NUL byte.
     #[error("the kernel command line must be under {CMDLINE_MAX} bytes without NUL bytes ({len} bytes given)")]
     Cmdline {
@@ -123,7 +114,7 @@ pub enum Error {
     /// The boot parameters could not be laid out.
     #[error(transparent)]
     BootParams(#[from] boot_params::Error),
-    /// A KVM call failed.
+    /// A KVM call setting a vCPU up failed.
     #[error("KVM: cannot {what}")]
     Kvm {
         /// What was being done.
@@ -132,9 +123,6 @@ pub enum Error {
         #[source]
         source: kvm_ioctls::Error,
     },
-    /// A capability the monitor needs is missing.
-    #[error("KVM lacks the capability {0}")]
-    Capability(&'static str),
     /// KVM took only some of the MSRs.
     #[error("KVM accepted {set} of the {asked} boot MSRs")]
     Msrs {
@@ -143,41 +131,16 @@ pub enum Error {
         /// Asked.
         asked: usize,
     },
-    /// Guest memory could not be mapped or registered.
-    #[error("guest memory")]
-    Memory(#[from] crate::memory::Error),
-    /// Guest memory could not be written.
-    #[error("cannot write the {what} into guest memory")]
-    WriteMemory {
-        /// What was being written.
-        what: &'static str,
-        /// Why.
-        #[source]
-        source: vm_memory::GuestMemoryError,
-    },
     /// The zero page could not be written.
     #[error("cannot write the boot parameters into guest memory")]
     Configure(#[source] linux_loader::configurator::Error),
-    /// Two devices claim the same addresses.
-    #[error("cannot register a device")]
-    Device(#[from] crate::bus::Error),
-    /// An eventfd or thread could not be made.
-    #[error("cannot create the {what}")]
-    Host {
-        /// What.
-        what: &'static str,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The VM, its memory, its vCPUs or its devices could not be built.
+    #[error(transparent)]
+    Machine(#[from] machine::Error),
 }
 
 fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { what, source }
-}
-
-fn write_memory(what: &'static str) -> impl FnOnce(vm_memory::GuestMemoryError) -> Error {
-    move |source| Error::WriteMemory { what, source }
 }
 
 impl Config {
@@ -220,53 +183,22 @@ pub fn run(
         None => None,
     };
     let memory_bytes = config.memory_mib << 20;
-    let mut phases: Vec<(&'static str, u64)> = Vec::new();
-    let stamp = |phases: &mut Vec<(&'static str, u64)>, name| {
-        phases.push((name, crate::monotonic_ns()));
+    let mut phases = Phases::new();
+
+    // 1-3. KVM, the VM with its interrupt controllers, its memory.
+    let spec = Spec {
+        vcpus: config.vcpus,
+        memory_bytes,
+        interrupts: Interrupts::InKernel,
+        capabilities: &[
+            (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+            (Cap::MpState, "KVM_CAP_MP_STATE"),
+        ],
     };
-
-    // 1-2. KVM, the VM and its interrupt controllers.
-    let kvm_fd = Kvm::new().map_err(kvm("open /dev/kvm"))?;
-    for (cap, name) in [
-        (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
-        (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
-        (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
-        (Cap::Pit2, "KVM_CAP_PIT2"),
-        (Cap::Irqfd, "KVM_CAP_IRQFD"),
-        (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
-        (Cap::MpState, "KVM_CAP_MP_STATE"),
-    ] {
-        if !kvm_fd.check_extension(cap) {
-            return Err(Error::Capability(name));
-        }
-    }
-    let max_vcpus = kvm_fd.get_max_vcpus();
-    if usize::from(config.vcpus) > max_vcpus {
-        return Err(Error::TooManyVcpus {
-            asked: config.vcpus,
-            max: max_vcpus,
-        });
-    }
-    let vm = kvm_fd.create_vm().map_err(kvm("create a VM"))?;
-    vm.set_tss_address(usize::try_from(KVM_TSS_START).unwrap_or(0))
-        .map_err(kvm("set the TSS address"))?;
-    vm.create_irq_chip()
-        .map_err(kvm("create the in-kernel interrupt controllers"))?;
-    vm.create_pit2(kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    })
-    .map_err(kvm("create the in-kernel PIT"))?;
-    stamp(&mut phases, "vm_created");
-
-    // 3. Memory.
-    let ram = GuestRam::map(memory_bytes)?;
-    ram.register(&vm)?;
-    let memory = &ram.memory;
-    stamp(&mut phases, "memory_registered");
+    let mut machine = Machine::new(spec, &mut phases)?;
 
     // 4. Kernel, initrd, command line, boot parameters, MP table, boot page tables.
-    let loaded = kernel.load(memory)?;
+    let loaded = kernel.load(machine.memory())?;
     let initrd_span = match &initrd {
         Some(bytes) => {
             let size = bytes.len() as u64;
@@ -276,18 +208,14 @@ pub fn run(
                 loaded.end,
                 loaded.header.as_ref(),
             )?;
-            memory
-                .write_slice(bytes, GuestAddress(at))
-                .map_err(write_memory("initrd"))?;
+            machine.write("initrd", bytes, at)?;
             Some((at, size))
         }
         None => None,
     };
     let mut cmdline = config.cmdline.clone().into_bytes();
     cmdline.push(0);
-    memory
-        .write_slice(&cmdline, GuestAddress(CMDLINE_START))
-        .map_err(write_memory("command line"))?;
+    machine.write("command line", &cmdline, CMDLINE_START)?;
     let params = boot_params::boot_params(
         loaded.header,
         config.cmdline.len(),
@@ -296,20 +224,11 @@ pub fn run(
     );
     LinuxBootConfigurator::write_bootparams::<vm_memory::GuestMemoryMmap>(
         &BootParams::new(&params, GuestAddress(ZERO_PAGE_START)),
-        memory,
+        machine.memory(),
     )
     .map_err(Error::Configure)?;
-    memory
-        .write_slice(
-            &mptable::mptable(config.vcpus)?,
-            GuestAddress(MPTABLE_START),
-        )
-        .map_err(write_memory("MP table"))?;
-    for (address, bytes) in crate::vcpu::long_mode_tables() {
-        memory
-            .write_slice(&bytes, GuestAddress(address))
-            .map_err(write_memory("boot GDT and page tables"))?;
-    }
+    machine.write("MP table", &mptable::mptable(config.vcpus)?, MPTABLE_START)?;
+    machine.write_long_mode_tables()?;
     // The images are in guest memory now: their copies in the monitor would only count
     // as its own overhead for the rest of the run.
     let kernel_version = kernel.version.clone();
@@ -318,7 +237,8 @@ pub fn run(
     stamp(&mut phases, "kernel_loaded");
 
     // 5. vCPUs.
-    let supported = kvm_fd
+    let supported = machine
+        .kvm()
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm("read the supported CPUID"))?;
     let msrs = cpu_state::boot_msrs();
@@ -326,11 +246,7 @@ pub fn run(
         set: 0,
         asked: msrs.len(),
     })?;
-    let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
-    for index in 0..config.vcpus {
-        let vcpu = vm
-            .create_vcpu(u64::from(index))
-            .map_err(kvm("create a vCPU"))?;
+    machine.create_vcpus(|index, vcpu| {
         let mut cpuid = supported.clone();
         cpuid::filter(cpuid.as_mut_slice(), index, config.vcpus);
         vcpu.set_cpuid2(&cpuid)
@@ -350,56 +266,22 @@ pub fn run(
         vcpu.set_fpu(&cpu_state::boot_fpu())
             .map_err(kvm("set the vCPU's FPU"))?;
         if index == 0 {
-            let mut sregs = vcpu
-                .get_sregs()
-                .map_err(kvm("read the vCPU's special registers"))?;
-            crate::vcpu::setup_sregs(&mut sregs, crate::guest::Mode::Long);
-            vcpu.set_sregs(&sregs)
-                .map_err(kvm("set the vCPU's special registers"))?;
-            vcpu.set_regs(&cpu_state::boot_regs(loaded.entry))
-                .map_err(kvm("set the vCPU's registers"))?;
+            machine::enter_at(vcpu, Mode::Long, &cpu_state::boot_regs(loaded.entry))?;
         }
-        vcpus.push(vcpu);
-    }
+        Ok(())
+    })?;
     stamp(&mut phases, "vcpus_created");
 
     // 6. Devices.
-    let irq = EventFd::new(EFD_NONBLOCK).map_err(|source| Error::Host {
-        what: "serial interrupt eventfd",
-        source,
-    })?;
-    vm.register_irqfd(&irq, layout::SERIAL_IRQ)
-        .map_err(kvm("wire the serial interrupt"))?;
-    let trigger = irq.try_clone().map_err(|source| Error::Host {
-        what: "serial interrupt eventfd",
-        source,
-    })?;
-    let mut buses = Buses {
-        mmio_policy: MmioPolicy::Ignore,
-        ..Buses::default()
-    };
-    let (marker, markers) = Marker::new();
-    let (console, serial) = Console::with_interrupt(IrqLine(trigger), on_line);
-    buses
-        .pio
-        .register(u64::from(layout::MARKER_PORT), 1, Box::new(marker))?;
-    buses
-        .mmio
-        .register(layout::MARKER_MMIO, 1, Box::new(Marker::sharing(&markers)))?;
-    buses
-        .pio
-        .register(u64::from(layout::I8042_COMMAND_PORT), 1, Box::new(I8042))?;
-    buses.pio.register(
-        u64::from(layout::SERIAL_PORT),
-        u64::from(layout::SERIAL_PORTS),
-        Box::new(console),
-    )?;
+    let irq = machine.irq_line(layout::SERIAL_IRQ)?;
+    let (console, serial) = Console::with_interrupt(irq, on_line);
+    let (buses, markers) = machine::buses(MmioPolicy::Ignore, Some(Box::new(console)))?;
     stamp(&mut phases, "vm_built");
 
     // 7-8. Run.
-    let shared = Shared::new(buses, Arc::clone(&markers), vcpus.len());
+    let shared = Shared::new(buses, Arc::clone(&markers), usize::from(config.vcpus));
     let entry = Mutex::new(None);
-    let counts = run_vcpus(vcpus, &shared, &entry, config.timeout)?;
+    let counts = run_vcpus(machine.vcpus_mut(), &shared, &entry, config.timeout);
     if let Some(at) = entry.lock().ok().and_then(|e| *e) {
         phases.push(("kernel_entry", at));
     }
@@ -422,16 +304,15 @@ pub fn run(
         exits: counts,
         serial,
         end,
-        guest_touched_kib: ram.resident_kib(),
+        guest_touched_kib: machine.guest_touched_kib(),
         kernel: kernel_version,
     };
     before_teardown(&report);
 
-    // 9. Teardown: the irqfd and devices, the VM, then its memory.
+    // 9. Teardown: the devices with the interrupt line, then the machine (its vCPUs, the
+    // VM, then its memory).
     drop(shared);
-    drop(irq);
-    drop(vm);
-    drop(ram);
+    drop(machine);
     report.phases.push(("torn_down", crate::monotonic_ns()));
     Ok(report)
 }
@@ -516,17 +397,17 @@ impl Shared {
 
 /// Runs each vCPU on its own thread and supervises them; returns the exits they counted.
 fn run_vcpus(
-    vcpus: Vec<VcpuFd>,
+    vcpus: &mut [VcpuFd],
     shared: &Shared,
     entry: &Mutex<Option<u64>>,
     timeout: Duration,
-) -> Result<ExitCounts, Error> {
+) -> ExitCounts {
     crate::kick::install();
     let deadline = Instant::now() + timeout;
     let (done_tx, done_rx) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
         let mut handles = Vec::new();
-        for (index, vcpu) in vcpus.into_iter().enumerate() {
+        for (index, vcpu) in vcpus.iter_mut().enumerate() {
             let done = done_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
@@ -569,7 +450,7 @@ fn run_vcpus(
                 total.other += c.other;
             }
         }
-        Ok(total)
+        total
     })
 }
 
@@ -611,7 +492,7 @@ fn supervise(shared: &Shared, done: &mpsc::Receiver<()>, deadline: Instant) {
 /// One vCPU's loop. The boot vCPU stamps `entry` just before it first enters the guest.
 fn vcpu_loop(
     index: usize,
-    mut vcpu: VcpuFd,
+    vcpu: &mut VcpuFd,
     shared: &Shared,
     entry: Option<&Mutex<Option<u64>>>,
 ) -> ExitCounts {
@@ -624,44 +505,26 @@ fn vcpu_loop(
             *e = Some(crate::monotonic_ns());
         }
     }
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let outcome = match vcpu.run() {
-            Ok(exit) => match exit::translate(exit) {
-                Some(exit) => match shared.buses.lock() {
-                    Ok(mut buses) => exit::handle(exit, &mut buses, &mut counts),
-                    Err(_) => Outcome::Failed("a device panicked".to_owned()),
-                },
-                None => Outcome::Continue,
-            },
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                vcpu.set_kvm_immediate_exit(0);
-                answer_state_check(index, &vcpu, shared);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let handle = |exit: exit::Exit<'_>| match shared.buses.lock() {
+            Ok(mut buses) => exit::handle(exit, &mut buses, &mut counts),
+            Err(_) => Outcome::Failed("a device panicked".to_owned()),
+        };
+        let outcome = match machine::enter(vcpu, handle) {
+            Step::Exit(outcome) => outcome,
+            Step::Kicked => {
+                answer_state_check(index, vcpu, shared);
                 Outcome::Continue
             }
-            Err(e) => Outcome::Failed(format!("KVM_RUN failed: {e}")),
         };
         let at = crate::monotonic_ns();
-        match outcome {
-            Outcome::Continue => {}
-            Outcome::Halted => {
-                shared.finish(End::Halted, at);
-                break;
-            }
-            Outcome::Reset => {
-                shared.finish(End::Reset, at);
-                break;
-            }
-            Outcome::Failed(reason) => {
-                let registers = match (vcpu.get_regs(), vcpu.get_sregs()) {
-                    (Ok(r), Ok(s)) => format!("vcpu{index}: {}", crate::vcpu::describe(&r, &s)),
-                    _ => "registers unreadable".to_owned(),
-                };
-                shared.finish(End::Failed { reason, registers }, at);
-                break;
-            }
+        let registers = || match machine::registers(vcpu) {
+            Some(registers) => format!("vcpu{index}: {registers}"),
+            None => "registers unreadable".to_owned(),
+        };
+        if let Some(end) = End::of(outcome, registers) {
+            shared.finish(end, at);
+            break;
         }
     }
     counts
