@@ -131,6 +131,12 @@ fn verdict(
     if own_kernel {
         // Its own kernel answered: judged by the answer, not assumed.
         return match check {
+            "seccomp" => (
+                ISOLATED,
+                "its system calls are served by its own kernel: a filter there guards the \
+                 guest, the host is reached only through its exits"
+                    .to_owned(),
+            ),
             "host_paths" if inside != "none" => (
                 PARTLY,
                 format!("host paths are reachable from its own kernel: {inside}"),
@@ -158,6 +164,18 @@ fn verdict(
             SHARED,
             "the host's kernel, so the host's version".to_owned(),
         ),
+        // /proc/self/status: 0 no filter, 1 strict mode, 2 a filter.
+        "seccomp" => match inside {
+            "0" => (
+                SHARED,
+                "no system call filter: every system call of the host's kernel is reachable"
+                    .to_owned(),
+            ),
+            _ => (
+                ISOLATED,
+                "a system call filter stands between it and the host's kernel".to_owned(),
+            ),
+        },
         "pid" | "visible_processes" => {
             if differs("ns_pid") {
                 (
@@ -273,8 +291,17 @@ fn verdict(
             PARTLY,
             "permitted, on its own network namespace's interfaces".to_owned(),
         ),
-        "can_mount" | "can_load_module" | "can_raw_socket" | "can_set_time"
-        | "can_write_sysctl" => (
+        "can_mount"
+        | "can_load_module"
+        | "can_raw_socket"
+        | "can_set_time"
+        | "can_write_sysctl"
+        | "can_write_core_pattern"
+        | "can_read_kcore"
+        | "can_open_new_device"
+        | "can_unshare_user"
+        | "can_perf_event"
+        | "can_bpf" => (
             SHARED,
             format!(
                 "permitted, and it acts on the host's kernel ({})",
@@ -293,6 +320,12 @@ fn power(check: &str) -> &'static str {
         "can_set_time" => "the host's clock",
         "can_write_sysctl" => "host-wide kernel settings",
         "can_raw_socket" => "raw packets on the host's network",
+        "can_write_core_pattern" => "the program the host's kernel runs as root on a crash",
+        "can_read_kcore" => "the host kernel's memory",
+        "can_open_new_device" => "the host's devices, through nodes it makes",
+        "can_unshare_user" => "the host kernel's user-namespace code, a frequent exploit path",
+        "can_perf_event" => "the host's performance counters, a frequent exploit path",
+        "can_bpf" => "programs run inside the host's kernel",
         _ => "the host's mounts",
     }
 }
@@ -361,6 +394,48 @@ pub fn figures(isolation: &Isolation) -> Vec<Figure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_and_the_new_powers_are_judged() {
+        let host = facts(&[
+            ("kernel_boot_id", "h"),
+            ("seccomp", "0"),
+            ("can_write_core_pattern", "yes"),
+            ("can_bpf", "yes"),
+            ("can_unshare_user", "yes"),
+        ]);
+        let container = judge(
+            "container",
+            &facts(&[
+                ("kernel_boot_id", "h"),
+                ("seccomp", "2"),
+                ("can_write_core_pattern", "no: EACCES"),
+                ("can_bpf", "no: EPERM"),
+                ("can_unshare_user", "yes"),
+            ]),
+            &host,
+        );
+        let v = |m: &Isolation, check: &str| {
+            m.rows
+                .iter()
+                .find(|r| r.check == check)
+                .map(|r| (r.verdict.clone(), r.why.clone()))
+                .unwrap()
+        };
+        assert_eq!(v(&container, "seccomp").0, ISOLATED);
+        assert_eq!(v(&container, "can_write_core_pattern").0, ISOLATED);
+        assert_eq!(v(&container, "can_bpf").0, ISOLATED);
+        let (verdict, why) = v(&container, "can_unshare_user");
+        assert_eq!(verdict, SHARED);
+        assert!(why.contains("user-namespace code"), "{why}");
+        // A guest's kernel answers for itself.
+        let guest = judge(
+            "microvm",
+            &facts(&[("kernel_boot_id", "g"), ("seccomp", "0")]),
+            &host,
+        );
+        assert_eq!(v(&guest, "seccomp").0, ISOLATED);
+    }
 
     fn facts(pairs: &[(&str, &str)]) -> Vec<Fact> {
         pairs.iter().map(|(n, v)| Fact::new(n, *v)).collect()

@@ -47,6 +47,16 @@ pub fn run() -> Vec<Fact> {
     facts.push(Fact::new("can_raw_socket", can_raw_socket()));
     facts.push(Fact::new("can_set_time", can_set_time()));
     facts.push(Fact::new("can_write_sysctl", can_write_sysctl()));
+    facts.push(Fact::new("seccomp", status_field("Seccomp:")));
+    facts.push(Fact::new(
+        "can_write_core_pattern",
+        can_open_for_writing("/proc/sys/kernel/core_pattern"),
+    ));
+    facts.push(Fact::new("can_read_kcore", can_read_kcore()));
+    facts.push(Fact::new("can_open_new_device", can_open_new_device()));
+    facts.push(Fact::new("can_unshare_user", can_unshare_user()));
+    facts.push(Fact::new("can_perf_event", can_perf_event()));
+    facts.push(Fact::new("can_bpf", can_bpf()));
     facts
 }
 
@@ -178,6 +188,8 @@ fn errno_name(errno: i32) -> String {
         libc::ENOSYS => "ENOSYS".to_owned(),
         libc::EINVAL => "EINVAL".to_owned(),
         libc::ENOENT => "ENOENT".to_owned(),
+        libc::EBADF => "EBADF".to_owned(),
+        libc::ENOSPC => "ENOSPC".to_owned(),
         other => format!("errno {other}"),
     }
 }
@@ -255,13 +267,128 @@ fn can_set_time() -> String {
 
 /// Opens a host-wide sysctl for writing (and writes nothing).
 fn can_write_sysctl() -> String {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/sys/vm/swappiness")
-    {
+    can_open_for_writing("/proc/sys/vm/swappiness")
+}
+
+/// Opens `path` for writing and writes nothing.
+fn can_open_for_writing(path: &str) -> String {
+    match std::fs::OpenOptions::new().write(true).open(path) {
         Ok(_) => "yes".to_owned(),
         Err(e) => format!("no: {}", errno_name(e.raw_os_error().unwrap_or(0))),
     }
+}
+
+/// Opens the kernel's memory image for reading, and reads nothing.
+fn can_read_kcore() -> String {
+    match std::fs::File::open("/proc/kcore") {
+        Ok(_) => "yes".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "untested: this kernel has no /proc/kcore".to_owned()
+        }
+        Err(e) => format!("no: {}", errno_name(e.raw_os_error().unwrap_or(0))),
+    }
+}
+
+/// Makes a character device node (the null device's numbers) in the temporary directory,
+/// opens it for reading, and removes it: `yes` only when both the node and its opening
+/// are allowed (a device allow-list or a nodev mount refuses the opening).
+fn can_open_new_device() -> String {
+    let path = std::env::temp_dir().join(format!("vcbench-probe-dev-{}", std::process::id()));
+    let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return "untested: the temporary path holds a NUL".to_owned();
+    };
+    // SAFETY: a NUL-terminated path that outlives the call; mknod creates one node.
+    let made = unsafe { libc::mknod(c_path.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+    if made < 0 {
+        return verdict(made);
+    }
+    let opened = match std::fs::File::open(&path) {
+        Ok(_) => "yes".to_owned(),
+        Err(e) => format!(
+            "no: {} (made, not opened)",
+            errno_name(e.raw_os_error().unwrap_or(0))
+        ),
+    };
+    let _ = std::fs::remove_file(&path);
+    opened
+}
+
+/// Makes a user namespace in a child that ends at once (the probe's own namespaces stay).
+fn can_unshare_user() -> String {
+    // SAFETY: the child only calls the async-signal-safe unshare and _exit.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: unshare takes flags only.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+        let code = match rc {
+            0 => 0,
+            _ => std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(1)
+                .clamp(1, 255),
+        };
+        // SAFETY: _exit ends this forked child at once, without unwinding or running the
+        // parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    if child < 0 {
+        return format!(
+            "untested: cannot fork ({})",
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked, into a local.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => "yes".to_owned(),
+        Some(errno) => format!("no: {}", errno_name(errno)),
+        None => "untested: the child did not exit".to_owned(),
+    }
+}
+
+/// Opens a software performance counter on itself, disabled, and closes it.
+fn can_perf_event() -> String {
+    // The first version of perf_event_attr (64 bytes): type, size, config, then the flag
+    // word at byte 40, whose bit 0 is `disabled`.
+    let mut attr = [0u8; 64];
+    attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
+    attr[4..8].copy_from_slice(&64u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&1u64.to_ne_bytes()); // PERF_COUNT_SW_TASK_CLOCK
+    attr[40..48].copy_from_slice(&1u64.to_ne_bytes());
+    // SAFETY: `attr` is a perf_event_attr of the size it states, alive for the call; pid 0
+    // and cpu -1 mean this process on any CPU; the descriptor is closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) };
+    let fd = i32::try_from(fd).unwrap_or(-1);
+    let answer = verdict(fd);
+    if fd >= 0 {
+        // SAFETY: closing the descriptor just opened, owned by nobody else.
+        unsafe { libc::close(fd) };
+    }
+    answer
+}
+
+/// Loads the smallest BPF program there is (return 0) as a socket filter, and closes it.
+fn can_bpf() -> String {
+    // `mov r0, 0; exit`, as two 8-byte instructions.
+    let program: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    // The BPF_PROG_LOAD attributes: type, instruction count, instructions, license.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // BPF_PROG_TYPE_SOCKET_FILTER
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&(program.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    // SAFETY: `attr` is a zeroed bpf_attr of the size given, whose pointers name the
+    // program and licence above, both alive for the call; BPF_PROG_LOAD is command 5.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) };
+    let fd = i32::try_from(fd).unwrap_or(-1);
+    let answer = verdict(fd);
+    if fd >= 0 {
+        // SAFETY: closing the descriptor just opened, owned by nobody else.
+        unsafe { libc::close(fd) };
+    }
+    answer
 }
 
 #[cfg(test)]
