@@ -21,13 +21,6 @@ pub mod protocol;
 pub mod vcpu;
 pub mod vm;
 
-/// CLOCK_MONOTONIC now, nanoseconds: the one clock of every stamp.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
+/// CLOCK_MONOTONIC now, nanoseconds: the host's one clock of every stamp
+/// ([`monotonic::now_ns`]).
+pub use monotonic::now_ns as monotonic_ns;

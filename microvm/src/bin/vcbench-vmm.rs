@@ -187,8 +187,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match guest {
-        Guest::Micro(config) => vm::run_with(&config, before_teardown)
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>),
+        Guest::Micro(config) => vm::run_with(&config, before_teardown).map_err(anyhow::Error::new),
         Guest::Linux(config) => {
             let on_line = Box::new(|line: &str, at: u64| {
                 emit(&Line::Console(ConsoleLine {
@@ -196,8 +195,7 @@ fn main() -> ExitCode {
                     at,
                 }));
             });
-            machine::run(&config, on_line, before_teardown)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+            machine::run(&config, on_line, before_teardown).map_err(anyhow::Error::new)
         }
     };
     match result {
@@ -210,14 +208,8 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            let mut text = e.to_string();
-            let mut source = e.source();
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            eprintln!("vcbench-vmm: {text}");
+            // The error and its causes, as one line.
+            eprintln!("vcbench-vmm: {e:#}");
             ExitCode::FAILURE
         }
     }

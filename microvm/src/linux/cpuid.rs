@@ -5,10 +5,10 @@
 //! | leaf        | change                                                              |
 //! | ----------- | ------------------------------------------------------------------- |
 //! | 0x1         | ECX bit 31 (hypervisor) set; EBX: initial APIC ID, logical count N, CLFLUSH size kept; EDX bit 28 (HTT) when N > 1 |
-//! | 0x4         | EAX[31:26] = cores per package − 1; EAX[25:14] = sharing: 0 for L1/L2, N − 1 for L3 |
+//! | 0x4         | EAX bits 31..26 = cores per package − 1; EAX bits 25..14 = sharing: 0 for L1/L2, N − 1 for L3 |
 //! | 0xb, 0x1f   | level 0 (SMT): 1 thread, shift 0; level 1 (core): N, shift ⌈log2 N⌉; EDX = x2APIC ID |
 //! | 0x80000001  | ECX bit 1 (CmpLegacy) when N > 1                                    |
-//! | 0x80000008  | ECX: cores − 1 in [7:0], APIC ID size ⌈log2 N⌉ in [15:12]          |
+//! | 0x80000008  | ECX: cores − 1 in bits 7..0, APIC ID size ⌈log2 N⌉ in bits 15..12          |
 //! | 0x8000001e  | EAX = APIC ID, EBX = core ID (one thread per core), ECX = node 0    |
 
 use kvm_bindings::kvm_cpuid_entry2;
