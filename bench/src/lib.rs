@@ -13,7 +13,7 @@
 //! 3. **The harness**: one run measured ([`measure`]), the [`figures`] it yields, the
 //!    [`runner`] that carries out a plan, the [`density`], [`interference`], [`isolation`]
 //!    and host-[`surface`] scenarios, the [`results`] document, the terminal [`table`],
-//!    the [`doctor`]'s checks and the [`cleanup`] after killed runs.
+//!    the [`doctor`]'s checks, the [`cleanup`] after killed runs, and the guided [`tour`].
 //!
 //! What the sandboxes run (the workload, the monitor, root file systems, the initramfs,
 //! the guest kernel) is built by the `images` crate; names, the results document and the
@@ -37,3 +37,4 @@ pub mod runner;
 pub mod scenario;
 pub mod surface;
 pub mod table;
+pub mod tour;

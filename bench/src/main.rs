@@ -24,6 +24,13 @@ macro_rules! say_part {
 }
 
 mod cli;
+// The tour's command sits beside the others in cli/.
+#[path = "cli/tour.rs"]
+mod tour;
+
+use std::path::Path;
+
+use anyhow::Context;
 
 use cli::args::{Cli, Command, KernelCommand};
 use cli::inspect::{clean, compare, doctor, list, report, show};
@@ -43,6 +50,13 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { file } => show(&file),
+        Command::Report {
+            file,
+            out,
+            png: Some(dir),
+        } if out.as_deref().is_none_or(markdown_file) => {
+            markdown_with_charts(&file, out.as_deref(), &dir)
+        }
         Command::Report { file, out, png } => report(&file, out.as_deref(), png.as_deref()),
         Command::Compare { files, markdown } => compare(&files, markdown),
         Command::Clean => clean(false).map(|_| ExitCode::SUCCESS),
@@ -53,6 +67,7 @@ fn main() -> ExitCode {
             quiet,
         }) => kernel_build(&source, jobs, json, quiet),
         Command::Kernel(KernelCommand::Initramfs { gzip, out }) => write_initramfs(gzip, out),
+        Command::Tour(args) => tour::tour(args),
     };
     match result {
         Ok(code) => code,
@@ -61,4 +76,41 @@ fn main() -> ExitCode {
             ExitCode::from(status)
         }
     }
+}
+
+/// Whether `path` names a Markdown report.
+fn markdown_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("md" | "markdown")
+    )
+}
+
+/// `vcbench report FILE [-o R.md] --png DIR`: the charts first, then the Markdown report,
+/// which shows each of them by a link relative to where the report is written.
+fn markdown_with_charts(file: &Path, out: Option<&Path>, dir: &Path) -> Result<ExitCode, Failure> {
+    let doc = cli::inspect::read_document(file)?;
+    let written = reports::write_charts(&doc, dir).context("writing the charts")?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let link = reports::markdown::chart_link(out, dir, &cwd);
+    let text = reports::markdown::render_linked(&doc, Some(&link));
+    let charts = format!("charts: {} files in {}", written.len(), dir.display());
+    match out {
+        // The report is the standard output: the charts are said beside it.
+        None => {
+            say_part!("{text}");
+            eprintln!("{charts}");
+        }
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            results::write_atomic(path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            say!("report: {}", path.display());
+            say!("{charts}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

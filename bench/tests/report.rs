@@ -1,6 +1,9 @@
-//! The report of a real run, opened in headless Chromium: no console errors, and every
-//! chart drawn (screenshots of each chart have ink where the chart is). Needs Debian's
-//! `chromium`; skipped with a reason without it, a failure under CI=true.
+//! The report of a real run, opened in headless Chromium: no console errors, every chart
+//! drawn (screenshots of each chart have ink where the chart is), read me first at the top
+//! with its picture drawn, and on paper the one-page summary on the first page, each
+//! section after it, and a PDF that prints. Needs Debian's `chromium`; skipped with a
+//! reason without it, a failure under CI=true. Also `report` on the command line, with
+//! Markdown that links its PNG charts.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,6 +98,85 @@ fn ink(png_path: &Path, region: (f64, f64, f64, f64)) -> (f64, f64) {
     (inked as f64 / all as f64, coloured as f64 / all as f64)
 }
 
+/// Where each of `ids` lies on `page` laid out `width` pixels wide: (top, bottom) in
+/// pixels from the top of the page, measured by Chromium in a copy of the page that reports
+/// its own layout. With `print`, the copy applies the report's print stylesheet on screen,
+/// at the width of an A4 page's text.
+fn layout(
+    chromium: &Path,
+    page: &Path,
+    width: u32,
+    print: bool,
+    ids: &[&str],
+) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let html = std::fs::read_to_string(page).unwrap();
+    let html = if print {
+        assert!(
+            html.contains("<style media=\"print\">"),
+            "no print stylesheet"
+        );
+        html.replace("<style media=\"print\">", "<style media=\"all\">")
+    } else {
+        html
+    };
+    let list: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+    let script = format!(
+        "<script>const out = {{}}; for (const id of [{}]) {{ const e = \
+         document.getElementById(id); if (e) {{ const r = e.getBoundingClientRect(); \
+         out[id] = [r.top + scrollY, r.bottom + scrollY]; }} }} const pre = \
+         document.createElement('pre'); pre.id = 'vcbench-layout'; pre.textContent = \
+         JSON.stringify(out); document.body.appendChild(pre);</script>",
+        list.join(",")
+    );
+    let copy = page.with_file_name(format!(
+        "layout-{}.html",
+        if print { "print" } else { "screen" }
+    ));
+    std::fs::write(&copy, html.replace("</body>", &format!("{script}</body>"))).unwrap();
+    let profile = tempfile::tempdir_in(page.parent().unwrap()).unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--no-first-run",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={width},1000"))
+        .arg(format!("file://{}", copy.display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let json = dom
+        .split("<pre id=\"vcbench-layout\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no layout in the page: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let found: std::collections::BTreeMap<String, (f64, f64)> = serde_json::from_str(json).unwrap();
+    for id in ids {
+        assert!(found.contains_key(*id), "#{id} is not on the page");
+    }
+    found
+}
+
+/// The number of pages of a PDF file, from its page objects.
+fn pdf_pages(pdf: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(pdf);
+    text.match_indices("/Type /Page")
+        .filter(|(at, m)| !text[at + m.len()..].starts_with('s'))
+        .count()
+}
+
 #[test]
 fn the_report_of_a_real_run_opens_cleanly_in_chromium_with_every_chart_drawn() {
     let Some(chromium) = chromium() else {
@@ -104,10 +186,11 @@ fn the_report_of_a_real_run_opens_cleanly_in_chromium_with_every_chart_drawn() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // SAFETY: geteuid has no preconditions.
-    let backends = if unsafe { libc::geteuid() } == 0 {
-        "native,container"
-    } else {
-        "native"
+    let root = unsafe { libc::geteuid() } == 0;
+    let backends = match (root, Path::new("/dev/kvm").exists()) {
+        (true, true) => "native,container,microvm",
+        (true, false) => "native,container",
+        (false, _) => "native",
     };
     let run = Command::new(VCBENCH)
         .args([
@@ -183,6 +266,88 @@ fn the_report_of_a_real_run_opens_cleanly_in_chromium_with_every_chart_drawn() {
         drawn += 1;
     }
     assert!(drawn >= 4, "only {drawn} charts drawn");
+
+    // Read me first opens the report, with the picture of the three ways in its one-page
+    // summary; the sections follow, then the appendix and the failures.
+    let order = [
+        "read-me-first",
+        "summary",
+        "chart-stacks",
+        "how-to-read",
+        "glossary",
+        "settings",
+        "startup",
+        "memory",
+        "overhead",
+        "isolation",
+        "appendix",
+        "problems",
+    ];
+    let screen = layout(&chromium, &page, 1000, false, &order);
+    for pair in order.windows(2) {
+        assert!(
+            screen[pair[0]].0 <= screen[pair[1]].0,
+            "#{} comes after #{}: {screen:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let (top, bottom) = screen["summary"];
+    assert!(top < 400.0, "the summary starts {top} px down: {screen:?}");
+    // The summary on screen: the picture has coloured ink where the layout puts it.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let height = (bottom + 20.0) as u32;
+    let (shot, console) = screenshot(&chromium, &page, (1000, height), dir.path());
+    assert!(console.is_empty(), "console messages: {console}");
+    let (from, to) = screen["chart-stacks"];
+    let h = f64::from(height);
+    let (inked, coloured) = ink(&shot, (0.05, from / h, 0.95, to / h));
+    assert!(
+        inked > 0.05 && coloured > 0.02,
+        "the picture: {inked:.3} inked, {coloured:.3} coloured"
+    );
+
+    // On paper (the print stylesheet, A4 less its margins: 186 mm by 273 mm at 96 px per
+    // inch), the one-page summary ends within the first page, and a page of its own follows.
+    let (page_w, page_h) = (703, 1032.0);
+    let paper = layout(&chromium, &page, page_w, true, &order);
+    assert!(
+        paper["summary"].1 <= page_h,
+        "the summary runs past the first page: {paper:?}"
+    );
+    let print_view = dir.path().join("layout-print.html");
+    let (shot, console) = screenshot(&chromium, &print_view, (page_w, 1032), dir.path());
+    assert!(console.is_empty(), "console messages: {console}");
+    let (inked, coloured) = ink(&shot, (0.0, 0.0, 1.0, 1.0));
+    assert!(
+        inked > 0.05 && coloured > 0.01,
+        "the printed first page: {inked:.3} inked, {coloured:.3} coloured"
+    );
+    // And it prints: a PDF of several pages.
+    let pdf = dir.path().join("r.pdf");
+    let profile = tempfile::tempdir_in(dir.path()).unwrap();
+    let out = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+        ])
+        .args(["--disable-background-networking", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pdf = std::fs::read(&pdf).unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+    let pages = pdf_pages(&pdf);
+    assert!((4..200).contains(&pages), "{pages} pages");
 }
 
 #[test]
@@ -368,10 +533,36 @@ fn report_writes_markdown_html_and_charts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("r.md")).unwrap(),
-        md
+    // The Markdown written beside its charts shows them, by links relative to itself.
+    let linked = std::fs::read_to_string(dir.path().join("r.md")).unwrap();
+    assert!(!md.contains("!["), "{md}");
+    assert!(linked.contains("](charts/stacks.png)"), "{linked}");
+    // Beside the links, the same report.
+    let text = |md: &str| -> Vec<String> {
+        md.lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("!["))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(text(&linked), text(&md));
+    for chart in reports::charts::Chart::ALL {
+        if reports::charts::has_data(chart, &reports::Results::read(Path::new(fixture)).unwrap()) {
+            assert!(
+                linked.contains(&format!("](charts/{}.png)", chart.name())),
+                "{}",
+                chart.name()
+            );
+        }
+    }
+    // From another directory, the links climb to the charts.
+    std::fs::create_dir(dir.path().join("notes")).unwrap();
+    let elsewhere = vcbench(
+        &["report", fixture, "-o", "notes/r.md", "--png", "charts"],
+        dir.path(),
     );
+    assert!(elsewhere.status.success());
+    let linked = std::fs::read_to_string(dir.path().join("notes/r.md")).unwrap();
+    assert!(linked.contains("](../charts/stacks.png)"), "{linked}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("report: r.md") && said.contains("charts: 20 files in charts"),

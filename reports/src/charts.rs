@@ -346,7 +346,8 @@ fn startup_distribution<DB: DrawingBackend>(
         .x_desc(if data.iter().all(|(_, s)| s.len() >= MIN_BOX_SAMPLES) {
             "ms (box: quartiles, line: median, whiskers: min and max)"
         } else {
-            "ms (box: quartiles, line: median, whiskers: min and max; dots: every run, where too few for a box)"
+            "ms (box: quartiles, line: median, whiskers: min and max; where too few runs for a \
+             box, dots: every run, band: their range)"
         })
         .draw()
         .map_err(err)?;
@@ -358,8 +359,15 @@ fn startup_distribution<DB: DrawingBackend>(
             // Quartiles of a handful of runs describe nothing: show the runs themselves.
             let c = color(i);
             let med = quantile(&sorted, 0.5);
+            let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
             chart
-                .draw_series(sorted.iter().map(|&x| Circle::new((x, y), 5, c.filled())))
+                .draw_series([Rectangle::new(
+                    [(lo, y - 0.18), (hi, y + 0.18)],
+                    c.mix(0.3).filled(),
+                )])
+                .map_err(err)?;
+            chart
+                .draw_series(sorted.iter().map(|&x| Circle::new((x, y), 6, c.filled())))
                 .map_err(err)?;
             chart
                 .draw_series([PathElement::new(

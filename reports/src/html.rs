@@ -25,16 +25,18 @@ padding:.25em 0}table.env th{text-align:left;background:#f4f4f4;white-space:nowr
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}.missing{color:#555;font-style:italic}\
 li.failed{color:#a00}.summary{border:2px solid #4a6fa5;padding:0 1em 1em;margin:1em 0}\
 .summary h3{margin-top:.75em}ul.lessons li{margin:.35em 0}dl.glossary dt{font-weight:bold;\
-margin-top:.5em}dl.glossary dd{margin-left:1.5em}nav.toc{font-size:.95em}nav.toc a{margin-right:1em}";
+margin-top:.5em}dl.glossary dd{margin-left:1.5em}nav.toc{font-size:.95em}\
+nav.toc a{margin-right:1em}";
 
 /// Styles for paper: the one-page summary on its own page, each section on a new page,
 /// tables and charts never split, colours kept.
 const PRINT: &str = "@page{size:A4;margin:12mm}body{max-width:none;margin:0;padding:0;\
 font-size:9pt;line-height:1.3}nav.toc{display:none}h1{font-size:15pt}h2{break-before:page;\
-page-break-before:always;font-size:13pt}h3{font-size:11pt;margin-top:.8em}\
+page-break-before:always;font-size:13pt;margin-top:.5em}h3{font-size:11pt;margin-top:.8em}\
 #read-me-first>h2{break-before:avoid;page-break-before:avoid}.summary{break-after:page;\
-page-break-after:always;border:none;padding:0;margin:0}.summary figure svg{max-height:80mm}\
-.summary table{font-size:8pt}.summary ul.lessons li{margin:.15em 0}figure,table,tr,.note,dl{\
+page-break-after:always;border:none;padding:0;margin:0}.summary figure{margin:.3em 0}\
+.summary figure svg{max-height:66mm}.summary table{font-size:7.5pt;margin:.4em 0}\
+.summary ul.lessons{margin:.3em 0}.summary ul.lessons li{margin:.1em 0}figure,table,tr,.note,dl{\
 break-inside:avoid;page-break-inside:avoid}figure svg{max-height:110mm}.note{background:none;\
 border-left:3px solid #4a6fa5}.warn{border-width:1px;padding:.3em .6em;font-size:9pt}\
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}";
@@ -142,7 +144,8 @@ fn chart(out: &mut String, doc: &Results, chart: Chart) {
         Ok(Some(svg)) => {
             let _ = writeln!(
                 out,
-                "<figure class=\"chart\" id=\"chart-{}\" role=\"img\" aria-label=\"{}\">{}</figure>",
+                "<figure class=\"chart\" id=\"chart-{}\" role=\"img\" \
+                 aria-label=\"{}\">{}</figure>",
                 chart.name(),
                 escape(chart.title()),
                 strip_xml_declaration(&svg)

@@ -490,7 +490,8 @@ fn density_table(doc: &Results) -> Option<Table> {
     Some(Table {
         caption: "Density steps: start latency of the step's instances (median), memory per \
                   instance (RSS counts the pages instances share in each of them, PSS divides \
-                  them among the sharers, USS leaves them out), and the host's available memory after the step"
+                  them among the sharers, USS leaves them out), and the host's available \
+                  memory after the step"
             .to_owned(),
         header: [
             "backend",

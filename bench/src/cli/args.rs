@@ -22,6 +22,8 @@ Examples:
   vcbench show r.json                           the summary table of a results file
   vcbench report r.json -o r.html --png charts  an HTML report with charts, and each chart as PNG/SVG
   vcbench compare before.json after.json        the same figures side by side, each change tested
+  vcbench tour                                  what a process, a container and a VM each see, step by step
+  vcbench tour --markdown > tour.md             the same walk-through as class notes
   vcbench clean                                 remove cgroups and state a killed run left behind
 
 Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);
@@ -93,6 +95,33 @@ pub(crate) enum Command {
     /// The guest kernel of Linux microVMs.
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// A guided walk through what a plain process, a container and a VM each see (PID 1,
+    /// hostname, files, users, network, kernel, start, exits), run here, side by side.
+    #[command(after_help = TOUR_EXAMPLES)]
+    Tour(TourArgs),
+}
+
+const TOUR_EXAMPLES: &str = "\
+Examples:
+  vcbench tour                                   the walk-through, for this terminal
+  vcbench tour --markdown > tour.md              the same as Markdown class notes
+  vcbench tour --namespaces mount,pid            a container without user, net, uts, ... namespaces
+  vcbench tour -b native,container               leave the VM out
+
+Without a guest kernel that boots here, the microvm runs micro guests (no guest OS), and
+the tour says what they can and cannot show.";
+
+#[derive(Debug, Args)]
+pub(crate) struct TourArgs {
+    /// Backends to visit, comma-separated, in this order.
+    #[arg(long, short, value_delimiter = ',', default_value = "native,container,microvm",
+          value_parser = backend_names())]
+    pub(crate) backend: Vec<String>,
+    #[command(flatten)]
+    pub(crate) setup: BackendArgs,
+    /// Write Markdown (class notes) instead of text for a terminal.
+    #[arg(long)]
+    pub(crate) markdown: bool,
 }
 
 const ONCE_EXAMPLES: &str = "\
