@@ -1,15 +1,19 @@
-//! The `runc` and `crun` backends: the same image and workload, run by an installed OCI
-//! runtime, so this project's runtime is measured against the ones people use.
+//! The OCI path the peer runtimes share, and the `runc` and `crun` backends that are this
+//! path alone: the same image and workload, run by an installed OCI runtime, so this
+//! project's runtime is measured against the ones people use. The `gvisor` backend
+//! (runsc) runs through the same path with options of its own.
 //!
-//! Each instance gets a bundle of its own: `config.json`, written through the `oci-spec`
-//! crate, with the image as a read-only root, the workload as `/init`, the same seven
-//! namespaces as the `container` backend (root inside mapped to 100000 outside) and a fresh
-//! host directory as `/tmp`. The runtime runs in the foreground (`<runtime> run`), its
-//! standard output carrying the workload's records; teardown deletes the container by force
-//! whatever happened, and the bundle goes with the instance.
+//! Each instance gets a bundle of its own ([`Bundle`]): `config.json`, written through the
+//! `oci-spec` crate, with the image as a read-only root, the workload as `/init`, the same
+//! seven namespaces as the `container` backend (root inside mapped to 100000 outside) and a
+//! fresh host directory as `/tmp`. The runtime runs in the foreground (`<runtime> run`,
+//! [`Invocation::launch`]), its standard output carrying the workload's records; the
+//! instance is the runtime's descendants. Teardown deletes the container by force whatever
+//! happened, and the bundle goes with the instance. What a killed run left is found by
+//! [`stale`] and removed by [`remove`].
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
@@ -19,6 +23,7 @@ use oci_spec::runtime::{
     LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder,
     RootBuilder, Spec,
 };
+use reports::document::Part;
 use workload::channel;
 
 use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
@@ -32,7 +37,13 @@ use crate::scenario::Scenario;
 static STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// The first host ID root inside maps to, as in the `container` backend.
-const ID_BASE: u32 = 100_000;
+pub const ID_BASE: u32 = 100_000;
+
+/// How many IDs are mapped from [`ID_BASE`] on.
+pub const ID_COUNT: u32 = 65_536;
+
+/// The prefix of every container vcbench names, followed by its PID: `vcbench-<pid>-<n>`.
+pub const ID_PREFIX: &str = "vcbench-";
 
 /// Which OCI runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,19 +52,158 @@ pub enum Runtime {
     Runc,
     /// crun (C).
     Crun,
+    /// runsc, gVisor's runtime: the container runs on a kernel in user space (Go).
+    Runsc,
 }
 
 impl Runtime {
+    /// Every runtime, for finding what a killed run left in each.
+    pub const ALL: [Runtime; 3] = [Runtime::Runc, Runtime::Crun, Runtime::Runsc];
+
     /// Its command name.
     pub fn binary(self) -> &'static str {
         match self {
             Runtime::Runc => "runc",
             Runtime::Crun => "crun",
+            Runtime::Runsc => "runsc",
         }
     }
 }
 
-/// An OCI-runtime backend.
+/// A new container name of this process: `vcbench-<pid>-<n>`, which [`owner_gone`] reads
+/// back.
+pub fn new_id() -> String {
+    format!(
+        "{ID_PREFIX}{}-{}",
+        std::process::id(),
+        STARTED.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether `id` is a vcbench container name whose owner process is gone.
+pub fn owner_gone(id: &str) -> bool {
+    id.strip_prefix(ID_PREFIX)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !container::cleanup::alive(pid))
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The error of a step of a launch that failed with `source`.
+pub fn spawn_error<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Error + '_ {
+    move |source| Error::Spawn {
+        what: what.to_owned(),
+        source: std::io::Error::other(source.to_string()),
+    }
+}
+
+/// The image's root file system directory, installed once per build.
+pub fn rootfs() -> Result<PathBuf, Error> {
+    images::image::install_rootfs(&images::image::cache_dir())
+        .map_err(spawn_error("the container image"))
+}
+
+/// A fresh host directory for a container's `/tmp` inside `dir`: sticky and
+/// world-writable, as /tmp is, since root inside is an unprivileged ID outside.
+pub fn scratch_tmp(dir: &Path) -> Result<PathBuf, Error> {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).map_err(spawn_error("the container's /tmp"))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
+        .map_err(spawn_error("the container's /tmp"))?;
+    Ok(tmp)
+}
+
+/// One instance's bundle: a temporary directory (named after this process, so a killed
+/// run's is found) with `config.json` and the container's `/tmp`; removed when dropped.
+#[derive(Debug)]
+pub struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    /// The bundle of a container running `args` with `namespaces`.
+    pub fn new(args: &[String], namespaces: Namespaces) -> Result<Self, Error> {
+        let rootfs = rootfs()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&crate::registry::temp_prefix("oci"))
+            .tempdir()
+            .map_err(spawn_error("the OCI bundle"))?;
+        let tmp = scratch_tmp(dir.path())?;
+        let spec =
+            spec(&rootfs, &tmp, args, namespaces).map_err(spawn_error("the OCI configuration"))?;
+        spec.save(dir.path().join("config.json"))
+            .map_err(spawn_error("the OCI configuration"))?;
+        Ok(Bundle { dir })
+    }
+
+    /// Its directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// How an OCI runtime is run: which one, the global options every command gets before
+/// its name (runsc's platform, say), and whether `run` sees the host without its cgroup
+/// v2 tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The runtime.
+    pub runtime: Runtime,
+    /// Global options, before the command.
+    pub options: Vec<String>,
+    /// Run the runtime in a mount namespace of its own where the cgroup v2 tree of a
+    /// hybrid host is unmounted, so it sees a plain v1 host (crun 1.8 refuses hybrid hosts).
+    pub hide_unified_cgroup: bool,
+}
+
+impl Invocation {
+    /// `runtime` with no global options.
+    pub fn new(runtime: Runtime) -> Self {
+        Invocation {
+            runtime,
+            options: Vec::new(),
+            hide_unified_cgroup: false,
+        }
+    }
+
+    /// The runtime's command `args`, after the global options.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.runtime.binary());
+        command.args(&self.options).args(args);
+        command
+    }
+
+    /// Runs `launch` in a container of its own, with `namespaces`, on a new bundle, the
+    /// runtime in the foreground.
+    pub fn launch(&self, launch: &Launch, namespaces: Namespaces) -> Result<OciInstance, Error> {
+        let bundle = Bundle::new(&launch.args, namespaces)?;
+        let id = new_id();
+        let mut command = Command::new(self.runtime.binary());
+        if self.hide_unified_cgroup {
+            hide_unified_cgroup(&mut command);
+        }
+        command
+            .args(&self.options)
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle.path())
+            .arg(&id);
+        let inner = Supervised::spawn(&mut command, watch::records(), watch::MAX_LINE, false)?;
+        Ok(OciInstance {
+            inner,
+            invocation: self.clone(),
+            id,
+            _bundle: bundle,
+        })
+    }
+}
+
+/// An OCI-runtime backend: runc or crun.
 #[derive(Debug, Clone, Copy)]
 pub struct Oci {
     /// The runtime.
@@ -76,9 +226,15 @@ impl Oci {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+/// Whether a rootful peer can run here: root and its program; `Err` says why not.
+pub fn rootful_peer(binary: &str) -> Result<String, String> {
+    if !is_root() {
+        return Err(format!(
+            "{binary} needs root here (its rootless mode needs a delegated cgroup): run \
+             vcbench as root"
+        ));
+    }
+    tool_version(binary)
 }
 
 impl Backend for Oci {
@@ -90,17 +246,12 @@ impl Backend for Oci {
         match self.runtime {
             Runtime::Runc => "runc (peer OCI runtime) on the same image, namespaces and workload",
             Runtime::Crun => "crun (peer OCI runtime) on the same image, namespaces and workload",
+            Runtime::Runsc => "runsc (gVisor) on the same image, namespaces and workload",
         }
     }
 
     fn availability(&self) -> Availability {
-        if !is_root() {
-            return Availability::Unavailable(format!(
-                "{} needs root here (its rootless mode needs a delegated cgroup)",
-                self.runtime.binary()
-            ));
-        }
-        match tool_version(self.runtime.binary()) {
+        match rootful_peer(self.runtime.binary()) {
             Ok(_) => Availability::Available,
             Err(why) => Availability::Unavailable(why),
         }
@@ -130,57 +281,11 @@ impl Backend for Oci {
     }
 
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
-        let spawn_error = |what: &str| {
-            let what = what.to_owned();
-            move |source| Error::Spawn { what, source }
+        let invocation = Invocation {
+            hide_unified_cgroup: self.hide_unified_cgroup,
+            ..Invocation::new(self.runtime)
         };
-        let rootfs = images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| {
-            Error::Spawn {
-                what: "the container image".to_owned(),
-                source: std::io::Error::other(e),
-            }
-        })?;
-        let bundle = tempfile::Builder::new()
-            .prefix(&crate::registry::temp_prefix("oci"))
-            .tempdir()
-            .map_err(spawn_error("the OCI bundle"))?;
-        let tmp = bundle.path().join("tmp");
-        std::fs::create_dir(&tmp).map_err(spawn_error("the container's /tmp"))?;
-        // Sticky and world-writable, as /tmp is: root inside is an unprivileged ID outside.
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
-            .map_err(spawn_error("the container's /tmp"))?;
-        let spec =
-            spec(&rootfs, &tmp, &launch.args, self.namespaces).map_err(|e| Error::Spawn {
-                what: "the OCI configuration".to_owned(),
-                source: std::io::Error::other(e),
-            })?;
-        spec.save(bundle.path().join("config.json"))
-            .map_err(|e| Error::Spawn {
-                what: "the OCI configuration".to_owned(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        let id = format!(
-            "vcbench-{}-{}",
-            std::process::id(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut command = Command::new(self.runtime.binary());
-        if self.hide_unified_cgroup {
-            hide_unified_cgroup(&mut command);
-        }
-        command
-            .arg("run")
-            .arg("--bundle")
-            .arg(bundle.path())
-            .arg(&id);
-        let inner = Supervised::spawn(&mut command, watch::records(), watch::MAX_LINE, false)?;
-        Ok(Box::new(OciInstance {
-            inner,
-            runtime: self.runtime,
-            id,
-            init: None,
-            _bundle: bundle,
-        }))
+        Ok(Box::new(invocation.launch(launch, self.namespaces)?))
     }
 }
 
@@ -275,7 +380,7 @@ pub fn spec(
         let map = LinuxIdMappingBuilder::default()
             .container_id(0_u32)
             .host_id(ID_BASE)
-            .size(65_536_u32)
+            .size(ID_COUNT)
             .build()?;
         linux.set_uid_mappings(Some(vec![map]));
         linux.set_gid_mappings(Some(vec![map]));
@@ -285,60 +390,48 @@ pub fn spec(
 }
 
 /// A container run by an OCI runtime in the foreground.
-struct OciInstance {
+pub struct OciInstance {
     /// The runtime process, whose standard output carries the records.
     inner: Supervised,
-    runtime: Runtime,
+    invocation: Invocation,
     id: String,
-    /// The container's init on the host, once known.
-    init: Option<u32>,
     /// Removed after the container.
-    _bundle: tempfile::TempDir,
+    _bundle: Bundle,
 }
 
 impl OciInstance {
-    /// The container's init PID, from `<runtime> state`.
-    fn init_pid(&mut self) -> Option<u32> {
-        if self.init.is_none() {
-            let out = Command::new(self.runtime.binary())
-                .args(["state", &self.id])
-                .output()
-                .ok()?;
-            let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            self.init = state
-                .get("pid")
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|p| u32::try_from(p).ok())
-                .filter(|p| *p != 0);
-        }
-        self.init
+    /// The container's name.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The runtime's own process, while it runs.
+    pub fn runtime_pid(&self) -> Option<u32> {
+        self.inner.pids().first().copied()
     }
 }
 
 impl Instance for OciInstance {
+    /// The runtime's descendants: the container's processes (and, for runsc, its sandbox
+    /// and file proxy), not the runtime's own foreground process.
     fn pids(&self) -> Vec<u32> {
-        match self.init {
-            Some(init) => procfs::with_descendants(init),
-            None => Vec::new(),
-        }
+        let Some(runtime) = self.runtime_pid() else {
+            return Vec::new();
+        };
+        let mut pids = procfs::with_descendants(runtime);
+        pids.retain(|&p| p != runtime);
+        pids
     }
 
     fn next_event(&mut self, until: Instant) -> Result<Option<Event>, Error> {
-        let event = self.inner.next_event(until)?;
-        if let Some(Event::Record {
-            record: workload::record::Record::Started { .. },
-            ..
-        }) = &event
-        {
-            self.init_pid();
-        }
-        Ok(event)
+        self.inner.next_event(until)
     }
 
     fn release(&mut self) {
         // The workload, as the container's PID 1, forwards SIGTERM to its work.
-        let _ = Command::new(self.runtime.binary())
-            .args(["kill", &self.id, "TERM"])
+        let _ = self
+            .invocation
+            .command(&["kill", &self.id, "TERM"])
             .output();
     }
 
@@ -351,36 +444,78 @@ impl Instance for OciInstance {
     }
 
     fn footprint(&self) -> Footprint {
+        let pids = self.pids();
         Footprint {
-            processes: procfs::memory_of(&self.pids()),
-            parts: Vec::new(),
+            processes: procfs::memory_of(&pids),
+            parts: pids
+                .first()
+                .and_then(|&pid| cgroup_memory_kib(pid))
+                .map(|kib| vec![(Part::CgroupMemory, kib)])
+                .unwrap_or_default(),
         }
     }
 
     fn teardown(self: Box<Self>) {
         let OciInstance {
-            inner, runtime, id, ..
+            inner,
+            invocation,
+            id,
+            ..
         } = *self;
         Box::new(inner).teardown();
         // Whatever happened to the runtime process, the container must not outlive it.
-        let _ = Command::new(runtime.binary())
-            .args(["delete", "--force", &id])
-            .output();
+        let _ = invocation.command(&["delete", "--force", &id]).output();
     }
 }
 
-/// The runtime's leftover containers of vcbench processes that are gone: `(runtime, id)`.
+/// The memory, KiB, that the memory cgroup of process `pid` uses (its own processes' and
+/// the kernel's for them, page cache and shared memory included): `memory.current` on a
+/// cgroup v2 host, `memory.usage_in_bytes` of the v1 memory controller otherwise; `None`
+/// when it has none or cannot be read.
+pub fn cgroup_memory_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup_memory_file(&text, Path::new("/sys/fs/cgroup"))
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|bytes| bytes.trim().parse::<u64>().ok())
+        .map(|bytes| bytes / 1024)
+}
+
+/// The file under `root` that gives the memory use of the cgroup named in `cgroup` (the
+/// text of `/proc/PID/cgroup`): the v1 memory controller's where there is one, else the
+/// unified tree's.
+fn cgroup_memory_file(cgroup: &str, root: &Path) -> Option<PathBuf> {
+    let mut unified = None;
+    for line in cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let relative = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(
+                root.join("memory")
+                    .join(relative)
+                    .join("memory.usage_in_bytes"),
+            );
+        }
+        if controllers.is_empty() {
+            unified = Some(root.join(relative).join("memory.current"));
+        }
+    }
+    unified.filter(|file| file.exists())
+}
+
+/// The runtime's leftover containers of vcbench processes that are gone.
 pub fn stale(runtime: Runtime) -> Vec<String> {
-    let Ok(out) = Command::new(runtime.binary()).args(["list", "-q"]).output() else {
+    // `--quiet`, not `-q`: runsc knows only the long form.
+    let Ok(out) = Command::new(runtime.binary())
+        .args(["list", "--quiet"])
+        .output()
+    else {
         return Vec::new();
     };
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|id| {
-            let pid = id.strip_prefix("vcbench-")?.split('-').next()?;
-            let gone = !Path::new("/proc").join(pid).exists();
-            gone.then(|| id.to_owned())
-        })
+        .filter(|id| owner_gone(id))
+        .map(str::to_owned)
         .collect()
 }
 
@@ -394,5 +529,44 @@ pub fn remove(runtime: Runtime, id: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cgroup_is_the_v1_controller_s_or_else_the_unified_one() {
+        let root = tempfile::tempdir().unwrap();
+        let hybrid = "9:name=systemd:/x\n4:memory:/runc-1\n0::/\n";
+        assert_eq!(
+            cgroup_memory_file(hybrid, root.path()).unwrap(),
+            root.path().join("memory/runc-1/memory.usage_in_bytes")
+        );
+        let v2 = "0::/system.slice/runc-1\n";
+        // Only a unified cgroup that exists (a hybrid host's v2 tree has no controllers).
+        assert_eq!(cgroup_memory_file(v2, root.path()), None);
+        let dir = root.path().join("system.slice/runc-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("memory.current"), "4096\n").unwrap();
+        assert_eq!(
+            cgroup_memory_file(v2, root.path()).unwrap(),
+            dir.join("memory.current")
+        );
+    }
+
+    #[test]
+    fn names_carry_their_owner() {
+        let id = new_id();
+        assert!(
+            id.starts_with(&format!("vcbench-{}-", std::process::id())),
+            "{id}"
+        );
+        assert!(!owner_gone(&id));
+        assert!(owner_gone("vcbench-4294967295-0"));
+        // Not ours at all: never touched.
+        assert!(!owner_gone("3f2a9c"));
+        assert!(!owner_gone("vcbench-notapid-1"));
     }
 }
