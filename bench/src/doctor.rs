@@ -5,6 +5,9 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::backend::gvisor::{self, Platform};
+use crate::backend::podman::Podman;
+use crate::backend::{Availability, Backend};
 use crate::host::Host;
 
 /// The verdict of one check.
@@ -42,9 +45,16 @@ fn check(name: &str, status: Status, detail: impl Into<String>, fix: Option<&str
 }
 
 /// Tools looked for on `PATH`: name, what vcbench uses it for, the Debian package, whether Debian packages it.
-const TOOLS: [(&str, &str, &str, bool); 6] = [
+const TOOLS: [(&str, &str, &str, bool); 8] = [
     ("runc", "peer OCI runtime", "runc", true),
     ("crun", "peer OCI runtime", "crun", true),
+    (
+        "runsc",
+        "peer runtime: gVisor, a kernel in user space",
+        "runsc",
+        true,
+    ),
+    ("podman", "peer container engine", "podman", true),
     (
         "qemu-system-x86_64",
         "peer VMM (-M microvm) and the TCG test rig",
@@ -100,6 +110,7 @@ pub fn run(host: &Host) -> Vec<Check> {
             ),
         });
     }
+    checks.extend(peers());
     checks.push(file_check(
         "linux source",
         Path::new("/usr/src/linux-source-6.1.tar.xz"),
@@ -121,6 +132,68 @@ pub fn run(host: &Host) -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// Whether each peer backend that needs more than its program can run here: gVisor on
+/// each of its platforms, and podman on the runtime it would use.
+fn peers() -> Vec<Check> {
+    let mut checks: Vec<Check> = Platform::ALL
+        .iter()
+        .map(|&platform| {
+            let name = format!("gvisor ({platform})");
+            match gvisor::platform_availability(platform) {
+                Ok(version) => check(
+                    &name,
+                    Status::Ok,
+                    format!("{version}: the gvisor backend can run on the {platform} platform"),
+                    None,
+                ),
+                Err(why) => {
+                    let (status, fix) = gvisor_fix(platform, &why);
+                    check(&name, status, why, Some(fix))
+                }
+            }
+        })
+        .collect();
+    let podman = Podman::default();
+    checks.push(match podman.availability() {
+        Availability::Available => check("podman backend", Status::Ok, podman.settings(), None),
+        Availability::Unavailable(why) => {
+            let fix = match which("podman") {
+                None => "apt-get install -y podman",
+                Some(_) if which("runc").is_none() => "apt-get install -y runc",
+                Some(_) => "run vcbench as root",
+            };
+            check("podman backend", Status::Missing, why, Some(fix))
+        }
+    });
+    checks
+}
+
+/// How bad it is that gVisor cannot run on `platform` for reason `why`, and the fix.
+fn gvisor_fix(platform: Platform, why: &str) -> (Status, &'static str) {
+    if which("runsc").is_none() {
+        return (Status::Missing, "apt-get install -y runsc");
+    }
+    if why.contains("needs root") {
+        return (Status::Missing, "run vcbench as root");
+    }
+    match platform {
+        Platform::Ptrace => (
+            Status::Missing,
+            "reinstall runsc (apt-get install --reinstall -y runsc)",
+        ),
+        Platform::Systrap => (
+            Status::Warn,
+            "gVisor releases from mid-2023 on have systrap (gVisor's own apt repository or \
+             release binaries); the ptrace platform works with this one",
+        ),
+        Platform::Kvm => (
+            Status::Warn,
+            "run on a host with VT-x/AMD-V (or nested virtualization enabled) and a read-write \
+             /dev/kvm; the ptrace platform works here",
+        ),
+    }
 }
 
 fn kvm(host: &Host) -> Check {

@@ -35,7 +35,7 @@ pub fn detect() -> Host {
         user_namespaces: user_namespaces_enabled(),
         // SAFETY: geteuid has no preconditions and cannot fail.
         root: unsafe { libc::geteuid() } == 0,
-        peers: ["runc", "crun", "qemu-system-x86_64"]
+        peers: ["runc", "crun", "runsc", "podman", "qemu-system-x86_64"]
             .into_iter()
             .filter_map(|tool| {
                 let version = tool_version(tool).ok()?;

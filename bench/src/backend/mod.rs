@@ -4,9 +4,11 @@
 
 pub mod console;
 pub mod container;
+pub mod gvisor;
 pub mod microvm;
 pub mod native;
 pub mod oci;
+pub mod podman;
 pub mod protocol;
 pub mod qemu;
 pub mod select;

@@ -9,8 +9,10 @@ use std::time::Duration;
 use reports::document::Backend as Name;
 
 use super::container::Container;
+use super::gvisor::Gvisor;
 use super::microvm::{GuestKernel, Guests, MicroVm, GUEST_MIB};
 use super::oci::{Oci, Runtime};
+use super::podman::Podman;
 use super::protocol::{Availability, Backend};
 use super::qemu::Qemu;
 
@@ -147,6 +149,9 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             hide_unified_cgroup: setup.crun_hide_unified_cgroup,
             ..Oci::new(Runtime::Crun)
         }),
+        Name::Podman => Box::new(Podman::default()),
+        // On runsc's default platform; another is chosen by building `Gvisor` with it.
+        Name::Gvisor => Box::new(Gvisor::default()),
         Name::Qemu => Box::new(Qemu {
             memory_mib: setup.vm_memory_mib,
             vcpus: setup.vm_vcpus,

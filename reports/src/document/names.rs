@@ -116,6 +116,10 @@ names! {
         Runc = "runc",
         /// The crun OCI runtime.
         Crun = "crun",
+        /// The podman container engine, on the OCI runtime it is set up with.
+        Podman = "podman",
+        /// gVisor's runsc: the workload on a kernel in user space.
+        Gvisor = "gvisor",
         /// QEMU's microvm machine with KVM.
         Qemu = "qemu",
     }
@@ -238,6 +242,14 @@ names! {
         GuestTouched = "guest_touched",
         /// The monitor's resident memory beyond the guest's.
         MonitorOverhead = "monitor_overhead",
+        /// The workload's memory in gVisor's Sentry: the allocated pages of its memory file.
+        MemoryFile = "memory_file",
+        /// gVisor's Sentry and its stub processes: their resident memory beyond the memory file.
+        SentryOverhead = "sentry_overhead",
+        /// gVisor's Gofer (the sandbox's file proxy): its resident memory.
+        GoferOverhead = "gofer_overhead",
+        /// A container engine's own processes for the instance (podman and its conmon), resident.
+        EngineOverhead = "engine_overhead",
     }
 }
 
@@ -280,7 +292,8 @@ mod tests {
         let err = "firecracker".parse::<Backend>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "backend \"firecracker\" is not one of native, container, microvm, runc, crun, qemu"
+            "backend \"firecracker\" is not one of native, container, microvm, runc, crun, podman, gvisor, \
+             qemu"
         );
     }
 
