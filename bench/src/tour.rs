@@ -172,12 +172,14 @@ const QUESTIONS: [Question; 6] = [
         lesson: "With a user namespace, root inside is an ordinary user outside: the uid map says \
             which. The capabilities it holds inside reach only what its namespaces own, so \
             mounting over the host, setting the host's clock or changing host-wide settings is \
-            refused. A power the host itself is refused proves nothing either way.",
+            refused. A system-call filter (seccomp) can refuse whole calls on top. A power the \
+            host itself is refused proves nothing either way.",
         command: "vcbench run -b native,container -s isolation",
         facts: &[
             ("uid", "its uid"),
             ("uid_map", "uid map (inside, outside, count)"),
             ("cap_eff", "capabilities"),
+            ("seccomp", "system-call filter (seccomp mode)"),
             ("can_mount", "mount a file system"),
             ("can_set_time", "set the clock"),
             ("can_write_sysctl", "write a host-wide sysctl"),

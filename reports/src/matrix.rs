@@ -49,7 +49,7 @@ impl Concern {
 pub const NAMESPACES: &str = "namespaces";
 
 /// The checks of each concern, in order, each with the words a reader knows it by.
-const CHECKS: [(Concern, &str, &str); 20] = [
+const CHECKS: [(Concern, &str, &str); 27] = [
     (Concern::Sees, NAMESPACES, "its namespaces"),
     (Concern::Sees, "pid", "its own PID"),
     (Concern::Sees, "visible_processes", "processes it sees"),
@@ -67,6 +67,11 @@ const CHECKS: [(Concern, &str, &str); 20] = [
         "uid map (inside, outside, count)",
     ),
     (Concern::MayDo, "cap_eff", "capabilities"),
+    (
+        Concern::MayDo,
+        "seccomp",
+        "system-call filter (seccomp mode)",
+    ),
     (Concern::MayDo, "can_mount", "mount a file system"),
     (Concern::MayDo, "can_load_module", "load a kernel module"),
     (Concern::MayDo, "can_raw_socket", "open a raw socket"),
@@ -76,6 +81,20 @@ const CHECKS: [(Concern, &str, &str); 20] = [
         "can_write_sysctl",
         "write a host-wide sysctl",
     ),
+    (
+        Concern::MayDo,
+        "can_write_core_pattern",
+        "write the core pattern",
+    ),
+    (Concern::MayDo, "can_read_kcore", "read kernel memory"),
+    (
+        Concern::MayDo,
+        "can_open_new_device",
+        "make and open a device",
+    ),
+    (Concern::MayDo, "can_unshare_user", "make a user namespace"),
+    (Concern::MayDo, "can_perf_event", "open a perf event"),
+    (Concern::MayDo, "can_bpf", "load a BPF program"),
     (Concern::Kernel, "kernel_boot_id", "kernel boot id"),
     (Concern::Kernel, "kernel_release", "kernel release"),
 ];
@@ -119,7 +138,11 @@ impl Verdict {
     }
 
     fn of(row: &Judged) -> Verdict {
+        // A power the host is refused, for whatever reason, cannot show a sandbox refusing
+        // it: whatever the refusal inside, the run cannot tell.
+        let host_refused = row.check.starts_with("can_") && row.host.starts_with("no");
         match row.verdict.as_str() {
+            _ if host_refused => Verdict::NotApplicable,
             "isolated" => Verdict::Isolated,
             "partly" => Verdict::Partly,
             "shared" => Verdict::Shared,
@@ -375,6 +398,12 @@ pub fn short(check: &str, value: &str) -> String {
             Ok(bits) => format!("{} capabilities", bits.count_ones()),
             Err(_) => value.to_owned(),
         },
+        "seccomp" => match value {
+            "0" => "0: off".to_owned(),
+            "1" => "1: strict".to_owned(),
+            "2" => "2: a filter".to_owned(),
+            _ => value.to_owned(),
+        },
         "kernel_boot_id" if value.len() > 8 && value.is_char_boundary(8) => {
             format!("{}…", &value[..8])
         }
@@ -554,6 +583,11 @@ mod tests {
         );
         let t = m.tally("container", Concern::MayDo).unwrap();
         assert_eq!((t.judged(), t.not_judged), (0, 1));
+        // Refused inside for another reason than the host: still nothing to tell.
+        let refused = judged("can_load_module", "no: EPERM", "no: ENOSYS", "isolated");
+        assert_eq!(Verdict::of(&refused), Verdict::NotApplicable);
+        let permitted = judged("can_mount", "no: EPERM", "yes", "isolated");
+        assert_eq!(Verdict::of(&permitted), Verdict::Isolated);
     }
 
     #[test]
@@ -575,6 +609,7 @@ mod tests {
     #[test]
     fn long_answers_are_cut_and_capabilities_counted() {
         assert_eq!(short("cap_eff", "00000000a80405fb"), "13 capabilities");
+        assert_eq!(short("seccomp", "2"), "2: a filter");
         assert_eq!(short("kernel_boot_id", "aa593fb4-8ea4-49a8"), "aa593fb4…");
         assert!(short("cgroup", &"x".repeat(80)).ends_with('…'));
     }

@@ -280,7 +280,7 @@ pub fn lessons(doc: &Results) -> Vec<String> {
             let f = doc.figure(&m.backend, Scenario::Footprint.name(), metric.name())?;
             Some(match derived::significant(f) {
                 Some(_) => format!(
-                    "the {} held {} MiB more than the plain process ({})",
+                    "the {}'s processes held {} MiB more than the plain process ({})",
                     m.backend,
                     number(m.added),
                     figure_text::ratio_words(f)?
@@ -345,8 +345,9 @@ pub fn lessons(doc: &Results) -> Vec<String> {
         if !shared_kernel.is_empty() {
             out.push(format!(
                 "Isolation: the {} {} what {} sees and may do, but not which kernel serves {}: \
-                 the host's, reached by every system call. A VM's guest has a kernel of its \
-                 own; it reaches the host's through VM exits and its monitor's system calls.",
+                 the host's, reached by every system call. A VM's Linux guest has a kernel of \
+                 its own (a micro guest has none); a VM reaches the host's kernel through VM \
+                 exits, handled by KVM in it or by the monitor, whose system calls it serves.",
                 shared_kernel.join(" and "),
                 if shared_kernel.len() == 1 {
                     "fences"
