@@ -6,7 +6,7 @@
 //! Every option of the fragment is checked in the final `.config`: one the tree drops is an
 //! error. The result is cached under `<cache>/kernels/<key>/`, where the key is a hash of
 //! the source's bytes, the fragment and this recipe, so a second build of the same source
-//! and configuration costs nothing. Next to `vmlinux` lie the final `config` and
+//! and configuration costs nothing. Next to `vmlinux` lie its `System.map`, the final `config` and
 //! `kernel.json`, the kernel's [`Identity`].
 
 use std::io::{BufRead, BufReader, Read};
@@ -289,6 +289,10 @@ pub fn build(
     let staging = work.path().join("entry");
     std::fs::create_dir(&staging).map_err(cache_error)?;
     std::fs::rename(out.join("vmlinux"), staging.join("vmlinux")).map_err(cache_error)?;
+    // The kernel's symbols, so a guest stopped at its timeout is told where it was.
+    if out.join("System.map").is_file() {
+        std::fs::rename(out.join("System.map"), staging.join("System.map")).map_err(cache_error)?;
+    }
     std::fs::write(staging.join("config"), &config).map_err(cache_error)?;
     let json = serde_json::to_string_pretty(&identity).unwrap_or_default();
     std::fs::write(staging.join("kernel.json"), json).map_err(cache_error)?;

@@ -39,12 +39,29 @@ pub enum Exit<'a> {
     Hlt,
     /// The vCPU shut down: a triple fault.
     Shutdown,
-    /// KVM could not enter the guest.
-    FailEntry(u64),
-    /// KVM failed internally (on software KVM: often an instruction it cannot emulate).
-    InternalError,
-    /// Anything else, by name.
-    Other(&'static str),
+    /// KVM could not enter the guest: the hardware's entry failure reason, and the CPU.
+    FailEntry(u64, u32),
+    /// KVM failed internally: its suberror and the data it gave (on software KVM often an
+    /// instruction it cannot emulate).
+    InternalError {
+        /// `KVM_INTERNAL_ERROR_*`.
+        suberror: u32,
+        /// Up to 16 words of detail, as KVM gave them.
+        data: Vec<u64>,
+    },
+    /// An exit the monitor does not handle: its name, and KVM's exit reason number.
+    Other(&'static str, u32),
+}
+
+/// What a `KVM_INTERNAL_ERROR_*` suberror means.
+pub fn internal_error_name(suberror: u32) -> &'static str {
+    match suberror {
+        1 => "an instruction KVM could not emulate",
+        2 => "a fault while delivering an event (an exception within an exception)",
+        3 => "a failed delivery of an event to the guest",
+        4 => "an exit the hardware gave and KVM does not know",
+        _ => "an unknown internal error",
+    }
 }
 
 /// KVM's exit in the monitor's terms, the same for micro and Linux guests; `None` for
@@ -59,13 +76,18 @@ pub fn translate(exit: kvm_ioctls::VcpuExit<'_>) -> Option<Exit<'_>> {
         VcpuExit::MmioWrite(address, data) => Exit::MmioWrite { address, data },
         VcpuExit::Hlt => Exit::Hlt,
         VcpuExit::Shutdown => Exit::Shutdown,
-        VcpuExit::FailEntry(reason, _) => Exit::FailEntry(reason),
-        VcpuExit::InternalError => Exit::InternalError,
+        VcpuExit::FailEntry(reason, cpu) => Exit::FailEntry(reason, cpu),
+        // Its detail is in the vCPU's run structure: the caller reads it.
+        VcpuExit::InternalError => Exit::InternalError {
+            suberror: 0,
+            data: Vec::new(),
+        },
         VcpuExit::Intr | VcpuExit::IrqWindowOpen => return None,
-        VcpuExit::SystemEvent(..) => Exit::Other("system event"),
-        VcpuExit::Exception => Exit::Other("exception"),
-        VcpuExit::Debug(_) => Exit::Other("debug"),
-        _ => Exit::Other("unknown"),
+        VcpuExit::SystemEvent(kind, _) => Exit::Other("system event", kind),
+        VcpuExit::Exception => Exit::Other("exception", kvm_bindings::KVM_EXIT_EXCEPTION),
+        VcpuExit::Debug(_) => Exit::Other("debug", kvm_bindings::KVM_EXIT_DEBUG),
+        VcpuExit::Unsupported(reason) => Exit::Other("unsupported", reason),
+        _ => Exit::Other("unknown", 0),
     })
 }
 
@@ -170,21 +192,25 @@ pub fn handle(exit: Exit<'_>, buses: &mut Buses, counts: &mut ExitCounts) -> Out
             counts.shutdown += 1;
             Outcome::Failed("the guest triple-faulted (shutdown exit)".to_owned())
         }
-        Exit::FailEntry(reason) => {
+        Exit::FailEntry(reason, cpu) => {
             counts.other += 1;
             Outcome::Failed(format!(
-                "KVM could not enter the guest (hardware reason {reason:#x})"
+                "KVM could not enter the guest: hardware entry failure reason {reason:#x} \
+                 on host CPU {cpu} (a VMX/SVM entry check the vCPU's state failed)"
             ))
         }
-        Exit::InternalError => {
+        Exit::InternalError { suberror, data } => {
             counts.other += 1;
-            Outcome::Failed(
-                "KVM internal error (an instruction the hypervisor could not emulate?)".to_owned(),
-            )
+            let words: Vec<String> = data.iter().map(|w| format!("{w:#x}")).collect();
+            Outcome::Failed(format!(
+                "KVM internal error {suberror} ({}), data [{}]",
+                internal_error_name(suberror),
+                words.join(", ")
+            ))
         }
-        Exit::Other(name) => {
+        Exit::Other(name, reason) => {
             counts.other += 1;
-            Outcome::Failed(format!("unhandled exit: {name}"))
+            Outcome::Failed(format!("unhandled exit: {name} (KVM exit reason {reason})"))
         }
     }
 }

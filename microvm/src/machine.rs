@@ -194,9 +194,11 @@ impl Machine {
         }
 
         let vm = kvm_fd.create_vm().map_err(kvm("create a VM"))?;
+        // Every VM: on Intel hosts without unrestricted guests, KVM needs three pages for
+        // the real-mode TSS (above any guest's memory here) to run a guest in real mode.
+        vm.set_tss_address(usize::try_from(layout::KVM_TSS_START).unwrap_or(0))
+            .map_err(kvm("set the TSS address"))?;
         if spec.interrupts == Interrupts::InKernel {
-            vm.set_tss_address(usize::try_from(layout::KVM_TSS_START).unwrap_or(0))
-                .map_err(kvm("set the TSS address"))?;
             vm.create_irq_chip()
                 .map_err(kvm("create the in-kernel interrupt controllers"))?;
             vm.create_pit2(kvm_pit_config {
@@ -365,6 +367,17 @@ pub enum Step {
 /// [`Outcome::Continue`] without `handle` being called.
 pub fn enter(vcpu: &mut VcpuFd, handle: impl FnOnce(Exit<'_>) -> Outcome) -> Step {
     match vcpu.run() {
+        Ok(kvm_ioctls::VcpuExit::InternalError) => {
+            // The detail KVM left in the run structure for this exit.
+            // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
+            // union member KVM filled in; it is plain integers.
+            let internal = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal };
+            let n = usize::try_from(internal.ndata).map_or(0, |n| n.min(internal.data.len()));
+            Step::Exit(handle(Exit::InternalError {
+                suberror: internal.suberror,
+                data: internal.data[..n].to_vec(),
+            }))
+        }
         Ok(exit) => Step::Exit(exit::translate(exit).map_or(Outcome::Continue, handle)),
         Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
             vcpu.set_kvm_immediate_exit(0);
@@ -436,6 +449,12 @@ pub struct Report {
     pub guest_touched_kib: Option<u64>,
     /// The release of the Linux kernel that ran, as its image announces it.
     pub kernel: Option<String>,
+    /// Where every vCPU was when a Linux guest was stopped at its timeout: registers, the
+    /// function it was in, its state and its local APIC timer.
+    pub diagnosis: Option<String>,
+    /// The choices made in a Linux guest's CPUID that depend on the host, as counts (1 for
+    /// yes): whether the TSC-deadline timer was offered.
+    pub cpu: Vec<(String, u64)>,
 }
 
 #[cfg(test)]

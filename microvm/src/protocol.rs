@@ -103,6 +103,12 @@ pub struct WireReport {
     /// The Linux kernel's release, for Linux guests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
+    /// Where every vCPU was when a Linux guest was stopped at its timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
+    /// The host-dependent choices in a Linux guest's CPUID, as counts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu: BTreeMap<String, u64>,
 }
 
 impl WireReport {
@@ -145,6 +151,8 @@ impl From<&Report> for WireReport {
             serial: String::from_utf8_lossy(&report.serial.bytes).into_owned(),
             guest_touched_kib: report.guest_touched_kib,
             kernel: report.kernel.clone(),
+            diagnosis: report.diagnosis.clone(),
+            cpu: report.cpu.iter().cloned().collect(),
         }
     }
 }
@@ -159,6 +167,8 @@ mod tests {
     #[test]
     fn lines_have_the_documented_shape_and_read_back() {
         let report = Report {
+            diagnosis: None,
+            cpu: Vec::new(),
             phases: vec![("vm_created", 10), ("first_marker", 20), ("halted", 40)],
             markers: Markers {
                 stamps: vec![(1, 20), (3, 25), (2, 40)],

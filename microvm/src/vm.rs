@@ -123,6 +123,8 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     }
     let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
     let mut report = Report {
+        diagnosis: None,
+        cpu: Vec::new(),
         phases,
         markers,
         exits: counts,

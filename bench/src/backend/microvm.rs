@@ -459,6 +459,7 @@ fn read_linux_line(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>
             f.counters.extend(counters);
             let exits: Vec<(String, u64)> = report.exits.clone().into_iter().collect();
             f.counters.extend(exits);
+            f.counters.extend(report.cpu.clone());
             f.guest_touched_kib = report.guest_touched_kib;
             events
         }
@@ -478,7 +479,12 @@ fn linux_end(report: &WireReport, f: &Facts) -> Vec<Result<Event, Error>> {
         .or_else(|| report.phase("stopped"))
         .map_or_else(Stamp::now, Stamp);
     let why = match report.end {
-        microvm::protocol::End::TimedOut => "the guest was stopped at its timeout".to_owned(),
+        microvm::protocol::End::TimedOut => match &report.diagnosis {
+            Some(where_) => {
+                format!("the guest was stopped at its timeout; where it was:\n{where_}\n")
+            }
+            None => "the guest was stopped at its timeout".to_owned(),
+        },
         microvm::protocol::End::Failed => format!(
             "the guest failed: {} {}",
             report.reason.as_deref().unwrap_or_default(),

@@ -80,6 +80,30 @@ pub fn wire_lint_pins(lapic: &mut kvm_lapic_state) {
     }
 }
 
+/// Local APIC register offsets of the timer.
+const APIC_LVT_TIMER: usize = 0x320;
+const APIC_TIMER_INITIAL: usize = 0x380;
+const APIC_TIMER_CURRENT: usize = 0x390;
+
+/// The local APIC timer as one line: its mode, whether it is masked, its vector, and its
+/// counts (one-shot and periodic modes count down; TSC-deadline mode counts nothing here).
+pub fn lapic_timer(lapic: &kvm_lapic_state) -> String {
+    let lvt = lapic_register(lapic, APIC_LVT_TIMER);
+    let mode = match (lvt >> 17) & 0b11 {
+        0 => "one-shot",
+        1 => "periodic",
+        2 => "TSC-deadline",
+        _ => "reserved mode",
+    };
+    let masked = if lvt & (1 << 16) != 0 { ", masked" } else { "" };
+    format!(
+        "APIC timer {mode}{masked}, vector {:#x}, initial count {}, current count {}",
+        lvt & 0xff,
+        lapic_register(lapic, APIC_TIMER_INITIAL),
+        lapic_register(lapic, APIC_TIMER_CURRENT)
+    )
+}
+
 /// The FPU as FNINIT leaves it, with SSE exceptions masked.
 pub fn boot_fpu() -> kvm_fpu {
     kvm_fpu {
@@ -105,6 +129,23 @@ pub fn boot_regs(entry: u64) -> kvm_regs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_apic_timer_is_described_from_its_registers() {
+        let mut lapic = kvm_lapic_state::default();
+        set_lapic_register(&mut lapic, APIC_LVT_TIMER, (2 << 17) | 0xec);
+        assert_eq!(
+            lapic_timer(&lapic),
+            "APIC timer TSC-deadline, vector 0xec, initial count 0, current count 0"
+        );
+        set_lapic_register(&mut lapic, APIC_LVT_TIMER, (1 << 16) | 0xef);
+        set_lapic_register(&mut lapic, APIC_TIMER_INITIAL, 1000);
+        set_lapic_register(&mut lapic, APIC_TIMER_CURRENT, 250);
+        assert_eq!(
+            lapic_timer(&lapic),
+            "APIC timer one-shot, masked, vector 0xef, initial count 1000, current count 250"
+        );
+    }
 
     #[test]
     fn lint0_is_extint_and_lint1_nmi_other_bits_kept() {

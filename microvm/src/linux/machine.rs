@@ -18,9 +18,12 @@
 //!    first enters the guest; the others wait in KVM for their start-up IPI;
 //! 8. supervise: the guest ends by an i8042 reset, or by powering off, which without ACPI
 //!    means every vCPU halted with interrupts off (Linux's "System halted"); a halt runs
-//!    inside KVM with an in-kernel irqchip, so the monitor asks the vCPUs for their state,
-//!    every 50 ms and every 1 ms once the guest has written [`MARKER_POWEROFF`]
-//!    (`powered_off`, or `stopped` for a timeout or failure);
+//!    inside KVM with an in-kernel irqchip, so once the guest has written
+//!    [`MARKER_POWEROFF`] the monitor asks the vCPUs for their state every 1 ms. Before
+//!    that nothing interrupts a running guest: the supervisor sleeps until a vCPU thread
+//!    ends, the power-off marker, a `Kernel panic - not syncing` console line, or the
+//!    timeout, where it records where every vCPU was (`powered_off`, or `stopped` for a
+//!    timeout or failure);
 //! 9. tear everything down (`torn_down`).
 
 use std::path::PathBuf;
@@ -37,7 +40,7 @@ use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use vm_memory::GuestAddress;
 
-use super::{boot_params, cpu_state, cpuid, image, mptable};
+use super::{boot_params, cpu_state, cpuid, image, mptable, symbols};
 use crate::bus::{Buses, MmioPolicy};
 use crate::devices::marker::Markers;
 use crate::devices::serial::{Console, LineHandler};
@@ -52,10 +55,22 @@ use crate::machine::{self, stamp, End, Interrupts, Machine, Phases, Report, Spec
 pub const MIN_MEMORY_MIB: u64 = 32;
 /// The most guest memory accepted, MiB (1 TiB).
 pub const MAX_MEMORY_MIB: u64 = crate::config::MAX_MEMORY_MIB;
-/// How often the vCPUs are asked whether the guest has stopped.
-const STATE_CHECK: Duration = Duration::from_millis(50);
-/// ... once the guest has announced its power-off.
+/// How often the vCPUs are asked whether the guest has stopped, once it has announced its
+/// power-off.
 const STATE_CHECK_POWERING_OFF: Duration = Duration::from_millis(1);
+/// The line with which Linux gives up.
+const KERNEL_PANIC: &str = "Kernel panic - not syncing";
+
+/// What wakes the supervisor.
+#[derive(Debug)]
+enum Note {
+    /// A vCPU thread left its loop (the guest reset or failed, or it was stopped).
+    Ended,
+    /// The guest wrote its power-off marker.
+    PoweringOff,
+    /// The guest's kernel panicked: its line.
+    Panicked(String),
+}
 /// RFLAGS interrupt flag.
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -246,9 +261,12 @@ pub fn run(
         set: 0,
         asked: msrs.len(),
     })?;
+    let host = cpuid::Host {
+        tsc_deadline: machine.kvm().check_extension(Cap::TscDeadlineTimer),
+    };
     machine.create_vcpus(|index, vcpu| {
         let mut cpuid = supported.clone();
-        cpuid::filter(cpuid.as_mut_slice(), index, config.vcpus);
+        cpuid::filter(cpuid.as_mut_slice(), index, config.vcpus, host);
         vcpu.set_cpuid2(&cpuid)
             .map_err(kvm("set the vCPU's CPUID"))?;
         let set = vcpu
@@ -272,16 +290,31 @@ pub fn run(
     })?;
     stamp(&mut phases, "vcpus_created");
 
-    // 6. Devices.
+    // 6. Devices. A kernel panic on the console wakes the supervisor at once.
+    let notes = mpsc::channel::<Note>();
+    let panics = notes.0.clone();
+    let mut on_line = on_line;
+    let on_line: LineHandler = Box::new(move |line: &str, at: u64| {
+        if line.contains(KERNEL_PANIC) {
+            let _ = panics.send(Note::Panicked(line.to_owned()));
+        }
+        on_line(line, at);
+    });
     let irq = machine.irq_line(layout::SERIAL_IRQ)?;
     let (console, serial) = Console::with_interrupt(irq, on_line);
     let (buses, markers) = machine::buses(MmioPolicy::Ignore, Some(Box::new(console)))?;
     stamp(&mut phases, "vm_built");
 
     // 7-8. Run.
-    let shared = Shared::new(buses, Arc::clone(&markers), usize::from(config.vcpus));
+    let symbols = symbols::Symbols::beside(&config.kernel);
+    let shared = Shared::new(
+        buses,
+        Arc::clone(&markers),
+        usize::from(config.vcpus),
+        symbols,
+    );
     let entry = Mutex::new(None);
-    let counts = run_vcpus(machine.vcpus_mut(), &shared, &entry, config.timeout);
+    let counts = run_vcpus(machine.vcpus_mut(), &shared, &entry, config.timeout, notes);
     if let Some(at) = entry.lock().ok().and_then(|e| *e) {
         phases.push(("kernel_entry", at));
     }
@@ -298,7 +331,16 @@ pub fn run(
     let clean = matches!(end, End::PoweredOff | End::Reset | End::Halted);
     phases.push((if clean { "powered_off" } else { "stopped" }, ended_at));
     let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
+    let diagnosis = match end {
+        End::TimedOut => shared.stuck.lock().ok().map(|s| s.join("\n")),
+        _ => None,
+    };
     let mut report = Report {
+        diagnosis,
+        cpu: vec![(
+            "guest_tsc_deadline_offered".to_owned(),
+            u64::from(host.tsc_deadline),
+        )],
         phases,
         markers,
         exits: counts,
@@ -333,10 +375,21 @@ struct Shared {
     states: Vec<AtomicU64>,
     /// When each vCPU gave its answer.
     answered_at: Vec<AtomicU64>,
+    /// Whether the power-off marker was announced to the supervisor.
+    announced: AtomicBool,
+    /// Where each vCPU was when the guest was stopped at its timeout.
+    stuck: Mutex<Vec<String>>,
+    /// The kernel's symbols, to name where a vCPU was.
+    symbols: Option<symbols::Symbols>,
 }
 
 impl Shared {
-    fn new(buses: Buses, markers: Arc<Mutex<Markers>>, vcpus: usize) -> Self {
+    fn new(
+        buses: Buses,
+        markers: Arc<Mutex<Markers>>,
+        vcpus: usize,
+        symbols: Option<symbols::Symbols>,
+    ) -> Self {
         Shared {
             buses: Mutex::new(buses),
             markers,
@@ -346,7 +399,17 @@ impl Shared {
             round: AtomicU64::new(0),
             states: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
             answered_at: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
+            announced: AtomicBool::new(false),
+            stuck: Mutex::new(vec![String::new(); vcpus]),
+            symbols,
         }
+    }
+
+    /// Whether the guest ended by its timeout.
+    fn timed_out(&self) -> bool {
+        self.end
+            .lock()
+            .is_ok_and(|e| matches!(*e, Some((End::TimedOut, _))))
     }
 
     /// Records the end (the first one wins) and stops every vCPU.
@@ -401,10 +464,10 @@ fn run_vcpus(
     shared: &Shared,
     entry: &Mutex<Option<u64>>,
     timeout: Duration,
+    (done_tx, done_rx): (mpsc::Sender<Note>, mpsc::Receiver<Note>),
 ) -> ExitCounts {
     crate::kick::install();
     let deadline = Instant::now() + timeout;
-    let (done_tx, done_rx) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for (index, vcpu) in vcpus.iter_mut().enumerate() {
@@ -412,8 +475,9 @@ fn run_vcpus(
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn_scoped(scope, move || {
-                    let counts = vcpu_loop(index, vcpu, shared, (index == 0).then_some(entry));
-                    let _ = done.send(());
+                    let first = (index == 0).then_some(entry);
+                    let counts = vcpu_loop(index, vcpu, shared, first, &done);
+                    let _ = done.send(Note::Ended);
                     counts
                 });
             match spawned {
@@ -454,38 +518,55 @@ fn run_vcpus(
     })
 }
 
-/// Waits for the guest's end: a vCPU thread's own (reset, failure), the timeout, or all
-/// vCPUs found stopped by a state check.
-fn supervise(shared: &Shared, done: &mpsc::Receiver<()>, deadline: Instant) {
+/// Waits for the guest's end: a vCPU thread's own (reset, failure), a kernel panic, the
+/// timeout, or, once the guest has announced its power-off, all vCPUs found stopped by a
+/// state check. Nothing interrupts the guest before its power-off marker.
+fn supervise(shared: &Shared, notes: &mpsc::Receiver<Note>, deadline: Instant) {
     loop {
-        let period = if shared.powering_off() {
-            STATE_CHECK_POWERING_OFF
-        } else {
-            STATE_CHECK
+        let powering_off = shared.powering_off();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = match powering_off {
+            true => STATE_CHECK_POWERING_OFF.min(left),
+            false => left,
         };
-        let wait = period.min(deadline.saturating_duration_since(Instant::now()));
-        match done.recv_timeout(wait) {
+        match notes.recv_timeout(wait) {
             // A vCPU thread ended: it has recorded why.
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Ok(Note::Ended) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 shared.stop.store(true, Ordering::SeqCst);
                 return;
             }
+            Ok(Note::Panicked(line)) => {
+                let reason = format!("the guest's kernel panicked: {}", line.trim());
+                shared.finish(
+                    End::Failed {
+                        reason,
+                        registers: String::new(),
+                    },
+                    crate::monotonic_ns(),
+                );
+                return;
+            }
+            Ok(Note::PoweringOff) => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
         let round = shared.round.load(Ordering::SeqCst);
-        if let Some(at) = shared.stopped_in(round) {
-            shared.finish(End::PoweredOff, at);
-            return;
+        if powering_off {
+            if let Some(at) = shared.stopped_in(round) {
+                shared.finish(End::PoweredOff, at);
+                return;
+            }
         }
         if Instant::now() >= deadline {
             shared.finish(End::TimedOut, crate::monotonic_ns());
             return;
         }
-        shared.round.store(round + 1, Ordering::SeqCst);
-        shared.kick_all();
+        if powering_off {
+            shared.round.store(round + 1, Ordering::SeqCst);
+            shared.kick_all();
+        }
     }
 }
 
@@ -495,6 +576,7 @@ fn vcpu_loop(
     vcpu: &mut VcpuFd,
     shared: &Shared,
     entry: Option<&Mutex<Option<u64>>>,
+    notes: &mpsc::Sender<Note>,
 ) -> ExitCounts {
     if let Ok(mut threads) = shared.threads.lock() {
         threads[index] = Some(crate::kick::this_thread());
@@ -517,6 +599,13 @@ fn vcpu_loop(
                 Outcome::Continue
             }
         };
+        // The power-off marker wakes the supervisor, once.
+        if !shared.announced.load(Ordering::SeqCst)
+            && shared.powering_off()
+            && !shared.announced.swap(true, Ordering::SeqCst)
+        {
+            let _ = notes.send(Note::PoweringOff);
+        }
         let at = crate::monotonic_ns();
         let registers = || match machine::registers(vcpu) {
             Some(registers) => format!("vcpu{index}: {registers}"),
@@ -527,7 +616,43 @@ fn vcpu_loop(
             break;
         }
     }
+    if shared.timed_out() {
+        let state = where_it_was(index, vcpu, shared.symbols.as_ref());
+        if let Ok(mut stuck) = shared.stuck.lock() {
+            stuck[index] = state;
+        }
+    }
     counts
+}
+
+/// Where a vCPU stopped at the timeout was: its registers, the kernel function it was in,
+/// its run state, and its local APIC timer (a timer that no longer fires leaves a guest
+/// halted forever).
+fn where_it_was(index: usize, vcpu: &VcpuFd, symbols: Option<&symbols::Symbols>) -> String {
+    let mut text = format!("vcpu{index}:");
+    match (vcpu.get_regs(), vcpu.get_sregs()) {
+        (Ok(regs), Ok(sregs)) => {
+            text.push_str(&format!(" {}", crate::vcpu::describe(&regs, &sregs)));
+            if let Some(function) = symbols.and_then(|s| s.name(regs.rip)) {
+                text.push_str(&format!(" in {function}"));
+            }
+        }
+        _ => text.push_str(" registers unreadable"),
+    }
+    if let Ok(mp) = vcpu.get_mp_state() {
+        let state = match mp.mp_state {
+            KVM_MP_STATE_HALTED => "halted",
+            KVM_MP_STATE_UNINITIALIZED => "never started",
+            KVM_MP_STATE_INIT_RECEIVED => "waiting for its start-up IPI",
+            0 => "runnable",
+            _ => "other",
+        };
+        text.push_str(&format!("; {state}"));
+    }
+    if let Ok(lapic) = vcpu.get_lapic() {
+        text.push_str(&format!("; {}", cpu_state::lapic_timer(&lapic)));
+    }
+    text
 }
 
 /// Tells the supervisor whether this vCPU is stopped: halted with interrupts off (Linux's

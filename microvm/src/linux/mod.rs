@@ -11,3 +11,4 @@ pub mod cpuid;
 pub mod image;
 pub mod machine;
 pub mod mptable;
+pub mod symbols;
