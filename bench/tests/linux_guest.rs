@@ -243,7 +243,7 @@ fn qemu_boots_the_same_kernel_and_image_and_reports_the_same_records() {
 }
 
 #[test]
-fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console() {
+fn a_kernel_panic_ends_the_run_at_once_with_its_line() {
     if !rig::available() {
         return;
     }
@@ -252,7 +252,7 @@ fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console()
     };
     let vmm = images::image::install_vmm(&images::image::cache_dir()).unwrap();
     // No initramfs and no root device: the kernel panics ("Unable to mount root fs") and,
-    // with panic=0, waits forever.
+    // with panic=0, would wait forever: the monitor ends the run at the panic's line.
     let outcome = rig::Rig::default()
         .file(&vmm, "/rig/vcbench-vmm")
         .file(&kernel, "/rig/vmlinux")
@@ -269,7 +269,7 @@ fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console()
         ]);
     assert_eq!(
         outcome.status, 1,
-        "a guest stopped at its timeout is a failure"
+        "a guest whose kernel panicked is a failure"
     );
     let report = outcome
         .output
@@ -281,13 +281,21 @@ fn a_kernel_that_never_reaches_init_is_stopped_at_the_timeout_with_its_console()
             },
         )
         .expect("a report");
-    assert_eq!(report.end, microvm::protocol::End::TimedOut);
+    assert_eq!(report.end, microvm::protocol::End::Failed);
+    let reason = report.reason.clone().unwrap_or_default();
     assert!(
-        report.serial.contains("Kernel panic"),
-        "the console holds the panic: {}",
-        report.serial
+        reason.starts_with("the guest's kernel panicked: Kernel panic - not syncing"),
+        "{reason}"
     );
-    assert!(report.phase("kernel_entry").is_some());
+    let entry = report
+        .phase("kernel_entry")
+        .expect("the kernel was entered");
+    let stopped = report.phase("stopped").expect("the guest was stopped");
+    assert!(
+        stopped - entry < 19_000_000_000,
+        "ended at the panic, not at the 20 s timeout: {} ms",
+        (stopped - entry) / 1_000_000
+    );
     assert!(report.markers.is_empty(), "init was never reached");
 }
 
@@ -353,6 +361,11 @@ fn workload_faults_inside_a_linux_guest_are_failures_with_reasons() {
     assert_eq!(status, "3", "{mute:#}");
     assert!(mute["markers"]["started_ms"].is_null(), "{mute:#}");
     assert!(failure(&mute).contains("timeout"), "{mute:#}");
+    // Where every vCPU was when it was stopped.
+    assert!(
+        failure(&mute).contains("vcpu0: rip=") && failure(&mute).contains("APIC timer"),
+        "{mute:#}"
+    );
 
     let (hello, status) = section("hello");
     assert_eq!(status, "0", "{hello:#}");
