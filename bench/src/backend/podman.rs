@@ -104,7 +104,14 @@ impl Backend for Podman {
     }
 
     fn availability(&self) -> Availability {
-        if let Err(why) = oci::rootful_peer("podman") {
+        if !oci::is_root() {
+            return Availability::Unavailable(
+                "podman needs root here: its containers map root inside to 100000 outside, \
+                 which another user may do only through /etc/subuid; run vcbench as root"
+                    .to_owned(),
+            );
+        }
+        if let Err(why) = tool_version("podman") {
             return Availability::Unavailable(why);
         }
         // Asking podman which runtime it is set up with takes a third of a second, so a
