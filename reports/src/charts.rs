@@ -994,6 +994,29 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_in_user_space_is_drawn_as_a_way_of_its_own() {
+        let mut doc = Results::parse(
+            include_str!("../tests/data/results.json"),
+            Path::new("results.json"),
+        )
+        .unwrap();
+        for f in &mut doc.figures {
+            if f.backend == "container" {
+                f.backend = "gvisor".to_owned();
+            }
+        }
+        doc.runs.retain(|r| r.backend != "container");
+        doc.isolation.retain(|m| m.backend != "container");
+        doc.surface.retain(|s| s.backend != "container");
+        doc.density.clear();
+        doc.plan.backends = vec!["native".into(), "gvisor".into(), "microvm".into()];
+        let drawn = svg(Chart::Stacks, &doc).unwrap().unwrap();
+        assert!(drawn.contains("a kernel in user space"), "{drawn}");
+        assert!(drawn.contains("Three ways to run one program"), "{drawn}");
+        assert!(drawn.contains("no guest OS"));
+    }
+
+    #[test]
     fn density_counts_are_labelled_once_each() {
         let doc = density_steps(&[1.0, 1.0, 1.0, 1.0, 1.0]);
         let drawn = svg(Chart::DensityStart, &doc).unwrap().unwrap();

@@ -214,6 +214,53 @@ pub fn headline(scenario: &str, metric: &str) -> bool {
     }
 }
 
+/// What the host kernel served for one traced run, as a reader should take it: the
+/// distinct system calls counted, and whose they were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostCalls {
+    /// Distinct system calls.
+    pub distinct: u32,
+    /// Whose they were: "its own", "its monitor's", "its kernel in user space's".
+    pub whose: &'static str,
+    /// Whether they were counted as the setup's: a kernel in user space serves the
+    /// workload without an exec on the host, so the trace counts its every call before
+    /// the workload's (never seen) exec.
+    pub as_setup: bool,
+}
+
+/// What the host kernel served for `backend`'s traced `hello`, if traced.
+pub fn host_calls(doc: &Results, backend: &str) -> Option<HostCalls> {
+    let s = doc
+        .surface
+        .iter()
+        .find(|s| s.backend == backend && s.workload.first().is_some_and(|w| w == "hello"))?;
+    let place = family::place(doc, backend)?;
+    Some(match place.family {
+        Family::UserKernel if s.distinct_syscalls == 0 && !s.setup_syscalls.is_empty() => {
+            HostCalls {
+                distinct: u32::try_from(s.setup_syscalls.len()).unwrap_or(u32::MAX),
+                whose: "its kernel in user space's",
+                as_setup: true,
+            }
+        }
+        Family::UserKernel => HostCalls {
+            distinct: s.distinct_syscalls,
+            whose: "its kernel in user space's",
+            as_setup: false,
+        },
+        Family::Vm => HostCalls {
+            distinct: s.distinct_syscalls,
+            whose: "its monitor's",
+            as_setup: false,
+        },
+        Family::Process | Family::Container => HostCalls {
+            distinct: s.distinct_syscalls,
+            whose: "its own",
+            as_setup: false,
+        },
+    })
+}
+
 /// A median with its interval, for a chart.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {

@@ -1,7 +1,9 @@
 //! What each backend of a run is, for a reader: a plain process, a container (a process
-//! the host kernel fences off with namespaces and a cgroup) or a virtual machine (a guest
-//! on a monitor on KVM), and, for a VM, whether it ran a Linux guest or micro guests (a
-//! few instructions, no guest OS). What serves each one's system calls follows from that.
+//! the host kernel fences off with namespaces and a cgroup), a container on a kernel in
+//! user space (gVisor: its Sentry serves the program's system calls) or a virtual machine
+//! (a guest on a monitor on KVM), and, for a VM, whether it ran a Linux guest or micro
+//! guests (a few instructions, no guest OS). What serves each one's system calls follows
+//! from that.
 //!
 //! The backends this version knows are placed by name ([`Backend`]); one it does not know
 //! (a document from another version) is placed by what the document shows of it: a VM's
@@ -16,19 +18,28 @@ pub enum Family {
     Process,
     /// A process the host kernel fences off with namespaces and a cgroup.
     Container,
+    /// A fenced process whose system calls a kernel in user space serves (gVisor's
+    /// Sentry), which makes its own, fewer, to the host kernel.
+    UserKernel,
     /// A guest on a monitor process on KVM.
     Vm,
 }
 
 impl Family {
     /// Every family, from the least fenced to the most.
-    pub const ALL: [Family; 3] = [Family::Process, Family::Container, Family::Vm];
+    pub const ALL: [Family; 4] = [
+        Family::Process,
+        Family::Container,
+        Family::UserKernel,
+        Family::Vm,
+    ];
 
     /// What it is, in a few words.
     pub fn label(self) -> &'static str {
         match self {
             Family::Process => "a plain process",
             Family::Container => "a container",
+            Family::UserKernel => "a container on a kernel in user space",
             Family::Vm => "a virtual machine",
         }
     }
@@ -39,6 +50,10 @@ impl Family {
             Family::Process => "a process on the host kernel, with nothing around it",
             Family::Container => {
                 "the same process, fenced off by the host kernel with namespaces and a cgroup"
+            }
+            Family::UserKernel => {
+                "the same process, fenced, with its system calls served by a kernel in user \
+                 space that makes its own to the host kernel"
             }
             Family::Vm => "a guest on a monitor process, run by KVM inside the host kernel",
         }
@@ -60,6 +75,7 @@ impl Place {
         match (self.family, self.micro) {
             (Family::Vm, true) => "nothing: a micro guest has no OS and makes no system calls",
             (Family::Vm, false) => "its own guest kernel",
+            (Family::UserKernel, _) => "a kernel in user space (gVisor's Sentry)",
             _ => "the host kernel",
         }
     }
@@ -118,7 +134,10 @@ fn container_evidence(doc: &Results, backend: &str) -> bool {
 pub fn family(doc: &Results, backend: &str) -> Option<Family> {
     match backend.parse::<Backend>() {
         Ok(Backend::Native) => Some(Family::Process),
-        Ok(Backend::Container | Backend::Runc | Backend::Crun) => Some(Family::Container),
+        Ok(Backend::Container | Backend::Runc | Backend::Crun | Backend::Podman) => {
+            Some(Family::Container)
+        }
+        Ok(Backend::Gvisor) => Some(Family::UserKernel),
         Ok(Backend::Microvm | Backend::Qemu) => Some(Family::Vm),
         _ if vm_evidence(doc, backend) => Some(Family::Vm),
         _ if container_evidence(doc, backend) => Some(Family::Container),
@@ -207,6 +226,14 @@ mod tests {
         let doc = fixture();
         assert_eq!(family(&doc, "native"), Some(Family::Process));
         assert_eq!(family(&doc, "container"), Some(Family::Container));
+        assert_eq!(family(&doc, "podman"), Some(Family::Container));
+        assert_eq!(family(&doc, "gvisor"), Some(Family::UserKernel));
+        assert!(Place {
+            family: Family::UserKernel,
+            micro: false
+        }
+        .serves()
+        .contains("user space"));
         let vm = place(&doc, "microvm").unwrap();
         assert_eq!(vm.family, Family::Vm);
         assert!(vm.micro);

@@ -231,7 +231,7 @@ fn memory(doc: &Results, text: &mut String) {
                 number(m.beyond()),
                 number(m.touched)
             )),
-            Family::Container => {
+            Family::Container | Family::UserKernel => {
                 let metric = match m.measure {
                     Measure::Pss => Metric::Pss.name(),
                     Measure::Rss => Metric::OverheadRss.name(),
@@ -514,6 +514,21 @@ fn surface(doc: &Results, text: &mut String) {
                  host kernel",
                 s.backend, s.distinct_syscalls
             ),
+            Some(p) if p.family == Family::UserKernel => {
+                let calls = crate::derived::host_calls(doc, &s.backend);
+                format!(
+                    "{} {}, its kernel in user space's own calls{}: the workload's calls are \
+                     served by that kernel, not the host's",
+                    s.backend,
+                    calls.as_ref().map_or(s.distinct_syscalls, |c| c.distinct),
+                    if calls.is_some_and(|c| c.as_setup) {
+                        " (counted as the setup's: the workload is never exec'd on the host, \
+                         so the trace counts everything before an exec it never sees)"
+                    } else {
+                        ""
+                    }
+                )
+            }
             Some(p) if p.family == Family::Vm => {
                 let handled: u64 = s.vm_exits.iter().map(|(_, n)| n).sum();
                 let in_kernel = if s.kvm_exits.is_empty() {

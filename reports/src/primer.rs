@@ -126,9 +126,14 @@ pub fn summary_table(doc: &Results) -> Option<Table> {
     }
     let memory = derived::memory(doc);
     let m = matrix::matrix(doc);
-    let rows = backends
+    // From the least fenced to the most, as the spectrum runs.
+    let mut placed: Vec<(&str, family::Place)> = backends
         .iter()
         .filter_map(|b| Some((*b, family::place(doc, b)?)))
+        .collect();
+    placed.sort_by_key(|(_, p)| (p.family, p.micro));
+    let rows = placed
+        .into_iter()
         .map(|(b, place)| {
             let figure = |s: Scenario, metric: Metric| doc.figure(b, s.name(), metric.name());
             let start = match figure(Scenario::Startup, Metric::TimeToStart) {

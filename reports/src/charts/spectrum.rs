@@ -20,6 +20,7 @@ fn family_color(family: Family) -> RGBColor {
     match family {
         Family::Process => color(0),
         Family::Container => color(1),
+        Family::UserKernel => color(4),
         Family::Vm => color(2),
     }
 }
@@ -82,6 +83,7 @@ pub(super) fn draw<DB: DrawingBackend>(
             let serves = match (s.place.family, s.place.micro) {
                 (Family::Vm, true) => "no guest OS",
                 (Family::Vm, false) => "guest kernel",
+                (Family::UserKernel, _) => "user-space kernel",
                 _ => "host kernel",
             };
             format!("{} · {serves}", s.backend)

@@ -40,10 +40,7 @@ fn annotations(doc: &Results, backend: &str, place: Place) -> Vec<String> {
     let figure = |s: Scenario, m: &str| doc.figure(backend, s.name(), m);
     if let Some(f) = figure(Scenario::Startup, Metric::TimeToStart.name()) {
         lines.push(if place.micro {
-            format!(
-                "start: {} ms (creating a VM; no OS boots)",
-                number(f.summary.median)
-            )
+            format!("start: {} ms, no OS boots", number(f.summary.median))
         } else {
             format!("start: {} ms", number(f.summary.median))
         });
@@ -54,12 +51,12 @@ fn annotations(doc: &Results, backend: &str, place: Place) -> Vec<String> {
     {
         lines.push(match place.family {
             Family::Process => format!(
-                "{} MiB beyond its workload ({}): its own",
+                "its own pages: {} MiB ({})",
                 number(m.beyond()),
                 m.measure.name()
             ),
-            Family::Container => format!(
-                "{} MiB beyond its workload ({})",
+            Family::Container | Family::UserKernel => format!(
+                "beyond its workload: {} MiB ({})",
                 number(m.beyond()),
                 m.measure.name()
             ),
@@ -70,22 +67,18 @@ fn annotations(doc: &Results, backend: &str, place: Place) -> Vec<String> {
         lines.push(format!("one system call: {} ns", number(f.summary.median)));
     } else if let Some(f) = figure(Scenario::Exits, Metric::ExitRoundTrip.name()) {
         lines.push(format!(
-            "one VM exit round trip: {} µs",
+            "one VM exit: {} µs",
             number(f.summary.median / 1000.0)
         ));
     }
-    if let Some(s) = doc
-        .surface
-        .iter()
-        .find(|s| s.backend == backend && s.workload.first().is_some_and(|w| w == "hello"))
-    {
+    if let Some(calls) = derived::host_calls(doc, backend) {
         lines.push(format!(
-            "host kernel served {} distinct calls{}",
-            s.distinct_syscalls,
-            if place.family == Family::Vm {
-                " (monitor)"
-            } else {
-                ""
+            "host kernel: {} distinct calls{}",
+            calls.distinct,
+            match place.family {
+                Family::Vm => " (monitor)",
+                Family::UserKernel => " (Sentry)",
+                _ => "",
             }
         ));
     }
@@ -196,13 +189,19 @@ pub(super) fn draw<DB: DrawingBackend>(
 ) -> Result<(), DrawError> {
     let (w, _) = area.dim_in_pixel();
     let w = i32::try_from(w).unwrap_or(900);
+    let columns = columns(doc);
+    let ways = match columns.len() {
+        1 => "One way",
+        2 => "Two ways",
+        3 => "Three ways",
+        _ => "Four ways",
+    };
     centred(
         area,
-        "Three ways to run one program, on one host kernel (with this run's numbers)",
+        &format!("{ways} to run one program, on one host kernel (with this run's numbers)"),
         (w / 2, 20),
         18,
     )?;
-    let columns = columns(doc);
     let n = i32::try_from(columns.len().max(1)).unwrap_or(1);
     let margin = 16;
     let width = (w - 2 * margin) / n;
@@ -235,19 +234,18 @@ pub(super) fn draw<DB: DrawingBackend>(
         let x0 = margin + i * width + 10;
         let x1 = x0 + width - 20;
         let mid = (x0 + x1) / 2;
-        centred(
-            area,
-            &format!("{}: {}", column.backends.join(", "), column.family.label()),
-            (mid, 56),
-            15,
-        )?;
+        // Four columns leave less room for words.
+        let (big, small) = if n > 3 { (13, 10) } else { (15, 12) };
+        centred(area, &column.backends.join(", "), (mid, 44), big)?;
+        centred(area, column.family.label(), (mid, 62), small)?;
         let serves = match (column.family, column.place.micro) {
             (Family::Vm, true) => "no guest OS: it makes no system calls",
             (Family::Vm, false) => "its system calls go to its own guest kernel",
             (Family::Container, _) => "its system calls go to the host kernel, fenced",
+            (Family::UserKernel, _) => "its system calls go to a kernel in user space",
             (Family::Process, _) => "its system calls go to the host kernel",
         };
-        centred(area, serves, (mid, 76), 12)?;
+        centred(area, serves, (mid, 78), small)?;
         match column.family {
             Family::Process => {
                 boxed(
@@ -257,6 +255,21 @@ pub(super) fn draw<DB: DrawingBackend>(
                     "the workload's process",
                 )?;
                 arrow(area, mid, (290, kernel_top), "system calls")?;
+            }
+            Family::UserKernel => {
+                dashed(area, (x0 + 6, 110, x1 - 6, 318), FENCE)?;
+                centred(area, "namespaces and a cgroup", (mid, 126), 12)?;
+                boxed(
+                    area,
+                    (x0 + 20, 150, x1 - 20, 200),
+                    PROGRAM,
+                    "the workload's process",
+                )?;
+                arrow(area, mid, (200, 230), "system calls")?;
+                boxed(area, (x0 + 20, 230, x1 - 20, 290), GUEST_KERNEL, "")?;
+                centred(area, "a kernel in user space", (mid, 252), 12)?;
+                centred(area, "(gVisor's Sentry)", (mid, 270), 11)?;
+                arrow(area, mid, (290, kernel_top), "its own calls")?;
             }
             Family::Container => {
                 dashed(area, (x0 + 6, 150, x1 - 6, 318), FENCE)?;
@@ -274,7 +287,7 @@ pub(super) fn draw<DB: DrawingBackend>(
                 let split = x0 + (x1 - x0) * 58 / 100;
                 // The guest: its own memory and vCPU, its own kernel (or none).
                 dashed(area, (x0 + 4, 96, split - 4, 312), KVM)?;
-                left(area, "guest: own memory, vCPU", (x0 + 10, 100), 11)?;
+                left(area, "guest", (x0 + 10, 100), 11)?;
                 if column.place.micro {
                     boxed(
                         area,
@@ -342,7 +355,7 @@ pub(super) fn draw<DB: DrawingBackend>(
         }
         for (k, line) in column.lines.iter().enumerate() {
             let k = i32::try_from(k).unwrap_or(0);
-            centred(area, line, (mid, 424 + k * 20), 13)?;
+            centred(area, line, (mid, 424 + k * 20), if n > 3 { 11 } else { 13 })?;
         }
     }
     Ok(())
