@@ -203,7 +203,8 @@ impl Invocation {
     }
 }
 
-/// An OCI-runtime backend: runc or crun.
+/// An OCI-runtime backend: runc or crun, named after the runtime. runsc runs as the
+/// `gvisor` backend ([`super::gvisor`]), with options of its own.
 #[derive(Debug, Clone, Copy)]
 pub struct Oci {
     /// The runtime.
