@@ -385,17 +385,40 @@ pub fn limits(visits: &[Visit]) -> Vec<String> {
         .collect()
 }
 
+/// The tour's title: as many ways as it visited.
+fn title(visits: &[Visit]) -> String {
+    let ways = match visits.len() {
+        1 => "one way".to_owned(),
+        2 => "two ways".to_owned(),
+        3 => "three ways".to_owned(),
+        4 => "four ways".to_owned(),
+        n => format!("{n} ways"),
+    };
+    format!("A tour: one program, {ways} to run it")
+}
+
+/// "native, container and microvm".
+fn names(visits: &[Visit]) -> String {
+    let names: Vec<&str> = visits.iter().map(|v| v.backend.as_str()).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 /// The tour as Markdown: class notes that need no terminal.
 pub fn markdown(visits: &[Visit], host: &str) -> Result<String, Error> {
     if visits.is_empty() {
         return Err(Error::NoBackend);
     }
-    let mut out = String::from("# A tour: one program, three ways to run it\n\n");
-    out.push_str(
-        "The same workload binary ran here as a plain process, in a container and in a VM. \
-         Each stop asks it one question from inside and puts the answers side by side. \
-         Every answer below was measured on this machine by this tour.\n\n",
-    );
+    let mut out = format!("# {}\n\n", title(visits));
+    out.push_str(&format!(
+        "The same workload binary ran here on {}. Each stop asks it one question from inside \
+         and puts the answers side by side. Every answer below was measured on this machine \
+         by this tour.\n\n",
+        names(visits)
+    ));
     out.push_str(&format!("Host: {}\n\n", escape(host)));
     for v in visits {
         let settings = if v.settings.is_empty() {
@@ -457,11 +480,12 @@ pub fn terminal(visits: &[Visit], host: &str, width: usize, bold: bool) -> Resul
             format!("{text}\n{}\n", "-".repeat(text.chars().count()))
         }
     };
-    let mut out = heading("A tour: one program, three ways to run it");
+    let mut out = heading(&title(visits));
     out.push_str(&wrap(
         &format!(
-            "The same workload binary ran as a plain process, in a container and in a VM, on \
-             {host}. Each stop asks it one question from inside; the answers are side by side."
+            "The same workload binary ran on {}, on {host}. Each stop asks it one question from \
+             inside; the answers are side by side.",
+            names(visits)
         ),
         width,
     ));
