@@ -2,14 +2,15 @@
 //! (or a crashed host) left behind, found by owner and removed, each item reported.
 //!
 //! In order: the instances it left running ([`crate::registry`]), its temporary
-//! directories, its ftrace instances, its runc and crun containers, its cgroups and
-//! container state; then, when asked for a thorough clean (`vcbench clean`, not the quick
-//! one before every run), the empty parent cgroups and the installs of other builds in
-//! the cache.
+//! directories, its ftrace instances, its runc, crun, runsc and podman containers, its
+//! cgroups and container state; then, when asked for a thorough clean (`vcbench clean`, not
+//! the quick one before every run), the empty parent cgroups, podman images of other
+//! builds and the installs of other builds in the cache.
 
 use std::path::Path;
 
 use crate::backend::oci::{self, Runtime};
+use crate::backend::podman;
 
 /// Why the cleanup could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
             Ok(()),
         )
     }));
-    for runtime in [Runtime::Runc, Runtime::Crun] {
+    for runtime in Runtime::ALL {
         for id in oci::stale(runtime) {
             let result = oci::remove(runtime, &id);
             removed.push(Removed::of(
@@ -66,7 +67,21 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
             ));
         }
     }
+    for name in podman::stale() {
+        let result = podman::remove(&name);
+        removed.push(Removed::of(
+            format!("podman container {name} (left by a killed run)"),
+            result,
+        ));
+    }
     if thorough {
+        for image in podman::stale_images() {
+            let result = podman::remove_image(&image);
+            removed.push(Removed::of(
+                format!("podman image {image} (from another build)"),
+                result,
+            ));
+        }
         removed.extend(
             container::cleanup::remove_empty_parents(&layout)
                 .into_iter()

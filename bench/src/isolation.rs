@@ -275,11 +275,11 @@ fn verdict(
                 (SHARED, format!("the host's {} namespace", &ns[3..]))
             }
         }
-        _ if refused && inside == host => (
+        _ if refused && host.starts_with("no") => (
             UNTESTED,
             format!(
-                "refused on the host too ({inside}): this run cannot tell whether the sandbox \
-                 would stop it"
+                "refused on the host too ({host}; inside: {inside}): this run cannot tell \
+                 whether the sandbox would stop it"
             ),
         ),
         _ if refused => (ISOLATED, format!("refused ({inside})")),
@@ -403,6 +403,7 @@ mod tests {
             ("can_write_core_pattern", "yes"),
             ("can_bpf", "yes"),
             ("can_unshare_user", "yes"),
+            ("can_load_module", "no: ENOSYS"),
         ]);
         let container = judge(
             "container",
@@ -412,6 +413,7 @@ mod tests {
                 ("can_write_core_pattern", "no: EACCES"),
                 ("can_bpf", "no: EPERM"),
                 ("can_unshare_user", "yes"),
+                ("can_load_module", "no: EPERM"),
             ]),
             &host,
         );
@@ -425,6 +427,8 @@ mod tests {
         assert_eq!(v(&container, "seccomp").0, ISOLATED);
         assert_eq!(v(&container, "can_write_core_pattern").0, ISOLATED);
         assert_eq!(v(&container, "can_bpf").0, ISOLATED);
+        // Refused on the host too, for another reason: nothing to tell.
+        assert_eq!(v(&container, "can_load_module").0, UNTESTED);
         let (verdict, why) = v(&container, "can_unshare_user");
         assert_eq!(verdict, SHARED);
         assert!(why.contains("user-namespace code"), "{why}");

@@ -24,9 +24,6 @@ macro_rules! say_part {
 }
 
 mod cli;
-// The tour's command sits beside the others in cli/.
-#[path = "cli/tour.rs"]
-mod tour;
 
 use std::path::Path;
 
@@ -67,7 +64,7 @@ fn main() -> ExitCode {
             quiet,
         }) => kernel_build(&source, jobs, json, quiet),
         Command::Kernel(KernelCommand::Initramfs { gzip, out }) => write_initramfs(gzip, out),
-        Command::Tour(args) => tour::tour(args),
+        Command::Tour(args) => cli::tour::tour(args),
     };
     match result {
         Ok(code) => code,

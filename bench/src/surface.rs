@@ -179,6 +179,14 @@ fn trace_one(
         &first,
         Some(tracer_tid),
     );
+    if !counts.workload_ran {
+        return Err(format!(
+            "the workload never ran as a host program or a guest on {}: its system calls are \
+             served inside the sandbox (as gVisor's Sentry serves them), so the host's calls \
+             made on its behalf cannot be told from the setup's, and none are given",
+            backend.name()
+        ));
+    }
     let total: u64 = counts.workload.values().sum();
     let named = |counts: BTreeMap<i64, u64>| {
         let mut named: Vec<(String, u64)> = counts
@@ -248,6 +256,9 @@ struct Counts {
     setup: BTreeMap<i64, u64>,
     /// VM exits by reason, from `kvm_exit`.
     kvm_exits: BTreeMap<String, u64>,
+    /// Whether the workload ran as a host program or a guest (its exec, or the first
+    /// `KVM_RUN`): without it, nothing tells its calls from the setup's.
+    workload_ran: bool,
 }
 
 /// Reads a trace. A process counts once it executes a program: the workload (one of
@@ -345,6 +356,7 @@ fn count(trace: &str, workload_files: &[&str], first: &[u32], launcher: Option<u
             }
         }
     }
+    counts.workload_ran = workload_runs;
     counts
 }
 
@@ -608,6 +620,12 @@ mod tests {
         let counts = count(RUNTIME, &["/w", "/init"], &[301], None);
         assert_eq!(counts.setup, BTreeMap::from([(56, 1), (165, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(39, 1)]));
+        assert!(counts.workload_ran);
+        // A sandbox that serves the workload itself never executes it on the host: all
+        // its calls are setup, and the trace says the workload never ran.
+        let served = count(RUNTIME, &["/w"], &[301], None);
+        assert!(!served.workload_ran);
+        assert!(served.workload.is_empty());
     }
 
     /// A monitor sets up, then its vCPU thread runs the guest, which exits twice.

@@ -23,6 +23,8 @@ pub struct Setup {
     pub namespaces: Option<container::Namespaces>,
     /// The container backend's system call filter.
     pub seccomp: container::Seccomp,
+    /// The platform gVisor intercepts system calls with.
+    pub gvisor_platform: super::gvisor::Platform,
     /// Guest memory of the VM backends, MiB.
     pub vm_memory_mib: u64,
     /// vCPUs of the VM backends' Linux guests.
@@ -42,6 +44,7 @@ impl Default for Setup {
         Setup {
             namespaces: None,
             seccomp: container::Seccomp::Default,
+            gvisor_platform: super::gvisor::Platform::default(),
             vm_memory_mib: GUEST_MIB,
             vm_vcpus: 1,
             kernel: None,
@@ -151,7 +154,9 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
         }),
         Name::Podman => Box::new(Podman::default()),
         // On runsc's default platform; another is chosen by building `Gvisor` with it.
-        Name::Gvisor => Box::new(Gvisor::default()),
+        Name::Gvisor => Box::new(Gvisor {
+            platform: setup.gvisor_platform,
+        }),
         Name::Qemu => Box::new(Qemu {
             memory_mib: setup.vm_memory_mib,
             vcpus: setup.vm_vcpus,

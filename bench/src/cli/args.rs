@@ -256,6 +256,9 @@ pub(crate) struct BackendArgs {
     /// measure what it costs.
     #[arg(long, default_value = "default", value_parser = ["default", "off"])]
     pub(crate) seccomp: String,
+    /// How the gvisor backend intercepts system calls (where this host and runsc allow it).
+    #[arg(long, default_value = "ptrace", value_parser = ["ptrace", "systrap", "kvm"])]
+    pub(crate) gvisor_platform: String,
     /// Guest memory of the microvm backend, MiB (Linux guests need at least 32).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=65_536))]
     pub(crate) vm_memory_mib: u64,

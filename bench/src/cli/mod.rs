@@ -6,6 +6,7 @@ pub mod args;
 pub mod inspect;
 pub mod kernel;
 pub mod run;
+pub mod tour;
 
 use std::io::IsTerminal;
 

@@ -147,9 +147,14 @@ pub(crate) fn backends(
         "off" => container::Seccomp::Off,
         _ => container::Seccomp::Default,
     };
+    let gvisor_platform = setup
+        .gvisor_platform
+        .parse()
+        .map_err(|e| Failure::usage(anyhow::Error::new(e)))?;
     let setup = backend::Setup {
         namespaces,
         seccomp,
+        gvisor_platform,
         vm_memory_mib: setup.vm_memory_mib,
         vm_vcpus: setup.vm_vcpus,
         kernel: setup.kernel.clone(),
