@@ -1282,3 +1282,27 @@ fn a_closed_standard_output_is_no_panic() {
         );
     }
 }
+
+#[test]
+fn without_a_guest_kernel_the_skip_says_what_would_help_here() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fresh cache: no kernel was built.
+    let out = vcbench(
+        &[
+            "run", "-b", "microvm", "-s", "cpu", "-r", "1", "-w", "0", "-o", "r.json",
+        ],
+        dir.path(),
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    let software = std::path::Path::new("/sys/module/kvm_pvm").exists();
+    if software {
+        // Building a kernel would not help: no Linux guest boots on software KVM.
+        assert!(said.contains("only micro guests run here"), "{said}");
+        assert!(!said.contains("vcbench kernel build"), "{said}");
+    } else {
+        assert!(
+            said.contains("vcbench kernel build") || !said.contains("skipped: microvm"),
+            "{said}"
+        );
+    }
+}

@@ -152,10 +152,16 @@ impl MicroVm {
                 .and_then(|built| GuestKernel::open(&built.vmlinux).ok())
         });
         let Some(kernel) = kernel else {
-            return Guests::Micro(
-                "needs a Linux guest kernel: run `vcbench kernel build` or pass --kernel PATH"
+            // Where no Linux guest can boot, a kernel would not help: say so, not how to
+            // get one.
+            return Guests::Micro(match microvm::host::kvm_flavour() {
+                KvmFlavour::Software { module } => format!(
+                    "needs a Linux guest, and this host's KVM is software ({module}), which \
+                     cannot boot unmodified Linux: only micro guests run here"
+                ),
+                _ => "needs a Linux guest kernel: run `vcbench kernel build` or pass --kernel PATH"
                     .to_owned(),
-            );
+            });
         };
         match microvm::host::kvm_flavour() {
             KvmFlavour::Hardware { .. } => Guests::Linux(kernel),
