@@ -1258,6 +1258,12 @@ fn once_runs_one_instance_and_reports_its_outcome() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert!(text.contains("outcome   ok"), "{text}");
+
+    // The workload's own help, as text (it is not a record).
+    let out = vcbench(&["once", "--", "--help"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.starts_with("usage: workload"), "{text}");
 }
 
 #[test]

@@ -144,7 +144,7 @@ pub(crate) struct OnceArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub(crate) json: bool,
-    /// The workload and its options, after `--` [default: hello]; `workload --help`
+    /// The workload and its options, after `--` [default: hello]; `vcbench once -- --help`
     /// lists them.
     #[arg(last = true)]
     pub(crate) workload: Vec<String>,

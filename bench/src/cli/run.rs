@@ -199,8 +199,22 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
     } else {
         args.workload.clone()
     };
+    let workload =
+        image::install_workload(&image::cache_dir()).context("preparing the workload")?;
+    // The workload's own help is text, not records: show it as it is.
+    if workload_args
+        .iter()
+        .any(|a| matches!(a.as_str(), "--help" | "-h" | "help"))
+    {
+        let help = std::process::Command::new(&workload)
+            .args(&workload_args)
+            .output()
+            .context("running the workload for its help")?;
+        say_part!("{}", String::from_utf8_lossy(&help.stdout));
+        return Ok(ExitCode::SUCCESS);
+    }
     let launch = backend::Launch {
-        workload: image::install_workload(&image::cache_dir()).context("preparing the workload")?,
+        workload,
         args: workload_args.clone(),
     };
     let stop = stop_on_signals()?;
