@@ -1312,3 +1312,29 @@ fn without_a_guest_kernel_the_skip_says_what_would_help_here() {
         );
     }
 }
+
+#[test]
+fn once_refuses_a_kernel_this_host_cannot_boot_instead_of_running_a_micro_guest() {
+    let software = std::path::Path::new("/sys/module/kvm_pvm").exists();
+    let kernel = std::fs::read_dir("/boot").ok().and_then(|d| {
+        d.filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains("vmlinuz-"))
+    });
+    let (true, Some(kernel)) = (software, kernel) else {
+        eprintln!("skipped: needs a software KVM and a kernel in /boot");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = kernel.to_string_lossy().into_owned();
+    let out = vcbench(
+        &["once", "-b", "microvm", "--kernel", &kernel, "--", "hello"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot boot --kernel"),
+        "{}",
+        stderr(&out)
+    );
+}

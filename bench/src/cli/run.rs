@@ -224,6 +224,18 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
         Some("alloc") => Scenario::Footprint,
         _ => Scenario::Startup,
     };
+    // What `run` would skip (a guest kernel this host cannot boot, say), `once` refuses
+    // rather than quietly running something else.
+    if let Some(kernel) = &args.setup.kernel {
+        if let Err(why) = backend.supports(Scenario::Cpu) {
+            return Err(anyhow::anyhow!(
+                "{} cannot boot --kernel {} here: {why}",
+                backend.name(),
+                kernel.display()
+            )
+            .into());
+        }
+    }
     let step = Step::new(
         scenario,
         Some(1),
