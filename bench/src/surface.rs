@@ -124,6 +124,8 @@ fn trace_one(
     let first = instance.pids();
     let deadline = Instant::now() + timeout;
     let mut problem = None;
+    // The workload's work, from its first record to its result, on the host's clock.
+    let (mut started, mut result) = (None, None);
     loop {
         if stop.load(Ordering::SeqCst) {
             problem = Some("interrupted".to_owned());
@@ -135,7 +137,14 @@ fn trace_one(
                 record: workload::record::Record::Error { message, .. },
                 ..
             })) => problem = Some(format!("workload error: {message}")),
-            Ok(Some(_)) => {}
+            Ok(Some(Event::Record {
+                record: workload::record::Record::Started { .. },
+                at,
+            })) => started = started.or(Some(at.0)),
+            Ok(Some(Event::Record {
+                record: workload::record::Record::Result { .. },
+                at,
+            })) => result = result.or(Some(at.0)),
             Ok(None) => {
                 problem = Some(format!("timed out after {:.1} s", timeout.as_secs_f64()));
                 break;
@@ -173,12 +182,27 @@ fn trace_one(
         ));
     }
     let program = launch.workload.display().to_string();
-    let counts = count(
+    let mut counts = count(
         &trace.text,
         &[program.as_str(), "/init"],
         &first,
         Some(tracer_tid),
+        started.zip(result),
     );
+    let mut mechanism = MECHANISM;
+    if !counts.workload_ran && !counts.served.is_empty() {
+        // The sandbox served the workload itself: what its processes asked of the host
+        // while the workload worked is what the workload cost the host.
+        counts.workload = std::mem::take(&mut counts.served);
+        for (nr, n) in &counts.workload {
+            if let Some(setup) = counts.setup.get_mut(nr) {
+                *setup = setup.saturating_sub(*n);
+            }
+        }
+        counts.setup.retain(|_, n| *n > 0);
+        counts.workload_ran = true;
+        mechanism = SERVED;
+    }
     if !counts.workload_ran {
         return Err(format!(
             "the workload never ran as a host program or a guest on {}: its system calls are \
@@ -204,7 +228,7 @@ fn trace_one(
     Ok(Surface {
         backend: backend.name().to_owned(),
         workload: launch.args.clone(),
-        mechanism: MECHANISM.to_owned(),
+        mechanism: mechanism.to_owned(),
         distinct_syscalls: u32::try_from(syscalls.len()).unwrap_or(u32::MAX),
         total_syscalls: total,
         wall_ms,
@@ -227,6 +251,11 @@ const MECHANISM: &str = "ftrace raw_syscalls:sys_enter: the workload's from its 
 fn u64_f64(n: u64) -> f64 {
     n as f64
 }
+
+/// How the surface is counted for a sandbox that serves its workload itself.
+const SERVED: &str = "ftrace raw_syscalls:sys_enter on the monotonic clock: the workload never \
+    runs on the host (the sandbox's own kernel serves it), so the sandbox's processes' calls from \
+    the workload's first record to its result; the setup before and after apart";
 
 /// `ioctl`'s number on x86-64.
 const NR_IOCTL: i64 = 16;
@@ -259,6 +288,9 @@ struct Counts {
     /// Whether the workload ran as a host program or a guest (its exec, or the first
     /// `KVM_RUN`): without it, nothing tells its calls from the setup's.
     workload_ran: bool,
+    /// The setup's calls within the workload's window (its first record to its result):
+    /// the calls a sandbox that serves the workload itself made on its behalf.
+    served: BTreeMap<i64, u64>,
 }
 
 /// Reads a trace. A process counts once it executes a program: the workload (one of
@@ -269,7 +301,13 @@ struct Counts {
 /// The `launcher` thread and the helpers it starts count as setup until the workload
 /// runs (its exec, or the guest's first run), and not at all after; every backend's
 /// launch goes through it, so what it does for each is counted alike.
-fn count(trace: &str, workload_files: &[&str], first: &[u32], launcher: Option<u32>) -> Counts {
+fn count(
+    trace: &str,
+    workload_files: &[&str],
+    first: &[u32],
+    launcher: Option<u32>,
+    window: Option<(u64, u64)>,
+) -> Counts {
     let mut roles: HashMap<u32, Role> = launcher.map(|l| (l, Role::Launcher)).into_iter().collect();
     let mut guest_runs = false;
     let mut workload_runs = false;
@@ -285,9 +323,20 @@ fn count(trace: &str, workload_files: &[&str], first: &[u32], launcher: Option<u
         else {
             continue;
         };
-        let Some((_, event)) = rest.split_once(": ") else {
+        let Some((head, event)) = rest.split_once(": ") else {
             continue;
         };
+        // The event's time, seconds on the trace clock, as nanoseconds.
+        let at = head
+            .split_whitespace()
+            .last()
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .map(|t| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let ns = (t * 1e9).round() as u64;
+                ns
+            });
         let role = roles.get(&pid).copied();
         if let Some(args) = event.strip_prefix("sys_enter: NR ") {
             // `16 (7, ae80, 0, 0, 0, 0)`: the number, then the arguments in hex.
@@ -305,6 +354,12 @@ fn count(trace: &str, workload_files: &[&str], first: &[u32], launcher: Option<u
             if role.is_some() && nr == NR_IOCTL && request == Some(KVM_RUN) {
                 guest_runs = true;
                 workload_runs = true;
+            }
+            let within = window
+                .zip(at)
+                .is_some_and(|((from, to), at)| (from..=to).contains(&at));
+            if role == Some(Role::Setup) && !guest_runs && within {
+                *counts.served.entry(nr).or_insert(0) += 1;
             }
             let bucket = match role {
                 Some(Role::Workload) => &mut counts.workload,
@@ -411,6 +466,9 @@ impl Tracer {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         tracer.write("buffer_size_kb", &buffer_kib(cpus).to_string())?;
         tracer.write("options/event-fork", "1")?;
+        // Stamps on the host's one clock, so events compare with the workload's records
+        // (older kernels lack it: then a sandbox that serves its workload is not counted).
+        let _ = tracer.write("trace_clock", "mono");
         // SAFETY: gettid has no preconditions and cannot fail.
         let tid = unsafe { libc::gettid() };
         tracer.write("set_event_pid", &tid.to_string())?;
@@ -583,23 +641,23 @@ mod tests {
 
     #[test]
     fn only_the_program_and_its_descendants_count_from_its_exec() {
-        let counts = count(TRACE, &["/w"], &[], None);
+        let counts = count_all(TRACE, &["/w"], &[], None);
         assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
         // The forked child's exec call (NR 59), before it became the workload, belongs
         // to nobody traced: it is not the instance's first process.
         assert!(counts.setup.is_empty());
         // As the instance's first process, it is setup until its exec.
-        let counts = count(TRACE, &["/w"], &[200], None);
+        let counts = count_all(TRACE, &["/w"], &[200], None);
         assert_eq!(counts.setup, BTreeMap::from([(59, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
         // The launching thread's calls are setup until the workload runs (NR 56), and
         // not counted after (NR 0: vcbench reading the instance).
-        let counts = count(TRACE, &["/w"], &[200], Some(100));
+        let counts = count_all(TRACE, &["/w"], &[200], Some(100));
         assert_eq!(counts.setup, BTreeMap::from([(56, 1), (59, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
         // The workload's own child is the workload's, even when the instance's processes
         // were listed after it was born (a container's cgroup holds both).
-        let counts = count(TRACE, &["/w"], &[200, 201], Some(100));
+        let counts = count_all(TRACE, &["/w"], &[200, 201], Some(100));
         assert_eq!(counts.setup, BTreeMap::from([(56, 1), (59, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(60, 1), (110, 2)]));
     }
@@ -617,15 +675,25 @@ mod tests {
 
     #[test]
     fn an_oci_runtime_s_setup_is_counted_apart_from_the_workload() {
-        let counts = count(RUNTIME, &["/w", "/init"], &[301], None);
+        let counts = count_all(RUNTIME, &["/w", "/init"], &[301], None);
         assert_eq!(counts.setup, BTreeMap::from([(56, 1), (165, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(39, 1)]));
         assert!(counts.workload_ran);
         // A sandbox that serves the workload itself never executes it on the host: all
         // its calls are setup, and the trace says the workload never ran.
-        let served = count(RUNTIME, &["/w"], &[301], None);
+        let served = count_all(RUNTIME, &["/w"], &[301], None);
         assert!(!served.workload_ran);
         assert!(served.workload.is_empty());
+        // Its processes' calls while the workload worked (its first record to its result)
+        // are what it asked of the host on the workload's behalf.
+        let window = Some((1_003_000_000, 1_005_000_000));
+        let served = count(RUNTIME, &["/w"], &[301], None, window);
+        assert_eq!(served.served, BTreeMap::from([(165, 1)]));
+    }
+
+    /// A trace read without a window for the workload's work.
+    fn count_all(trace: &str, files: &[&str], first: &[u32], launcher: Option<u32>) -> Counts {
+        count(trace, files, first, launcher, None)
     }
 
     /// A monitor sets up, then its vCPU thread runs the guest, which exits twice.
@@ -642,7 +710,7 @@ mod tests {
 
     #[test]
     fn a_monitor_s_setup_ends_at_the_guest_s_first_run() {
-        let counts = count(MONITOR, &["/w", "/init"], &[400], Some(100));
+        let counts = count_all(MONITOR, &["/w", "/init"], &[400], Some(100));
         assert_eq!(counts.setup, BTreeMap::from([(9, 1)]));
         assert_eq!(counts.workload, BTreeMap::from([(1, 1), (16, 1)]));
         assert_eq!(
