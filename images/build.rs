@@ -24,6 +24,8 @@ fn main() {
         "workload/Cargo.toml",
         "microvm/src",
         "microvm/Cargo.toml",
+        "monotonic/src",
+        "monotonic/Cargo.toml",
         "Cargo.lock",
         "Cargo.toml",
     ] {
