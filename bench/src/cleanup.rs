@@ -58,22 +58,19 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
             Ok(()),
         )
     }));
-    for runtime in Runtime::ALL {
-        for id in oci::stale(runtime) {
-            let result = oci::remove(runtime, &id);
-            removed.push(Removed::of(
-                format!("{} container {id} (left by a killed run)", runtime.binary()),
-                result,
-            ));
-        }
-    }
-    for name in podman::stale() {
-        let result = podman::remove(&name);
-        removed.push(Removed::of(
-            format!("podman container {name} (left by a killed run)"),
-            result,
-        ));
-    }
+    // Each runtime is asked for its leftovers at once: every run starts with this clean,
+    // and each listing is a program of its own.
+    removed.extend(std::thread::scope(|scope| {
+        let oci: Vec<_> = Runtime::ALL
+            .into_iter()
+            .map(|runtime| scope.spawn(move || oci_leftovers(runtime)))
+            .collect();
+        let podman = scope.spawn(podman_leftovers);
+        oci.into_iter()
+            .chain(std::iter::once(podman))
+            .flat_map(|listing| listing.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    }));
     if thorough {
         for image in podman::stale_images() {
             let result = podman::remove_image(&image);
@@ -107,6 +104,34 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
         ));
     }
     Ok(removed)
+}
+
+/// A runtime's containers that a killed run left, removed.
+fn oci_leftovers(runtime: Runtime) -> Vec<Removed> {
+    oci::stale(runtime)
+        .into_iter()
+        .map(|id| {
+            let result = oci::remove(runtime, &id);
+            Removed::of(
+                format!("{} container {id} (left by a killed run)", runtime.binary()),
+                result,
+            )
+        })
+        .collect()
+}
+
+/// Podman's containers that a killed run left, removed.
+fn podman_leftovers() -> Vec<Removed> {
+    podman::stale()
+        .into_iter()
+        .map(|name| {
+            let result = podman::remove(&name);
+            Removed::of(
+                format!("podman container {name} (left by a killed run)"),
+                result,
+            )
+        })
+        .collect()
 }
 
 fn remove_path(path: &Path) -> std::io::Result<()> {
