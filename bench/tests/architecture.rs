@@ -1,7 +1,8 @@
 //! The layout's rules, checked on the sources: in every crate of the workspace no two
 //! files import each other; in `vcbench`, the backends never reach into the harness and
 //! the leaf modules import no other module; and the sandboxes' crates (`container`,
-//! `microvm`) and the workload know nothing of benchmarks, images or reports.
+//! `microvm`), the workload and the user's images (`userimage`) know nothing of benchmarks,
+//! images or reports.
 //!
 //! A file "imports" a module when its code (not its comments, not its unit tests) names
 //! it through `crate::` or `super::`.
@@ -129,6 +130,7 @@ fn no_two_files_import_each_other() {
         "monotonic",
         "reports",
         "stats",
+        "userimage",
         "workload",
     ] {
         let graph = imports(&workspace().join(krate));
@@ -184,6 +186,7 @@ fn the_sandboxes_know_nothing_of_benchmarks() {
         "stats",
         "images",
         "monotonic",
+        "userimage",
     ] {
         let manifest = std::fs::read_to_string(workspace().join(krate).join("Cargo.toml"))
             .expect("read a manifest");
