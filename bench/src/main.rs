@@ -42,11 +42,32 @@ fn main() -> ExitCode {
         Command::Once(args) => once(args),
         Command::List { json } => list(json),
         Command::Doctor { json } => doctor(json),
-        Command::Schema => {
+        Command::Schema { fleet: false } => {
             say!("{}", results::json_schema());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schema { fleet: true } => {
+            say!("{}", reports::fleet::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge {
+            files,
+            out,
+            skipped_host,
+            skip_unreadable,
+            allow_plan_differences,
+        } => cli::fleet::merge(cli::fleet::MergeArgs {
+            files: &files,
+            out: out.as_deref(),
+            skipped_hosts: &skipped_host,
+            skip_unreadable,
+            allow_plan_differences,
+        }),
+        Command::Show { file } if cli::fleet::is_fleet(&file) => cli::fleet::show_file(&file),
         Command::Show { file } => show(&file),
+        Command::Report { file, out, png } if cli::fleet::is_fleet(&file) => {
+            cli::fleet::report(&file, out.as_deref(), png.as_deref())
+        }
         Command::Report {
             file,
             out,
@@ -55,6 +76,11 @@ fn main() -> ExitCode {
             markdown_with_charts(&file, out.as_deref(), &dir)
         }
         Command::Report { file, out, png } => report(&file, out.as_deref(), png.as_deref()),
+        Command::Compare { files, markdown }
+            if files.len() < 2 || files.iter().any(|f| cli::fleet::is_fleet(f)) =>
+        {
+            cli::fleet::compare(&files, markdown)
+        }
         Command::Compare { files, markdown } => compare(&files, markdown),
         Command::Clean => clean(false).map(|_| ExitCode::SUCCESS),
         Command::Kernel(KernelCommand::Build {

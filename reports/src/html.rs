@@ -228,7 +228,7 @@ fn verdict_class(cell: &str) -> Option<&'static str> {
 }
 
 /// A table in HTML, with its caption; verdict cells are coloured.
-fn render_table(table: &Table) -> String {
+pub fn render_table(table: &Table) -> String {
     let mut out = format!("<table><caption>{}</caption><tr>", escape(&table.caption));
     for h in &table.header {
         let _ = write!(out, "<th>{}</th>", escape(h));

@@ -9,6 +9,7 @@ pub mod derived;
 pub mod document;
 pub mod family;
 pub mod figure_text;
+pub mod fleet;
 pub mod html;
 pub mod markdown;
 pub mod matrix;

@@ -59,8 +59,12 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the JSON Schema of the results document.
-    Schema,
+    /// Print the JSON Schema of the results document (of the fleet document with --fleet).
+    Schema {
+        /// The fleet document's schema, which `vcbench merge` writes.
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Remove what a killed vcbench left behind (cgroups, container state) and other builds'
     /// cached images, and say what.
     Clean,
@@ -85,12 +89,37 @@ pub(crate) enum Command {
     /// first beside the others, with its change tested (a rank test and a bootstrap
     /// interval): "slower by 12.0% [+7.0%, +17.0%]" or "no significant change".
     Compare {
-        /// Two or more results files; the first is the baseline.
-        #[arg(num_args = 2.., required = true)]
+        /// Two or more results files, or a fleet document (each of its hosts counts as
+        /// a file); the first is the baseline.
+        #[arg(num_args = 1.., required = true)]
         files: Vec<PathBuf>,
         /// Print Markdown instead of a terminal table.
         #[arg(long)]
         markdown: bool,
+    },
+    /// Merge many hosts' results of one plan into a fleet document: each figure keeps its
+    /// host, plans are checked alike (every difference listed), nothing is averaged.
+    /// `show`, `report` and `compare` read the fleet document.
+    #[command(after_help = MERGE_EXAMPLES)]
+    Merge {
+        /// The hosts' results files (or fleet documents), one per host.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the fleet document [default: standard output].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// A host that has no results, and why, as HOST=REASON (repeatable): it is
+        /// listed as a skipped host.
+        #[arg(long)]
+        skipped_host: Vec<String>,
+        /// A file that cannot be read as results (missing, cut short, not results) makes
+        /// its host (named by the file) a skipped host with the reason, instead of an error.
+        #[arg(long)]
+        skip_unreadable: bool,
+        /// Merge hosts whose plans asked for different work, listing every difference in
+        /// the document, instead of refusing them.
+        #[arg(long)]
+        allow_plan_differences: bool,
     },
     /// The guest kernel of Linux microVMs.
     #[command(subcommand)]
@@ -100,6 +129,16 @@ pub(crate) enum Command {
     #[command(after_help = TOUR_EXAMPLES)]
     Tour(TourArgs),
 }
+
+const MERGE_EXAMPLES: &str = "\
+Examples:
+  vcbench merge a.json b.json c.json -o fleet.json    three hosts' runs of one plan
+  vcbench merge *.json --skipped-host d='no /dev/kvm' -o fleet.json
+  vcbench report fleet.json -o fleet.html             each host's figures side by side
+  vcbench compare fleet.json                          every host against the first, tested
+
+Exit status: 0 merged; 2 a file is not results, two files share a host name, or the plans
+differ (each difference is listed); 1 no host has results.";
 
 const TOUR_EXAMPLES: &str = "\
 Examples:

@@ -3,6 +3,7 @@
 //! one, and whether to colour.
 
 pub mod args;
+pub mod fleet;
 pub mod inspect;
 pub mod kernel;
 pub mod run;
