@@ -319,3 +319,6 @@ pub fn json_schema() -> String {
     let schema = schemars::schema_for!(Fleet);
     serde_json::to_string_pretty(&schema).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
