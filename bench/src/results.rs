@@ -245,6 +245,7 @@ mod tests {
             density: Vec::new(),
             isolation: Vec::new(),
             surface: Vec::new(),
+            reachable: Vec::new(),
         }
     }
 

@@ -113,6 +113,7 @@ pub fn execute(
         density: Vec::new(),
         isolation: Vec::new(),
         surface: Vec::new(),
+        reachable: Vec::new(),
     };
     let mut available: Vec<&dyn Backend> = Vec::new();
     let found = crate::backend::availability_of(&plan.backends);
@@ -525,6 +526,12 @@ fn isolation_of(
     if context.stop.load(Ordering::SeqCst) {
         return;
     }
+    let reachable = surface::reachable(backend);
+    let figures = surface::reachable_figures(&reachable);
+    results
+        .figures
+        .extend(of_backend(&results.plan, backend, figures, false));
+    results.reachable.push(reachable);
     match surface::measure(
         backend,
         context.workload,

@@ -57,7 +57,7 @@ pub enum Error {
     Mount(#[source] std::io::Error),
 }
 
-pub use reports::document::surface::Surface;
+pub use reports::document::surface::{Reachable, Surface};
 
 /// The workloads traced, by the scenario that says whether a backend can run them.
 const WORKLOADS: [(Scenario, &[&str]); 6] = [
@@ -576,6 +576,42 @@ pub fn remove_stale() -> Vec<PathBuf> {
         }
     }
     removed
+}
+
+/// What `backend` lets a hostile program reach of the host kernel: its filter's allowed
+/// calls, of those the host's kernel headers name. Needs no tracing.
+pub fn reachable(backend: &dyn Backend) -> Reachable {
+    let reach = backend.reach();
+    let of = u32::try_from(syscall_names().len()).unwrap_or(u32::MAX);
+    Reachable {
+        backend: backend.name().to_owned(),
+        filter: reach.filter,
+        // Without the headers there is nothing to count against.
+        syscalls: (of > 0).then(|| reach.calls.of(of)).flatten(),
+        of,
+        conditional: reach.conditional,
+        vm_exits: reach.vm_exits,
+    }
+}
+
+/// The figure of what a backend lets a program reach: the host system calls its filter
+/// allows (none where it was not counted).
+pub fn reachable_figures(reachable: &Reachable) -> Vec<Figure> {
+    reachable
+        .syscalls
+        .map(|n| {
+            Figure::value(
+                &reachable.backend,
+                "isolation",
+                "host_syscalls_reachable",
+                "syscalls",
+                Better::Lower,
+                f64::from(n),
+            )
+        })
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Figures of a backend's traced runs, per workload: the workload's distinct system calls

@@ -18,6 +18,7 @@ pub mod linux;
 pub mod machine;
 pub mod memory;
 pub mod protocol;
+pub mod seccomp;
 pub mod vcpu;
 pub mod vm;
 

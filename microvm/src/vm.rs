@@ -40,6 +40,9 @@ pub enum Error {
     /// The machine could not be built.
     #[error(transparent)]
     Machine(machine::Error),
+    /// The monitor's system call filter could not be installed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::Error),
 }
 
 impl From<machine::Error> for Error {
@@ -98,6 +101,12 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     // 6. Run.
     let mut counts = ExitCounts::default();
     let watchdog = Watchdog::start(config.timeout);
+    // From here on, the monitor's threads (this one and the watchdog) make only the
+    // calls running the guest needs.
+    if let Err(e) = crate::seccomp::on_guest_threads() {
+        watchdog.stop();
+        return Err(e.into());
+    }
     let vcpu = &mut machine.vcpus_mut()[0];
     let end = loop {
         match machine::enter(vcpu, |exit| exit::handle(exit, &mut buses, &mut counts)) {

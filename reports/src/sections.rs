@@ -92,6 +92,7 @@ pub fn sections(doc: &Results) -> Vec<Section> {
                             tables.push(matrix::table(&m));
                         }
                     }
+                    tables.extend(reachable_table(doc));
                     tables.extend(surface_table(doc));
                     appendix.extend(matrix::full_tables(doc));
                 }
@@ -413,6 +414,48 @@ fn figure_table(doc: &Results, figures: &[Figure], title: &str, more: bool) -> T
             })
             .collect(),
     )
+}
+
+/// What each backend lets a hostile program reach of the host kernel: its filter.
+fn reachable_table(doc: &Results) -> Option<Table> {
+    if doc.reachable.is_empty() {
+        return None;
+    }
+    Some(Table {
+        caption: "Reachable host surface: the host system calls a hostile program in the \
+                  sandbox could make, whatever the workload happened to call, by the filter \
+                  between them (for a VM, the calls of its monitor, which serves the guest), \
+                  of those the host's kernel headers name; and for a VM the exits that run \
+                  the monitor's own code"
+            .to_owned(),
+        header: [
+            "backend",
+            "system calls reachable",
+            "filter",
+            "only with some arguments",
+            "VM exits into the monitor",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        numeric: vec![false, true, false, false, false],
+        verdicts: vec![false; 5],
+        rows: doc
+            .reachable
+            .iter()
+            .map(|r| {
+                vec![
+                    r.backend.clone(),
+                    match r.syscalls {
+                        Some(n) => format!("{n} of {}", r.of),
+                        None => "not counted".to_owned(),
+                    },
+                    r.filter.clone(),
+                    r.conditional.join("; "),
+                    r.vm_exits.join("; "),
+                ]
+            })
+            .collect(),
+    })
 }
 
 /// What reached the host kernel, per backend and traced workload.

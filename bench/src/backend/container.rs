@@ -14,7 +14,8 @@ use container::{Namespaces, Spec, Stdio};
 use workload::channel;
 
 use super::protocol::{
-    error_chain, Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch,
+    error_chain, Availability, Backend, Calls, Error, Event, Exit, Footprint, Instance, Launch,
+    Reach,
 };
 use super::watch::{self, Watch};
 use crate::clock::Stamp;
@@ -56,6 +57,33 @@ impl Backend for Container {
 
     fn describe(&self) -> &'static str {
         "this project's runtime: 7 namespaces, pivot_root into the image, cgroup, capabilities dropped"
+    }
+
+    fn reach(&self) -> Reach {
+        let rules = self.seccomp.rules();
+        let always = rules
+            .iter()
+            .filter(|r| r.when == container::seccomp::When::Always)
+            .count();
+        Reach {
+            filter: match self.seccomp {
+                container::Seccomp::Default => format!(
+                    "the runtime's default deny-list (seccomp) on the program: {always} calls \
+                     refused whatever their arguments"
+                ),
+                container::Seccomp::Off => "none (--seccomp off)".to_owned(),
+            },
+            calls: match self.seccomp {
+                container::Seccomp::Default => Calls::AllBut(always),
+                container::Seccomp::Off => Calls::All,
+            },
+            conditional: rules
+                .iter()
+                .filter(|r| r.when != container::seccomp::When::Always)
+                .map(|r| format!("refused {}", r.describe()))
+                .collect(),
+            vm_exits: Vec::new(),
+        }
     }
 
     fn availability(&self) -> Availability {

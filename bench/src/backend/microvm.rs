@@ -27,7 +27,9 @@ use reports::document::Part;
 use workload::record::{Metric, Record};
 
 use super::console::Console;
-use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use super::protocol::{
+    Availability, Backend, Calls, Error, Event, Exit, Footprint, Instance, Launch, Reach,
+};
 use super::supervised::Supervised;
 use crate::clock::Stamp;
 use crate::procfs;
@@ -120,6 +122,9 @@ pub struct MicroVm {
     pub console: bool,
     /// How long a guest may run before the monitor stops it (and reports its console).
     pub guest_timeout: Duration,
+    /// Whether the monitor runs under its own system call filter once the guest runs
+    /// (`microvm::seccomp`); off only to measure what the filter costs.
+    pub seccomp: bool,
 }
 
 impl Default for MicroVm {
@@ -139,6 +144,7 @@ impl MicroVm {
             guests,
             console: false,
             guest_timeout: Duration::from_secs(55),
+            seccomp: true,
         }
     }
 
@@ -187,6 +193,14 @@ impl MicroVm {
         }
     }
 
+    /// How the monitor's filter is set, for the settings line (nothing for the default).
+    fn seccomp_setting(&self) -> &'static str {
+        match self.seccomp {
+            true => "",
+            false => ", monitor without its system call filter",
+        }
+    }
+
     /// The kernel command line for the workload `args`.
     pub fn cmdline(&self, args: &[String]) -> String {
         linux_cmdline(self.console, args)
@@ -232,6 +246,35 @@ impl Backend for MicroVm {
         "this project's KVM monitor in its own process, booting a Linux guest whose init is the workload (micro guests without a kernel)"
     }
 
+    fn reach(&self) -> Reach {
+        use microvm::seccomp::{Only, ALLOWED};
+        let vm_exits = vec![
+            "port I/O (serial console, marker, power-off)".to_owned(),
+            "MMIO (the monitor's MMIO bus)".to_owned(),
+            "HLT and shutdown".to_owned(),
+        ];
+        match self.seccomp {
+            true => Reach {
+                filter: "the monitor's own allow-list (seccomp) once the guest runs; the \
+                         guest's programs reach only the guest's kernel"
+                    .to_owned(),
+                calls: Calls::Only(ALLOWED.len()),
+                conditional: ALLOWED
+                    .iter()
+                    .filter(|a| !matches!(a.only, Only::Any))
+                    .map(|a| format!("allowed {}", a.describe()))
+                    .collect(),
+                vm_exits,
+            },
+            false => Reach {
+                filter: "none on the monitor (--seccomp off)".to_owned(),
+                calls: Calls::All,
+                conditional: Vec::new(),
+                vm_exits,
+            },
+        }
+    }
+
     fn availability(&self) -> Availability {
         match crate::host::kvm_access() {
             Ok(()) => Availability::Available,
@@ -269,13 +312,18 @@ impl Backend for MicroVm {
     fn settings(&self) -> String {
         match &self.guests {
             Guests::Linux(kernel) => format!(
-                "Linux guests ({}), {} vCPU{}, {} MiB",
+                "Linux guests ({}), {} vCPU{}, {} MiB{}",
                 kernel.describe(),
                 self.vcpus,
                 if self.vcpus == 1 { "" } else { "s" },
-                self.memory_mib
+                self.memory_mib,
+                self.seccomp_setting()
             ),
-            _ => format!("1 vCPU, {} MiB, micro guests", self.memory_mib),
+            _ => format!(
+                "1 vCPU, {} MiB, micro guests{}",
+                self.memory_mib,
+                self.seccomp_setting()
+            ),
         }
     }
 
@@ -286,6 +334,9 @@ impl Backend for MicroVm {
             source: std::io::Error::other(e),
         })?;
         let mut command = Command::new(&vmm);
+        if !self.seccomp {
+            command.arg("--no-seccomp");
+        }
         let linux = self
             .linux()
             .filter(|_| launch.args.first().map(String::as_str) != Some("exits"));

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use workload::channel;
 
-use super::protocol::{Availability, Backend, Error, Instance, Launch};
+use super::protocol::{Availability, Backend, Calls, Error, Instance, Launch, Reach};
 use super::supervised::Supervised;
 use super::watch;
 use crate::scenario::Scenario;
@@ -25,6 +25,15 @@ impl Backend for Native {
 
     fn describe(&self) -> &'static str {
         "fork/exec of the workload on the host: the baseline the others are compared with"
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            filter: "none: a plain process makes any system call".to_owned(),
+            calls: Calls::All,
+            conditional: Vec::new(),
+            vm_exits: Vec::new(),
+        }
     }
 
     fn availability(&self) -> Availability {

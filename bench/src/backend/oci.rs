@@ -26,7 +26,9 @@ use oci_spec::runtime::{
 use reports::document::Part;
 use workload::channel;
 
-use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use super::protocol::{
+    Availability, Backend, Calls, Error, Event, Exit, Footprint, Instance, Launch, Reach,
+};
 use super::supervised::Supervised;
 use super::watch;
 use crate::host::tool_version;
@@ -248,6 +250,19 @@ impl Backend for Oci {
             Runtime::Runc => "runc (peer OCI runtime) on the same image, namespaces and workload",
             Runtime::Crun => "crun (peer OCI runtime) on the same image, namespaces and workload",
             Runtime::Runsc => "runsc (gVisor) on the same image, namespaces and workload",
+        }
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            filter: format!(
+                "none: the bundle vcbench writes has no seccomp profile, and {} adds none of \
+                 its own",
+                self.runtime.binary()
+            ),
+            calls: Calls::All,
+            conditional: Vec::new(),
+            vm_exits: Vec::new(),
         }
     }
 

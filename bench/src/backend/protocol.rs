@@ -165,6 +165,55 @@ pub trait Backend: Sync {
         let _ = (cpu_percent, memory_mib);
         None
     }
+    /// What a hostile program in an instance could reach of the host kernel, whatever the
+    /// workload calls: the filter between them.
+    fn reach(&self) -> Reach {
+        Reach {
+            filter: "not counted for this backend".to_owned(),
+            calls: Calls::Uncounted,
+            conditional: Vec::new(),
+            vm_exits: Vec::new(),
+        }
+    }
+}
+
+/// What a hostile program in an instance could reach of the host kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reach {
+    /// What limits the calls, and whose calls they are.
+    pub filter: String,
+    /// How many host system calls can be made.
+    pub calls: Calls,
+    /// Calls allowed or refused only with some arguments, one line each.
+    pub conditional: Vec<String>,
+    /// For a VM: the kinds of exit handled by the monitor's own code.
+    pub vm_exits: Vec<String>,
+}
+
+/// How many of the host's system calls can be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calls {
+    /// Every one: no filter.
+    All,
+    /// Every one but this many, refused whatever the arguments (a deny-list).
+    AllBut(usize),
+    /// Only this many (an allow-list).
+    Only(usize),
+    /// Not counted (a peer's own filter).
+    Uncounted,
+}
+
+impl Calls {
+    /// The count, of `of` system calls the architecture has.
+    pub fn of(self, of: u32) -> Option<u32> {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match self {
+            Calls::All => Some(of),
+            Calls::AllBut(n) => Some(of.saturating_sub(count(n))),
+            Calls::Only(n) => Some(count(n).min(of)),
+            Calls::Uncounted => None,
+        }
+    }
 }
 
 /// A running instance of the workload.

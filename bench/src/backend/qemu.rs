@@ -30,7 +30,9 @@ use workload::record::Record;
 
 use super::console::Console;
 use super::microvm::{GuestKernel, Guests, MicroVm, GUEST_MIB, LINUX_HOLD_MS};
-use super::protocol::{Availability, Backend, Error, Event, Exit, Footprint, Instance, Launch};
+use super::protocol::{
+    Availability, Backend, Calls, Error, Event, Exit, Footprint, Instance, Launch, Reach,
+};
 use super::watch::{self, ByteHandler, Watch};
 use crate::clock::Stamp;
 use crate::procfs;
@@ -93,6 +95,19 @@ impl Backend for Qemu {
 
     fn describe(&self) -> &'static str {
         "QEMU -M microvm with KVM (peer VMM) booting the same Linux guest, or running the same micro guest"
+    }
+
+    fn reach(&self) -> Reach {
+        Reach {
+            filter: "none on QEMU's process: it runs without -sandbox, as it does by default"
+                .to_owned(),
+            calls: Calls::All,
+            conditional: Vec::new(),
+            vm_exits: vec![
+                "port I/O and MMIO of QEMU's emulated microvm devices".to_owned(),
+                "HLT, shutdown and KVM's system events".to_owned(),
+            ],
+        }
     }
 
     fn availability(&self) -> Availability {

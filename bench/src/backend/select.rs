@@ -146,6 +146,7 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             guests: guests.clone(),
             console: setup.console,
             guest_timeout: guest_timeout(setup.timeout_s),
+            seccomp: setup.seccomp != container::Seccomp::Off,
         }),
         Name::Runc => Box::new(Oci::new(Runtime::Runc)),
         Name::Crun => Box::new(Oci {

@@ -291,8 +291,8 @@ pub(crate) struct BackendArgs {
     /// [default: all seven; `mount` is always on].
     #[arg(long, value_delimiter = ',', value_parser = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup"])]
     pub(crate) namespaces: Vec<String>,
-    /// The container backend's system call filter: the default deny-list, or off to
-    /// measure what it costs.
+    /// The sandboxes' system call filters: the container backend's default deny-list and
+    /// the microvm monitor's own allow-list, or off to measure what they cost.
     #[arg(long, default_value = "default", value_parser = ["default", "off"])]
     pub(crate) seccomp: String,
     /// How the gvisor backend intercepts system calls (where this host and runsc allow it).

@@ -2,13 +2,15 @@
 //! be told apart from everything else, and reports on standard output as JSON lines (see
 //! [`microvm::protocol`]): a report when the guest has stopped, then when the VM was torn
 //! down. With `--hold` it waits for SIGTERM between the two, with the VM still built, so
-//! its footprint can be measured.
+//! its footprint can be measured. Once the guest runs, the monitor's threads run under
+//! its system call filter ([`microvm::seccomp`]); `--no-seccomp` leaves it off.
 //!
 //! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M]
-//! [--timeout-ms T] [--no-serial] [--hold]`, or for a Linux guest
+//! [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]`, or for a Linux guest
 //! `vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N]
-//! [--memory-mib M] [--timeout-ms T] [--hold]`, whose console lines are written as they
-//! arrive, each stamped.
+//! [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold]
+//! [--no-seccomp]`, whose console lines are written as they arrive, each stamped. A disk is
+//! a raw image file the guest sees as a virtio-blk device (`/dev/vda`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,10 +18,11 @@ use std::time::Duration;
 use microvm::guest;
 use microvm::linux::machine;
 use microvm::protocol::{ConsoleLine, Line, WireReport};
+use microvm::seccomp;
 use microvm::vm::{self, Config, End};
 
-const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold]
-       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--hold]";
+const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
+       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold] [--no-seccomp]";
 
 /// What to run.
 enum Guest {
@@ -35,6 +38,7 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
         initrd: None,
         cmdline: String::new(),
         timeout: Duration::from_secs(60),
+        disk: None,
     };
     let mut kernel = None;
     let mut hold = false;
@@ -60,6 +64,12 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
             }
             "--timeout-ms" => config.timeout = Duration::from_millis(number(value()?)?),
             "--hold" => hold = true,
+            "--disk" | "--disk-read-only" => {
+                config.disk = Some(machine::DiskConfig {
+                    path: value()?.into(),
+                    read_only: option == "--disk-read-only",
+                })
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -160,7 +170,15 @@ fn wait_for_release() {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // The system call filter is on unless `--no-seccomp` turns it off (to measure it).
+    let filtered = match args.iter().position(|a| a == "--no-seccomp") {
+        Some(at) => {
+            args.remove(at);
+            false
+        }
+        None => true,
+    };
     let (guest, hold) = match parse_guest(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -168,6 +186,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if filtered {
+        match seccomp::Filter::new() {
+            Ok(filter) => {
+                seccomp::enforce(filter);
+            }
+            Err(e) => {
+                eprintln!("vcbench-vmm: {:#}", anyhow::Error::new(e));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if hold {
         // SAFETY: sigset_t is plain data; initialised by sigemptyset before use.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };

@@ -3,8 +3,8 @@
 //! off, resets, fails or outlives its timeout. What is Linux's own is here: the boot
 //! protocol, CPUID, MSRs, local APIC and FPU state, the MP table, and the power-off watch.
 //!
-//! 0. check the configuration, read and check the kernel and the initrd (bad input is
-//!    refused before KVM is touched);
+//! 0. check the configuration, read and check the kernel and the initrd, open the disk
+//!    image (bad input is refused before KVM is touched);
 //! 1. open /dev/kvm, check the capabilities used and the vCPU count;
 //! 2. create the VM with its in-kernel interrupt controllers (PIC, IOAPIC, local APICs) and
 //!    PIT (`vm_created`);
@@ -13,7 +13,11 @@
 //!    map, the MP table, the boot GDT and page tables (`kernel_loaded`);
 //! 5. create the vCPUs: CPUID, MSRs, local APIC, FPU; the boot vCPU in 64-bit mode at the
 //!    kernel's entry (`vcpus_created`);
-//! 6. register the devices: marker, i8042, the serial console on IRQ 4 (`vm_built`);
+//! 6. register the devices: marker, i8042, the serial console on IRQ 4, and, when a disk
+//!    is given, a virtio-blk device on virtio-mmio at [`layout::VIRTIO_MMIO_START`] on
+//!    IRQ 5, announced on the command line; its interrupt goes through `KVM_IRQFD`, and its
+//!    queue notifications through `KVM_IOEVENTFD` to a thread of its own where KVM offers
+//!    that, through MMIO exits otherwise (`vm_built`);
 //! 7. start one thread per vCPU; the boot vCPU's stamps `kernel_entry` just before it
 //!    first enters the guest; the others wait in KVM for their start-up IPI;
 //! 8. supervise: the guest ends by an i8042 reset, or by powering off, which without ACPI
@@ -50,6 +54,7 @@ use crate::layout::{
     self, CMDLINE_MAX, CMDLINE_START, MARKER_POWEROFF, MPTABLE_START, ZERO_PAGE_START,
 };
 use crate::machine::{self, stamp, End, Interrupts, Machine, Phases, Report, Spec, Step};
+use crate::virtio;
 
 /// The least guest memory a Linux guest gets, MiB: the kernel loads at 16 MiB.
 pub const MIN_MEMORY_MIB: u64 = 32;
@@ -89,7 +94,21 @@ pub struct Config {
     pub cmdline: String,
     /// How long the guest may run before it is stopped.
     pub timeout: Duration,
+    /// A raw disk image offered to the guest as a virtio-blk device (`/dev/vda`).
+    pub disk: Option<DiskConfig>,
 }
+
+/// A disk for the guest: a raw image file on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// The image.
+    pub path: PathBuf,
+    /// Whether the guest may only read it.
+    pub read_only: bool,
+}
+
+/// The `GET_ID` answer of the guest's disk.
+const DISK_ID: &str = "vcbench-disk0";
 
 /// Errors that stop a Linux guest from being built (the guest's own failure is an [`End`]).
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +171,12 @@ pub enum Error {
     /// The VM, its memory, its vCPUs or its devices could not be built.
     #[error(transparent)]
     Machine(#[from] machine::Error),
+    /// The disk image is unusable.
+    #[error(transparent)]
+    Disk(#[from] virtio::block::Error),
+    /// The disk's notification thread could not be started.
+    #[error("cannot start the disk's notification thread")]
+    Notifier(#[from] virtio::mmio::Error),
 }
 
 fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -159,6 +184,22 @@ fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 }
 
 impl Config {
+    /// The command line the kernel gets: the one given, and the disk's device announced
+    /// after it.
+    pub fn full_cmdline(&self) -> String {
+        match &self.disk {
+            Some(_) => {
+                let device =
+                    virtio::mmio::cmdline_entry(layout::VIRTIO_MMIO_START, layout::VIRTIO_IRQ);
+                match self.cmdline.is_empty() {
+                    true => device,
+                    false => format!("{} {device}", self.cmdline),
+                }
+            }
+            None => self.cmdline.clone(),
+        }
+    }
+
     /// Checks everything that needs no KVM.
     pub fn check(&self) -> Result<(), Error> {
         if self.memory_mib < MIN_MEMORY_MIB {
@@ -168,10 +209,9 @@ impl Config {
             return Err(Error::MemoryTooLarge(self.memory_mib));
         }
         mptable::mptable(self.vcpus)?;
-        if self.cmdline.len() >= CMDLINE_MAX || self.cmdline.contains('\0') {
-            return Err(Error::Cmdline {
-                len: self.cmdline.len(),
-            });
+        let cmdline = self.full_cmdline();
+        if cmdline.len() >= CMDLINE_MAX || cmdline.contains('\0') {
+            return Err(Error::Cmdline { len: cmdline.len() });
         }
         if self.timeout.is_zero() {
             return Err(Error::ZeroTimeout);
@@ -195,6 +235,10 @@ pub fn run(
             path: path.clone(),
             source,
         })?),
+        None => None,
+    };
+    let disk = match &config.disk {
+        Some(disk) => Some(virtio::block::Image::open(&disk.path, disk.read_only)?),
         None => None,
     };
     let memory_bytes = config.memory_mib << 20;
@@ -228,15 +272,12 @@ pub fn run(
         }
         None => None,
     };
-    let mut cmdline = config.cmdline.clone().into_bytes();
+    let full_cmdline = config.full_cmdline();
+    let mut cmdline = full_cmdline.clone().into_bytes();
     cmdline.push(0);
     machine.write("command line", &cmdline, CMDLINE_START)?;
-    let params = boot_params::boot_params(
-        loaded.header,
-        config.cmdline.len(),
-        initrd_span,
-        memory_bytes,
-    );
+    let params =
+        boot_params::boot_params(loaded.header, full_cmdline.len(), initrd_span, memory_bytes);
     LinuxBootConfigurator::write_bootparams::<vm_memory::GuestMemoryMmap>(
         &BootParams::new(&params, GuestAddress(ZERO_PAGE_START)),
         machine.memory(),
@@ -302,7 +343,11 @@ pub fn run(
     });
     let irq = machine.irq_line(layout::SERIAL_IRQ)?;
     let (console, serial) = Console::with_interrupt(irq, on_line);
-    let (buses, markers) = machine::buses(MmioPolicy::Ignore, Some(Box::new(console)))?;
+    let (mut buses, markers) = machine::buses(MmioPolicy::Ignore, Some(Box::new(console)))?;
+    let notifier = match disk {
+        Some(image) => attach_disk(&machine, &mut buses, image)?,
+        None => None,
+    };
     stamp(&mut phases, "vm_built");
 
     // 7-8. Run.
@@ -351,12 +396,43 @@ pub fn run(
     };
     before_teardown(&report);
 
-    // 9. Teardown: the devices with the interrupt line, then the machine (its vCPUs, the
-    // VM, then its memory).
+    // 9. Teardown: the disk's notification thread, the devices with the interrupt lines,
+    // then the machine (its vCPUs, the VM, then its memory).
+    drop(notifier);
     drop(shared);
     drop(machine);
     report.phases.push(("torn_down", crate::monotonic_ns()));
     Ok(report)
+}
+
+/// Puts a virtio-blk device on `image` on the MMIO bus at [`layout::VIRTIO_MMIO_START`],
+/// interrupting on [`layout::VIRTIO_IRQ`] through `KVM_IRQFD`. Where KVM offers
+/// `KVM_CAP_IOEVENTFD`, the guest's queue notifications are caught by KVM and served by a
+/// thread of their own (returned; dropping it stops it); otherwise they are MMIO exits and
+/// served on the vCPU's thread.
+fn attach_disk(
+    machine: &Machine,
+    buses: &mut Buses,
+    image: virtio::block::Image,
+) -> Result<Option<virtio::mmio::Notifier>, Error> {
+    let device = virtio::block::Block::new(image.file, image.len, image.read_only, DISK_ID);
+    let irq = machine.irq_line(layout::VIRTIO_IRQ)?;
+    let transport = virtio::mmio::Transport::new(device, machine.memory().clone(), irq.0);
+    let transport = Arc::new(Mutex::new(transport));
+    buses
+        .mmio
+        .register(
+            layout::VIRTIO_MMIO_START,
+            virtio::mmio::MMIO_SIZE,
+            Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
+        )
+        .map_err(machine::Error::from)?;
+    if !machine.has_ioeventfd() {
+        return Ok(None);
+    }
+    let notify =
+        machine.mmio_write_event(layout::VIRTIO_MMIO_START + virtio::mmio::QUEUE_NOTIFY)?;
+    Ok(Some(virtio::mmio::Notifier::spawn(transport, notify)?))
 }
 
 /// What the vCPU threads and the supervisor share.
@@ -495,7 +571,17 @@ fn run_vcpus(
             }
         }
         drop(done_tx);
-        supervise(shared, &done_rx, deadline);
+        // The supervisor, too, runs under the filter once the vCPUs run.
+        match crate::seccomp::on_guest_thread() {
+            Ok(()) => supervise(shared, &done_rx, deadline),
+            Err(e) => shared.finish(
+                End::Failed {
+                    reason: error_chain(&e),
+                    registers: String::new(),
+                },
+                crate::monotonic_ns(),
+            ),
+        }
         // Stop every thread: kick until each has left its loop (a kick that lands outside
         // KVM_RUN is lost, so once is not enough).
         while !handles.iter().all(|h| h.is_finished()) {
@@ -582,6 +668,17 @@ fn vcpu_loop(
         threads[index] = Some(crate::kick::this_thread());
     }
     let mut counts = ExitCounts::default();
+    // From here on this thread makes only the calls running the guest needs.
+    if let Err(e) = crate::seccomp::on_guest_thread() {
+        shared.finish(
+            End::Failed {
+                reason: error_chain(&e),
+                registers: String::new(),
+            },
+            crate::monotonic_ns(),
+        );
+        return counts;
+    }
     if let Some(entry) = entry {
         if let Ok(mut e) = entry.lock() {
             *e = Some(crate::monotonic_ns());
@@ -675,4 +772,16 @@ fn answer_state_check(index: usize, vcpu: &VcpuFd, shared: &Shared) {
         (round << 2) | (u64::from(halted) << 1) | u64::from(stopped),
         Ordering::SeqCst,
     );
+}
+
+/// An error and its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -123,6 +123,10 @@ pub struct Results {
     /// isolation scenario ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub surface: Vec<surface::Surface>,
+    /// What each backend lets a hostile program reach of the host kernel (its filter),
+    /// when the isolation scenario ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reachable: Vec<surface::Reachable>,
 }
 
 /// The tool's identity.

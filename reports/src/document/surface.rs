@@ -37,3 +37,26 @@ pub struct Surface {
     /// Events the kernel dropped because the trace buffer was full (0: the count is exact).
     pub lost_events: u64,
 }
+
+/// What a sandbox lets a hostile program reach of the host kernel, whatever its workload
+/// happened to call: the system calls its filter allows (all of them without one), and
+/// for a VM the kinds of exit that run the monitor's own code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Reachable {
+    /// The backend.
+    pub backend: String,
+    /// What limits the calls, and whose calls they are (the program's, or a VM monitor's).
+    pub filter: String,
+    /// Host system calls that can be made, of `of`; `None` where it was not counted (a
+    /// peer's own filter).
+    pub syscalls: Option<u32>,
+    /// System calls this architecture has, by the host's kernel headers.
+    pub of: u32,
+    /// Calls allowed or refused only with some arguments, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditional: Vec<String>,
+    /// For a VM: the kinds of exit handled by the monitor's own code in user space, the
+    /// guest's way into host code besides the host kernel's KVM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vm_exits: Vec<String>,
+}

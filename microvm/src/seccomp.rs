@@ -1,0 +1,460 @@
+//! The monitor's own system call filter: once a guest runs, every thread of the monitor
+//! may make only the calls running a guest needs, and `ioctl` only with the requests the
+//! run loop and its devices use. A guest that found a flaw in the monitor's device code
+//! could then reach only these calls of the host kernel, not the several hundred a process
+//! has without a filter.
+//!
+//! The monitor's binary turns the filter on for its process ([`enforce`]); a program
+//! that uses this crate as a library (the tests) runs guests without it unless it does
+//! the same.
+//!
+//! It is an allow-list (the opposite of a container's deny-list, which must let an
+//! arbitrary program run): a call outside it raises `SIGSYS`, whose handler writes the
+//! call's number to standard error and ends the monitor with [`VIOLATION_EXIT`]. Each
+//! thread installs the filter itself ([`Filter::apply`]) once it has done what needs more
+//! (opening files, creating the VM, starting threads), so no call outside the list is
+//! allowed for the setup's sake after the guest's first instruction.
+//!
+//! The list was taken from what the monitor calls while guests run (`strace -f` over
+//! every micro guest, with and without `--hold`, at a timeout, and Linux guests in the
+//! rig), then read against the code paths that run rarely: errors, diagnosis at a
+//! timeout, teardown.
+
+use std::collections::BTreeMap;
+use std::sync::{Once, OnceLock};
+
+use kvm_bindings::{kvm_irq_level, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// The exit status of a monitor stopped by its filter (128 + SIGSYS, as a shell reports a
+/// process killed by that signal).
+pub const VIOLATION_EXIT: i32 = 128 + libc::SIGSYS;
+
+/// Errors building or installing the filter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// seccompiler does not support this machine's architecture.
+    #[error("no system call filter can be built for this architecture ({0})")]
+    Arch(&'static str),
+    /// seccompiler refused a rule or the filter.
+    #[error("cannot build the monitor's system call filter")]
+    Build(#[source] seccompiler::BackendError),
+    /// The kernel refused the filter.
+    #[error("cannot install the monitor's system call filter")]
+    Install(#[source] seccompiler::Error),
+}
+
+/// The KVM requests the run loop makes, as the kernel numbers them.
+mod requests {
+    #![allow(missing_docs)]
+    use super::{kvm_irq_level, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs};
+
+    const KVMIO: u32 = 0xAE;
+    vmm_sys_util::ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_lapic_state);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_mp_state);
+    vmm_sys_util::ioctl_iow_nr!(KVM_IRQ_LINE, KVMIO, 0x61, kvm_irq_level);
+}
+use requests::*;
+
+/// Which arguments an allowed call may have.
+#[derive(Debug, Clone, Copy)]
+pub enum Only {
+    /// Any.
+    Any,
+    /// Argument `arg` (from 0) is one of `values` (compared on its low 32 bits).
+    OneOf {
+        /// The argument.
+        arg: u8,
+        /// Its allowed values.
+        values: fn() -> Vec<u64>,
+    },
+}
+
+/// One allowed system call.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowed {
+    /// Its name, as in syscalls(2).
+    pub name: &'static str,
+    /// Its number on this architecture.
+    pub number: libc::c_long,
+    /// With which arguments.
+    pub only: Only,
+    /// What the monitor needs it for.
+    pub why: &'static str,
+}
+
+impl Allowed {
+    /// One line for a report: the call, the arguments it is limited to, and why.
+    pub fn describe(&self) -> String {
+        match self.only {
+            Only::Any => format!("{}: {}", self.name, self.why),
+            Only::OneOf { arg, values } => {
+                let values: Vec<String> = values().iter().map(|v| format!("{v:#x}")).collect();
+                format!(
+                    "{} with argument {arg} one of {}: {}",
+                    self.name,
+                    values.join(", "),
+                    self.why
+                )
+            }
+        }
+    }
+}
+
+const fn any(name: &'static str, number: libc::c_long, why: &'static str) -> Allowed {
+    Allowed {
+        name,
+        number,
+        only: Only::Any,
+        why,
+    }
+}
+
+fn kvm_requests() -> Vec<u64> {
+    [
+        KVM_RUN(),
+        KVM_GET_REGS(),
+        KVM_GET_SREGS(),
+        KVM_GET_LAPIC(),
+        KVM_GET_MP_STATE(),
+        KVM_IRQ_LINE(),
+    ]
+    .to_vec()
+}
+
+fn fcntl_queries() -> Vec<u64> {
+    [libc::F_GETFD, libc::F_GETFL]
+        .into_iter()
+        .filter_map(|v| u64::try_from(v).ok())
+        .collect()
+}
+
+/// Every call the monitor may make once a guest runs.
+pub const ALLOWED: [Allowed; 32] = [
+    Allowed {
+        name: "ioctl",
+        number: libc::SYS_ioctl,
+        only: Only::OneOf {
+            arg: 1,
+            values: kvm_requests,
+        },
+        why: "KVM_RUN; the registers, local APIC and run state read at a failure or timeout; \
+              the serial console's interrupt line",
+    },
+    Allowed {
+        name: "fcntl",
+        number: libc::SYS_fcntl,
+        only: Only::OneOf {
+            arg: 1,
+            values: fcntl_queries,
+        },
+        why: "reading a descriptor's flags (the standard library checks them when it closes one)",
+    },
+    any("read", libc::SYS_read, "device back ends"),
+    any(
+        "write",
+        libc::SYS_write,
+        "the report, console lines and errors on standard output and error",
+    ),
+    any("writev", libc::SYS_writev, "buffered output"),
+    any("close", libc::SYS_close, "teardown"),
+    any("mmap", libc::SYS_mmap, "memory allocation"),
+    any("munmap", libc::SYS_munmap, "memory allocation, teardown"),
+    any("mremap", libc::SYS_mremap, "memory allocation"),
+    any(
+        "mprotect",
+        libc::SYS_mprotect,
+        "memory allocation (thread arenas)",
+    ),
+    any(
+        "madvise",
+        libc::SYS_madvise,
+        "memory allocation, thread exit",
+    ),
+    any("brk", libc::SYS_brk, "memory allocation"),
+    any(
+        "mincore",
+        libc::SYS_mincore,
+        "counting the guest memory the guest touched",
+    ),
+    any(
+        "futex",
+        libc::SYS_futex,
+        "locks and channels between threads",
+    ),
+    any(
+        "rt_sigprocmask",
+        libc::SYS_rt_sigprocmask,
+        "signal masks (thread start and exit)",
+    ),
+    any(
+        "rt_sigreturn",
+        libc::SYS_rt_sigreturn,
+        "returning from the kick signal's handler",
+    ),
+    any(
+        "rt_sigtimedwait",
+        libc::SYS_rt_sigtimedwait,
+        "waiting for the release of a held VM",
+    ),
+    any(
+        "sigaltstack",
+        libc::SYS_sigaltstack,
+        "thread exit (the standard library's signal stack)",
+    ),
+    any(
+        "tgkill",
+        libc::SYS_tgkill,
+        "kicking a vCPU thread out of KVM_RUN",
+    ),
+    any("getpid", libc::SYS_getpid, "kicking a vCPU thread"),
+    any("gettid", libc::SYS_gettid, "thread start"),
+    any(
+        "sched_getaffinity",
+        libc::SYS_sched_getaffinity,
+        "thread start",
+    ),
+    any("set_robust_list", libc::SYS_set_robust_list, "thread start"),
+    any("rseq", libc::SYS_rseq, "thread start"),
+    any("sched_yield", libc::SYS_sched_yield, "waiting on a lock"),
+    any(
+        "nanosleep",
+        libc::SYS_nanosleep,
+        "pauses between kicks at the end",
+    ),
+    any(
+        "clock_nanosleep",
+        libc::SYS_clock_nanosleep,
+        "pauses between kicks at the end",
+    ),
+    any(
+        "clock_gettime",
+        libc::SYS_clock_gettime,
+        "stamps, where the vDSO falls back to the call",
+    ),
+    any("exit", libc::SYS_exit, "thread exit"),
+    any("exit_group", libc::SYS_exit_group, "the monitor's exit"),
+    any(
+        "restart_syscall",
+        libc::SYS_restart_syscall,
+        "a sleep interrupted by a signal",
+    ),
+    any(
+        "getrandom",
+        libc::SYS_getrandom,
+        "hash map seeds in the standard library",
+    ),
+];
+
+/// The compiled filter, shared by the monitor's threads.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    program: BpfProgram,
+}
+
+impl Filter {
+    /// Compiles [`ALLOWED`]; every other call raises `SIGSYS`.
+    pub fn new() -> Result<Self, Error> {
+        let arch = TargetArch::try_from(std::env::consts::ARCH)
+            .map_err(|_| Error::Arch(std::env::consts::ARCH))?;
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        for allowed in &ALLOWED {
+            let conditions = match allowed.only {
+                Only::Any => Vec::new(),
+                Only::OneOf { arg, values } => values()
+                    .into_iter()
+                    .map(|value| {
+                        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+                            .and_then(|c| SeccompRule::new(vec![c]))
+                            .map_err(Error::Build)
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            rules.insert(allowed.number, conditions);
+        }
+        let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch)
+            .map_err(Error::Build)?;
+        let program = BpfProgram::try_from(filter).map_err(Error::Build)?;
+        Ok(Filter { program })
+    }
+
+    /// Installs the filter on the calling thread (after `no_new_privs`, which seccompiler
+    /// sets), with the handler that names a refused call.
+    pub fn apply(&self) -> Result<(), Error> {
+        install_violation_handler();
+        seccompiler::apply_filter(&self.program).map_err(Error::Install)
+    }
+}
+
+/// The filter this process's guest threads run under, once [`enforce`] has set one.
+static ENFORCED: OnceLock<Filter> = OnceLock::new();
+
+/// Has every guest this process runs from now on run under `filter`: each thread that
+/// runs or serves a guest installs it once its setup is done ([`on_guest_thread`],
+/// [`on_guest_threads`]). Returns `false` when a filter was already set (it stays).
+pub fn enforce(filter: Filter) -> bool {
+    ENFORCED.set(filter).is_ok()
+}
+
+/// Whether [`enforce`] has set a filter for this process.
+pub fn enforced() -> bool {
+    ENFORCED.get().is_some()
+}
+
+/// Installs the enforced filter, if any, on the calling thread: called by each thread
+/// that runs a vCPU or serves a device, once it is about to run the guest.
+pub fn on_guest_thread() -> Result<(), Error> {
+    match ENFORCED.get() {
+        Some(filter) => filter.apply(),
+        None => Ok(()),
+    }
+}
+
+/// Installs the enforced filter, if any, on every thread of the process at once (the
+/// kernel's thread synchronisation): for a monitor whose helper threads are already
+/// started and are not running guest code yet.
+pub fn on_guest_threads() -> Result<(), Error> {
+    match ENFORCED.get() {
+        Some(filter) => {
+            install_violation_handler();
+            seccompiler::apply_filter_all_threads(&filter.program).map_err(Error::Install)
+        }
+        None => Ok(()),
+    }
+}
+
+/// The offset of `si_syscall` in the kernel's `siginfo_t` for `SIGSYS` on 64-bit
+/// architectures: after `si_signo`, `si_errno`, `si_code` (3 × 4 bytes), padding to 16,
+/// and `si_call_addr` (8 bytes).
+const SI_SYSCALL_OFFSET: usize = 24;
+
+extern "C" fn on_violation(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t (128 bytes) for SIGSYS raised by
+    // seccomp, so an offset inside it stays inside the same object.
+    let field = unsafe { info.cast::<u8>().add(SI_SYSCALL_OFFSET) };
+    // SAFETY: `si_syscall` is an int at that offset of the kernel's siginfo_t;
+    // read_unaligned needs no alignment.
+    let number = unsafe { std::ptr::read_unaligned(field.cast::<i32>()) };
+    // Formatting without allocation: only write(2) and _exit(2) are async-signal-safe here.
+    const PREFIX: &[u8] = b"vcbench-vmm: the monitor's system call filter refused system call ";
+    let mut message = [0u8; PREFIX.len() + 12];
+    message[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut n = number.unsigned_abs();
+    let mut len = 0;
+    while len == 0 || (n > 0 && len < digits.len()) {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+    }
+    let mut end = PREFIX.len();
+    for digit in digits[..len].iter().rev() {
+        message[end] = *digit;
+        end += 1;
+    }
+    message[end] = b'\n';
+    // SAFETY: `message` is valid for `end + 1` bytes; write is async-signal-safe and
+    // allowed by the filter.
+    unsafe { libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), end + 1) };
+    // SAFETY: _exit is async-signal-safe and allowed (exit_group).
+    unsafe { libc::_exit(VIOLATION_EXIT) };
+}
+
+fn install_violation_handler() {
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: sigaction is plain data; all-zero is an empty action.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_violation as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        // SAFETY: the handler only reads its siginfo, writes to stderr and exits, which is
+        // async-signal-safe; installing it replaces the default action (a core dump).
+        unsafe { libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()) };
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_allowed_call_is_listed_once_with_a_reason() {
+        let mut numbers: Vec<_> = ALLOWED.iter().map(|a| a.number).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), ALLOWED.len());
+        assert!(ALLOWED.iter().all(|a| !a.why.is_empty()));
+    }
+
+    #[test]
+    fn ioctl_is_limited_to_the_run_loops_requests() {
+        let ioctl = ALLOWED.iter().find(|a| a.name == "ioctl").unwrap();
+        let Only::OneOf { arg: 1, values } = ioctl.only else {
+            panic!("ioctl must be limited by its request");
+        };
+        let requests = values();
+        assert!(requests.contains(&KVM_RUN()));
+        // KVM_RUN is _IO(0xAE, 0x80); KVM_GET_REGS _IOR(0xAE, 0x81, 144 bytes).
+        assert_eq!(KVM_RUN(), 0xAE80);
+        assert_eq!(KVM_GET_REGS(), 0x8090_AE81);
+        assert!(ioctl.describe().contains("0xae80"));
+    }
+
+    #[test]
+    fn the_filter_compiles() {
+        Filter::new().unwrap();
+    }
+
+    /// Installs the filter in a child process, which then makes an allowed call and one
+    /// outside the list: the second must end it with the violation status, naming the call.
+    #[test]
+    fn a_call_outside_the_list_stops_the_thread_with_its_number() {
+        let filter = Filter::new().unwrap();
+        let mut pipe = [0; 2];
+        // SAFETY: `pipe` is a valid array of two descriptors.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        // SAFETY: the child only makes async-signal-safe calls (dup2, prctl/seccomp
+        // through apply, write, getppid) before it exits; the test harness's threads are
+        // not touched in the child.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: both descriptors are open; stderr now goes to the pipe.
+            unsafe { libc::dup2(pipe[1], libc::STDERR_FILENO) };
+            if filter.apply().is_err() {
+                // SAFETY: _exit is always safe.
+                unsafe { libc::_exit(1) };
+            }
+            // Allowed: write. Not allowed: getppid.
+            // SAFETY: the buffer is valid for 3 bytes.
+            unsafe { libc::write(libc::STDERR_FILENO, b"ok\n".as_ptr().cast(), 3) };
+            // SAFETY: getppid has no preconditions; the filter stops the process here.
+            unsafe { libc::getppid() };
+            // SAFETY: _exit is always safe.
+            unsafe { libc::_exit(0) };
+        }
+        // SAFETY: the write end belongs to the child now.
+        unsafe { libc::close(pipe[1]) };
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        let mut out = [0u8; 256];
+        // SAFETY: `out` is valid for its length.
+        let n = unsafe { libc::read(pipe[0], out.as_mut_ptr().cast(), out.len()) };
+        // SAFETY: the read end is ours.
+        unsafe { libc::close(pipe[0]) };
+        let text = String::from_utf8_lossy(&out[..usize::try_from(n).unwrap_or(0)]).into_owned();
+        assert!(libc::WIFEXITED(status), "{text}");
+        assert_eq!(libc::WEXITSTATUS(status), VIOLATION_EXIT, "{text}");
+        assert!(
+            text.contains(&format!("refused system call {}\n", libc::SYS_getppid)),
+            "{text}"
+        );
+        assert!(text.starts_with("ok\n"), "{text}");
+    }
+}
