@@ -57,7 +57,8 @@ pub const I8042_RESET: u8 = 0xfe;
 // | 0x9fc00..0x100000          | reserved: the MP table, then the legacy video and ROM |
 // | 0x100000..                 | RAM: the kernel (at its own load address), the initrd |
 // |                            | at the top of low RAM                                 |
-// | 0xc0000000..0x100000000    | the 32-bit hole: marker MMIO, IOAPIC, LAPIC           |
+// | 0xc0000000..0x100000000    | the 32-bit hole: marker MMIO, virtio-mmio devices,    |
+// |                            | IOAPIC, LAPIC                                         |
 // | 0x100000000..              | RAM beyond 3 GiB                                      |
 
 /// The boot parameters ("zero page", `struct boot_params`) of a Linux guest.
@@ -86,6 +87,12 @@ pub const LAPIC_START: u64 = 0xfee0_0000;
 pub const KVM_TSS_START: u64 = 0xfffb_d000;
 /// The serial console's interrupt line (COM1 is ISA IRQ 4).
 pub const SERIAL_IRQ: u32 = 4;
+/// The first virtio-mmio device's registers (one page each, [`crate::virtio::mmio::MMIO_SIZE`]),
+/// just above the marker's page in the 32-bit hole.
+pub const VIRTIO_MMIO_START: u64 = 0xd000_1000;
+/// The first virtio-mmio device's interrupt line: ISA IRQ 5, which no legacy device of
+/// this machine uses (routed to IOAPIC pin 5 by the MP table).
+pub const VIRTIO_IRQ: u32 = 5;
 /// ISA interrupt lines, each routed to the IOAPIC pin of the same number.
 pub const ISA_IRQS: u8 = 16;
 

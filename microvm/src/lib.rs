@@ -20,6 +20,7 @@ pub mod memory;
 pub mod protocol;
 pub mod seccomp;
 pub mod vcpu;
+pub mod virtio;
 pub mod vm;
 
 /// CLOCK_MONOTONIC now, nanoseconds: the host's one clock of every stamp

@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{kvm_pit_config, kvm_regs, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, NoDatamatch, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -292,6 +292,26 @@ impl Machine {
     /// /dev/kvm, for system-wide queries.
     pub fn kvm(&self) -> &Kvm {
         &self.kvm
+    }
+
+    /// Whether KVM can signal an eventfd for a guest write to an address
+    /// (`KVM_CAP_IOEVENTFD`) instead of exiting to the monitor.
+    pub fn has_ioeventfd(&self) -> bool {
+        self.kvm.check_extension(Cap::Ioeventfd)
+    }
+
+    /// An eventfd KVM signals whenever the guest writes to guest-physical `address`
+    /// (`KVM_IOEVENTFD`, any value): the write completes inside KVM, with no exit to the
+    /// monitor.
+    pub fn mmio_write_event(&self, address: u64) -> Result<EventFd, Error> {
+        let event = EventFd::new(EFD_NONBLOCK).map_err(|source| Error::Host {
+            what: "notification eventfd",
+            source,
+        })?;
+        self.vm
+            .register_ioevent(&event, &IoEventAddress::Mmio(address), NoDatamatch)
+            .map_err(kvm("register a notification eventfd"))?;
+        Ok(event)
     }
 
     /// An interrupt line into the in-kernel interrupt controllers at `gsi`: an eventfd

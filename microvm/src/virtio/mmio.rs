@@ -1,0 +1,641 @@
+//! The virtio-mmio transport (virtio 1.2, 4.2.2; version 2, no legacy): a page of 32-bit
+//! registers through which the driver learns the device, negotiates features, places its
+//! queues and notifies them, followed by the device's configuration space at 0x100.
+//!
+//! The driver notifies a queue by writing its index to `QueueNotify`. Where KVM offers
+//! `KVM_CAP_IOEVENTFD`, that write never leaves the kernel: KVM signals an eventfd and a
+//! [`Notifier`] thread of the monitor serves the queue while the vCPU runs on; elsewhere
+//! the write is an MMIO exit and the vCPU's thread serves the queue before it re-enters.
+//! The device interrupts the guest by writing an eventfd that KVM turns into an interrupt
+//! on its line (`KVM_IRQFD`), without a system call into the vCPU.
+
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK,
+    VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_mmio::{
+    VIRTIO_MMIO_CONFIG, VIRTIO_MMIO_CONFIG_GENERATION, VIRTIO_MMIO_DEVICE_FEATURES,
+    VIRTIO_MMIO_DEVICE_FEATURES_SEL, VIRTIO_MMIO_DEVICE_ID, VIRTIO_MMIO_DRIVER_FEATURES,
+    VIRTIO_MMIO_DRIVER_FEATURES_SEL, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INTERRUPT_STATUS,
+    VIRTIO_MMIO_INT_VRING, VIRTIO_MMIO_MAGIC_VALUE, VIRTIO_MMIO_QUEUE_AVAIL_HIGH,
+    VIRTIO_MMIO_QUEUE_AVAIL_LOW, VIRTIO_MMIO_QUEUE_DESC_HIGH, VIRTIO_MMIO_QUEUE_DESC_LOW,
+    VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_MMIO_QUEUE_NUM, VIRTIO_MMIO_QUEUE_NUM_MAX,
+    VIRTIO_MMIO_QUEUE_READY, VIRTIO_MMIO_QUEUE_SEL, VIRTIO_MMIO_QUEUE_USED_HIGH,
+    VIRTIO_MMIO_QUEUE_USED_LOW, VIRTIO_MMIO_STATUS, VIRTIO_MMIO_VENDOR_ID, VIRTIO_MMIO_VERSION,
+};
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::Device;
+use crate::bus::{Action, BusDevice};
+
+/// Bytes of guest-physical address space each device's registers take.
+pub const MMIO_SIZE: u64 = 0x1000;
+/// `MagicValue`: "virt" in little-endian.
+pub const MAGIC: u32 = 0x7472_6976;
+/// `Version`: 2, the virtio 1.x (non-legacy) transport.
+pub const VERSION: u32 = 2;
+/// `VendorID`: "vcb" and a zero, the project's own.
+pub const VENDOR_ID: u32 = 0x0062_6376;
+/// Offset of `QueueNotify`, where KVM may catch the driver's notifications.
+pub const QUEUE_NOTIFY: u64 = VIRTIO_MMIO_QUEUE_NOTIFY as u64;
+
+/// The kernel command-line word that announces a virtio-mmio device at `base` with
+/// interrupt line `irq` to Linux (`CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`).
+pub fn cmdline_entry(base: u64, irq: u32) -> String {
+    format!("virtio_mmio.device={}K@{base:#x}:{irq}", MMIO_SIZE >> 10)
+}
+
+/// Errors starting a notifier thread.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An eventfd or the epoll instance could not be made.
+    #[error("cannot create the {what}")]
+    Host {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A device behind its registers.
+pub struct Transport<D: Device> {
+    device: D,
+    memory: GuestMemoryMmap,
+    queues: Vec<Queue>,
+    queue_select: u32,
+    device_features_select: u32,
+    driver_features_select: u32,
+    driver_features: u64,
+    status: u32,
+    interrupt_status: u32,
+    interrupt: EventFd,
+    /// Notifications the driver sent, by either path.
+    notifications: u64,
+}
+
+impl<D: Device> std::fmt::Debug for Transport<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("device_id", &self.device.device_id())
+            .field("status", &self.status)
+            .field("notifications", &self.notifications)
+            .finish()
+    }
+}
+
+impl<D: Device> Transport<D> {
+    /// `device` on guest memory `memory`, interrupting the guest through `interrupt`.
+    pub fn new(device: D, memory: GuestMemoryMmap, interrupt: EventFd) -> Self {
+        let queues = device
+            .queue_max_sizes()
+            .iter()
+            // A queue's size is a power of two up to 32768; a device that asks otherwise
+            // gets no queue rather than a panic.
+            .filter_map(|&max| Queue::new(max).ok())
+            .collect();
+        Transport {
+            device,
+            memory,
+            queues,
+            queue_select: 0,
+            device_features_select: 0,
+            driver_features_select: 0,
+            driver_features: 0,
+            status: 0,
+            interrupt_status: 0,
+            interrupt,
+            notifications: 0,
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The device status the driver last wrote (`VIRTIO_CONFIG_S_*` bits).
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    /// Queue notifications received so far.
+    pub fn notifications(&self) -> u64 {
+        self.notifications
+    }
+
+    fn selected(&mut self) -> Option<&mut Queue> {
+        let index = usize::try_from(self.queue_select).ok()?;
+        self.queues.get_mut(index)
+    }
+
+    fn driver_ok(&self) -> bool {
+        self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+    }
+
+    /// Whether the driver may still set the selected queue up.
+    fn queue_settable(&mut self) -> Option<&mut Queue> {
+        if self.driver_ok() {
+            return None;
+        }
+        self.selected().filter(|q| !q.ready())
+    }
+
+    fn register(&mut self, offset: u32) -> u32 {
+        let features = self.device.features();
+        match offset {
+            VIRTIO_MMIO_MAGIC_VALUE => MAGIC,
+            VIRTIO_MMIO_VERSION => VERSION,
+            VIRTIO_MMIO_DEVICE_ID => self.device.device_id(),
+            VIRTIO_MMIO_VENDOR_ID => VENDOR_ID,
+            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_select {
+                0 => features as u32,
+                1 => (features >> 32) as u32,
+                _ => 0,
+            },
+            VIRTIO_MMIO_QUEUE_NUM_MAX => self.selected().map_or(0, |q| u32::from(q.max_size())),
+            VIRTIO_MMIO_QUEUE_READY => self.selected().map_or(0, |q| u32::from(q.ready())),
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
+            VIRTIO_MMIO_STATUS => self.status,
+            VIRTIO_MMIO_CONFIG_GENERATION => 0,
+            _ => 0,
+        }
+    }
+
+    fn set_register(&mut self, offset: u32, value: u32) {
+        match offset {
+            VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_select = value,
+            VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_select = value,
+            VIRTIO_MMIO_DRIVER_FEATURES => {
+                let negotiating = self.status & VIRTIO_CONFIG_S_DRIVER != 0
+                    && self.status & VIRTIO_CONFIG_S_FEATURES_OK == 0;
+                if negotiating {
+                    let value = u64::from(value);
+                    match self.driver_features_select {
+                        0 => self.driver_features = (self.driver_features & !0xffff_ffff) | value,
+                        1 => {
+                            self.driver_features =
+                                (self.driver_features & 0xffff_ffff) | (value << 32)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            VIRTIO_MMIO_QUEUE_SEL => self.queue_select = value,
+            VIRTIO_MMIO_QUEUE_NUM => {
+                if let Some(q) = self.queue_settable() {
+                    // A size that is not a power of two up to the maximum is refused by
+                    // the queue, which keeps its old one.
+                    q.set_size(u16::try_from(value).unwrap_or(0));
+                }
+            }
+            VIRTIO_MMIO_QUEUE_READY => {
+                if let Some(q) = self.selected().filter(|_| value <= 1) {
+                    q.set_ready(value == 1);
+                }
+            }
+            VIRTIO_MMIO_QUEUE_DESC_LOW => {
+                self.with_queue(|q| q.set_desc_table_address(Some(value), None))
+            }
+            VIRTIO_MMIO_QUEUE_DESC_HIGH => {
+                self.with_queue(|q| q.set_desc_table_address(None, Some(value)))
+            }
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => {
+                self.with_queue(|q| q.set_avail_ring_address(Some(value), None))
+            }
+            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => {
+                self.with_queue(|q| q.set_avail_ring_address(None, Some(value)))
+            }
+            VIRTIO_MMIO_QUEUE_USED_LOW => {
+                self.with_queue(|q| q.set_used_ring_address(Some(value), None))
+            }
+            VIRTIO_MMIO_QUEUE_USED_HIGH => {
+                self.with_queue(|q| q.set_used_ring_address(None, Some(value)))
+            }
+            VIRTIO_MMIO_QUEUE_NOTIFY => self.notify(value),
+            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt_status &= !value,
+            VIRTIO_MMIO_STATUS => self.set_status(value),
+            _ => {}
+        }
+    }
+
+    fn with_queue(&mut self, set: impl FnOnce(&mut Queue)) {
+        if let Some(q) = self.queue_settable() {
+            set(q);
+        }
+    }
+
+    /// The driver wrote the device status: 0 resets the device; `FEATURES_OK` is kept only
+    /// for a feature set the device offered that includes `VIRTIO_F_VERSION_1` (the driver
+    /// reads the status back to learn whether the device took its features).
+    fn set_status(&mut self, value: u32) {
+        if value == 0 {
+            self.reset();
+            return;
+        }
+        let mut value = value;
+        if value & VIRTIO_CONFIG_S_FEATURES_OK != 0
+            && self.status & VIRTIO_CONFIG_S_FEATURES_OK == 0
+        {
+            let offered = self.device.features();
+            let acceptable = self.driver_features & !offered == 0
+                && self.driver_features & (1 << VIRTIO_F_VERSION_1) != 0;
+            if acceptable {
+                self.device.set_driver_features(self.driver_features);
+                let event_idx = self.driver_features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+                for q in &mut self.queues {
+                    q.set_event_idx(event_idx);
+                }
+            } else {
+                value &= !VIRTIO_CONFIG_S_FEATURES_OK;
+            }
+        }
+        // DRIVER_OK without FEATURES_OK is a driver that skipped negotiation: not kept.
+        if value & VIRTIO_CONFIG_S_DRIVER_OK != 0 && value & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
+            value &= !VIRTIO_CONFIG_S_DRIVER_OK;
+        }
+        self.status = value | (self.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    }
+
+    fn reset(&mut self) {
+        self.device.reset();
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.queue_select = 0;
+        self.device_features_select = 0;
+        self.driver_features_select = 0;
+        self.driver_features = 0;
+        self.status = 0;
+        self.interrupt_status = 0;
+    }
+
+    /// The driver notified queue `index`: once the driver is ready, the device serves it
+    /// and the guest is interrupted if the device asks.
+    pub fn notify(&mut self, index: u32) {
+        self.notifications += 1;
+        if !self.driver_ok() {
+            return;
+        }
+        let Some(index) = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < self.queues.len())
+        else {
+            return;
+        };
+        let Transport {
+            device,
+            queues,
+            memory,
+            ..
+        } = self;
+        if device.process(index, &mut queues[index], memory) {
+            self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
+            // A full eventfd counter already holds an interrupt for the guest.
+            let _ = self.interrupt.write(1);
+        }
+    }
+
+    /// A guest read at `offset`: registers are 32-bit, read whole; the configuration
+    /// space may be read at any width.
+    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+        let config = u64::from(VIRTIO_MMIO_CONFIG);
+        if offset >= config {
+            self.device.read_config(offset - config, data);
+            return;
+        }
+        match (u32::try_from(offset), data.len()) {
+            (Ok(register), 4) if register.is_multiple_of(4) => {
+                data.copy_from_slice(&self.register(register).to_le_bytes());
+            }
+            _ => data.fill(0),
+        }
+    }
+
+    /// A guest write at `offset`: registers take whole 32-bit writes; anything else, and
+    /// any write to the configuration space (virtio-blk's is read-only), is ignored.
+    pub fn write(&mut self, offset: u64, data: &[u8]) {
+        if let (Ok(register), Ok(bytes)) = (u32::try_from(offset), <[u8; 4]>::try_from(data)) {
+            if register.is_multiple_of(4) && offset < u64::from(VIRTIO_MMIO_CONFIG) {
+                self.set_register(register, u32::from_le_bytes(bytes));
+            }
+        }
+    }
+}
+
+/// A transport shared between the bus (the vCPUs' accesses) and a [`Notifier`].
+pub struct Shared<D: Device>(pub Arc<Mutex<Transport<D>>>);
+
+impl<D: Device> BusDevice for Shared<D> {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match self.0.lock() {
+            Ok(mut transport) => transport.read(offset, data),
+            Err(_) => data.fill(0),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
+        if let Ok(mut transport) = self.0.lock() {
+            transport.write(offset, data);
+        }
+        Action::None
+    }
+}
+
+/// A thread that serves a transport's queue 0 whenever KVM signals its notification
+/// eventfd (registered with `KVM_IOEVENTFD` on `QueueNotify`); it ends when dropped.
+#[derive(Debug)]
+pub struct Notifier {
+    stop: EventFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+const NOTIFY_TOKEN: u64 = 1;
+const STOP_TOKEN: u64 = 2;
+
+impl Notifier {
+    /// Starts a thread that serves `transport` each time `notify` is signalled.
+    pub fn spawn<D: Device + 'static>(
+        transport: Arc<Mutex<Transport<D>>>,
+        notify: EventFd,
+    ) -> Result<Notifier, Error> {
+        let host = |what| move |source| Error::Host { what, source };
+        let stop = EventFd::new(EFD_NONBLOCK).map_err(host("notifier's stop eventfd"))?;
+        let epoll = Epoll::new().map_err(host("notifier's epoll instance"))?;
+        for (fd, token) in [
+            (notify.as_raw_fd(), NOTIFY_TOKEN),
+            (stop.as_raw_fd(), STOP_TOKEN),
+        ] {
+            epoll
+                .ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(EventSet::IN, token),
+                )
+                .map_err(host("notifier's epoll registration"))?;
+        }
+        let stopper = stop.try_clone().map_err(host("notifier's stop eventfd"))?;
+        let thread = std::thread::Builder::new()
+            .name("virtio-notify".to_owned())
+            .spawn(move || serve(&transport, &notify, &stopper, &epoll))
+            .map_err(host("notifier thread"))?;
+        Ok(Notifier {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn serve<D: Device>(
+    transport: &Mutex<Transport<D>>,
+    notify: &EventFd,
+    stop: &EventFd,
+    epoll: &Epoll,
+) {
+    let mut events = [EpollEvent::default(); 2];
+    loop {
+        let ready = match epoll.wait(-1, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        for event in &events[..ready] {
+            match event.data() {
+                STOP_TOKEN => {
+                    let _ = stop.read();
+                    return;
+                }
+                _ => {
+                    // The counter: how many notifications KVM caught since the last read.
+                    if notify.read().is_ok() {
+                        match transport.lock() {
+                            Ok(mut t) => t.notify(0),
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        let _ = self.stop.write(1);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::block::{Block, QUEUE_SIZE};
+    use virtio_bindings::virtio_config::VIRTIO_CONFIG_S_ACKNOWLEDGE;
+    use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+    use vm_memory::{Address, Bytes, GuestAddress};
+
+    fn transport() -> (
+        Transport<Block<std::fs::File>>,
+        EventFd,
+        tempfile::NamedTempFile,
+    ) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(4096).unwrap();
+        let device = Block::new(file.reopen().unwrap(), 4096, false, "t");
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let interrupt = EventFd::new(EFD_NONBLOCK).unwrap();
+        let seen = interrupt.try_clone().unwrap();
+        (Transport::new(device, memory, interrupt), seen, file)
+    }
+
+    fn get(t: &mut Transport<Block<std::fs::File>>, offset: u32) -> u32 {
+        let mut data = [0u8; 4];
+        t.read(u64::from(offset), &mut data);
+        u32::from_le_bytes(data)
+    }
+
+    fn set(t: &mut Transport<Block<std::fs::File>>, offset: u32, value: u32) {
+        t.write(u64::from(offset), &value.to_le_bytes());
+    }
+
+    /// What Linux's virtio_mmio driver does to bring a device up, with `features`.
+    fn negotiate(t: &mut Transport<Block<std::fs::File>>, features: u64) -> u32 {
+        set(t, VIRTIO_MMIO_STATUS, 0);
+        set(t, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+        set(
+            t,
+            VIRTIO_MMIO_STATUS,
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
+        );
+        set(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+        set(t, VIRTIO_MMIO_DRIVER_FEATURES, features as u32);
+        set(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+        set(t, VIRTIO_MMIO_DRIVER_FEATURES, (features >> 32) as u32);
+        let status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+        set(t, VIRTIO_MMIO_STATUS, status | VIRTIO_CONFIG_S_FEATURES_OK);
+        get(t, VIRTIO_MMIO_STATUS)
+    }
+
+    #[test]
+    fn the_registers_identify_a_version_2_block_device() {
+        let (mut t, _, _file) = transport();
+        assert_eq!(get(&mut t, VIRTIO_MMIO_MAGIC_VALUE), MAGIC);
+        assert_eq!(get(&mut t, VIRTIO_MMIO_MAGIC_VALUE).to_le_bytes(), *b"virt");
+        assert_eq!(get(&mut t, VIRTIO_MMIO_VERSION), 2);
+        assert_eq!(get(&mut t, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BLOCK);
+        assert_eq!(
+            get(&mut t, VIRTIO_MMIO_QUEUE_NUM_MAX),
+            u32::from(QUEUE_SIZE)
+        );
+        set(&mut t, VIRTIO_MMIO_QUEUE_SEL, 1);
+        assert_eq!(get(&mut t, VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "only one queue");
+        set(&mut t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+        assert_eq!(
+            get(&mut t, VIRTIO_MMIO_DEVICE_FEATURES),
+            1,
+            "VIRTIO_F_VERSION_1 is bit 32"
+        );
+        // Narrow or misaligned register reads give zeros; the config space any width.
+        let mut two = [0xffu8; 2];
+        t.read(0, &mut two);
+        assert_eq!(two, [0, 0]);
+        let mut one = [0u8];
+        t.read(u64::from(VIRTIO_MMIO_CONFIG), &mut one);
+        assert_eq!(one, [8], "capacity: 8 sectors");
+        assert_eq!(
+            cmdline_entry(0xd000_1000, 5),
+            "virtio_mmio.device=4K@0xd0001000:5"
+        );
+    }
+
+    #[test]
+    fn features_without_version_1_or_not_offered_are_refused() {
+        let (mut t, _, _file) = transport();
+        let version_1 = 1u64 << VIRTIO_F_VERSION_1;
+        assert_eq!(negotiate(&mut t, 0) & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(
+            negotiate(&mut t, version_1 | 1 << 40) & VIRTIO_CONFIG_S_FEATURES_OK,
+            0
+        );
+        // DRIVER_OK without accepted features is not kept.
+        set(&mut t, VIRTIO_MMIO_STATUS, 0x7);
+        assert_eq!(
+            get(&mut t, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_DRIVER_OK,
+            0
+        );
+        assert_ne!(
+            negotiate(&mut t, version_1) & VIRTIO_CONFIG_S_FEATURES_OK,
+            0
+        );
+    }
+
+    #[test]
+    fn a_notified_queue_is_served_and_interrupts_until_acknowledged_and_reset_clears_all() {
+        let (mut t, interrupt, file) = transport();
+        let version_1 = 1u64 << VIRTIO_F_VERSION_1;
+        assert_ne!(
+            negotiate(&mut t, version_1) & VIRTIO_CONFIG_S_FEATURES_OK,
+            0
+        );
+        // Queue 0 at 0x1000 (descriptors), 0x2000 (available), 0x3000 (used), 16 entries.
+        set(&mut t, VIRTIO_MMIO_QUEUE_SEL, 0);
+        set(&mut t, VIRTIO_MMIO_QUEUE_NUM, 16);
+        set(&mut t, VIRTIO_MMIO_QUEUE_DESC_LOW, 0x1000);
+        set(&mut t, VIRTIO_MMIO_QUEUE_AVAIL_LOW, 0x2000);
+        set(&mut t, VIRTIO_MMIO_QUEUE_USED_LOW, 0x3000);
+        set(&mut t, VIRTIO_MMIO_QUEUE_READY, 1);
+        assert_eq!(get(&mut t, VIRTIO_MMIO_QUEUE_READY), 1);
+        let status = get(&mut t, VIRTIO_MMIO_STATUS);
+        set(
+            &mut t,
+            VIRTIO_MMIO_STATUS,
+            status | VIRTIO_CONFIG_S_DRIVER_OK,
+        );
+        // A ready queue cannot be moved.
+        set(&mut t, VIRTIO_MMIO_QUEUE_DESC_LOW, 0x5000);
+
+        // A write of one sector: header, data, status.
+        let memory = t.memory.clone();
+        let descriptors: [(u64, u32, u16); 3] = [(0x8000, 16, 1), (0x9000, 512, 1), (0xa000, 1, 2)];
+        for (i, (address, len, flags)) in descriptors.iter().enumerate() {
+            let at = GuestAddress(0x1000 + 16 * i as u64);
+            memory.write_obj(*address, at).unwrap();
+            memory.write_obj(*len, at.unchecked_add(8)).unwrap();
+            memory.write_obj(*flags, at.unchecked_add(12)).unwrap();
+            memory
+                .write_obj(i as u16 + 1, at.unchecked_add(14))
+                .unwrap();
+        }
+        memory.write_obj(1u32, GuestAddress(0x8000)).unwrap();
+        memory.write_obj(1u64, GuestAddress(0x8008)).unwrap();
+        memory
+            .write_slice(&[0x5a; 512], GuestAddress(0x9000))
+            .unwrap();
+        memory.write_obj(0u16, GuestAddress(0x2004)).unwrap();
+        memory.write_obj(1u16, GuestAddress(0x2002)).unwrap();
+        assert!(
+            interrupt.read().is_err(),
+            "no interrupt before the notification"
+        );
+        set(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        assert_eq!(interrupt.read().unwrap(), 1);
+        assert_eq!(
+            get(&mut t, VIRTIO_MMIO_INTERRUPT_STATUS),
+            VIRTIO_MMIO_INT_VRING
+        );
+        assert_eq!(memory.read_obj::<u8>(GuestAddress(0xa000)).unwrap(), 0);
+        assert_eq!(memory.read_obj::<u16>(GuestAddress(0x3002)).unwrap(), 1);
+        assert_eq!(
+            &std::fs::read(file.path()).unwrap()[512..1024],
+            &[0x5a; 512]
+        );
+        set(&mut t, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+        assert_eq!(get(&mut t, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+        assert_eq!(t.notifications(), 1);
+        // A notification of a queue that does not exist does nothing.
+        set(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 7);
+        assert!(interrupt.read().is_err());
+
+        set(&mut t, VIRTIO_MMIO_STATUS, 0);
+        assert_eq!(get(&mut t, VIRTIO_MMIO_STATUS), 0);
+        assert_eq!(get(&mut t, VIRTIO_MMIO_QUEUE_READY), 0);
+        // A reset device serves nothing until the driver is ready again.
+        set(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        assert!(interrupt.read().is_err());
+    }
+
+    #[test]
+    fn a_notifier_serves_the_queue_when_its_eventfd_is_signalled_and_stops_when_dropped() {
+        let (t, _interrupt, _file) = transport();
+        let shared = Arc::new(Mutex::new(t));
+        let notify = EventFd::new(EFD_NONBLOCK).unwrap();
+        let kick = notify.try_clone().unwrap();
+        let notifier = Notifier::spawn(Arc::clone(&shared), notify).unwrap();
+        kick.write(1).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while shared.lock().unwrap().notifications() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the notifier never served"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(notifier);
+        assert_eq!(
+            Arc::strong_count(&shared),
+            1,
+            "the thread let the transport go"
+        );
+    }
+}
