@@ -136,7 +136,7 @@ fn fcntl_queries() -> Vec<u64> {
 }
 
 /// Every call the monitor may make once a guest runs.
-pub const ALLOWED: [Allowed; 32] = [
+pub const ALLOWED: [Allowed; 37] = [
     Allowed {
         name: "ioctl",
         number: libc::SYS_ioctl,
@@ -157,6 +157,23 @@ pub const ALLOWED: [Allowed; 32] = [
         why: "reading a descriptor's flags (the standard library checks them when it closes one)",
     },
     any("read", libc::SYS_read, "device back ends"),
+    any("pread64", libc::SYS_pread64, "the virtio disk's reads"),
+    any("pwrite64", libc::SYS_pwrite64, "the virtio disk's writes"),
+    any(
+        "fdatasync",
+        libc::SYS_fdatasync,
+        "the virtio disk's flushes (a guest's fsync)",
+    ),
+    any(
+        "epoll_wait",
+        libc::SYS_epoll_wait,
+        "the virtio disk's notification thread, waiting for the guest",
+    ),
+    any(
+        "epoll_pwait",
+        libc::SYS_epoll_pwait,
+        "the virtio disk's notification thread, waiting for the guest",
+    ),
     any(
         "write",
         libc::SYS_write,

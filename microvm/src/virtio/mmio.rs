@@ -401,6 +401,12 @@ fn serve<D: Device>(
     stop: &EventFd,
     epoll: &Epoll,
 ) {
+    // From here on the thread makes only the calls serving the guest needs; a thread
+    // that cannot install the filter serves nothing (the vCPU threads fail the run the
+    // same way).
+    if crate::seccomp::on_guest_thread().is_err() {
+        return;
+    }
     let mut events = [EpollEvent::default(); 2];
     loop {
         let ready = match epoll.wait(-1, &mut events) {
