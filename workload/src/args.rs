@@ -795,6 +795,10 @@ pub fn usage() -> String {
             text.push_str(&option.usage_line());
         }
     }
+    text.push_str(
+        "  exec       the user's program as the workload: workload exec [OPTIONS] -- PROGRAM \
+         [ARGS]...\n             (workload exec --help lists its options)\n",
+    );
     text
 }
 

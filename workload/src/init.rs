@@ -12,7 +12,6 @@ use std::process::ExitCode;
 
 use workload::marker::MarkerPort;
 
-use crate::args::Args;
 use crate::out::Output;
 
 /// The environment variable that chooses what PID 1 does at the end: `exit` or `poweroff`.
@@ -171,7 +170,12 @@ fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
 }
 
 /// Runs the work in a supervised child and returns (or powers off) when it is done.
-pub fn run_as_init(args: &Args, mut out: Output, marker: Option<MarkerPort>) -> ExitCode {
+pub fn run_as_init(
+    name: &str,
+    work: impl FnOnce(&mut Output) -> u8,
+    mut out: Output,
+    marker: Option<MarkerPort>,
+) -> ExitCode {
     mount_filesystems();
     loopback_up();
     let mut watched = FORWARDED.to_vec();
@@ -187,7 +191,7 @@ pub fn run_as_init(args: &Args, mut out: Output, marker: Option<MarkerPort>) -> 
     if child == 0 {
         // SAFETY: restores the mask saved above, in the child only.
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-        let status = crate::run_work(args, &mut out);
+        let status = work(&mut out);
         // SAFETY: _exit ends the child at once, without running the parent's atexit
         // handlers or flushing buffers that the parent owns.
         unsafe { libc::_exit(i32::from(status)) };
@@ -201,7 +205,7 @@ pub fn run_as_init(args: &Args, mut out: Output, marker: Option<MarkerPort>) -> 
     if let Some(signal) = workload::signal::of_status(i32::from(status)) {
         // Where the host sees only the machine end (a VM), this is how it learns why.
         out.emit(&workload::record::Record::Error {
-            workload: args.workload.name().to_owned(),
+            workload: name.to_owned(),
             message: format!(
                 "killed by signal {} (status {status})",
                 workload::signal::name(signal)

@@ -7,6 +7,7 @@
 //! children and, when asked, powers the machine off at the end.
 
 mod args;
+mod exec;
 mod init;
 mod out;
 mod work;
@@ -40,7 +41,11 @@ fn main() -> ExitCode {
         None
     };
     // As given, not as UTF-8: a directory may be named in any bytes.
-    let args = match Args::parse(std::env::args_os().skip(1)) {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if argv.first().is_some_and(|a| a == exec::NAME) {
+        return exec_main(argv.split_off(1), marker);
+    }
+    let args = match Args::parse(argv) {
         Ok(Some(args)) => args,
         Ok(None) => {
             print!("{}", args::usage());
@@ -74,9 +79,51 @@ fn main() -> ExitCode {
         pid1,
     });
     if pid1 {
-        init::run_as_init(&args, out, marker)
+        init::run_as_init(
+            args.workload.name(),
+            |out| run_work(&args, out),
+            out,
+            marker,
+        )
     } else {
         ExitCode::from(run_work(&args, &mut out))
+    }
+}
+
+/// `workload exec`: the user's program as the workload, supervised (see [`exec`]).
+fn exec_main(
+    argv: Vec<std::ffi::OsString>,
+    marker: Option<workload::marker::MarkerPort>,
+) -> ExitCode {
+    let args = match exec::parse(argv) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{}", exec::args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("workload: {e} (`workload exec --help` says how)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let pid1 = std::process::id() == 1;
+    let mut out = match out::Output::open_from_env(pid1.then_some(init::mount_filesystems as fn()))
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("workload: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    out.emit(&Record::Started {
+        workload: exec::NAME.to_owned(),
+        pid: std::process::id(),
+        pid1,
+    });
+    if pid1 {
+        init::run_as_init(exec::NAME, |out| exec::run(&args, out), out, marker)
+    } else {
+        ExitCode::from(exec::run(&args, &mut out))
     }
 }
 
