@@ -103,7 +103,6 @@ pub(crate) enum Command {
     #[command(after_help = MERGE_EXAMPLES)]
     Merge {
         /// The hosts' results files (or fleet documents), one per host.
-        #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Where to write the fleet document [default: standard output].
         #[arg(long, short)]
