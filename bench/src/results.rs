@@ -230,6 +230,7 @@ mod tests {
                     ms: 0.25,
                 }],
                 counters: BTreeMap::from([("exits_io".to_owned(), 12)]),
+                facts: BTreeMap::new(),
             }],
             failures: vec![Failure {
                 backend: "native".into(),

@@ -471,6 +471,17 @@ fn repeated(
             sampled_peak: outcome.sampled_peak,
             phases: outcome.phases,
             counters: outcome.counters.into_iter().collect(),
+            // The probe's facts are the isolation matrix's; other workloads' describe the
+            // kernel they ran on.
+            facts: match scenario {
+                Scenario::Isolation => BTreeMap::new(),
+                _ => outcome
+                    .observation
+                    .facts
+                    .iter()
+                    .map(|f| (f.name.clone(), f.value.clone()))
+                    .collect(),
+            },
         });
         match failure {
             Some(reason) => {

@@ -170,6 +170,9 @@ fn startup(doc: &Results, text: &mut String) {
                 emulated(doc)
             );
         }
+        if let Some(clock) = guest_clock(doc, backend) {
+            let _ = write!(text, "{clock} ");
+        }
     }
     for (backend, stages) in stages {
         if backend == Backend::Native || stages.len() < 2 {
@@ -200,6 +203,40 @@ fn startup(doc: &Results, text: &mut String) {
             list(&parts)
         );
     }
+}
+
+/// How a backend's Linux guests kept time, from what their workload read of the kernel:
+/// the clocksource most of its startup runs reported, and its timer device.
+fn guest_clock(doc: &Results, backend: &str) -> Option<String> {
+    let most = |fact: &str| {
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        for run in doc.runs.iter().filter(|r| {
+            r.backend == backend && r.ok && r.scenario == Scenario::Startup.name()
+        }) {
+            if let Some(value) = run.facts.get(fact) {
+                match seen.iter_mut().find(|(v, _)| v == value) {
+                    Some((_, n)) => *n += 1,
+                    None => seen.push((value, 1)),
+                }
+            }
+        }
+        seen.into_iter().max_by_key(|(_, n)| *n).map(|(v, _)| v)
+    };
+    let clocksource = most("clocksource")?;
+    let timer = match most("clock_event_device") {
+        Some("lapic-deadline") => " and took its timer interrupts from the local APIC in \
+             TSC-deadline mode (lapic-deadline), which needs no calibration at boot"
+            .to_owned(),
+        Some("lapic") => " and took its timer interrupts from the local APIC counting down \
+             at a rate it had to calibrate at boot against the PIT (lapic), which costs \
+             boot time"
+            .to_owned(),
+        Some(other) => format!(" and took its timer interrupts from {other}"),
+        None => String::new(),
+    };
+    Some(format!(
+        "Its guest kernel kept time with the {clocksource} clocksource{timer}."
+    ))
 }
 
 /// One line on each measure of memory, for notes and the glossary.
@@ -663,5 +700,36 @@ fn density(doc: &Results, text: &mut String) {
             }
             None => text.push_str(". "),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_linux_guests_clock_is_told_from_what_its_runs_read() {
+        let mut doc = Results::parse(
+            include_str!("../tests/data/results.json"),
+            std::path::Path::new("results.json"),
+        )
+        .unwrap();
+        assert_eq!(guest_clock(&doc, "microvm"), None);
+        let mut marked = 0;
+        for run in doc
+            .runs
+            .iter_mut()
+            .filter(|r| r.backend == "microvm" && r.ok && r.scenario == "startup")
+        {
+            run.facts
+                .insert("clocksource".to_owned(), "kvm-clock".to_owned());
+            run.facts
+                .insert("clock_event_device".to_owned(), "lapic".to_owned());
+            marked += 1;
+        }
+        assert!(marked > 0, "the fixture has microvm startup runs");
+        let clock = guest_clock(&doc, "microvm").unwrap();
+        assert!(clock.contains("kvm-clock clocksource"), "{clock}");
+        assert!(clock.contains("calibrate at boot against the PIT"), "{clock}");
     }
 }

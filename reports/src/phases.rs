@@ -49,7 +49,16 @@ const STAGES: [(&str, &[&str]); 13] = [
             "kernel_entry",
         ],
     ),
-    ("guest kernel boot, to init", &["init_reached"]),
+    (
+        "guest kernel boot, to init",
+        &[
+            "kernel_banner",
+            "kernel_tsc_deadline_timer",
+            "kernel_clocksource_switched",
+            "kernel_runs_init",
+            "init_reached",
+        ],
+    ),
     ("guest run to its first marker", &["first_marker"]),
     (
         "to the workload's first record",

@@ -22,6 +22,28 @@ pub struct Console {
     pub result: Option<Stamp>,
     /// The CPUs the guest had online, as its workload counted them.
     pub cpus_online: Option<u64>,
+    /// Boot steps the kernel's own lines showed (a shown console): each step's name, when
+    /// its line arrived, and the kernel's own time of it, µs.
+    pub kernel_steps: Vec<(&'static str, Stamp, Option<u64>)>,
+}
+
+/// Kernel lines that mark a step of boot: the text a line contains, and the step's name.
+/// The last line of each kind wins (the kernel switches clocksources more than once).
+const KERNEL_STEPS: [(&str, &str); 4] = [
+    ("Linux version ", "kernel_banner"),
+    ("TSC deadline timer available", "kernel_tsc_deadline_timer"),
+    ("Switched to clocksource ", "kernel_clocksource_switched"),
+    (" as init process", "kernel_runs_init"),
+];
+
+/// The kernel's own time of a line stamped `[   1.234567] ...`, µs.
+fn kernel_time_us(line: &str) -> Option<u64> {
+    let inner = line.trim_start().strip_prefix('[')?;
+    let (stamp, _) = inner.split_once(']')?;
+    let (secs, micros) = stamp.trim().split_once('.')?;
+    let secs: u64 = secs.parse().ok()?;
+    let micros: u64 = micros.parse().ok()?;
+    Some(secs * 1_000_000 + micros)
 }
 
 impl Console {
@@ -51,6 +73,10 @@ impl Console {
                 Some(Ok(Event::Record { record, at }))
             }
             Ok(None) => {
+                if let Some((_, step)) = KERNEL_STEPS.iter().find(|(needle, _)| text.contains(needle)) {
+                    self.kernel_steps.retain(|(name, ..)| name != step);
+                    self.kernel_steps.push((step, at, kernel_time_us(text)));
+                }
                 if self.tail.len() == TAIL {
                     self.tail.pop_front();
                 }
@@ -66,20 +92,37 @@ impl Console {
         self.tail.iter().map(String::as_str)
     }
 
-    /// The workload's phases the console showed: its start and its result.
+    /// The phases the console showed: the kernel's boot steps when its lines were shown,
+    /// then the workload's start and its result, each when its line arrived.
     pub fn phases(&self) -> Vec<(String, Stamp)> {
-        [("workload_started", self.started), ("result", self.result)]
-            .into_iter()
-            .filter_map(|(name, at)| Some((name.to_owned(), at?)))
-            .collect()
+        let mut phases: Vec<(String, Stamp)> = self
+            .kernel_steps
+            .iter()
+            .map(|(name, at, _)| ((*name).to_owned(), *at))
+            .collect();
+        phases.sort_by_key(|(_, at)| *at);
+        phases.extend(
+            [("workload_started", self.started), ("result", self.result)]
+                .into_iter()
+                .filter_map(|(name, at)| Some((name.to_owned(), at?))),
+        );
+        phases
     }
 
-    /// What the console counted: the guest's online CPUs.
+    /// What the console counted: the guest's online CPUs, and the kernel's own time of
+    /// each boot step it showed (`<step>_us`, from the kernel's start).
     pub fn counters(&self) -> Vec<(String, u64)> {
-        self.cpus_online
+        let mut counters: Vec<(String, u64)> = self
+            .cpus_online
             .map(|cpus| ("guest_cpus_online".to_owned(), cpus))
             .into_iter()
-            .collect()
+            .collect();
+        counters.extend(
+            self.kernel_steps
+                .iter()
+                .filter_map(|(name, _, us)| Some((format!("{name}_us"), (*us)?))),
+        );
+        counters
     }
 }
 
@@ -137,5 +180,36 @@ mod tests {
         let tail: Vec<&str> = console.tail().collect();
         assert_eq!(tail.len(), TAIL);
         assert_eq!(tail[0], "line 5");
+    }
+
+    #[test]
+    fn a_shown_console_gives_the_kernels_boot_steps_with_its_own_times() {
+        let mut console = Console::default();
+        for (line, at) in [
+            ("[    0.000000] Linux version 6.1.192 (root@build) #1 SMP", 10),
+            ("[    0.052311] TSC deadline timer available", 12),
+            ("[    0.101000] clocksource: Switched to clocksource kvm-clock", 15),
+            ("[    0.180002] clocksource: Switched to clocksource tsc", 18),
+            ("[    0.201500] Run /init as init process", 20),
+        ] {
+            assert!(console.line(line, Stamp(at)).is_none());
+        }
+        assert_eq!(
+            console.phases(),
+            vec![
+                ("kernel_banner".to_owned(), Stamp(10)),
+                ("kernel_tsc_deadline_timer".to_owned(), Stamp(12)),
+                ("kernel_clocksource_switched".to_owned(), Stamp(18)),
+                ("kernel_runs_init".to_owned(), Stamp(20)),
+            ]
+        );
+        let counters = console.counters();
+        assert!(counters.contains(&("kernel_runs_init_us".to_owned(), 201_500)));
+        assert!(counters.contains(&("kernel_clocksource_switched_us".to_owned(), 180_002)));
+        // Lines without the kernel's time (a quiet console's warnings) still mark the step.
+        let mut quiet = Console::default();
+        quiet.line("Run /init as init process", Stamp(3));
+        assert_eq!(quiet.phases(), vec![("kernel_runs_init".to_owned(), Stamp(3))]);
+        assert!(quiet.counters().is_empty());
     }
 }

@@ -50,6 +50,8 @@ pub const GUEST_MIB: u64 = 128;
 pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=0 io_delay=none 8250.nr_uarts=1";
 /// What `--console` removes from the command line: the kernel's silence.
 pub const QUIET: &str = "quiet";
+/// The kernel parameter that stamps each console line with the kernel's own time.
+pub const PRINTK_TIME: &str = "printk.time=1";
 /// How long a held Linux guest (`alloc` for `footprint`) keeps its memory before it ends
 /// on its own: the host cannot signal a process inside the guest.
 pub const LINUX_HOLD_MS: u64 = 1000;
@@ -208,14 +210,13 @@ impl MicroVm {
 }
 
 /// The kernel command line of a Linux guest whose init runs the workload `args`: quiet
-/// unless `console`, the workload's records on the console, its markers on the marker
+/// unless `console` (then each line stamped with the kernel's time), the workload's records on the console, its markers on the marker
 /// port, and a power-off at its end.
 pub fn linux_cmdline(console: bool, args: &[String]) -> String {
     let mut line = BASE_CMDLINE.to_owned();
-    if !console {
-        line.push(' ');
-        line.push_str(QUIET);
-    }
+    line.push(' ');
+    // A shown console carries the kernel's own time of each line, read as boot stamps.
+    line.push_str(if console { PRINTK_TIME } else { QUIET });
     line.push_str(&format!(
         " {}=poweroff {}=stdout {}={:#x} --",
         INIT_EXIT_ENV,

@@ -387,6 +387,11 @@ pub struct Run {
     /// Counts the backend kept, such as VM exits by kind.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,
+    /// What the workload saw of its kernel that is not a number: the clocksource it
+    /// keeps time with and its timer's clock event device (`lapic-deadline`: the local
+    /// APIC timer in TSC-deadline mode). For a VM, the guest kernel's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
 }
 
 /// One phase of a backend, stamped on the host clock.

@@ -76,7 +76,11 @@ impl From<Vec<Metric>> for Done {
 /// Runs the workload the arguments name.
 pub fn run(args: &Args) -> Result<Done, Error> {
     Ok(match &args.workload {
-        Workload::Hello => hello().into(),
+        Workload::Hello => Done {
+            metrics: hello(),
+            held: None,
+            facts: clock_facts(),
+        },
         Workload::Cpu { mib } => cpu::run(*mib)?.into(),
         Workload::Mem { mib, iterations } => mem::run(*mib, *iterations)?.into(),
         Workload::Syscall { count } => syscall::run(*count).into(),
@@ -135,6 +139,30 @@ fn status_kib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The kernel's clocks where `hello` runs: the clocksource it keeps time with, and the
+/// device its timer interrupts come from (`lapic-deadline` when the local APIC timer is
+/// in TSC-deadline mode, `lapic` when it counts down from a calibrated rate). Two small
+/// sysfs reads, on every backend alike; a file that is missing is left out.
+fn clock_facts() -> Vec<Fact> {
+    [
+        (
+            "clocksource",
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        ),
+        (
+            "clock_event_device",
+            "/sys/devices/system/clockevents/clockevent0/current_device",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, path)| {
+        let value = std::fs::read_to_string(path).ok()?;
+        let value = value.trim();
+        (!value.is_empty()).then(|| Fact::new(name, value))
+    })
+    .collect()
 }
 
 /// `hello`'s one figure: the CPUs it can see online (a VM's vCPUs as its kernel counts them).
