@@ -475,6 +475,9 @@ pub struct Report {
     /// The choices made in a Linux guest's CPUID that depend on the host, as counts (1 for
     /// yes): whether the TSC-deadline timer was offered.
     pub cpu: Vec<(String, u64)>,
+    /// What the virtio devices served, as counts: a Linux guest's disk's requests by kind,
+    /// bytes, queue notifications, interrupts and errors (`disk_*`).
+    pub devices: Vec<(String, u64)>,
 }
 
 #[cfg(test)]

@@ -109,6 +109,9 @@ pub struct WireReport {
     /// The host-dependent choices in a Linux guest's CPUID, as counts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cpu: BTreeMap<String, u64>,
+    /// What the virtio devices served, as counts (a Linux guest's disk: `disk_*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices: BTreeMap<String, u64>,
 }
 
 impl WireReport {
@@ -153,6 +156,7 @@ impl From<&Report> for WireReport {
             kernel: report.kernel.clone(),
             diagnosis: report.diagnosis.clone(),
             cpu: report.cpu.iter().cloned().collect(),
+            devices: report.devices.iter().cloned().collect(),
         }
     }
 }
@@ -169,6 +173,7 @@ mod tests {
         let report = Report {
             diagnosis: None,
             cpu: Vec::new(),
+            devices: vec![("disk_writes".to_owned(), 7)],
             phases: vec![("vm_created", 10), ("first_marker", 20), ("halted", 40)],
             markers: Markers {
                 stamps: vec![(1, 20), (3, 25), (2, 40)],
@@ -197,6 +202,7 @@ mod tests {
         assert_eq!(value["report"]["end"], "failed");
         assert_eq!(value["report"]["phases"][1][0], "first_marker");
         assert_eq!(value["report"]["exits"]["exits_io_out"], 3);
+        assert_eq!(value["report"]["devices"]["disk_writes"], 7);
         assert_eq!(value["report"]["ns_per_round_trip"], 10.0);
         assert_eq!(Line::parse(&text).unwrap(), line);
         assert_eq!(

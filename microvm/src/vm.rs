@@ -134,6 +134,7 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
     let mut report = Report {
         diagnosis: None,
         cpu: Vec::new(),
+        devices: Vec::new(),
         phases,
         markers,
         exits: counts,

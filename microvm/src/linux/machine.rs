@@ -344,8 +344,8 @@ pub fn run(
     let irq = machine.irq_line(layout::SERIAL_IRQ)?;
     let (console, serial) = Console::with_interrupt(irq, on_line);
     let (mut buses, markers) = machine::buses(MmioPolicy::Ignore, Some(Box::new(console)))?;
-    let notifier = match disk {
-        Some(image) => attach_disk(&machine, &mut buses, image)?,
+    let disk = match disk {
+        Some(image) => Some(attach_disk(&machine, &mut buses, image)?),
         None => None,
     };
     stamp(&mut phases, "vm_built");
@@ -393,28 +393,58 @@ pub fn run(
         end,
         guest_touched_kib: machine.guest_touched_kib(),
         kernel: kernel_version,
+        devices: disk.as_ref().map(GuestDisk::counters).unwrap_or_default(),
     };
     before_teardown(&report);
 
     // 9. Teardown: the disk's notification thread, the devices with the interrupt lines,
     // then the machine (its vCPUs, the VM, then its memory).
-    drop(notifier);
+    drop(disk);
     drop(shared);
     drop(machine);
     report.phases.push(("torn_down", crate::monotonic_ns()));
     Ok(report)
 }
 
+/// The guest's disk: its transport, shared with the MMIO bus, and the thread that serves
+/// its notifications when KVM catches them (dropping it stops the thread).
+struct GuestDisk {
+    transport: Arc<Mutex<virtio::mmio::Transport<virtio::block::Block<std::fs::File>>>>,
+    _notifier: Option<virtio::mmio::Notifier>,
+}
+
+impl GuestDisk {
+    /// What the disk served, as the report's `disk_*` counts.
+    fn counters(&self) -> Vec<(String, u64)> {
+        let Ok(transport) = self.transport.lock() else {
+            return Vec::new();
+        };
+        let c = transport.device().counters();
+        [
+            ("disk_reads", c.reads),
+            ("disk_writes", c.writes),
+            ("disk_flushes", c.flushes),
+            ("disk_bytes_read", c.bytes_read),
+            ("disk_bytes_written", c.bytes_written),
+            ("disk_errors", c.errors),
+            ("disk_interrupts", c.interrupts),
+            ("disk_notifications", transport.notifications()),
+        ]
+        .into_iter()
+        .map(|(name, n)| (name.to_owned(), n))
+        .collect()
+    }
+}
+
 /// Puts a virtio-blk device on `image` on the MMIO bus at [`layout::VIRTIO_MMIO_START`],
 /// interrupting on [`layout::VIRTIO_IRQ`] through `KVM_IRQFD`. Where KVM offers
 /// `KVM_CAP_IOEVENTFD`, the guest's queue notifications are caught by KVM and served by a
-/// thread of their own (returned; dropping it stops it); otherwise they are MMIO exits and
-/// served on the vCPU's thread.
+/// thread of their own; otherwise they are MMIO exits and served on the vCPU's thread.
 fn attach_disk(
     machine: &Machine,
     buses: &mut Buses,
     image: virtio::block::Image,
-) -> Result<Option<virtio::mmio::Notifier>, Error> {
+) -> Result<GuestDisk, Error> {
     let device = virtio::block::Block::new(image.file, image.len, image.read_only, DISK_ID);
     let irq = machine.irq_line(layout::VIRTIO_IRQ)?;
     let transport = virtio::mmio::Transport::new(device, machine.memory().clone(), irq.0);
@@ -427,12 +457,21 @@ fn attach_disk(
             Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
         )
         .map_err(machine::Error::from)?;
-    if !machine.has_ioeventfd() {
-        return Ok(None);
-    }
-    let notify =
-        machine.mmio_write_event(layout::VIRTIO_MMIO_START + virtio::mmio::QUEUE_NOTIFY)?;
-    Ok(Some(virtio::mmio::Notifier::spawn(transport, notify)?))
+    let notifier = match machine.has_ioeventfd() {
+        true => {
+            let notify =
+                machine.mmio_write_event(layout::VIRTIO_MMIO_START + virtio::mmio::QUEUE_NOTIFY)?;
+            Some(virtio::mmio::Notifier::spawn(
+                Arc::clone(&transport),
+                notify,
+            )?)
+        }
+        false => None,
+    };
+    Ok(GuestDisk {
+        transport,
+        _notifier: notifier,
+    })
 }
 
 /// What the vCPU threads and the supervisor share.
