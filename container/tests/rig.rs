@@ -45,3 +45,34 @@ fn the_runtime_tests_pass_on_cgroup_v2_alone() {
     }
     assert!(outcome.output.contains("leftover cgroups: 0"));
 }
+
+/// The escape suite on cgroup v2 alone, as root, in every namespace combination, and its
+/// check that each attempt catches a breach in a weakened container. The rig's RAM disk
+/// (/dev/ram0) is the host block device a container must not open. The rootless half
+/// needs setpriv(1), which the rig does not carry; it runs on the host.
+#[test]
+fn the_escape_suite_holds_on_cgroup_v2_alone() {
+    if !rig::available() {
+        return;
+    }
+    let escape = rig::sibling_test_binary("escape");
+    let outcome = rig::Rig::default()
+        .file(&escape, "/rig/escape")
+        .env("CI", "true")
+        .timeout(600)
+        .run(&[
+            "sh",
+            "-c",
+            "grep cgroup /proc/mounts; ls /sys/dev/block; \
+             escape --test-threads 1 --skip rootless --nocapture",
+        ]);
+    assert_eq!(outcome.status, 0, "the escape suite failed in the rig");
+    assert!(
+        outcome.output.contains("cgroup2 /sys/fs/cgroup cgroup2"),
+        "the rig's /sys/fs/cgroup is not cgroup2 alone"
+    );
+    assert!(
+        outcome.output.contains("test result: ok. 2 passed"),
+        "both root tests ran"
+    );
+}

@@ -59,9 +59,11 @@ pub fn busybox_rootfs() -> tempfile::TempDir {
 }
 
 /// A root file system holding the running binary (as `/{name}`) and the shared libraries
-/// it needs, at the paths `ldd` gives: so a test or an example can run itself inside a
-/// container. The binary is hard-linked where it can be (copied otherwise: then no other
-/// thread may fork until it is closed, or exec fails with ETXTBSY).
+/// it needs: its ELF interpreter at the path the binary names, and every library this
+/// process has mapped (from /proc/self/maps, so no `ldd` is needed, as in the test rig),
+/// so a test or an example can run itself inside a container. The binary is hard-linked
+/// where it can be (copied otherwise: then no other thread may fork until it is closed,
+/// or exec fails with ETXTBSY).
 pub fn self_rootfs(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -72,16 +74,17 @@ pub fn self_rootfs(name: &str) -> tempfile::TempDir {
     if std::fs::hard_link(&me, root.join(name)).is_err() {
         std::fs::copy(&me, root.join(name)).unwrap();
     }
-    let ldd = std::process::Command::new("ldd")
-        .arg(&me)
-        .output()
-        .expect("ldd (libc-bin) runs");
-    let text = String::from_utf8_lossy(&ldd.stdout);
-    for lib in text
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut libs: Vec<std::path::PathBuf> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/') && p.contains(".so"))
         .map(std::path::PathBuf::from)
-    {
+        .collect();
+    libs.extend(interpreter(&me));
+    libs.sort();
+    libs.dedup();
+    for lib in libs {
         let inside = root.join(lib.strip_prefix("/").unwrap());
         std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
         std::fs::copy(std::fs::canonicalize(&lib).unwrap(), &inside).unwrap();
@@ -89,6 +92,28 @@ pub fn self_rootfs(name: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
+}
+
+/// The ELF interpreter (`PT_INTERP`) a 64-bit little-endian executable names, if any.
+fn interpreter(binary: &Path) -> Option<std::path::PathBuf> {
+    let elf = std::fs::read(binary).ok()?;
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| {
+        Some(usize::try_from(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?)).ok()?)
+    };
+    if elf.get(..5)? != b"\x7fELF\x02" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20)?, usize::from(u16_at(0x36)?), u16_at(0x38)?);
+    (0..usize::from(phnum)).find_map(|i| {
+        let header = phoff + i * phentsize;
+        (u32_at(header)? == 3).then_some(())?;
+        let (offset, size) = (u64_at(header + 8)?, u64_at(header + 32)?);
+        let path = elf.get(offset..offset + size)?;
+        let path = path.strip_suffix(&[0]).unwrap_or(path);
+        Some(std::path::PathBuf::from(std::str::from_utf8(path).ok()?))
+    })
 }
 
 /// A spec running `script` with busybox sh.
