@@ -18,7 +18,9 @@ pub mod render;
 
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use crate::document::{Error, Figure, Plan, Results};
@@ -38,6 +40,7 @@ pub struct Fleet {
     pub merged_at: String,
     /// The plan every host ran: the first host's, and where plans differ (merged only
     /// when asked to), each difference is in `differences`.
+    #[schemars(schema_with = "plan_schema")]
     pub plan: Plan,
     /// The hosts that ran, in the order their documents were given.
     pub hosts: Vec<Member>,
@@ -54,7 +57,7 @@ pub struct Fleet {
 /// One host of a fleet: its name, the file it came from, and its results document as
 /// that file had it, but for its figures, which are in [`Fleet::figures`], each naming
 /// this host (here `figures` is empty).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
     /// The host's name in the fleet: its host name, which is unique in a fleet.
     pub name: String,
@@ -112,7 +115,7 @@ pub enum DifferenceKind {
 }
 
 /// A figure of one host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostFigure {
     /// The host it was measured on ([`Member::name`]).
     pub host: String,
@@ -312,6 +315,70 @@ fn json_value(text: &str, path: &Path) -> Result<serde_json::Value, Error> {
             }
         }
     })
+}
+
+// The fleet's schema describes what is the fleet's own, and refers to the results
+// document's schema (docs/results.schema.json, beside it) for a host's document and a
+// figure, so a change to the results document does not change the fleet's schema.
+
+impl JsonSchema for Member {
+    fn schema_name() -> Cow<'static, str> {
+        "Member".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "One host of a fleet: its name, the file it came from, and its \
+                results document as that file had it (results.schema.json), but for its \
+                figures, which are in the fleet's figures, each naming this host (here \
+                `figures` is empty).",
+            "type": "object",
+            "allOf": [{"$ref": "results.schema.json"}],
+            "properties": {
+                "name": {
+                    "description": "The host's name in the fleet: its host name, which is \
+                        unique in a fleet.",
+                    "type": "string"
+                },
+                "source": {
+                    "description": "The file its results were read from.",
+                    "type": "string"
+                }
+            },
+            "required": ["name", "source"]
+        })
+    }
+}
+
+fn plan_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "The plan every host ran (results.schema.json, its Plan): the first \
+            host's, and where plans differ (merged only when asked to), each difference is \
+            in `differences`.",
+        "$ref": "results.schema.json#/$defs/Plan"
+    })
+}
+
+impl JsonSchema for HostFigure {
+    fn schema_name() -> Cow<'static, str> {
+        "HostFigure".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A figure of one host: a figure of the results document \
+                (results.schema.json, its Figure) with the host it was measured on.",
+            "type": "object",
+            "allOf": [{"$ref": "results.schema.json#/$defs/Figure"}],
+            "properties": {
+                "host": {
+                    "description": "The host it was measured on (a member's name).",
+                    "type": "string"
+                }
+            },
+            "required": ["host"]
+        })
+    }
 }
 
 /// The JSON Schema of the fleet document.

@@ -275,10 +275,11 @@ fn spread(fleet: &Fleet) -> Option<String> {
     Some(text)
 }
 
+/// A host's name and its figure.
+type HostFigure<'a> = (&'a str, &'a Figure);
+
 /// The hosts with the lowest and highest median of a figure, distributions only.
-fn extremes<'a>(
-    figures: &[(&'a str, &'a Figure)],
-) -> Option<((&'a str, &'a Figure), (&'a str, &'a Figure))> {
+fn extremes<'a>(figures: &[(&'a str, &'a Figure)]) -> Option<(HostFigure<'a>, HostFigure<'a>)> {
     let spread: Vec<&(&str, &Figure)> = figures
         .iter()
         .filter(|(_, f)| f.summary.ci.is_some())
