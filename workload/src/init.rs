@@ -178,6 +178,7 @@ pub fn run_as_init(
 ) -> ExitCode {
     mount_filesystems();
     loopback_up();
+    let disk = mount_disk();
     let mut watched = FORWARDED.to_vec();
     watched.push(libc::SIGCHLD);
     let set = sigset(&watched);
@@ -212,7 +213,42 @@ pub fn run_as_init(
             ),
         });
     }
+    if disk {
+        unmount_disk();
+    }
     finish(status, marker)
+}
+
+/// Mounts the disk [`workload::disk::ENV`] names, if any, at [`workload::disk::MOUNT`];
+/// whether it is mounted. A failure is reported and the work still runs: it then fails
+/// itself, naming the directory it cannot write to.
+fn mount_disk() -> bool {
+    let Ok(device) = std::env::var(workload::disk::ENV) else {
+        return false;
+    };
+    let mounted = mount(&device, workload::disk::MOUNT, workload::disk::FSTYPE, "")
+        .map_err(|e| format!("the disk {device}: {e}"));
+    let ok = mounted.is_ok();
+    report(mounted);
+    ok
+}
+
+/// Unmounts the disk, so its file system is clean on the host once the machine is off.
+fn unmount_disk() {
+    let result = CString::new(workload::disk::MOUNT)
+        .map_err(|e| e.to_string())
+        .and_then(|target| {
+            // SAFETY: `target` is a NUL-terminated string that lives until the call returns.
+            match unsafe { libc::umount2(target.as_ptr(), 0) } {
+                0 => Ok(()),
+                _ => Err(format!(
+                    "unmount {}: {}",
+                    workload::disk::MOUNT,
+                    std::io::Error::last_os_error()
+                )),
+            }
+        });
+    report(result);
 }
 
 /// Waits for the work process, forwarding signals and reaping everything; returns its

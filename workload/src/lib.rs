@@ -6,6 +6,7 @@
 //! definition.
 
 pub mod channel;
+pub mod disk;
 pub mod marker;
 pub mod record;
 pub mod signal;

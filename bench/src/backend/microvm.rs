@@ -35,12 +35,13 @@ use crate::clock::Stamp;
 use crate::procfs;
 use crate::scenario::Scenario;
 
-/// Why a VM backend does not run the `file` scenario: like for like, its files would go to
-/// a virtual disk backed by a host file, as native and container write to a host disk.
-pub const NO_VIRTUAL_DISK: &str =
-    "the monitor has no virtual disk yet: a Linux guest's files would go to its initramfs \
-     (RAM, where fsync does nothing) while native and container write to a disk, so the \
-     figures would not be like for like";
+/// The program that formats a Linux guest's disk on the host (e2fsprogs).
+pub const MKFS: &str = "mkfs.ext4";
+/// The size of a Linux guest's disk for the `file` scenario, bytes: a sparse raw image, far
+/// more than the scenario's files need, so the file system is never near full.
+pub const DISK_BYTES: u64 = 64 << 20;
+/// The guest's disk as its kernel names it: the first virtio-blk device.
+pub const GUEST_DISK: &str = "/dev/vda";
 
 /// Guest memory of a microVM unless told otherwise, MiB.
 pub const GUEST_MIB: u64 = 128;
@@ -213,10 +214,19 @@ impl MicroVm {
 /// unless `console` (then each line stamped with the kernel's time), the workload's records on the console, its markers on the marker
 /// port, and a power-off at its end.
 pub fn linux_cmdline(console: bool, args: &[String]) -> String {
+    linux_cmdline_with(console, false, args)
+}
+
+/// [`linux_cmdline`], and with `disk` the guest's init told to mount its disk
+/// ([`workload::disk::ENV`]).
+pub fn linux_cmdline_with(console: bool, disk: bool, args: &[String]) -> String {
     let mut line = BASE_CMDLINE.to_owned();
     line.push(' ');
     // A shown console carries the kernel's own time of each line, read as boot stamps.
     line.push_str(if console { PRINTK_TIME } else { QUIET });
+    if disk {
+        line.push_str(&format!(" {}={GUEST_DISK}", workload::disk::ENV));
+    }
     line.push_str(&format!(
         " {}=poweroff {}=stdout {}={:#x} --",
         INIT_EXIT_ENV,
@@ -294,7 +304,7 @@ impl Backend for MicroVm {
         );
         match &self.guests {
             _ if scenario == Scenario::Exits => Ok(()),
-            Guests::Linux(_) if scenario == Scenario::File => Err(NO_VIRTUAL_DISK.to_owned()),
+            Guests::Linux(_) if scenario == Scenario::File => disk_formatter(),
             Guests::Linux(_) => Ok(()),
             Guests::Micro(_) if micro => Ok(()),
             Guests::Micro(why) | Guests::Unbootable(why) => Err(why.clone()),
@@ -343,6 +353,7 @@ impl Backend for MicroVm {
             .filter(|_| launch.args.first().map(String::as_str) != Some("exits"));
         let facts = Arc::new(Mutex::new(Facts::default()));
         let shared = Arc::clone(&facts);
+        let mut disk = None;
         let handler: super::watch::LineHandler = if let Some(kernel) = linux {
             let initramfs =
                 images::initramfs::install(&cache, images::initramfs::Compression::None).map_err(
@@ -352,6 +363,13 @@ impl Backend for MicroVm {
                     },
                 )?;
             let mut args = launch.args.clone();
+            if args.first().map(String::as_str) == Some("file") {
+                let image = DiskImage::create(&std::env::temp_dir())?;
+                command.arg("--disk").arg(image.path());
+                // The work writes where init mounted the disk (a `--dir` given last wins).
+                args.extend(["--dir".to_owned(), workload::disk::MOUNT.to_owned()]);
+                disk = Some(image);
+            }
             if args.first().map(String::as_str) == Some("alloc")
                 && !args.iter().any(|a| a == "--hold-ms")
             {
@@ -363,7 +381,10 @@ impl Backend for MicroVm {
                 .arg(&kernel.path)
                 .arg("--initrd")
                 .arg(&initramfs)
-                .args(["--cmdline", &self.cmdline(&args)])
+                .args([
+                    "--cmdline",
+                    &linux_cmdline_with(self.console, disk.is_some(), &args),
+                ])
                 .args(["--vcpus", &self.vcpus.to_string()])
                 .args(["--memory-mib", &self.memory_mib.to_string()])
                 .args(["--timeout-ms", &self.guest_timeout.as_millis().to_string()]);
@@ -390,7 +411,92 @@ impl Backend for MicroVm {
             )?,
             facts,
             memory_kib: self.memory_mib * 1024,
+            _disk: disk,
         }))
+    }
+}
+
+/// Whether a Linux guest's disk can be formatted here: [`MKFS`] on `PATH` (or in the
+/// system directories a non-root `PATH` may lack).
+pub fn disk_formatter() -> Result<(), String> {
+    match find_mkfs() {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{MKFS} (Debian's e2fsprogs) is not installed: the guest's disk for the file \
+             scenario is formatted on the host"
+        )),
+    }
+}
+
+fn find_mkfs() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(MKFS))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A Linux guest's disk for the `file` scenario: a sparse raw image of [`DISK_BYTES`] in
+/// the directory where native and container runs write their files (the same host file
+/// system), formatted ext4 by [`MKFS`]; removed when dropped, and by `vcbench clean` when
+/// the run that made it was killed (its name carries the run's PID).
+#[derive(Debug)]
+pub struct DiskImage {
+    file: tempfile::TempPath,
+}
+
+impl DiskImage {
+    /// Makes and formats the image in `dir`.
+    pub fn create(dir: &Path) -> Result<DiskImage, Error> {
+        let spawn = |what: &str| {
+            let what = what.to_owned();
+            move |source| Error::Spawn { what, source }
+        };
+        let file = tempfile::Builder::new()
+            .prefix(&crate::registry::temp_prefix("disk"))
+            .suffix(".img")
+            .tempfile_in(dir)
+            .map_err(spawn("the guest's disk image"))?;
+        file.as_file()
+            .set_len(DISK_BYTES)
+            .map_err(spawn("the guest's disk image"))?;
+        let image = DiskImage {
+            file: file.into_temp_path(),
+        };
+        let mkfs = find_mkfs().ok_or_else(|| Error::Spawn {
+            what: format!("{MKFS} for the guest's disk"),
+            source: std::io::Error::other(disk_formatter().err().unwrap_or_default()),
+        })?;
+        // Every inode table and the journal written now, not by the guest's kernel in the
+        // background while the work runs; no blocks reserved for root.
+        let output = Command::new(&mkfs)
+            .args([
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-E",
+                "lazy_itable_init=0,lazy_journal_init=0",
+            ])
+            .arg(image.path())
+            .output()
+            .map_err(spawn(MKFS))?;
+        if !output.status.success() {
+            return Err(Error::Spawn {
+                what: format!("{MKFS} on {}", image.path().display()),
+                source: std::io::Error::other(format!(
+                    "{}: {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )),
+            });
+        }
+        Ok(image)
+    }
+
+    /// Where the image is.
+    pub fn path(&self) -> &Path {
+        &self.file
     }
 }
 
@@ -518,6 +624,7 @@ fn read_linux_line(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>
             let exits: Vec<(String, u64)> = report.exits.clone().into_iter().collect();
             f.counters.extend(exits);
             f.counters.extend(report.cpu.clone());
+            f.counters.extend(report.devices.clone());
             f.guest_touched_kib = report.guest_touched_kib;
             events
         }
@@ -656,6 +763,9 @@ struct VmInstance {
     facts: Arc<Mutex<Facts>>,
     /// Guest memory, KiB: the size of the monitor's guest-RAM mapping.
     memory_kib: u64,
+    /// The guest's disk, held so that it is removed only once the monitor is gone (fields
+    /// drop in order).
+    _disk: Option<DiskImage>,
 }
 
 impl Instance for VmInstance {
@@ -856,7 +966,8 @@ mod tests {
         format!(
             r#"{{"report":{{"phases":{phases},"markers":{markers},"marker_writes":2,"last_marker":null,
             "ns_per_round_trip":null,"exits":{{"exits_io_out":9}},"end":"{end}","reason":null,
-            "registers":null,"serial":"","guest_touched_kib":20000,"kernel":"6.1.192"}}}}"#
+            "registers":null,"serial":"","guest_touched_kib":20000,"kernel":"6.1.192",
+            "devices":{{"disk_writes":100,"disk_flushes":200}}}}}}"#
         )
         .replace('\n', "")
     }
@@ -923,6 +1034,7 @@ mod tests {
         );
         assert!(f.counters.contains(&("guest_cpus_online".to_owned(), 2)));
         assert!(f.counters.contains(&("exits_io_out".to_owned(), 9)));
+        assert!(f.counters.contains(&("disk_flushes".to_owned(), 200)));
         assert_eq!(
             f.console.tail().collect::<Vec<_>>(),
             ["Run /init as init process", "reboot: System halted"]

@@ -149,7 +149,7 @@ impl Backend for Qemu {
             (_, Scenario::Density | Scenario::Interference) => {
                 Err("the qemu backend is compared one instance at a time".to_owned())
             }
-            (Guests::Linux(_), Scenario::File) => Err(super::microvm::NO_VIRTUAL_DISK.to_owned()),
+            (Guests::Linux(_), Scenario::File) => super::microvm::disk_formatter(),
             (Guests::Linux(_), _) => Ok(()),
             (Guests::Micro(_), Scenario::Footprint) => Err(
                 "QEMU enters a micro guest in real mode, where the microvm backend's footprint \
@@ -248,7 +248,17 @@ impl Qemu {
         if hold && !args.iter().any(|a| a == "--hold-ms") {
             args.extend(["--hold-ms".to_owned(), LINUX_HOLD_MS.to_string()]);
         }
-        let cmdline = super::microvm::linux_cmdline(self.console, &args);
+        // The `file` work writes to a disk, as in the microvm backend: a per-instance ext4
+        // image on the host, a virtio-blk device on one of the machine's virtio-mmio
+        // transports (QEMU announces them on the command line).
+        let disk = match args.first().map(String::as_str) == Some("file") {
+            true => {
+                args.extend(["--dir".to_owned(), workload::disk::MOUNT.to_owned()]);
+                Some(super::microvm::DiskImage::create(&std::env::temp_dir())?)
+            }
+            false => None,
+        };
+        let cmdline = super::microvm::linux_cmdline_with(self.console, disk.is_some(), &args);
         let mut command = Command::new(QEMU);
         command
             .arg("-M")
@@ -269,11 +279,20 @@ impl Qemu {
             .args(["-serial", "chardev:out"])
             .arg("-device")
             .arg(format!("isa-debugcon,iobase={MARKER_PORT:#x},chardev=out"));
+        if let Some(image) = &disk {
+            // QEMU's option syntax doubles a comma inside a value.
+            let file = image.path().display().to_string().replace(',', ",,");
+            command
+                .arg("-drive")
+                .arg(format!("id=disk0,file={file},format=raw,if=none"))
+                .args(["-device", "virtio-blk-device,drive=disk0"]);
+        }
         let linux = Arc::new(Mutex::new(LinuxFacts::default()));
         let mut instance = QemuInstance::start(&mut command, linux_output(Arc::clone(&linux)))?;
         instance.hold = hold;
         instance.memory_kib = self.memory_mib * 1024;
         instance.linux = Some(linux);
+        instance._disk = disk;
         Ok(Box::new(instance))
     }
 }
@@ -395,6 +414,8 @@ struct QemuInstance {
     linux: Option<Arc<Mutex<LinuxFacts>>>,
     /// The firmware and payload files of a micro guest.
     _dir: Option<tempfile::TempDir>,
+    /// A Linux guest's disk, removed once QEMU is gone (fields drop in order).
+    _disk: Option<super::microvm::DiskImage>,
 }
 
 impl QemuInstance {
@@ -421,6 +442,7 @@ impl QemuInstance {
             closed: false,
             linux: None,
             _dir: None,
+            _disk: None,
         })
     }
 
