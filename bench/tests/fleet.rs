@@ -262,17 +262,18 @@ impl Hosts {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
-            // SAFETY: the closure runs in the forked child before exec and only makes the
+            // The sshd dies with this test, even when the test is killed.
+            let die_with_the_test = || {
+                // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and reads no memory.
+                if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            // SAFETY: the closure runs in the forked child before exec and makes only the
             // prctl system call, which is async-signal-safe; it touches no memory of the
             // parent's.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            unsafe { command.pre_exec(die_with_the_test) };
             let child = command.spawn().expect("unshare runs");
             let pid = child.id();
             hosts.sshds.push(((*name).to_owned(), child, String::new()));
@@ -313,7 +314,7 @@ impl Hosts {
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let in_ours = self.sshds.iter().any(|(_, _, n)| !n.is_empty() && *n == ns);
             let ours = String::from_utf8_lossy(&cmdline).contains(&dir)
-                && pid != std::process::id() as i32;
+                && u32::try_from(pid).ok() != Some(std::process::id());
             if in_ours || ours {
                 found.push(pid);
             }
