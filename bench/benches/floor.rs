@@ -103,14 +103,14 @@ impl Program {
         // SAFETY: the child below runs only dup2, execve and _exit on data prepared above.
         let pid = unsafe { container::process::clone_fork(flags) }.expect("clone");
         if pid == 0 {
-            // SAFETY: system calls on descriptors and strings that the fork copied; the
-            // child ends in execve or _exit.
-            unsafe {
-                libc::dup2(null, 1);
-                libc::dup2(null, 2);
-                libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                libc::_exit(127);
-            }
+            // SAFETY: dup2 on a descriptor the fork copied, open until the exec.
+            unsafe { libc::dup2(null, 1) };
+            // SAFETY: as above.
+            unsafe { libc::dup2(null, 2) };
+            // SAFETY: a C string and null-terminated pointer arrays the fork copied.
+            unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            // SAFETY: ends the child at once when the exec failed.
+            unsafe { libc::_exit(127) };
         }
         wait_ok(pid);
     }
@@ -219,10 +219,10 @@ fn first_exit() -> (Duration, Built) {
     let vm = kvm.create_vm().expect("KVM_CREATE_VM");
     let memory = Mapping::new(GUEST_BYTES);
     let code_at = usize::try_from(CODE_AT).expect("a small offset");
-    // SAFETY: the code fits well inside the mapping just made, which nothing else uses.
-    unsafe {
-        std::ptr::copy_nonoverlapping(CODE.as_ptr(), memory.addr.cast::<u8>().add(code_at), 5)
-    };
+    // SAFETY: `code_at` is well inside the mapping just made.
+    let target = unsafe { memory.addr.cast::<u8>().add(code_at) };
+    // SAFETY: the code fits at `target`, in a mapping nothing else uses.
+    unsafe { std::ptr::copy_nonoverlapping(CODE.as_ptr(), target, CODE.len()) };
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,

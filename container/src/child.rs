@@ -1,7 +1,8 @@
 //! The child side of container creation: everything between clone(2) and execve(2).
 //!
-//! The child is forked from a process that may run other threads, so until it execs it
-//! may only make system calls: no allocation, no locks, no formatting. Everything it needs
+//! The child is cloned from a process that may run other threads, and it shares that
+//! process's memory until it execs (`CLONE_VM`, as posix_spawn does, while the cloning
+//! thread waits), so until then it may only make system calls: no allocation, no locks, no formatting. Everything it needs
 //! (paths, mount arguments, argv, envp) is prepared by the parent as a [`Plan`] of C
 //! strings before the clone, and the child walks that plan: the file system part of it is
 //! the [`MountPlan`] of [`crate::mounts`], executed here one operation at a time; the last
@@ -59,6 +60,8 @@ pub enum Step {
     Seccomp,
     /// execve.
     Exec,
+    /// The child is running (a phase: its first action, before it waits for the go).
+    Cloned,
 }
 
 impl Step {
@@ -85,6 +88,7 @@ impl Step {
             PrivilegesDropped,
             Seccomp,
             Exec,
+            Cloned,
         ]
         .into_iter()
         .find(|s| *s as u32 == n)
@@ -112,6 +116,7 @@ impl Step {
             Step::PrivilegesDropped => "privileges_dropped",
             Step::Seccomp => "installing the system call filter",
             Step::Exec => "exec",
+            Step::Cloned => "cloned",
         }
     }
 }
@@ -235,6 +240,10 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
     // If the parent dies (even by SIGKILL) the container dies with it.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // The parent learns that the child runs (and its PID is known) from this message.
+    if !send(status, Step::Cloned, 0, 0) {
+        fail(Step::Go, 0);
+    }
     let mut byte = 0u8;
     // SAFETY: `byte` is a valid one-byte buffer.
     if unsafe { libc::read(go, ptr::from_mut(&mut byte).cast(), 1) } != 1 {
@@ -594,12 +603,12 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
-        for n in 1..=19 {
+        for n in 1..=20 {
             let step = Step::from_u32(n).unwrap();
             assert_eq!(step as u32, n);
             assert!(!step.name().is_empty());
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(20), None);
+        assert_eq!(Step::from_u32(21), None);
     }
 }

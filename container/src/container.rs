@@ -4,10 +4,14 @@
 //! 1. validate the [`Spec`] and prepare the child's plan (`prepared`: the mount plan, the
 //!    compiled system call filter), create the cgroup with its limits (`cgroup_created`)
 //!    and its device list (`devices_restricted`);
-//! 2. clone(2) with every namespace flag at once but the cgroup namespace's (`cloned`);
-//!    the child waits;
-//! 3. the parent writes the user namespace's ID maps (`idmaps_written`) and moves the
-//!    child into the cgroup (`cgroup_attached`), then says go;
+//! 2. clone(2) with every namespace flag at once but the cgroup namespace's, sharing this
+//!    process's memory until the child execs (`CLONE_VM | CLONE_VFORK`, as posix_spawn
+//!    does: a copy of a large, many-threaded parent's memory cost about as much as the
+//!    namespaces, once at the clone and again at the exec); the child says it runs
+//!    (`cloned`) and waits;
+//! 3. while the cloning thread waits for the exec, a helper thread writes the user
+//!    namespace's ID maps (`idmaps_written`) and moves the child into the cgroup
+//!    (`cgroup_attached`), then says go;
 //! 4. the child unshares its cgroup namespace (rooted at the cgroup it is now in) and walks
 //!    its [`MountPlan`](crate::mounts::MountPlan): makes mounts private, assembles the root
 //!    (`mounts_done`), pivots into it and sets the attributes of what it bound
@@ -24,7 +28,7 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Instant;
 
 use crate::cgroup::{self, Cgroup, Layout};
@@ -196,38 +200,53 @@ impl Container {
 
         let (go_read, go_write) = pipe()?;
         let (status_read, status_write) = pipe()?;
+        let status = std::fs::File::from(status_read);
         // The cgroup namespace is the child's to make, once it is in its cgroup.
         let flags = spec.namespaces.clone_flags() & !libc::CLONE_NEWCGROUP;
-        // SAFETY: in the child, only `child::run` runs: system calls on data prepared
-        // above, ending in execve or _exit.
-        let pid = unsafe { crate::process::clone_fork(flags) }.map_err(|source| Error::Clone {
+        let pid_slot = AtomicI32::new(0);
+        let (go_fd, status_fd) = (go_read.as_raw_fd(), status_write.as_raw_fd());
+        let mut run_child = || -> libc::c_int {
+            // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
+            unsafe { child::run(&plan, go_fd, status_fd) }
+        };
+        // While the cloning thread waits for the child's exec, a helper thread admits it:
+        // ID maps, cgroup, go.
+        let (cloned, admitted) = std::thread::scope(|scope| {
+            let admit = scope.spawn(|| {
+                admit(
+                    &status,
+                    go_write,
+                    &pid_slot,
+                    spec.namespaces.user,
+                    cgroup.as_ref(),
+                )
+            });
+            // SAFETY: in the child, only `child::run` runs: system calls on data prepared
+            // above, ending in execve or _exit.
+            let cloned = unsafe { crate::process::clone_vfork(flags, &pid_slot, &mut run_child) };
+            // The parent's ends: the admitting thread sees the end of the status pipe if the
+            // child never ran, and the status pipe ends at the child's exec.
+            drop(status_write);
+            drop(go_read);
+            (cloned, admit.join())
+        });
+        let pid = cloned.map_err(|source| Error::Clone {
             namespaces: spec.namespaces.names().join(", "),
             source,
         })?;
-        if pid == 0 {
-            // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
-            unsafe { child::run(&plan, go_read.as_raw_fd(), status_write.as_raw_fd()) }
-        }
         let child = Child::new(pid);
-        phases.push(("cloned", monotonic_ns()));
-        drop(go_read);
-        drop(status_write);
-
-        if spec.namespaces.user {
-            write_id_maps(child.pid())?;
-            phases.push(("idmaps_written", monotonic_ns()));
+        match admitted {
+            Ok(admitted) => phases.extend(admitted?),
+            Err(_) => {
+                return Err(sys("admit the container")(std::io::Error::other(
+                    "panicked",
+                )))
+            }
         }
-        if let Some(cgroup) = &cgroup {
-            cgroup.attach(child.pid())?;
-            phases.push(("cgroup_attached", monotonic_ns()));
-        }
-        let mut go = std::fs::File::from(go_write);
-        std::io::Write::write_all(&mut go, b"g").map_err(sys("signal the container to go"))?;
 
-        let mut status = std::fs::File::from(status_read);
         loop {
             let mut buf = [0u8; MESSAGE_LEN];
-            match read_message(&mut status, &mut buf).map_err(sys("read the container's status"))? {
+            match read_message(&status, &mut buf).map_err(sys("read the container's status"))? {
                 false => break,
                 true => {
                     let m = Message::decode(&buf);
@@ -377,8 +396,44 @@ fn state_dir(name: &str) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
+/// The parent's side of a start while the child waits for its go: takes the child's
+/// first message (it runs, its PID is in `pid_slot`), writes its ID maps, moves it into
+/// its cgroup, and says go (dropping `go` unsaid on a failure makes the child end).
+fn admit(
+    status: &std::fs::File,
+    go: OwnedFd,
+    pid_slot: &AtomicI32,
+    user: bool,
+    cgroup: Option<&Cgroup>,
+) -> Result<Vec<Phase>, Error> {
+    let mut phases = Vec::new();
+    let mut buf = [0u8; MESSAGE_LEN];
+    let started = read_message(status, &mut buf).map_err(sys("read the container's status"))?;
+    let first = Message::decode(&buf);
+    if !started || first.step != Step::Cloned as u32 || first.errno != 0 {
+        return Err(Error::Setup {
+            step: Step::Cloned.name().to_owned(),
+            source: std::io::Error::from_raw_os_error(if started { first.errno } else { 0 }),
+        });
+    }
+    phases.push((Step::Cloned.name(), first.stamp));
+    let pid = u32::try_from(pid_slot.load(Ordering::Acquire))
+        .map_err(|_| sys("learn the container's PID")(std::io::ErrorKind::InvalidData.into()))?;
+    if user {
+        write_id_maps(pid)?;
+        phases.push(("idmaps_written", monotonic_ns()));
+    }
+    if let Some(cgroup) = cgroup {
+        cgroup.attach(pid)?;
+        phases.push(("cgroup_attached", monotonic_ns()));
+    }
+    let mut go = std::fs::File::from(go);
+    std::io::Write::write_all(&mut go, b"g").map_err(sys("signal the container to go"))?;
+    Ok(phases)
+}
+
 /// Reads one message; false at end of stream.
-fn read_message(file: &mut std::fs::File, buf: &mut [u8; MESSAGE_LEN]) -> std::io::Result<bool> {
+fn read_message(mut file: &std::fs::File, buf: &mut [u8; MESSAGE_LEN]) -> std::io::Result<bool> {
     let mut got = 0;
     while got < MESSAGE_LEN {
         match file.read(&mut buf[got..]) {

@@ -32,6 +32,151 @@ pub unsafe fn clone_fork(flags: libc::c_int) -> std::io::Result<u32> {
     u32::try_from(pid).map_err(|_| std::io::Error::last_os_error())
 }
 
+/// Bytes of the stack a [`clone_vfork`] child runs on (untouched pages cost nothing).
+const CHILD_STACK: usize = 1 << 20;
+
+/// What the child of [`clone_vfork`] runs first: it resets every signal handler to its
+/// default (a handler of the parent must not run on memory the parent shares), restores
+/// the signal mask the parent had, then runs the caller's code.
+struct Trampoline<'a> {
+    child: &'a mut dyn FnMut() -> libc::c_int,
+    mask: libc::sigset_t,
+}
+
+extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Trampoline` that `clone_vfork` passed, alive on the suspended
+    // parent's stack until this child execs or exits.
+    let t = unsafe { &mut *arg.cast::<Trampoline<'_>>() };
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `old` is a valid out-pointer; querying has no other effect.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; a signal number the C library keeps for itself fails harmlessly.
+        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+            // SAFETY: all-zero is a valid sigaction: SIG_DFL, no flags, an empty mask.
+            let default: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid sigaction for a signal that has a handler.
+            unsafe { libc::sigaction(signal, &default, std::ptr::null_mut()) };
+        }
+    }
+    // SAFETY: a valid mask; only the calling (child) thread's mask changes.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &t.mask, std::ptr::null_mut()) };
+    (t.child)()
+}
+
+/// Anonymous memory for a child's stack, unmapped on drop.
+struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Stack {
+    fn new(len: usize) -> std::io::Result<Self> {
+        // SAFETY: a fresh private anonymous mapping; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stack = Stack { base, len };
+        // The lowest page stays unusable, so an overflow faults instead of writing below.
+        // SAFETY: the first page of the mapping just made.
+        if unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the top of the mapping, 16-byte aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, which the stack grows down from.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made by `new`; the child that used it has exec'ed or exited
+        // (`clone_vfork` returns only then).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// clone(2) with `CLONE_VM | CLONE_VFORK` and namespace `flags`, as posix_spawn does it:
+/// no copy of this process's memory (whose size would otherwise be paid twice, at the
+/// clone and again at the child's exec). `child` runs in the new process on a stack of its
+/// own, sharing this process's memory, while the calling thread waits in the kernel until
+/// the child execs or exits; returns the child's PID. The kernel stores that PID in
+/// `pid_slot` before the child runs, so another thread of this process can act on the
+/// child (write its ID maps, move it into a cgroup) while the caller waits.
+///
+/// Signals are blocked in the calling thread across the call; the child resets every
+/// handler to its default, then restores the mask, so no handler of this process runs
+/// in the child.
+///
+/// # Safety
+///
+/// `child` runs in a process that shares this one's memory, on the suspended calling
+/// thread's thread-local storage: only async-signal-safe system calls on data prepared
+/// beforehand (no allocation, no locks, no C library call that acts on all threads); it
+/// must end in execve(2) or _exit(2) and never return.
+pub unsafe fn clone_vfork(
+    flags: libc::c_int,
+    pid_slot: &std::sync::atomic::AtomicI32,
+    child: &mut dyn FnMut() -> libc::c_int,
+) -> std::io::Result<u32> {
+    let stack = Stack::new(CHILD_STACK)?;
+    // SAFETY: all-zero is a valid (empty) signal set, filled below.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid set to fill.
+    unsafe { libc::sigfillset(&mut all) };
+    let mut trampoline_arg = Trampoline {
+        child,
+        // SAFETY: all-zero is a valid signal set, overwritten below.
+        mask: unsafe { std::mem::zeroed() },
+    };
+    // SAFETY: valid sets; only the calling thread's mask changes (restored below).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut trampoline_arg.mask) };
+    let clone_flags = flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID;
+    // SAFETY: the child runs `trampoline` on its own stack (the top of a mapping that
+    // outlives it, since CLONE_VFORK returns only once the child has exec'ed or exited),
+    // with `trampoline_arg`, alive on this suspended thread's stack; the caller upholds
+    // the child's restrictions. The kernel writes the PID into `pid_slot`, a valid pid_t.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            stack.top(),
+            clone_flags | libc::SIGCHLD,
+            std::ptr::from_mut(&mut trampoline_arg).cast(),
+            pid_slot.as_ptr(),
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(
+            libc::SIG_SETMASK,
+            &trampoline_arg.mask,
+            std::ptr::null_mut(),
+        )
+    };
+    drop(stack);
+    u32::try_from(pid).map_err(|_| error)
+}
+
 /// How a reaped child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reaped {

@@ -403,8 +403,8 @@ impl Backend for MicroVm {
             Box::new(move |line: &str, _at: Stamp| read_report(line, &shared))
         };
         Ok(Box::new(VmInstance {
-            process: Supervised::spawn(
-                &mut command,
+            process: Supervised::spawn_vfork(
+                &command,
                 handler,
                 super::watch::MONITOR_MAX_LINE,
                 false,

@@ -53,8 +53,8 @@ impl Backend for Native {
             .args(&launch.args)
             .env(channel::ENV, "stdout")
             .process_group(0);
-        Ok(Box::new(Supervised::spawn(
-            &mut command,
+        Ok(Box::new(Supervised::spawn_vfork(
+            &command,
             watch::records(),
             watch::MAX_LINE,
             true,
