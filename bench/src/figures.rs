@@ -94,6 +94,15 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
                     .map(|v| lower(Name::TimeToExit, "ms", host, v)),
             );
         }
+        Scenario::Command => {
+            for (metric, at) in [
+                (Name::TimeToStart, obs.markers.started_ms),
+                (Name::TimeToReady, obs.markers.result_ms),
+                (Name::TimeToExit, obs.markers.exited_ms),
+            ] {
+                values.extend(at.map(|v| lower(metric, "ms", host, v)));
+            }
+        }
         Scenario::Cpu => values
             .extend(workload("throughput").map(|v| higher(Name::Throughput, "MiB/s", instance, v))),
         Scenario::Mem => {

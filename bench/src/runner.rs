@@ -37,6 +37,9 @@ pub struct Plan {
     /// The backend others are compared with [default: native when it runs, else the
     /// first backend].
     pub baseline: Option<String>,
+    /// The command scenario's workload line: the user's program from the user's image
+    /// (`exec --root DIR ... -- PROGRAM ARGS`); empty when there is none.
+    pub command: Vec<String>,
 }
 
 impl Plan {
@@ -133,7 +136,15 @@ pub fn execute(
     for step in &plan.steps {
         let mut able = Vec::new();
         for &backend in available.iter().filter(|b| !stopped.is_stopped(b.name())) {
-            match backend.supports(step.scenario) {
+            let supported = match step.scenario {
+                // A user's image needs a backend that takes one and runs programs.
+                Scenario::Command => backend
+                    .runs_programs()
+                    .and_then(|()| backend.runs_user_images())
+                    .and_then(|()| backend.supports(step.scenario)),
+                _ => backend.supports(step.scenario),
+            };
+            match supported {
                 Ok(()) => able.push(backend),
                 Err(reason) => results.skipped.push(Skip {
                     backend: backend.name().to_owned(),
@@ -171,6 +182,7 @@ pub fn execute(
             _ => {
                 let context = Repeated {
                     workload,
+                    command: &plan.command,
                     step,
                     order: plan.order,
                     progress,
@@ -218,6 +230,7 @@ fn planned(plan: &Plan) -> results::Plan {
                 workload: match s.scenario {
                     Scenario::Density => plan.density.workload_args(),
                     Scenario::Interference => interference::workload_args(),
+                    Scenario::Command => plan.command.clone(),
                     _ => s.scenario.workload_args(),
                 },
                 runs: s.runs,
@@ -368,6 +381,8 @@ fn hint(reason: &str) -> &'static str {
 /// What every run of a repeated scenario shares.
 struct Repeated<'a> {
     workload: &'a Path,
+    /// The command scenario's workload line.
+    command: &'a [String],
     step: &'a Step,
     order: Order,
     progress: &'a dyn Progress,
@@ -415,7 +430,10 @@ fn repeated(
     let scenario = step.scenario;
     let launch = Launch {
         workload: context.workload.to_owned(),
-        args: scenario.workload_args(),
+        args: match scenario {
+            Scenario::Command => context.command.to_vec(),
+            _ => scenario.workload_args(),
+        },
     };
     // Micro guests run no program to probe; the host surface is still traced.
     let probes: Vec<bool> = backends
@@ -800,6 +818,7 @@ mod tests {
             order,
             seed: 11,
             baseline: None,
+            command: Vec::new(),
         }
     }
 

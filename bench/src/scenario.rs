@@ -61,6 +61,10 @@ impl Run for Scenario {
                 "1, 10, 50... instances alive at once (alloc 1 MiB, held): start latency and \
                  memory per instance as their number grows (not in the default suite)"
             }
+            Scenario::Command => {
+                "your own program from your image (run --image IMG -- CMD): launch to ready \
+                 (--ready) and to exit (not in the default suite)"
+            }
         }
     }
 
@@ -77,7 +81,9 @@ impl Run for Scenario {
             Scenario::Exits => &["exits", "--count", "10000"],
             Scenario::Density => &["alloc", "--mib", "1"],
             Scenario::Isolation => &["probe"],
-            Scenario::Interference => &[],
+            // Their lines come from the plan: the density options, the victims, the
+            // user's command.
+            Scenario::Interference | Scenario::Command => &[],
         };
         args.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -85,6 +91,7 @@ impl Run for Scenario {
     fn default_runs(self) -> u32 {
         match self {
             Scenario::Startup => 30,
+            Scenario::Command => 10,
             Scenario::Isolation => 1,
             _ => 5,
         }

@@ -283,7 +283,11 @@ impl Spec {
             return Err(Error::Rootfs(self.rootfs.clone()));
         }
         let program = self.args.first().ok_or(Error::NoProgram)?;
-        let inside = self.rootfs.join(program.trim_start_matches('/'));
+        // A program under /tmp is found in the host directory bound there, when one is.
+        let inside = match (&self.tmp, program.strip_prefix("/tmp/")) {
+            (Some(tmp), Some(rest)) => tmp.join(rest),
+            _ => self.rootfs.join(program.trim_start_matches('/')),
+        };
         if !is_executable(&inside) {
             return Err(Error::Program {
                 program: program.clone(),
@@ -354,6 +358,23 @@ mod tests {
         assert!(matches!(spec.validate(), Err(Error::NoProgram)));
         let spec = Spec::new(&dir, vec!["/surely-not-here".into()]);
         assert!(matches!(spec.validate(), Err(Error::Program { .. })));
+    }
+
+    #[test]
+    fn a_program_under_tmp_is_found_in_the_directory_bound_there() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let program = tmp.path().join("tool");
+        std::fs::write(&program, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut spec = Spec::new(root.path(), vec!["/tmp/tool".into()]);
+        assert!(matches!(spec.validate(), Err(Error::Program { .. })));
+        spec.tmp = Some(tmp.path().to_owned());
+        spec.validate().unwrap();
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn headline(scenario: &str, metric: &str) -> bool {
         Scenario::Isolation => false,
         Scenario::Interference => true,
         Scenario::Density => true,
+        Scenario::Command => fixed(Metric::TimeToReady) || fixed(Metric::TimeToExit),
     }
 }
 

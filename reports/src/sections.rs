@@ -33,7 +33,11 @@ pub struct Section {
 
 /// The concerns, each with the scenarios whose figures it shows.
 const CONCERNS: [(&str, &str, &[Scenario]); 5] = [
-    ("Startup", "startup", &[Scenario::Startup]),
+    (
+        "Startup",
+        "startup",
+        &[Scenario::Startup, Scenario::Command],
+    ),
     ("Memory", "memory", &[Scenario::Footprint]),
     (
         "Runtime overhead",

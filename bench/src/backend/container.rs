@@ -3,7 +3,8 @@
 //! The root file system is made from the same image files as every other sandbox's
 //! (see `image`), mounted read-only. As root the container gets all seven namespaces
 //! (root inside is an unprivileged ID outside) and a cgroup; as another user, all seven
-//! in rootless mode, without a cgroup unless one is delegated.
+//! in rootless mode, without a cgroup unless one is delegated. A user's image (`exec --root
+//! DIR`) is the root instead, the workload reached from the container's `/tmp`.
 
 use reports::document::Part;
 use std::os::unix::fs::PermissionsExt;
@@ -104,11 +105,18 @@ impl Backend for Container {
     }
 
     fn settings(&self) -> String {
-        format!(
+        let mut settings = format!(
             "namespaces: {}; seccomp: {}",
             self.namespaces.names().join(","),
             self.seccomp
-        )
+        );
+        if self.limits.any() {
+            settings.push_str(&format!(
+                "; limits: {}",
+                super::limits::describe(&self.limits)
+            ));
+        }
+        settings
     }
 
     fn limited(&self, cpu_percent: u32, memory_mib: u64) -> Option<Box<dyn Backend>> {
@@ -130,13 +138,22 @@ impl Backend for Container {
         })
     }
 
+    fn runs_user_images(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
-        let rootfs = images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| {
-            Error::Spawn {
-                what: "the container image".to_owned(),
-                source: std::io::Error::other(e),
-            }
-        })?;
+        // A user's image is the root itself; the project's own is installed once.
+        let user_image = super::image::split_root(&launch.args);
+        let rootfs = match &user_image {
+            Some((root, _)) => root.clone(),
+            None => images::image::install_rootfs(&images::image::cache_dir()).map_err(|e| {
+                Error::Spawn {
+                    what: "the container image".to_owned(),
+                    source: std::io::Error::other(e),
+                }
+            })?,
+        };
         // /tmp inside is a fresh host directory on the file system the native workload
         // uses, so file I/O is compared like for like (not against a tmpfs).
         let tmp_error = |source| Error::Spawn {
@@ -150,7 +167,15 @@ impl Backend for Container {
         // Sticky and world-writable, as /tmp is: root inside is an unprivileged ID outside.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777))
             .map_err(tmp_error)?;
-        let mut spec = spec(rootfs, &launch.args, self.namespaces, self.seccomp);
+        let mut spec = match &user_image {
+            Some((_, args)) => {
+                let inside = super::image::place_workload(&launch.workload, tmp.path())?;
+                let mut spec = spec(rootfs, args, self.namespaces, self.seccomp);
+                spec.args[0] = inside;
+                spec
+            }
+            None => spec(rootfs, &launch.args, self.namespaces, self.seccomp),
+        };
         spec.limits = self.limits;
         spec.tmp = Some(tmp.path().to_owned());
         let (outputs, watch) = watch::watch(watch::records(), watch::MAX_LINE)?;

@@ -5,6 +5,8 @@
 pub mod console;
 pub mod container;
 pub mod gvisor;
+pub mod image;
+pub mod limits;
 pub mod microvm;
 pub mod native;
 pub mod oci;

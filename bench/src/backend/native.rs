@@ -2,7 +2,8 @@
 //!
 //! The workload writes its records on standard output (a pipe watched from before the
 //! spawn). It runs in a process group of its own so that everything it starts can be
-//! killed together, and it is reaped with wait4(2).
+//! killed together, and it is reaped with wait4(2). With a user's image (`exec --root
+//! DIR`), the workload chroots the user's program into the image, which needs root.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -47,7 +48,19 @@ impl Backend for Native {
         }
     }
 
+    fn runs_user_images(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
+        if super::image::split_root(&launch.args).is_some() && !super::image::is_root() {
+            return Err(Error::Spawn {
+                what: "the program natively in its image".to_owned(),
+                source: std::io::Error::other(
+                    "the native backend chroots a user's image, which needs root",
+                ),
+            });
+        }
         let mut command = Command::new(&launch.workload);
         command
             .args(&launch.args)

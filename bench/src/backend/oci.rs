@@ -6,9 +6,10 @@
 //! Each instance gets a bundle of its own ([`Bundle`]): `config.json`, written through the
 //! `oci-spec` crate, with the image as a read-only root, the workload as `/init`, the same
 //! seven namespaces as the `container` backend (root inside mapped to 100000 outside) and a
-//! fresh host directory as `/tmp`. The runtime runs in the foreground (`<runtime> run`,
-//! [`Invocation::launch`]), its standard output carrying the workload's records; the
-//! instance is the runtime's descendants. Teardown deletes the container by force whatever
+//! fresh host directory as `/tmp`. On a user's image (`exec --root DIR`) that image is the
+//! root and the workload is reached from `/tmp`; limits go into `linux.resources`. The
+//! runtime runs in the foreground (`<runtime> run`, [`Invocation::launch`]), its standard
+//! output carrying the workload's records; the instance is the runtime's descendants. Teardown deletes the container by force whatever
 //! happened, and the bundle goes with the instance. What a killed run left is found by
 //! [`stale`] and removed by [`remove`].
 
@@ -130,14 +131,59 @@ pub struct Bundle {
 impl Bundle {
     /// The bundle of a container running `args` with `namespaces`.
     pub fn new(args: &[String], namespaces: Namespaces) -> Result<Self, Error> {
-        let rootfs = rootfs()?;
+        Self::make(None, args, namespaces, &container::Limits::default())
+    }
+
+    /// The bundle of a container running `launch` with `namespaces` and `limits`: on the
+    /// user's image when its line names one (`exec --root DIR`), the workload then reached
+    /// from the container's `/tmp`.
+    pub fn for_launch(
+        launch: &Launch,
+        namespaces: Namespaces,
+        limits: &container::Limits,
+    ) -> Result<Self, Error> {
+        Self::make(Some(&launch.workload), &launch.args, namespaces, limits)
+    }
+
+    fn make(
+        workload: Option<&Path>,
+        args: &[String],
+        namespaces: Namespaces,
+        limits: &container::Limits,
+    ) -> Result<Self, Error> {
+        let user_image = workload.and_then(|w| Some((w, super::image::split_root(args)?)));
+        let rootfs = match &user_image {
+            Some((_, (root, _))) => root.clone(),
+            None => rootfs()?,
+        };
         let dir = tempfile::Builder::new()
             .prefix(&crate::registry::temp_prefix("oci"))
             .tempdir()
             .map_err(spawn_error("the OCI bundle"))?;
         let tmp = scratch_tmp(dir.path())?;
-        let spec =
-            spec(&rootfs, &tmp, args, namespaces).map_err(spawn_error("the OCI configuration"))?;
+        let config_error = spawn_error("the OCI configuration");
+        let mut spec = match &user_image {
+            Some((workload, (_, line))) => {
+                let inside = super::image::place_workload(workload, &tmp)?;
+                let mut spec = spec(&rootfs, &tmp, line, namespaces).map_err(config_error)?;
+                let mut process = spec.process().clone().unwrap_or_default();
+                let mut argv = process.args().clone().unwrap_or_default();
+                if let Some(first) = argv.first_mut() {
+                    *first = inside;
+                }
+                process.set_args(Some(argv));
+                spec.set_process(Some(process));
+                spec
+            }
+            None => spec(&rootfs, &tmp, args, namespaces).map_err(config_error)?,
+        };
+        if limits.any() {
+            let resources = super::limits::oci_resources(limits)
+                .map_err(spawn_error("the OCI configuration's limits"))?;
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_resources(Some(resources));
+            spec.set_linux(Some(linux));
+        }
         spec.save(dir.path().join("config.json"))
             .map_err(spawn_error("the OCI configuration"))?;
         Ok(Bundle { dir })
@@ -183,7 +229,17 @@ impl Invocation {
     /// Runs `launch` in a container of its own, with `namespaces`, on a new bundle, the
     /// runtime in the foreground.
     pub fn launch(&self, launch: &Launch, namespaces: Namespaces) -> Result<OciInstance, Error> {
-        let bundle = Bundle::new(&launch.args, namespaces)?;
+        self.launch_limited(launch, namespaces, &container::Limits::default())
+    }
+
+    /// Runs `launch` as [`Invocation::launch`] does, its container held to `limits`.
+    pub fn launch_limited(
+        &self,
+        launch: &Launch,
+        namespaces: Namespaces,
+        limits: &container::Limits,
+    ) -> Result<OciInstance, Error> {
+        let bundle = Bundle::for_launch(launch, namespaces, limits)?;
         let id = new_id();
         let mut command = Command::new(self.runtime.binary());
         if self.hide_unified_cgroup {
@@ -216,6 +272,8 @@ pub struct Oci {
     /// Run the runtime in a mount namespace of its own where the cgroup v2 tree of a
     /// hybrid host is unmounted, so it sees a plain v1 host (crun 1.8 refuses hybrid hosts).
     pub hide_unified_cgroup: bool,
+    /// Limits on each container, in its bundle's `linux.resources` (none by default).
+    pub limits: container::Limits,
 }
 
 impl Oci {
@@ -225,6 +283,7 @@ impl Oci {
             runtime,
             namespaces: Namespaces::ALL,
             hide_unified_cgroup: false,
+            limits: container::Limits::default(),
         }
     }
 }
@@ -286,6 +345,12 @@ impl Backend for Oci {
         if self.hide_unified_cgroup {
             s.push_str("; cgroup v2 tree hidden (v1 controllers only)");
         }
+        if self.limits.any() {
+            s.push_str(&format!(
+                "; limits: {}",
+                super::limits::describe(&self.limits)
+            ));
+        }
         s
     }
 
@@ -296,12 +361,23 @@ impl Backend for Oci {
         }
     }
 
+    fn runs_user_images(&self) -> Result<(), String> {
+        match self.runtime {
+            Runtime::Runsc => Err("runsc runs as the gvisor backend".to_owned()),
+            _ => Ok(()),
+        }
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         let invocation = Invocation {
             hide_unified_cgroup: self.hide_unified_cgroup,
             ..Invocation::new(self.runtime)
         };
-        Ok(Box::new(invocation.launch(launch, self.namespaces)?))
+        Ok(Box::new(invocation.launch_limited(
+            launch,
+            self.namespaces,
+            &self.limits,
+        )?))
     }
 }
 

@@ -153,6 +153,14 @@ pub trait Backend: Sync {
     fn runs_programs(&self) -> Result<(), String> {
         Ok(())
     }
+    /// Whether it runs a user's program from a user's image (a workload line `exec --root
+    /// DIR ...`); `Err` says why not.
+    fn runs_user_images(&self) -> Result<(), String> {
+        Err(format!(
+            "{} does not run a user's image yet (native, container, runc and crun do)",
+            self.name()
+        ))
+    }
     /// How its instances' records are stamped on the host's clock.
     fn stamping(&self) -> Stamping {
         Stamping::PipeReader

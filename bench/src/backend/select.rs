@@ -37,6 +37,9 @@ pub struct Setup {
     pub timeout_s: f64,
     /// Whether crun runs with the host's cgroup v2 tree hidden (hybrid hosts).
     pub crun_hide_unified_cgroup: bool,
+    /// Limits on each instance of the container, runc and crun backends (the VM backends
+    /// take `--memory` and `--cpus` as guest memory and vCPUs instead).
+    pub limits: container::Limits,
 }
 
 impl Default for Setup {
@@ -51,6 +54,7 @@ impl Default for Setup {
             console: false,
             timeout_s: 60.0,
             crun_hide_unified_cgroup: false,
+            limits: container::Limits::default(),
         }
     }
 }
@@ -138,7 +142,7 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
         Name::Container => Box::new(Container {
             namespaces: setup.namespaces.unwrap_or(container::Namespaces::ALL),
             seccomp: setup.seccomp,
-            ..Container::default()
+            limits: setup.limits,
         }),
         Name::Microvm => Box::new(MicroVm {
             memory_mib: setup.vm_memory_mib,
@@ -148,9 +152,13 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             guest_timeout: guest_timeout(setup.timeout_s),
             seccomp: setup.seccomp != container::Seccomp::Off,
         }),
-        Name::Runc => Box::new(Oci::new(Runtime::Runc)),
+        Name::Runc => Box::new(Oci {
+            limits: setup.limits,
+            ..Oci::new(Runtime::Runc)
+        }),
         Name::Crun => Box::new(Oci {
             hide_unified_cgroup: setup.crun_hide_unified_cgroup,
+            limits: setup.limits,
             ..Oci::new(Runtime::Crun)
         }),
         Name::Podman => Box::new(Podman::default()),

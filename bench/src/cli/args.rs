@@ -17,6 +17,8 @@ Examples:
   vcbench run -b container -s startup --namespaces mount,pid   a container without net, user, ... namespaces
   vcbench run -b microvm -s footprint --vm-memory-mib 1024      the monitor's overhead with a 1 GiB guest
   vcbench run -b native,container,runc -s startup --baseline runc --seed 7   ratios against runc, replayable
+  vcbench run -b native,container,runc,crun --image debian.tar --ready tcp:8000 -- python3 -m http.server 8000
+                                                your own program from your own image: time_to_ready
   vcbench list                                  backends and scenarios, and what is available here
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
@@ -167,7 +169,10 @@ Examples:
   vcbench once                                      hello, natively
   vcbench once -b container -- cpu --mib 8          one workload with its options, after --
   vcbench once -b microvm --json                    the outcome as JSON
-  vcbench once -b container -- fault --kind oom     see how a failure is reported
+  vcbench once -b container --memory 64M -- fault --kind oom
+                                                    see how a failure is reported
+  vcbench once -b runc --image debian.tar --ready tcp:8000 -- python3 -m http.server 8000
+                                                    your own program from your own image
 
 Exit status: 0 the run succeeded; 3 it failed (the reason is printed); 2 bad usage;
 1 the backend cannot run here; 130 interrupted.";
@@ -182,8 +187,11 @@ pub(crate) struct OnceArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) image: ImageArgs,
     /// The workload and its options, after `--` [default: hello]; `vcbench once -- --help`
-    /// lists them.
+    /// lists them. With --image, your program and its arguments [default: the image's
+    /// entry point and command].
     #[arg(last = true)]
     pub(crate) workload: Vec<String>,
 }
@@ -281,6 +289,12 @@ pub(crate) struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) image: ImageArgs,
+    /// With --image: your program and its arguments, after `--` [default: the image's
+    /// entry point and command]; they run as the command scenario.
+    #[arg(last = true)]
+    pub(crate) command: Vec<String>,
 }
 
 /// How the backends are set up: what `run` and `once` share.
@@ -317,6 +331,93 @@ pub(crate) struct BackendArgs {
     /// crun 1.8 refuses hybrid cgroup hosts, and there it then uses the v1 controllers.
     #[arg(long)]
     pub(crate) crun_hide_unified_cgroup: bool,
+    /// Memory limit of each container, runc and crun instance (their cgroup), e.g. 256M
+    /// or 1G (K, M, G are KiB, MiB, GiB; a bare number is MiB); the VM backends' guest
+    /// memory instead of --vm-memory-mib.
+    #[arg(long, value_parser = memory_size)]
+    pub(crate) memory: Option<u64>,
+    /// CPU limit of each container, runc and crun instance, in CPUs (0.5 is half of
+    /// one; their cgroup's quota); the VM backends' vCPUs (rounded up) instead of
+    /// --vm-vcpus.
+    #[arg(long, value_parser = cpus)]
+    pub(crate) cpus: Option<f64>,
+    /// Most processes and threads in each container, runc and crun instance at once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4_194_304))]
+    pub(crate) pids: Option<u64>,
+}
+
+/// The user's own program and image: what `run` and `once` share.
+#[derive(Debug, Args)]
+pub(crate) struct ImageArgs {
+    /// Run your own program, given after `--`, from this image: a root file system
+    /// directory, a tarball of one (plain, gzip or zstd: mmdebstrap, docker export), an
+    /// OCI image layout or an oci-archive (skopeo, umoci, podman save). It is unpacked
+    /// once into the cache.
+    #[arg(long)]
+    pub(crate) image: Option<PathBuf>,
+    /// When your program counts as ready (time_to_ready): exec (it was exec'ed), exit (it
+    /// exited with status 0), output:REGEX (a line of its output matched) or tcp:PORT (a
+    /// connection to PORT was accepted, inside the instance's network); with output: and
+    /// tcp: it is a service, stopped once ready [default: exit].
+    #[arg(long, value_parser = ready)]
+    pub(crate) ready: Option<String>,
+}
+
+/// A size in bytes: `256M`, `1G`, `512K`, `64MiB`; a bare number is MiB.
+fn memory_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 256M or 1G"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "k" | "kib" | "kb" => 10,
+        "" | "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => return Err(format!("{text:?}: the unit must be K, M or G")),
+    };
+    let bytes = number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes < 4 << 20 {
+        return Err(format!(
+            "{text:?} is below 4 MiB: too little for any program to start"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A number of CPUs: positive, at most 1024.
+fn cpus(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(c) if c.is_finite() && c >= 0.01 && c <= 1024.0 => Ok(c),
+        _ => Err(format!(
+            "{text:?} is not a number of CPUs from 0.01 to 1024"
+        )),
+    }
+}
+
+/// `exec`, `exit`, `output:REGEX` or `tcp:PORT`.
+fn ready(text: &str) -> Result<String, String> {
+    let ok = match text {
+        "exec" | "exit" => true,
+        _ => match (text.strip_prefix("output:"), text.strip_prefix("tcp:")) {
+            (Some(pattern), _) => !pattern.is_empty(),
+            (_, Some(port)) => {
+                port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0)
+            }
+            _ => false,
+        },
+    };
+    match ok {
+        true => Ok(text.to_owned()),
+        false => Err(format!(
+            "{text:?}: it must be exec, exit, output:REGEX or tcp:PORT (1 to 65535)"
+        )),
+    }
 }
 
 fn backend_names() -> PossibleValuesParser {

@@ -19,7 +19,7 @@ use vcbench::runner::{self, Plan, Progress};
 use vcbench::scenario::{Scenario, Step};
 use vcbench::{density, table};
 
-use super::args::{BackendArgs, OnceArgs, RunArgs};
+use super::args::{BackendArgs, ImageArgs, OnceArgs, RunArgs};
 use super::inspect::{clean, write_reports};
 use super::{color, Failure, EXIT_INTERRUPTED, EXIT_RUNS_FAILED};
 
@@ -52,13 +52,27 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
                 .join(",")
         )));
     }
-    let scenarios = if args.scenario.is_empty() {
+    let command = user_command(&args.image, &args.command)?;
+    let scenarios = if command.is_some() {
+        if args.scenario.iter().any(|s| *s != Scenario::Command) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--image runs your program as the command scenario alone; leave out --scenario \
+                 or run the other scenarios separately"
+            )));
+        }
+        vec![Scenario::Command]
+    } else if args.scenario.is_empty() {
         Scenario::ALL
             .iter()
             .copied()
             .filter(|s| s.in_default_suite())
             .collect()
     } else {
+        if args.scenario.contains(&Scenario::Command) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "the command scenario runs your own program: give --image IMG -- PROGRAM ARGS"
+            )));
+        }
         args.scenario.clone()
     };
     let timeout = Some(Duration::from_secs_f64(args.setup.timeout));
@@ -80,6 +94,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         order: args.order,
         seed: args.seed.unwrap_or_else(clock_seed),
         baseline: args.baseline.clone(),
+        command: command.unwrap_or_default(),
     };
 
     // What a killed run left behind would skew this one: remove it, saying what it was.
@@ -151,16 +166,27 @@ pub(crate) fn backends(
         .gvisor_platform
         .parse()
         .map_err(|e| Failure::usage(anyhow::Error::new(e)))?;
+    let limits = backend::limits::from_options(setup.memory, setup.cpus, setup.pids);
+    // The VM backends take the memory and CPU limits as their guest's size.
+    let vm_memory_mib = setup
+        .memory
+        .map_or(setup.vm_memory_mib, |bytes| bytes >> 20);
+    let vm_vcpus = match setup.cpus {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(cpus) => cpus.ceil().clamp(1.0, 254.0) as u8,
+        None => setup.vm_vcpus,
+    };
     let setup = backend::Setup {
         namespaces,
         seccomp,
         gvisor_platform,
-        vm_memory_mib: setup.vm_memory_mib,
-        vm_vcpus: setup.vm_vcpus,
+        vm_memory_mib,
+        vm_vcpus,
         kernel: setup.kernel.clone(),
         console: setup.console,
         timeout_s: setup.timeout,
         crun_hide_unified_cgroup: setup.crun_hide_unified_cgroup,
+        limits,
     };
     backend::select(&setup, &names).map_err(|e| Failure::usage(e.into()))
 }
@@ -194,17 +220,29 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
         return Err(anyhow::anyhow!("{} cannot run here: {why}", backend.name()).into());
     }
     clean(true)?;
-    let workload_args = if args.workload.is_empty() {
-        vec!["hello".to_owned()]
-    } else {
-        args.workload.clone()
+    let command = user_command(&args.image, &args.workload)?;
+    let workload_args = match &command {
+        Some(line) => line.clone(),
+        None if args.workload.is_empty() => vec!["hello".to_owned()],
+        None => args.workload.clone(),
     };
+    if command.is_some() {
+        let supported = backend
+            .runs_programs()
+            .and_then(|()| backend.runs_user_images());
+        if let Err(why) = supported {
+            return Err(
+                anyhow::anyhow!("{} cannot run --image here: {why}", backend.name()).into(),
+            );
+        }
+    }
     let workload =
         image::install_workload(&image::cache_dir()).context("preparing the workload")?;
     // The workload's own help is text, not records: show it as it is.
-    if workload_args
-        .iter()
-        .any(|a| matches!(a.as_str(), "--help" | "-h" | "help"))
+    if command.is_none()
+        && workload_args
+            .iter()
+            .any(|a| matches!(a.as_str(), "--help" | "-h" | "help"))
     {
         let help = std::process::Command::new(&workload)
             .args(&workload_args)
@@ -221,6 +259,7 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
     // `alloc` holds what it touched until released: run it as the footprint scenario
     // does, released after its result, rather than waiting for the time limit.
     let scenario = match workload_args.first().map(String::as_str) {
+        _ if command.is_some() => Scenario::Command,
         Some("alloc") => Scenario::Footprint,
         _ => Scenario::Startup,
     };
@@ -272,8 +311,12 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
         if let Some(status) = outcome.exit_status {
             say!("exit      status {status}");
         }
+        let result = match scenario {
+            Scenario::Command => "ready",
+            _ => "result",
+        };
         say!(
-            "markers   started {}, result {}, exited {}, gone {}",
+            "markers   started {}, {result} {}, exited {}, gone {}",
             ms(markers.started_ms),
             ms(markers.result_ms),
             ms(markers.exited_ms),
@@ -301,6 +344,58 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The command scenario's workload line for `--image IMG -- PROGRAM ARGS`, the image
+/// unpacked into the cache first; `None` without `--image`. A bad image, or no program to
+/// run, is a usage error naming it.
+fn user_command(image: &ImageArgs, args: &[String]) -> Result<Option<Vec<String>>, Failure> {
+    let Some(path) = &image.image else {
+        if image.ready.is_some() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--ready says when your own program is ready: give it with --image IMG -- PROGRAM"
+            )));
+        }
+        return Ok(None);
+    };
+    let cache = image::cache_dir().join("images");
+    let opened = userimage::open(path, &cache)
+        .map_err(|e| Failure::usage(anyhow::Error::new(e).context("--image")))?;
+    if !opened.cached && !opened.skipped.is_empty() {
+        eprintln!(
+            "image: {} entries left out of {} ({}: {})",
+            opened.skipped.len(),
+            opened.root.display(),
+            opened.skipped[0].path,
+            opened.skipped[0].reason
+        );
+    }
+    let program = opened.config.command(args);
+    if program.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--image {}: the image names no program to run; give one after --",
+            path.display()
+        )));
+    }
+    let mut line = vec![
+        "exec".to_owned(),
+        "--root".to_owned(),
+        opened.root.to_string_lossy().into_owned(),
+        "--ready".to_owned(),
+        image.ready.clone().unwrap_or_else(|| "exit".to_owned()),
+    ];
+    for pair in &opened.config.env {
+        line.extend(["--env".to_owned(), pair.clone()]);
+    }
+    if let Some(dir) = &opened.config.working_dir {
+        line.extend(["--workdir".to_owned(), dir.clone()]);
+    }
+    if let Some(user) = &opened.config.user {
+        line.extend(["--user".to_owned(), user.clone()]);
+    }
+    line.push("--".to_owned());
+    line.extend(program);
+    Ok(Some(line))
 }
 
 /// `vcbench-results/run-<UTC time>.json`, creating the directory.

@@ -152,6 +152,8 @@ names! {
         Interference = "interference",
         /// Many instances alive at once: what each costs as their number grows.
         Density = "density",
+        /// The user's own program from the user's image: launch to ready, and to exit.
+        Command = "command",
     }
 }
 
@@ -173,7 +175,10 @@ impl Scenario {
     /// Whether `vcbench run` runs it when no scenario is named: density holds many
     /// instances and interference runs every victim three times over, so only when asked.
     pub fn in_default_suite(self) -> bool {
-        !matches!(self, Scenario::Density | Scenario::Interference)
+        !matches!(
+            self,
+            Scenario::Density | Scenario::Interference | Scenario::Command
+        )
     }
 }
 
@@ -184,6 +189,8 @@ names! {
         TimeToStart = "time_to_start",
         /// Launch to the workload's exit (ms, host clock).
         TimeToExit = "time_to_exit",
+        /// Launch to the user's program being ready, as its --ready says (ms, host clock).
+        TimeToReady = "time_to_ready",
         /// Launch to the workload's exit, for scenarios other than startup (ms).
         Wall = "wall",
         /// The workload's peak resident memory (MiB).
