@@ -1,0 +1,435 @@
+//! A user's own program from a user's image, on native, container, runc and crun, with
+//! real images: a busybox root file system (a tarball, and an OCI image layout made from it
+//! by umoci, with a configuration of its own), and a Debian image with python3 made by
+//! mmdebstrap (cached between runs under the target directory): `python3 -c pass`, and a
+//! small HTTP server's readiness on a TCP port. Bad images, a missing program and a
+//! readiness that never holds fail clearly, and the limits reach the runtimes.
+//!
+//! These need root, runc, crun, umoci, busybox-static and (for the Debian image) mmdebstrap
+//! with a Debian mirror; without one a test prints why and skips, and with CI=true that is
+//! a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vcbench::results::Results;
+
+const VCBENCH: &str = env!("CARGO_BIN_EXE_vcbench");
+
+/// The backends that run a user's image.
+const BACKENDS: [&str; 4] = ["native", "container", "runc", "crun"];
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Says why a test cannot run, and fails under CI.
+fn skip(why: &str) {
+    assert!(!ci(), "CI=true but {why}");
+    eprintln!("skipped: {why}");
+}
+
+/// Where the test's images and vcbench's cache live between runs (the unpacked images are
+/// cached by digest, so a second run unpacks nothing).
+fn store() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("user-image");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn vcbench(args: &[&str], cwd: &Path) -> Output {
+    Command::new(VCBENCH)
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env("XDG_CACHE_HOME", store().join("cache"))
+        .output()
+        .expect("run vcbench")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Whether root, runc, crun and busybox-static are here.
+fn prerequisites() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip("not root: a user's image runs chrooted natively and in rootful runtimes");
+        return false;
+    }
+    for tool in ["runc", "crun"] {
+        if let Err(why) = vcbench::host::tool_version(tool) {
+            skip(&why);
+            return false;
+        }
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        skip("/bin/busybox is missing (Debian's busybox-static)");
+        return false;
+    }
+    true
+}
+
+/// Makes the test images one at a time (the tests run in parallel).
+static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A busybox root file system directory, made once.
+fn busybox_root() -> PathBuf {
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = store().join("busybox-root");
+    if root.join("bin/busybox").is_file() {
+        return root;
+    }
+    let staging = store().join("busybox-root.new");
+    let _ = std::fs::remove_dir_all(&staging);
+    for dir in ["bin", "tmp", "proc", "sys", "dev", "etc"] {
+        std::fs::create_dir_all(staging.join(dir)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", staging.join("bin/busybox")).unwrap();
+    for applet in ["sh", "true", "echo", "sleep", "httpd", "cat"] {
+        std::os::unix::fs::symlink("busybox", staging.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(staging.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    std::fs::rename(&staging, &root).unwrap();
+    root
+}
+
+/// The busybox root as a tarball, as `docker export` writes one.
+fn busybox_tar() -> PathBuf {
+    let root = busybox_root();
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let tar = store().join("busybox.tar");
+    if !tar.is_file() {
+        let partial = store().join("busybox.tar.part");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .args(["-cf"])
+            .arg(&partial)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::rename(&partial, &tar).unwrap();
+    }
+    tar
+}
+
+/// An OCI image layout of the busybox root made by umoci, whose configuration sets an
+/// environment variable and a command that prints it; `None` (skipped) without umoci.
+fn busybox_layout(work: &Path) -> Option<PathBuf> {
+    if Command::new("umoci").arg("--version").output().is_err() {
+        skip("umoci is missing (Debian's umoci)");
+        return None;
+    }
+    let layout = work.join("layout");
+    let bundle = work.join("bundle");
+    let image = format!("{}:latest", layout.display());
+    let umoci = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().unwrap();
+        assert!(out.status.success(), "umoci {args:?}: {}", text(&out));
+    };
+    umoci(&["init", "--layout", layout.to_str().unwrap()]);
+    umoci(&["new", "--image", &image]);
+    umoci(&["unpack", "--image", &image, bundle.to_str().unwrap()]);
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", busybox_root().display()))
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    umoci(&["repack", "--image", &image, bundle.to_str().unwrap()]);
+    umoci(&[
+        "config",
+        "--image",
+        &image,
+        "--config.env=GREETING=hello from the image",
+        "--config.workingdir=/tmp",
+        "--config.entrypoint=sh",
+        "--config.cmd=-c",
+        "--config.cmd=echo $GREETING in $(pwd)",
+    ]);
+    Some(layout)
+}
+
+/// A Debian image with python3 made by mmdebstrap (about a minute and a half the first
+/// time), kept between runs; `None` (skipped) when it cannot be made here.
+fn debian_python() -> Option<PathBuf> {
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let tar = store().join("debian-python3.tar");
+    if tar.is_file() {
+        return Some(tar);
+    }
+    let partial = store().join("debian-python3.tar.part");
+    let out = Command::new("mmdebstrap")
+        .args([
+            "--variant=essential",
+            "--include=python3",
+            "--quiet",
+            "bookworm",
+        ])
+        .arg(&partial)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            std::fs::rename(&partial, &tar).unwrap();
+            Some(tar)
+        }
+        Ok(out) => {
+            let _ = std::fs::remove_file(&partial);
+            skip(&format!(
+                "mmdebstrap could not make a Debian image: {}",
+                text(&out)
+            ));
+            None
+        }
+        Err(e) => {
+            skip(&format!("mmdebstrap is missing (Debian's mmdebstrap): {e}"));
+            None
+        }
+    }
+}
+
+/// A free TCP port on loopback (for a server in the host's network, natively).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Runs `vcbench run` on the four backends with `args`; returns the results.
+fn run_all(image: &Path, runs: &str, extra: &[&str]) -> Results {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "run",
+        "-b",
+        "native,container,runc,crun",
+        "--crun-hide-unified-cgroup",
+        "-r",
+        runs,
+        "-w",
+        "1",
+        "-q",
+        "-o",
+        "r.json",
+        "--image",
+        image.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = vcbench(&args, dir.path());
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    for backend in BACKENDS {
+        for metric in ["time_to_start", "time_to_ready", "time_to_exit"] {
+            let figure = results
+                .figure(backend, "command", metric)
+                .unwrap_or_else(|| panic!("no {backend} {metric}: {:?}", results.failures));
+            assert_eq!(figure.samples.len().to_string(), runs);
+        }
+    }
+    for runtime in ["runc", "crun"] {
+        let list = Command::new(runtime).args(["list", "-q"]).output().unwrap();
+        let ids = String::from_utf8_lossy(&list.stdout);
+        assert!(!ids.contains("vcbench-"), "{runtime} still lists {ids}");
+    }
+    results
+}
+
+#[test]
+fn a_busybox_tarball_runs_the_same_program_on_every_backend() {
+    if !prerequisites() {
+        return;
+    }
+    let results = run_all(&busybox_tar(), "2", &["--", "true"]);
+    let line = &results.plan.scenarios[0].workload;
+    assert_eq!(line[..2], ["exec", "--root"]);
+    assert!(line[2].contains("/images/"), "{line:?}");
+    assert_eq!(line[line.len() - 2..], ["--", "true"]);
+}
+
+#[test]
+fn an_oci_layout_runs_with_its_own_configuration() {
+    if !prerequisites() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(work.path()) else {
+        return;
+    };
+    for backend in ["native", "container", "runc"] {
+        // No program given: the image's entry point and command run, in its directory,
+        // with its environment; the line they print makes them ready.
+        let out = vcbench(
+            &[
+                "once",
+                "-b",
+                backend,
+                "--image",
+                layout.to_str().unwrap(),
+                "--ready",
+                "output:^hello from the image in /tmp$",
+            ],
+            work.path(),
+        );
+        assert!(out.status.success(), "{backend}: {}", text(&out));
+        assert!(text(&out).contains("ready "), "{}", text(&out));
+    }
+}
+
+#[test]
+fn a_missing_program_a_bad_image_and_a_readiness_that_never_holds_fail_clearly() {
+    if !prerequisites() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = busybox_tar();
+    let image = image.to_str().unwrap();
+    for backend in ["native", "container", "runc"] {
+        let out = vcbench(
+            &["once", "-b", backend, "--image", image, "--", "python3"],
+            work.path(),
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(
+            text(&out).contains("cannot run \"python3\" in the image"),
+            "{backend}: {}",
+            text(&out)
+        );
+    }
+    let out = vcbench(
+        &[
+            "once",
+            "-b",
+            "container",
+            "--timeout",
+            "2",
+            "--image",
+            image,
+            "--ready",
+            "tcp:9",
+            "--",
+            "sh",
+            "-c",
+            "echo still warming up; sleep 60",
+        ],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("timed out after 2.0 s"), "{said}");
+    assert!(said.contains("still warming up"), "{said}");
+    // Random bytes are no image: a usage error naming the file, nothing left in the cache.
+    let junk = work.path().join("junk.tar");
+    std::fs::write(
+        &junk,
+        (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let out = vcbench(
+        &["once", "--image", junk.to_str().unwrap(), "--", "true"],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("junk.tar"), "{}", text(&out));
+    let left = userimage::stale(&store().join("cache/vcbench/images"));
+    assert!(left.is_empty(), "unpacks left behind: {left:?}");
+}
+
+#[test]
+fn limits_reach_the_container_and_the_runtimes_and_are_recorded() {
+    if !prerequisites() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "once",
+            "-b",
+            "container",
+            "--memory",
+            "64M",
+            "--",
+            "fault",
+            "--kind",
+            "oom",
+        ],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("out-of-memory killer"),
+        "{}",
+        text(&out)
+    );
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "container,runc,crun",
+            "--crun-hide-unified-cgroup",
+            "-s",
+            "startup",
+            "-r",
+            "1",
+            "-w",
+            "0",
+            "-q",
+            "-o",
+            "r.json",
+            "--memory",
+            "128M",
+            "--cpus",
+            "0.5",
+            "--pids",
+            "64",
+        ],
+        work.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let results = Results::read(&work.path().join("r.json")).unwrap();
+    for backend in ["container", "runc", "crun"] {
+        assert!(
+            results.plan.settings[backend].contains("limits: memory 128 MiB, cpus 0.5, pids 64"),
+            "{backend}: {:?}",
+            results.plan.settings
+        );
+    }
+}
+
+#[test]
+fn python_from_a_debian_image_and_an_http_server_s_readiness() {
+    if !prerequisites() {
+        return;
+    }
+    let Some(image) = debian_python() else {
+        return;
+    };
+    run_all(&image, "3", &["--", "python3", "-c", "pass"]);
+    let port = free_port().to_string();
+    let ready = format!("tcp:{port}");
+    let results = run_all(
+        &image,
+        "2",
+        &[
+            "--ready",
+            &ready,
+            "--",
+            "python3",
+            "-m",
+            "http.server",
+            &port,
+        ],
+    );
+    for backend in BACKENDS {
+        let ready = results.figure(backend, "command", "time_to_ready").unwrap();
+        let start = results.figure(backend, "command", "time_to_start").unwrap();
+        assert!(ready.summary.median > start.summary.median, "{backend}");
+    }
+}
