@@ -141,6 +141,42 @@ pub fn touch(mib: u32) -> Payload {
     }
 }
 
+/// `ready N`: a guest with a warm half, for snapshots (32-bit protected mode). Cold: marker
+/// 1, one byte written in each page of `mib` MiB from `TOUCH_START` (its state), `hlt`:
+/// the point a snapshot is taken. Restored (or simply run on): marker 1 again, the first
+/// thing the restored guest does, then a read of one byte in each of those pages (its
+/// working set coming back), marker 2, `hlt`.
+pub fn ready(mib: u32) -> Payload {
+    let pages = mib.max(1) * 256;
+    let start = u32::try_from(TOUCH_START).unwrap_or(0).to_le_bytes();
+    let mut code = marker(MARKER_START).to_vec();
+    code.push(0xbf); // mov edi, TOUCH_START
+    code.extend(start);
+    code.push(0xb9); // mov ecx, pages
+    code.extend(pages.to_le_bytes());
+    code.extend([0xc6, 0x07, 0x01]); // loop: mov byte [edi], 1
+    code.extend([0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]); // add edi, 4096
+    code.push(0x49); //       dec ecx
+    code.extend([0x75, 0xf4]); //       jnz loop (-12)
+    code.push(0xf4); // hlt: the snapshot point
+    code.extend(marker(MARKER_START)); // the restored guest's first instruction
+    code.push(0xbf); // mov edi, TOUCH_START
+    code.extend(start);
+    code.push(0xb9); // mov ecx, pages
+    code.extend(pages.to_le_bytes());
+    code.extend([0x8a, 0x07]); // loop: mov al, [edi]
+    code.extend([0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]); // add edi, 4096
+    code.push(0x49); //       dec ecx
+    code.extend([0x75, 0xf5]); //       jnz loop (-11)
+    code.extend(marker(MARKER_DONE));
+    code.push(0xf4); // hlt
+    Payload {
+        code,
+        mode: Mode::Protected,
+        name: format!("ready {mib}"),
+    }
+}
+
 /// Writes `text` to the serial console, then marker 2 and `hlt` (real mode).
 pub fn serial(text: &[u8]) -> Payload {
     let mut code = marker(MARKER_START).to_vec();
@@ -252,6 +288,17 @@ mod tests {
             &t[jump_target(&t, jnz)..jump_target(&t, jnz) + 3],
             &[0xc6, 0x07, 0x01]
         );
+        // Both loops of `ready` jump back to their first instruction: the write, then the read.
+        let r = ready(1).code;
+        let jnzs: Vec<usize> = (0..r.len() - 1)
+            .filter(|&i| r[i] == 0x75 && (r[i + 1] == 0xf4 || r[i + 1] == 0xf5))
+            .collect();
+        assert_eq!(jnzs.len(), 2);
+        assert_eq!(&r[jump_target(&r, jnzs[0])..][..3], &[0xc6, 0x07, 0x01]);
+        assert_eq!(&r[jump_target(&r, jnzs[1])..][..2], &[0x8a, 0x07]);
+        // The snapshot point: a hlt right after the first loop, then marker 1 again.
+        assert_eq!(r[jnzs[0] + 2], 0xf4);
+        assert_eq!(&r[jnzs[0] + 3..jnzs[0] + 7], &marker(MARKER_START));
     }
 
     #[test]
@@ -262,6 +309,7 @@ mod tests {
             spin(1),
             exits(1),
             touch(1),
+            ready(1),
             serial(b"hi"),
             reset(),
             triple_fault(),

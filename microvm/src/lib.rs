@@ -19,6 +19,7 @@ pub mod machine;
 pub mod memory;
 pub mod protocol;
 pub mod seccomp;
+pub mod snapshot;
 pub mod vcpu;
 pub mod virtio;
 pub mod vm;

@@ -167,6 +167,27 @@ impl Machine {
     /// registers its guest memory (`memory_registered`). The vCPUs come later, from
     /// [`Machine::create_vcpus`].
     pub fn new(spec: Spec, phases: &mut Phases) -> Result<Self, Error> {
+        Self::build(spec, phases, || GuestRam::map(spec.memory_bytes))
+    }
+
+    /// Like [`Machine::new`], with guest memory mapped privately from a snapshot's `file`
+    /// at `offset` ([`GuestRam::map_private_file`]): the guest finds the memory it had.
+    pub fn restore(
+        spec: Spec,
+        phases: &mut Phases,
+        file: &std::fs::File,
+        offset: u64,
+    ) -> Result<Self, Error> {
+        Self::build(spec, phases, || {
+            GuestRam::map_private_file(file, offset, spec.memory_bytes)
+        })
+    }
+
+    fn build(
+        spec: Spec,
+        phases: &mut Phases,
+        ram: impl FnOnce() -> Result<GuestRam, crate::memory::Error>,
+    ) -> Result<Self, Error> {
         let kvm_fd = Kvm::new().map_err(kvm("open /dev/kvm"))?;
         let version = kvm_fd.get_api_version();
         if version != KVM_API_VERSION {
@@ -212,7 +233,7 @@ impl Machine {
         let machine = Machine {
             vcpus: Vec::with_capacity(usize::from(spec.vcpus)),
             vm,
-            ram: GuestRam::map(spec.memory_bytes)?,
+            ram: ram()?,
             kvm: kvm_fd,
             spec,
         };
@@ -255,6 +276,12 @@ impl Machine {
             self.vcpus.push(vcpu);
         }
         Ok(())
+    }
+
+    /// Writes the pages the guest touched to a snapshot's `file` at `offset`
+    /// ([`GuestRam::save_resident`]); returns the bytes written.
+    pub fn save_memory(&self, file: &mut std::fs::File, offset: u64) -> Result<u64, Error> {
+        Ok(self.ram.save_resident(file, offset)?)
     }
 
     /// The vCPUs, by index, lent for running.

@@ -5,7 +5,13 @@
 //! guest's ranges, so a neighbouring mapping the kernel merged with them is never counted.
 
 use kvm_bindings::kvm_userspace_memory_region;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap, WriteVolatile,
+};
 
 /// Errors mapping guest memory.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +31,18 @@ pub enum Error {
         /// Bytes asked.
         bytes: u64,
     },
+    /// Guest memory could not be mapped from a snapshot file.
+    #[error("cannot map guest memory from the snapshot at offset {offset}")]
+    MapFile {
+        /// Where in the file.
+        offset: u64,
+        /// Why.
+        #[source]
+        source: vm_memory::mmap::MmapRegionError,
+    },
+    /// Guest memory could not be written to a snapshot file.
+    #[error("cannot write guest memory to the snapshot")]
+    Save(#[source] std::io::Error),
 }
 
 /// Guest RAM: the mapping, and each range's guest-physical start, host address and size.
@@ -68,6 +86,90 @@ impl GuestRam {
         Ok(GuestRam { memory, ranges })
     }
 
+    /// Maps `size` bytes of guest memory as the layout's RAM ranges from `file`, the ranges
+    /// one after another from `offset` (page-aligned), privately: a page is read from the
+    /// file when the guest first touches it, and what the guest writes stays in this
+    /// process, never reaching the file.
+    pub fn map_private_file(file: &File, offset: u64, size: u64) -> Result<Self, Error> {
+        let mut regions = Vec::new();
+        let mut at = offset;
+        for (start, len) in crate::layout::ram_ranges(size) {
+            let bytes = usize::try_from(len).map_err(|_| Error::TooLarge { bytes: size })?;
+            let handle = file.try_clone().map_err(|e| Error::MapFile {
+                offset: at,
+                source: vm_memory::mmap::MmapRegionError::Mmap(e),
+            })?;
+            let region = MmapRegionBuilder::new(bytes)
+                .with_file_offset(FileOffset::new(handle, at))
+                .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+                .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+                .build()
+                .map_err(|source| Error::MapFile { offset: at, source })?;
+            regions.push(
+                GuestRegionMmap::new(region, GuestAddress(start))
+                    .ok_or(Error::TooLarge { bytes: size })?,
+            );
+            at += len;
+        }
+        let memory = GuestMemoryMmap::from_regions(regions).map_err(|e| Error::Map {
+            bytes: size,
+            source: e.into(),
+        })?;
+        Ok(Self::described(memory))
+    }
+
+    /// The ranges of `memory`: guest start, host address, length.
+    fn described(memory: GuestMemoryMmap) -> Self {
+        let ranges = memory
+            .iter()
+            .map(|r| {
+                use vm_memory::GuestMemoryRegion;
+                let host = memory
+                    .get_host_address(r.start_addr())
+                    .map_or(0, |p| p as usize);
+                (r.start_addr().0, host, r.len() as usize)
+            })
+            .collect();
+        GuestRam { memory, ranges }
+    }
+
+    /// Writes the pages the guest has touched to `file`, the ranges one after another
+    /// from `offset`, leaving the rest as holes (which read as zeroes, as untouched guest
+    /// memory does). Returns the bytes written.
+    pub fn save_resident(&self, file: &mut File, offset: u64) -> Result<u64, Error> {
+        let page = page_size();
+        let mut at = offset;
+        let mut written = 0;
+        for &(guest, host, len) in &self.ranges {
+            let resident = resident_pages(host as *mut u8, len).ok_or_else(|| {
+                Error::Save(std::io::Error::other("mincore refused the guest's memory"))
+            })?;
+            // Runs of resident pages, each written with one call.
+            let mut i = 0;
+            while i < resident.len() {
+                if !resident[i] {
+                    i += 1;
+                    continue;
+                }
+                let first = i;
+                while i < resident.len() && resident[i] {
+                    i += 1;
+                }
+                let (from, bytes) = ((first * page) as u64, (i - first) * page);
+                let slice = self
+                    .memory
+                    .get_slice(GuestAddress(guest + from), bytes)
+                    .map_err(|e| Error::Save(std::io::Error::other(e)))?;
+                file.seek(SeekFrom::Start(at + from)).map_err(Error::Save)?;
+                file.write_all_volatile(&slice)
+                    .map_err(|e| Error::Save(std::io::Error::other(e)))?;
+                written += bytes as u64;
+            }
+            at += len as u64;
+        }
+        Ok(written)
+    }
+
     /// The KVM memory slots that describe this memory, one per range, from slot 0. They are
     /// only descriptions: registering them ([`crate::machine::Machine`] does) is what ties
     /// the mapping's lifetime to the VM's.
@@ -92,20 +194,27 @@ impl GuestRam {
     }
 }
 
-/// Resident KiB of the `len` bytes of this process's memory at `start` (page-aligned).
-pub fn resident_kib(start: *mut u8, len: usize) -> Option<u64> {
+/// The host's page size, bytes.
+fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-    let pages = len.div_ceil(page);
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// Which pages of the `len` bytes of this process's memory at `start` (page-aligned) are
+/// resident, one flag a page.
+fn resident_pages(start: *mut u8, len: usize) -> Option<Vec<bool>> {
+    let pages = len.div_ceil(page_size());
     let mut vec = vec![0u8; pages];
     // SAFETY: `start..start + len` is a mapping of this process (the caller's guest
     // memory, alive for the call); `vec` has one byte per page of it.
     let rc = unsafe { libc::mincore(start.cast(), len, vec.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    let resident = vec.iter().filter(|b| *b & 1 == 1).count();
-    Some(u64::try_from(resident * page / 1024).unwrap_or(u64::MAX))
+    (rc == 0).then(|| vec.iter().map(|b| *b & 1 == 1).collect())
+}
+
+/// Resident KiB of the `len` bytes of this process's memory at `start` (page-aligned).
+pub fn resident_kib(start: *mut u8, len: usize) -> Option<u64> {
+    let resident = resident_pages(start, len)?.iter().filter(|r| **r).count();
+    Some(u64::try_from(resident * page_size() / 1024).unwrap_or(u64::MAX))
 }
 
 /// Asks the kernel to back the `len` bytes at `start` with small pages only

@@ -25,6 +25,7 @@ use crate::exit::{self, ExitCounts};
 use crate::guest::Mode;
 use crate::layout;
 use crate::machine::{self, stamp, Interrupts, Machine, Phases, Spec, Step};
+use crate::snapshot;
 use crate::vcpu;
 
 pub use crate::config::Config;
@@ -43,6 +44,15 @@ pub enum Error {
     /// The monitor's system call filter could not be installed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::Error),
+    /// A snapshot could not be written or read.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::Error),
+    /// The guest did not stop where a snapshot can be taken.
+    #[error("the guest did not stop at a hlt where a snapshot can be taken (it ended {0})")]
+    NoSnapshotPoint(String),
+    /// A KVM call on a vCPU failed.
+    #[error("KVM: cannot {0}")]
+    Kvm(&'static str, #[source] kvm_ioctls::Error),
 }
 
 impl From<machine::Error> for Error {
@@ -65,6 +75,111 @@ pub fn run(config: &Config) -> Result<Report, Error> {
 /// Like [`run`], calling `before_teardown` with the report so far (no `torn_down` phase
 /// yet) while the VM and its memory still exist, e.g. to have its footprint measured.
 pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Result<Report, Error> {
+    run_keeping(config, |report, _| {
+        before_teardown(report);
+        Ok(())
+    })
+}
+
+/// Runs `config`'s guest to its end, then, where it stopped at a `hlt` (the snapshot point
+/// of [`crate::guest::ready`]), writes a snapshot of it to `path` ([`crate::snapshot`])
+/// before teardown (phase `snapshot_saved`), and calls `before_teardown` with the report.
+/// Returns the report and the snapshot's header. The monitor's process writes a file
+/// here, so a monitor that snapshots does not run under its system call filter.
+pub fn snapshot_to(
+    config: &Config,
+    path: &std::path::Path,
+    before_teardown: impl FnOnce(&Report),
+) -> Result<(Report, snapshot::Header), Error> {
+    let mut saved = None;
+    let report = run_keeping(config, |report, machine| {
+        if report.end != End::Halted {
+            return Err(Error::NoSnapshotPoint(format!("{:?}", report.end)));
+        }
+        let vcpu = &machine.vcpus_mut()[0];
+        let regs = vcpu
+            .get_regs()
+            .map_err(|e| Error::Kvm("read the registers", e))?;
+        let sregs = vcpu
+            .get_sregs()
+            .map_err(|e| Error::Kvm("read the special registers", e))?;
+        let memory_bytes = config.memory_mib << 20;
+        let header = snapshot::write(path, config.vcpus, memory_bytes, regs, sregs, |file, at| {
+            machine.save_memory(file, at).map_err(std::io::Error::other)
+        })?;
+        report
+            .phases
+            .push(("snapshot_saved", crate::monotonic_ns()));
+        report.cpu.extend([
+            (
+                "snapshot_memory_saved_kib".to_owned(),
+                header.memory_saved / 1024,
+            ),
+            (
+                "snapshot_file_kib".to_owned(),
+                (header.memory_offset + memory_bytes) / 1024,
+            ),
+        ]);
+        saved = Some(header);
+        before_teardown(report);
+        Ok(())
+    })?;
+    let header = saved.ok_or_else(|| Error::NoSnapshotPoint("no snapshot".to_owned()))?;
+    Ok((report, header))
+}
+
+/// Restores the micro guest snapshotted at `path` in a new VM and runs it on to its end:
+/// its memory mapped privately from the file (a page is read when the guest first
+/// touches it), its vCPU's registers as they were. `memory_mib`, when given, must match
+/// the snapshot's. Phases: `snapshot_read` (checked), `vm_created`, `memory_registered`,
+/// `state_restored`, then as a cold run (`first_marker`, `halted`). What the restored
+/// guest read of its memory is what the monitor's process has resident of the mapping
+/// (its footprint), not `guest_touched_kib`: for a mapping of a file, mincore(2) tells
+/// which pages are in the page cache, touched or not.
+pub fn restore(
+    path: &std::path::Path,
+    memory_mib: Option<u64>,
+    devices: crate::config::Devices,
+    timeout: std::time::Duration,
+    before_teardown: impl FnOnce(&Report),
+) -> Result<Report, Error> {
+    let mut phases = Phases::new();
+    let (header, file) = snapshot::read(path, memory_mib)?;
+    stamp(&mut phases, "snapshot_read");
+    let spec = Spec {
+        vcpus: header.vcpus,
+        memory_bytes: header.memory_bytes,
+        interrupts: Interrupts::None,
+        capabilities: &[],
+    };
+    let mut machine = Machine::restore(spec, &mut phases, &file, header.memory_offset)?;
+    machine.create_vcpus(|index, vcpu| match index {
+        0 => vcpu
+            .set_sregs(&header.sregs)
+            .and_then(|()| vcpu.set_regs(&header.regs))
+            .map_err(|e| Error::Kvm("restore the vCPU's registers", e)),
+        _ => Ok(()),
+    })?;
+    stamp(&mut phases, "state_restored");
+    let (console, serial) = Console::new();
+    let console = devices
+        .serial
+        .then(|| Box::new(console) as Box<dyn crate::bus::BusDevice>);
+    let (buses, markers) = machine::buses(MmioPolicy::Fail, console)?;
+    let mut report = run_to_end(&mut machine, phases, buses, &markers, &serial, timeout)?;
+    report.guest_touched_kib = None;
+    before_teardown(&report);
+    drop(machine);
+    report.phases.push(("torn_down", crate::monotonic_ns()));
+    Ok(report)
+}
+
+/// Builds `config`'s VM and runs it to its end, then calls `at_end` with the report and
+/// the machine, still built, before tearing it down.
+fn run_keeping(
+    config: &Config,
+    at_end: impl FnOnce(&mut Report, &mut Machine) -> Result<(), Error>,
+) -> Result<Report, Error> {
     let valid = Valid::try_from(config)?;
     let mut phases = Phases::new();
 
@@ -94,13 +209,39 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
         .devices
         .serial
         .then(|| Box::new(console) as Box<dyn crate::bus::BusDevice>);
-    let (mut buses, markers) = machine::buses(MmioPolicy::Fail, console)?;
+    let (buses, markers) = machine::buses(MmioPolicy::Fail, console)?;
     machine.write("payload", &config.payload.code, layout::PAYLOAD_START)?;
     stamp(&mut phases, "payload_loaded");
 
     // 6. Run.
+    let mut report = run_to_end(
+        &mut machine,
+        phases,
+        buses,
+        &markers,
+        &serial,
+        config.timeout,
+    )?;
+    at_end(&mut report, &mut machine)?;
+
+    // 7. Teardown: the machine (its vCPUs, the VM, then its memory).
+    drop(machine);
+    report.phases.push(("torn_down", crate::monotonic_ns()));
+    Ok(report)
+}
+
+/// Runs the first vCPU of `machine` until the guest halts, resets, fails or outlives
+/// `timeout` (phase `halted`, and `first_marker` before it), and reports.
+fn run_to_end(
+    machine: &mut Machine,
+    mut phases: Phases,
+    mut buses: crate::bus::Buses,
+    markers: &Shared<crate::devices::marker::Markers>,
+    serial: &Shared<crate::devices::serial::Capture>,
+    timeout: Duration,
+) -> Result<Report, Error> {
     let mut counts = ExitCounts::default();
-    let watchdog = Watchdog::start(config.timeout);
+    let watchdog = Watchdog::start(timeout);
     // From here on, the monitor's threads (this one and the watchdog) make only the
     // calls running the guest needs.
     if let Err(e) = crate::seccomp::on_guest_threads() {
@@ -131,7 +272,7 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
         phases.insert(at, ("first_marker", first));
     }
     let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
-    let mut report = Report {
+    Ok(Report {
         diagnosis: None,
         cpu: Vec::new(),
         devices: Vec::new(),
@@ -142,13 +283,7 @@ pub fn run_with(config: &Config, before_teardown: impl FnOnce(&Report)) -> Resul
         end,
         guest_touched_kib: machine.guest_touched_kib(),
         kernel: None,
-    };
-    before_teardown(&report);
-
-    // 7. Teardown: the machine (its vCPUs, the VM, then its memory).
-    drop(machine);
-    report.phases.push(("torn_down", crate::monotonic_ns()));
-    Ok(report)
+    })
 }
 
 /// Stops a guest that runs past its time: a thread waits for the deadline, then signals

@@ -5,8 +5,12 @@
 //! its footprint can be measured. Once the guest runs, the monitor's threads run under
 //! its system call filter ([`microvm::seccomp`]); `--no-seccomp` leaves it off.
 //!
-//! Usage: `vcbench-vmm hello|exits N|touch MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M]
-//! [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]`, or for a Linux guest
+//! Usage: `vcbench-vmm hello|exits N|touch MIB|ready MIB|spin N|triple-fault|mmio-nowhere
+//! [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
+//! [--snapshot-to PATH]` (a guest that stops at a `hlt` is then saved to PATH: see
+//! [`microvm::snapshot`]), `vcbench-vmm restore PATH [--memory-mib M] [--timeout-ms T]
+//! [--no-serial] [--hold] [--no-seccomp]` (a saved micro guest run on in a new VM), or for
+//! a Linux guest
 //! `vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N]
 //! [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold]
 //! [--no-seccomp]`, whose console lines are written as they arrive, each stamped. A disk is
@@ -21,13 +25,54 @@ use microvm::protocol::{ConsoleLine, Line, WireReport};
 use microvm::seccomp;
 use microvm::vm::{self, Config, End};
 
-const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
+const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|ready MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp] [--snapshot-to PATH]
+       vcbench-vmm restore PATH [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
        vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold] [--no-seccomp]";
 
 /// What to run.
 enum Guest {
     Micro(Config),
+    /// A micro guest run to its snapshot point, saved to the path.
+    Snapshot(Config, std::path::PathBuf),
+    /// A micro guest restored from a snapshot.
+    Restore {
+        path: std::path::PathBuf,
+        memory_mib: Option<u64>,
+        devices: microvm::config::Devices,
+        timeout: Duration,
+    },
     Linux(machine::Config),
+}
+
+fn parse_restore(args: &[String]) -> Result<(Guest, bool), String> {
+    let mut it = args.iter();
+    let path = it.next().ok_or("restore needs a snapshot PATH")?.into();
+    let (mut memory_mib, mut timeout, mut hold) = (None, Duration::from_secs(60), false);
+    let mut devices = microvm::config::Devices::default();
+    while let Some(option) = it.next() {
+        let mut number = || -> Result<u64, String> {
+            let given = it.next().ok_or(format!("{option} needs a number"))?;
+            given
+                .parse()
+                .map_err(|_| format!("{option} needs a number, not {given:?}"))
+        };
+        match option.as_str() {
+            "--memory-mib" => memory_mib = Some(number()?),
+            "--timeout-ms" => timeout = Duration::from_millis(number()?),
+            "--hold" => hold = true,
+            "--no-serial" => devices.serial = false,
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok((
+        Guest::Restore {
+            path,
+            memory_mib,
+            devices,
+            timeout,
+        },
+        hold,
+    ))
 }
 
 fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
@@ -82,11 +127,17 @@ fn parse_guest(args: &[String]) -> Result<(Guest, bool), String> {
         let (config, hold) = parse_linux(&args[1..])?;
         return Ok((Guest::Linux(config), hold));
     }
-    let (config, hold) = parse(args)?;
-    Ok((Guest::Micro(config), hold))
+    if args.first().map(String::as_str) == Some("restore") {
+        return parse_restore(&args[1..]);
+    }
+    let (config, hold, snapshot) = parse(args)?;
+    match snapshot {
+        Some(path) => Ok((Guest::Snapshot(config, path), hold)),
+        None => Ok((Guest::Micro(config), hold)),
+    }
 }
 
-fn parse(args: &[String]) -> Result<(Config, bool), String> {
+fn parse(args: &[String]) -> Result<(Config, bool, Option<std::path::PathBuf>), String> {
     let mut it = args.iter();
     let name = it.next().ok_or("no guest given")?;
     let mut number = |what: &str| -> Result<u32, String> {
@@ -101,6 +152,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
         "hello" => guest::hello(),
         "exits" => guest::exits(number("exits")?),
         "touch" => guest::touch(number("touch")?),
+        "ready" => guest::ready(number("ready")?),
         "spin" => guest::spin(number("spin")?),
         // Guests that fail on purpose, to test how a failing VM is reported.
         "triple-fault" => guest::triple_fault(),
@@ -110,6 +162,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let rest: Vec<&String> = it.collect();
     let mut config = Config::new(payload);
     let mut hold = false;
+    let mut snapshot = None;
     let mut i = 0;
     while i < rest.len() {
         let value = || {
@@ -136,11 +189,16 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
             }
             "--hold" => hold = true,
             "--no-serial" => config.devices.serial = false,
+            "--snapshot-to" => {
+                let path = rest.get(i + 1).ok_or("--snapshot-to needs a PATH")?;
+                snapshot = Some(path.into());
+                i += 1;
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
         i += 1;
     }
-    Ok((config, hold))
+    Ok((config, hold, snapshot))
 }
 
 /// Writes one line; a reader that went away is no reason to stop the VM's teardown.
@@ -186,7 +244,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if filtered {
+    // A monitor taking a snapshot writes a file once its guest has run: its filter would
+    // refuse that.
+    if filtered && !matches!(guest, Guest::Snapshot(..)) {
         match seccomp::Filter::new() {
             Ok(filter) => {
                 seccomp::enforce(filter);
@@ -217,6 +277,16 @@ fn main() -> ExitCode {
     };
     let result = match guest {
         Guest::Micro(config) => vm::run_with(&config, before_teardown).map_err(anyhow::Error::new),
+        Guest::Snapshot(config, path) => vm::snapshot_to(&config, &path, before_teardown)
+            .map(|(report, _)| report)
+            .map_err(anyhow::Error::new),
+        Guest::Restore {
+            path,
+            memory_mib,
+            devices,
+            timeout,
+        } => vm::restore(&path, memory_mib, devices, timeout, before_teardown)
+            .map_err(anyhow::Error::new),
         Guest::Linux(config) => {
             let on_line = Box::new(|line: &str, at: u64| {
                 emit(&Line::Console(ConsoleLine {
