@@ -155,7 +155,8 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
             }
         }
     }
-    if scenario != Scenario::Startup {
+    // Startup and the user's command have their own time to exit.
+    if !matches!(scenario, Scenario::Startup | Scenario::Command) {
         values.extend(
             obs.markers
                 .exited_ms

@@ -115,7 +115,19 @@ pub fn run(args: &ExecArgs, out: &mut Output) -> u8 {
             let status = wait(&mut child);
             finish_relays(relays);
             if status.success() {
-                result(out, ms(begun.elapsed()));
+                let ready_ms = ms(begun.elapsed());
+                let mut metrics = vec![
+                    Metric::new("exec_ms", exec_ms, "ms"),
+                    Metric::new("ready_ms", ready_ms, "ms"),
+                ];
+                // The program's own peak resident memory, now that it has been reaped.
+                metrics
+                    .extend(children_maxrss_kib().map(|kib| Metric::new("vm_hwm_kib", kib, "KiB")));
+                out.emit(&Record::Result {
+                    workload: NAME.to_owned(),
+                    metrics,
+                    facts: Vec::new(),
+                });
             } else {
                 fail(
                     out,
@@ -314,6 +326,21 @@ fn code(status: std::process::ExitStatus) -> u8 {
         (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(255),
         _ => 1,
     }
+}
+
+/// The largest resident set of any reaped child of this process (`ru_maxrss`), KiB.
+fn children_maxrss_kib() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `usage` is a valid out-pointer for one rusage, which getrusage fills.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getrusage succeeded, so it initialised `usage`.
+    let usage = unsafe { usage.assume_init() };
+    #[allow(clippy::cast_precision_loss)]
+    let kib = usage.ru_maxrss as f64;
+    (kib > 0.0).then_some(kib)
 }
 
 /// A duration in milliseconds.
