@@ -61,6 +61,16 @@ fn a_command_that_exits_is_ready_at_its_exit() {
         "the program's line passed for a record: {records:?}"
     );
     assert!(ready_ms(&records) > 0.0);
+    // The program's own peak memory, once it has been reaped.
+    let Some(Record::Result { metrics, .. }) = records.last() else {
+        panic!("no result: {records:?}");
+    };
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m.name == "vm_hwm_kib" && m.value > 0.0),
+        "{metrics:?}"
+    );
 }
 
 #[test]
