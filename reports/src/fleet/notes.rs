@@ -72,6 +72,29 @@ fn hosts_phrase(names: &[String]) -> String {
     names.join(", ")
 }
 
+/// What one kind of KVM means for the VM figures, with the hosts that offer it.
+fn kvm_meaning(host: &Host, names: &str) -> String {
+    if host.emulated {
+        return format!(
+            "on {names} the CPU itself is emulated (QEMU TCG): its figures test correctness, \
+             and its timings describe no real machine"
+        );
+    }
+    match host.kvm.flavour.as_str() {
+        "hardware" if host.hypervisor.is_some() => format!(
+            "on {names} KVM is nested (the host is itself a VM): every exit goes through two \
+             hypervisors, so exits and VM builds cost more than on bare metal"
+        ),
+        "hardware" => format!("on {names} hardware KVM runs guest code on the CPU itself"),
+        "software" => format!(
+            "on {names} KVM is software: it emulates what the CPU would do and boots only \
+             micro guests, whose figures are the hypervisor's own costs, never set against a \
+             container"
+        ),
+        _ => format!("{names} offer no KVM, and so no VM figures"),
+    }
+}
+
 /// What the KVM flavours mean for the VM figures.
 fn kvm(fleet: &Fleet) -> Option<String> {
     let groups = group_by(fleet, kvm_kind);
@@ -112,14 +135,17 @@ fn kvm(fleet: &Fleet) -> Option<String> {
         .iter()
         .map(|(kind, names)| format!("{kind} on {}", hosts_phrase(names)))
         .collect();
+    let meanings: Vec<String> = groups
+        .iter()
+        .filter_map(|(_, names)| {
+            let host = &fleet.member(names.first()?)?.results.host;
+            Some(kvm_meaning(host, &hosts_phrase(names)))
+        })
+        .collect();
     Some(format!(
-        "KVM: the hosts differ in the KVM they offer ({}). Hardware KVM runs guest code on the \
-         CPU itself; nested KVM (a host that is itself a VM) sends every exit through two \
-         hypervisors, so exits cost more; a software KVM emulates what the CPU would do, and \
-         boots only micro guests, whose figures are the hypervisor's own costs, never a \
-         comparison with a container; an emulated CPU's timings describe no real machine.\
-         {measured}",
-        listed.join("; ")
+        "KVM: the hosts differ in the KVM they offer ({}): {}.{measured}",
+        listed.join("; "),
+        meanings.join("; ")
     ))
 }
 
@@ -206,6 +232,7 @@ fn vendors(fleet: &Fleet) -> Option<String> {
         }
         _ => String::new(),
     };
+    let vendors = group_by(fleet, vendor);
     if groups.len() == 1 {
         return Some(format!(
             "CPU: every host has the same CPU, {}.{floor}",
@@ -216,9 +243,14 @@ fn vendors(fleet: &Fleet) -> Option<String> {
         .iter()
         .map(|(cpu, names)| format!("{cpu} on {}", hosts_phrase(names)))
         .collect();
+    let why = if vendors.len() > 1 {
+        "Vendors differ in how they virtualize (Intel VT-x and AMD-V exit and page \
+         differently), and models in speed."
+    } else {
+        "They are of one vendor, and differ in model, so in speed."
+    };
     Some(format!(
-        "CPU: the hosts have different CPUs ({}). Vendors differ in how they virtualize \
-         (Intel VT-x and AMD-V exit and page differently), and generations in speed.{floor}",
+        "CPU: the hosts have different CPUs ({}). {why}{floor}",
         listed.join("; ")
     ))
 }

@@ -197,6 +197,8 @@ fn the_report_sets_hosts_side_by_side_and_teaches_what_differs() {
     assert!(md.contains("| a | AMD EPYC |"));
     assert!(md.contains("nested: hardware (kvm_intel) under KVMKVMKVM"));
     assert!(md.contains("KVM: the hosts differ in the KVM they offer"));
+    assert!(md.contains("on b KVM is nested (the host is itself a VM)"));
+    assert!(md.contains("on a, c KVM is software: it emulates"));
     assert!(
         md.contains("cgroups: the hosts differ in their cgroup layout (hybrid on a, c; v2 on b)")
     );
