@@ -75,6 +75,7 @@ const TOOLS: [(&str, &str, &str, bool); 8] = [
 pub fn run(host: &Host) -> Vec<Check> {
     let mut checks = vec![
         kvm(host),
+        cpu_frequency(),
         cgroups(host),
         privileges(host),
         user_namespaces(host),
@@ -132,6 +133,36 @@ pub fn run(host: &Host) -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// Whether the CPUs' clock speed can skew timings: a governor other than `performance`,
+/// or boost. vcbench never changes it; the fix is the user's to apply.
+fn cpu_frequency() -> Check {
+    let name = "cpu frequency";
+    match crate::host::cpu_frequency(Path::new(crate::host::CPU_SYSFS)) {
+        None => check(
+            name,
+            Status::Ok,
+            "no frequency scaling exposed here (in a VM its host decides the clock speed, \
+             so timings can still drift with the host's load)",
+            None,
+        ),
+        Some(f) if !f.can_skew() => check(name, Status::Ok, f.describe(), None),
+        Some(f) => check(
+            name,
+            Status::Warn,
+            format!(
+                "{}: the clock speed follows load and temperature, so timings drift between \
+                 runs",
+                f.describe()
+            ),
+            Some(
+                "for steadier timings, as root: cpupower frequency-set -g performance, and \
+                 turn boost off (echo 0 > /sys/devices/system/cpu/cpufreq/boost, or echo 1 > \
+                 /sys/devices/system/cpu/intel_pstate/no_turbo); vcbench never changes them",
+            ),
+        ),
+    }
 }
 
 /// Whether each peer backend that needs more than its program can run here: gVisor on

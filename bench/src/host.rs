@@ -42,7 +42,68 @@ pub fn detect() -> Host {
                 Some((tool.to_owned(), version))
             })
             .collect(),
+        cpu_frequency: cpu_frequency(Path::new(CPU_SYSFS)).map(|f| f.describe()),
     }
+}
+
+/// Where the kernel describes the CPUs.
+pub const CPU_SYSFS: &str = "/sys/devices/system/cpu";
+
+/// How the CPUs' clock speed is governed (cpufreq).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frequency {
+    /// The scaling governors in use, each once (`performance`, `powersave`, `schedutil`).
+    pub governors: Vec<String>,
+    /// Whether boost (turbo) is on, where the kernel says: `cpufreq/boost` (1: on), or
+    /// intel_pstate's `no_turbo` (0: on).
+    pub boost: Option<bool>,
+}
+
+impl Frequency {
+    /// Whether timings can drift with load or temperature: a governor other than
+    /// `performance`, or boost on.
+    pub fn can_skew(&self) -> bool {
+        self.governors.iter().any(|g| g != "performance") || self.boost == Some(true)
+    }
+
+    /// One line: `governor performance, boost off`.
+    pub fn describe(&self) -> String {
+        let boost = match self.boost {
+            Some(true) => ", boost on",
+            Some(false) => ", boost off",
+            None => "",
+        };
+        format!("governor {}{boost}", self.governors.join("/"))
+    }
+}
+
+/// The CPUs' frequency governing under `sysfs` (`/sys/devices/system/cpu`); `None` where
+/// the kernel exposes no cpufreq.
+pub fn cpu_frequency(sysfs: &Path) -> Option<Frequency> {
+    let mut governors: Vec<String> = std::fs::read_dir(sysfs)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("cpu")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cpufreq/scaling_governor")).ok())
+        .map(|g| g.trim().to_owned())
+        .collect();
+    governors.sort();
+    governors.dedup();
+    if governors.is_empty() {
+        return None;
+    }
+    let flag = |path: &str| {
+        std::fs::read_to_string(sysfs.join(path))
+            .ok()
+            .map(|v| v.trim() == "1")
+    };
+    let boost = flag("cpufreq/boost").or_else(|| flag("intel_pstate/no_turbo").map(|no| !no));
+    Some(Frequency { governors, boost })
 }
 
 /// The KVM flavour as the results document records it.
@@ -278,5 +339,35 @@ mod tests {
         set("user.max_user_namespaces", "0");
         let why = super::user_namespaces_blocker_in(sys.path()).unwrap();
         assert!(why.contains("user.max_user_namespaces is 0"), "{why}");
+    }
+
+    #[test]
+    fn the_frequency_governors_and_boost_are_read_and_judged() {
+        let sys = tempfile::tempdir().unwrap();
+        assert_eq!(
+            super::cpu_frequency(sys.path()),
+            None,
+            "no cpufreq: nothing to say"
+        );
+        let set = |path: &str, value: &str| {
+            let path = sys.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, format!("{value}\n")).unwrap();
+        };
+        set("cpu0/cpufreq/scaling_governor", "performance");
+        set("cpu1/cpufreq/scaling_governor", "performance");
+        std::fs::create_dir_all(sys.path().join("cpuidle")).unwrap();
+        let f = super::cpu_frequency(sys.path()).unwrap();
+        assert_eq!(f.describe(), "governor performance");
+        assert!(!f.can_skew());
+        set("intel_pstate/no_turbo", "0");
+        let f = super::cpu_frequency(sys.path()).unwrap();
+        assert_eq!(f.describe(), "governor performance, boost on");
+        assert!(f.can_skew());
+        set("cpufreq/boost", "0");
+        set("cpu1/cpufreq/scaling_governor", "powersave");
+        let f = super::cpu_frequency(sys.path()).unwrap();
+        assert_eq!(f.describe(), "governor performance/powersave, boost off");
+        assert!(f.can_skew());
     }
 }

@@ -177,6 +177,9 @@ fn facts(docs: &[Results]) -> Vec<(String, Vec<String>, bool)> {
         ("kernel".to_owned(), |d| d.host.kernel.clone()),
         ("KVM".to_owned(), |d| d.host.kvm.label()),
         ("cgroups".to_owned(), |d| d.host.cgroup.clone()),
+        ("CPU frequency".to_owned(), |d| {
+            d.host.cpu_frequency.clone().unwrap_or_default()
+        }),
         ("vcbench".to_owned(), |d| {
             format!("{} ({})", d.tool.version, d.tool.git_revision)
         }),

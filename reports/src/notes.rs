@@ -210,9 +210,11 @@ fn startup(doc: &Results, text: &mut String) {
 fn guest_clock(doc: &Results, backend: &str) -> Option<String> {
     let most = |fact: &str| {
         let mut seen: Vec<(&str, usize)> = Vec::new();
-        for run in doc.runs.iter().filter(|r| {
-            r.backend == backend && r.ok && r.scenario == Scenario::Startup.name()
-        }) {
+        for run in doc
+            .runs
+            .iter()
+            .filter(|r| r.backend == backend && r.ok && r.scenario == Scenario::Startup.name())
+        {
             if let Some(value) = run.facts.get(fact) {
                 match seen.iter_mut().find(|(v, _)| v == value) {
                     Some((_, n)) => *n += 1,
@@ -730,6 +732,9 @@ mod tests {
         assert!(marked > 0, "the fixture has microvm startup runs");
         let clock = guest_clock(&doc, "microvm").unwrap();
         assert!(clock.contains("kvm-clock clocksource"), "{clock}");
-        assert!(clock.contains("calibrate at boot against the PIT"), "{clock}");
+        assert!(
+            clock.contains("calibrate at boot against the PIT"),
+            "{clock}"
+        );
     }
 }

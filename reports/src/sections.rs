@@ -227,6 +227,12 @@ pub fn environment(doc: &Results) -> Vec<(&'static str, String)> {
     rows.push(("KVM", kvm));
     rows.push(("cgroups", h.cgroup.clone()));
     rows.push((
+        "CPU frequency",
+        h.cpu_frequency
+            .clone()
+            .unwrap_or_else(|| "not exposed (no cpufreq here)".to_owned()),
+    ));
+    rows.push((
         "privileges",
         format!(
             "{}; unprivileged user namespaces {}",

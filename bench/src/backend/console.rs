@@ -73,7 +73,10 @@ impl Console {
                 Some(Ok(Event::Record { record, at }))
             }
             Ok(None) => {
-                if let Some((_, step)) = KERNEL_STEPS.iter().find(|(needle, _)| text.contains(needle)) {
+                if let Some((_, step)) = KERNEL_STEPS
+                    .iter()
+                    .find(|(needle, _)| text.contains(needle))
+                {
                     self.kernel_steps.retain(|(name, ..)| name != step);
                     self.kernel_steps.push((step, at, kernel_time_us(text)));
                 }
@@ -186,10 +189,19 @@ mod tests {
     fn a_shown_console_gives_the_kernels_boot_steps_with_its_own_times() {
         let mut console = Console::default();
         for (line, at) in [
-            ("[    0.000000] Linux version 6.1.192 (root@build) #1 SMP", 10),
+            (
+                "[    0.000000] Linux version 6.1.192 (root@build) #1 SMP",
+                10,
+            ),
             ("[    0.052311] TSC deadline timer available", 12),
-            ("[    0.101000] clocksource: Switched to clocksource kvm-clock", 15),
-            ("[    0.180002] clocksource: Switched to clocksource tsc", 18),
+            (
+                "[    0.101000] clocksource: Switched to clocksource kvm-clock",
+                15,
+            ),
+            (
+                "[    0.180002] clocksource: Switched to clocksource tsc",
+                18,
+            ),
             ("[    0.201500] Run /init as init process", 20),
         ] {
             assert!(console.line(line, Stamp(at)).is_none());
@@ -209,7 +221,10 @@ mod tests {
         // Lines without the kernel's time (a quiet console's warnings) still mark the step.
         let mut quiet = Console::default();
         quiet.line("Run /init as init process", Stamp(3));
-        assert_eq!(quiet.phases(), vec![("kernel_runs_init".to_owned(), Stamp(3))]);
+        assert_eq!(
+            quiet.phases(),
+            vec![("kernel_runs_init".to_owned(), Stamp(3))]
+        );
         assert!(quiet.counters().is_empty());
     }
 }

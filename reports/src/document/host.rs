@@ -43,6 +43,12 @@ pub struct Host {
     /// The peer tools installed, with their version lines (`runc`, `crun`, `qemu`).
     #[serde(default)]
     pub peers: std::collections::BTreeMap<String, String>,
+    /// How the CPUs' clock speed is governed, where the kernel exposes it (cpufreq): the
+    /// governors in use and whether boost (turbo) is on. A governor other than
+    /// `performance`, or boost, lets timings drift with load and temperature. `None`
+    /// where nothing is exposed (in most VMs the hypervisor's host decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_frequency: Option<String>,
 }
 
 /// The KVM flavour, flattened for the results document.
