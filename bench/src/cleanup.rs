@@ -2,10 +2,10 @@
 //! (or a crashed host) left behind, found by owner and removed, each item reported.
 //!
 //! In order: the instances it left running ([`crate::registry`]), its temporary
-//! directories, its ftrace instances, its runc, crun, runsc and podman containers, its
-//! cgroups and container state; then, when asked for a thorough clean (`vcbench clean`, not
-//! the quick one before every run), the empty parent cgroups, podman images of other
-//! builds and the installs of other builds in the cache.
+//! directories, the user images it was unpacking, its ftrace instances, its runc, crun,
+//! runsc and podman containers, its cgroups and container state; then, when asked for a
+//! thorough clean (`vcbench clean`, not the quick one before every run), the empty parent
+//! cgroups, podman images of other builds and the installs of other builds in the cache.
 
 use std::path::Path;
 
@@ -52,6 +52,14 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
         })
         .collect();
     let found = container::cleanup::find(&layout);
+    // A user's image half unpacked by a killed run (never renamed into place).
+    for path in userimage::stale(&images::image::cache_dir().join("images")) {
+        let result = remove_path(&path).map_err(|e| e.to_string());
+        removed.push(Removed::of(
+            format!("{} (an image a killed run was unpacking)", path.display()),
+            result,
+        ));
+    }
     removed.extend(crate::surface::remove_stale().into_iter().map(|path| {
         Removed::of(
             format!("{} (a killed run's ftrace instance)", path.display()),

@@ -239,7 +239,7 @@ fn cached_or(
     };
     std::fs::create_dir_all(cache).map_err(cache_error(cache))?;
     let staging = tempfile::Builder::new()
-        .prefix(STAGING)
+        .prefix(&format!("{STAGING}{}-", std::process::id()))
         .tempdir_in(cache)
         .map_err(cache_error(cache))?;
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
@@ -287,15 +287,29 @@ fn make_dir(path: &Path, cache: &Path) -> Result<(), Error> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(cache_error)
 }
 
-/// Unpacks in progress or left behind by a killed process in `cache`: the `.unpack-*`
-/// directories, for a cleaner to remove when no unpack is running.
+/// Unpacks a killed process left behind in `cache`: the `.unpack-<pid>-*` directories
+/// whose process is gone, for a cleaner to remove (an unpack in progress is not one).
 pub fn stale(cache: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(cache) else {
         return Vec::new();
     };
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(STAGING))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owner = name
+                .strip_prefix(STAGING)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+            owner.is_some_and(|pid| !alive(pid))
+        })
         .map(|e| e.path())
         .collect()
+}
+
+/// Whether process `pid` exists.
+fn alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

@@ -437,6 +437,19 @@ fn a_layout_with_a_missing_or_wrong_blob_is_refused() {
 }
 
 #[test]
+fn an_unpack_left_by_a_gone_process_is_stale_and_a_live_one_is_not() {
+    let cache = tempfile::tempdir().unwrap();
+    let gone = cache.path().join(".unpack-999999999-abc");
+    let live = cache
+        .path()
+        .join(format!(".unpack-{}-def", std::process::id()));
+    std::fs::create_dir(&gone).unwrap();
+    std::fs::create_dir(&live).unwrap();
+    std::fs::create_dir(cache.path().join("0123")).unwrap();
+    assert_eq!(userimage::stale(cache.path()), vec![gone]);
+}
+
+#[test]
 fn a_missing_image_names_itself() {
     let work = tempfile::tempdir().unwrap();
     let missing = work.path().join("nope.tar");
