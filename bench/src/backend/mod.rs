@@ -13,6 +13,7 @@ pub mod oci;
 pub mod podman;
 pub mod protocol;
 pub mod qemu;
+mod readers;
 pub mod select;
 pub mod supervised;
 mod tracked;

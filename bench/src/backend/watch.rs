@@ -1,19 +1,21 @@
 //! Watching an instance's output: the workload's records on one pipe, its diagnostics on
-//! another, each read by a thread started before the instance is, so every record is
-//! stamped the moment it arrives. Events wait in a bounded queue: an instance that writes
+//! another, both read from before the instance starts by the one thread that reads every
+//! instance's pipes ([`readers`](super::readers)), so every record is stamped the moment
+//! it arrives. Events wait in a bounded queue: an instance that writes
 //! faster than the runner reads waits on its pipe instead of growing the host's memory.
 //! Output comes as lines ([`watch`]) or, where marker bytes land among console text, as
 //! raw reads ([`watch_bytes`]).
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Instant;
 
 use workload::record;
 
 use super::protocol::{Error, Event};
+use super::readers::{self, Flow, Stream};
 use crate::clock::Stamp;
 
 /// How much of the workload's standard error is kept for failure reports.
@@ -59,28 +61,35 @@ pub fn records() -> LineHandler {
 /// The read side: events as they arrive, and the tail of the diagnostics.
 pub struct Watch {
     events: Receiver<Result<Event, Error>>,
-    records: Option<JoinHandle<()>>,
-    diagnostics: Option<JoinHandle<String>>,
+    /// Ends (its sender dropped) once standard output has been read to its end.
+    records: Option<Receiver<()>>,
+    /// The tail of standard error, once it has ended.
+    diagnostics: Option<Receiver<String>>,
     closed: bool,
 }
 
-/// Makes the pipes and starts the reader threads; `handler` reads standard output, in
-/// lines of at most `max_line` bytes.
-pub fn watch(mut handler: LineHandler, max_line: usize) -> Result<(Outputs, Watch), Error> {
-    start(move |stdout, sender| read_lines(stdout, &mut handler, max_line, sender))
+/// Makes the pipes and has them read; `handler` reads standard output, in lines of at
+/// most `max_line` bytes.
+pub fn watch(handler: LineHandler, max_line: usize) -> Result<(Outputs, Watch), Error> {
+    start(move |deliver| {
+        Box::new(Lines {
+            splitter: Splitter::new(max_line),
+            handler,
+            deliver,
+        })
+    })
 }
 
-/// Makes the pipes and starts the reader threads; `handler` reads standard output as it
-/// comes, one read at a time.
-pub fn watch_bytes(mut handler: ByteHandler) -> Result<(Outputs, Watch), Error> {
-    start(move |stdout, sender| read_bytes(stdout, &mut handler, sender))
+/// Makes the pipes and has them read; `handler` reads standard output as it comes, one
+/// read at a time.
+pub fn watch_bytes(handler: ByteHandler) -> Result<(Outputs, Watch), Error> {
+    start(move |deliver| Box::new(Bytes { handler, deliver }))
 }
 
-/// Makes the pipes and starts the threads: `read` on standard output, a tail of standard
-/// error.
-fn start(
-    read: impl FnOnce(std::io::PipeReader, &SyncSender<Result<Event, Error>>) + Send + 'static,
-) -> Result<(Outputs, Watch), Error> {
+/// Makes the pipes and hands their read ends to the one reading thread
+/// ([`readers`](super::readers)): standard output to the stream `make` builds, standard
+/// error to a tail.
+fn start(make: impl FnOnce(Deliver) -> Box<dyn Stream>) -> Result<(Outputs, Watch), Error> {
     let pipe_error = |source| Error::Spawn {
         what: "the output pipes".to_owned(),
         source,
@@ -88,8 +97,28 @@ fn start(
     let (out_read, out_write) = std::io::pipe().map_err(pipe_error)?;
     let (err_read, err_write) = std::io::pipe().map_err(pipe_error)?;
     let (sender, events) = mpsc::sync_channel(QUEUE);
-    let records = std::thread::spawn(move || read(out_read, &sender));
-    let diagnostics = std::thread::spawn(move || tail(err_read, DIAGNOSTIC_TAIL));
+    let (records_done, records) = mpsc::channel();
+    let (tail_done, diagnostics) = mpsc::channel();
+    let deliver = Deliver {
+        sender,
+        pending: VecDeque::new(),
+        listening: true,
+        _done: records_done,
+    };
+    let reader_error = |source| Error::Spawn {
+        what: "the output readers".to_owned(),
+        source,
+    };
+    readers::add(out_read.into(), make(deliver)).map_err(reader_error)?;
+    readers::add(
+        err_read.into(),
+        Box::new(Tail {
+            kept: Vec::new(),
+            keep: DIAGNOSTIC_TAIL,
+            done: Some(tail_done),
+        }),
+    )
+    .map_err(reader_error)?;
     Ok((
         Outputs {
             stdout: out_write.into(),
@@ -127,89 +156,187 @@ impl Watch {
     pub fn diagnostics(&mut self) -> String {
         self.diagnostics
             .take()
-            .and_then(|h| h.join().ok())
+            .and_then(|tail| tail.recv().ok())
             .unwrap_or_default()
     }
 
-    /// Waits for both reader threads (the instance must be gone).
+    /// Waits for both pipes to be read to their end (the instance must be gone).
     pub fn join(&mut self) {
-        // Events nobody will take: let the reader finish even if the queue is full.
+        // Events nobody will take: the reader drains the pipe without handing them on.
         let (_, gone) = mpsc::sync_channel(0);
         drop(std::mem::replace(&mut self.events, gone));
         if let Some(records) = self.records.take() {
-            drop(records.join());
+            // Returns once the stream is dropped, at the pipe's end.
+            let _ended = records.recv();
         }
         drop(self.diagnostics());
     }
 }
 
-/// Reads `stream` to its end, handing each line to `handler` and its events to `sender`;
-/// a line longer than `max_line` becomes one error. Once the receiver is gone, reads on
-/// to the end without handling, so the writer never blocks.
-fn read_lines(
-    mut stream: impl Read,
-    handler: &mut LineHandler,
+/// Hands events on to the watch's queue, keeping those it cannot take yet; once the
+/// watch is gone, drops them.
+struct Deliver {
+    sender: SyncSender<Result<Event, Error>>,
+    pending: VecDeque<Result<Event, Error>>,
+    listening: bool,
+    /// Dropped with the stream, at the end of the pipe: what [`Watch::join`] waits for.
+    _done: mpsc::Sender<()>,
+}
+
+impl Deliver {
+    fn send(&mut self, event: Result<Event, Error>) {
+        if self.listening {
+            self.pending.push_back(event);
+        }
+    }
+
+    /// Hands on what waits; [`Flow::Stall`] while the queue is full.
+    fn flush(&mut self) -> Flow {
+        while let Some(event) = self.pending.pop_front() {
+            match self.sender.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(event)) => {
+                    self.pending.push_front(event);
+                    return Flow::Stall;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.listening = false;
+                    self.pending.clear();
+                }
+            }
+        }
+        Flow::Go
+    }
+}
+
+/// Standard output as lines.
+struct Lines {
+    splitter: Splitter,
+    handler: LineHandler,
+    deliver: Deliver,
+}
+
+impl Stream for Lines {
+    fn data(&mut self, bytes: &[u8], at: Stamp) -> Flow {
+        if self.deliver.listening {
+            let (handler, deliver) = (&mut self.handler, &mut self.deliver);
+            self.splitter.push(bytes, &mut |line| match line {
+                Ok(line) => handler(&String::from_utf8_lossy(line), at)
+                    .into_iter()
+                    .for_each(|e| deliver.send(e)),
+                Err(e) => deliver.send(Err(e)),
+            });
+        }
+        self.deliver.flush()
+    }
+
+    fn end(&mut self, at: Stamp) -> Flow {
+        self.deliver.send(Ok(Event::Closed { at }));
+        self.deliver.flush()
+    }
+
+    fn flush(&mut self) -> Flow {
+        self.deliver.flush()
+    }
+}
+
+/// Standard output as it comes.
+struct Bytes {
+    handler: ByteHandler,
+    deliver: Deliver,
+}
+
+impl Stream for Bytes {
+    fn data(&mut self, bytes: &[u8], at: Stamp) -> Flow {
+        if self.deliver.listening {
+            for event in (self.handler)(bytes, at) {
+                self.deliver.send(event);
+            }
+        }
+        self.deliver.flush()
+    }
+
+    fn end(&mut self, at: Stamp) -> Flow {
+        self.deliver.send(Ok(Event::Closed { at }));
+        self.deliver.flush()
+    }
+
+    fn flush(&mut self) -> Flow {
+        self.deliver.flush()
+    }
+}
+
+/// The last `keep` bytes of standard error, handed over at its end.
+struct Tail {
+    kept: Vec<u8>,
+    keep: usize,
+    done: Option<mpsc::Sender<String>>,
+}
+
+impl Stream for Tail {
+    fn data(&mut self, bytes: &[u8], _at: Stamp) -> Flow {
+        keep_tail(&mut self.kept, bytes, self.keep);
+        Flow::Go
+    }
+
+    fn end(&mut self, _at: Stamp) -> Flow {
+        if let Some(done) = self.done.take() {
+            drop(done.send(String::from_utf8_lossy(&self.kept).trim().to_owned()));
+        }
+        Flow::Go
+    }
+
+    fn flush(&mut self) -> Flow {
+        Flow::Go
+    }
+}
+
+fn keep_tail(kept: &mut Vec<u8>, bytes: &[u8], keep: usize) {
+    kept.extend_from_slice(bytes);
+    if kept.len() > keep {
+        kept.drain(..kept.len() - keep);
+    }
+}
+
+/// Cuts a stream into lines of at most `max_line` bytes; a longer one becomes one error,
+/// and the rest of it, up to its line ending, is dropped.
+struct Splitter {
+    line: Vec<u8>,
+    overlong: bool,
     max_line: usize,
-    sender: &SyncSender<Result<Event, Error>>,
-) {
-    let mut buf = [0u8; 8192];
-    let mut line: Vec<u8> = Vec::new();
-    let mut overlong = false;
-    let mut listening = true;
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 {
-            break;
+}
+
+impl Splitter {
+    fn new(max_line: usize) -> Self {
+        Splitter {
+            line: Vec::new(),
+            overlong: false,
+            max_line,
         }
-        if !listening {
-            continue;
-        }
-        let at = Stamp::now();
-        for piece in buf[..n].split_inclusive(|b| *b == b'\n') {
+    }
+
+    /// Takes `bytes`, handing each complete line (ending included) or overlong error on.
+    fn push(&mut self, bytes: &[u8], out: &mut dyn FnMut(Result<&[u8], Error>)) {
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
             let ends = piece.last() == Some(&b'\n');
-            if !overlong {
-                if line.len() + piece.len() > max_line {
-                    overlong = true;
-                    line.clear();
-                    listening &= sender.send(Err(Error::LineTooLong(max_line))).is_ok();
+            if !self.overlong {
+                if self.line.len() + piece.len() > self.max_line {
+                    self.overlong = true;
+                    self.line.clear();
+                    out(Err(Error::LineTooLong(self.max_line)));
                 } else {
-                    line.extend_from_slice(piece);
+                    self.line.extend_from_slice(piece);
                 }
             }
             if ends {
-                if !overlong {
-                    for event in handler(&String::from_utf8_lossy(&line), at) {
-                        listening &= sender.send(event).is_ok();
-                    }
+                if !self.overlong {
+                    out(Ok(&self.line));
                 }
-                line.clear();
-                overlong = false;
+                self.line.clear();
+                self.overlong = false;
             }
         }
     }
-    drop(sender.send(Ok(Event::Closed { at: Stamp::now() })));
-}
-
-/// Reads `stream` to its end, handing each read to `handler` and its events to `sender`.
-/// Once the receiver is gone, reads on to the end without handling, so the writer never
-/// blocks.
-fn read_bytes(
-    mut stream: impl Read,
-    handler: &mut ByteHandler,
-    sender: &SyncSender<Result<Event, Error>>,
-) {
-    let mut buf = [0u8; 4096];
-    let mut listening = true;
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        if listening {
-            for event in handler(&buf[..n], Stamp::now()) {
-                listening &= sender.send(event).is_ok();
-            }
-        }
-    }
-    drop(sender.send(Ok(Event::Closed { at: Stamp::now() })));
 }
 
 /// Reads `stream` to its end, keeping the last `keep` bytes as text.
@@ -220,10 +347,7 @@ pub fn tail(mut stream: impl Read, keep: usize) -> String {
         if n == 0 {
             break;
         }
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > keep {
-            kept.drain(..kept.len() - keep);
-        }
+        keep_tail(&mut kept, &buf[..n], keep);
     }
     String::from_utf8_lossy(&kept).trim().to_owned()
 }
@@ -233,29 +357,49 @@ mod tests {
     use super::*;
 
     fn lines_of(input: &[u8]) -> Vec<Result<String, String>> {
-        let mut handler: LineHandler = Box::new(|line, at| {
-            vec![Ok(Event::Record {
-                record: workload::record::Record::Error {
-                    workload: "w".into(),
-                    message: line.to_owned(),
-                },
-                at,
-            })]
+        let mut splitter = Splitter::new(MAX_LINE);
+        let mut lines = Vec::new();
+        // In uneven pieces, as reads of a pipe come.
+        for chunk in input.chunks(5000) {
+            splitter.push(chunk, &mut |line| {
+                lines.push(
+                    line.map(|l| String::from_utf8_lossy(l).into_owned())
+                        .map_err(|e| e.to_string()),
+                )
+            });
+        }
+        lines
+    }
+
+    #[test]
+    fn a_watch_sees_every_record_then_the_end_and_the_tail_of_its_errors() {
+        let (outputs, mut watch) = watch(records(), MAX_LINE).expect("watch");
+        let mut out = std::fs::File::from(outputs.stdout);
+        let mut err = std::fs::File::from(outputs.stderr);
+        let line =
+            "@vcbench {\"record\":\"started\",\"workload\":\"w\",\"pid\":1,\"pid1\":false}\n";
+        // More than the queue and the pipe hold: the writer waits while the watch is
+        // not taking them, and nothing is lost.
+        let writer = std::thread::spawn(move || {
+            for _ in 0..QUEUE * 2 {
+                std::io::Write::write_all(&mut out, line.as_bytes()).expect("write");
+            }
+            std::io::Write::write_all(&mut err, b"last words").expect("write");
         });
-        let (sender, events) = mpsc::sync_channel(QUEUE);
-        read_lines(input, &mut handler, MAX_LINE, &sender);
-        drop(sender);
-        events
-            .iter()
-            .filter_map(|e| match e {
-                Ok(Event::Record {
-                    record: workload::record::Record::Error { message, .. },
-                    ..
-                }) => Some(Ok(message)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e.to_string())),
-            })
-            .collect()
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let until = Instant::now() + std::time::Duration::from_secs(20);
+        let mut records = 0;
+        loop {
+            match watch.next_event(until).expect("an event") {
+                Some(Event::Record { .. }) => records += 1,
+                Some(Event::Closed { .. }) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(records, QUEUE * 2);
+        writer.join().expect("the writer");
+        assert_eq!(watch.diagnostics(), "last words");
+        watch.join();
     }
 
     #[test]
