@@ -393,7 +393,7 @@ fn memory_size(text: &str) -> Result<u64, String> {
 /// A number of CPUs: positive, at most 1024.
 fn cpus(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(c) if c.is_finite() && c >= 0.01 && c <= 1024.0 => Ok(c),
+        Ok(c) if (0.01..=1024.0).contains(&c) => Ok(c),
         _ => Err(format!(
             "{text:?} is not a number of CPUs from 0.01 to 1024"
         )),

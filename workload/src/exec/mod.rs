@@ -201,9 +201,9 @@ fn command(args: &ExecArgs) -> Result<Command, String> {
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a service and its children are stopped together.
-        .process_group(0);
+        .stderr(Stdio::piped());
+    // It stays in the workload's process group: natively the host ends that whole group
+    // at a timeout, and as PID 1 the workload ends everything once the work is done.
     let mut has_path = false;
     for pair in &args.env {
         let bytes = pair.as_bytes();
@@ -277,22 +277,22 @@ fn wait(child: &mut Child) -> std::process::ExitStatus {
         .unwrap_or_else(|_| std::process::ExitStatus::from_raw(1 << 8))
 }
 
-/// Stops a service: SIGTERM to its process group, SIGKILL after [`GRACE`].
+/// Stops a service: SIGTERM, SIGKILL after [`GRACE`]. (What it started goes with the
+/// workload's process group, or as the workload ends as PID 1.)
 fn stop(child: &mut Child) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else {
         return;
     };
-    // SAFETY: kill with the negated PID of the program's own process group (made at spawn).
-    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    // SAFETY: kill with the PID of this process's own child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + GRACE;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
-            break;
+            return;
         }
         std::thread::sleep(POLL);
     }
-    // SAFETY: as above; whatever is left of the group goes.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let _ = child.kill();
     let _ = child.wait();
 }
 
