@@ -184,17 +184,14 @@ fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 }
 
 impl Config {
-    /// The command line the kernel gets: the one given, and the disk's device announced
-    /// after it.
+    /// The command line the kernel gets: the one given, with the disk's device announced
+    /// among the kernel's parameters (before init's `--`).
     pub fn full_cmdline(&self) -> String {
         match &self.disk {
             Some(_) => {
                 let device =
                     virtio::mmio::cmdline_entry(layout::VIRTIO_MMIO_START, layout::VIRTIO_IRQ);
-                match self.cmdline.is_empty() {
-                    true => device,
-                    false => format!("{} {device}", self.cmdline),
-                }
+                super::cmdline::with_kernel_param(&self.cmdline, &device)
             }
             None => self.cmdline.clone(),
         }

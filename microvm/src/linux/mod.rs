@@ -6,6 +6,7 @@
 //! what Linux expects, and [`machine`] builds the VM and runs one thread per vCPU.
 
 pub mod boot_params;
+pub mod cmdline;
 pub mod cpu_state;
 pub mod cpuid;
 pub mod image;
