@@ -5,7 +5,8 @@
 //! sshd listening on 127.0.0.1 inside it; Ansible reaches it over ssh through a proxy
 //! command that connects to that address from inside the namespace, so no traffic leaves
 //! a namespace the test made. A fourth host cannot be reached, and must come out as a
-//! skipped host. Everything the test starts is ended when it ends, even when it fails.
+//! skipped host. The plan is the native and container backends' startup, three runs.
+//! Everything the test starts is ended when it ends, even when it fails.
 //!
 //! Without root, ansible-playbook, sshd, nc, nsenter or the packages of .ci/run, the
 //! playbook test prints why and skips; with CI=true that is a failure.
@@ -423,7 +424,7 @@ fn the_playbook_runs_one_plan_on_three_hosts_and_reports_them() {
     inventory.push_str(&format!(
         "  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {d}/client_key\n    \
          vcbench_become: false\n    vcbench_dir: \"{d}/hosts/{{{{ inventory_hostname }}}}\"\n    \
-         vcbench_backends: native\n    vcbench_scenarios: startup\n    vcbench_runs: 3\n",
+         vcbench_backends: native,container\n    vcbench_scenarios: startup\n    vcbench_runs: 3\n",
         d = d.display()
     ));
     std::fs::write(d.join("inventory.yml"), inventory).unwrap();
@@ -439,6 +440,11 @@ fn the_playbook_runs_one_plan_on_three_hosts_and_reports_them() {
         ),
     )
     .unwrap();
+    // The binary the playbook copies to each host, without its debug symbols (a quarter
+    // of the size) where strip is installed.
+    let binary = d.join("vcbench");
+    std::fs::copy(VCBENCH, &binary).unwrap();
+    let _ = Command::new("strip").arg(&binary).status();
     let results = d.join("results");
     let started = Instant::now();
     let out = Command::new("timeout")
@@ -448,7 +454,7 @@ fn the_playbook_runs_one_plan_on_three_hosts_and_reports_them() {
         .arg(d.join("inventory.yml"))
         .arg(repo().join("deploy/ansible/suite.yml"))
         .arg("-e")
-        .arg(format!("vcbench_binary={VCBENCH}"))
+        .arg(format!("vcbench_binary={}", binary.display()))
         .arg("-e")
         .arg(format!("vcbench_results_dir={}", results.display()))
         .env("ANSIBLE_CONFIG", d.join("ansible.cfg"))
@@ -468,9 +474,9 @@ fn the_playbook_runs_one_plan_on_three_hosts_and_reports_them() {
         "{md}"
     );
     assert!(md.contains("- fleet-gone: unreachable:"), "{md}");
-    assert!(std::fs::read_to_string(results.join("fleet.html"))
-        .unwrap()
-        .contains("<h1>vcbench fleet report: fleet-a, fleet-b, fleet-c</h1>"));
+    let html = std::fs::read_to_string(results.join("fleet.html")).unwrap();
+    assert!(html.contains("<h1>vcbench fleet report: fleet-a, fleet-b, fleet-c</h1>\n<p>3 hosts"));
+    assert!(html.contains("<title>Each backend's ratio to native, per host</title>"));
     for name in names {
         assert!(d.join(format!("hosts/{name}/bin/vcbench")).is_file());
     }
@@ -494,6 +500,11 @@ fn check_fleet(fleet: &Fleet, names: &[&str]) {
             .find(|f| f.backend == "native" && f.metric == "time_to_start")
             .unwrap_or_else(|| panic!("{name} has no native startup figure"));
         assert_eq!(start.samples.len(), 3, "{name}: {start:?}");
+        let container = fleet
+            .figures_of(name)
+            .find(|f| f.backend == "container" && f.metric == "time_to_start")
+            .unwrap_or_else(|| panic!("{name} has no container startup figure"));
+        assert!(container.vs_baseline.is_some(), "{name}: {container:?}");
         let member = fleet.member(name).unwrap();
         assert_eq!(member.results.host.hostname, *name);
     }

@@ -24,6 +24,7 @@ Examples:
   vcbench show r.json                           the summary table of a results file
   vcbench report r.json -o r.html --png charts  an HTML report with charts, and each chart as PNG/SVG
   vcbench compare before.json after.json        the same figures side by side, each change tested
+  vcbench merge a.json b.json -o fleet.json     many hosts' runs of one plan in one document
   vcbench tour                                  what a process, a container and a VM each see, step by step
   vcbench tour --markdown > tour.md             the same walk-through as class notes
   vcbench clean                                 remove cgroups and state a killed run left behind
