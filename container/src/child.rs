@@ -62,6 +62,10 @@ pub enum Step {
     Exec,
     /// The child is running (a phase: its first action, before it waits for the go).
     Cloned,
+    /// A pooled sandbox is built and waits for its program (a phase).
+    Ready,
+    /// A pooled sandbox received its program (or failed to).
+    Request,
 }
 
 impl Step {
@@ -89,6 +93,8 @@ impl Step {
             Seccomp,
             Exec,
             Cloned,
+            Ready,
+            Request,
         ]
         .into_iter()
         .find(|s| *s as u32 == n)
@@ -117,6 +123,8 @@ impl Step {
             Step::Seccomp => "installing the system call filter",
             Step::Exec => "exec",
             Step::Cloned => "cloned",
+            Step::Ready => "ready",
+            Step::Request => "receiving the program",
         }
     }
 }
@@ -195,7 +203,19 @@ pub struct Plan {
     pub become_root: bool,
     /// The system call filter's programs, installed in order just before execve.
     pub seccomp: Vec<Program>,
+    /// For a pooled sandbox: the socket its program comes on (see [`REQUEST_MAX`]); the
+    /// sandbox is built, says [`Step::Ready`] and waits there instead of exec'ing
+    /// `program`.
+    pub request: Option<RawFd>,
 }
+
+/// The longest request a pooled sandbox takes: one datagram of `argc` and `envc` (u32,
+/// native order) then as many NUL-terminated strings, with the program's standard
+/// input, output and error as its SCM_RIGHTS descriptors.
+pub const REQUEST_MAX: usize = 32 * 1024;
+
+/// The most arguments, and the most environment entries, a request may carry.
+pub const REQUEST_STRINGS: usize = 256;
 
 /// Message from a [`Step`]: phase or failure.
 fn send(fd: RawFd, step: Step, errno: i32, op: u32) -> bool {
@@ -344,6 +364,14 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
             fail(Step::Seccomp, 0);
         }
     }
+    if let Some(request) = plan.request {
+        if !send(status, Step::Ready, 0, 0) {
+            // SAFETY: ends the child at once without running the parent's exit handlers.
+            unsafe { libc::_exit(127) };
+        }
+        // SAFETY: `request` is the socket the parent handed over, open until exec.
+        unsafe { run_request(request, status) }
+    }
     // The last phase: execve is called now. (The pipe closing on success is read by a
     // parent that may be scheduled late, so its own stamp would be no measure.) A parent
     // that died before the signal was armed again no longer reads the pipe: then end here.
@@ -361,6 +389,117 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         )
     };
     fail(Step::Exec, 0)
+}
+
+/// A pooled sandbox's last act: waits for one request on `request`, makes its descriptors
+/// the standard streams, and execs its program. System calls only, on buffers of this
+/// stack.
+///
+/// # Safety
+///
+/// As [`run`]: the calling process is a container child that must end in execve or _exit.
+unsafe fn run_request(request: RawFd, status: RawFd) -> ! {
+    let fail = |errno: i32| -> ! {
+        send(status, Step::Request, errno, 0);
+        // SAFETY: ends the child at once without running the parent's exit handlers.
+        unsafe { libc::_exit(127) }
+    };
+    let mut buf = [0u8; REQUEST_MAX];
+    // Room for a header and three descriptors, aligned as cmsghdr wants.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr, filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    let got = loop {
+        // SAFETY: `msg` points at `iov` and `control`, valid for their lengths.
+        let got = unsafe { libc::recvmsg(request, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if got >= 0 || errno() != libc::EINTR {
+            break got;
+        }
+    };
+    let Ok(len) = usize::try_from(got) else {
+        fail(errno())
+    };
+    if len == 0 {
+        // The pool is gone before asking: end quietly.
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        fail(libc::E2BIG);
+    }
+    // SAFETY: the control buffer was filled by recvmsg; the first header, if any, is in it.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: a non-null header from CMSG_FIRSTHDR lies within `control`.
+    let fds = match unsafe { cmsg.as_ref() } {
+        Some(c) if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_RIGHTS => {
+            // SAFETY: the data of an SCM_RIGHTS header are descriptors, read unaligned.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<[libc::c_int; 3]>();
+            // SAFETY: three descriptors fit in `control` after the header (its length is
+            // checked below).
+            let fds = unsafe { data.read_unaligned() };
+            // SAFETY: CMSG_LEN is arithmetic.
+            let want = unsafe { libc::CMSG_LEN(3 * 4) } as usize;
+            if c.cmsg_len != want {
+                fail(libc::EINVAL);
+            }
+            fds
+        }
+        _ => fail(libc::EINVAL),
+    };
+    for (target, fd) in (0..).zip(fds) {
+        // SAFETY: dup2 on descriptors just received.
+        if unsafe { libc::dup2(fd, target) } < 0 {
+            fail(errno());
+        }
+    }
+    let data = &mut buf[..len];
+    if data.len() < 8 {
+        fail(libc::EINVAL);
+    }
+    let count = |at: usize| {
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&data[at..at + 4]);
+        u32::from_ne_bytes(n) as usize
+    };
+    let (argc, envc) = (count(0), count(4));
+    if argc == 0 || argc > REQUEST_STRINGS || envc > REQUEST_STRINGS {
+        fail(libc::E2BIG);
+    }
+    // The strings, each ending in NUL, must all be in the datagram, which must end there.
+    let mut argv = [ptr::null::<libc::c_char>(); REQUEST_STRINGS + 1];
+    let mut envp = [ptr::null::<libc::c_char>(); REQUEST_STRINGS + 1];
+    let mut at = 8;
+    for i in 0..argc + envc {
+        let Some(end) = data[at..].iter().position(|b| *b == 0) else {
+            fail(libc::EINVAL)
+        };
+        let start = data[at..].as_ptr().cast::<libc::c_char>();
+        if i < argc {
+            argv[i] = start;
+        } else {
+            envp[i - argc] = start;
+        }
+        at += end + 1;
+    }
+    if at != data.len() {
+        fail(libc::EINVAL);
+    }
+    if !send(status, Step::Exec, 0, 0) {
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(127) };
+    }
+    // SAFETY: argv[0] is a C string in `buf`; argv and envp are null-terminated arrays of
+    // pointers into `buf`, which lives until execve replaces this process.
+    unsafe { libc::execve(argv[0], argv.as_ptr(), envp.as_ptr()) };
+    fail(errno())
 }
 
 /// The step a failure of `op` is reported as.
@@ -603,12 +742,12 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
-        for n in 1..=20 {
+        for n in 1..=22 {
             let step = Step::from_u32(n).unwrap();
             assert_eq!(step as u32, n);
             assert!(!step.name().is_empty());
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(21), None);
+        assert_eq!(Step::from_u32(23), None);
     }
 }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Instant;
 
 use crate::cgroup::{self, Cgroup, Layout};
-use crate::child::{self, Message, Plan, Step, MESSAGE_LEN};
+use crate::child::{self, Message, Plan, Step, MESSAGE_LEN, REQUEST_MAX, REQUEST_STRINGS};
 use crate::devices;
 use crate::mounts::{self, Host, KernelPath};
 use crate::process::{Child, Reaped};
@@ -357,6 +357,277 @@ impl Drop for Container {
     }
 }
 
+/// A sandbox built ahead (namespaces, ID maps, cgroup, mounts, privileges and filter
+/// done) whose first process waits for its program: [`Idle::start`] sends it, and the
+/// sandbox becomes a running [`Container`]. Dropping it kills the process and removes the
+/// cgroup and any overlay state.
+#[derive(Debug)]
+pub struct Idle {
+    container: Container,
+    status: std::fs::File,
+    request: OwnedFd,
+}
+
+/// A NUL-free string, or the error naming what held the NUL.
+fn checked<'a>(what: &'static str, s: &'a str) -> Result<&'a str, Error> {
+    if s.contains('\0') {
+        return Err(Error::Spec(spec::Error::Nul {
+            what,
+            value: s.to_owned(),
+        }));
+    }
+    Ok(s)
+}
+
+impl Idle {
+    /// Builds a sandbox from `spec` up to its program's exec and leaves it waiting (its
+    /// `args` and `env` are not used: the request brings them). The phases end with
+    /// `ready`.
+    pub fn build(spec: &Spec) -> Result<Self, Error> {
+        spec.validate()?;
+        let mut phases: Vec<Phase> = Vec::new();
+        let name = unique_name();
+        let state = spec.overlay.then(|| state_dir(&name)).transpose()?;
+        let mut guard = StateGuard(state.clone());
+        let null = std::fs::File::open("/dev/null").map_err(sys("open /dev/null"))?;
+        let mut plan = prepare(spec, state.as_deref(), [null.as_raw_fd(); 3])?;
+        let (request, request_child) = seqpacket_pair()?;
+        plan.request = Some(request_child.as_raw_fd());
+        phases.push(("prepared", monotonic_ns()));
+        let cgroup = if spec.cgroup || spec.limits.any() {
+            let layout = Layout::cached()?;
+            let mut cgroup = Cgroup::create(layout, &name, &spec.limits)?;
+            phases.push(("cgroup_created", monotonic_ns()));
+            if spec.restrict_devices {
+                cgroup.restrict_devices(layout, &devices::ALLOWED)?;
+                phases.push(("devices_restricted", monotonic_ns()));
+            }
+            Some(cgroup)
+        } else {
+            None
+        };
+        let (go_read, go_write) = pipe()?;
+        let (status_read, status_write) = pipe()?;
+        let status = std::fs::File::from(status_read);
+        let flags = spec.namespaces.clone_flags() & !libc::CLONE_NEWCGROUP;
+        // A fork, not a clone sharing memory: the child waits for its program for as
+        // long as the pool keeps it, and the cloning thread goes on meanwhile.
+        // SAFETY: in the child, only `child::run` runs: system calls on its copy of data
+        // prepared above, ending in execve or _exit.
+        let pid = unsafe { crate::process::clone_fork(flags) }.map_err(|source| Error::Clone {
+            namespaces: spec.namespaces.names().join(", "),
+            source,
+        })?;
+        if pid == 0 {
+            // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
+            unsafe { child::run(&plan, go_read.as_raw_fd(), status_write.as_raw_fd()) }
+        }
+        let child = Child::new(pid);
+        drop((go_read, status_write, request_child, null));
+        let pid_slot = AtomicI32::new(i32::try_from(pid).unwrap_or(0));
+        let admitted = admit(
+            &status,
+            go_write,
+            &pid_slot,
+            spec.namespaces.user,
+            cgroup.as_ref(),
+        );
+        let mut container = Container {
+            child,
+            cgroup,
+            phases,
+            pid_namespace: spec.namespaces.pid,
+            state,
+        };
+        guard.0 = None;
+        container.phases.extend(admitted?);
+        // Every phase up to `ready`, or the step that failed.
+        let mut idle = Idle {
+            container,
+            status,
+            request,
+        };
+        idle.read_phases(&plan, &spec.args[0], Step::Ready)?;
+        Ok(idle)
+    }
+
+    /// The sandbox's first process, waiting.
+    pub fn container(&self) -> &Container {
+        &self.container
+    }
+
+    /// Reads messages into the phases until `until` (true) or the end of the pipe
+    /// (false); a failure becomes the error of its step.
+    fn read_phases(&mut self, plan: &Plan, program: &str, until: Step) -> Result<bool, Error> {
+        loop {
+            let mut buf = [0u8; MESSAGE_LEN];
+            if !read_message(&self.status, &mut buf).map_err(sys("read the container's status"))? {
+                return Ok(false);
+            }
+            let m = Message::decode(&buf);
+            let step = Step::from_u32(m.step).unwrap_or(Step::Exec);
+            if m.errno != 0 {
+                return Err(setup_error(plan, program, step, &m));
+            }
+            self.container.phases.push((step.name(), m.stamp));
+            if step == until {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Starts `args` (the program's path inside first) with `env` and `stdio` in the
+    /// sandbox; returns once it has been exec'ed. The phases gain `requested` (now) and
+    /// `exec`.
+    pub fn start(
+        mut self,
+        args: &[String],
+        env: &[String],
+        stdio: Stdio,
+    ) -> Result<Container, Error> {
+        let requested = monotonic_ns();
+        if args.is_empty() {
+            return Err(Error::Spec(spec::Error::NoProgram));
+        }
+        if args.len() > REQUEST_STRINGS || env.len() > REQUEST_STRINGS {
+            return Err(sys("send the program")(std::io::Error::from_raw_os_error(
+                libc::E2BIG,
+            )));
+        }
+        let mut data = Vec::new();
+        data.extend_from_slice(&u32::try_from(args.len()).unwrap_or(0).to_ne_bytes());
+        data.extend_from_slice(&u32::try_from(env.len()).unwrap_or(0).to_ne_bytes());
+        for s in args
+            .iter()
+            .map(|a| checked("an argument", a))
+            .chain(env.iter().map(|e| checked("the environment", e)))
+        {
+            data.extend_from_slice(s?.as_bytes());
+            data.push(0);
+        }
+        if data.len() > REQUEST_MAX {
+            return Err(sys("send the program")(std::io::Error::from_raw_os_error(
+                libc::E2BIG,
+            )));
+        }
+        let stdin = match stdio.stdin {
+            Some(fd) => fd,
+            None => std::fs::File::open("/dev/null")
+                .map_err(sys("open /dev/null"))?
+                .into(),
+        };
+        send_request(
+            &self.request,
+            &data,
+            [
+                stdin.as_raw_fd(),
+                stdio.stdout.as_raw_fd(),
+                stdio.stderr.as_raw_fd(),
+            ],
+        )
+        .map_err(sys("send the program"))?;
+        self.container.phases.push(("requested", requested));
+        loop {
+            let mut buf = [0u8; MESSAGE_LEN];
+            if !read_message(&self.status, &mut buf).map_err(sys("read the container's status"))? {
+                break;
+            }
+            let m = Message::decode(&buf);
+            let step = Step::from_u32(m.step).unwrap_or(Step::Exec);
+            if m.errno != 0 {
+                return Err(Error::Setup {
+                    step: match step {
+                        Step::Exec | Step::Request => format!("executing {}", args[0]),
+                        other => other.name().to_owned(),
+                    },
+                    source: std::io::Error::from_raw_os_error(m.errno),
+                });
+            }
+            self.container.phases.push((step.name(), m.stamp));
+        }
+        Ok(self.container)
+    }
+}
+
+/// The error a failure message from the child stands for.
+fn setup_error(plan: &Plan, program: &str, step: Step, m: &Message) -> Error {
+    let what = match step {
+        Step::MakePrivate | Step::Mount | Step::PivotRoot | Step::SetAttr | Step::Protect => plan
+            .mounts
+            .ops
+            .get(usize::try_from(m.op).unwrap_or(usize::MAX))
+            .map_or_else(|| step.name().to_owned(), |op| op.describe()),
+        Step::Exec => format!("executing {program}"),
+        other => other.name().to_owned(),
+    };
+    Error::Setup {
+        step: what,
+        source: std::io::Error::from_raw_os_error(m.errno),
+    }
+}
+
+/// A connected pair of sequenced-packet sockets, close-on-exec.
+fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(sys("create the request socket")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the descriptor was just created and is owned by nothing else.
+    let parent = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let child = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((parent, child))
+}
+
+/// Sends `data` with `fds` as SCM_RIGHTS in one datagram.
+fn send_request(socket: &OwnedFd, data: &[u8], fds: [libc::c_int; 3]) -> std::io::Result<()> {
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr, filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is arithmetic.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(3 * 4) } as usize;
+    // SAFETY: `msg` has a control buffer of at least one header's space.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: CMSG_LEN is arithmetic.
+    let len = unsafe { libc::CMSG_LEN(3 * 4) } as usize;
+    // SAFETY: CMSG_FIRSTHDR returned a header inside `control`, which has room for it
+    // (and `control` is aligned for it).
+    let header = unsafe { &mut *cmsg };
+    header.cmsg_level = libc::SOL_SOCKET;
+    header.cmsg_type = libc::SCM_RIGHTS;
+    header.cmsg_len = len;
+    // SAFETY: the header's data follow it inside `control`, with room for three
+    // descriptors, written unaligned.
+    let fds_at = unsafe { libc::CMSG_DATA(cmsg) };
+    // SAFETY: as above.
+    unsafe { fds_at.cast::<[libc::c_int; 3]>().write_unaligned(fds) };
+    // SAFETY: `msg` points at valid buffers for their lengths.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    match usize::try_from(sent) {
+        Ok(n) if n == data.len() => Ok(()),
+        Ok(_) => Err(std::io::ErrorKind::WriteZero.into()),
+        Err(_) => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Removes a state directory when a failed start leaves it.
 struct StateGuard(Option<PathBuf>);
 
@@ -585,5 +856,6 @@ fn prepare(spec: &Spec, state: Option<&Path>, stdio: [i32; 3]) -> Result<Plan, E
         stdio,
         become_root: ns.user,
         seccomp: filter(spec.seccomp)?,
+        request: None,
     })
 }

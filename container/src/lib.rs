@@ -8,7 +8,8 @@
 //! plans the container's file system (every mount, in order, with its flags, the masked
 //! and read-only kernel paths included) as data, from the spec alone, for the child to
 //! carry out. [`devices`] is the device allow-list and its cgroup v2 program; [`seccomp`]
-//! the system call filter.
+//! the system call filter. [`Pool`] keeps sandboxes built ahead, each waiting for its
+//! program ([`Idle`]): a warm start is only the exec.
 //!
 //! Every protection holds in every configuration the library accepts, root without a user
 //! namespace included: the program keeps [`DEFAULT_CAPS`] only (no `CAP_SYS_ADMIN`,
@@ -24,10 +25,12 @@ pub mod cleanup;
 mod container;
 pub mod devices;
 pub mod mounts;
+pub mod pool;
 pub mod process;
 pub mod seccomp;
 pub mod spec;
 
-pub use container::{monotonic_ns, Container, Error, Phase, Stdio, DEFAULT_CAPS};
+pub use container::{monotonic_ns, Container, Error, Idle, Phase, Stdio, DEFAULT_CAPS};
+pub use pool::Pool;
 pub use seccomp::Seccomp;
 pub use spec::{Capabilities, Cpu, Limits, Namespaces, Spec};

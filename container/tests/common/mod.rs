@@ -99,9 +99,8 @@ fn interpreter(binary: &Path) -> Option<std::path::PathBuf> {
     let elf = std::fs::read(binary).ok()?;
     let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
     let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
-    let u64_at = |at: usize| {
-        Some(usize::try_from(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?)).ok()?)
-    };
+    let u64_at =
+        |at: usize| usize::try_from(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?)).ok();
     if elf.get(..5)? != b"\x7fELF\x02" {
         return None;
     }
