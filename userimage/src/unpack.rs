@@ -68,6 +68,12 @@ pub enum Error {
         #[source]
         source: layout::Error,
     },
+    /// The image file is a `docker save` archive, which is not read.
+    #[error(
+        "the image {0} is a docker-archive (docker save); give a root file system tarball \
+         (docker export) or an oci-archive (skopeo copy docker-archive:FILE oci-archive:NEW)"
+    )]
+    DockerArchive(PathBuf),
     /// A cached description is damaged.
     #[error("the cached image description {0} is damaged (remove its directory)")]
     Description(PathBuf),
@@ -182,6 +188,9 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
         let mut tree = Tree::new(&root);
         tree.apply(stream, false).map_err(tarball_error)?;
         let skipped = tree.finish().map_err(tarball_error)?;
+        if is_docker_archive(&root) {
+            return Err(Error::DockerArchive(input.to_owned()));
+        }
         if !layout::is_layout(&root) {
             return Ok(Image {
                 root,
@@ -220,6 +229,21 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
             cached: false,
         })
     })
+}
+
+/// Whether an extracted tarball is a `docker save` archive: a top-level `manifest.json`
+/// listing images by their `Config` and `Layers`, and no OCI layout.
+fn is_docker_archive(root: &Path) -> bool {
+    let Ok(text) = std::fs::read(root.join("manifest.json")) else {
+        return false;
+    };
+    let Ok(serde_json::Value::Array(images)) = serde_json::from_slice(&text) else {
+        return false;
+    };
+    !images.is_empty()
+        && images
+            .iter()
+            .all(|i| i.get("Config").is_some() && i.get("Layers").is_some())
 }
 
 /// Unpacks with `unpack` into a staging directory and renames it to `<cache>/<key>`,

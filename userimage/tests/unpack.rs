@@ -450,6 +450,18 @@ fn an_unpack_left_by_a_gone_process_is_stale_and_a_live_one_is_not() {
 }
 
 #[test]
+fn a_docker_save_archive_is_named_with_what_to_give_instead() {
+    let manifest = br#"[{"Config":"abc.json","RepoTags":["x:latest"],"Layers":["abc/layer.tar"]}]"#;
+    let text = refuse(&tar_of(&[
+        E::File("manifest.json", manifest, 0o644),
+        E::Dir("abc/"),
+        E::File("abc/layer.tar", b"", 0o644),
+    ]));
+    assert!(text.contains("is a docker-archive (docker save)"), "{text}");
+    assert!(text.contains("oci-archive"), "{text}");
+}
+
+#[test]
 fn a_missing_image_names_itself() {
     let work = tempfile::tempdir().unwrap();
     let missing = work.path().join("nope.tar");
