@@ -4,8 +4,8 @@
 //! Each host is a network and UTS namespace of its own, with its own host name and an
 //! sshd listening on 127.0.0.1 inside it; Ansible reaches it over ssh through a proxy
 //! command that connects to that address from inside the namespace, so no traffic leaves
-//! a namespace the test made. A fourth host cannot be reached, and must come out as a
-//! skipped host. The plan is the native and container backends' startup, three runs.
+//! a namespace the test made. A fourth host cannot be reached, and a fifth's run fails:
+//! each must come out as a skipped host, with its reason. The plan is the native and container backends' startup, three runs.
 //! Everything the test starts is ended when it ends, even when it fails.
 //!
 //! Without root, ansible-playbook, sshd, nc, nsenter or the packages of .ci/run, the
@@ -408,16 +408,19 @@ fn the_playbook_runs_one_plan_on_three_hosts_and_reports_them() {
         eprintln!("skipped: {why}");
         return;
     }
+    // Three hosts that run, and one whose run fails (an option vcbench refuses): it must
+    // come out skipped, with vcbench's own reason.
     let names = ["fleet-a", "fleet-b", "fleet-c"];
-    let hosts = Hosts::start(&names);
+    let hosts = Hosts::start(&["fleet-a", "fleet-b", "fleet-c", "fleet-broken"]);
     let d = hosts.path().to_owned();
     let mut inventory = String::from("vcbench:\n  hosts:\n");
-    for (i, name) in names.iter().enumerate() {
+    for (i, name) in names.iter().chain(&["fleet-broken"]).enumerate() {
         inventory.push_str(&format!(
             "    {name}:\n      ansible_ssh_common_args: \"-o ProxyCommand='{}'\"\n",
             hosts.proxy(i)
         ));
     }
+    inventory.push_str("      vcbench_run_args: [--timeout, \"0\"]\n");
     // A host whose connection always fails: it must come out skipped, with why.
     inventory
         .push_str("    fleet-gone:\n      ansible_ssh_common_args: \"-o ProxyCommand=false\"\n");
@@ -509,11 +512,19 @@ fn check_fleet(fleet: &Fleet, names: &[&str]) {
         assert_eq!(member.results.host.hostname, *name);
     }
     assert!(fleet.differences.is_empty(), "{:?}", fleet.differences);
-    assert_eq!(fleet.skipped_hosts.len(), 1);
-    assert_eq!(fleet.skipped_hosts[0].name, "fleet-gone");
+    let skipped: Vec<(&str, &str)> = fleet
+        .skipped_hosts
+        .iter()
+        .map(|s| (s.name.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, "fleet-broken");
     assert!(
-        fleet.skipped_hosts[0].reason.starts_with("unreachable:"),
-        "{:?}",
-        fleet.skipped_hosts[0]
+        skipped[0].1.starts_with(
+            "Run the plan (vcbench run) failed: error: invalid value '0' for '--timeout"
+        ),
+        "{skipped:?}"
     );
+    assert_eq!(skipped[1].0, "fleet-gone");
+    assert!(skipped[1].1.starts_with("unreachable:"), "{skipped:?}");
 }
