@@ -5,8 +5,9 @@
 //! sshd listening on 127.0.0.1 inside it; Ansible reaches it over ssh through a proxy
 //! command that connects to that address from inside the namespace, so no traffic leaves
 //! a namespace the test made. A fourth host cannot be reached, and a fifth's run fails:
-//! each must come out as a skipped host, with its reason. The plan is the native and container backends' startup, three runs.
-//! Everything the test starts is ended when it ends, even when it fails.
+//! each must come out as a skipped host, with its reason. The plan is the native and
+//! container backends' startup, three runs. Everything the test starts is ended when it
+//! ends, even when it fails.
 //!
 //! Without root, ansible-playbook, sshd, nc, nsenter or the packages of .ci/run, the
 //! playbook test prints why and skips; with CI=true that is a failure.
