@@ -112,7 +112,7 @@ pub(crate) enum Command {
         out: Option<PathBuf>,
         /// A host that has no results, and why, as HOST=REASON (repeatable): it is
         /// listed as a skipped host.
-        #[arg(long)]
+        #[arg(long, value_name = "HOST=REASON")]
         skipped_host: Vec<String>,
         /// A file that cannot be read as results (missing, cut short, not results) makes
         /// its host (named by the file) a skipped host with the reason, instead of an error.
