@@ -94,6 +94,11 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
                     .map(|v| lower(Name::TimeToExit, "ms", host, v)),
             );
         }
+        Scenario::Warm => values.extend(
+            obs.markers
+                .started_ms
+                .map(|v| lower(Name::WarmStart, "ms", host, v)),
+        ),
         Scenario::Command => {
             for (metric, at) in [
                 (Name::TimeToStart, obs.markers.started_ms),

@@ -65,12 +65,17 @@ impl Run for Scenario {
                 "your own program from your image (run --image IMG -- CMD): launch to ready \
                  (--ready) and to exit (not in the default suite)"
             }
+            Scenario::Warm => {
+                "a sandbox prepared ahead, started on demand: a micro guest restored from its \
+                 snapshot in a new monitor, launch to its first instruction (not in the \
+                 default suite)"
+            }
         }
     }
 
     fn workload_args(self) -> Vec<String> {
         let args: &[&str] = match self {
-            Scenario::Startup => &["hello"],
+            Scenario::Startup | Scenario::Warm => &["hello"],
             Scenario::Cpu => &["cpu", "--mib", "64"],
             Scenario::Mem => &["mem", "--mib", "32", "--iterations", "5"],
             Scenario::Syscall => &["syscall", "--count", "200000"],
@@ -90,7 +95,7 @@ impl Run for Scenario {
 
     fn default_runs(self) -> u32 {
         match self {
-            Scenario::Startup => 30,
+            Scenario::Startup | Scenario::Warm => 30,
             Scenario::Command => 10,
             Scenario::Isolation => 1,
             _ => 5,
@@ -99,7 +104,7 @@ impl Run for Scenario {
 
     fn default_warmup(self) -> u32 {
         match self {
-            Scenario::Startup => 3,
+            Scenario::Startup | Scenario::Warm => 3,
             Scenario::Isolation => 0,
             _ => 1,
         }

@@ -579,6 +579,81 @@ fn microvm_startup_footprint_and_exits() {
     }
 }
 
+#[test]
+fn warm_starts_restore_a_micro_guest_snapshot_and_leave_nothing_behind() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "native,microvm",
+            "-s",
+            "startup,warm",
+            "-r",
+            "3",
+            "-w",
+            "0",
+            "-o",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("skipped: native warm: it has no warm start"),
+        "{table}"
+    );
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    let warm = results.figure("microvm", "warm", "warm_start").unwrap();
+    assert_eq!(warm.samples.len(), 3);
+    assert!(
+        warm.variant.contains("restored from its snapshot"),
+        "{}",
+        warm.variant
+    );
+    for run in results
+        .runs
+        .iter()
+        .filter(|r| r.backend == "microvm" && r.scenario == "warm")
+    {
+        let names: Vec<&str> = run.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "snapshot_read",
+                "vm_created",
+                "memory_registered",
+                "state_restored",
+                "first_marker",
+                "halted",
+                "torn_down"
+            ],
+            "{run:?}"
+        );
+    }
+    // The snapshot went with the run.
+    let prefix = "vcbench-run";
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.contains("-snapshot-"))
+        .filter(|n| {
+            // Only this run's: its pid is in the name, and it is gone.
+            n.trim_start_matches(prefix)
+                .split('-')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect();
+    assert!(left.is_empty(), "snapshots left behind: {left:?}");
+}
+
 /// Asserts that no process runs a binary from `cache` (the run's installed workload and
 /// monitor): everything a run started is gone.
 fn assert_no_process_runs_from(cache: &std::path::Path) {

@@ -212,6 +212,7 @@ pub fn headline(scenario: &str, metric: &str) -> bool {
         Scenario::Interference => true,
         Scenario::Density => true,
         Scenario::Command => fixed(Metric::TimeToReady) || fixed(Metric::TimeToExit),
+        Scenario::Warm => fixed(Metric::WarmStart),
     }
 }
 

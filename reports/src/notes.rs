@@ -151,6 +151,9 @@ fn startup(doc: &Results, text: &mut String) {
     if let Some(lesson) = micro_guest_lesson(doc) {
         let _ = write!(text, "{lesson} ");
     }
+    if let Some(lesson) = warm_lesson(doc) {
+        let _ = write!(text, "{lesson} ");
+    }
     let stages = phases::stages(doc);
     let boot_label = phases::stage_of("init_reached");
     for backend in family::vm_backends(doc) {
@@ -203,6 +206,63 @@ fn startup(doc: &Results, text: &mut String) {
             list(&parts)
         );
     }
+}
+
+/// What the warm starts measured show, and what keeping sandboxes warm costs.
+fn warm_lesson(doc: &Results) -> Option<String> {
+    let warm: Vec<&Figure> = doc
+        .figures
+        .iter()
+        .filter(|f| f.scenario == Scenario::Warm.name() && f.metric == Metric::WarmStart.name())
+        .collect();
+    if warm.is_empty() {
+        return None;
+    }
+    let mut text = String::from(
+        "Platforms hide start time by preparing sandboxes ahead: a pool of containers \
+         whose namespaces and cgroup are made, or a VM snapshot restored instead of booted. ",
+    );
+    for f in warm {
+        let cold = doc
+            .figure(
+                &f.backend,
+                Scenario::Startup.name(),
+                Metric::TimeToStart.name(),
+            )
+            .map(|c| {
+                format!(
+                    ", against {} from a cold start in this run",
+                    figure_text::median(c)
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            text,
+            "The {} started warm ({}) in {} from launch to the first instruction{cold}. ",
+            f.backend,
+            f.variant,
+            figure_text::median(f)
+        );
+        if place_is_micro(doc, &f.backend) {
+            text.push_str(
+                "A micro guest has no OS to boot, so its restore (reading the snapshot, \
+                 mapping guest memory from the file, faulting the pages in) skips nothing and \
+                 shows what restoring itself costs; what a snapshot saves is a guest \
+                 kernel's boot, which it skips whole. ",
+            );
+        }
+    }
+    text.push_str(
+        "Warm sandboxes have costs of their own: the memory an idle pool holds, the snapshot \
+         file (the guest's memory), and identical state in every copy restored from one \
+         snapshot, such as random seeds and clock readings, until each copy refreshes them.",
+    );
+    Some(text)
+}
+
+/// Whether `backend`'s figures come from micro guests.
+fn place_is_micro(doc: &Results, backend: &str) -> bool {
+    family::place(doc, backend).is_some_and(|p| p.micro)
 }
 
 /// How a backend's Linux guests kept time, from what their workload read of the kernel:

@@ -36,7 +36,7 @@ const CONCERNS: [(&str, &str, &[Scenario]); 5] = [
     (
         "Startup",
         "startup",
-        &[Scenario::Startup, Scenario::Command],
+        &[Scenario::Startup, Scenario::Warm, Scenario::Command],
     ),
     ("Memory", "memory", &[Scenario::Footprint]),
     (

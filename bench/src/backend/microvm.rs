@@ -257,6 +257,18 @@ impl Backend for MicroVm {
         "this project's KVM monitor in its own process, booting a Linux guest whose init is the workload (micro guests without a kernel)"
     }
 
+    fn warm(&self) -> Result<Box<dyn Backend>, String> {
+        match &self.guests {
+            Guests::Linux(kernel) => Err(format!(
+                "snapshots are taken of micro guests only, and this backend boots Linux \
+                 guests ({})",
+                kernel.describe()
+            )),
+            _ => super::restore::Restored::prepare(self.memory_mib, self.seccomp)
+                .map(|r| Box::new(r) as Box<dyn Backend>),
+        }
+    }
+
     fn reach(&self) -> Reach {
         use microvm::seccomp::{Only, ALLOWED};
         let vm_exits = vec![
@@ -297,6 +309,7 @@ impl Backend for MicroVm {
         let micro = matches!(
             scenario,
             Scenario::Startup
+                | Scenario::Warm
                 | Scenario::Footprint
                 | Scenario::Exits
                 | Scenario::Density
@@ -414,6 +427,27 @@ impl Backend for MicroVm {
             _disk: disk,
         }))
     }
+}
+
+/// Starts `command`, a monitor running a micro guest of `memory_mib`, as an instance
+/// read like every micro guest (its report, then its teardown).
+pub(super) fn micro_instance(
+    command: &Command,
+    memory_mib: u64,
+) -> Result<Box<dyn Instance>, Error> {
+    let facts = Arc::new(Mutex::new(Facts::default()));
+    let shared = Arc::clone(&facts);
+    Ok(Box::new(VmInstance {
+        process: Supervised::spawn_vfork(
+            command,
+            Box::new(move |line: &str, _at: Stamp| read_report(line, &shared)),
+            super::watch::MONITOR_MAX_LINE,
+            false,
+        )?,
+        facts,
+        memory_kib: memory_mib * 1024,
+        _disk: None,
+    }))
 }
 
 /// Whether a Linux guest's disk can be formatted here: [`MKFS`] on `PATH` (or in the

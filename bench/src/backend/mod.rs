@@ -14,6 +14,7 @@ pub mod podman;
 pub mod protocol;
 pub mod qemu;
 mod readers;
+mod restore;
 pub mod select;
 pub mod supervised;
 mod tracked;

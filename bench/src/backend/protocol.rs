@@ -173,6 +173,12 @@ pub trait Backend: Sync {
         let _ = (cpu_percent, memory_mib);
         None
     }
+    /// This backend started warm: prepared ahead (here, once: a snapshot taken, a pool
+    /// filled), its `launch` the start on demand; `Err` says why it has no warm start. What
+    /// was prepared is removed when the returned backend is dropped.
+    fn warm(&self) -> Result<Box<dyn Backend>, String> {
+        Err("it has no warm start".to_owned())
+    }
     /// What a hostile program in an instance could reach of the host kernel, whatever the
     /// workload calls: the filter between them.
     fn reach(&self) -> Reach {

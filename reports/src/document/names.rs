@@ -154,6 +154,8 @@ names! {
         Density = "density",
         /// The user's own program from the user's image: launch to ready, and to exit.
         Command = "command",
+        /// A sandbox prepared ahead and started on demand (a VM restored from a snapshot).
+        Warm = "warm",
     }
 }
 
@@ -177,7 +179,7 @@ impl Scenario {
     pub fn in_default_suite(self) -> bool {
         !matches!(
             self,
-            Scenario::Density | Scenario::Interference | Scenario::Command
+            Scenario::Density | Scenario::Interference | Scenario::Command | Scenario::Warm
         )
     }
 }
@@ -191,6 +193,8 @@ names! {
         TimeToExit = "time_to_exit",
         /// Launch to the user's program being ready, as its --ready says (ms, host clock).
         TimeToReady = "time_to_ready",
+        /// Launch of a sandbox prepared ahead to its workload's first record (ms, host clock).
+        WarmStart = "warm_start",
         /// Launch to the workload's exit, for scenarios other than startup (ms).
         Wall = "wall",
         /// The workload's peak resident memory (MiB).
