@@ -1,0 +1,29 @@
+//! Fuzz target `snapshot_header`: a micro guest's snapshot file, which a user names to
+//! `vcbench-vmm restore`. Its bytes are untrusted: [`snapshot::read`] checks the magic, the
+//! header's length and hash, its JSON, the writer, the CPU and the file's length before
+//! anything is mapped; whatever the bytes, it returns a header or an error, never panics.
+//! The inputs go through a file, as the monitor reads them.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use microvm::snapshot;
+
+thread_local! {
+    /// One file per fuzzing process, rewritten for each input.
+    static FILE: tempfile::NamedTempFile =
+        tempfile::NamedTempFile::new().expect("cannot create a temporary file");
+}
+
+fuzz_target!(|data: &[u8]| {
+    FILE.with(|file| {
+        if std::fs::write(file.path(), data).is_err() {
+            return;
+        }
+        if let Ok((header, _)) = snapshot::read(file.path(), None) {
+            // Accepted: the memory it promises lies inside the file.
+            let length = data.len() as u64;
+            assert!(header.memory_offset.saturating_add(header.memory_bytes) <= length);
+        }
+    });
+});
