@@ -37,6 +37,17 @@ use crate::scenario::Scenario;
 
 /// The program that formats a Linux guest's disk on the host (e2fsprogs).
 pub const MKFS: &str = "mkfs.ext4";
+/// How [`MKFS`] formats the disk (before the image's path).
+pub const MKFS_OPTIONS: [&str; 8] = [
+    "-q",
+    "-F",
+    "-b",
+    "4096",
+    "-m",
+    "0",
+    "-E",
+    "lazy_itable_init=0,lazy_journal_init=0",
+];
 /// The size of a Linux guest's disk for the `file` scenario, bytes: a sparse raw image, far
 /// more than the scenario's files need, so the file system is never near full.
 pub const DISK_BYTES: u64 = 64 << 20;
@@ -378,7 +389,6 @@ impl Backend for MicroVm {
             let mut args = launch.args.clone();
             if args.first().map(String::as_str) == Some("file") {
                 let image = DiskImage::create(&std::env::temp_dir())?;
-                command.arg("--disk").arg(image.path());
                 // The work writes where init mounted the disk (a `--dir` given last wins).
                 args.extend(["--dir".to_owned(), workload::disk::MOUNT.to_owned()]);
                 disk = Some(image);
@@ -401,6 +411,9 @@ impl Backend for MicroVm {
                 .args(["--vcpus", &self.vcpus.to_string()])
                 .args(["--memory-mib", &self.memory_mib.to_string()])
                 .args(["--timeout-ms", &self.guest_timeout.as_millis().to_string()]);
+            if let Some(image) = &disk {
+                command.arg("--disk").arg(image.path());
+            }
             if let Ok(mut f) = facts.lock() {
                 f.linux = true;
             }
@@ -501,17 +514,11 @@ impl DiskImage {
             what: format!("{MKFS} for the guest's disk"),
             source: std::io::Error::other(disk_formatter().err().unwrap_or_default()),
         })?;
-        // Every inode table and the journal written now, not by the guest's kernel in the
-        // background while the work runs; no blocks reserved for root.
+        // 4 KiB blocks, as a host's file systems have (mkfs would choose 1 KiB for an image
+        // this small); every inode table and the journal written now, not by the guest's
+        // kernel in the background while the work runs; no blocks reserved for root.
         let output = Command::new(&mkfs)
-            .args([
-                "-q",
-                "-F",
-                "-m",
-                "0",
-                "-E",
-                "lazy_itable_init=0,lazy_journal_init=0",
-            ])
+            .args(MKFS_OPTIONS)
             .arg(image.path())
             .output()
             .map_err(spawn(MKFS))?;

@@ -69,6 +69,11 @@ impl Default for Qemu {
     }
 }
 
+/// The disk's virtio-mmio transport as Linux is told of it: QEMU's `-M microvm` without
+/// ACPI has eight transports of 512 bytes from 0xfeb00000 on IRQs 5 to 12, and the disk
+/// goes on the first (`virtio-mmio-bus.0`).
+const QEMU_DISK_DEVICE: &str = "virtio_mmio.device=512@0xfeb00000:5";
+
 impl Qemu {
     /// The default settings, booting `guests`.
     pub fn with_guests(guests: Guests) -> Self {
@@ -249,8 +254,9 @@ impl Qemu {
             args.extend(["--hold-ms".to_owned(), LINUX_HOLD_MS.to_string()]);
         }
         // The `file` work writes to a disk, as in the microvm backend: a per-instance ext4
-        // image on the host, a virtio-blk device on one of the machine's virtio-mmio
-        // transports (QEMU announces them on the command line).
+        // image on the host, a virtio-blk device on the machine's first virtio-mmio
+        // transport, announced among the kernel's parameters (QEMU's own announcement
+        // would come after init's `--`).
         let disk = match args.first().map(String::as_str) == Some("file") {
             true => {
                 args.extend(["--dir".to_owned(), workload::disk::MOUNT.to_owned()]);
@@ -258,11 +264,14 @@ impl Qemu {
             }
             false => None,
         };
-        let cmdline = super::microvm::linux_cmdline_with(self.console, disk.is_some(), &args);
+        let mut cmdline = super::microvm::linux_cmdline_with(self.console, disk.is_some(), &args);
+        if disk.is_some() {
+            cmdline = microvm::linux::cmdline::with_kernel_param(&cmdline, QEMU_DISK_DEVICE);
+        }
         let mut command = Command::new(QEMU);
         command
             .arg("-M")
-            .arg("microvm,x-option-roms=off,rtc=off,isa-serial=on,acpi=off")
+            .arg("microvm,x-option-roms=off,rtc=off,isa-serial=on,acpi=off,auto-kernel-cmdline=off")
             .args(["-accel", "kvm", "-cpu", CPU, "-nodefaults", "-no-reboot"])
             .args(["-display", "none", "-monitor", "none"])
             .arg("-m")
@@ -285,7 +294,10 @@ impl Qemu {
             command
                 .arg("-drive")
                 .arg(format!("id=disk0,file={file},format=raw,if=none"))
-                .args(["-device", "virtio-blk-device,drive=disk0"]);
+                .args([
+                    "-device",
+                    "virtio-blk-device,drive=disk0,bus=virtio-mmio-bus.0",
+                ]);
         }
         let linux = Arc::new(Mutex::new(LinuxFacts::default()));
         let mut instance = QemuInstance::start(&mut command, linux_output(Arc::clone(&linux)))?;
