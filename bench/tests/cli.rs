@@ -88,6 +88,46 @@ fn a_native_run_writes_a_valid_document_with_raw_samples() {
 }
 
 #[test]
+fn report_writes_csv_one_row_per_figure_or_per_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcbench(
+        &[
+            "run", "-b", "native", "-s", "startup", "-r", "4", "-w", "0", "-o", "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    for (file, rows, header) in [
+        (
+            "r.csv",
+            results.figures.len(),
+            "backend,scenario,metric,unit,better,variant,",
+        ),
+        (
+            "r.samples.csv",
+            results.figures.iter().map(|f| f.samples.len()).sum(),
+            "backend,scenario,metric,unit,variant,raw_cost,sample,value",
+        ),
+    ] {
+        let out = vcbench(&["report", "r.json", "-o", file], dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with(header), "{file}: {}", lines[0]);
+        assert_eq!(lines.len(), rows + 1, "{file}: {text}");
+        assert!(
+            lines[1].starts_with("native,startup,"),
+            "{file}: {}",
+            lines[1]
+        );
+    }
+    let out = vcbench(&["report", "r.json", "-o", "r.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(".samples.csv"), "{}", stderr(&out));
+}
+
+#[test]
 fn json_output_is_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let out = vcbench(

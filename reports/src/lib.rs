@@ -5,6 +5,7 @@
 
 pub mod charts;
 pub mod compare;
+pub mod csv;
 pub mod derived;
 pub mod document;
 pub mod family;

@@ -23,6 +23,7 @@ Examples:
   vcbench doctor                                what this machine can do, and how to fix what it cannot
   vcbench show r.json                           the summary table of a results file
   vcbench report r.json -o r.html --png charts  an HTML report with charts, and each chart as PNG/SVG
+  vcbench report r.json -o r.csv                one row per figure (r.samples.csv: one per raw sample)
   vcbench compare before.json after.json        the same figures side by side, each change tested
   vcbench merge a.json b.json -o fleet.json     many hosts' runs of one plan in one document
   vcbench tour                                  what a process, a container and a VM each see, step by step
@@ -80,7 +81,8 @@ pub(crate) enum Command {
     Report {
         /// The results file.
         file: PathBuf,
-        /// Where to write it: `.html` for HTML, `.md` for Markdown [default: Markdown on
+        /// Where to write it: `.html` for HTML, `.md` for Markdown, `.csv` for one row per
+        /// figure, `.samples.csv` for one row per raw sample [default: Markdown on
         /// standard output].
         #[arg(long, short)]
         out: Option<PathBuf>,

@@ -154,20 +154,19 @@ pub(crate) fn report(
     match out {
         None => say_part!("{}", reports::markdown::render(&doc)),
         Some(path) => {
-            let html = match path.extension().and_then(|e| e.to_str()) {
-                Some("html" | "htm") => true,
-                Some("md" | "markdown") => false,
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let text = match path.extension().and_then(|e| e.to_str()) {
+                Some("html" | "htm") => reports::html::render(&doc),
+                Some("md" | "markdown") => reports::markdown::render(&doc),
+                Some("csv") if name.ends_with(".samples.csv") => reports::csv::samples(&doc),
+                Some("csv") => reports::csv::figures(&doc),
                 _ => {
                     return Err(Failure::usage(anyhow::anyhow!(
-                        "--out {}: name a .html or a .md file",
+                        "--out {}: name a .html, .md, .csv (one row per figure) or \
+                         .samples.csv (one row per sample) file",
                         path.display()
                     )))
                 }
-            };
-            let text = if html {
-                reports::html::render(&doc)
-            } else {
-                reports::markdown::render(&doc)
             };
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
