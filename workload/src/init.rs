@@ -220,8 +220,9 @@ pub fn run_as_init(
 }
 
 /// Mounts the disk [`workload::disk::ENV`] names, if any, at [`workload::disk::MOUNT`];
-/// whether it is mounted. A failure is reported and the work still runs: it then fails
-/// itself, naming the directory it cannot write to.
+/// whether it is mounted. A failure is reported and the work still runs: the empty mount
+/// point is removed again, so the work fails itself, naming the directory it cannot
+/// write to, rather than writing to the initramfs (RAM) in the disk's place.
 fn mount_disk() -> bool {
     let Ok(device) = std::env::var(workload::disk::ENV) else {
         return false;
@@ -229,6 +230,10 @@ fn mount_disk() -> bool {
     let mounted = mount(&device, workload::disk::MOUNT, workload::disk::FSTYPE, "")
         .map_err(|e| format!("the disk {device}: {e}"));
     let ok = mounted.is_ok();
+    if !ok {
+        // Only an empty directory goes: whatever the image put there stays.
+        let _ = std::fs::remove_dir(workload::disk::MOUNT);
+    }
     report(mounted);
     ok
 }
