@@ -253,6 +253,18 @@ fn list_and_doctor_describe_this_machine() {
         text.contains("native") && text.contains("footprint"),
         "{text}"
     );
+    // Every backend says what version it runs: this build for its own, the peer's for a
+    // peer (its --version, or why it has none).
+    let list = vcbench(&["list", "--json"], dir.path());
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    for b in listed["backends"].as_array().unwrap() {
+        let version = b["version"].as_str().unwrap_or_default();
+        match b["name"].as_str().unwrap() {
+            "native" | "container" | "microvm" => assert!(version.starts_with("vcbench "), "{b}"),
+            "runc" if b["available"] == true => assert!(version.contains("runc"), "{b}"),
+            _ => assert!(!version.is_empty(), "{b}"),
+        }
+    }
 
     let doctor = vcbench(&["doctor", "--json"], dir.path());
     assert!(doctor.status.success());

@@ -165,6 +165,10 @@ impl Backend for Gvisor {
         "gVisor's runsc (peer: a kernel in user space) on the same image, namespaces and workload"
     }
 
+    fn version(&self) -> Option<String> {
+        Some(tool_version(Runtime::Runsc.binary()).unwrap_or_else(|why| why))
+    }
+
     fn reach(&self) -> Reach {
         Reach {
             filter: "gVisor's Sentry serves the program's calls; the Sentry and Gofer run \

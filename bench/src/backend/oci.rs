@@ -312,6 +312,10 @@ impl Backend for Oci {
         }
     }
 
+    fn version(&self) -> Option<String> {
+        Some(tool_version(self.runtime.binary()).unwrap_or_else(|why| why))
+    }
+
     fn reach(&self) -> Reach {
         Reach {
             filter: format!(

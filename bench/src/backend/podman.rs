@@ -105,6 +105,10 @@ impl Backend for Podman {
         "podman (peer container engine) on the same image, namespaces and workload"
     }
 
+    fn version(&self) -> Option<String> {
+        Some(tool_version("podman").unwrap_or_else(|why| why))
+    }
+
     fn reach(&self) -> Reach {
         Reach {
             filter: "podman's default seccomp profile (an allow-list of its own), not counted \

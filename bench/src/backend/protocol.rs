@@ -173,6 +173,11 @@ pub trait Backend: Sync {
         let _ = (cpu_percent, memory_mib);
         None
     }
+    /// The version of the program it runs, for a peer (`runc version 1.1.5`); `None`
+    /// for this project's own backends, which are this build of vcbench.
+    fn version(&self) -> Option<String> {
+        None
+    }
     /// This backend started warm: prepared ahead (here, once: a snapshot taken, a pool
     /// filled), its `launch` the start on demand; `Err` says why it has no warm start. What
     /// was prepared is removed when the returned backend is dropped.

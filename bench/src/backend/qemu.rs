@@ -102,6 +102,10 @@ impl Backend for Qemu {
         "QEMU -M microvm with KVM (peer VMM) booting the same Linux guest, or running the same micro guest"
     }
 
+    fn version(&self) -> Option<String> {
+        Some(crate::host::tool_version(QEMU).unwrap_or_else(|why| why))
+    }
+
     fn reach(&self) -> Reach {
         Reach {
             filter: "none on QEMU's process: it runs without -sandbox, as it does by default"

@@ -17,15 +17,25 @@ use super::{color, Failure};
 pub(crate) fn list(json: bool) -> Result<ExitCode, Failure> {
     let all = backend::all();
     let found = backend::availability_of(&all);
+    // Each peer's version, asked of all at once, as their availability was.
+    let own = format!("vcbench {}", env!("CARGO_PKG_VERSION"));
+    let versions: Vec<String> = std::thread::scope(|scope| {
+        let asked: Vec<_> = all.iter().map(|b| scope.spawn(|| b.version())).collect();
+        asked
+            .into_iter()
+            .map(|v| v.join().ok().flatten().unwrap_or_else(|| own.clone()))
+            .collect()
+    });
     let backends: Vec<serde_json::Value> = all
         .iter()
         .zip(&found)
-        .map(|(b, availability)| {
+        .zip(&versions)
+        .map(|((b, availability), version)| {
             let (available, reason) = match availability {
                 Availability::Available => (true, None),
                 Availability::Unavailable(r) => (false, Some(r)),
             };
-            serde_json::json!({"name": b.name(), "description": b.describe(), "available": available, "reason": reason})
+            serde_json::json!({"name": b.name(), "version": version, "description": b.describe(), "available": available, "reason": reason})
         })
         .collect();
     let scenarios: Vec<serde_json::Value> = Scenario::ALL
@@ -47,9 +57,10 @@ pub(crate) fn list(json: bool) -> Result<ExitCode, Failure> {
     let mut rows = vec![vec![
         "backend".to_owned(),
         "available".to_owned(),
+        "version".to_owned(),
         "what it is".to_owned(),
     ]];
-    for (b, availability) in all.iter().zip(found) {
+    for ((b, availability), version) in all.iter().zip(found).zip(versions) {
         let available = match availability {
             Availability::Available => "yes".to_owned(),
             Availability::Unavailable(reason) => format!("no: {reason}"),
@@ -57,6 +68,7 @@ pub(crate) fn list(json: bool) -> Result<ExitCode, Failure> {
         rows.push(vec![
             b.name().to_owned(),
             available,
+            version,
             b.describe().to_owned(),
         ]);
     }
