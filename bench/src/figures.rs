@@ -107,6 +107,22 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
             ] {
                 values.extend(at.map(|v| lower(metric, "ms", host, v)));
             }
+            // A service held once ready: the instance's memory while it serves.
+            let footprint = obs.memory_at_result.as_ref();
+            if let Some(m) = footprint.and_then(|f| f.processes) {
+                values.push(lower(Name::Rss, "MiB", None, kib_to_mib(m.rss_kib)));
+                values.push(lower(Name::Pss, "MiB", None, kib_to_mib(m.pss_kib)));
+                values.push(lower(Name::Uss, "MiB", None, kib_to_mib(m.uss_kib)));
+            }
+            for (part, kib) in footprint.map(|f| f.parts.as_slice()).unwrap_or_default() {
+                values.push(Value {
+                    metric: part.name().to_owned(),
+                    unit: "MiB",
+                    better: Better::Lower,
+                    clock: None,
+                    value: kib_to_mib(*kib),
+                });
+            }
         }
         Scenario::Cpu => values
             .extend(workload("throughput").map(|v| higher(Name::Throughput, "MiB/s", instance, v))),

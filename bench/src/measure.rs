@@ -60,6 +60,16 @@ fn exit_problem(
     }
 }
 
+/// Whether a workload line asks the workload to hold once ready (`exec --hold`, a user's
+/// service), to be released once its memory is taken, as `alloc` is for the footprint.
+fn held(args: &[String]) -> bool {
+    args.first().is_some_and(|a| a == "exec")
+        && args
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == "--hold")
+}
+
 /// The OOM kills an instance's cgroup counted (0 without a cgroup).
 fn oom_kills(counters: &[(String, u64)]) -> u64 {
     counters
@@ -127,7 +137,7 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
                     observation.metrics = metrics;
                     observation.facts = facts;
                     got_result = true;
-                    if step.scenario.holds() {
+                    if step.scenario.holds() || held(&launch.args) {
                         observation.memory_at_result = Some(instance.footprint());
                         instance.release();
                     }

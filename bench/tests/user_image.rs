@@ -431,5 +431,9 @@ fn python_from_a_debian_image_and_an_http_server_s_readiness() {
         let ready = results.figure(backend, "command", "time_to_ready").unwrap();
         let start = results.figure(backend, "command", "time_to_start").unwrap();
         assert!(ready.summary.median > start.summary.median, "{backend}");
+        // Held once ready, the server's memory is taken while it serves: python's own
+        // pages, several MiB, on every backend.
+        let rss = results.figure(backend, "command", "rss").unwrap();
+        assert!(rss.summary.median > 5.0, "{backend}: {} MiB", rss.summary.median);
     }
 }

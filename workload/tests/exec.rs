@@ -191,3 +191,38 @@ fn the_root_is_the_programs_root() {
         "{message}"
     );
 }
+
+#[test]
+fn a_held_service_runs_until_it_is_released() {
+    use std::io::BufRead;
+    let mut child = Command::new(WORKLOAD)
+        .args(["exec", "--hold", "--ready", "output:^up$", "--"])
+        .args(["sh", "-c", "echo up; exec sleep 60"])
+        .env("VCBENCH_CHANNEL", "stdout")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the workload");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let result = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| match parse_line(&l).unwrap() {
+            Some(r @ Record::Result { .. }) => Some(r),
+            _ => None,
+        });
+    assert!(result.is_some(), "no result record");
+    // Ready, and still serving: held until released.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the held service ended by itself"
+    );
+    let released = std::time::Instant::now();
+    // SAFETY: kill with the PID of this test's own child.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(released.elapsed().as_secs() < 10);
+}

@@ -228,6 +228,10 @@ impl Instance for Supervised {
     fn pids(&self) -> Vec<u32> {
         if self.child.reaped().is_some() {
             Vec::new()
+        } else if self.group {
+            // Its process group is its own: what it started (a user's program under the
+            // workload, say) is part of the instance.
+            crate::procfs::with_descendants(self.child.pid())
         } else {
             vec![self.child.pid()]
         }

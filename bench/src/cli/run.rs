@@ -377,13 +377,19 @@ fn user_command(image: &ImageArgs, args: &[String]) -> Result<Option<Vec<String>
             path.display()
         )));
     }
+    let ready = image.ready.clone().unwrap_or_else(|| "exit".to_owned());
+    // A service is held once ready, so its memory is taken while it serves.
+    let service = ready.starts_with("output:") || ready.starts_with("tcp:");
     let mut line = vec![
         "exec".to_owned(),
         "--root".to_owned(),
         opened.root.to_string_lossy().into_owned(),
         "--ready".to_owned(),
-        image.ready.clone().unwrap_or_else(|| "exit".to_owned()),
+        ready,
     ];
+    if service {
+        line.push("--hold".to_owned());
+    }
     for pair in &opened.config.env {
         line.extend(["--env".to_owned(), pair.clone()]);
     }

@@ -16,7 +16,9 @@ pub enum UsageError {
     #[error("exec needs a program to run: workload exec [OPTIONS] -- PROGRAM [ARGS]...")]
     NoProgram,
     /// An option `exec` does not take.
-    #[error("exec takes no option {0}; it takes --ready, --root, --workdir, --env, --user")]
+    #[error(
+        "exec takes no option {0}; it takes --ready, --hold, --root, --workdir, --env, --user"
+    )]
     UnknownOption(String),
     /// A `--ready` that is none of the four.
     #[error("--ready {0:?}: it must be exec, exit, output:REGEX or tcp:PORT")]
@@ -109,6 +111,9 @@ pub struct ExecArgs {
     pub env: Vec<OsString>,
     /// The user to run it as: `uid[:gid]` or a name in the root's `/etc/passwd`.
     pub user: Option<String>,
+    /// Once ready, keep a service running until a release signal (SIGTERM, SIGINT or
+    /// SIGUSR1), so its memory can be taken while it serves.
+    pub hold: bool,
     /// The program and its arguments.
     pub command: Vec<OsString>,
 }
@@ -127,6 +132,7 @@ impl ExecArgs {
             workdir: None,
             env: Vec::new(),
             user: None,
+            hold: false,
             command: Vec::new(),
         };
         while let Some(arg) = parser.next()? {
@@ -141,6 +147,7 @@ impl ExecArgs {
                 Arg::Long("user") => {
                     args.user = Some(parser.value()?.to_string_lossy().into_owned())
                 }
+                Arg::Long("hold") => args.hold = true,
                 Arg::Long("env") => {
                     let value = parser.value()?;
                     let text = value.to_string_lossy();
@@ -174,6 +181,8 @@ relayed to standard error), writes `result` once it is ready, and ends with its 
                     output:REGEX (a line of its output matched) or tcp:PORT (a connection
                     to PORT on loopback was accepted); with output: and tcp: the program
                     is a service, stopped (SIGTERM, then SIGKILL after 2 s) once ready
+  --hold            with output: and tcp:, keep the service running once ready until a
+                    SIGTERM, SIGINT or SIGUSR1 (so its memory can be taken), then stop it
   --root DIR        chroot the program into DIR (needs root)
   --workdir DIR     start it in DIR (inside its root)
   --env NAME=value  its environment (repeatable; PATH gets a default when not given)
@@ -232,5 +241,6 @@ mod tests {
             Err(UsageError::UnknownOption(_))
         ));
         assert!(matches!(parse(&["--help"]), Ok(None)));
+        assert!(parse(&["--hold", "x"]).unwrap().unwrap().hold);
     }
 }

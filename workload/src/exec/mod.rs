@@ -45,13 +45,22 @@ pub fn run(args: &ExecArgs, out: &mut Output) -> u8 {
         });
         eprintln!("workload: {message}");
     };
-    let mut command = match command(args) {
+    // A held service waits for its release: the signals are blocked from here on (the
+    // program itself starts with them unblocked), so one sent early is kept, not fatal.
+    let hold = args.hold && matches!(args.ready, Ready::Output(_) | Ready::Tcp(_));
+    let release = sigset(&RELEASE);
+    let mut command = match command(args, hold.then_some(release)) {
         Ok(command) => command,
         Err(message) => {
             fail(out, message);
             return CANNOT_RUN;
         }
     };
+    if hold {
+        // SAFETY: `release` is an initialised set; no thread has been started yet, so every
+        // thread made later inherits the mask.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &release, std::ptr::null_mut()) };
+    }
     let begun = Instant::now();
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -152,6 +161,9 @@ pub fn run(args: &ExecArgs, out: &mut Output) -> u8 {
                 };
                 if is_ready {
                     result(out, ms(begun.elapsed()));
+                    if hold {
+                        wait_for_release(&release, &mut child);
+                    }
                     stop(&mut child);
                     finish_relays(relays);
                     return 0;
@@ -194,7 +206,7 @@ pub fn run(args: &ExecArgs, out: &mut Output) -> u8 {
 }
 
 /// The program's command: its environment, root, directory and user.
-fn command(args: &ExecArgs) -> Result<Command, String> {
+fn command(args: &ExecArgs, unblock: Option<libc::sigset_t>) -> Result<Command, String> {
     let mut command = Command::new(&args.command[0]);
     command
         .args(&args.command[1..])
@@ -226,12 +238,21 @@ fn command(args: &ExecArgs) -> Result<Command, String> {
     };
     let root = args.root.as_deref().map(c).transpose()?;
     let workdir = args.workdir.as_deref().map(c).transpose()?;
-    if root.is_some() || workdir.is_some() || ids.is_some() {
+    if root.is_some() || workdir.is_some() || ids.is_some() || unblock.is_some() {
         let setup = move || -> std::io::Result<()> {
             let check = |rc: libc::c_int| match rc {
                 0 => Ok(()),
                 _ => Err(std::io::Error::last_os_error()),
             };
+            if let Some(set) = &unblock {
+                // SAFETY: `set` is an initialised signal set copied before the fork; the
+                // program must not start with the workload's release signals blocked.
+                let rc =
+                    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, set, std::ptr::null_mut()) };
+                if rc != 0 {
+                    return Err(std::io::Error::from_raw_os_error(rc));
+                }
+            }
             if let Some(root) = &root {
                 // SAFETY: `root` is a NUL-terminated path made before the fork.
                 check(unsafe { libc::chroot(root.as_ptr()) })?;
@@ -253,8 +274,8 @@ fn command(args: &ExecArgs) -> Result<Command, String> {
             Ok(())
         };
         // SAFETY: `setup` runs in the child between fork and exec and calls only
-        // async-signal-safe functions (chroot, chdir, setgroups, setgid, setuid) on data
-        // prepared before the fork; it allocates nothing.
+        // async-signal-safe functions (pthread_sigmask, chroot, chdir, setgroups, setgid,
+        // setuid) on data prepared before the fork; it allocates nothing.
         unsafe { command.pre_exec(setup) };
     }
     Ok(command)
@@ -275,6 +296,38 @@ fn wait(child: &mut Child) -> std::process::ExitStatus {
     child
         .wait()
         .unwrap_or_else(|_| std::process::ExitStatus::from_raw(1 << 8))
+}
+
+/// The signals that release a held service.
+const RELEASE: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
+
+/// A signal set holding `signals`.
+fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &signal in signals {
+        // SAFETY: `set` is initialised and `signal` is a valid signal number.
+        unsafe { libc::sigaddset(&mut set, signal) };
+    }
+    set
+}
+
+/// Keeps a ready service running until a release signal arrives, or it ends by itself.
+fn wait_for_release(release: &libc::sigset_t, child: &mut Child) {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 10_000_000,
+    };
+    loop {
+        // SAFETY: `release` is initialised and its signals are blocked in this thread; a
+        // null info pointer is allowed.
+        let signal = unsafe { libc::sigtimedwait(release, std::ptr::null_mut(), &timeout) };
+        if signal > 0 || matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+    }
 }
 
 /// Stops a service: SIGTERM, SIGKILL after [`GRACE`]. (What it started goes with the
