@@ -79,7 +79,8 @@ pub struct Transport<D: Device> {
     status: u32,
     interrupt_status: u32,
     interrupt: EventFd,
-    /// Notifications the driver sent, by either path.
+    /// Times the device was woken for its queue, by either path (notifications that KVM
+    /// caught while the notifier was busy are read from the eventfd as one).
     notifications: u64,
 }
 
