@@ -134,3 +134,54 @@ fn a_pool_of_a_bad_spec_is_refused_and_leaves_nothing() {
         "{missing}"
     );
 }
+
+/// Run as its own process by the test below: fills a pool, says so, and waits to be
+/// killed.
+#[test]
+#[ignore = "a helper the SIGKILL test runs in a process of its own"]
+fn pool_holder() {
+    let Some(rootfs) = std::env::var_os("VCBENCH_POOL_ROOTFS") else {
+        return;
+    };
+    let pool = Pool::new(&spec(Path::new(&rootfs)), 2).unwrap();
+    println!("filled {}", pool.idle());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_pool_killed_with_sigkill_is_found_and_removed_by_the_cleanup() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "pool_holder", "--include-ignored", "--nocapture"])
+        .env("VCBENCH_POOL_ROOTFS", rootfs.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = holder.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("filled 2") {
+        assert_eq!(out.read(&mut byte).unwrap(), 1, "the holder ended early");
+        seen.push(byte[0]);
+    }
+    let owner = holder.id();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let layout = container::cgroup::Layout::detect().unwrap();
+    let left: Vec<_> = container::cleanup::find(&layout)
+        .into_iter()
+        .filter(|l| l.owner == owner)
+        .collect();
+    // Two sandboxes, each a cgroup in every hierarchy it uses.
+    let mut names: Vec<_> = left.iter().filter_map(|l| l.path.file_name()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 2, "{left:?}");
+    for leftover in &left {
+        container::cleanup::remove(leftover).unwrap();
+        assert!(!leftover.path.exists(), "{leftover:?}");
+    }
+}

@@ -9,6 +9,8 @@
 use reports::document::Part;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use container::{Namespaces, Spec, Stdio};
@@ -142,6 +144,10 @@ impl Backend for Container {
         Ok(())
     }
 
+    fn warm(&self) -> Result<Box<dyn Backend>, String> {
+        WarmContainer::new(*self).map(|warm| Box::new(warm) as Box<dyn Backend>)
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         // A user's image is the root itself; the project's own is installed once.
         let user_image = super::image::split_root(&launch.args);
@@ -191,7 +197,141 @@ impl Backend for Container {
         Ok(Box::new(ContainerInstance {
             container: Some(container),
             watch,
+            _tmp: Some(tmp),
+            refill: None,
+        }))
+    }
+}
+
+/// How many sandboxes a warm container backend keeps built ahead: one taken by a run is
+/// replaced at that run's teardown, after everything measured.
+const POOL_SIZE: usize = 2;
+
+/// The container backend started warm: sandboxes built ahead from the same specification
+/// (namespaces, ID maps, cgroup, mounts, privileges and filter done) wait in a
+/// [`container::Pool`], and a launch sends the workload to one, so only its exec is left.
+/// The pool's sandboxes share one host directory as their /tmp. Dropping the backend
+/// removes what waits.
+struct WarmContainer {
+    base: Container,
+    refill: Refill,
+    /// The host directory behind every pooled sandbox's /tmp; removed after the pool.
+    _tmp: tempfile::TempDir,
+}
+
+/// The pool, shared with the instances that refill it at their teardown, and what its
+/// idle sandboxes held at its last fill.
+#[derive(Clone)]
+struct Refill {
+    pool: Arc<Mutex<container::Pool>>,
+    idle_kib: Arc<AtomicU64>,
+}
+
+impl Refill {
+    /// Tops the pool up and reads the memory of its idle sandboxes (their mean, KiB).
+    fn fill(&self) -> Result<(), container::Error> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.fill(POOL_SIZE)?;
+        let each = pool.idle_memory_kib();
+        if let Some(mean) = each.iter().sum::<u64>().checked_div(each.len() as u64) {
+            self.idle_kib.store(mean, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+impl WarmContainer {
+    fn new(base: Container) -> Result<Self, String> {
+        let rootfs = images::image::install_rootfs(&images::image::cache_dir())
+            .map_err(|e| format!("its image could not be installed: {e}"))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&crate::registry::temp_prefix("tmp"))
+            .tempdir()
+            .map_err(|e| format!("its /tmp could not be made: {e}"))?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777))
+            .map_err(|e| format!("its /tmp could not be made: {e}"))?;
+        // The program and its arguments come with each launch.
+        let mut spec = spec(rootfs, &[], base.namespaces, base.seccomp);
+        spec.limits = base.limits;
+        spec.tmp = Some(tmp.path().to_owned());
+        let pool = container::Pool::new(&spec, 0)
+            .map_err(|e| format!("its pool could not be made: {}", error_chain(&e)))?;
+        let refill = Refill {
+            pool: Arc::new(Mutex::new(pool)),
+            idle_kib: Arc::new(AtomicU64::new(0)),
+        };
+        refill
+            .fill()
+            .map_err(|e| format!("its pool could not be filled: {}", error_chain(&e)))?;
+        Ok(WarmContainer {
+            base,
+            refill,
             _tmp: tmp,
+        })
+    }
+}
+
+impl Backend for WarmContainer {
+    fn name(&self) -> &'static str {
+        self.base.name()
+    }
+
+    fn describe(&self) -> &'static str {
+        "this project's runtime started warm: sandboxes built ahead, the workload exec'ed on demand"
+    }
+
+    fn availability(&self) -> Availability {
+        self.base.availability()
+    }
+
+    fn supports(&self, scenario: Scenario) -> Result<(), String> {
+        self.base.supports(scenario)
+    }
+
+    fn settings(&self) -> String {
+        format!(
+            "{}; warm: {POOL_SIZE} sandboxes built ahead",
+            self.base.settings()
+        )
+    }
+
+    fn reach(&self) -> Reach {
+        self.base.reach()
+    }
+
+    fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
+        let refuse = |why: String| Error::Spawn {
+            what: "a warm container".to_owned(),
+            source: std::io::Error::other(why),
+        };
+        if super::image::split_root(&launch.args).is_some() {
+            return Err(refuse("a user's image has no pool of its own".to_owned()));
+        }
+        let args: Vec<String> = std::iter::once("/init".to_owned())
+            .chain(launch.args.iter().cloned())
+            .collect();
+        let env = [format!("{}=stdout", channel::ENV)];
+        let (outputs, watch) = watch::watch(watch::records(), watch::MAX_LINE)?;
+        let stdio = Stdio {
+            stdin: None,
+            stdout: outputs.stdout,
+            stderr: outputs.stderr,
+        };
+        let taken = self
+            .refill
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(&args, &env, stdio);
+        let container = match taken {
+            Some(started) => started.map_err(|e| refuse(error_chain(&e)))?,
+            None => return Err(refuse("no sandbox waits in its pool".to_owned())),
+        };
+        Ok(Box::new(ContainerInstance {
+            container: Some(container),
+            watch,
+            _tmp: None,
+            refill: Some(self.refill.clone()),
         }))
     }
 }
@@ -219,8 +359,11 @@ struct ContainerInstance {
     /// Present until teardown.
     container: Option<container::Container>,
     watch: Watch,
-    /// The host directory behind /tmp; removed after the container.
-    _tmp: tempfile::TempDir,
+    /// The host directory behind /tmp, removed after the container (a pooled sandbox's
+    /// is its pool's).
+    _tmp: Option<tempfile::TempDir>,
+    /// A pooled sandbox's pool, topped up at teardown.
+    refill: Option<Refill>,
 }
 
 impl ContainerInstance {
@@ -281,10 +424,13 @@ impl Instance for ContainerInstance {
     }
 
     fn phases(&mut self) -> Vec<(String, Stamp)> {
+        // A pooled sandbox was built before its launch: its phases start at the request.
+        let warm = self.refill.is_some();
         self.container()
             .map(|c| {
                 c.phases()
                     .iter()
+                    .skip_while(|(name, _)| warm && *name != "requested")
                     .map(|(name, ns)| ((*name).to_owned(), Stamp(*ns)))
                     .collect()
             })
@@ -299,7 +445,12 @@ impl Instance for ContainerInstance {
         else {
             return Vec::new();
         };
+        let pool_idle_kib = self
+            .refill
+            .as_ref()
+            .map(|r| r.idle_kib.load(Ordering::Relaxed));
         [
+            ("pool_idle_kib_per_sandbox", pool_idle_kib),
             ("cgroup_cpu_usage_us", stats.cpu_usage_us),
             (
                 "cgroup_memory_peak_kib",
@@ -318,5 +469,10 @@ impl Instance for ContainerInstance {
             drop(c.destroy());
         }
         self.watch.join();
+        if let Some(refill) = self.refill.take() {
+            // After everything measured: the next warm start finds a sandbox waiting
+            // (one that cannot be built leaves the pool short, and that start says so).
+            drop(refill.fill());
+        }
     }
 }

@@ -89,12 +89,14 @@ fn reactor() -> std::io::Result<&'static Reactor> {
 /// Reads `fd` (a pipe's read end) into `stream` until it ends.
 pub fn add(fd: OwnedFd, stream: Box<dyn Stream>) -> std::io::Result<()> {
     let reactor = reactor()?;
-    // SAFETY: F_SETFL on a descriptor this function owns.
+    // SAFETY: F_GETFL on a descriptor this function owns.
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL on a descriptor this function owns.
+    let set = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    if set < 0 {
         return Err(std::io::Error::last_os_error());
     }
     let token = reactor
