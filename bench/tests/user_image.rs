@@ -434,6 +434,10 @@ fn python_from_a_debian_image_and_an_http_server_s_readiness() {
         // Held once ready, the server's memory is taken while it serves: python's own
         // pages, several MiB, on every backend.
         let rss = results.figure(backend, "command", "rss").unwrap();
-        assert!(rss.summary.median > 5.0, "{backend}: {} MiB", rss.summary.median);
+        assert!(
+            rss.summary.median > 5.0,
+            "{backend}: {} MiB",
+            rss.summary.median
+        );
     }
 }
