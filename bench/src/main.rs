@@ -76,12 +76,19 @@ fn main() -> ExitCode {
             markdown_with_charts(&file, out.as_deref(), &dir)
         }
         Command::Report { file, out, png } => report(&file, out.as_deref(), png.as_deref()),
-        Command::Compare { files, markdown }
-            if files.len() < 2 || files.iter().any(|f| cli::fleet::is_fleet(f)) =>
-        {
-            cli::fleet::compare(&files, markdown)
+        Command::Compare {
+            files,
+            markdown,
+            json,
+            csv,
+        } => {
+            let format = cli::inspect::CompareFormat::of(markdown, json, csv);
+            if files.len() < 2 || files.iter().any(|f| cli::fleet::is_fleet(f)) {
+                cli::fleet::compare(&files, format)
+            } else {
+                compare(&files, format)
+            }
         }
-        Command::Compare { files, markdown } => compare(&files, markdown),
         Command::Clean => clean(false).map(|_| ExitCode::SUCCESS),
         Command::Kernel(KernelCommand::Build {
             source,

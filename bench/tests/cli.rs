@@ -125,6 +125,24 @@ fn report_writes_csv_one_row_per_figure_or_per_sample() {
     let out = vcbench(&["report", "r.json", "-o", "r.txt"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains(".samples.csv"), "{}", stderr(&out));
+    // compare, for machines: JSON and CSV.
+    let out = vcbench(&["compare", "r.json", "r.json", "--json"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compared: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &compared["figures"][0];
+    assert_eq!(first["figure"], "native startup time_to_start");
+    assert_eq!(first["changes"][0]["significant"], false, "{first}");
+    assert_eq!(first["changes"][0]["change"], 0.0, "{first}");
+    let out = vcbench(&["compare", "r.json", "r.json", "--csv"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("figure,unit,baseline,baseline_median,document,median,change"));
+    assert_eq!(lines.len(), results.figures.len() + 1, "{text}");
+    let out = vcbench(
+        &["compare", "r.json", "r.json", "--csv", "--json"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -148,6 +148,110 @@ pub fn rows(docs: &[Results]) -> Vec<Row> {
         .collect()
 }
 
+/// The comparison as JSON, for machines: the documents' names, then each figure with its
+/// median and interval in each document and, for each later document, its change from the
+/// first (the relative change of the median with its interval, the rank test's p, whether
+/// it is significant, how the two ran differently, and the change in words).
+pub fn json(docs: &[Results], names: &[String]) -> serde_json::Value {
+    let figures: Vec<serde_json::Value> = rows(docs)
+        .into_iter()
+        .map(|row| {
+            let medians: Vec<serde_json::Value> = row
+                .figures
+                .iter()
+                .map(|f| match f {
+                    Some(f) => serde_json::json!({
+                        "median": f.summary.median,
+                        "ci_low": f.summary.ci.as_ref().map(|c| c.low),
+                        "ci_high": f.summary.ci.as_ref().map(|c| c.high),
+                        "n": f.summary.n,
+                        "variant": f.variant,
+                    }),
+                    None => serde_json::Value::Null,
+                })
+                .collect();
+            let changes: Vec<serde_json::Value> = row
+                .changes
+                .iter()
+                .zip(names.iter().skip(1))
+                .map(|(change, name)| match change {
+                    Some(c) => serde_json::json!({
+                        "document": name,
+                        "change": c.test.map(|t| t.change),
+                        "ci_low": c.test.map(|t| t.ci.low),
+                        "ci_high": c.test.map(|t| t.ci.high),
+                        "p": c.test.map(|t| t.p),
+                        "significant": c.significant(),
+                        "unlike": c.unlike,
+                        "words": describe(c, &row.unit, row.better),
+                    }),
+                    None => serde_json::Value::Null,
+                })
+                .collect();
+            serde_json::json!({
+                "figure": row.figure,
+                "unit": row.unit,
+                "better": row.better,
+                "in_each": medians,
+                "changes": changes,
+            })
+        })
+        .collect();
+    serde_json::json!({"documents": names, "figures": figures})
+}
+
+/// The comparison as CSV: one row per figure and later document, with the first
+/// document's median, this one's, and the change between them (empty where a figure is
+/// missing or was not tested).
+pub fn csv(docs: &[Results], names: &[String]) -> String {
+    let mut out = String::from(
+        "figure,unit,baseline,baseline_median,document,median,change,change_low,change_high,\
+         p,significant,unlike\r\n",
+    );
+    let field = |text: &str| {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_owned()
+        }
+    };
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let base_name = names.first().map_or("", String::as_str);
+    for row in rows(docs) {
+        let base = row.figures.first().cloned().flatten();
+        for (i, name) in names.iter().enumerate().skip(1) {
+            let this = row.figures.get(i).cloned().flatten();
+            let change = row.changes.get(i - 1).cloned().flatten();
+            let test = change.as_ref().and_then(|c| c.test);
+            let cells = [
+                field(&row.figure),
+                field(&row.unit),
+                field(base_name),
+                opt(base.as_ref().map(|f| f.summary.median)),
+                field(name),
+                opt(this.as_ref().map(|f| f.summary.median)),
+                opt(test.map(|t| t.change)),
+                opt(test.map(|t| t.ci.low)),
+                opt(test.map(|t| t.ci.high)),
+                opt(test.map(|t| t.p)),
+                change
+                    .as_ref()
+                    .map(|c| c.significant().to_string())
+                    .unwrap_or_default(),
+                field(
+                    change
+                        .as_ref()
+                        .and_then(|c| c.unlike.as_deref())
+                        .unwrap_or(""),
+                ),
+            ];
+            out.push_str(&cells.join(","));
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
 /// How two figures' identities differ, if they do.
 fn unlike(a: &Figure, b: &Figure) -> Option<String> {
     let mut diffs = Vec::new();

@@ -99,8 +99,14 @@ pub(crate) enum Command {
         #[arg(num_args = 1.., required = true)]
         files: Vec<PathBuf>,
         /// Print Markdown instead of a terminal table.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["json", "csv"])]
         markdown: bool,
+        /// Print JSON: each figure in each file, and each change with its interval and test.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV: one row per figure and later file, with its change from the first.
+        #[arg(long)]
+        csv: bool,
     },
     /// Merge many hosts' results of one plan into a fleet document: each figure keeps its
     /// host, plans are checked alike (every difference listed), nothing is averaged.

@@ -219,7 +219,10 @@ pub(crate) fn report(
 
 /// `vcbench compare` where a file is a fleet: each of its hosts is a document of its own,
 /// named `FILE:HOST`; the first document is the baseline.
-pub(crate) fn compare(files: &[PathBuf], markdown: bool) -> Result<ExitCode, Failure> {
+pub(crate) fn compare(
+    files: &[PathBuf],
+    format: super::inspect::CompareFormat,
+) -> Result<ExitCode, Failure> {
     let mut names = Vec::new();
     let mut docs = Vec::new();
     for file in files {
@@ -235,12 +238,6 @@ pub(crate) fn compare(files: &[PathBuf], markdown: bool) -> Result<ExitCode, Fai
             docs.len()
         )));
     }
-    if markdown {
-        say_part!("{}", reports::compare::markdown(&docs, &names));
-    } else {
-        let bold = color();
-        let columns = |rows: &[Vec<String>]| table::columns(rows, &[], bold);
-        say_part!("{}", reports::compare::terminal(&docs, &names, &columns));
-    }
+    super::inspect::print_comparison(&docs, &names, format);
     Ok(ExitCode::SUCCESS)
 }

@@ -166,7 +166,10 @@ pub(crate) fn report(
     match out {
         None => say_part!("{}", reports::markdown::render(&doc)),
         Some(path) => {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             let text = match path.extension().and_then(|e| e.to_str()) {
                 Some("html" | "htm") => reports::html::render(&doc),
                 Some("md" | "markdown") => reports::markdown::render(&doc),
@@ -196,20 +199,53 @@ pub(crate) fn report(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn compare(files: &[PathBuf], markdown: bool) -> Result<ExitCode, Failure> {
+/// How `compare` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CompareFormat {
+    /// A table for a terminal.
+    Terminal,
+    /// Markdown.
+    Markdown,
+    /// JSON.
+    Json,
+    /// CSV.
+    Csv,
+}
+
+impl CompareFormat {
+    /// The format the flags ask for (clap lets at most one be set).
+    pub(crate) fn of(markdown: bool, json: bool, csv: bool) -> Self {
+        match (markdown, json, csv) {
+            (true, _, _) => CompareFormat::Markdown,
+            (_, true, _) => CompareFormat::Json,
+            (_, _, true) => CompareFormat::Csv,
+            _ => CompareFormat::Terminal,
+        }
+    }
+}
+
+pub(crate) fn compare(files: &[PathBuf], format: CompareFormat) -> Result<ExitCode, Failure> {
     let docs = files
         .iter()
         .map(|f| read_document(f))
         .collect::<Result<Vec<_>, _>>()?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    if markdown {
-        say_part!("{}", reports::compare::markdown(&docs, &names));
-    } else {
-        let bold = color();
-        let columns = |rows: &[Vec<String>]| table::columns(rows, &[], bold);
-        say_part!("{}", reports::compare::terminal(&docs, &names, &columns));
-    }
+    print_comparison(&docs, &names, format);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the comparison of `docs` (the first is the baseline), named `names`.
+pub(crate) fn print_comparison(docs: &[Results], names: &[String], format: CompareFormat) {
+    match format {
+        CompareFormat::Markdown => say_part!("{}", reports::compare::markdown(docs, names)),
+        CompareFormat::Json => say!("{:#}", reports::compare::json(docs, names)),
+        CompareFormat::Csv => say_part!("{}", reports::compare::csv(docs, names)),
+        CompareFormat::Terminal => {
+            let bold = color();
+            let columns = |rows: &[Vec<String>]| table::columns(rows, &[], bold);
+            say_part!("{}", reports::compare::terminal(docs, names, &columns));
+        }
+    }
 }
 
 /// Writes the HTML and Markdown reports of `results` beside its file: `r.json` gives
