@@ -60,6 +60,8 @@ pub struct Observation {
     pub memory_at_result: Option<Footprint>,
     /// What the workload observed that is not a number (the isolation probe's answers).
     pub facts: Vec<workload::record::Fact>,
+    /// The backend's counters, once the instance had exited.
+    pub counters: Vec<(String, u64)>,
 }
 
 /// The figures one successful run of `scenario` yields.
@@ -94,11 +96,20 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
                     .map(|v| lower(Name::TimeToExit, "ms", host, v)),
             );
         }
-        Scenario::Warm => values.extend(
-            obs.markers
-                .started_ms
-                .map(|v| lower(Name::WarmStart, "ms", host, v)),
-        ),
+        Scenario::Warm => {
+            values.extend(
+                obs.markers
+                    .started_ms
+                    .map(|v| lower(Name::WarmStart, "ms", host, v)),
+            );
+            // What a sandbox kept waiting holds, where the backend keeps a pool.
+            values.extend(
+                obs.counters
+                    .iter()
+                    .find(|(name, _)| name == "pool_idle_kib_per_sandbox")
+                    .map(|&(_, kib)| lower(Name::IdleSandboxMemory, "MiB", None, kib_to_mib(kib))),
+            );
+        }
         Scenario::Command => {
             for (metric, at) in [
                 (Name::TimeToStart, obs.markers.started_ms),
@@ -233,6 +244,27 @@ mod tests {
             "{refused}"
         );
         assert!(check(&[value("rss", f64::NAN)]).is_err());
+    }
+
+    #[test]
+    fn a_warm_start_has_its_pools_idle_memory_beside_it() {
+        let obs = Observation {
+            markers: Markers {
+                started_ms: Some(0.5),
+                ..Markers::default()
+            },
+            counters: vec![("pool_idle_kib_per_sandbox".to_owned(), 512)],
+            ..Observation::default()
+        };
+        let values = values(Scenario::Warm, &obs);
+        let got: Vec<(&str, f64)> = values
+            .iter()
+            .map(|v| (v.metric.as_str(), v.value))
+            .collect();
+        assert_eq!(
+            got[..2],
+            [("warm_start", 0.5), ("idle_memory_per_sandbox", 0.5)]
+        );
     }
 
     #[test]

@@ -175,6 +175,7 @@ pub fn run_once(backend: &dyn Backend, launch: &Launch, step: &Step, stop: &Atom
         })
         .collect();
     let counters = instance.counters();
+    observation.counters = counters.clone();
     instance.teardown();
     observation.markers.gone_ms = Some(Stamp::now().ms_since(launched));
     let mut exit_status = None;

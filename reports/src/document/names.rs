@@ -195,6 +195,8 @@ names! {
         TimeToReady = "time_to_ready",
         /// Launch of a sandbox prepared ahead to its workload's first record (ms, host clock).
         WarmStart = "warm_start",
+        /// What one waiting sandbox of a warm pool holds, as its cgroup counts it (MiB).
+        IdleSandboxMemory = "idle_memory_per_sandbox",
         /// Launch to the workload's exit, for scenarios other than startup (ms).
         Wall = "wall",
         /// The workload's peak resident memory (MiB).
