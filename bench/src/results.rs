@@ -192,6 +192,8 @@ mod tests {
                     crate::backend::Stamping::PipeReader.describe().to_owned(),
                 )]),
                 pipe_stamp_delay_ms: Some(0.02),
+                max_time_s: None,
+                cpus: None,
             },
             started_at: now_rfc3339(),
             finished_at: now_rfc3339(),

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::backend::{error_chain, Availability, Backend, Launch};
 use crate::figures::{self, Value};
@@ -40,7 +41,16 @@ pub struct Plan {
     /// The command scenario's workload line: the user's program from the user's image
     /// (`exec --root DIR ... -- PROGRAM ARGS`); empty when there is none.
     pub command: Vec<String>,
+    /// A time budget for the whole run: each scenario gets an equal share of what is left
+    /// when it starts, and its measured runs stop once the share is spent and every
+    /// backend has [`MIN_BUDGET_RUNS`].
+    pub max_time: Option<Duration>,
+    /// The CPUs the run is held to, as the kernel lists them, for the results.
+    pub cpus: Option<String>,
 }
+
+/// Measured runs each backend gets in a scenario before a time budget may stop it.
+pub const MIN_BUDGET_RUNS: u32 = 3;
 
 impl Plan {
     /// Runs in the plan, warmups included, for backends that are available.
@@ -133,7 +143,14 @@ pub fn execute(
     let mut rng = stats::Rng::new(plan.seed);
     let mut host_answers = None;
     let mut stopped = Stopped::default();
-    for step in &plan.steps {
+    let started = Instant::now();
+    for (done, step) in plan.steps.iter().enumerate() {
+        // This scenario's share of the time budget that is left.
+        let deadline = plan.max_time.map(|budget| {
+            let left = budget.saturating_sub(started.elapsed());
+            let steps_left = u32::try_from(plan.steps.len() - done).unwrap_or(1).max(1);
+            Instant::now() + left / steps_left
+        });
         let mut able = Vec::new();
         for &backend in available.iter().filter(|b| !stopped.is_stopped(b.name())) {
             let supported = match step.scenario {
@@ -187,6 +204,7 @@ pub fn execute(
                     order: plan.order,
                     progress,
                     stop,
+                    deadline,
                 };
                 // Warm starts run on what each backend prepared ahead, dropped (and
                 // removed) once the scenario is done.
@@ -270,6 +288,8 @@ fn planned(plan: &Plan) -> results::Plan {
             .map(|b| (b.name().to_owned(), b.stamping().describe().to_owned()))
             .collect(),
         pipe_stamp_delay_ms: crate::clock::pipe_stamp_delay_ms(50),
+        max_time_s: plan.max_time.map(|t| t.as_secs_f64()),
+        cpus: plan.cpus.clone(),
     }
 }
 
@@ -406,6 +426,8 @@ struct Repeated<'a> {
     workload: &'a Path,
     /// The command scenario's workload line.
     command: &'a [String],
+    /// When this scenario's share of the run's time budget is spent.
+    deadline: Option<Instant>,
     step: &'a Step,
     order: Order,
     progress: &'a dyn Progress,
@@ -475,9 +497,22 @@ fn repeated(
         .collect();
     let mut gathered: Vec<Gathered> = backends.iter().map(|_| Gathered::default()).collect();
     let slots = order::schedule(backends.len(), step.warmup, step.runs, context.order, rng);
+    let mut measured = vec![0u32; backends.len()];
     for slot in slots.into_iter().filter(|s| probes[s.backend]) {
         if context.stop.load(Ordering::SeqCst) {
             break;
+        }
+        // The time budget stops the measured runs once every backend that runs has
+        // enough of them.
+        let spent = context.deadline.is_some_and(|d| Instant::now() >= d);
+        let enough = (0..backends.len()).all(|b| {
+            !probes[b] || stopped.is_stopped(backends[b].name()) || measured[b] >= MIN_BUDGET_RUNS
+        });
+        if !slot.warmup && spent && enough {
+            break;
+        }
+        if !slot.warmup {
+            measured[slot.backend] += 1;
         }
         let backend = backends[slot.backend];
         if stopped.is_stopped(backend.name()) {
@@ -851,6 +886,8 @@ mod tests {
             seed: 11,
             baseline: None,
             command: Vec::new(),
+            max_time: None,
+            cpus: None,
         }
     }
 

@@ -146,6 +146,105 @@ fn report_writes_csv_one_row_per_figure_or_per_sample() {
 }
 
 #[test]
+fn run_options_for_scripts_counts_budgets_and_cpus() {
+    let dir = tempfile::tempdir().unwrap();
+    // --json without --out: the document on standard output, no file anywhere.
+    let out = vcbench(
+        &["run", "-b", "native", "-s", "startup", "-r", "3", "--json"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["plan"]["scenarios"][0]["runs"], 3);
+    // (The cache, where the workload is installed, is not a result.)
+    let written: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| n != "cache")
+        .collect();
+    assert!(written.is_empty(), "no file written: {written:?}");
+
+    // -q: only the paths and what must not be missed; counts per scenario.
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "native",
+            "-s",
+            "startup,syscall",
+            "-r",
+            "2,startup=4",
+            "-w",
+            "0",
+            "-q",
+            "-o",
+            "q.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("results: q.json\n"), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| ["results: ", "report: ", "warning: ", "skipped: "]
+                .iter()
+                .any(|p| l.starts_with(p))),
+        "{text}"
+    );
+    let results = Results::read(&dir.path().join("q.json")).unwrap();
+    let runs: Vec<(String, u32)> = results
+        .plan
+        .scenarios
+        .iter()
+        .map(|s| (s.name.clone(), s.runs))
+        .collect();
+    assert_eq!(runs, [("startup".to_owned(), 4), ("syscall".to_owned(), 2)]);
+
+    // A time budget picks the run count; the CPUs the run is held to are recorded.
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "native",
+            "-s",
+            "startup",
+            "--max-time",
+            "2",
+            "--cpus-set",
+            "0",
+            "-q",
+            "-o",
+            "m.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = Results::read(&dir.path().join("m.json")).unwrap();
+    assert_eq!(results.plan.max_time_s, Some(2.0));
+    assert_eq!(results.plan.cpus.as_deref(), Some("0"));
+    let n = results
+        .figure("native", "startup", "time_to_start")
+        .unwrap()
+        .summary
+        .n;
+    assert!((3..1000).contains(&n), "{n} runs in 2 s");
+    for bad in [
+        &["--cpus-set", "5000"][..],
+        &["--cpus-set", "3-1"],
+        &["--max-time", "0"],
+        &["-r", "startup=x"],
+        &["-r", "nosuch=3"],
+    ] {
+        let mut args = vec!["run", "-b", "native", "-s", "startup"];
+        args.extend(bad);
+        let out = vcbench(&args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn json_output_is_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let out = vcbench(

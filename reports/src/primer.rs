@@ -413,6 +413,22 @@ pub fn settings(doc: &Results) -> Vec<(String, String)> {
     if let Some(b) = doc.baseline() {
         rows.push(("baseline".to_owned(), b.to_owned()));
     }
+    if let Some(budget) = doc.plan.max_time_s {
+        rows.push((
+            "time budget".to_owned(),
+            format!(
+                "{} s (--max-time): each scenario's measured runs stopped when its share was \
+                 spent, so a figure's n may be below the runs planned",
+                number(budget)
+            ),
+        ));
+    }
+    if let Some(cpus) = &doc.plan.cpus {
+        rows.push((
+            "CPUs".to_owned(),
+            format!("held to {cpus} (--cpus-set): the harness and every instance"),
+        ));
+    }
     let h = &doc.host;
     let native_on = if h.emulated {
         "a CPU emulated by QEMU TCG: every figure, native's included, is an emulation figure"

@@ -254,12 +254,25 @@ pub(crate) struct RunArgs {
     /// interference, which run only when named].
     #[arg(long, short, value_delimiter = ',', value_parser = scenario_names())]
     pub(crate) scenario: Vec<Scenario>,
-    /// Measured runs per backend and scenario [default: 30 for startup, 5 for the rest].
-    #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub(crate) runs: Option<u32>,
-    /// Warmup runs, discarded, before the measured ones [default: 3 for startup, 1 for the rest].
-    #[arg(long, short, value_parser = clap::value_parser!(u32).range(0..=10_000))]
-    pub(crate) warmup: Option<u32>,
+    /// Measured runs per backend and scenario: N for every scenario, or SCENARIO=N for
+    /// one, comma-separated (`-r 10`, `-r startup=50,cpu=5`, `-r 10,startup=50`) [default:
+    /// 30 for startup, 5 for the rest].
+    #[arg(long, short, value_parser = parse_counts_runs)]
+    pub(crate) runs: Option<Counts>,
+    /// Warmup runs, discarded, before the measured ones: N, or SCENARIO=N, as for --runs
+    /// [default: 3 for startup, 1 for the rest].
+    #[arg(long, short, value_parser = parse_counts_warmup)]
+    pub(crate) warmup: Option<Counts>,
+    /// A time budget for the whole run, in seconds: each scenario gets an equal share of
+    /// what is left when it starts, and its measured runs stop once its share is spent
+    /// and every backend has at least 3 (up to --runs, which then defaults to 1000).
+    #[arg(long, value_name = "SECS", value_parser = parse_max_time)]
+    pub(crate) max_time: Option<f64>,
+    /// Run on these CPUs only (the harness and every instance, through the CPU affinity
+    /// they inherit), e.g. `2,3` or `0-3`, so runs do not wander between CPUs; recorded in
+    /// the results.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub(crate) cpus_set: Option<CpuList>,
     #[command(flatten)]
     pub(crate) setup: BackendArgs,
     /// Density: the instance counts to reach, ascending, comma-separated.
@@ -292,10 +305,12 @@ pub(crate) struct RunArgs {
     /// Where to write the results document [default: vcbench-results/run-<time>.json].
     #[arg(long, short)]
     pub(crate) out: Option<PathBuf>,
-    /// Print the results document on standard output instead of the summary table.
+    /// Print the results document on standard output instead of the summary table; no
+    /// file is written unless --out names one.
     #[arg(long)]
     pub(crate) json: bool,
-    /// No progress bar.
+    /// No progress bar and no table: only the paths of the results and reports, and the
+    /// warnings.
     #[arg(long, short)]
     pub(crate) quiet: bool,
     #[command(flatten)]
@@ -451,5 +466,134 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{text:?} is not a number of seconds more than 0 and at most 86400"
         )),
+    }
+}
+
+/// Run counts from the command line: one for every scenario, and some for one scenario.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// For every scenario not named.
+    pub(crate) all: Option<u32>,
+    /// For the scenarios named.
+    pub(crate) each: Vec<(Scenario, u32)>,
+}
+
+impl Counts {
+    /// The count for `scenario`, if one was given.
+    pub(crate) fn of(&self, scenario: Scenario) -> Option<u32> {
+        self.each
+            .iter()
+            .find(|(s, _)| *s == scenario)
+            .map(|(_, n)| *n)
+            .or(self.all)
+    }
+}
+
+/// Parses `N`, `SCENARIO=N` or a comma-separated mix, each count in `range`.
+fn parse_counts(
+    text: &str,
+    what: &str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Counts, String> {
+    let mut counts = Counts::default();
+    for part in text.split(',').map(str::trim) {
+        let (scenario, number) = match part.split_once('=') {
+            Some((s, n)) => (Some(s.trim()), n.trim()),
+            None => (None, part),
+        };
+        let n: u32 = number
+            .parse()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "{number:?} is not a number of {what} from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            })?;
+        match scenario {
+            None if counts.all.is_some() => {
+                return Err(format!("{text:?} gives the count for every scenario twice"))
+            }
+            None => counts.all = Some(n),
+            Some(name) => {
+                let scenario: Scenario = name.parse().map_err(|e| format!("{e}"))?;
+                if counts.each.iter().any(|(s, _)| *s == scenario) {
+                    return Err(format!("{text:?} names {name} twice"));
+                }
+                counts.each.push((scenario, n));
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn parse_counts_runs(text: &str) -> Result<Counts, String> {
+    parse_counts(text, "runs", 1..=100_000)
+}
+
+fn parse_counts_warmup(text: &str) -> Result<Counts, String> {
+    parse_counts(text, "warmup runs", 0..=10_000)
+}
+
+fn parse_max_time(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 1.0 && *s <= 7.0 * 86_400.0)
+        .ok_or_else(|| format!("{text:?} is not a time budget in seconds, from 1 to 604800"))
+}
+
+/// CPUs by number, ascending, each once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CpuList(pub(crate) Vec<usize>);
+
+/// Parses a CPU list as the kernel writes them: `0,2,4-7`.
+fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    let bad = || format!("{text:?} is not a list of CPUs such as 2,3 or 0-3");
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>(), b.parse::<usize>()),
+            None => (part.parse(), part.parse()),
+        };
+        let (first, last) = (first.map_err(|_| bad())?, last.map_err(|_| bad())?);
+        if first > last || last >= 1024 {
+            return Err(bad());
+        }
+        cpus.extend(first..=last);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(CpuList(cpus))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_one_for_all_or_one_per_scenario() {
+        let c = parse_counts_runs("10,startup=50").unwrap();
+        assert_eq!(c.of(Scenario::Startup), Some(50));
+        assert_eq!(c.of(Scenario::Cpu), Some(10));
+        let c = parse_counts_runs("startup=50, cpu=5").unwrap();
+        assert_eq!(c.of(Scenario::Cpu), Some(5));
+        assert_eq!(c.of(Scenario::Mem), None);
+        for bad in ["0", "x", "startup=", "nosuch=3", "5,6", "cpu=1,cpu=2", "-1"] {
+            assert!(parse_counts_runs(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_counts_warmup("0").unwrap().all, Some(0));
+    }
+
+    #[test]
+    fn cpu_lists_read_as_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0,2,4-6").unwrap().0, [0, 2, 4, 5, 6]);
+        assert_eq!(parse_cpu_list("3").unwrap().0, [3]);
+        for bad in ["", "a", "3-1", "1-", "99999"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad}");
+        }
+        assert!(parse_max_time("0").is_err());
+        assert_eq!(parse_max_time("90").unwrap(), 90.0);
     }
 }

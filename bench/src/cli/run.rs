@@ -24,12 +24,31 @@ use super::inspect::{clean, write_reports};
 use super::{color, Failure, EXIT_INTERRUPTED, EXIT_RUNS_FAILED};
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    // With --json and no --out, the document goes to standard output only.
     let out = match &args.out {
-        Some(path) => path.clone(),
-        None => default_out().map_err(Failure::usage)?,
+        Some(path) => Some(path.clone()),
+        None if args.json => None,
+        None => Some(default_out().map_err(Failure::usage)?),
     };
-    results::check_writable(&out)
-        .map_err(|e| Failure::usage(anyhow::Error::new(e).context("choose another --out")))?;
+    if let Some(out) = &out {
+        results::check_writable(out)
+            .map_err(|e| Failure::usage(anyhow::Error::new(e).context("choose another --out")))?;
+    }
+    // Held to the CPUs asked for: this thread's affinity is inherited by every thread and
+    // process it starts from here on.
+    let cpus = match &args.cpus_set {
+        Some(list) => Some(hold_to_cpus(&list.0).map_err(Failure::usage)?),
+        None => None,
+    };
+    if let Some(f) = host::cpu_frequency(std::path::Path::new(host::CPU_SYSFS)) {
+        if f.can_skew() {
+            eprintln!(
+                "warning: CPU frequency {}: timings drift with load and temperature \
+                 (vcbench doctor says how to steady them)",
+                f.describe()
+            );
+        }
+    }
 
     let backends = backends(&args.setup, &args.backend)?;
     if let Some(baseline) = &args.baseline {
@@ -80,7 +99,16 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         backends,
         steps: scenarios
             .into_iter()
-            .map(|s| Step::new(s, args.runs, args.warmup, timeout))
+            .map(|s| {
+                // Under a time budget, the budget picks the run count, up to --runs.
+                let runs = args
+                    .runs
+                    .as_ref()
+                    .and_then(|r| r.of(s))
+                    .or(args.max_time.map(|_| MAX_TIME_RUNS));
+                let warmup = args.warmup.as_ref().and_then(|w| w.of(s));
+                Step::new(s, runs, warmup, timeout)
+            })
             .collect(),
         density: density::Options {
             instances: args.instances.clone(),
@@ -95,6 +123,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         seed: args.seed.unwrap_or_else(clock_seed),
         baseline: args.baseline.clone(),
         command: command.unwrap_or_default(),
+        max_time: args.max_time.map(Duration::from_secs_f64),
+        cpus,
     };
 
     // What a killed run left behind would skew this one: remove it, saying what it was.
@@ -106,24 +136,52 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let progress = Bar::new(plan.total_runs(), args.quiet, out.clone());
     let results = runner::execute(&plan, &workload, host::detect(), &progress, &stop);
     progress.bar.finish_and_clear();
-    results::write(&results, &out).with_context(|| {
-        format!(
-            "the results are lost; try again with another --out than {}",
-            out.display()
-        )
-    })?;
+    let reports = match &out {
+        Some(out) => {
+            results::write(&results, out).with_context(|| {
+                format!(
+                    "the results are lost; try again with another --out than {}",
+                    out.display()
+                )
+            })?;
+            write_reports(&results, out)
+        }
+        None => Vec::new(),
+    };
 
-    let reports = write_reports(&results, &out);
+    let paths = out.iter().chain(&reports);
     if args.json {
         say!("{}", results.to_json());
-        for report in reports {
-            eprintln!("report: {}", report.display());
+        for path in paths {
+            eprintln!("written: {}", path.display());
+        }
+    } else if args.quiet {
+        // The paths, then what the reader must not miss.
+        for (i, path) in paths.enumerate() {
+            say!(
+                "{}: {}",
+                if i == 0 { "results" } else { "report" },
+                path.display()
+            );
+        }
+        for warning in reports::figure_text::warnings(&results) {
+            say!("warning: {warning}");
+        }
+        for skip in &results.skipped {
+            let what = match &skip.scenario {
+                Some(s) => format!("{} {s}", skip.backend),
+                None => skip.backend.clone(),
+            };
+            say!("skipped: {what}: {}", skip.reason);
         }
     } else {
         say_part!("{}", table::render(&results, color()));
-        say!("results: {}", out.display());
-        for report in reports {
-            say!("report: {}", report.display());
+        for (i, path) in paths.enumerate() {
+            say!(
+                "{}: {}",
+                if i == 0 { "results" } else { "report" },
+                path.display()
+            );
         }
     }
     Ok(if !results.complete || stop.load(Ordering::SeqCst) {
@@ -416,15 +474,69 @@ pub(crate) fn default_out() -> anyhow::Result<PathBuf> {
     Ok(dir.join(format!("run-{stamp}.json")))
 }
 
+/// Measured runs per scenario under a time budget when --runs does not say: the budget
+/// ends them first.
+const MAX_TIME_RUNS: u32 = 1000;
+
+/// Holds this thread, and every thread and process it starts from now on, to `cpus`;
+/// returns them as the kernel lists them (`2-3`).
+fn hold_to_cpus(cpus: &[usize]) -> anyhow::Result<String> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO initialises it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed cpu_set_t.
+    unsafe { libc::CPU_ZERO(&mut set) };
+    for &cpu in cpus {
+        // SAFETY: `cpu` is below 1024, CPU_SETSIZE, as the parser checked.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is initialised and its size is passed; 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("--cpus-set: this machine cannot run on CPUs {cpus:?}: {e}");
+    }
+    // What the kernel made of it (CPUs that are not online are left out).
+    // SAFETY: `set` is a valid, exclusively borrowed cpu_set_t of the size passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Ok(list_of(cpus));
+    }
+    // SAFETY: `set` was filled by sched_getaffinity; each index is below CPU_SETSIZE.
+    let held: Vec<usize> = (0..1024)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect();
+    Ok(list_of(&held))
+}
+
+/// `[0, 2, 3, 4]` as the kernel lists CPUs: `0,2-4`.
+fn list_of(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let first = cpus[i];
+        while i + 1 < cpus.len() && cpus[i + 1] == cpus[i] + 1 {
+            i += 1;
+        }
+        parts.push(match cpus[i] {
+            last if last == first => first.to_string(),
+            last => format!("{first}-{last}"),
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
 /// A progress bar on standard error, hidden when it is not a terminal; it also keeps the
 /// results file up to date after every scenario, so a crash loses at most one.
 struct Bar {
     bar: ProgressBar,
-    out: PathBuf,
+    /// Where results so far are saved; nowhere for `--json` without `--out`.
+    out: Option<PathBuf>,
 }
 
 impl Bar {
-    fn new(total: u64, quiet: bool, out: PathBuf) -> Self {
+    fn new(total: u64, quiet: bool, out: Option<PathBuf>) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         if quiet || !std::io::stderr().is_terminal() {
             bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -453,7 +565,10 @@ impl Progress for Bar {
     }
 
     fn checkpoint(&self, partial: &Results) {
-        if let Err(e) = results::write(partial, &self.out) {
+        let Some(out) = &self.out else {
+            return;
+        };
+        if let Err(e) = results::write(partial, out) {
             self.bar.println(format!(
                 "cannot save results so far: {:#}",
                 anyhow::Error::new(e)

@@ -172,6 +172,13 @@ pub struct Plan {
     /// stamped by a monitor at the exit do not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipe_stamp_delay_ms: Option<f64>,
+    /// The time budget of the run (`--max-time`), seconds: each scenario's measured runs
+    /// stopped once its share was spent, so a figure's `n` may be below `runs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time_s: Option<f64>,
+    /// The CPUs the run was held to (`--cpus-set`), as the kernel lists them (`2-3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
 }
 
 fn blocked() -> String {
