@@ -1083,6 +1083,39 @@ mod tests {
     }
 
     #[test]
+    fn a_guests_disk_is_an_ext4_image_in_the_given_directory_removed_with_it() {
+        if let Err(why) = disk_formatter() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {why}"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = DiskImage::create(dir.path()).unwrap();
+        let path = image.path().to_owned();
+        assert_eq!(path.parent(), Some(dir.path()));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(&crate::registry::temp_prefix("disk")) && name.ends_with(".img"),
+            "{name}: vcbench clean finds it by its run's PID"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), DISK_BYTES);
+        // The ext4 superblock: 1024 bytes in, its magic 0xef53 at offset 56, and 4 KiB
+        // blocks (log2 of the block size over 1 KiB, at offset 24, is 2).
+        let bytes = std::fs::read(&path).unwrap();
+        let superblock = &bytes[1024..2048];
+        assert_eq!(u16::from_le_bytes([superblock[56], superblock[57]]), 0xef53);
+        assert_eq!(superblock[24], 2);
+        drop(image);
+        assert!(!path.exists(), "the image goes with the instance");
+        // A directory that cannot hold it is an error naming what was being made.
+        let error = DiskImage::create(&dir.path().join("missing")).unwrap_err();
+        assert!(error.to_string().contains("disk image"), "{error}");
+    }
+
+    #[test]
     fn a_linux_guest_stopped_at_its_timeout_is_an_error_with_its_console_tail() {
         let facts = Mutex::new(Facts::default());
         let mut lines: Vec<String> = (0..50).map(|i| console(&format!("line {i}"), i)).collect();
