@@ -83,7 +83,11 @@ fuzz_target!(|data: &[u8]| {
 
     let mut magic = [0u8; 4];
     transport.read(0, &mut magic);
-    assert_eq!(u32::from_le_bytes(magic), MAGIC, "the transport forgot what it is");
+    assert_eq!(
+        u32::from_le_bytes(magic),
+        MAGIC,
+        "the transport forgot what it is"
+    );
     if read_only {
         let counters = transport.device().counters();
         assert_eq!(counters.writes, 0, "a read-only disk took a write");
