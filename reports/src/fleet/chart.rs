@@ -52,11 +52,7 @@ pub fn ratios_svg(fleet: &Fleet) -> Option<String> {
     if rows.is_empty() {
         return None;
     }
-    let baseline = fleet
-        .plan
-        .baseline
-        .clone()
-        .unwrap_or_else(|| "native".to_owned());
+    let baseline = fleet.baseline();
     let all = rows.iter().flat_map(|(_, b)| b);
     let least = all.clone().map(|b| b.low).fold(1.0_f64, f64::min) / 1.25;
     let most = all.map(|b| b.high).fold(1.0_f64, f64::max) * 1.25;

@@ -130,6 +130,20 @@ impl Fleet {
         self.hosts.iter().find(|m| m.name == name)
     }
 
+    /// The backend every ratio is against: the plan's baseline, else the one the
+    /// figures' ratios name, else native.
+    pub fn baseline(&self) -> String {
+        self.plan
+            .baseline
+            .clone()
+            .or_else(|| {
+                self.figures
+                    .iter()
+                    .find_map(|f| Some(f.figure.vs_baseline.as_ref()?.baseline.clone()))
+            })
+            .unwrap_or_else(|| crate::document::Backend::Native.name().to_owned())
+    }
+
     /// The figures of the host named `name`.
     pub fn figures_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Figure> + 'a {
         self.figures

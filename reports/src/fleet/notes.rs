@@ -171,11 +171,7 @@ fn cgroups(fleet: &Fleet) -> Option<String> {
     } else {
         format!(
             " The container's time to start against {}: {}.",
-            fleet
-                .plan
-                .baseline
-                .as_deref()
-                .unwrap_or(Backend::Native.name()),
+            fleet.baseline(),
             ratios.join("; ")
         )
     };

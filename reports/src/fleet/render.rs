@@ -170,11 +170,7 @@ fn ratio_table(fleet: &Fleet) -> Option<Table> {
 }
 
 fn baseline(fleet: &Fleet) -> String {
-    fleet
-        .plan
-        .baseline
-        .clone()
-        .unwrap_or_else(|| "native".to_owned())
+    fleet.baseline()
 }
 
 /// Each host's failed runs and skips.
