@@ -40,9 +40,13 @@ const KERNEL_STEPS: [(&str, &str); 4] = [
 fn kernel_time_us(line: &str) -> Option<u64> {
     let inner = line.trim_start().strip_prefix('[')?;
     let (stamp, _) = inner.split_once(']')?;
-    let (secs, micros) = stamp.trim().split_once('.')?;
+    let (secs, fraction) = stamp.trim().split_once('.')?;
     let secs: u64 = secs.parse().ok()?;
-    let micros: u64 = micros.parse().ok()?;
+    // The kernel prints six digits; fewer are tenths, hundredths...
+    if fraction.is_empty() || fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let micros: u64 = format!("{fraction:0<6}").parse().ok()?;
     Some(secs * 1_000_000 + micros)
 }
 
@@ -163,11 +167,18 @@ mod tests {
         assert_eq!(
             console.phases(),
             [
+                ("kernel_banner".to_owned(), Stamp(1)),
                 ("workload_started".to_owned(), Stamp(5)),
                 ("result".to_owned(), Stamp(9))
             ]
         );
-        assert_eq!(console.counters(), [("guest_cpus_online".to_owned(), 2)]);
+        assert_eq!(
+            console.counters(),
+            [
+                ("guest_cpus_online".to_owned(), 2),
+                ("kernel_banner_us".to_owned(), 100_000)
+            ]
+        );
         assert_eq!(
             console.tail().collect::<Vec<_>>(),
             ["[    0.1] Linux version 6.1"]

@@ -275,7 +275,7 @@ impl Backend for MicroVm {
                  guests ({})",
                 kernel.describe()
             )),
-            _ => super::restore::Restored::prepare(self.memory_mib, self.seccomp)
+            _ => super::restore::Restored::prepare(self.memory_mib, self.seccomp, micro_instance)
                 .map(|r| Box::new(r) as Box<dyn Backend>),
         }
     }
@@ -658,6 +658,9 @@ fn read_linux_line(line: &str, facts: &Mutex<Facts>) -> Vec<Result<Event, Error>
                 phases.push(("init_reached".to_owned(), Stamp(*ns)));
             }
             phases.extend(f.console.phases());
+            // In the order they happened: the console's kernel steps fall among the
+            // monitor's phases.
+            phases.sort_by_key(|(_, at)| *at);
             phases.extend(ended);
             f.phases.extend(phases);
             let counters = f.console.counters();
@@ -1066,6 +1069,7 @@ mod tests {
                 ("vcpus_created", 40),
                 ("vm_built", 50),
                 ("kernel_entry", 60),
+                ("kernel_runs_init", 150),
                 ("init_reached", 180),
                 ("workload_started", 200),
                 ("result", 300),

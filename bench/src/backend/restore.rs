@@ -18,8 +18,11 @@ use crate::scenario::Scenario;
 /// MiB the snapshotted guest writes before its snapshot point, and reads back after.
 pub const STATE_MIB: u32 = 16;
 
+/// Starts a monitor command running a micro guest of the given MiB as an instance (the
+/// microvm backend's own reader of micro guests).
+pub type Start = fn(&Command, u64) -> Result<Box<dyn Instance>, Error>;
+
 /// The microvm backend restoring a snapshot of a micro guest.
-#[derive(Debug)]
 pub struct Restored {
     vmm: PathBuf,
     snapshot: PathBuf,
@@ -27,14 +30,17 @@ pub struct Restored {
     seccomp: bool,
     /// Guest memory the snapshot holds (the pages the guest had touched), KiB.
     saved_kib: u64,
+    /// How an instance is started and read.
+    start: Start,
     /// The snapshot's directory, removed on drop.
     _dir: tempfile::TempDir,
 }
 
 impl Restored {
     /// Takes the snapshot: runs `ready` in a monitor of `memory_mib` that saves it at its
-    /// snapshot point. `Err` says why it could not be taken.
-    pub fn prepare(memory_mib: u64, seccomp: bool) -> Result<Self, String> {
+    /// snapshot point; each instance is then started with `start`. `Err` says why it could
+    /// not be taken.
+    pub fn prepare(memory_mib: u64, seccomp: bool, start: Start) -> Result<Self, String> {
         let cache = images::image::cache_dir();
         let vmm = images::image::install_vmm(&cache)
             .map_err(|e| format!("cannot install the monitor: {e}"))?;
@@ -72,6 +78,7 @@ impl Restored {
             memory_mib,
             seccomp,
             saved_kib,
+            start,
             _dir: dir,
         })
     }
@@ -129,6 +136,6 @@ impl Backend for Restored {
             .arg("restore")
             .arg(&self.snapshot)
             .args(["--memory-mib", &self.memory_mib.to_string()]);
-        super::microvm::micro_instance(&command, self.memory_mib)
+        (self.start)(&command, self.memory_mib)
     }
 }
