@@ -226,12 +226,10 @@ pub fn environment(doc: &Results) -> Vec<(&'static str, String)> {
     };
     rows.push(("KVM", kvm));
     rows.push(("cgroups", h.cgroup.clone()));
-    rows.push((
-        "CPU frequency",
-        h.cpu_frequency
-            .clone()
-            .unwrap_or_else(|| "not exposed (no cpufreq here)".to_owned()),
-    ));
+    // Recorded where the kernel exposes it (not in most VMs, nor by older versions).
+    if let Some(f) = &h.cpu_frequency {
+        rows.push(("CPU frequency", f.clone()));
+    }
     rows.push((
         "privileges",
         format!(
