@@ -298,6 +298,9 @@ fn keep_tail(kept: &mut Vec<u8>, bytes: &[u8], keep: usize) {
     }
 }
 
+/// A complete line, ending included, or the error of an overlong one.
+type Line<'a> = Result<&'a [u8], Error>;
+
 /// Cuts a stream into lines of at most `max_line` bytes; a longer one becomes one error,
 /// and the rest of it, up to its line ending, is dropped.
 struct Splitter {
@@ -316,7 +319,7 @@ impl Splitter {
     }
 
     /// Takes `bytes`, handing each complete line (ending included) or overlong error on.
-    fn push(&mut self, bytes: &[u8], out: &mut dyn FnMut(Result<&[u8], Error>)) {
+    fn push(&mut self, bytes: &[u8], out: &mut dyn FnMut(Line<'_>)) {
         for piece in bytes.split_inclusive(|b| *b == b'\n') {
             let ends = piece.last() == Some(&b'\n');
             if !self.overlong {
