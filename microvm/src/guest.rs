@@ -122,16 +122,8 @@ pub fn exits(count: u32) -> Payload {
 /// `touch N`: marker 1, one byte written in each 4 KiB page of `mib` MiB from
 /// `TOUCH_START`, marker 2, `hlt` (32-bit protected mode, to reach above 1 MiB).
 pub fn touch(mib: u32) -> Payload {
-    let pages = mib.max(1) * 256;
     let mut code = marker(MARKER_START).to_vec();
-    code.push(0xbf); // mov edi, imm32
-    code.extend(u32::try_from(TOUCH_START).unwrap_or(0).to_le_bytes());
-    code.push(0xb9); // mov ecx, imm32
-    code.extend(pages.to_le_bytes());
-    code.extend([0xc6, 0x07, 0x01]); // loop: mov byte [edi], 1
-    code.extend([0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]); // add edi, 4096
-    code.push(0x49); //       dec ecx
-    code.extend([0x75, 0xf4]); //       jnz loop (-12)
+    code.extend(each_page(mib, &[0xc6, 0x07, 0x01])); // mov byte [edi], 1
     code.extend(marker(MARKER_DONE));
     code.push(0xf4); // hlt
     Payload {
@@ -141,33 +133,34 @@ pub fn touch(mib: u32) -> Payload {
     }
 }
 
+/// A loop over each 4 KiB page of `mib` MiB from `TOUCH_START` (32-bit code): `edi` points
+/// into the page, `access` does something with it, e.g. `mov byte [edi], 1`.
+fn each_page(mib: u32, access: &[u8]) -> Vec<u8> {
+    let pages = mib.max(1) * 256;
+    let mut code = vec![0xbf]; // mov edi, TOUCH_START
+    code.extend(u32::try_from(TOUCH_START).unwrap_or(0).to_le_bytes());
+    code.push(0xb9); // mov ecx, pages
+    code.extend(pages.to_le_bytes());
+    let body = code.len();
+    code.extend(access); // loop: access
+    code.extend([0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]); //       add edi, 4096
+    code.push(0x49); //       dec ecx
+    let back = i8::try_from(body).unwrap_or(0) - i8::try_from(code.len() + 2).unwrap_or(0);
+    code.extend([0x75, back.to_le_bytes()[0]]); //       jnz loop
+    code
+}
+
 /// `ready N`: a guest with a warm half, for snapshots (32-bit protected mode). Cold: marker
 /// 1, one byte written in each page of `mib` MiB from `TOUCH_START` (its state), `hlt`:
 /// the point a snapshot is taken. Restored (or simply run on): marker 1 again, the first
 /// thing the restored guest does, then a read of one byte in each of those pages (its
 /// working set coming back), marker 2, `hlt`.
 pub fn ready(mib: u32) -> Payload {
-    let pages = mib.max(1) * 256;
-    let start = u32::try_from(TOUCH_START).unwrap_or(0).to_le_bytes();
     let mut code = marker(MARKER_START).to_vec();
-    code.push(0xbf); // mov edi, TOUCH_START
-    code.extend(start);
-    code.push(0xb9); // mov ecx, pages
-    code.extend(pages.to_le_bytes());
-    code.extend([0xc6, 0x07, 0x01]); // loop: mov byte [edi], 1
-    code.extend([0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]); // add edi, 4096
-    code.push(0x49); //       dec ecx
-    code.extend([0x75, 0xf4]); //       jnz loop (-12)
+    code.extend(each_page(mib, &[0xc6, 0x07, 0x01])); // mov byte [edi], 1
     code.push(0xf4); // hlt: the snapshot point
     code.extend(marker(MARKER_START)); // the restored guest's first instruction
-    code.push(0xbf); // mov edi, TOUCH_START
-    code.extend(start);
-    code.push(0xb9); // mov ecx, pages
-    code.extend(pages.to_le_bytes());
-    code.extend([0x8a, 0x07]); // loop: mov al, [edi]
-    code.extend([0x81, 0xc7, 0x00, 0x10, 0x00, 0x00]); // add edi, 4096
-    code.push(0x49); //       dec ecx
-    code.extend([0x75, 0xf5]); //       jnz loop (-11)
+    code.extend(each_page(mib, &[0x8a, 0x07])); // mov al, [edi]
     code.extend(marker(MARKER_DONE));
     code.push(0xf4); // hlt
     Payload {

@@ -189,13 +189,7 @@ pub(crate) fn report(
                     )))
                 }
             };
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            results::write_atomic(path, text.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            say!("report: {}", path.display());
+            super::inspect::write_report(path, &text)?;
         }
     }
     if let Some(dir) = charts {

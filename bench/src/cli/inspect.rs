@@ -183,13 +183,7 @@ pub(crate) fn report(
                     )))
                 }
             };
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            results::write_atomic(path, text.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            say!("report: {}", path.display());
+            write_report(path, &text)?;
         }
     }
     if let Some(dir) = png {
@@ -222,6 +216,18 @@ impl CompareFormat {
             _ => CompareFormat::Terminal,
         }
     }
+}
+
+/// Writes a report to `path`, making its directory, and says where.
+pub(crate) fn write_report(path: &Path, text: &str) -> Result<(), Failure> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    results::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    say!("report: {}", path.display());
+    Ok(())
 }
 
 pub(crate) fn compare(files: &[PathBuf], format: CompareFormat) -> Result<ExitCode, Failure> {
