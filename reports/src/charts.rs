@@ -11,7 +11,7 @@ use plotters::prelude::*;
 
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::document::{Metric, Results, Scenario};
+use crate::document::{Figure, Metric, Results, Scenario};
 use crate::figure_text::{number, times};
 use crate::{derived, family, matrix, phases};
 
@@ -36,6 +36,9 @@ pub enum Chart {
     RunOrder,
     /// Where the startup time goes, phase by phase, per backend.
     StartupPhases,
+    /// Cold against warm start per backend: launch to the first record from nothing, and
+    /// from a sandbox prepared ahead (a pool, a snapshot).
+    ColdWarm,
     /// Memory per instance: what the workload touched, what any process of it holds, and
     /// what the sandbox adds.
     Memory,
@@ -51,12 +54,13 @@ pub enum Chart {
 
 impl Chart {
     /// Every chart, in report order.
-    pub const ALL: [Chart; 10] = [
+    pub const ALL: [Chart; 11] = [
         Chart::Stacks,
         Chart::Spectrum,
         Chart::StartupDistribution,
         Chart::RunOrder,
         Chart::StartupPhases,
+        Chart::ColdWarm,
         Chart::Memory,
         Chart::Overhead,
         Chart::Isolation,
@@ -72,6 +76,7 @@ impl Chart {
             Chart::StartupDistribution => "startup-latency",
             Chart::RunOrder => "startup-run-order",
             Chart::StartupPhases => "startup-phases",
+            Chart::ColdWarm => "cold-warm",
             Chart::Memory => "memory",
             Chart::Overhead => "overhead",
             Chart::Isolation => "isolation",
@@ -91,6 +96,7 @@ impl Chart {
             Chart::StartupDistribution => "Startup latency per backend",
             Chart::RunOrder => "Every startup run in the order it was taken",
             Chart::StartupPhases => "Where startup time goes",
+            Chart::ColdWarm => "Cold and warm start per backend",
             Chart::Memory => "Memory per instance",
             Chart::Overhead => "Runtime slowdown against native",
             Chart::Isolation => "What each sandbox sees and may do",
@@ -112,7 +118,10 @@ impl Chart {
     pub fn section(self) -> &'static str {
         match self {
             Chart::Stacks | Chart::Spectrum => "read-me-first",
-            Chart::StartupDistribution | Chart::RunOrder | Chart::StartupPhases => "startup",
+            Chart::StartupDistribution
+            | Chart::RunOrder
+            | Chart::StartupPhases
+            | Chart::ColdWarm => "startup",
             Chart::Memory => "memory",
             Chart::Overhead => "overhead",
             Chart::Isolation => "isolation",
@@ -243,6 +252,7 @@ pub fn has_data(chart: Chart, doc: &Results) -> bool {
         Chart::Spectrum => !derived::spectrum(doc).is_empty(),
         Chart::StartupDistribution | Chart::RunOrder => !startup_samples(doc).is_empty(),
         Chart::StartupPhases => !phases::stages(doc).is_empty(),
+        Chart::ColdWarm => !cold_warm_data(doc).is_empty(),
         Chart::Memory => !derived::memory(doc).is_empty(),
         Chart::Overhead => !derived::slowdowns(doc).is_empty(),
         Chart::Isolation => !doc.isolation.is_empty(),
@@ -262,6 +272,7 @@ fn draw<DB: DrawingBackend>(
         Chart::RunOrder => spectrum::run_order(area, doc),
         Chart::StartupDistribution => startup_distribution(area, doc),
         Chart::StartupPhases => startup_phases(area, doc),
+        Chart::ColdWarm => cold_warm(area, doc),
         Chart::Memory => memory(area, doc),
         Chart::Overhead => overhead(area, doc),
         Chart::Isolation => isolation(area, doc),
@@ -402,6 +413,88 @@ fn startup_distribution<DB: DrawingBackend>(
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// Per backend with a warm start: its cold start figure (if it ran) and its warm one.
+fn cold_warm_data(doc: &Results) -> Vec<(String, Option<&Figure>, &Figure)> {
+    doc.figures
+        .iter()
+        .filter(|f| f.scenario == Scenario::Warm && f.metric == Metric::WarmStart)
+        .map(|warm| {
+            let cold = doc.figure(
+                &warm.backend,
+                Scenario::Startup.name(),
+                Metric::TimeToStart.name(),
+            );
+            (warm.backend.clone(), cold, warm)
+        })
+        .collect()
+}
+
+/// Two bars per backend, cold and warm start, each its median with its 95% interval.
+fn cold_warm<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    doc: &Results,
+) -> Result<(), DrawError> {
+    let data = cold_warm_data(doc);
+    let high = |f: &Figure| f.summary.ci.as_ref().map_or(f.summary.median, |ci| ci.high);
+    let max = data
+        .iter()
+        .flat_map(|(_, cold, warm)| cold.iter().map(|c| high(c)).chain([high(warm)]))
+        .fold(0.0_f64, f64::max)
+        * 1.15;
+    let n = data.len();
+    let (plot, key) = area.split_horizontally(area.dim_in_pixel().0 * 4 / 5);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(
+            "Cold and warm start: launch to the first record",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(110)
+        .build_cartesian_2d(value_axis(max, 1e-3)?, -0.5..as_f64(n) - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&category_labels(
+            data.iter().map(|(b, ..)| backend_label(doc, b)).collect(),
+        ))
+        .light_line_style(LIGHT)
+        .x_desc("ms (bar: median; line: its 95% interval)")
+        .draw()
+        .map_err(err)?;
+    let (cold_color, warm_color) = (color(0), color(2));
+    for (i, (_, cold, warm)) in data.iter().enumerate() {
+        let y = as_f64(i);
+        for (figure, offset, c) in [(*cold, 0.18, cold_color), (Some(*warm), -0.18, warm_color)] {
+            let Some(f) = figure else { continue };
+            let yy = y + offset;
+            chart
+                .draw_series([Rectangle::new(
+                    [(0.0, yy - 0.14), (f.summary.median, yy + 0.14)],
+                    c.mix(0.6).filled(),
+                )])
+                .map_err(err)?;
+            if let Some(ci) = &f.summary.ci {
+                chart
+                    .draw_series([PathElement::new(
+                        vec![(ci.low, yy), (ci.high, yy)],
+                        BLACK.stroke_width(2),
+                    )])
+                    .map_err(err)?;
+            }
+        }
+    }
+    legend(
+        &key,
+        &[
+            (cold_color, "cold: time_to_start".to_owned()),
+            (warm_color, "warm: warm_start".to_owned()),
+        ],
+    )
 }
 
 /// A legend drawn beside a plot, never over it: a coloured square and a label per entry.
@@ -1092,5 +1185,26 @@ mod tests {
         for (value, pixel) in [(-1.7e308, 0), (-1e12, 0), (f64::NAN, 0), (1e300, 500)] {
             assert_eq!(axis.map(&value, limit), pixel, "{value}");
         }
+    }
+
+    #[test]
+    fn cold_and_warm_starts_are_drawn_side_by_side() {
+        let mut doc = Results::parse(
+            include_str!("../tests/data/results.json"),
+            Path::new("results.json"),
+        )
+        .unwrap();
+        assert!(!has_data(Chart::ColdWarm, &doc), "no warm start: no chart");
+        let mut warm = doc
+            .figure("container", "startup", "time_to_start")
+            .expect("the fixture's container start")
+            .clone();
+        warm.scenario = "warm".to_owned();
+        warm.metric = "warm_start".to_owned();
+        doc.figures.push(warm);
+        assert!(has_data(Chart::ColdWarm, &doc));
+        let svg = svg(Chart::ColdWarm, &doc).unwrap().expect("drawn");
+        assert!(svg.contains("Cold and warm start"), "{svg}");
+        assert!(svg.contains("warm: warm_start"));
     }
 }
