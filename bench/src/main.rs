@@ -38,7 +38,7 @@ use cli::Failure;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Once(args) => once(args),
         Command::List { json } => list(json),
         Command::Doctor { json } => doctor(json),

@@ -46,7 +46,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run scenarios on backends and write a results document.
     #[command(after_help = EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the workload once on one backend and show what happened: its markers, the
     /// backend's phases and counters, the workload's figures, and why it failed if it did.
     #[command(after_help = ONCE_EXAMPLES)]
