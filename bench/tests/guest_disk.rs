@@ -152,6 +152,7 @@ fn a_linux_guests_fsynced_writes_reach_the_host_image_through_virtio_blk() {
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
         .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
         .timeout(420)
+        .retry_on_timeout()
         .run(&[
             "sh",
             "-c",

@@ -93,6 +93,7 @@ pub struct Rig {
     timeout_s: u64,
     cpus: u32,
     kernel: Option<PathBuf>,
+    retry_on_timeout: bool,
 }
 
 /// What a command in the rig gave.
@@ -117,6 +118,7 @@ impl Default for Rig {
             timeout_s: 600,
             cpus: 2,
             kernel: None,
+            retry_on_timeout: false,
         }
     }
 }
@@ -154,22 +156,37 @@ impl Rig {
         self
     }
 
+    /// The command bounds its own run time (as `vcbench run --timeout` does), so a rig that
+    /// times out means the outer Linux wedged under the emulator: try once more.
+    pub fn retry_on_timeout(mut self) -> Self {
+        self.retry_on_timeout = true;
+        self
+    }
+
     /// Runs `command` in the rig and waits for it. The rigs of one test binary run one at a
     /// time: each is two emulated CPUs' worth of work. When the outer Linux panics (status
     /// 123: a fault in the emulator's nested virtualization, which no command in it can
     /// cause from user space; its lockup detectors turn a stuck CPU into a panic), the run
-    /// is tried once more, after printing the panic. A timeout is a failure: Linux guests
-    /// boot every time, so a command that outlives its rig is stuck.
+    /// is tried once more, after printing the panic; so is a timeout, when the command
+    /// bounds its own time.
     pub fn run(&self, command: &[&str]) -> Outcome {
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let outcome = self.run_once(command);
-        if outcome.status != OUTER_LINUX_PANICKED {
+        let wedged = self.retry_on_timeout && outcome.status == TIMED_OUT;
+        if outcome.status != OUTER_LINUX_PANICKED && !wedged {
             return outcome;
         }
-        eprintln!("rig: the outer Linux panicked; running the command once more");
+        eprintln!(
+            "rig: the outer Linux {}; running the command once more",
+            if wedged {
+                "wedged (the command's own timeouts never ended it)"
+            } else {
+                "panicked"
+            }
+        );
         self.run_once(command)
     }
 
