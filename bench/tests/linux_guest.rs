@@ -101,6 +101,7 @@ fn the_project_kernel_boots_the_workload_as_init_and_the_backend_reports_its_rec
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
         .timeout(420)
+        .retry_on_timeout()
         .run(&[
             "sh",
             "-c",
@@ -185,6 +186,7 @@ fn qemu_boots_the_same_kernel_and_image_and_reports_the_same_records() {
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
         .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
         .timeout(420)
+        .retry_on_timeout()
         .run(&[
             "sh",
             "-c",
@@ -262,6 +264,7 @@ fn a_kernel_panic_ends_the_run_at_once_with_its_line() {
         .file(&vmm, "/rig/vcbench-vmm")
         .file(&kernel, "/rig/vmlinux")
         .timeout(300)
+        .retry_on_timeout()
         .run(&[
             "vcbench-vmm",
             "linux",
@@ -319,6 +322,7 @@ fn workload_faults_inside_a_linux_guest_are_failures_with_reasons() {
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
         .timeout(420)
+        .retry_on_timeout()
         .run(&[
             "sh",
             "-c",

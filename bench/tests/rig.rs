@@ -102,6 +102,7 @@ fn vcbench_in_the_rig_sees_hardware_style_kvm_and_marks_its_results_emulated() {
     let outcome = rig::Rig::default()
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .timeout(300)
+        .retry_on_timeout()
         .run(&[
             "sh",
             "-c",

@@ -14,17 +14,24 @@ fn the_micro_guest_tests_pass_on_hardware_style_kvm() {
         return;
     }
     let guests = rig::sibling_test_binary("guests");
-    // The tests take about 15 s and bound their own time.
+    // The tests take about 15 s and bound their own time. The emulator running nested KVM
+    // wedges now and then (a known, intermittent hang under TCG): a rig that times out is
+    // tried again, up to four rigs in all, rather than waiting ten minutes for one.
     let rig = rig::Rig::default()
         .file(&guests, "/rig/guests")
         .env("CI", "true")
-        .timeout(120);
+        .timeout(120)
+        .retry_on_timeout();
     let command = [
         "sh",
         "-c",
         "cat /sys/module/kvm_amd/parameters/npt; guests --test-threads 1",
     ];
-    let outcome = rig.run(&command);
+    let mut outcome = rig.run(&command);
+    if outcome.status == rig::TIMED_OUT {
+        eprintln!("rig: wedged twice; two more rigs");
+        outcome = rig.run(&command);
+    }
     assert_eq!(outcome.status, 0, "the micro-guest tests failed in the rig");
     assert!(outcome.output.contains("test result: ok"));
     assert!(
