@@ -295,7 +295,6 @@ impl Cgroup {
 
     fn create_v2(root: &Path, name: &str) -> Result<Self, Error> {
         let parent = root.join(PARENT);
-        make_dir(&parent, true)?;
         // Controllers must be enabled on the way down; ones the kernel lacks are skipped.
         let available =
             std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
@@ -304,20 +303,22 @@ impl Cgroup {
             .filter(|c| available.split_whitespace().any(|a| a == **c))
             .map(|c| format!("+{c}"))
             .collect();
-        for dir in [root, parent.as_path()] {
-            let control = dir.join("cgroup.subtree_control");
-            let enabled = std::fs::read_to_string(&control).unwrap_or_default();
-            let missing: Vec<&str> = wanted
-                .iter()
-                .map(String::as_str)
-                .filter(|w| !enabled.split_whitespace().any(|e| e == &w[1..]))
-                .collect();
-            if !missing.is_empty() {
-                write(&control, &missing.join(" "))?;
+        let enable = || {
+            for dir in [root, parent.as_path()] {
+                let control = dir.join("cgroup.subtree_control");
+                let enabled = std::fs::read_to_string(&control).unwrap_or_default();
+                let missing: Vec<&str> = wanted
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|w| !enabled.split_whitespace().any(|e| e == &w[1..]))
+                    .collect();
+                if !missing.is_empty() {
+                    write(&control, &missing.join(" "))?;
+                }
             }
-        }
-        let dir = parent.join(name);
-        make_dir(&dir, false)?;
+            Ok(())
+        };
+        let dir = make_under(&parent, name.as_ref(), enable)?;
         Ok(Cgroup {
             unified: true,
             dirs: vec![dir],
@@ -340,13 +341,13 @@ impl Cgroup {
         };
         for mount in mounts {
             let parent = mount.join(PARENT);
-            make_dir(&parent, true)?;
-            let dir = parent.join(name);
-            if let Err(e) = make_dir(&dir, false) {
-                let _ = cgroup.remove();
-                return Err(e);
+            match make_under(&parent, name.as_ref(), || Ok(())) {
+                Ok(dir) => cgroup.dirs.push(dir),
+                Err(e) => {
+                    let _ = cgroup.remove();
+                    return Err(e);
+                }
             }
-            cgroup.dirs.push(dir);
         }
         Ok(cgroup)
     }
@@ -452,9 +453,7 @@ impl Cgroup {
         let root = layout.unified_mount().ok_or(Error::NoDeviceControl)?;
         let name = first.file_name().unwrap_or_default().to_owned();
         let parent = root.join(PARENT);
-        make_dir(&parent, true)?;
-        let dir = parent.join(name);
-        make_dir(&dir, false)?;
+        let dir = make_under(&parent, &name, || Ok(()))?;
         self.dirs.push(dir.clone());
         Ok(devices::restrict(&dir, rules)?)
     }
@@ -570,6 +569,39 @@ fn v2_has_memory(root: &Path) -> bool {
         .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
 }
 
+/// Makes `parent/name`, making `parent` first and running `prepare` on it. The parent is
+/// shared by every instance, and one that is torn down removes it when it is empty, so it
+/// may go away between the two: a step that finds it gone starts again (a few times).
+fn make_under(
+    parent: &Path,
+    name: &std::ffi::OsStr,
+    prepare: impl Fn() -> Result<(), Error>,
+) -> Result<PathBuf, Error> {
+    let dir = parent.join(name);
+    let mut tries = 0;
+    loop {
+        let made = make_dir(parent, true)
+            .and_then(|()| prepare())
+            .and_then(|()| make_dir(&dir, false));
+        match made {
+            Err(e) if tries < 5 && e.is_not_found() => tries += 1,
+            other => return other.map(|()| dir),
+        }
+    }
+}
+
+impl Error {
+    /// Whether a directory or file was not there: a shared parent removed meanwhile.
+    fn is_not_found(&self) -> bool {
+        match self {
+            Error::Create { source, .. } | Error::Write { source, .. } => {
+                source.kind() == std::io::ErrorKind::NotFound
+            }
+            _ => false,
+        }
+    }
+}
+
 fn make_dir(path: &Path, may_exist: bool) -> Result<(), Error> {
     match std::fs::create_dir(path) {
         Ok(()) => Ok(()),
@@ -665,5 +697,30 @@ mod tests {
     fn this_host_is_readable() {
         // Whatever the layout, reading it must succeed on Linux.
         Layout::detect().expect("mountinfo readable");
+    }
+
+    #[test]
+    fn a_shared_parent_removed_meanwhile_is_made_again() {
+        let root = tempfile::tempdir().unwrap();
+        let parent = root.path().join("vcbench");
+        // Another instance's teardown removes the (empty) parent right after it was made,
+        // once: the child is still made.
+        let removed = std::cell::Cell::new(false);
+        let dir = make_under(&parent, "one".as_ref(), || {
+            if !removed.replace(true) {
+                std::fs::remove_dir(&parent).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(dir.is_dir());
+        // Gone every time: the error comes back, naming the directory.
+        let other = root.path().join("other");
+        let e = make_under(&other, "two".as_ref(), || {
+            let _ = std::fs::remove_dir(&other);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(e.is_not_found(), "{e}");
     }
 }
