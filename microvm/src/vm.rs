@@ -48,7 +48,7 @@ pub enum Error {
     #[error(transparent)]
     Snapshot(#[from] snapshot::Error),
     /// The guest did not stop where a snapshot can be taken.
-    #[error("the guest did not stop at a hlt where a snapshot can be taken (it ended {0})")]
+    #[error("the guest did not stop at a hlt where a snapshot can be taken; it ended: {0}")]
     NoSnapshotPoint(String),
     /// A KVM call on a vCPU failed.
     #[error("KVM: cannot {0}")]
@@ -94,7 +94,14 @@ pub fn snapshot_to(
     let mut saved = None;
     let report = run_keeping(config, |report, machine| {
         if report.end != End::Halted {
-            return Err(Error::NoSnapshotPoint(format!("{:?}", report.end)));
+            let how = match &report.end {
+                End::Halted => "halted",
+                End::Reset => "with a reset",
+                End::PoweredOff => "powered off",
+                End::TimedOut => "at its timeout",
+                End::Failed { reason, .. } => reason,
+            };
+            return Err(Error::NoSnapshotPoint(how.to_owned()));
         }
         let vcpu = &machine.vcpus_mut()[0];
         let regs = vcpu
@@ -124,7 +131,7 @@ pub fn snapshot_to(
         before_teardown(report);
         Ok(())
     })?;
-    let header = saved.ok_or_else(|| Error::NoSnapshotPoint("no snapshot".to_owned()))?;
+    let header = saved.ok_or_else(|| Error::NoSnapshotPoint("without a snapshot".to_owned()))?;
     Ok((report, header))
 }
 
