@@ -510,7 +510,7 @@ fn report_and_compare_refuse_what_is_not_results_with_exit_status_2() {
     assert!(!dir.path().join("r.html").exists());
     let out = vcbench(&["report", "good.json", "-o", "r.txt"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("name a .html or a .md file"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name a .html, .md, .csv"));
     let out = vcbench(&["compare", "good.json"], dir.path());
     assert_eq!(out.status.code(), Some(2));
 }
@@ -569,6 +569,11 @@ fn report_writes_markdown_html_and_charts() {
         "{said}"
     );
     for chart in reports::charts::Chart::ALL {
+        // The fixture ran no warm start: that chart has no data, and is not drawn.
+        if chart == reports::charts::Chart::ColdWarm {
+            assert!(!dir.path().join("charts/cold-warm.svg").exists());
+            continue;
+        }
         for ext in ["svg", "png"] {
             let file = dir.path().join(format!("charts/{}.{ext}", chart.name()));
             assert!(
