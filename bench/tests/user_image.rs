@@ -1,13 +1,12 @@
 //! A user's own program from a user's image, on native, container, runc and crun, with
 //! real images: a busybox root file system (a tarball, and an OCI image layout made from it
-//! by umoci, with a configuration of its own), and a Debian image with python3 made by
-//! mmdebstrap (cached between runs under the target directory): `python3 -c pass`, and a
+//! by umoci, with a configuration of its own), and a Debian image with python3 that .ci/run
+//! makes with mmdebstrap under the target directory: `python3 -c pass`, and a
 //! small HTTP server's readiness on a TCP port. Bad images, a missing program and a
 //! readiness that never holds fail clearly, and the limits reach the runtimes.
 //!
-//! These need root, runc, crun, umoci, busybox-static and (for the Debian image) mmdebstrap
-//! with a Debian mirror; without one a test prints why and skips, and with CI=true that is
-//! a failure.
+//! These need root, runc, crun, umoci, busybox-static and the Debian image; without one a
+//! test prints why and skips, and with CI=true that is a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -158,42 +157,21 @@ fn busybox_layout(work: &Path) -> Option<PathBuf> {
     Some(layout)
 }
 
-/// A Debian image with python3 made by mmdebstrap (about a minute and a half the first
-/// time), kept between runs; `None` (skipped) when it cannot be made here.
+/// The Debian image with python3 that `.ci/run` makes with mmdebstrap before the tests
+/// (about a minute and a half, from a Debian mirror); `None` (skipped) when it is not
+/// there. The tests themselves never reach beyond this machine.
 fn debian_python() -> Option<PathBuf> {
-    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let tar = store().join("debian-python3.tar");
     if tar.is_file() {
         return Some(tar);
     }
-    let partial = store().join("debian-python3.tar.part");
-    let out = Command::new("mmdebstrap")
-        .args([
-            "--variant=essential",
-            "--include=python3",
-            "--quiet",
-            "bookworm",
-        ])
-        .arg(&partial)
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {
-            std::fs::rename(&partial, &tar).unwrap();
-            Some(tar)
-        }
-        Ok(out) => {
-            let _ = std::fs::remove_file(&partial);
-            skip(&format!(
-                "mmdebstrap could not make a Debian image: {}",
-                text(&out)
-            ));
-            None
-        }
-        Err(e) => {
-            skip(&format!("mmdebstrap is missing (Debian's mmdebstrap): {e}"));
-            None
-        }
-    }
+    skip(&format!(
+        "no Debian image at {}: make it with `mmdebstrap --variant=essential \
+         --include=python3 bookworm {}`, as .ci/run does",
+        tar.display(),
+        tar.display()
+    ));
+    None
 }
 
 /// A free TCP port on loopback (for a server in the host's network, natively).
