@@ -75,8 +75,20 @@ pub enum Error {
         arch: &'static str,
     },
     /// The index names several images and none was chosen.
-    #[error("the layout holds {} images ({}); keep one", .0.len(), .0.join(", "))]
+    #[error(
+        "the layout holds {} images ({}); choose one by its tag: --image PATH:TAG",
+        .0.len(),
+        .0.join(", ")
+    )]
     ManyImages(Vec<String>),
+    /// No image of the index has the tag asked for.
+    #[error("the layout has no image tagged {tag:?}; its tags: {}", list(.tags))]
+    NoTag {
+        /// The tag asked for.
+        tag: String,
+        /// The tags it has.
+        tags: Vec<String>,
+    },
     /// A descriptor has a media type this crate does not read there.
     #[error("{what} has media type {media_type}")]
     MediaType {
@@ -120,8 +132,13 @@ pub struct Image {
     pub config: Config,
 }
 
-/// Reads the layout at `dir` down to its one image's manifest and configuration.
-pub fn image(dir: &Path) -> Result<Image, Error> {
+/// The annotation of an index's descriptor that names its tag.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Reads the layout at `dir` down to one image's manifest and configuration: the one
+/// tagged `tag` (its descriptor's [`REF_NAME`] annotation), or, with no tag, the only one
+/// for this machine.
+pub fn image(dir: &Path, tag: Option<&str>) -> Result<Image, Error> {
     let index_path = dir.join("index.json");
     let read_error = |path: &Path| {
         let path = path.to_owned();
@@ -145,7 +162,10 @@ pub fn image(dir: &Path) -> Result<Image, Error> {
     }
     let index = std::fs::read(&index_path).map_err(read_error(&index_path))?;
     let index = parse_index(&index, &index_path.display().to_string())?;
-    let descriptor = choose(dir, &index, 0)?;
+    let descriptor = match tag {
+        Some(tag) => tagged(dir, &index, tag)?,
+        None => choose(dir, &index, 0)?,
+    };
     let digest = Digest::parse(descriptor.digest().as_ref())?;
     let bytes = read_json_blob(dir, &descriptor, "manifest")?;
     let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| Error::Json {
@@ -232,6 +252,55 @@ fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex, Error> {
     })
 }
 
+/// The tags of an index's descriptors, in order, each once.
+pub fn tags(index: &ImageIndex) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in index.manifests().iter().filter_map(ref_name) {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    tags
+}
+
+/// A descriptor's tag.
+fn ref_name(descriptor: &Descriptor) -> Option<String> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME).cloned())
+}
+
+/// Tags in words: `a, b`, or `none`.
+fn list(tags: &[String]) -> String {
+    match tags {
+        [] => "none".to_owned(),
+        tags => tags.join(", "),
+    }
+}
+
+/// The image manifest tagged `tag` for this machine: among the index's descriptors with
+/// that tag (an image, or an index of images for several platforms), the one for this
+/// machine.
+fn tagged(dir: &Path, index: &ImageIndex, tag: &str) -> Result<Descriptor, Error> {
+    let mut chosen = index.clone();
+    chosen.set_manifests(
+        index
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d).as_deref() == Some(tag))
+            .cloned()
+            .collect(),
+    );
+    if chosen.manifests().is_empty() {
+        return Err(Error::NoTag {
+            tag: tag.to_owned(),
+            tags: tags(index),
+        });
+    }
+    choose(dir, &chosen, 0)
+}
+
 /// The one image manifest an index names for this machine, following nested indexes.
 fn choose(dir: &Path, index: &ImageIndex, depth: u32) -> Result<Descriptor, Error> {
     let arch = std::env::consts::ARCH;
@@ -269,12 +338,7 @@ fn choose(dir: &Path, index: &ImageIndex, depth: u32) -> Result<Descriptor, Erro
         _ => Err(Error::ManyImages(
             found
                 .iter()
-                .map(|d| {
-                    d.annotations()
-                        .as_ref()
-                        .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
-                        .unwrap_or_else(|| d.digest().to_string())
-                })
+                .map(|d| ref_name(d).unwrap_or_else(|| d.digest().to_string()))
                 .collect(),
         )),
     }

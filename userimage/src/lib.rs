@@ -19,4 +19,4 @@ mod unpack;
 
 pub use config::Config;
 pub use layer::Skipped;
-pub use unpack::{open, stale, Error, Image, Source};
+pub use unpack::{open, open_tagged, reference, stale, Error, Image, Source};

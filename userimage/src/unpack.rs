@@ -2,7 +2,9 @@
 //! `<cache>/<hex digest>/image.json` (the configuration and what was left out), made in a
 //! `.unpack-*` directory beside it and renamed into place when complete.
 
+use std::ffi::OsStr;
 use std::io::BufReader;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +76,16 @@ pub enum Error {
          (docker export) or an oci-archive (skopeo copy docker-archive:FILE oci-archive:NEW)"
     )]
     DockerArchive(PathBuf),
+    /// A tag was given for an image that has none (a root file system).
+    #[error("the image {path} is a root file system {kind}, which has no tags: leave out :{tag}")]
+    Untagged {
+        /// The image.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+        /// The tag given.
+        tag: String,
+    },
     /// A cached description is damaged.
     #[error("the cached image description {0} is damaged (remove its directory)")]
     Description(PathBuf),
@@ -115,6 +127,9 @@ pub struct Image {
     /// The identity: `sha256:<hex>` of the tarball, or the OCI manifest's digest; none for
     /// a directory used in place.
     pub digest: Option<String>,
+    /// The tag chosen in an OCI image layout or archive (`--image PATH:TAG`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     /// How the image asks to be run.
     pub config: Config,
     /// Entries left out while unpacking, with why.
@@ -125,8 +140,45 @@ pub struct Image {
 }
 
 /// Opens the image at `input`, unpacking it into `cache` unless it is there already (or is
-/// a root file system directory, used in place).
+/// a root file system directory, used in place). `input` may name one image of an OCI
+/// layout or archive by its tag, as `PATH:TAG` (see [`reference`]).
 pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
+    let (path, tag) = reference(input);
+    open_tagged(&path, tag.as_deref(), cache)
+}
+
+/// An image reference split into its path and tag: `input` itself when it exists; else
+/// `PATH:TAG` at the first colon whose left side exists (a tag may hold colons of its
+/// own, `busybox:latest`); else `input` as it is, with no tag.
+pub fn reference(input: &Path) -> (PathBuf, Option<String>) {
+    let bytes = input.as_os_str().as_bytes();
+    if std::fs::symlink_metadata(input).is_ok() {
+        return (input.to_owned(), None);
+    }
+    for (at, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b':') {
+        let path = Path::new(OsStr::from_bytes(&bytes[..at]));
+        let tag = &bytes[at + 1..];
+        if at > 0 && !tag.is_empty() && std::fs::metadata(path).is_ok() {
+            return (
+                path.to_owned(),
+                Some(String::from_utf8_lossy(tag).into_owned()),
+            );
+        }
+    }
+    (input.to_owned(), None)
+}
+
+/// Opens the image at `input` as [`open`] does, choosing the image tagged `tag` in an OCI
+/// layout or archive.
+pub fn open_tagged(input: &Path, tag: Option<&str>, cache: &Path) -> Result<Image, Error> {
+    let untagged = |kind: &'static str| match tag {
+        Some(tag) => Err(Error::Untagged {
+            path: input.to_owned(),
+            kind,
+            tag: tag.to_owned(),
+        }),
+        None => Ok(()),
+    };
     let read_error = |source| Error::Read {
         path: input.to_owned(),
         source,
@@ -134,10 +186,12 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
     let meta = std::fs::metadata(input).map_err(read_error)?;
     if meta.is_dir() {
         if !layout::is_layout(input) {
+            untagged("directory")?;
             return Ok(Image {
                 root: std::fs::canonicalize(input).map_err(read_error)?,
                 source: Source::Directory,
                 digest: None,
+                tag: None,
                 config: Config::default(),
                 skipped: Vec::new(),
                 cached: true,
@@ -147,7 +201,7 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
             path: input.to_owned(),
             source,
         };
-        let image = layout::image(input).map_err(layout_error)?;
+        let image = layout::image(input, tag).map_err(layout_error)?;
         let digest = image.digest.to_string();
         return cached_or(cache, &image.digest.hex, |staging| {
             let root = staging.join("rootfs");
@@ -162,6 +216,7 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
                 root,
                 source: Source::Layout,
                 digest: Some(digest),
+                tag: tag.map(str::to_owned),
                 config: image.config.clone(),
                 skipped,
                 cached: false,
@@ -172,7 +227,21 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
         return Err(Error::Kind(input.to_owned()));
     }
     let digest = digest::sha256_file(input).map_err(read_error)?;
-    cached_or(cache, &digest.hex, |staging| {
+    // One archive holds an image per tag: each is cached apart.
+    let key = match tag {
+        Some(tag) => {
+            use sha2::Digest as _;
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(format!("{digest}\0{tag}"));
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        }
+        None => digest.hex.clone(),
+    };
+    cached_or(cache, &key, |staging| {
         let root = staging.join("rootfs");
         make_dir(&root, cache)?;
         let file = std::fs::File::open(input).map_err(read_error)?;
@@ -192,10 +261,12 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
             return Err(Error::DockerArchive(input.to_owned()));
         }
         if !layout::is_layout(&root) {
+            untagged("tarball")?;
             return Ok(Image {
                 root,
                 source: Source::Tarball,
                 digest: Some(digest.to_string()),
+                tag: None,
                 config: Config::default(),
                 skipped,
                 cached: false,
@@ -211,7 +282,7 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
             path: input.to_owned(),
             source,
         };
-        let image = layout::image(&extracted).map_err(layout_error)?;
+        let image = layout::image(&extracted, tag).map_err(layout_error)?;
         make_dir(&root, cache)?;
         let mut tree = Tree::new(&root);
         layout::apply(&extracted, &image, &mut tree).map_err(layout_error)?;
@@ -224,6 +295,7 @@ pub fn open(input: &Path, cache: &Path) -> Result<Image, Error> {
             root,
             source: Source::OciArchive,
             digest: Some(digest.to_string()),
+            tag: tag.map(str::to_owned),
             config: image.config,
             skipped,
             cached: false,

@@ -468,3 +468,96 @@ fn a_missing_image_names_itself() {
     let text = chain(&open(&missing, &work.path().join("cache")).unwrap_err());
     assert!(text.contains("nope.tar"), "{text}");
 }
+
+/// A layout at `dir` holding one image per tag, each of one layer holding `tag.txt` with
+/// the tag's name (an image index as `umoci` or `skopeo` write with several tags).
+fn tagged_layout(dir: &Path, tags: &[&str]) {
+    let manifests: Vec<serde_json::Value> = tags
+        .iter()
+        .map(|tag| {
+            let layer = tar_of(&[E::File("tag.txt", tag.as_bytes(), 0o644)]);
+            let mut manifest = layout(dir, &[layer]);
+            manifest["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+            manifest
+        })
+        .collect();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+#[test]
+fn a_tag_chooses_one_image_of_a_layout_and_no_tag_lists_them() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("layout");
+    tagged_layout(&dir, &["one", "two:latest"]);
+    let cache = work.path().join("cache");
+    let with = |tag: &str| {
+        let mut text = dir.as_os_str().to_owned();
+        text.push(format!(":{tag}"));
+        std::path::PathBuf::from(text)
+    };
+    for tag in ["one", "two:latest"] {
+        // `PATH:TAG`, and the path and the tag given apart.
+        for image in [
+            open(&with(tag), &cache).unwrap(),
+            userimage::open_tagged(&dir, Some(tag), &cache).unwrap(),
+        ] {
+            assert_eq!(
+                std::fs::read(image.root.join("tag.txt")).unwrap(),
+                tag.as_bytes()
+            );
+            assert_eq!(image.tag.as_deref(), Some(tag));
+        }
+    }
+    assert_eq!(
+        userimage::reference(&with("two:latest")),
+        (dir.clone(), Some("two:latest".to_owned()))
+    );
+    // Several images and none chosen: refused, naming the tags and how to choose.
+    let text = chain(&open(&dir, &cache).unwrap_err());
+    assert!(text.contains("holds 2 images (one, two:latest)"), "{text}");
+    assert!(text.contains("--image PATH:TAG"), "{text}");
+    // A tag the layout does not have: refused, listing the ones it has.
+    let text = chain(&open(&with("three"), &cache).unwrap_err());
+    assert!(
+        text.contains("no image tagged \"three\"; its tags: one, two:latest"),
+        "{text}"
+    );
+    // An oci-archive of the layout: each tag cached apart.
+    let input = work.path().join("image.oci.tar");
+    std::fs::write(&input, tar_dir(&dir)).unwrap();
+    let mut archive = input.as_os_str().to_owned();
+    archive.push(":one");
+    let one = open(std::path::Path::new(&archive), &cache).unwrap();
+    assert_eq!(one.source, Source::OciArchive);
+    assert_eq!(std::fs::read(one.root.join("tag.txt")).unwrap(), b"one");
+    let two = userimage::open_tagged(&input, Some("two:latest"), &cache).unwrap();
+    assert_eq!(
+        std::fs::read(two.root.join("tag.txt")).unwrap(),
+        b"two:latest"
+    );
+    assert_ne!(one.root, two.root);
+    let text = chain(&open(&input, &cache).unwrap_err());
+    assert!(text.contains("holds 2 images"), "{text}");
+    assert!(userimage::stale(&cache).is_empty());
+}
+
+#[test]
+fn a_tag_for_a_root_file_system_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("rootfs.tar");
+    std::fs::write(&input, base()).unwrap();
+    let cache = work.path().join("cache");
+    let text = chain(&userimage::open_tagged(&input, Some("latest"), &cache).unwrap_err());
+    assert!(
+        text.contains("is a root file system tarball, which has no tags: leave out :latest"),
+        "{text}"
+    );
+    assert_empty(&cache);
+    let text = chain(&userimage::open_tagged(work.path(), Some("v1"), &cache).unwrap_err());
+    assert!(text.contains("root file system directory"), "{text}");
+    // A path that does not exist, colon or not, names itself.
+    let missing = work.path().join("nope:latest");
+    let text = chain(&open(&missing, &cache).unwrap_err());
+    assert!(text.contains("nope:latest"), "{text}");
+}

@@ -375,8 +375,9 @@ pub(crate) struct BackendArgs {
 pub(crate) struct ImageArgs {
     /// Run your own program, given after `--`, from this image: a root file system
     /// directory, a tarball of one (plain, gzip or zstd: mmdebstrap, docker export), an
-    /// OCI image layout or an oci-archive (skopeo, umoci, podman save). It is unpacked
-    /// once into the cache.
+    /// OCI image layout or an oci-archive (skopeo, umoci, podman save); PATH:TAG chooses
+    /// the image tagged TAG in a layout or archive of several. It is unpacked once into
+    /// the cache.
     #[arg(long)]
     pub(crate) image: Option<PathBuf>,
     /// When your program counts as ready (time_to_ready): exec (it was exec'ed), exit (it
