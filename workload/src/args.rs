@@ -43,6 +43,9 @@ pub enum UsageError {
         /// The word given.
         argument: String,
     },
+    /// An option that must be given was not.
+    #[error("option {0} must be given")]
+    MissingOption(String),
     /// An option without its value.
     #[error("option {0} needs a value")]
     MissingValue(String),
@@ -75,6 +78,16 @@ pub enum UsageError {
         value: String,
         /// The largest value the option takes.
         most: u64,
+    },
+    /// A value the option cannot take, and why.
+    #[error("option {option} cannot take {value:?}: {why}")]
+    BadValue {
+        /// The option.
+        option: String,
+        /// What was given.
+        value: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// A command line the argument splitter could not read, in its words.
     #[error("malformed command line: {0}")]
@@ -172,6 +185,22 @@ pub enum Workload {
         /// Message size in bytes.
         size: u64,
     },
+    /// `count` TCP round trips of `size` bytes, then `bulk_mib` MiB in one stream, against
+    /// a peer on the host side.
+    Hostnet {
+        /// The peer.
+        peer: std::net::SocketAddrV4,
+        /// Round trips.
+        count: u64,
+        /// Message size in bytes.
+        size: u64,
+        /// MiB of the bulk transfer.
+        bulk_mib: u64,
+        /// The interface to configure first, if any.
+        ifaddr: Option<workload::hostnet::IfAddr>,
+        /// How long the peer may take to become reachable, ms.
+        wait_ms: u64,
+    },
     /// Look around from inside: what the instance sees of the host and what it may do.
     Probe,
     /// Touch `mib` MiB and hold it until signalled (or for `hold_ms`, when non-zero).
@@ -258,6 +287,28 @@ pub enum Opt {
     Dir(Dir),
     /// One word of a fixed set.
     Choice(Choice),
+    /// An IPv4 address and port, `ADDR:PORT`, that must be given.
+    Endpoint(Endpoint),
+    /// An interface address, `NAME=ADDR/PREFIX`; none when not given.
+    IfAddr(IfAddrOpt),
+}
+
+/// An IPv4 `ADDR:PORT` option, without a default.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Its name, dashes included.
+    pub name: &'static str,
+    /// What the address is.
+    pub help: &'static str,
+}
+
+/// An interface-address option (`eth0=10.200.1.2/30`).
+#[derive(Debug)]
+pub struct IfAddrOpt {
+    /// Its name, dashes included.
+    pub name: &'static str,
+    /// What the interface is for.
+    pub help: &'static str,
 }
 
 /// A whole-number option.
@@ -302,6 +353,8 @@ impl Opt {
             Opt::Number(o) => o.name,
             Opt::Dir(o) => o.name,
             Opt::Choice(o) => o.name,
+            Opt::Endpoint(o) => o.name,
+            Opt::IfAddr(o) => o.name,
         }
     }
 
@@ -311,6 +364,8 @@ impl Opt {
             Opt::Number(o) => o.parse(value).map(drop),
             Opt::Dir(o) => o.parse(value).map(drop),
             Opt::Choice(o) => o.parse(value).map(drop),
+            Opt::Endpoint(o) => o.parse(value).map(drop),
+            Opt::IfAddr(o) => o.parse(value).map(drop),
         }
     }
 
@@ -335,6 +390,14 @@ impl Opt {
             Opt::Choice(o) => (
                 format!("{} WORD", o.name),
                 format!("{}: {} (no default)", o.help, o.allowed()),
+            ),
+            Opt::Endpoint(o) => (
+                format!("{} ADDR:PORT", o.name),
+                format!("{} (no default)", o.help),
+            ),
+            Opt::IfAddr(o) => (
+                format!("{} NAME=ADDR/PREFIX", o.name),
+                format!("{} (default: none)", o.help),
             ),
         };
         format!("             {written:<16} {about}\n")
@@ -382,6 +445,37 @@ impl Dir {
             return Err(UsageError::MissingValue(self.name.to_owned()));
         }
         Ok(PathBuf::from(value))
+    }
+}
+
+impl Endpoint {
+    /// Reads a value: an IPv4 address and a port.
+    fn parse(&self, value: &OsStr) -> Result<std::net::SocketAddrV4, UsageError> {
+        value
+            .to_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| UsageError::BadValue {
+                option: self.name.to_owned(),
+                value: value.to_string_lossy().into_owned(),
+                why: "not an IPv4 ADDR:PORT (e.g. 10.200.1.1:7000)".to_owned(),
+            })
+    }
+}
+
+impl IfAddrOpt {
+    /// Reads a value: `NAME=ADDR/PREFIX`.
+    fn parse(&self, value: &OsStr) -> Result<workload::hostnet::IfAddr, UsageError> {
+        let text = value.to_str().ok_or_else(|| UsageError::BadValue {
+            option: self.name.to_owned(),
+            value: value.to_string_lossy().into_owned(),
+            why: "not UTF-8".to_owned(),
+        })?;
+        text.parse()
+            .map_err(|e: workload::hostnet::Error| UsageError::BadValue {
+                option: self.name.to_owned(),
+                value: text.to_owned(),
+                why: e.to_string(),
+            })
     }
 }
 
@@ -441,6 +535,22 @@ impl Given {
         }
     }
 
+    /// An endpoint's value; it has no default, so one not given is an error.
+    pub fn endpoint(&self, option: &Endpoint) -> Result<std::net::SocketAddrV4, UsageError> {
+        match self.last(option.name) {
+            Some(value) => option.parse(value),
+            None => Err(UsageError::MissingOption(option.name.to_owned())),
+        }
+    }
+
+    /// An interface address's value, if given.
+    pub fn ifaddr(
+        &self,
+        option: &IfAddrOpt,
+    ) -> Result<Option<workload::hostnet::IfAddr>, UsageError> {
+        self.last(option.name).map(|v| option.parse(v)).transpose()
+    }
+
     /// A choice's value; it has no default, so one not given is an error.
     pub fn choice(&self, option: &Choice) -> Result<FaultKind, UsageError> {
         match self.last(option.name) {
@@ -488,6 +598,7 @@ specs! {
     Fork => FORK,
     File => FILE,
     Net => NET,
+    Hostnet => HOSTNET,
     Alloc => ALLOC,
     Probe => PROBE,
     Fault => FAULT,
@@ -651,6 +762,69 @@ static NET: Spec = {
             Ok(Workload::Net {
                 count: given.number(&COUNT)?,
                 size: given.number(&SIZE)?,
+            })
+        },
+    }
+};
+
+/// `hostnet`.
+static HOSTNET: Spec = {
+    const PEER: Endpoint = Endpoint {
+        name: "--peer",
+        help: "the peer on the host side, ADDR:PORT",
+    };
+    const COUNT: Number = Number {
+        name: "--count",
+        help: "round trips",
+        default: 10_000,
+        least: 1,
+        most: u64::MAX,
+    };
+    const SIZE: Number = Number {
+        name: "--size",
+        help: "bytes per round-trip message",
+        default: 64,
+        least: 1,
+        most: BYTES_HELD,
+    };
+    const BULK_MIB: Number = Number {
+        name: "--bulk-mib",
+        help: "MiB of the bulk transfer",
+        default: 64,
+        least: 1,
+        most: MIB_COUNTABLE,
+    };
+    const IFADDR: IfAddrOpt = IfAddrOpt {
+        name: "--ifaddr",
+        help: "configure this interface (and bring lo up) first, by ioctl",
+    };
+    const WAIT_MS: Number = Number {
+        name: "--wait-ms",
+        help: "how long the peer may take to become reachable, ms",
+        default: 10_000,
+        least: 0,
+        most: 3_600_000,
+    };
+    Spec {
+        name: "hostnet",
+        about: "--count TCP round trips of --size bytes, then --bulk-mib MiB, against the peer \
+                at --peer; µs per round trip, MiB/s",
+        options: &[
+            Opt::Endpoint(PEER),
+            Opt::Number(COUNT),
+            Opt::Number(SIZE),
+            Opt::Number(BULK_MIB),
+            Opt::IfAddr(IFADDR),
+            Opt::Number(WAIT_MS),
+        ],
+        build: |given| {
+            Ok(Workload::Hostnet {
+                peer: given.endpoint(&PEER)?,
+                count: given.number(&COUNT)?,
+                size: given.number(&SIZE)?,
+                bulk_mib: given.number(&BULK_MIB)?,
+                ifaddr: given.ifaddr(&IFADDR)?,
+                wait_ms: given.number(&WAIT_MS)?,
             })
         },
     }
@@ -917,6 +1091,9 @@ mod tests {
             if let Opt::Choice(choice) = option {
                 line.extend([choice.name.to_owned(), choice.choices[0].0.to_owned()]);
             }
+            if let Opt::Endpoint(endpoint) = option {
+                line.extend([endpoint.name.to_owned(), "127.0.0.1:7000".to_owned()]);
+            }
         }
         line
     }
@@ -970,6 +1147,8 @@ mod tests {
                             .collect()
                     }
                     Opt::Dir(_) => vec!["/nonexistent/scratch".to_owned()],
+                    Opt::Endpoint(_) => vec!["10.200.1.1:7001".to_owned()],
+                    Opt::IfAddr(_) => vec!["eth0=10.200.1.2/30".to_owned()],
                     Opt::Choice(c) => c.choices[1..]
                         .iter()
                         .map(|(w, _)| (*w).to_owned())
@@ -1119,6 +1298,30 @@ mod tests {
                 Workload::Fault {
                     kind: FaultKind::Oom,
                     limit: 4096,
+                },
+            ),
+            // The hostnet scenario, as a VM's guest runs it.
+            (
+                vec![
+                    "hostnet",
+                    "--count",
+                    "10000",
+                    "--size",
+                    "64",
+                    "--bulk-mib",
+                    "64",
+                    "--peer",
+                    "10.200.2.1:7000",
+                    "--ifaddr",
+                    "eth0=10.200.2.2/30",
+                ],
+                Workload::Hostnet {
+                    peer: "10.200.2.1:7000".parse().unwrap(),
+                    count: 10_000,
+                    size: 64,
+                    bulk_mib: 64,
+                    ifaddr: Some("eth0=10.200.2.2/30".parse().unwrap()),
+                    wait_ms: 10_000,
                 },
             ),
         ];
@@ -1413,6 +1616,55 @@ mod tests {
                 size: BYTES_HELD
             }
         );
+    }
+
+    #[test]
+    fn hostnet_needs_its_peer_and_reads_its_interface_address() {
+        assert_eq!(
+            error(&["hostnet"]),
+            UsageError::MissingOption("--peer".to_owned())
+        );
+        let line = [
+            "hostnet",
+            "--peer",
+            "10.200.1.1:7000",
+            "--count",
+            "10",
+            "--ifaddr",
+            "eth0=10.200.1.2/30",
+        ];
+        let Ok(Some(parsed)) = Args::parse(line) else {
+            panic!("{line:?} was refused");
+        };
+        let Workload::Hostnet {
+            peer,
+            count,
+            ifaddr,
+            bulk_mib,
+            ..
+        } = parsed.workload
+        else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(peer.to_string(), "10.200.1.1:7000");
+        assert_eq!((count, bulk_mib), (10, 64));
+        assert_eq!(
+            ifaddr.map(|a| a.to_string()).as_deref(),
+            Some("eth0=10.200.1.2/30")
+        );
+        let e = error(&["hostnet", "--peer", "10.200.1.1"]);
+        assert!(
+            e.to_string().contains("--peer cannot take \"10.200.1.1\""),
+            "{e}"
+        );
+        let e = error(&[
+            "hostnet",
+            "--peer",
+            "10.0.0.1:1",
+            "--ifaddr",
+            "eth0=10.0.0.2/40",
+        ]);
+        assert!(e.to_string().contains("not a prefix length"), "{e}");
     }
 
     #[test]

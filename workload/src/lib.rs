@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod disk;
+pub mod hostnet;
 pub mod marker;
 pub mod record;
 pub mod signal;

@@ -58,5 +58,7 @@ pub fn run(count: u64, size: u64, dir: &Path) -> Result<Vec<Metric>, Error> {
     Ok(vec![
         Metric::new("files_per_s", as_f64(count) / elapsed, "files/s"),
         Metric::new("us_per_file", elapsed * 1e6 / as_f64(count), "µs"),
+        // Each file written and fsync'ed is one operation (for per-operation device counts).
+        Metric::new("operations", as_f64(count), "operations"),
     ])
 }

@@ -5,6 +5,7 @@ mod cpu;
 mod fault;
 mod file;
 mod fork;
+mod hostnet;
 mod mem;
 mod net;
 mod probe;
@@ -87,6 +88,21 @@ pub fn run(args: &Args) -> Result<Done, Error> {
         Workload::Fork { count } => fork::run(*count)?.into(),
         Workload::File { count, size, dir } => file::run(*count, *size, dir)?.into(),
         Workload::Net { count, size } => net::run(*count, *size)?.into(),
+        Workload::Hostnet {
+            peer,
+            count,
+            size,
+            bulk_mib,
+            ifaddr,
+            wait_ms,
+        } => hostnet::run(&hostnet::Options {
+            peer: *peer,
+            count: *count,
+            size: *size,
+            bulk_mib: *bulk_mib,
+            ifaddr: *ifaddr,
+            wait_ms: *wait_ms,
+        })?,
         Workload::Alloc { mib, hold_ms } => {
             let (metrics, held) = alloc::run(*mib, *hold_ms)?;
             Done {
