@@ -189,7 +189,7 @@ pub enum Workload {
     /// a peer on the host side.
     Hostnet {
         /// The peer.
-        peer: std::net::SocketAddrV4,
+        peer: workload::hostnet::Peer,
         /// Round trips.
         count: u64,
         /// Message size in bytes.
@@ -287,13 +287,13 @@ pub enum Opt {
     Dir(Dir),
     /// One word of a fixed set.
     Choice(Choice),
-    /// An IPv4 address and port, `ADDR:PORT`, that must be given.
+    /// A peer, `ADDR:PORT` or `vsock:CID:PORT`, that must be given.
     Endpoint(Endpoint),
     /// An interface address, `NAME=ADDR/PREFIX`; none when not given.
     IfAddr(IfAddrOpt),
 }
 
-/// An IPv4 `ADDR:PORT` option, without a default.
+/// A peer option (`ADDR:PORT` or `vsock:CID:PORT`), without a default.
 #[derive(Debug)]
 pub struct Endpoint {
     /// Its name, dashes included.
@@ -392,7 +392,7 @@ impl Opt {
                 format!("{}: {} (no default)", o.help, o.allowed()),
             ),
             Opt::Endpoint(o) => (
-                format!("{} ADDR:PORT", o.name),
+                format!("{} ADDR:PORT|vsock:CID:PORT", o.name),
                 format!("{} (no default)", o.help),
             ),
             Opt::IfAddr(o) => (
@@ -449,15 +449,17 @@ impl Dir {
 }
 
 impl Endpoint {
-    /// Reads a value: an IPv4 address and a port.
-    fn parse(&self, value: &OsStr) -> Result<std::net::SocketAddrV4, UsageError> {
+    /// Reads a value: an IPv4 address and a port, or a vsock CID and port.
+    fn parse(&self, value: &OsStr) -> Result<workload::hostnet::Peer, UsageError> {
         value
             .to_str()
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| UsageError::BadValue {
                 option: self.name.to_owned(),
                 value: value.to_string_lossy().into_owned(),
-                why: "not an IPv4 ADDR:PORT (e.g. 10.200.1.1:7000)".to_owned(),
+                why: "neither an IPv4 ADDR:PORT (e.g. 10.200.1.1:7000) nor vsock:CID:PORT \
+                      (e.g. vsock:2:7000)"
+                    .to_owned(),
             })
     }
 }
@@ -536,7 +538,7 @@ impl Given {
     }
 
     /// An endpoint's value; it has no default, so one not given is an error.
-    pub fn endpoint(&self, option: &Endpoint) -> Result<std::net::SocketAddrV4, UsageError> {
+    pub fn endpoint(&self, option: &Endpoint) -> Result<workload::hostnet::Peer, UsageError> {
         match self.last(option.name) {
             Some(value) => option.parse(value),
             None => Err(UsageError::MissingOption(option.name.to_owned())),
@@ -771,7 +773,7 @@ static NET: Spec = {
 static HOSTNET: Spec = {
     const PEER: Endpoint = Endpoint {
         name: "--peer",
-        help: "the peer on the host side, ADDR:PORT",
+        help: "the peer on the host side, over TCP (ADDR:PORT) or vsock (vsock:CID:PORT)",
     };
     const COUNT: Number = Number {
         name: "--count",

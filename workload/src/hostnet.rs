@@ -7,6 +7,9 @@
 //! until the work shuts its side down, then writes the number of bytes it read as eight
 //! bytes, little-endian, and closes (the bulk transfer: the work's clock stops when the
 //! peer has every byte).
+//!
+//! The peer is reached over TCP (`ADDR:PORT`) or, from a VM's guest, over vsock
+//! (`vsock:CID:PORT`, CID 2 being the host): the same two connections either way.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -34,6 +37,61 @@ pub enum Error {
     /// The prefix is not 1 to 32.
     #[error("{0:?} is not a prefix length from 1 to 32")]
     Prefix(String),
+}
+
+/// Where the peer listens: an IPv4 address and TCP port, or a vsock CID and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// TCP to `ADDR:PORT`.
+    Tcp(std::net::SocketAddrV4),
+    /// vsock (`AF_VSOCK`) to `vsock:CID:PORT`.
+    Vsock {
+        /// The context ID: 2 is the host.
+        cid: u32,
+        /// The port.
+        port: u32,
+    },
+}
+
+/// The vsock CID of the host, as a guest reaches it.
+pub const HOST_CID: u32 = 2;
+
+/// A peer that is neither form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is neither an IPv4 ADDR:PORT (e.g. 10.200.1.1:7000) nor vsock:CID:PORT (e.g. vsock:2:7000)")]
+pub struct PeerError(pub String);
+
+impl FromStr for Peer {
+    type Err = PeerError;
+
+    fn from_str(text: &str) -> Result<Self, PeerError> {
+        let bad = || PeerError(text.to_owned());
+        match text.strip_prefix("vsock:") {
+            Some(rest) => {
+                let (cid, port) = rest.split_once(':').ok_or_else(bad)?;
+                let number = |t: &str| {
+                    (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| t.parse::<u32>().ok())
+                        .flatten()
+                        .ok_or_else(bad)
+                };
+                Ok(Peer::Vsock {
+                    cid: number(cid)?,
+                    port: number(port)?,
+                })
+            }
+            None => text.parse().map(Peer::Tcp).map_err(|_| bad()),
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(address) => write!(f, "{address}"),
+            Peer::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+        }
+    }
 }
 
 /// An IPv4 address with its prefix on a named interface: `eth0=10.200.1.2/30`.
@@ -106,6 +164,32 @@ impl fmt::Display for IfAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_tcp_or_vsock_and_round_trips() {
+        for text in ["10.200.1.1:7000", "vsock:2:7000", "vsock:4294967295:1"] {
+            assert_eq!(text.parse::<Peer>().unwrap().to_string(), text);
+        }
+        assert_eq!(
+            "vsock:2:7000".parse::<Peer>().unwrap(),
+            Peer::Vsock {
+                cid: HOST_CID,
+                port: 7000
+            }
+        );
+        for bad in [
+            "vsock:2",
+            "vsock::1",
+            "vsock:x:1",
+            "vsock:2:-1",
+            "vsock:2:99999999999",
+            "host:1",
+            "1.2.3.4",
+        ] {
+            let e = bad.parse::<Peer>().unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
 
     #[test]
     fn an_interface_address_round_trips_and_has_its_mask() {

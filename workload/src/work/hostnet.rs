@@ -9,11 +9,11 @@
 //! reachable or `--wait-ms` passes; nothing is timed before it succeeds.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use workload::hostnet::{IfAddr, BULK_WRITE, ECHO, SINK};
+use workload::hostnet::{IfAddr, Peer, BULK_WRITE, ECHO, SINK};
 use workload::record::{Fact, Metric};
 
 use super::{as_f64, mib_to_bytes, seconds, Done, Error};
@@ -22,7 +22,7 @@ use super::{as_f64, mib_to_bytes, seconds, Done, Error};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The peer on the host side.
-    pub peer: SocketAddrV4,
+    pub peer: Peer,
     /// Round trips.
     pub count: u64,
     /// Bytes per round-trip message.
@@ -44,7 +44,7 @@ pub fn run(options: &Options) -> Result<Done, Error> {
     }
     let deadline = Instant::now() + Duration::from_millis(options.wait_ms);
     let mut echo = connect(options.peer, ECHO, deadline)?;
-    let local = echo.local_addr().map_err(|e| Error::io("getsockname", e))?;
+    let local = echo.local()?;
     let mut message = vec![0x42u8; len];
     let start = Instant::now();
     for _ in 0..options.count {
@@ -67,7 +67,7 @@ pub fn run(options: &Options) -> Result<Done, Error> {
         left -= n;
         writes += 1;
     }
-    sink.shutdown(std::net::Shutdown::Write)
+    sink.shut_write()
         .map_err(|e| Error::io("bulk shutdown", e))?;
     let mut ack = [0u8; 8];
     sink.read_exact(&mut ack)
@@ -95,20 +95,103 @@ pub fn run(options: &Options) -> Result<Done, Error> {
         ],
         held: None,
         facts: vec![
-            Fact::new("local_addr", local.to_string()),
+            Fact::new("local_addr", local),
             Fact::new("peer_addr", options.peer.to_string()),
         ],
     })
 }
 
+/// A connection to the peer, over TCP or vsock.
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    /// A connected `AF_VSOCK` stream socket.
+    Vsock(std::fs::File),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Vsock(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Vsock(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream {
+    /// This end's address, for the record.
+    fn local(&self) -> Result<String, Error> {
+        match self {
+            Stream::Tcp(s) => s
+                .local_addr()
+                .map(|a| a.to_string())
+                .map_err(|e| Error::io("getsockname", e)),
+            Stream::Vsock(s) => {
+                // SAFETY: sockaddr_vm is plain data; all zero bytes is a valid value.
+                let mut address: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+                let mut len = socklen::<libc::sockaddr_vm>();
+                // SAFETY: `address` is a writable sockaddr_vm of `len` bytes, both valid
+                // for the call; the descriptor is the open socket `s` owns.
+                let rc = unsafe {
+                    libc::getsockname(
+                        s.as_raw_fd(),
+                        (&raw mut address).cast::<libc::sockaddr>(),
+                        &raw mut len,
+                    )
+                };
+                match rc {
+                    0 => Ok(format!("vsock:{}:{}", address.svm_cid, address.svm_port)),
+                    _ => Err(Error::last_os("getsockname of the vsock socket")),
+                }
+            }
+        }
+    }
+
+    /// Shuts the sending side down: the peer reads the end of the stream.
+    fn shut_write(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            // SAFETY: shutdown takes a descriptor (the open socket `s` owns) and a flag.
+            Stream::Vsock(s) => match unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            },
+        }
+    }
+}
+
+/// `size_of::<T>()` as a socket address length.
+fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
 /// Connects to `peer` and says what the connection is for, retrying while the peer is
 /// not yet reachable (no route, no address, nothing listening) until `deadline`.
-fn connect(peer: SocketAddrV4, purpose: u8, deadline: Instant) -> Result<TcpStream, Error> {
+fn connect(peer: Peer, purpose: u8, deadline: Instant) -> Result<Stream, Error> {
     let what = || format!("connect to the peer at {peer}");
-    let stream = loop {
+    let mut stream = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let attempt =
-            TcpStream::connect_timeout(&SocketAddr::V4(peer), left.max(Duration::from_millis(1)));
+        let attempt = match peer {
+            Peer::Tcp(address) => TcpStream::connect_timeout(
+                &SocketAddr::V4(address),
+                left.max(Duration::from_millis(1)),
+            )
+            .map(Stream::Tcp),
+            Peer::Vsock { cid, port } => connect_vsock(cid, port).map(Stream::Vsock),
+        };
         match attempt {
             Ok(stream) => break stream,
             Err(e) if retry(&e) && Instant::now() < deadline => {
@@ -117,13 +200,43 @@ fn connect(peer: SocketAddrV4, purpose: u8, deadline: Instant) -> Result<TcpStre
             Err(e) => return Err(Error::io(what(), e)),
         }
     };
+    if let Stream::Tcp(s) = &stream {
+        s.set_nodelay(true)
+            .map_err(|e| Error::io("set TCP_NODELAY", e))?;
+    }
     stream
-        .set_nodelay(true)
-        .map_err(|e| Error::io("set TCP_NODELAY", e))?;
-    (&stream)
         .write_all(&[purpose])
         .map_err(|e| Error::io(what(), e))?;
     Ok(stream)
+}
+
+/// A stream socket connected to vsock `cid` at `port`.
+fn connect_vsock(cid: u32, port: u32) -> std::io::Result<std::fs::File> {
+    // SAFETY: socket takes integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor just returned by socket and owned by nothing else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_vm is plain data; all zero bytes is a valid value.
+    let mut address: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    address.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    address.svm_cid = cid;
+    address.svm_port = port;
+    // SAFETY: `address` is an initialised sockaddr_vm of the length given, valid for the
+    // call; the descriptor is the socket made above.
+    let rc = unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            (&raw const address).cast::<libc::sockaddr>(),
+            socklen::<libc::sockaddr_vm>(),
+        )
+    };
+    match rc {
+        0 => Ok(std::fs::File::from(socket)),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 /// Whether a failed connect may succeed later: the interface or the peer not there yet.
@@ -133,7 +246,8 @@ fn retry(e: &std::io::Error) -> bool {
         ErrorKind::ConnectionRefused | ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable
     ) || matches!(
         e.raw_os_error(),
-        Some(libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH)
+        // ENODEV: a guest whose vsock device the driver has not brought up yet.
+        Some(libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENODEV)
     )
 }
 
@@ -217,6 +331,7 @@ fn ioctl(socket: &OwnedFd, request: libc::Ioctl, data: &mut libc::ifreq) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddrV4;
 
     #[test]
     fn a_peer_that_is_not_there_yet_is_retried_and_a_refusal_at_the_deadline_is_an_error() {
@@ -225,7 +340,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
-        let peer = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        let peer = Peer::Tcp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
         let started = Instant::now();
         let e = connect(peer, ECHO, Instant::now() + Duration::from_millis(50)).unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(50));
@@ -266,7 +381,7 @@ mod tests {
             }
         });
         let done = run(&Options {
-            peer,
+            peer: Peer::Tcp(peer),
             count: 100,
             size: 64,
             bulk_mib: 2,
