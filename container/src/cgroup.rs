@@ -184,6 +184,12 @@ impl Layout {
             .map(|h| h.mount_point.as_path())
     }
 
+    /// Whether an instance's cgroup is made in the unified (v2) hierarchy here: when that
+    /// hierarchy has the memory controller (as [`Cgroup::create`] decides).
+    pub fn instances_unified(&self) -> bool {
+        self.unified_mount().is_some_and(v2_has_memory)
+    }
+
     /// Where the v1 hierarchy that carries `controller` is mounted, if one does.
     pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
         self.hierarchies
@@ -275,6 +281,8 @@ pub struct Stats {
 pub struct Cgroup {
     unified: bool,
     dirs: Vec<PathBuf>,
+    /// Which of `dirs` is in the unified hierarchy, if one is.
+    unified_dir: Option<usize>,
     removed: bool,
 }
 
@@ -322,6 +330,7 @@ impl Cgroup {
         Ok(Cgroup {
             unified: true,
             dirs: vec![dir],
+            unified_dir: Some(0),
             removed: false,
         })
     }
@@ -337,6 +346,7 @@ impl Cgroup {
         let mut cgroup = Cgroup {
             unified: false,
             dirs: Vec::new(),
+            unified_dir: None,
             removed: false,
         };
         for mount in mounts {
@@ -454,6 +464,7 @@ impl Cgroup {
         let name = first.file_name().unwrap_or_default().to_owned();
         let parent = root.join(PARENT);
         let dir = make_under(&parent, &name, || Ok(()))?;
+        self.unified_dir = Some(self.dirs.len());
         self.dirs.push(dir.clone());
         Ok(devices::restrict(&dir, rules)?)
     }
@@ -464,6 +475,28 @@ impl Cgroup {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// The cgroup's directory in the unified (v2) hierarchy, if it has one: a child can
+    /// be cloned straight into it ([`crate::process::clone_vfork_into`]).
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified_dir
+            .and_then(|i| self.dirs.get(i))
+            .map(PathBuf::as_path)
+    }
+
+    /// Moves process `pid` into the cgroup's directories outside the unified hierarchy,
+    /// for a process cloned into [`Cgroup::unified_dir`]; false when there are none (a v2
+    /// cgroup), so nothing was written.
+    pub fn attach_outside_unified(&self, pid: u32) -> Result<bool, Error> {
+        let mut wrote = false;
+        for (i, dir) in self.dirs.iter().enumerate() {
+            if Some(i) != self.unified_dir {
+                write(&dir.join("cgroup.procs"), &pid.to_string())?;
+                wrote = true;
+            }
+        }
+        Ok(wrote)
     }
 
     /// What the cgroup has counted so far.

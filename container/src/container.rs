@@ -2,16 +2,20 @@
 //!
 //! The recipe, each step stamped on `CLOCK_MONOTONIC`:
 //! 1. validate the [`Spec`] and prepare the child's plan (`prepared`: the mount plan, the
-//!    compiled system call filter), create the cgroup with its limits (`cgroup_created`)
-//!    and its device list (`devices_restricted`);
+//!    compiled system call filter); where instances' cgroups live in the unified (v2)
+//!    hierarchy, create the cgroup with its limits (`cgroup_created`);
 //! 2. clone(2) with every namespace flag at once but the cgroup namespace's, sharing this
 //!    process's memory until the child execs (`CLONE_VM | CLONE_VFORK`, as posix_spawn
 //!    does: a copy of a large, many-threaded parent's memory cost about as much as the
-//!    namespaces, once at the clone and again at the exec); the child says it runs
-//!    (`cloned`) and waits;
-//! 3. while the cloning thread waits for the exec, a helper thread writes the user
-//!    namespace's ID maps (`idmaps_written`) and moves the child into the cgroup
-//!    (`cgroup_attached`), then says go;
+//!    namespaces, once at the clone and again at the exec); with a v2 cgroup, clone3(2)
+//!    with `CLONE_INTO_CGROUP` starts the child in it. The child says it runs (`cloned`)
+//!    and waits;
+//! 3. meanwhile a helper thread makes a v1 cgroup with its limits (`cgroup_created`: v1
+//!    needs a write of the child's PID anyway, so its directories are made while the
+//!    kernel makes the namespaces), restricts the cgroup's devices
+//!    (`devices_restricted`), writes the user namespace's ID maps once the child runs
+//!    (`idmaps_written`), moves the child into the cgroup's v1 directories
+//!    (`cgroup_attached`; none with a v2 cgroup it was cloned into), then says go;
 //! 4. the child unshares its cgroup namespace (rooted at the cgroup it is now in) and walks
 //!    its [`MountPlan`](crate::mounts::MountPlan): makes mounts private, assembles the root
 //!    (`mounts_done`), pivots into it and sets the attributes of what it bound
@@ -26,9 +30,9 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::Instant;
 
 use crate::cgroup::{self, Cgroup, Layout};
@@ -37,7 +41,7 @@ use crate::devices;
 use crate::mounts::{self, Host, KernelPath};
 use crate::process::{Child, Reaped};
 use crate::seccomp::{self, Program, Seccomp};
-use crate::spec::{self, Capabilities, Spec};
+use crate::spec::{self, Capabilities, Limits, Spec};
 
 /// Capabilities a container keeps (the usual runtime default, without `NET_RAW` and
 /// `MKNOD`: nothing in a container needs to make a device node, and the device cgroup
@@ -184,18 +188,34 @@ impl Container {
             ],
         )?;
 
+        let layout = (spec.cgroup || spec.limits.any())
+            .then(Layout::cached)
+            .transpose()?;
         phases.push(("prepared", monotonic_ns()));
-        let cgroup = if spec.cgroup || spec.limits.any() {
-            let layout = Layout::cached()?;
-            let mut cgroup = Cgroup::create(layout, &name, &spec.limits)?;
-            phases.push(("cgroup_created", monotonic_ns()));
-            if spec.restrict_devices {
-                cgroup.restrict_devices(layout, &devices::ALLOWED)?;
-                phases.push(("devices_restricted", monotonic_ns()));
+        // In the unified hierarchy the cgroup is made before the clone, which starts the
+        // child in it. v1 hierarchies need a write of the child's PID anyway: the admitting
+        // thread makes them while the clone runs.
+        let early = match layout {
+            Some(layout) if layout.instances_unified() => {
+                let cgroup = Cgroup::create(layout, &name, &spec.limits)?;
+                phases.push(("cgroup_created", monotonic_ns()));
+                Some(cgroup)
             }
-            Some(cgroup)
-        } else {
-            None
+            _ => None,
+        };
+        let target = early
+            .as_ref()
+            .and_then(Cgroup::unified_dir)
+            .map(open_dir)
+            .transpose()?;
+        let cgroup_plan = match (early, layout) {
+            (Some(made), _) => CgroupPlan::Made(made),
+            (None, Some(layout)) => CgroupPlan::Make {
+                layout,
+                name: &name,
+                limits: &spec.limits,
+            },
+            (None, None) => CgroupPlan::None,
         };
 
         let (go_read, go_write) = pipe()?;
@@ -204,26 +224,51 @@ impl Container {
         // The cgroup namespace is the child's to make, once it is in its cgroup.
         let flags = spec.namespaces.clone_flags() & !libc::CLONE_NEWCGROUP;
         let pid_slot = AtomicI32::new(0);
+        let cloned_into = AtomicBool::new(false);
         let (go_fd, status_fd) = (go_read.as_raw_fd(), status_write.as_raw_fd());
         let mut run_child = || -> libc::c_int {
             // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
             unsafe { child::run(&plan, go_fd, status_fd) }
         };
         // While the cloning thread waits for the child's exec, a helper thread admits it:
-        // ID maps, cgroup, go.
+        // cgroup (v1), device list, ID maps, attach, go.
         let (cloned, admitted) = std::thread::scope(|scope| {
             let admit = scope.spawn(|| {
-                admit(
-                    &status,
-                    go_write,
-                    &pid_slot,
-                    spec.namespaces.user,
-                    cgroup.as_ref(),
-                )
+                admit(Admission {
+                    status: &status,
+                    go: go_write,
+                    pid_slot: &pid_slot,
+                    user: spec.namespaces.user,
+                    cgroup: cgroup_plan,
+                    devices: spec.restrict_devices.then_some(layout).flatten(),
+                    cloned_into: &cloned_into,
+                })
             });
-            // SAFETY: in the child, only `child::run` runs: system calls on data prepared
-            // above, ending in execve or _exit.
-            let cloned = unsafe { crate::process::clone_vfork(flags, &pid_slot, &mut run_child) };
+            let cloned = match &target {
+                Some(dir) => {
+                    cloned_into.store(true, Ordering::SeqCst);
+                    // SAFETY: in the child, only `child::run` runs: system calls on data
+                    // prepared above, ending in execve or _exit.
+                    match unsafe {
+                        crate::process::clone_vfork_into(
+                            flags,
+                            dir.as_fd(),
+                            &pid_slot,
+                            &mut run_child,
+                        )
+                    } {
+                        // No clone3 here (an old kernel, a filter): clone, then the write.
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG)) => {
+                            cloned_into.store(false, Ordering::SeqCst);
+                            // SAFETY: as above.
+                            unsafe { crate::process::clone_vfork(flags, &pid_slot, &mut run_child) }
+                        }
+                        other => other,
+                    }
+                }
+                // SAFETY: as above.
+                None => unsafe { crate::process::clone_vfork(flags, &pid_slot, &mut run_child) },
+            };
             // The parent's ends: the admitting thread sees the end of the status pipe if the
             // child never ran, and the status pipe ends at the child's exec.
             drop(status_write);
@@ -235,14 +280,18 @@ impl Container {
             source,
         })?;
         let child = Child::new(pid);
-        match admitted {
-            Ok(admitted) => phases.extend(admitted?),
+        let cgroup = match admitted {
+            Ok(admitted) => {
+                let (admitted, cgroup) = admitted?;
+                phases.extend(admitted);
+                cgroup
+            }
             Err(_) => {
                 return Err(sys("admit the container")(std::io::Error::other(
                     "panicked",
                 )))
             }
-        }
+        };
 
         loop {
             let mut buf = [0u8; MESSAGE_LEN];
@@ -275,6 +324,8 @@ impl Container {
             }
         }
         guard.0 = None;
+        // The admitting thread's phases overlap the clone: in the order they happened.
+        phases.sort_by_key(|(_, at)| *at);
         Ok(Container {
             child,
             cgroup,
@@ -425,13 +476,15 @@ impl Idle {
         let child = Child::new(pid);
         drop((go_read, status_write, request_child, null));
         let pid_slot = AtomicI32::new(i32::try_from(pid).unwrap_or(0));
-        let admitted = admit(
-            &status,
-            go_write,
-            &pid_slot,
-            spec.namespaces.user,
-            cgroup.as_ref(),
-        );
+        let (admitted, cgroup) = admit(Admission {
+            status: &status,
+            go: go_write,
+            pid_slot: &pid_slot,
+            user: spec.namespaces.user,
+            cgroup: cgroup.map_or(CgroupPlan::None, CgroupPlan::Made),
+            devices: None,
+            cloned_into: &AtomicBool::new(false),
+        })?;
         let mut container = Container {
             child,
             cgroup,
@@ -440,7 +493,7 @@ impl Idle {
             state,
         };
         guard.0 = None;
-        container.phases.extend(admitted?);
+        container.phases.extend(admitted);
         // Every phase up to `ready`, or the step that failed.
         let mut idle = Idle {
             container,
@@ -667,17 +720,75 @@ fn state_dir(name: &str) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// The parent's side of a start while the child waits for its go: takes the child's
-/// first message (it runs, its PID is in `pid_slot`), writes its ID maps, moves it into
-/// its cgroup, and says go (dropping `go` unsaid on a failure makes the child end).
-fn admit(
-    status: &std::fs::File,
+/// The container's cgroup as the admitting thread finds it.
+enum CgroupPlan<'a> {
+    /// The container has none.
+    None,
+    /// Made before the clone.
+    Made(Cgroup),
+    /// To be made by the admitting thread, in `layout`, while the clone runs.
+    Make {
+        /// The host's hierarchies.
+        layout: &'static Layout,
+        /// The instance's name.
+        name: &'a str,
+        /// Its limits.
+        limits: &'a Limits,
+    },
+}
+
+/// What the admitting thread needs.
+struct Admission<'a> {
+    /// The child's status pipe.
+    status: &'a std::fs::File,
+    /// The go pipe's write end: said once admitted, dropped unsaid on a failure.
     go: OwnedFd,
-    pid_slot: &AtomicI32,
+    /// Where the kernel stores the child's PID.
+    pid_slot: &'a AtomicI32,
+    /// Whether the child has a user namespace whose ID maps are to be written.
     user: bool,
-    cgroup: Option<&Cgroup>,
-) -> Result<Vec<Phase>, Error> {
+    /// The cgroup.
+    cgroup: CgroupPlan<'a>,
+    /// The layout in which to restrict the cgroup's devices, when they are restricted.
+    devices: Option<&'static Layout>,
+    /// Set (before the clone) when the child is cloned into the cgroup's unified
+    /// directory, so only its other directories need the write.
+    cloned_into: &'a AtomicBool,
+}
+
+/// The parent's side of a start while the child waits for its go: makes the cgroup and
+/// its device list if asked (a v1 cgroup is made here while the clone runs), takes the
+/// child's first message (it runs, its PID is in `pid_slot`), writes its ID maps, moves it
+/// into its cgroup unless it was cloned there, and says go. On a failure `go` is dropped
+/// unsaid, which makes the child end, and a cgroup made here is removed.
+fn admit(a: Admission<'_>) -> Result<(Vec<Phase>, Option<Cgroup>), Error> {
+    let Admission {
+        status,
+        go,
+        pid_slot,
+        user,
+        cgroup,
+        devices,
+        cloned_into,
+    } = a;
     let mut phases = Vec::new();
+    let mut cgroup = match cgroup {
+        CgroupPlan::None => None,
+        CgroupPlan::Made(made) => Some(made),
+        CgroupPlan::Make {
+            layout,
+            name,
+            limits,
+        } => {
+            let made = Cgroup::create(layout, name, limits)?;
+            phases.push(("cgroup_created", monotonic_ns()));
+            Some(made)
+        }
+    };
+    if let (Some(made), Some(layout)) = (cgroup.as_mut(), devices) {
+        made.restrict_devices(layout, &devices::ALLOWED)?;
+        phases.push(("devices_restricted", monotonic_ns()));
+    }
     let mut buf = [0u8; MESSAGE_LEN];
     let started = read_message(status, &mut buf).map_err(sys("read the container's status"))?;
     let first = Message::decode(&buf);
@@ -694,13 +805,27 @@ fn admit(
         write_id_maps(pid)?;
         phases.push(("idmaps_written", monotonic_ns()));
     }
-    if let Some(cgroup) = cgroup {
-        cgroup.attach(pid)?;
-        phases.push(("cgroup_attached", monotonic_ns()));
+    if let Some(made) = &cgroup {
+        let wrote = if cloned_into.load(Ordering::SeqCst) {
+            made.attach_outside_unified(pid)?
+        } else {
+            made.attach(pid)?;
+            true
+        };
+        if wrote {
+            phases.push(("cgroup_attached", monotonic_ns()));
+        }
     }
     let mut go = std::fs::File::from(go);
     std::io::Write::write_all(&mut go, b"g").map_err(sys("signal the container to go"))?;
-    Ok(phases)
+    Ok((phases, cgroup))
+}
+
+/// Opens a directory to name it to the kernel (a cgroup for clone3), close-on-exec.
+fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
+    std::fs::File::open(path)
+        .map(OwnedFd::from)
+        .map_err(sys(format!("open {}", path.display())))
 }
 
 /// Reads one message; false at end of stream.

@@ -4,7 +4,7 @@
 //! The PID stays ours until the child is reaped, so signalling it (or its process group)
 //! before then can never reach an unrelated process; after reaping, the handle refuses.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// clone(2) without `CLONE_VM`, like fork(2) but with namespace `flags`: returns 0 in the
@@ -138,6 +138,42 @@ pub unsafe fn clone_vfork(
     pid_slot: &std::sync::atomic::AtomicI32,
     child: &mut dyn FnMut() -> libc::c_int,
 ) -> std::io::Result<u32> {
+    // SAFETY: the caller upholds the child's restrictions.
+    unsafe { vfork_with(flags, None, pid_slot, child) }
+}
+
+/// [`clone_vfork`] that starts the child in the cgroup v2 directory open as `cgroup`
+/// (clone3(2) with `CLONE_INTO_CGROUP`, Linux 5.7): the child is a member from its first
+/// instruction, and nobody writes its PID to `cgroup.procs`, a write that takes the
+/// cgroup core's global lock for writing, whose writer may wait for an RCU grace period.
+/// A kernel (or a filter around this process) without clone3 fails with `ENOSYS`: then
+/// [`clone_vfork`] and a write to `cgroup.procs` do the same.
+///
+/// # Safety
+///
+/// As [`clone_vfork`].
+pub unsafe fn clone_vfork_into(
+    flags: libc::c_int,
+    cgroup: BorrowedFd<'_>,
+    pid_slot: &std::sync::atomic::AtomicI32,
+    child: &mut dyn FnMut() -> libc::c_int,
+) -> std::io::Result<u32> {
+    // SAFETY: the caller upholds the child's restrictions.
+    unsafe { vfork_with(flags, Some(cgroup), pid_slot, child) }
+}
+
+/// The one body of [`clone_vfork`] and [`clone_vfork_into`]: clone(2) through the C
+/// library without a cgroup, clone3(2) with one.
+///
+/// # Safety
+///
+/// As [`clone_vfork`].
+unsafe fn vfork_with(
+    flags: libc::c_int,
+    cgroup: Option<BorrowedFd<'_>>,
+    pid_slot: &std::sync::atomic::AtomicI32,
+    child: &mut dyn FnMut() -> libc::c_int,
+) -> std::io::Result<u32> {
     let stack = Stack::new(CHILD_STACK)?;
     // SAFETY: all-zero is a valid (empty) signal set, filled below.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -151,18 +187,40 @@ pub unsafe fn clone_vfork(
     // SAFETY: valid sets; only the calling thread's mask changes (restored below).
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut trampoline_arg.mask) };
     let clone_flags = flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT_SETTID;
-    // SAFETY: the child runs `trampoline` on its own stack (the top of a mapping that
-    // outlives it, since CLONE_VFORK returns only once the child has exec'ed or exited),
-    // with `trampoline_arg`, alive on this suspended thread's stack; the caller upholds
-    // the child's restrictions. The kernel writes the PID into `pid_slot`, a valid pid_t.
-    let pid = unsafe {
-        libc::clone(
-            trampoline,
-            stack.top(),
-            clone_flags | libc::SIGCHLD,
-            std::ptr::from_mut(&mut trampoline_arg).cast(),
-            pid_slot.as_ptr(),
-        )
+    let arg = std::ptr::from_mut(&mut trampoline_arg).cast::<libc::c_void>();
+    let pid = match cgroup {
+        // SAFETY: the child runs `trampoline` on its own stack (the top of a mapping that
+        // outlives it, since CLONE_VFORK returns only once the child has exec'ed or
+        // exited), with `trampoline_arg`, alive on this suspended thread's stack; the
+        // caller upholds the child's restrictions. The kernel writes the PID into
+        // `pid_slot`, a valid pid_t.
+        None => libc::c_long::from(unsafe {
+            libc::clone(
+                trampoline,
+                stack.top(),
+                clone_flags | libc::SIGCHLD,
+                arg,
+                pid_slot.as_ptr(),
+            )
+        }),
+        Some(cgroup) => {
+            let args = CloneArgs {
+                flags: u64::from(clone_flags.cast_unsigned()) | CLONE_INTO_CGROUP,
+                pidfd: 0,
+                child_tid: 0,
+                parent_tid: pid_slot.as_ptr() as u64,
+                exit_signal: u64::try_from(libc::SIGCHLD).unwrap_or(17),
+                stack: stack.base as u64,
+                stack_size: stack.len as u64,
+                tls: 0,
+                set_tid: 0,
+                set_tid_size: 0,
+                cgroup: u64::try_from(cgroup.as_raw_fd()).unwrap_or(u64::MAX),
+            };
+            // SAFETY: as for clone above; `args` names that stack, the PID slot and an
+            // open cgroup directory, and lives across the call.
+            unsafe { clone3(&args, trampoline, arg) }
+        }
     };
     let error = std::io::Error::last_os_error();
     // SAFETY: restores the mask saved above.
@@ -174,7 +232,83 @@ pub unsafe fn clone_vfork(
         )
     };
     drop(stack);
-    u32::try_from(pid).map_err(|_| error)
+    match u32::try_from(pid) {
+        Ok(pid) => Ok(pid),
+        Err(_) if cgroup.is_some() => Err(std::io::Error::from_raw_os_error(
+            i32::try_from(-pid).unwrap_or(libc::EINVAL),
+        )),
+        Err(_) => Err(error),
+    }
+}
+
+/// `CLONE_INTO_CGROUP` of clone3(2): `clone_args.cgroup` is the child's cgroup.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of clone3(2), its second version (up to `cgroup`).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// clone3(2) with a function for the child, which the C library does not offer: the
+/// kernel starts the child at the instruction after the system call with the stack
+/// pointer at the top of `args`' stack, so the child's path is written in assembly: it
+/// calls `run(arg)` there and exits with what it returns. Returns what the kernel
+/// returned to the parent: the child's PID or a negated errno.
+///
+/// # Safety
+///
+/// `args` must name a stack the child may use (`stack` + `stack_size`, 16-byte aligned
+/// at the top) and valid addresses for whatever its flags ask the kernel to write;
+/// `run` must be safe to call with `arg` in the child, on that stack.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3(
+    args: &CloneArgs,
+    run: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> libc::c_long {
+    let ret: libc::c_long;
+    // SAFETY: the parent's path is one system call that changes rax (the result), rcx and
+    // r11, all declared. The child's path never returns into Rust: on the stack the kernel
+    // gave it (whose top is 16-byte aligned, so `call` leaves it as the ABI wants at a
+    // function's entry) it calls `run` with `arg` (r12 and r13 keep the parent's values
+    // across the system call) and then exit(2)s, so nothing the compiler assumed about
+    // registers or memory matters there.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") std::ptr::from_ref(args),
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") run,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
 }
 
 /// How a reaped child ended.
@@ -367,6 +501,7 @@ impl Stat {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsFd;
 
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {
@@ -414,6 +549,55 @@ mod tests {
         child.signal(libc::SIGKILL, false);
         let r = child.reap().unwrap();
         assert_eq!((r.status, r.signal), (137, Some(libc::SIGKILL)));
+    }
+
+    #[test]
+    fn a_child_cloned_into_a_cgroup_starts_there() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root; this test needs root to make a cgroup"
+            );
+            eprintln!("skipped: making a cgroup needs root");
+            return;
+        }
+        let layout = crate::cgroup::Layout::detect().unwrap();
+        let Some(root) = layout.unified_mount() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "no cgroup v2 hierarchy is mounted"
+            );
+            eprintln!("skipped: no cgroup v2 hierarchy is mounted");
+            return;
+        };
+        let name = format!("vcbench-clone-into-{}", std::process::id());
+        let dir = root.join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        let cgroup = std::fs::File::open(&dir).unwrap();
+        let sleep = std::ffi::CString::new("/bin/sleep").unwrap();
+        let ten = std::ffi::CString::new("10").unwrap();
+        let argv = [sleep.as_ptr(), ten.as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null::<libc::c_char>()];
+        let slot = std::sync::atomic::AtomicI32::new(0);
+        let mut child = || -> libc::c_int {
+            // SAFETY: C strings and null-terminated arrays prepared before the clone.
+            unsafe { libc::execve(sleep.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            // SAFETY: ends the child at once when the exec failed.
+            unsafe { libc::_exit(127) }
+        };
+        // SAFETY: the child only execs or exits, on data prepared above.
+        let pid = unsafe { clone_vfork_into(0, cgroup.as_fd(), &slot, &mut child) }.unwrap();
+        let mut child = Child::new(pid);
+        assert_eq!(
+            slot.load(std::sync::atomic::Ordering::SeqCst),
+            i32::try_from(pid).unwrap()
+        );
+        let members = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        child.signal(libc::SIGKILL, false);
+        child.reap().unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(members.trim(), pid.to_string(), "the cgroup's members");
     }
 
     #[test]
