@@ -93,6 +93,11 @@ pub const VIRTIO_MMIO_START: u64 = 0xd000_1000;
 /// The first virtio-mmio device's interrupt line: ISA IRQ 5, which no legacy device of
 /// this machine uses (routed to IOAPIC pin 5 by the MP table).
 pub const VIRTIO_IRQ: u32 = 5;
+/// The network device's registers: the second virtio-mmio slot, after the disk's.
+pub const NET_MMIO_START: u64 = VIRTIO_MMIO_START + 0x1000;
+/// The network device's interrupt line: ISA IRQ 6, which no legacy device of this
+/// machine uses (no floppy controller).
+pub const NET_IRQ: u32 = 6;
 /// ISA interrupt lines, each routed to the IOAPIC pin of the same number.
 pub const ISA_IRQS: u8 = 16;
 

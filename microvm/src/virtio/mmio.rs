@@ -3,13 +3,16 @@
 //! queues and notifies them, followed by the device's configuration space at 0x100.
 //!
 //! The driver notifies a queue by writing its index to `QueueNotify`. Where KVM offers
-//! `KVM_CAP_IOEVENTFD`, that write never leaves the kernel: KVM signals an eventfd and a
-//! [`Notifier`] thread of the monitor serves the queue while the vCPU runs on; elsewhere
-//! the write is an MMIO exit and the vCPU's thread serves the queue before it re-enters.
+//! `KVM_CAP_IOEVENTFD`, that write never leaves the kernel: KVM signals an eventfd (one
+//! per queue, told apart by the value written) and a [`Notifier`] thread of the monitor
+//! serves the queue while the vCPU runs on; elsewhere the write is an MMIO exit and the
+//! vCPU's thread serves the queue before it re-enters. A device with work of its own (a
+//! network device's frames from the host, [`Device::source`]) is served by the same
+//! thread when its descriptor becomes readable.
 //! The device interrupts the guest by writing an eventfd that KVM turns into an interrupt
 //! on its line (`KVM_IRQFD`), without a system call into the vCPU.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -79,9 +82,11 @@ pub struct Transport<D: Device> {
     status: u32,
     interrupt_status: u32,
     interrupt: EventFd,
-    /// Times the device was woken for its queue, by either path (notifications that KVM
+    /// Times the device was woken for each queue, by either path (notifications that KVM
     /// caught while the notifier was busy are read from the eventfd as one).
-    notifications: u64,
+    notifications: Vec<u64>,
+    /// Notifications of queues the device does not have.
+    stray_notifications: u64,
 }
 
 impl<D: Device> std::fmt::Debug for Transport<D> {
@@ -89,7 +94,7 @@ impl<D: Device> std::fmt::Debug for Transport<D> {
         f.debug_struct("Transport")
             .field("device_id", &self.device.device_id())
             .field("status", &self.status)
-            .field("notifications", &self.notifications)
+            .field("notifications", &self.notifications())
             .finish()
     }
 }
@@ -103,7 +108,8 @@ impl<D: Device> Transport<D> {
             // A queue's size is a power of two up to 32768; a device that asks otherwise
             // gets no queue rather than a panic.
             .filter_map(|&max| Queue::new(max).ok())
-            .collect();
+            .collect::<Vec<_>>();
+        let notifications = vec![0; queues.len()];
         Transport {
             device,
             memory,
@@ -115,7 +121,8 @@ impl<D: Device> Transport<D> {
             status: 0,
             interrupt_status: 0,
             interrupt,
-            notifications: 0,
+            notifications,
+            stray_notifications: 0,
         }
     }
 
@@ -129,9 +136,15 @@ impl<D: Device> Transport<D> {
         self.status
     }
 
-    /// Queue notifications received so far.
+    /// Queue notifications received so far, all queues together (including those of a
+    /// queue index the device does not have).
     pub fn notifications(&self) -> u64 {
-        self.notifications
+        self.notifications.iter().sum::<u64>() + self.stray_notifications
+    }
+
+    /// Notifications of queue `index` received so far.
+    pub fn queue_notifications(&self, index: usize) -> u64 {
+        self.notifications.get(index).copied().unwrap_or(0)
     }
 
     fn selected(&mut self) -> Option<&mut Queue> {
@@ -283,16 +296,29 @@ impl<D: Device> Transport<D> {
     /// The driver notified queue `index`: once the driver is ready, the device serves it
     /// and the guest is interrupted if the device asks.
     pub fn notify(&mut self, index: u32) {
-        self.notifications += 1;
-        if !self.driver_ok() {
-            return;
-        }
         let Some(index) = usize::try_from(index)
             .ok()
             .filter(|&i| i < self.queues.len())
         else {
+            self.stray_notifications += 1;
             return;
         };
+        self.notifications[index] += 1;
+        self.serve(index);
+    }
+
+    /// The device's [`Device::source`] has data for queue `index`: served as a
+    /// notification would be, once the driver is ready, without counting one.
+    pub fn serve_source(&mut self, index: usize) {
+        if index < self.queues.len() {
+            self.serve(index);
+        }
+    }
+
+    fn serve(&mut self, index: usize) {
+        if !self.driver_ok() {
+            return;
+        }
         let Transport {
             device,
             queues,
@@ -352,42 +378,63 @@ impl<D: Device> BusDevice for Shared<D> {
     }
 }
 
-/// A thread that serves a transport's queue 0 whenever KVM signals its notification
-/// eventfd (registered with `KVM_IOEVENTFD` on `QueueNotify`); it ends when dropped.
+/// A thread that serves a transport's queues whenever KVM signals one of their
+/// notification eventfds (registered with `KVM_IOEVENTFD` on `QueueNotify`), and the
+/// device's own [`Device::source`] whenever it becomes readable; it ends when dropped.
 #[derive(Debug)]
 pub struct Notifier {
     stop: EventFd,
     thread: Option<JoinHandle<()>>,
 }
 
-const NOTIFY_TOKEN: u64 = 1;
-const STOP_TOKEN: u64 = 2;
+/// The epoll token of the stop eventfd; a queue's notification eventfd has its queue's
+/// index as its token.
+const STOP_TOKEN: u64 = u64::MAX;
+/// The epoll token of the device's own source.
+const SOURCE_TOKEN: u64 = u64::MAX - 1;
 
 impl Notifier {
-    /// Starts a thread that serves `transport` each time `notify` is signalled.
+    /// Starts a thread that serves `transport`'s queue 0 each time `notify` is signalled.
     pub fn spawn<D: Device + 'static>(
         transport: Arc<Mutex<Transport<D>>>,
         notify: EventFd,
     ) -> Result<Notifier, Error> {
+        Self::spawn_queues(transport, vec![(notify, 0)])
+    }
+
+    /// Starts a thread that serves queue `index` of `transport` each time its eventfd of
+    /// `notify` is signalled, and the device's source (if it has one) each time that
+    /// becomes readable. With no eventfds (KVM without ioeventfd: the vCPUs serve the
+    /// notifications) the thread serves the source alone.
+    pub fn spawn_queues<D: Device + 'static>(
+        transport: Arc<Mutex<Transport<D>>>,
+        notify: Vec<(EventFd, u32)>,
+    ) -> Result<Notifier, Error> {
         let host = |what| move |source| Error::Host { what, source };
         let stop = EventFd::new(EFD_NONBLOCK).map_err(host("notifier's stop eventfd"))?;
         let epoll = Epoll::new().map_err(host("notifier's epoll instance"))?;
-        for (fd, token) in [
-            (notify.as_raw_fd(), NOTIFY_TOKEN),
-            (stop.as_raw_fd(), STOP_TOKEN),
-        ] {
+        let mut watched: Vec<(RawFd, EventSet, u64)> = notify
+            .iter()
+            .map(|(fd, index)| (fd.as_raw_fd(), EventSet::IN, u64::from(*index)))
+            .collect();
+        watched.push((stop.as_raw_fd(), EventSet::IN, STOP_TOKEN));
+        let source = transport.lock().ok().and_then(|t| t.device().source());
+        if let Some((fd, _)) = source {
+            // Edge-triggered: a device that cannot take more from its source (no buffers
+            // from the guest) leaves it unread until the guest's notification, and is not
+            // woken again and again meanwhile.
+            watched.push((fd, EventSet::IN | EventSet::EDGE_TRIGGERED, SOURCE_TOKEN));
+        }
+        for (fd, events, token) in watched {
             epoll
-                .ctl(
-                    ControlOperation::Add,
-                    fd,
-                    EpollEvent::new(EventSet::IN, token),
-                )
+                .ctl(ControlOperation::Add, fd, EpollEvent::new(events, token))
                 .map_err(host("notifier's epoll registration"))?;
         }
         let stopper = stop.try_clone().map_err(host("notifier's stop eventfd"))?;
+        let source_queue = source.map(|(_, queue)| queue);
         let thread = std::thread::Builder::new()
             .name("virtio-notify".to_owned())
-            .spawn(move || serve(&transport, &notify, &stopper, &epoll))
+            .spawn(move || serve(&transport, &notify, source_queue, &stopper, &epoll))
             .map_err(host("notifier thread"))?;
         Ok(Notifier {
             stop,
@@ -398,7 +445,8 @@ impl Notifier {
 
 fn serve<D: Device>(
     transport: &Mutex<Transport<D>>,
-    notify: &EventFd,
+    notify: &[(EventFd, u32)],
+    source_queue: Option<usize>,
     stop: &EventFd,
     epoll: &Epoll,
 ) {
@@ -408,28 +456,48 @@ fn serve<D: Device>(
     if crate::seccomp::on_guest_thread().is_err() {
         return;
     }
-    let mut events = [EpollEvent::default(); 2];
+    let mut events = [EpollEvent::default(); 8];
+    // Whether the device left data in its source at its last turn.
+    let mut pending = false;
     loop {
-        let ready = match epoll.wait(-1, &mut events) {
+        let timeout = if pending { 0 } else { -1 };
+        let ready = match epoll.wait(timeout, &mut events) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        let mut source_ready = pending;
         for event in &events[..ready] {
             match event.data() {
                 STOP_TOKEN => {
                     let _ = stop.read();
                     return;
                 }
-                _ => {
+                SOURCE_TOKEN => source_ready = true,
+                token => {
+                    let Some((eventfd, index)) =
+                        notify.iter().find(|(_, i)| u64::from(*i) == token)
+                    else {
+                        continue;
+                    };
                     // The counter: how many notifications KVM caught since the last read.
-                    if notify.read().is_ok() {
+                    if eventfd.read().is_ok() {
                         match transport.lock() {
-                            Ok(mut t) => t.notify(0),
+                            Ok(mut t) => t.notify(*index),
                             Err(_) => return,
                         }
                     }
                 }
+            }
+        }
+        pending = false;
+        if let (true, Some(queue)) = (source_ready, source_queue) {
+            match transport.lock() {
+                Ok(mut t) => {
+                    t.serve_source(queue);
+                    pending = t.device().source_pending();
+                }
+                Err(_) => return,
             }
         }
     }

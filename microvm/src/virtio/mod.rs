@@ -14,11 +14,16 @@
 //!   of registers in the 32-bit hole, announced to Linux on its command line
 //!   ([`mmio::cmdline_entry`]);
 //! - [`request`]: a virtio-blk request read from a descriptor chain, checked;
-//! - [`block`]: the virtio-blk device, backed by a raw image file on the host.
+//! - [`block`]: the virtio-blk device, backed by a raw image file on the host;
+//! - [`net`]: the virtio-net device, on a [`tap`] interface of the host.
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod request;
+pub mod tap;
+
+use std::os::fd::RawFd;
 
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
@@ -42,4 +47,17 @@ pub trait Device: Send {
     fn process(&mut self, index: usize, queue: &mut Queue, memory: &GuestMemoryMmap) -> bool;
     /// The driver reset the device.
     fn reset(&mut self);
+    /// A host descriptor whose readiness to be read means the device has work of its own
+    /// for a queue (a frame arrived on its tap): the descriptor and the queue's index.
+    /// The [`mmio::Notifier`] watches it, edge-triggered, beside the queues'
+    /// notifications. Devices fed only by the guest have none.
+    fn source(&self) -> Option<(RawFd, usize)> {
+        None
+    }
+    /// Whether the device stopped reading its [`Device::source`] with data left (it
+    /// serves a bounded amount at a time, so the guest's other requests wait no longer):
+    /// it is then served again at once rather than when the descriptor next becomes ready.
+    fn source_pending(&self) -> bool {
+        false
+    }
 }
