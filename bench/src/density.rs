@@ -9,6 +9,11 @@
 //! overhead, touched guest memory) and the host's available memory, slab and page tables
 //! are recorded. A governor stops before the host's available memory falls under a floor.
 //! At the end every instance is released, waited for and torn down, and that is timed.
+//!
+//! With the user's own program (`run -s density --image IMG --ready output:|tcp: -- CMD`),
+//! each instance runs it instead of `alloc` ([`run_with`]): an instance counts once its
+//! program is ready, and is held there (`exec --hold`) while the others start and its
+//! memory is taken.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,18 +92,70 @@ pub fn run(
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Series {
+    run_with(
+        backend,
+        workload,
+        options.workload_args(),
+        options,
+        progress,
+        stop,
+    )
+}
+
+/// Why a density series of the user's program (its workload line `args`) cannot run on
+/// `backend`, if it cannot: each instance is held once ready, so the program must be a
+/// service (`--ready output:` or `tcp:`, held with `--hold`); a TCP port checked for N
+/// instances needs a network per instance, which native instances (in the host's own
+/// network) do not have.
+pub fn refuses(backend: &dyn Backend, args: &[String]) -> Option<String> {
+    let options: Vec<&str> = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .map(String::as_str)
+        .collect();
+    if !options.contains(&"--hold") {
+        return Some(
+            "density holds each instance once its program is ready: give a service's \
+             readiness, --ready output:REGEX or tcp:PORT"
+                .to_owned(),
+        );
+    }
+    let tcp = options
+        .windows(2)
+        .any(|w| w[0] == "--ready" && w[1].starts_with("tcp:"));
+    if tcp && backend.name() == "native" {
+        return Some(
+            "native instances share the host's network, so --ready tcp:PORT would find the \
+             first instance's server for every later one: use --ready output:REGEX"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// [`run`] with each instance running the workload line `args`: the user's program
+/// (`exec --hold ...`, see [`refuses`]) or a built-in workload that holds.
+pub fn run_with(
+    backend: &dyn Backend,
+    workload: &Path,
+    args: Vec<String>,
+    options: &Options,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Series {
     raise_open_files_limit();
     let launch = Launch {
         workload: workload.to_owned(),
-        args: options.workload_args(),
+        args,
     };
     let now = || -> Launched {
         let launched = Stamp::now();
         crate::backend::launch(backend, &launch).map(|i| (i, launched))
     };
+    let args = &launch.args;
     if options.parallel <= 1 {
         let batch = |n: u32| (0..n).map(|_| now()).collect();
-        return series(backend, options, progress, stop, &batch);
+        return series(backend, args, options, progress, stop, &batch);
     }
     std::thread::scope(|scope| {
         let (done, results) = mpsc::channel::<Launched>();
@@ -129,16 +186,17 @@ pub fn run(
                 .map_while(|_| results.recv_timeout(options.timeout).ok())
                 .collect()
         };
-        let series = series(backend, options, progress, stop, &batch);
+        let series = series(backend, args, options, progress, stop, &batch);
         // Every instance is gone: the launchers may end.
         drop(requests);
         series
     })
 }
 
-/// The series itself; `batch(n)` launches `n` instances.
+/// The series itself, of instances running `args`; `batch(n)` launches `n` of them.
 fn series(
     backend: &dyn Backend,
+    args: &[String],
     options: &Options,
     progress: &dyn Progress,
     stop: &AtomicBool,
@@ -146,7 +204,7 @@ fn series(
 ) -> Series {
     let mut series = Series {
         backend: backend.name().to_owned(),
-        workload: options.workload_args(),
+        workload: args.to_vec(),
         parallel: options.parallel,
         asked: options.instances.clone(),
         floor_mib: options.floor_kib / 1024,

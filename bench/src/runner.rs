@@ -159,6 +159,12 @@ pub fn execute(
                     .runs_programs()
                     .and_then(|()| backend.runs_user_images())
                     .and_then(|()| backend.supports(step.scenario)),
+                // The user's program held N times over: as above, and held once ready.
+                Scenario::Density if !plan.command.is_empty() => backend
+                    .runs_programs()
+                    .and_then(|()| backend.runs_user_images())
+                    .and_then(|()| backend.supports(step.scenario))
+                    .and_then(|()| density::refuses(backend, &plan.command).map_or(Ok(()), Err)),
                 _ => backend.supports(step.scenario),
             };
             match supported {
@@ -176,6 +182,7 @@ pub fn execute(
                     run_density(
                         backend,
                         workload,
+                        &plan.command,
                         &plan.density,
                         progress,
                         stop,
@@ -269,8 +276,9 @@ fn planned(plan: &Plan) -> results::Plan {
             .map(|s| PlannedScenario {
                 name: s.scenario.name().to_owned(),
                 workload: match s.scenario {
-                    Scenario::Density => plan.density.workload_args(),
+                    Scenario::Density if plan.command.is_empty() => plan.density.workload_args(),
                     Scenario::Interference => interference::workload_args(),
+                    Scenario::Density => plan.command.clone(),
                     Scenario::Command => plan.command.clone(),
                     _ => s.scenario.workload_args(),
                 },
@@ -305,12 +313,25 @@ pub fn baseline(asked: Option<&str>, backends: &[&str]) -> String {
 fn run_density(
     backend: &dyn Backend,
     workload: &Path,
+    command: &[String],
     options: &density::Options,
     progress: &dyn Progress,
     stop: &AtomicBool,
     results: &mut Results,
 ) {
-    let series = density::run(backend, workload, options, &DensityProgress(progress), stop);
+    // The user's program when the run has one, else the built-in `alloc`.
+    let args = match command {
+        [] => options.workload_args(),
+        line => line.to_vec(),
+    };
+    let series = density::run_with(
+        backend,
+        workload,
+        args,
+        options,
+        &DensityProgress(progress),
+        stop,
+    );
     let raw_cost = backend.runs_programs().is_err();
     let figures = density::figures(&series);
     results

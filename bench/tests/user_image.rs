@@ -7,6 +7,13 @@
 //!
 //! These need root, runc, crun, umoci, busybox-static and the Debian image; without one a
 //! test prints why and skips, and with CI=true that is a failure.
+//!
+//! The busybox image in a Linux guest (microvm and qemu) runs in the test rig
+//! (`tests/rig/rig`, hardware-style KVM under QEMU TCG), with the kernel `vcbench kernel
+//! build` made; without them it skips, saying why.
+
+#[path = "../../tests/rig/support.rs"]
+mod rig;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -418,4 +425,118 @@ fn python_from_a_debian_image_and_an_http_server_s_readiness() {
             rss.summary.median
         );
     }
+}
+
+/// The kernel `vcbench kernel build` made, or why there is none (skipped).
+fn guest_kernel() -> Option<PathBuf> {
+    match images::kernel::latest(&images::image::cache_dir()) {
+        Ok(Some(built)) => Some(built.vmlinux),
+        Ok(None) => {
+            skip("no guest kernel has been built: run `vcbench kernel build`");
+            None
+        }
+        Err(e) => {
+            skip(&format!("the kernel cache is unreadable: {e}"));
+            None
+        }
+    }
+}
+
+/// The text between `marker` and the next `----` line of the rig's output.
+fn section<'a>(output: &'a str, marker: &str) -> &'a str {
+    let start = output
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in the rig's output:\n{output}"))
+        + marker.len();
+    let rest = &output[start..];
+    &rest[..rest.find("\n----").unwrap_or(rest.len())]
+}
+
+/// `name=value` printed by the rig's command.
+fn value(output: &str, name: &str) -> String {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name}= in the rig's output:\n{output}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
+    if !rig::available() {
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    if !Path::new("/bin/busybox").is_file() {
+        skip("/bin/busybox is missing (Debian's busybox-static)");
+        return;
+    }
+    let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
+    // Both VM backends run the program from the image, ready at a line of its output (a
+    // pattern with spaces, passed on the guest kernel's command line); a program missing
+    // from the image fails with the reason; a guest too small for the image is refused
+    // before any boot, naming the option to change.
+    let script = "vcbench run -b microvm,qemu --kernel /rig/vmlinux -r 1 -w 0 --timeout 120 \
+           -q -o /tmp/r.json --image /rig/busybox.tar --ready 'output:^hello from busybox$' \
+           -- sh -c 'echo hello from busybox' > /tmp/run.out 2>&1; echo run=$?; \
+         echo '---- run ----'; cat /tmp/run.out; echo '----'; \
+         echo '---- results ----'; cat /tmp/r.json; echo '----'; \
+         vcbench once -b microvm --kernel /rig/vmlinux --timeout 120 --image /rig/busybox.tar \
+           -- python3 > /tmp/missing.out 2>&1; echo missing=$?; \
+         echo '---- missing ----'; cat /tmp/missing.out; echo '----'; \
+         vcbench once -b qemu --kernel /rig/vmlinux --vm-memory-mib 40 \
+           --image /rig/busybox.tar -- true > /tmp/small.out 2>&1; echo small=$?; \
+         echo '---- small ----'; cat /tmp/small.out; echo '----'";
+    let outcome = rig::Rig::default()
+        .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
+        .file(&kernel, "/rig/vmlinux")
+        .file(busybox_tar(), "/rig/busybox.tar")
+        .file(&qemu, "/usr/bin/qemu-system-x86_64")
+        .file("/usr/share/qemu/qboot.rom", "/usr/share/qemu/qboot.rom")
+        .timeout(420)
+        .retry_on_timeout()
+        .run(&["sh", "-c", &format!("PATH=$PATH:/usr/bin; {script}")]);
+    let output = &outcome.output;
+    assert_eq!(outcome.status, 0, "the rig failed:\n{output}");
+
+    assert_eq!(value(output, "run"), "0", "{output}");
+    let results = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(results.path(), section(output, "---- results ----")).unwrap();
+    let results = Results::read(results.path()).unwrap();
+    for backend in ["microvm", "qemu"] {
+        let figure = |metric: &str| {
+            results
+                .figure(backend, "command", metric)
+                .unwrap_or_else(|| panic!("no {backend} {metric}: {:?}", results.failures))
+                .summary
+                .median
+        };
+        assert!(
+            figure("time_to_ready") > figure("time_to_start"),
+            "{backend}: ready after the program's supervisor started"
+        );
+        assert!(
+            figure("time_to_exit") >= figure("time_to_ready"),
+            "{backend}"
+        );
+    }
+    let line = &results.plan.scenarios[0].workload;
+    assert_eq!(line[..2], ["exec", "--root"], "{line:?}");
+
+    assert_eq!(value(output, "missing"), "3", "{output}");
+    let missing = section(output, "---- missing ----");
+    assert!(
+        missing.contains("cannot run \"python3\" in the image"),
+        "{missing}"
+    );
+
+    assert_eq!(value(output, "small"), "2", "{output}");
+    let small = section(output, "---- small ----");
+    assert!(
+        small.contains("--vm-memory-mib 40 is too little; give --vm-memory-mib"),
+        "{small}"
+    );
 }

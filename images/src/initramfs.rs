@@ -14,7 +14,9 @@
 //! `TRAILER!!!`. Every entry here has uid and gid 0 and mtime 0, so one build's archive is
 //! byte-for-byte the same every time.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::image::{self, WORKLOAD_FNV};
@@ -23,6 +25,10 @@ use crate::image::{self, WORKLOAD_FNV};
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFCHR: u32 = 0o020_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFIFO: u32 = 0o010_000;
+/// The type bits of `mode`.
+const S_IFMT: u32 = 0o170_000;
 
 /// Errors writing the initramfs.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,29 @@ pub enum Error {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A file of a root file system could not be read.
+    #[error("cannot read {path} for the initramfs")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is larger than a `newc` entry can hold (4 GiB).
+    #[error("{path} is {size} bytes, more than an initramfs entry holds (4 GiB)")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// A file changed while it was archived.
+    #[error("{path} changed while it was written into the initramfs")]
+    Changed {
+        /// The file.
+        path: PathBuf,
     },
 }
 
@@ -193,6 +222,271 @@ pub fn install(dir: &Path, compression: Compression) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
+/// One entry's header fields besides its name and size: `mode` holds the type and
+/// permission bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stat {
+    /// File type and permission bits (`S_IFREG | 0o755`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u32,
+    /// A device's major and minor numbers.
+    pub rdev: (u32, u32),
+}
+
+/// Writes a `newc` archive entry by entry, file contents streamed from their readers, so
+/// an archive of a whole root file system is never held in memory.
+pub struct Writer<W: Write> {
+    out: W,
+    /// The next entry's inode number.
+    ino: u32,
+    /// Bytes written so far (every entry starts at a multiple of 4).
+    written: u64,
+}
+
+impl<W: Write> Writer<W> {
+    /// An empty archive written to `out`.
+    pub fn new(out: W) -> Self {
+        Writer {
+            out,
+            ino: 1,
+            written: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn pad(&mut self) -> std::io::Result<()> {
+        let pad = (4 - self.written % 4) % 4;
+        self.put(&[0; 3][..usize::try_from(pad).unwrap_or(0)])
+    }
+
+    fn header(&mut self, fields: [u32; 13], name: &[u8]) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(110 + name.len() + 4);
+        bytes.extend_from_slice(b"070701");
+        for field in fields {
+            bytes.extend_from_slice(format!("{field:08X}").as_bytes());
+        }
+        bytes.extend_from_slice(name);
+        bytes.push(0);
+        self.put(&bytes)?;
+        self.pad()
+    }
+
+    /// Adds the entry `path` (relative, no leading `/`) with `size` bytes of contents read
+    /// from `data`; fails if `data` gives fewer.
+    pub fn entry(
+        &mut self,
+        path: &[u8],
+        stat: &Stat,
+        size: u32,
+        data: &mut dyn Read,
+    ) -> std::io::Result<()> {
+        let nlink = if stat.mode & S_IFMT == S_IFDIR { 2 } else { 1 };
+        let name_size = u32::try_from(path.len() + 1).unwrap_or(u32::MAX);
+        let ino = self.ino;
+        self.ino += 1;
+        self.header(
+            [
+                ino,
+                stat.mode,
+                stat.uid,
+                stat.gid,
+                nlink,
+                stat.mtime,
+                size,
+                0,
+                0,
+                stat.rdev.0,
+                stat.rdev.1,
+                name_size,
+                0,
+            ],
+            path,
+        )?;
+        let copied = std::io::copy(&mut data.take(u64::from(size)), &mut self.out)?;
+        self.written += copied;
+        if copied != u64::from(size) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{copied} bytes of {size}"),
+            ));
+        }
+        self.pad()
+    }
+
+    /// Ends the archive with its trailer; returns the output and the archive's size.
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        self.header([0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0], b"TRAILER!!!")?;
+        self.out.flush()?;
+        Ok((self.out, self.written))
+    }
+}
+
+/// Adds `root`'s tree to `writer`: its directories (each before what it holds), regular
+/// files, symbolic links and FIFOs with their owners, permissions and times, in name
+/// order; device nodes and sockets are left out (init mounts `/dev`), and so is every
+/// path `leave_out` says (relative, without a leading `/`). A hard-linked file is written
+/// once per name.
+pub fn add_tree<W: Write>(
+    writer: &mut Writer<W>,
+    root: &Path,
+    leave_out: &dyn Fn(&[u8]) -> bool,
+) -> Result<(), Error> {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(relative) = stack.pop() {
+        let dir = root.join(&relative);
+        let read = |source| Error::Read {
+            path: dir.clone(),
+            source,
+        };
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(read)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(read)?;
+        names.sort();
+        // Directories are walked after their siblings, in name order (a stack, so pushed
+        // in reverse).
+        let mut below = Vec::new();
+        for name in names {
+            let inside = relative.join(&name);
+            let path = root.join(&inside);
+            let name_bytes = inside.as_os_str().as_bytes();
+            if leave_out(name_bytes) {
+                continue;
+            }
+            let read = |source| Error::Read {
+                path: path.clone(),
+                source,
+            };
+            let meta = std::fs::symlink_metadata(&path).map_err(read)?;
+            let kind = meta.file_type();
+            let mut stat = Stat {
+                mode: meta.mode(),
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: u32::try_from(meta.mtime().max(0)).unwrap_or(u32::MAX),
+                rdev: (0, 0),
+            };
+            let write = |source| Error::Write {
+                dir: path.clone(),
+                source,
+            };
+            if kind.is_dir() {
+                writer
+                    .entry(name_bytes, &stat, 0, &mut std::io::empty())
+                    .map_err(write)?;
+                below.push(inside);
+            } else if kind.is_file() {
+                let size = u32::try_from(meta.len()).map_err(|_| Error::TooLarge {
+                    path: path.clone(),
+                    size: meta.len(),
+                })?;
+                let mut file = std::fs::File::open(&path).map_err(read)?;
+                writer
+                    .entry(name_bytes, &stat, size, &mut file)
+                    .map_err(|source| match source.kind() {
+                        std::io::ErrorKind::UnexpectedEof => Error::Changed { path: path.clone() },
+                        _ => Error::Read {
+                            path: path.clone(),
+                            source,
+                        },
+                    })?;
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(&path).map_err(read)?;
+                let target = target.as_os_str().as_bytes();
+                stat.mode = S_IFLNK | 0o777;
+                let size = u32::try_from(target.len()).unwrap_or(u32::MAX);
+                writer
+                    .entry(name_bytes, &stat, size, &mut &target[..])
+                    .map_err(write)?;
+            } else if kind.is_fifo() {
+                stat.mode = S_IFIFO | (stat.mode & 0o7777);
+                writer
+                    .entry(name_bytes, &stat, 0, &mut std::io::empty())
+                    .map_err(write)?;
+            }
+        }
+        stack.extend(below.into_iter().rev());
+    }
+    Ok(())
+}
+
+/// The name of a Linux guest's initramfs made from a user's root file system, in the
+/// directory that caches it: one per build of the workload.
+pub fn image_initramfs_name() -> String {
+    format!("initramfs-{WORKLOAD_FNV}.cpio")
+}
+
+/// Writes, unless it is there already, a Linux guest's initramfs made from the root file
+/// system `root` into `dir` ([`image_initramfs_name`]): `root`'s tree ([`add_tree`]),
+/// then the mount points a sandbox needs that it lacks ([`image::IMAGE_DIRS`]),
+/// `dev/console` and the workload as `/init` (the root's own `init` and `dev/console`
+/// left out). Returns its path and size in bytes. Written to a temporary file in `dir` and
+/// renamed into place once complete.
+pub fn install_root(dir: &Path, root: &Path) -> Result<(PathBuf, u64), Error> {
+    let path = dir.join(image_initramfs_name());
+    if let Ok(meta) = std::fs::metadata(&path) {
+        return Ok((path, meta.len()));
+    }
+    let write_error = |source| Error::Write {
+        dir: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(write_error)?;
+    let file = tempfile::Builder::new()
+        .prefix(".initramfs-")
+        .tempfile_in(dir)
+        .map_err(write_error)?;
+    let mut writer = Writer::new(std::io::BufWriter::new(file));
+    let ours = |name: &[u8]| name == b"init" || name == b"dev/console";
+    add_tree(&mut writer, root, &ours)?;
+    for dir_name in image::IMAGE_DIRS {
+        if std::fs::symlink_metadata(root.join(dir_name)).is_err() {
+            let stat = Stat {
+                mode: S_IFDIR | 0o755,
+                ..Stat::default()
+            };
+            writer
+                .entry(dir_name.as_bytes(), &stat, 0, &mut std::io::empty())
+                .map_err(write_error)?;
+        }
+    }
+    let console = Stat {
+        mode: S_IFCHR | 0o600,
+        rdev: (5, 1),
+        ..Stat::default()
+    };
+    writer
+        .entry(b"dev/console", &console, 0, &mut std::io::empty())
+        .map_err(write_error)?;
+    for (name, bytes, mode) in image::image_files() {
+        let stat = Stat {
+            mode: S_IFREG | mode,
+            ..Stat::default()
+        };
+        let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        writer
+            .entry(name.as_bytes(), &stat, size, &mut &bytes[..])
+            .map_err(write_error)?;
+    }
+    let (buffered, size) = writer.finish().map_err(write_error)?;
+    let file = buffered
+        .into_inner()
+        .map_err(|e| write_error(e.into_error()))?;
+    file.persist(&path).map_err(|e| write_error(e.error))?;
+    Ok((path, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +600,119 @@ mod tests {
             image_archive(Compression::None),
             image_archive(Compression::None)
         );
+    }
+
+    #[test]
+    fn the_streaming_writer_writes_what_newc_writes() {
+        let mut writer = Writer::new(Vec::new());
+        let dir = Stat {
+            mode: S_IFDIR | 0o755,
+            ..Stat::default()
+        };
+        let file = Stat {
+            mode: S_IFREG | 0o755,
+            ..Stat::default()
+        };
+        writer
+            .entry(b"dev", &dir, 0, &mut std::io::empty())
+            .unwrap();
+        writer.entry(b"init", &file, 5, &mut &b"hello"[..]).unwrap();
+        let (bytes, size) = writer.finish().unwrap();
+        let entries = [
+            Entry {
+                path: "dev",
+                kind: Kind::Dir,
+                permissions: 0o755,
+            },
+            Entry {
+                path: "init",
+                kind: Kind::File(b"hello"),
+                permissions: 0o755,
+            },
+        ];
+        assert_eq!(bytes, newc(&entries));
+        assert_eq!(size, bytes.len() as u64);
+        // A reader that gives less than the size it was said to have is an error.
+        let mut short = Writer::new(Vec::new());
+        assert!(short.entry(b"f", &file, 9, &mut &b"abc"[..]).is_err());
+    }
+
+    /// The entries of a newc archive: (name, mode, uid, size, data).
+    fn entries_of(bytes: &[u8]) -> Vec<(String, u32, u32, Vec<u8>)> {
+        let mut at = 0;
+        let mut found = Vec::new();
+        let field = |at: usize, i: usize| {
+            let text = std::str::from_utf8(&bytes[at + 6 + i * 8..at + 14 + i * 8]).unwrap();
+            u32::from_str_radix(text, 16).unwrap() as usize
+        };
+        loop {
+            assert_eq!(&bytes[at..at + 6], b"070701");
+            let (mode, uid, size, name_size) =
+                (field(at, 1), field(at, 2), field(at, 6), field(at, 11));
+            let name =
+                String::from_utf8(bytes[at + 110..at + 110 + name_size - 1].to_vec()).unwrap();
+            let data_at = (at + 110 + name_size).next_multiple_of(4);
+            if name == "TRAILER!!!" {
+                return found;
+            }
+            found.push((
+                name,
+                mode as u32,
+                uid as u32,
+                bytes[data_at..data_at + size].to_vec(),
+            ));
+            at = (data_at + size).next_multiple_of(4);
+        }
+    }
+
+    #[test]
+    fn a_root_becomes_an_initramfs_with_the_workload_as_init() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        for dir in ["bin", "etc", "dev"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("tool", root.join("bin/sh")).unwrap();
+        std::fs::write(root.join("etc/passwd"), b"root:x:0:0::/:/bin/sh\n").unwrap();
+        std::fs::write(root.join("init"), b"the image's own init").unwrap();
+        std::fs::write(root.join("dev/console"), b"").unwrap();
+        let cache = work.path().join("cache");
+        let (path, size) = install_root(&cache, &root).unwrap();
+        assert_eq!(path, cache.join(image_initramfs_name()));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        let entries = entries_of(&bytes);
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "bin",
+                "dev",
+                "etc",
+                "bin/sh",
+                "bin/tool",
+                "etc/passwd",
+                "proc",
+                "sys",
+                "tmp",
+                "dev/console",
+                "init"
+            ]
+        );
+        let entry = |name: &str| entries.iter().find(|e| e.0 == name).unwrap();
+        assert_eq!(entry("bin/sh").1 & S_IFMT, S_IFLNK);
+        assert_eq!(entry("bin/sh").3, b"tool");
+        assert_eq!(entry("bin/tool").3, b"#!/bin/sh\n");
+        assert_eq!(entry("dev/console").1, S_IFCHR | 0o600);
+        assert_eq!(entry("init").3, image::WORKLOAD);
+        // Built once: a second call finds it.
+        std::fs::write(root.join("bin/tool"), b"changed").unwrap();
+        assert_eq!(install_root(&cache, &root).unwrap(), (path, size));
+        // A root that cannot be read is an error naming it, and leaves nothing behind.
+        let other = work.path().join("other");
+        let error = install_root(&other, &work.path().join("missing")).unwrap_err();
+        assert!(error.to_string().contains("missing"), "{error}");
+        assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
     }
 }

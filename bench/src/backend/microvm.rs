@@ -344,6 +344,24 @@ impl Backend for MicroVm {
         }
     }
 
+    fn runs_user_images(&self) -> Result<(), String> {
+        match &self.guests {
+            Guests::Linux(_) => Ok(()),
+            Guests::Micro(why) | Guests::Unbootable(why) => {
+                Err(format!("a user's image runs in a Linux guest: {why}"))
+            }
+        }
+    }
+
+    fn prepare(&self, launch: &Launch) -> Result<(), String> {
+        match self.linux() {
+            Some(_) => super::image::linux_guest(&launch.args, self.memory_mib)
+                .map(drop)
+                .map_err(|e| super::protocol::error_chain(&e)),
+            None => Ok(()),
+        }
+    }
+
     fn settings(&self) -> String {
         match &self.guests {
             Guests::Linux(kernel) => format!(
@@ -379,14 +397,17 @@ impl Backend for MicroVm {
         let shared = Arc::clone(&facts);
         let mut disk = None;
         let handler: super::watch::LineHandler = if let Some(kernel) = linux {
-            let initramfs =
-                images::initramfs::install(&cache, images::initramfs::Compression::None).map_err(
-                    |e| Error::Spawn {
+            // A user's image: its own initramfs, and the line its init runs.
+            let user = super::image::linux_guest(&launch.args, self.memory_mib)?;
+            let initramfs = match &user {
+                Some(guest) => guest.initramfs.clone(),
+                None => images::initramfs::install(&cache, images::initramfs::Compression::None)
+                    .map_err(|e| Error::Spawn {
                         what: "the initramfs".to_owned(),
                         source: std::io::Error::other(e),
-                    },
-                )?;
-            let mut args = launch.args.clone();
+                    })?,
+            };
+            let mut args = user.map_or_else(|| launch.args.clone(), |guest| guest.args);
             if args.first().map(String::as_str) == Some("file") {
                 let image = DiskImage::create(&std::env::temp_dir())?;
                 // The work writes where init mounted the disk (a `--dir` given last wins).
@@ -398,16 +419,15 @@ impl Backend for MicroVm {
             {
                 args.extend(["--hold-ms".to_owned(), LINUX_HOLD_MS.to_string()]);
             }
+            let cmdline = linux_cmdline_with(self.console, disk.is_some(), &args);
+            super::image::check_cmdline(&cmdline)?;
             command
                 .arg("linux")
                 .arg("--kernel")
                 .arg(&kernel.path)
                 .arg("--initrd")
                 .arg(&initramfs)
-                .args([
-                    "--cmdline",
-                    &linux_cmdline_with(self.console, disk.is_some(), &args),
-                ])
+                .args(["--cmdline", &cmdline])
                 .args(["--vcpus", &self.vcpus.to_string()])
                 .args(["--memory-mib", &self.memory_mib.to_string()])
                 .args(["--timeout-ms", &self.guest_timeout.as_millis().to_string()]);

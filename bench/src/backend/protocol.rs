@@ -161,6 +161,13 @@ pub trait Backend: Sync {
             self.name()
         ))
     }
+    /// Makes, ahead of the measured runs, what launching `launch` needs and takes a while
+    /// to make (a Linux guest's initramfs from a user's image), so that no run's time
+    /// includes it; `Err` says why it cannot be launched, and what to change.
+    fn prepare(&self, launch: &Launch) -> Result<(), String> {
+        let _ = launch;
+        Ok(())
+    }
     /// How its instances' records are stamped on the host's clock.
     fn stamping(&self) -> Stamping {
         Stamping::PipeReader

@@ -180,6 +180,24 @@ impl Backend for Qemu {
         }
     }
 
+    fn runs_user_images(&self) -> Result<(), String> {
+        match &self.guests {
+            Guests::Linux(_) => Ok(()),
+            Guests::Micro(why) | Guests::Unbootable(why) => {
+                Err(format!("a user's image runs in a Linux guest: {why}"))
+            }
+        }
+    }
+
+    fn prepare(&self, launch: &Launch) -> Result<(), String> {
+        match self.linux() {
+            Some(_) => super::image::linux_guest(&launch.args, self.memory_mib)
+                .map(drop)
+                .map_err(|e| super::protocol::error_chain(&e)),
+            None => Ok(()),
+        }
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         if let Some(kernel) = self.linux() {
             return self.launch_linux(kernel, launch);
@@ -244,15 +262,20 @@ impl Qemu {
         kernel: &GuestKernel,
         launch: &Launch,
     ) -> Result<Box<dyn Instance>, Error> {
-        let initramfs = images::initramfs::install(
-            &images::image::cache_dir(),
-            images::initramfs::Compression::None,
-        )
-        .map_err(|e| Error::Spawn {
-            what: "the initramfs".to_owned(),
-            source: std::io::Error::other(e),
-        })?;
-        let mut args = launch.args.clone();
+        // A user's image: its own initramfs, and the line its init runs.
+        let user = super::image::linux_guest(&launch.args, self.memory_mib)?;
+        let initramfs = match &user {
+            Some(guest) => guest.initramfs.clone(),
+            None => images::initramfs::install(
+                &images::image::cache_dir(),
+                images::initramfs::Compression::None,
+            )
+            .map_err(|e| Error::Spawn {
+                what: "the initramfs".to_owned(),
+                source: std::io::Error::other(e),
+            })?,
+        };
+        let mut args = user.map_or_else(|| launch.args.clone(), |guest| guest.args);
         let hold = args.first().map(String::as_str) == Some("alloc");
         if hold && !args.iter().any(|a| a == "--hold-ms") {
             args.extend(["--hold-ms".to_owned(), LINUX_HOLD_MS.to_string()]);
@@ -272,6 +295,7 @@ impl Qemu {
         if disk.is_some() {
             cmdline = microvm::linux::cmdline::with_kernel_param(&cmdline, QEMU_DISK_DEVICE);
         }
+        super::image::check_cmdline(&cmdline)?;
         let mut command = Command::new(QEMU);
         command
             .arg("-M")

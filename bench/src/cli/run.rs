@@ -73,13 +73,19 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
     let command = user_command(&args.image, &args.command)?;
     let scenarios = if command.is_some() {
-        if args.scenario.iter().any(|s| *s != Scenario::Command) {
+        // Your program is the command scenario's, or held N times over for density.
+        let yours = |s: &Scenario| matches!(s, Scenario::Command | Scenario::Density);
+        if !args.scenario.iter().all(yours) {
             return Err(Failure::usage(anyhow::anyhow!(
-                "--image runs your program as the command scenario alone; leave out --scenario \
-                 or run the other scenarios separately"
+                "--image runs your program as the command scenario, or the density scenario \
+                 (-s density); leave out the other scenarios or run them separately"
             )));
         }
-        vec![Scenario::Command]
+        if args.scenario.is_empty() {
+            vec![Scenario::Command]
+        } else {
+            args.scenario.clone()
+        }
     } else if args.scenario.is_empty() {
         Scenario::ALL
             .iter()
@@ -94,6 +100,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         }
         args.scenario.clone()
     };
+    if let Some(line) = &command {
+        prepare_user_image(&backends, line)?;
+    }
     let timeout = Some(Duration::from_secs_f64(args.setup.timeout));
     let plan = Plan {
         backends,
@@ -293,6 +302,7 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
                 anyhow::anyhow!("{} cannot run --image here: {why}", backend.name()).into(),
             );
         }
+        prepare_user_image(std::slice::from_ref(&backend), &workload_args)?;
     }
     let workload =
         image::install_workload(&image::cache_dir()).context("preparing the workload")?;
@@ -460,6 +470,32 @@ fn user_command(image: &ImageArgs, args: &[String]) -> Result<Option<Vec<String>
     line.push("--".to_owned());
     line.extend(program);
     Ok(Some(line))
+}
+
+/// Makes, before any run, what each backend that runs the user's image needs for it (a
+/// Linux guest's initramfs), so no run's time includes it. A backend that cannot run the
+/// image here is skipped by the runner with its reason; one that could, but not as it is
+/// set up (a guest too small for the image), is a usage error saying what to change.
+fn prepare_user_image(
+    backends: &[Box<dyn backend::Backend>],
+    line: &[String],
+) -> Result<(), Failure> {
+    let launch = backend::Launch {
+        workload: PathBuf::new(),
+        args: line.to_vec(),
+    };
+    for b in backends {
+        if b.runs_programs()
+            .and_then(|()| b.runs_user_images())
+            .is_err()
+        {
+            continue;
+        }
+        b.prepare(&launch).map_err(|why| {
+            Failure::usage(anyhow::anyhow!("{} cannot run --image: {why}", b.name()))
+        })?;
+    }
+    Ok(())
 }
 
 /// `vcbench-results/run-<UTC time>.json`, creating the directory.
