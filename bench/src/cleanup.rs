@@ -60,6 +60,14 @@ pub fn clean(thorough: bool) -> Result<Vec<Removed>, Error> {
             result,
         ));
     }
+    // A network namespace a killed run held for its hostnet scenario (its links go with it).
+    let netns = crate::registry::dir().join(crate::backend::hostnet::run::DIR);
+    for (path, result) in crate::backend::hostnet::netns::remove_stale(&netns) {
+        removed.push(Removed::of(
+            format!("{} (a killed run's network namespace)", path.display()),
+            result.map_err(|e| e.to_string()),
+        ));
+    }
     removed.extend(crate::surface::remove_stale().into_iter().map(|path| {
         Removed::of(
             format!("{} (a killed run's ftrace instance)", path.display()),

@@ -148,11 +148,21 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
         Scenario::Fork => {
             values.extend(workload("us_per_process").map(|v| lower(Name::Fork, "µs", instance, v)))
         }
-        Scenario::File => values.extend(
-            workload("files_per_s").map(|v| higher(Name::FsyncWrites, "files/s", instance, v)),
-        ),
+        Scenario::File => {
+            values.extend(
+                workload("files_per_s").map(|v| higher(Name::FsyncWrites, "files/s", instance, v)),
+            );
+            values.extend(per_operation(obs, "disk"));
+        }
         Scenario::Net => {
             values.extend(workload("rtt_us").map(|v| lower(Name::TcpRtt, "µs", instance, v)))
+        }
+        Scenario::Hostnet => {
+            values.extend(workload("rtt_us").map(|v| lower(Name::HostTcpRtt, "µs", instance, v)));
+            values.extend(
+                workload("bulk_mib_per_s").map(|v| higher(Name::HostTcpBulk, "MiB/s", instance, v)),
+            );
+            values.extend(per_operation(obs, "net"));
         }
         Scenario::Exits => values
             .extend(workload("ns_per_exit").map(|v| lower(Name::ExitRoundTrip, "ns", instance, v))),
@@ -200,6 +210,46 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
     values
 }
 
+/// A VM device's counts per operation of the work (the workload's `operations`): its
+/// notifications, each a VM exit of the guest's (caught by KVM's ioeventfd or by the
+/// monitor), and its interrupts, each an injection into the guest. The device is the one
+/// whose counters the monitor reports as `<device>_notifications` and
+/// `<device>_interrupts` (`disk`, `net`); over the guest's whole life, so the disk's
+/// mount and unmount are counted too. Nothing where there are no such counters.
+fn per_operation(obs: &Observation, device: &str) -> Vec<Value> {
+    let Some(operations) = obs
+        .metrics
+        .iter()
+        .find(|m| m.name == "operations")
+        .map(|m| m.value)
+        .filter(|n| *n > 0.0)
+    else {
+        return Vec::new();
+    };
+    let counter = |what: &str| {
+        let name = format!("{device}_{what}");
+        obs.counters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, count)| kib_f64(count))
+    };
+    [
+        (Name::DeviceExitsPerOp, counter("notifications")),
+        (Name::DeviceInterruptsPerOp, counter("interrupts")),
+    ]
+    .into_iter()
+    .filter_map(|(metric, count)| {
+        Some(Value {
+            metric: metric.name().to_owned(),
+            unit: "per operation",
+            better: Better::Lower,
+            clock: None,
+            value: count? / operations,
+        })
+    })
+    .collect()
+}
+
 #[allow(clippy::cast_precision_loss)]
 fn kib_f64(kib: u64) -> f64 {
     kib as f64
@@ -244,6 +294,60 @@ mod tests {
             "{refused}"
         );
         assert!(check(&[value("rss", f64::NAN)]).is_err());
+    }
+
+    #[test]
+    fn hostnet_has_its_two_figures_and_a_vm_its_device_counts_per_operation() {
+        let mut obs = Observation {
+            metrics: vec![
+                Metric::new("rtt_us", 21.5, "µs"),
+                Metric::new("bulk_mib_per_s", 900.0, "MiB/s"),
+                Metric::new("operations", 11_024.0, "operations"),
+            ],
+            ..Observation::default()
+        };
+        let got = |obs: &Observation, scenario| -> Vec<(String, f64)> {
+            values(scenario, obs)
+                .into_iter()
+                .map(|v| (v.metric, v.value))
+                .collect()
+        };
+        // A process has no device counters: the two figures only.
+        assert_eq!(
+            got(&obs, Scenario::Hostnet),
+            [
+                ("host_tcp_rtt".to_owned(), 21.5),
+                ("host_tcp_bulk".to_owned(), 900.0)
+            ]
+        );
+        obs.counters = vec![
+            ("net_notifications".to_owned(), 22_048),
+            ("net_interrupts".to_owned(), 11_024),
+            ("disk_notifications".to_owned(), 7),
+        ];
+        let vm = got(&obs, Scenario::Hostnet);
+        assert!(
+            vm.contains(&("device_exits_per_op".to_owned(), 2.0)),
+            "{vm:?}"
+        );
+        assert!(
+            vm.contains(&("device_interrupts_per_op".to_owned(), 1.0)),
+            "{vm:?}"
+        );
+        // The file work counts the disk's.
+        obs.metrics = vec![
+            Metric::new("files_per_s", 500.0, "files/s"),
+            Metric::new("operations", 100.0, "operations"),
+        ];
+        obs.counters = vec![("disk_notifications".to_owned(), 350)];
+        let file = got(&obs, Scenario::File);
+        assert_eq!(
+            file,
+            [
+                ("fsync_writes".to_owned(), 500.0),
+                ("device_exits_per_op".to_owned(), 3.5)
+            ]
+        );
     }
 
     #[test]

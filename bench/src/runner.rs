@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::backend::hostnet::RunNet;
 use crate::backend::{error_chain, Availability, Backend, Launch};
 use crate::figures::{self, Value};
 use crate::host::Host;
@@ -232,10 +233,19 @@ pub fn execute(
                         .collect(),
                     _ => Vec::new(),
                 };
+                // The hostnet scenario's instances join the run's own network, made here
+                // and removed once the scenario is done (when the last backend joined to
+                // it is dropped).
+                let networked = match step.scenario {
+                    Scenario::Hostnet => networked(&able, &mut results),
+                    _ => Vec::new(),
+                };
                 let able = match step.scenario {
                     Scenario::Warm => warmed.iter().map(AsRef::as_ref).collect(),
+                    Scenario::Hostnet => networked.iter().map(AsRef::as_ref).collect(),
                     _ => able,
                 };
+
                 repeated(
                     &context,
                     &able,
@@ -257,6 +267,44 @@ pub fn execute(
     results.attach_ratios();
     results.finished_at = results::now_rfc3339();
     results
+}
+
+/// `able` joined to a network of the run's own for the hostnet scenario; a backend that
+/// cannot join it, or every backend when it cannot be made, is skipped with the reason.
+fn networked(able: &[&dyn Backend], results: &mut Results) -> Vec<Box<dyn Backend>> {
+    let skip = |results: &mut Results, backend: &dyn Backend, reason: String| {
+        results.skipped.push(Skip {
+            backend: backend.name().to_owned(),
+            scenario: Some(Scenario::Hostnet.name().to_owned()),
+            reason,
+        });
+    };
+    let net = match RunNet::create() {
+        Ok(net) => std::sync::Arc::new(net),
+        Err(e) => {
+            let root = match crate::backend::image::is_root() {
+                true => "",
+                false => " (making one needs root)",
+            };
+            let reason = format!(
+                "the run's own network namespace could not be made{root}: {}",
+                error_chain(&e)
+            );
+            for &backend in able {
+                skip(results, backend, reason.clone());
+            }
+            return Vec::new();
+        }
+    };
+    able.iter()
+        .filter_map(|&backend| match backend.networked(&net) {
+            Ok(joined) => Some(joined),
+            Err(reason) => {
+                skip(results, backend, reason);
+                None
+            }
+        })
+        .collect()
 }
 
 /// The plan as the results record it.

@@ -41,7 +41,12 @@ impl Run for Scenario {
             Scenario::Syscall => "200 000 getppid(2): the price of entering the kernel",
             Scenario::Fork => "200 fork+exit+wait: the price of a process",
             Scenario::File => "100 x 4 KiB files written and fsync'ed: small durable I/O",
-            Scenario::Net => "10 000 TCP round trips of 64 bytes over loopback",
+            Scenario::Net => "10 000 TCP round trips of 64 bytes over the instance's own loopback",
+            Scenario::Hostnet => {
+                "TCP round trips and bulk throughput between a peer on the host side and the \
+                 workload inside: 10 000 round trips of 64 bytes, then 64 MiB, over the \
+                 run's own network namespace (root; not in the default suite)"
+            }
             Scenario::Exits => {
                 "10 000 port writes from a micro guest: one VM exit's round trip (microvm only)"
             }
@@ -82,6 +87,17 @@ impl Run for Scenario {
             Scenario::Fork => &["fork", "--count", "200"],
             Scenario::File => &["file", "--count", "100", "--size", "4096"],
             Scenario::Net => &["net", "--count", "10000", "--size", "64"],
+            // The peer (and a VM's interface) are added by the backend joined to the run's
+            // network.
+            Scenario::Hostnet => &[
+                "hostnet",
+                "--count",
+                "10000",
+                "--size",
+                "64",
+                "--bulk-mib",
+                "64",
+            ],
             Scenario::Footprint => &["alloc", "--mib", "64"],
             Scenario::Exits => &["exits", "--count", "10000"],
             Scenario::Density => &["alloc", "--mib", "1"],

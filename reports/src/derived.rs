@@ -205,6 +205,7 @@ pub fn headline(scenario: &str, metric: &str) -> bool {
         Scenario::Fork => fixed(Metric::Fork),
         Scenario::File => fixed(Metric::FsyncWrites),
         Scenario::Net => fixed(Metric::TcpRtt),
+        Scenario::Hostnet => fixed(Metric::HostTcpRtt) || fixed(Metric::HostTcpBulk),
         Scenario::Exits => fixed(Metric::ExitRoundTrip),
         Scenario::Footprint => metric != Metric::Wall && metric != Metric::PeakRss,
         // Counts of checks weigh every check alike: the grouped matrix is the headline.

@@ -49,6 +49,7 @@ const CONCERNS: [(&str, &str, &[Scenario]); 5] = [
             Scenario::Fork,
             Scenario::File,
             Scenario::Net,
+            Scenario::Hostnet,
             Scenario::Exits,
         ],
     ),

@@ -148,6 +148,26 @@ impl Backend for Container {
         WarmContainer::new(*self).map(|warm| Box::new(warm) as Box<dyn Backend>)
     }
 
+    fn networked(
+        &self,
+        net: &std::sync::Arc<super::hostnet::RunNet>,
+    ) -> Result<Box<dyn Backend>, String> {
+        use super::hostnet::{Attach, Joined};
+        if !self.namespaces.net {
+            return Err(
+                "its instances share the host's network namespace (--namespaces \
+                        without net), and the host's namespace is never touched"
+                    .to_owned(),
+            );
+        }
+        let subnet = net.subnet().map_err(|e| error_chain(&e))?;
+        Ok(Box::new(Joined::new(
+            std::sync::Arc::new(*self),
+            net,
+            Attach::Veth(subnet),
+        )))
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         // A user's image is the root itself; the project's own is installed once.
         let user_image = super::image::split_root(&launch.args);

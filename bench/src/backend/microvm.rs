@@ -139,6 +139,9 @@ pub struct MicroVm {
     /// Whether the monitor runs under its own system call filter once the guest runs
     /// (`microvm::seccomp`); off only to measure what the filter costs.
     pub seccomp: bool,
+    /// The tap a Linux guest's network device is attached to (`--tap`), in the network
+    /// namespace the monitor is started in; none without a network.
+    pub tap: Option<String>,
 }
 
 impl Default for MicroVm {
@@ -159,6 +162,7 @@ impl MicroVm {
             console: false,
             guest_timeout: Duration::from_secs(55),
             seccomp: true,
+            tap: None,
         }
     }
 
@@ -362,6 +366,23 @@ impl Backend for MicroVm {
         }
     }
 
+    fn networked(
+        &self,
+        net: &std::sync::Arc<super::hostnet::RunNet>,
+    ) -> Result<Box<dyn Backend>, String> {
+        use super::hostnet::{Attach, Joined};
+        // Micro guests have no network: the same reason as every Linux-only scenario.
+        self.supports(Scenario::Hostnet)?;
+        let subnet = net.subnet().map_err(|e| super::protocol::error_chain(&e))?;
+        let mut joined = self.clone();
+        joined.tap = Some(subnet.tap());
+        Ok(Box::new(Joined::new(
+            std::sync::Arc::new(joined),
+            net,
+            Attach::Tap(subnet),
+        )))
+    }
+
     fn settings(&self) -> String {
         match &self.guests {
             Guests::Linux(kernel) => format!(
@@ -433,6 +454,9 @@ impl Backend for MicroVm {
                 .args(["--timeout-ms", &self.guest_timeout.as_millis().to_string()]);
             if let Some(image) = &disk {
                 command.arg("--disk").arg(image.path());
+            }
+            if let Some(tap) = &self.tap {
+                command.arg("--tap").arg(tap);
             }
             if let Ok(mut f) = facts.lock() {
                 f.linux = true;

@@ -5,6 +5,7 @@
 pub mod console;
 pub mod container;
 pub mod gvisor;
+pub mod hostnet;
 pub mod image;
 pub mod limits;
 pub mod microvm;

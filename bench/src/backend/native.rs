@@ -52,6 +52,18 @@ impl Backend for Native {
         Ok(())
     }
 
+    fn networked(
+        &self,
+        net: &std::sync::Arc<super::hostnet::RunNet>,
+    ) -> Result<Box<dyn Backend>, String> {
+        use super::hostnet::{Attach, Joined};
+        Ok(Box::new(Joined::new(
+            std::sync::Arc::new(*self),
+            net,
+            Attach::Loopback,
+        )))
+    }
+
     fn launch(&self, launch: &Launch) -> Result<Box<dyn Instance>, Error> {
         if super::image::split_root(&launch.args).is_some() && !super::image::is_root() {
             return Err(Error::Spawn {

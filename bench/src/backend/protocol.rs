@@ -4,11 +4,13 @@
 //! [`Exit`] and tears it down.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use reports::document::Part;
 use workload::record::Record;
 
+use super::hostnet::run::RunNet;
 use crate::clock::Stamp;
 use crate::procfs::{self, Memory};
 use crate::scenario::Scenario;
@@ -190,6 +192,15 @@ pub trait Backend: Sync {
     /// was prepared is removed when the returned backend is dropped.
     fn warm(&self) -> Result<Box<dyn Backend>, String> {
         Err("it has no warm start".to_owned())
+    }
+    /// This backend with its instances on the run's own network `net` (the hostnet
+    /// scenario: TCP with a peer on the host side); `Err` says why it cannot join it.
+    fn networked(&self, net: &Arc<RunNet>) -> Result<Box<dyn Backend>, String> {
+        let _ = net;
+        Err(format!(
+            "{} does not join the run's network yet (native, container, microvm and qemu do)",
+            self.name()
+        ))
     }
     /// What a hostile program in an instance could reach of the host kernel, whatever the
     /// workload calls: the filter between them.

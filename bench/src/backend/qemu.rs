@@ -60,6 +60,9 @@ pub struct Qemu {
     pub guests: Guests,
     /// Show the guest kernel's log (no `quiet`).
     pub console: bool,
+    /// The tap a Linux guest's network device is attached to, in the network namespace
+    /// QEMU is started in; none without a network.
+    pub tap: Option<String>,
 }
 
 impl Default for Qemu {
@@ -74,6 +77,16 @@ impl Default for Qemu {
 /// goes on the first (`virtio-mmio-bus.0`).
 const QEMU_DISK_DEVICE: &str = "virtio_mmio.device=512@0xfeb00000:5";
 
+/// The `virtio_mmio.device=` parameter of QEMU's virtio-mmio transport `n` (`n` is 0 to 7):
+/// 512 bytes at 0xfeb00000 + 512 n, on IRQ 5 + n.
+fn qemu_mmio_device(n: usize) -> String {
+    format!(
+        "virtio_mmio.device=512@{:#x}:{}",
+        0xfeb0_0000 + 512 * n,
+        5 + n
+    )
+}
+
 impl Qemu {
     /// The default settings, booting `guests`.
     pub fn with_guests(guests: Guests) -> Self {
@@ -82,6 +95,7 @@ impl Qemu {
             vcpus: 1,
             guests,
             console: false,
+            tap: None,
         }
     }
 
@@ -169,6 +183,23 @@ impl Backend for Qemu {
             (Guests::Micro(_), Scenario::Startup | Scenario::Isolation) => Ok(()),
             (Guests::Micro(why) | Guests::Unbootable(why), _) => Err(why.clone()),
         }
+    }
+
+    fn networked(
+        &self,
+        net: &std::sync::Arc<super::hostnet::RunNet>,
+    ) -> Result<Box<dyn Backend>, String> {
+        use super::hostnet::{Attach, Joined};
+        // Micro guests have no network: the same reason as every Linux-only scenario.
+        self.supports(Scenario::Hostnet)?;
+        let subnet = net.subnet().map_err(|e| super::protocol::error_chain(&e))?;
+        let mut joined = self.clone();
+        joined.tap = Some(subnet.tap());
+        Ok(Box::new(Joined::new(
+            std::sync::Arc::new(joined),
+            net,
+            Attach::Tap(subnet),
+        )))
     }
 
     fn runs_programs(&self) -> Result<(), String> {
@@ -295,6 +326,15 @@ impl Qemu {
         if disk.is_some() {
             cmdline = microvm::linux::cmdline::with_kernel_param(&cmdline, QEMU_DISK_DEVICE);
         }
+        // The network device goes on the next transport after the disk's, announced the
+        // same way.
+        let net_transport = usize::from(disk.is_some());
+        if self.tap.is_some() {
+            cmdline = microvm::linux::cmdline::with_kernel_param(
+                &cmdline,
+                &qemu_mmio_device(net_transport),
+            );
+        }
         super::image::check_cmdline(&cmdline)?;
         let mut command = Command::new(QEMU);
         command
@@ -326,6 +366,15 @@ impl Qemu {
                     "-device",
                     "virtio-blk-device,drive=disk0,bus=virtio-mmio-bus.0",
                 ]);
+        }
+        if let Some(tap) = &self.tap {
+            command
+                .arg("-netdev")
+                .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
+                .arg("-device")
+                .arg(format!(
+                    "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.{net_transport}"
+                ));
         }
         let linux = Arc::new(Mutex::new(LinuxFacts::default()));
         let mut instance = QemuInstance::start(&mut command, linux_output(Arc::clone(&linux)))?;

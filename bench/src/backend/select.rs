@@ -151,6 +151,7 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             console: setup.console,
             guest_timeout: guest_timeout(setup.timeout_s),
             seccomp: setup.seccomp != container::Seccomp::Off,
+            tap: None,
         }),
         Name::Runc => Box::new(Oci {
             limits: setup.limits,
@@ -171,6 +172,7 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             vcpus: setup.vm_vcpus,
             guests: guests.clone(),
             console: setup.console,
+            tap: None,
         }),
     }
 }

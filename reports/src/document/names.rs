@@ -140,8 +140,10 @@ names! {
         Fork = "fork",
         /// Small synchronous file writes.
         File = "file",
-        /// TCP round trips over loopback.
+        /// TCP round trips over the instance's own loopback.
         Net = "net",
+        /// TCP round trips and bulk throughput with a peer on the host side: I/O across the boundary.
+        Hostnet = "hostnet",
         /// Memory an instance costs beyond the memory its workload touches.
         Footprint = "footprint",
         /// The round trip of one VM exit (microVM only).
@@ -171,6 +173,7 @@ impl Scenario {
                 | Scenario::Fork
                 | Scenario::File
                 | Scenario::Net
+                | Scenario::Hostnet
         )
     }
 
@@ -179,7 +182,11 @@ impl Scenario {
     pub fn in_default_suite(self) -> bool {
         !matches!(
             self,
-            Scenario::Density | Scenario::Interference | Scenario::Command | Scenario::Warm
+            Scenario::Density
+                | Scenario::Interference
+                | Scenario::Command
+                | Scenario::Warm
+                | Scenario::Hostnet
         )
     }
 }
@@ -217,8 +224,16 @@ names! {
         Fork = "fork",
         /// Small files written and fsync'ed per second.
         FsyncWrites = "fsync_writes",
-        /// One TCP round trip over loopback (µs).
+        /// One TCP round trip over the instance's own loopback (µs).
         TcpRtt = "tcp_rtt",
+        /// One TCP round trip of 64 bytes with the peer on the host side (µs).
+        HostTcpRtt = "host_tcp_rtt",
+        /// Bulk TCP throughput to the peer on the host side (MiB/s).
+        HostTcpBulk = "host_tcp_bulk",
+        /// A VM's device notifications (each a VM exit of the guest's) per operation.
+        DeviceExitsPerOp = "device_exits_per_op",
+        /// A VM's device interrupts (each an injection into the guest) per operation.
+        DeviceInterruptsPerOp = "device_interrupts_per_op",
         /// One VM exit's round trip (ns).
         ExitRoundTrip = "exit_round_trip",
         /// Resident memory of the instance's host processes (MiB).
