@@ -540,3 +540,145 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
         "{small}"
     );
 }
+
+#[test]
+fn density_holds_instances_of_the_users_program_once_each_is_ready() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip("not root: a user's image runs in a rootful container");
+        return;
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        skip("/bin/busybox is missing (Debian's busybox-static)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = busybox_tar();
+    let image = image.to_str().unwrap();
+    // A service ready at a line of its output, held while the others start: three at
+    // once on container; natively a TCP port would be one for all, and a program that is
+    // not a service is never held: each skipped with the reason.
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "native,container",
+            "-s",
+            "density",
+            "--instances",
+            "1,3",
+            "-q",
+            "-o",
+            "r.json",
+            "--image",
+            image,
+            "--ready",
+            "output:^serving$",
+            "--",
+            "sh",
+            "-c",
+            "echo serving; exec sleep 607",
+        ],
+        work.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let results = Results::read(&work.path().join("r.json")).unwrap();
+    assert!(results.failures.is_empty(), "{:?}", results.failures);
+    for backend in ["native", "container"] {
+        let series = results
+            .density
+            .iter()
+            .find(|s| s.backend == backend)
+            .unwrap_or_else(|| panic!("no {backend} series: {:?}", results.density));
+        assert_eq!(series.reached, 3, "{backend}: {series:?}");
+        assert_eq!(series.workload[..2], ["exec", "--root"], "{backend}");
+        assert!(series.workload.contains(&"--hold".to_owned()), "{backend}");
+        let last = series.steps.last().unwrap();
+        assert_eq!(last.instances, 3);
+        // Each instance's memory is its program's and its supervisor's: some hundreds of
+        // KiB at least, and far less than a GiB.
+        let pss = last.per_instance.pss_kib;
+        assert!((100..1 << 20).contains(&pss), "{backend}: {pss} KiB");
+        for metric in ["start_latency", "pss_per_instance", "instances_reached"] {
+            assert!(
+                results.figure(backend, "density", metric).is_some(),
+                "{backend} {metric}"
+            );
+        }
+    }
+    // Nothing left running: every sleep ended with its instance.
+    let left = Command::new("pgrep")
+        .args(["-f", "^sleep 607$"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "left running: {}", text(&left));
+
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "native,container",
+            "-s",
+            "density",
+            "--instances",
+            "1",
+            "-q",
+            "-o",
+            "r2.json",
+            "--image",
+            image,
+            "--ready",
+            "tcp:8080",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+        ],
+        work.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let results = Results::read(&work.path().join("r2.json")).unwrap();
+    let skipped: Vec<&str> = results.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|r| r.contains("native instances share the host's network")),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        results.density.len(),
+        1,
+        "container ran: {:?}",
+        results.failures
+    );
+    let out = vcbench(
+        &[
+            "run",
+            "-b",
+            "container",
+            "-s",
+            "density",
+            "--instances",
+            "1",
+            "-q",
+            "-o",
+            "r3.json",
+            "--image",
+            image,
+            "--",
+            "true",
+        ],
+        work.path(),
+    );
+    // Nothing was measured: the run says so with status 1.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let results = Results::read(&work.path().join("r3.json")).unwrap();
+    assert!(
+        results.skipped[0]
+            .reason
+            .contains("density holds each instance once its program is ready"),
+        "{:?}",
+        results.skipped
+    );
+}

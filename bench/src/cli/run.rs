@@ -100,8 +100,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         }
         args.scenario.clone()
     };
-    if let Some(line) = &command {
-        prepare_user_image(&backends, line)?;
+    if let (Some(line), Some(image)) = (&command, &args.image.image) {
+        prepare_user_image(&backends, image, line)?;
     }
     let timeout = Some(Duration::from_secs_f64(args.setup.timeout));
     let plan = Plan {
@@ -302,7 +302,9 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
                 anyhow::anyhow!("{} cannot run --image here: {why}", backend.name()).into(),
             );
         }
-        prepare_user_image(std::slice::from_ref(&backend), &workload_args)?;
+        if let Some(image) = &args.image.image {
+            prepare_user_image(std::slice::from_ref(&backend), image, &workload_args)?;
+        }
     }
     let workload =
         image::install_workload(&image::cache_dir()).context("preparing the workload")?;
@@ -478,6 +480,7 @@ fn user_command(image: &ImageArgs, args: &[String]) -> Result<Option<Vec<String>
 /// set up (a guest too small for the image), is a usage error saying what to change.
 fn prepare_user_image(
     backends: &[Box<dyn backend::Backend>],
+    image: &std::path::Path,
     line: &[String],
 ) -> Result<(), Failure> {
     let launch = backend::Launch {
@@ -492,7 +495,11 @@ fn prepare_user_image(
             continue;
         }
         b.prepare(&launch).map_err(|why| {
-            Failure::usage(anyhow::anyhow!("{} cannot run --image: {why}", b.name()))
+            Failure::usage(anyhow::anyhow!(
+                "{} cannot run --image {}: {why}",
+                b.name(),
+                image.display()
+            ))
         })?;
     }
     Ok(())
