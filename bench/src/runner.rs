@@ -22,7 +22,7 @@ use crate::measure;
 use crate::order::{self, Order};
 use crate::results::{self, Failure, Figure, PlannedScenario, Results, Run, Skip};
 use crate::scenario::{Run as _, Scenario, Step};
-use crate::{density, interference, isolation, surface};
+use crate::{density, goals, interference, isolation, surface};
 
 /// What to run.
 pub struct Plan {
@@ -254,6 +254,11 @@ pub fn execute(
                     &mut stopped,
                     &mut results,
                 );
+                // The floors the starts are read against, timed in the same run, and
+                // the starts set against them.
+                if step.scenario == Scenario::Startup && !stop.load(Ordering::SeqCst) {
+                    goals::add(step.runs, step.warmup, plan.seed, &mut results);
+                }
             }
         }
         if stop.load(Ordering::SeqCst) {
@@ -1042,9 +1047,20 @@ mod tests {
         ];
         let results = execute_plan(&plan(backends, 8, 0, Order::Interleaved), &script);
         for f in &results.figures {
-            assert_eq!(f.kind, Kind::Distribution);
+            assert_eq!(
+                f.kind == Kind::Value,
+                f.variant.starts_with("goal:"),
+                "{f:?}"
+            );
             assert!(f.summary.ci.is_some(), "{f:?}");
         }
+        // The floors were timed in the same run, and the container's start set against
+        // native's: 2 ms against 1.
+        assert!(results.figure("floor", "startup", "spawn_exec").is_some());
+        let over = results
+            .figure("container", "startup", "over_native")
+            .unwrap();
+        assert!((over.summary.median - 1.0).abs() < 0.1, "{over:?}");
         let start = |b| results.figure(b, "startup", "time_to_start").unwrap();
         assert_eq!(start("native").clock, Some(crate::results::Clock::Host));
         let ratio = start("container").vs_baseline.as_ref().unwrap();

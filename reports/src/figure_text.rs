@@ -38,11 +38,11 @@ pub fn times(r: f64) -> String {
 pub fn median(figure: &Figure) -> String {
     let s = &figure.summary;
     let value = format!("{} {}", number(s.median), figure.unit);
-    match (&figure.kind, &s.ci) {
-        (Kind::Distribution, Some(ci)) => {
-            format!("{value} [{}, {}]", number(ci.low), number(ci.high))
-        }
-        _ => value,
+    // A derived value with an interval (a goal of the startup scenario: a difference or
+    // ratio of medians) shows it as a distribution's median does.
+    match &s.ci {
+        Some(ci) => format!("{value} [{}, {}]", number(ci.low), number(ci.high)),
+        None => value,
     }
 }
 

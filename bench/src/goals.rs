@@ -1,0 +1,229 @@
+//! The startup scenario's floors and goals, as figures of the run that measured the
+//! starts: each [`floor`](crate::floor) timed as backend `floor` (metrics `spawn_exec`,
+//! `namespaces_exec`, `kvm_first_exit`, ms), then the starts set against them in the same
+//! run:
+//!
+//! - `container startup over_native`: the container's median `time_to_start` minus
+//!   native's (ms), with a bootstrap interval; the goal is at most [`CONTAINER_GOAL_MS`];
+//! - `microvm startup over_kvm_floor`: the micro VM's median `time_to_start` over the raw
+//!   KVM floor's (a ratio), with a bootstrap interval; the goal is at most
+//!   [`MICROVM_GOAL_RATIO`].
+//!
+//! Each goal figure is one derived value (kind `value`) whose summary carries the
+//! interval, and whose variant names the goal.
+
+use crate::floor::{self, Floor};
+use crate::results::{Better, Clock, Figure, Results, Skip};
+use crate::scenario::Scenario;
+
+/// The backend name the floors are recorded under.
+pub const FLOOR: &str = "floor";
+
+/// The container's goal: its start within this much of native's, ms.
+pub const CONTAINER_GOAL_MS: f64 = 1.5;
+
+/// The micro VM's goal: launch to its first marker within this many times the raw KVM
+/// floor.
+pub const MICROVM_GOAL_RATIO: f64 = 2.0;
+
+/// Times every floor `runs` times (after `warmup`) and adds their figures and the goals'
+/// to `results`; a floor that cannot run here is a skip with its reason.
+pub fn add(runs: u32, warmup: u32, seed: u64, results: &mut Results) {
+    let scenario = Scenario::Startup.name();
+    let measured = match tempfile::Builder::new()
+        .prefix(&crate::registry::temp_prefix("floor"))
+        .tempdir()
+    {
+        Ok(dir) => floor::measure(dir.path(), runs, warmup),
+        Err(e) => {
+            results.skipped.push(Skip {
+                backend: FLOOR.to_owned(),
+                scenario: Some(scenario.to_owned()),
+                reason: format!("no temporary directory for the smallest program: {e}"),
+            });
+            return;
+        }
+    };
+    for m in measured {
+        match m.samples {
+            Ok(samples) => results.figures.extend(
+                Figure::distribution(
+                    FLOOR,
+                    scenario,
+                    m.floor.metric(),
+                    "ms",
+                    Better::Lower,
+                    samples,
+                )
+                .map(|f| f.timed_by(Some(Clock::Host))),
+            ),
+            Err(reason) => results.skipped.push(Skip {
+                backend: FLOOR.to_owned(),
+                scenario: Some(scenario.to_owned()),
+                reason: format!("{}: {reason}", m.floor.metric()),
+            }),
+        }
+    }
+    let goals = goals(&results.figures, seed);
+    results.figures.extend(goals);
+}
+
+/// The samples of `backend`'s startup figure `metric`, when the run has it.
+fn samples<'a>(figures: &'a [Figure], backend: &str, metric: &str) -> Option<&'a [f64]> {
+    figures
+        .iter()
+        .find(|f| {
+            f.backend == backend
+                && f.scenario == Scenario::Startup.name()
+                && f.metric == metric
+                && f.samples.len() > 1
+        })
+        .map(|f| f.samples.as_slice())
+}
+
+/// The goal figures the startup figures in `figures` allow.
+pub fn goals(figures: &[Figure], seed: u64) -> Vec<Figure> {
+    let start = "time_to_start";
+    let mut goals = Vec::new();
+    if let (Some(native), Some(container)) = (
+        samples(figures, "native", start),
+        samples(figures, "container", start),
+    ) {
+        if let Some(estimate) = difference_of_medians(native, container, seed) {
+            goals.extend(derived(
+                "container",
+                "over_native",
+                "ms",
+                estimate,
+                format!("goal: at most {CONTAINER_GOAL_MS} ms"),
+                false,
+            ));
+        }
+    }
+    if let (Some(kvm), Some(microvm)) = (
+        samples(figures, FLOOR, Floor::Kvm.metric()),
+        samples(figures, "microvm", start),
+    ) {
+        if let Some(estimate) =
+            stats::ratio_of_medians(kvm, microvm, stats::LEVEL, stats::DEFAULT_RESAMPLES, seed)
+        {
+            goals.extend(derived(
+                "microvm",
+                "over_kvm_floor",
+                "x",
+                estimate,
+                format!("goal: at most {MICROVM_GOAL_RATIO}x"),
+                true,
+            ));
+        }
+    }
+    goals
+}
+
+/// A derived figure: one value with its bootstrap interval.
+fn derived(
+    backend: &str,
+    metric: &str,
+    unit: &str,
+    estimate: stats::Estimate,
+    goal: String,
+    raw_cost: bool,
+) -> Option<Figure> {
+    let mut figure = Figure::value(
+        backend,
+        Scenario::Startup.name(),
+        metric,
+        unit,
+        Better::Lower,
+        estimate.value,
+    )?
+    .timed_by(Some(Clock::Host))
+    .ran(&goal, raw_cost);
+    figure.summary.ci = Some(estimate.ci);
+    Some(figure)
+}
+
+/// `median(other) - median(base)` with a percentile bootstrap interval at
+/// [`stats::LEVEL`], from [`stats::DEFAULT_RESAMPLES`] rounds drawn with `seed`; `None`
+/// when either set is empty or a value is not finite.
+pub fn difference_of_medians(base: &[f64], other: &[f64], seed: u64) -> Option<stats::Estimate> {
+    let median = |v: &[f64]| stats::median(v);
+    let value = median(other)? - median(base)?;
+    let mut rng = stats::Rng::new(seed);
+    let mut draw = |data: &[f64]| -> Option<f64> {
+        let drawn: Vec<f64> = (0..data.len())
+            .map(|_| data[rng.below(data.len())])
+            .collect();
+        median(&drawn)
+    };
+    let mut differences = (0..stats::DEFAULT_RESAMPLES)
+        .map(|_| Some(draw(other)? - draw(base)?))
+        .collect::<Option<Vec<f64>>>()?;
+    differences.sort_by(f64::total_cmp);
+    let level = stats::LEVEL;
+    let estimate = stats::Estimate {
+        value,
+        ci: stats::Interval {
+            low: stats::percentile(&differences, (1.0 - level) / 2.0 * 100.0),
+            high: stats::percentile(&differences, (1.0 + level) / 2.0 * 100.0),
+            level,
+            coverage: level,
+        },
+    };
+    [estimate.value, estimate.ci.low, estimate.ci.high]
+        .iter()
+        .all(|x| x.is_finite())
+        .then_some(estimate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(backend: &str, metric: &str, samples: Vec<f64>) -> Figure {
+        Figure::distribution(backend, "startup", metric, "ms", Better::Lower, samples).unwrap()
+    }
+
+    #[test]
+    fn a_difference_of_medians_has_an_interval_around_it() {
+        let base: Vec<f64> = (0..30).map(|i| 1.0 + 0.01 * f64::from(i)).collect();
+        let other: Vec<f64> = base.iter().map(|x| x + 2.0).collect();
+        let e = difference_of_medians(&base, &other, 7).unwrap();
+        assert!((e.value - 2.0).abs() < 1e-9, "{e:?}");
+        assert!(
+            e.ci.low <= 2.0 && e.ci.high >= 2.0 && e.ci.high - e.ci.low < 0.5,
+            "{e:?}"
+        );
+        assert_eq!(difference_of_medians(&[], &other, 7), None);
+    }
+
+    #[test]
+    fn the_goals_are_derived_from_the_runs_figures() {
+        let n = |base: f64| (0..20).map(|i| base + 0.001 * f64::from(i)).collect();
+        let figures = vec![
+            figure("native", "time_to_start", n(1.0)),
+            figure("container", "time_to_start", n(2.2)),
+            figure("microvm", "time_to_start", n(2.4)),
+            figure(FLOOR, "kvm_first_exit", n(0.6)),
+        ];
+        let goals = goals(&figures, 1);
+        assert_eq!(goals.len(), 2);
+        let over_native = &goals[0];
+        assert_eq!(
+            (over_native.backend.as_str(), over_native.metric.as_str()),
+            ("container", "over_native")
+        );
+        assert!((over_native.summary.median - 1.2).abs() < 1e-6);
+        assert!(over_native.summary.ci.is_some());
+        assert!(over_native.variant.contains("1.5 ms"));
+        let over_floor = &goals[1];
+        assert_eq!(over_floor.metric, "over_kvm_floor");
+        assert!(
+            (over_floor.summary.median - 2.4095 / 0.6095).abs() < 1e-6,
+            "{over_floor:?}"
+        );
+        assert!(over_floor.raw_cost);
+        // Without the floor, no ratio to it.
+        assert_eq!(super::goals(&figures[..3], 1).len(), 1);
+    }
+}
