@@ -341,6 +341,20 @@ impl Machine {
         Ok(event)
     }
 
+    /// An eventfd KVM signals whenever the guest writes the 32-bit `value` to
+    /// guest-physical `address` (`KVM_IOEVENTFD` with a data match): one per virtio queue
+    /// at the same `QueueNotify` register. Other values still exit to the monitor.
+    pub fn mmio_write_event_matching(&self, address: u64, value: u32) -> Result<EventFd, Error> {
+        let event = EventFd::new(EFD_NONBLOCK).map_err(|source| Error::Host {
+            what: "notification eventfd",
+            source,
+        })?;
+        self.vm
+            .register_ioevent(&event, &IoEventAddress::Mmio(address), value)
+            .map_err(kvm("register a notification eventfd"))?;
+        Ok(event)
+    }
+
     /// An interrupt line into the in-kernel interrupt controllers at `gsi`: an eventfd
     /// registered with `KVM_IRQFD`.
     pub fn irq_line(&self, gsi: u32) -> Result<IrqLine, Error> {
