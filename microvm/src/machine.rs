@@ -517,7 +517,8 @@ pub struct Report {
     /// yes): whether the TSC-deadline timer was offered.
     pub cpu: Vec<(String, u64)>,
     /// What the virtio devices served, as counts: a Linux guest's disk's requests by kind,
-    /// bytes, queue notifications, interrupts and errors (`disk_*`).
+    /// bytes, queue notifications, interrupts and errors (`disk_*`); its network device's
+    /// frames and bytes each way, notifications, interrupts and drops by reason (`net_*`).
     pub devices: Vec<(String, u64)>,
 }
 

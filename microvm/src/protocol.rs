@@ -109,7 +109,8 @@ pub struct WireReport {
     /// The host-dependent choices in a Linux guest's CPUID, as counts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cpu: BTreeMap<String, u64>,
-    /// What the virtio devices served, as counts (a Linux guest's disk: `disk_*`).
+    /// What the virtio devices served, as counts (a Linux guest's disk: `disk_*`; its
+    /// network device: `net_*`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub devices: BTreeMap<String, u64>,
 }

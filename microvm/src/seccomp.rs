@@ -156,7 +156,11 @@ pub const ALLOWED: [Allowed; 37] = [
         },
         why: "reading a descriptor's flags (the standard library checks them when it closes one)",
     },
-    any("read", libc::SYS_read, "device back ends"),
+    any(
+        "read",
+        libc::SYS_read,
+        "device back ends: the network device's tap, the notification eventfds",
+    ),
     any("pread64", libc::SYS_pread64, "the virtio disk's reads"),
     any("pwrite64", libc::SYS_pwrite64, "the virtio disk's writes"),
     any(
@@ -167,17 +171,18 @@ pub const ALLOWED: [Allowed; 37] = [
     any(
         "epoll_wait",
         libc::SYS_epoll_wait,
-        "the virtio disk's notification thread, waiting for the guest",
+        "the virtio devices' notification threads, waiting for the guest (and the tap)",
     ),
     any(
         "epoll_pwait",
         libc::SYS_epoll_pwait,
-        "the virtio disk's notification thread, waiting for the guest",
+        "the virtio devices' notification threads, waiting for the guest (and the tap)",
     ),
     any(
         "write",
         libc::SYS_write,
-        "the report, console lines and errors on standard output and error",
+        "the report, console lines and errors on standard output and error; the network \
+         device's tap; interrupts through their eventfds",
     ),
     any("writev", libc::SYS_writev, "buffered output"),
     any("close", libc::SYS_close, "teardown"),
