@@ -721,6 +721,12 @@ mod tests {
     }
 
     #[test]
+    fn the_network_device_goes_on_the_transport_after_the_disks() {
+        assert_eq!(qemu_mmio_device(0), QEMU_DISK_DEVICE);
+        assert_eq!(qemu_mmio_device(1), "virtio_mmio.device=512@0xfeb00200:6");
+    }
+
+    #[test]
     fn a_guest_that_floods_one_line_is_held_to_a_bounded_buffer() {
         let mut out = vec![b'x'; 3 * MAX_CONSOLE_LINE];
         out.push(b'\n');

@@ -106,6 +106,8 @@ fn accept(listener: &TcpListener, stop: &Arc<AtomicBool>, seen: &Mutex<Vec<Socke
     let mut serving: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let Ok((stream, from)) = listener.accept() else {
+            // Out of descriptors, say: try again in a moment (a stop ends the loop).
+            std::thread::sleep(Duration::from_millis(10));
             continue;
         };
         if let Ok(mut s) = seen.lock() {
@@ -169,5 +171,57 @@ fn read_some(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to a thread serving it as the peer does, over loopback.
+    fn served(purpose: u8) -> (TcpStream, JoinHandle<std::io::Result<()>>) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept()?;
+            serve(stream, &AtomicBool::new(false))
+        });
+        let mut client = TcpStream::connect(address).unwrap();
+        client.write_all(&[purpose]).unwrap();
+        (client, server)
+    }
+
+    #[test]
+    fn an_echo_connection_gets_every_byte_back() {
+        let (mut client, server) = served(ECHO);
+        for message in [&b"ping"[..], &[7u8; 64][..]] {
+            client.write_all(message).unwrap();
+            let mut back = vec![0u8; message.len()];
+            client.read_exact(&mut back).unwrap();
+            assert_eq!(back, message);
+        }
+        drop(client);
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_sink_connection_is_answered_with_its_byte_count_at_its_end() {
+        let (mut client, server) = served(SINK);
+        client.write_all(&vec![1u8; 300_000]).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut count = [0u8; 8];
+        client.read_exact(&mut count).unwrap();
+        assert_eq!(u64::from_le_bytes(count), 300_000);
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_silent_connection_ends_when_the_peer_stops() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let stop = AtomicBool::new(true);
+        let e = serve(stream, &stop).unwrap_err();
+        assert_eq!(e.to_string(), "the peer is stopping");
     }
 }
