@@ -93,6 +93,10 @@ pub const VIRTIO_MMIO_START: u64 = 0xd000_1000;
 /// The first virtio-mmio device's interrupt line: ISA IRQ 5, which no legacy device of
 /// this machine uses (routed to IOAPIC pin 5 by the MP table).
 pub const VIRTIO_IRQ: u32 = 5;
+/// The vsock device's registers: the third virtio-mmio slot.
+pub const VSOCK_MMIO_START: u64 = VIRTIO_MMIO_START + 2 * 0x1000;
+/// The vsock device's interrupt line: ISA IRQ 7, unused by this machine's legacy devices.
+pub const VSOCK_IRQ: u32 = 7;
 /// The network device's registers: the second virtio-mmio slot, after the disk's.
 pub const NET_MMIO_START: u64 = VIRTIO_MMIO_START + 0x1000;
 /// The network device's interrupt line: ISA IRQ 6, which no legacy device of this

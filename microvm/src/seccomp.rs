@@ -117,6 +117,10 @@ const fn any(name: &'static str, number: libc::c_long, why: &'static str) -> All
 }
 
 fn kvm_requests() -> Vec<u64> {
+    use vhost::vhost_kern::vhost_binding::{
+        VHOST_SET_FEATURES, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_BASE, VHOST_SET_VRING_CALL,
+        VHOST_SET_VRING_KICK, VHOST_SET_VRING_NUM, VHOST_VSOCK_SET_RUNNING,
+    };
     [
         KVM_RUN(),
         KVM_GET_REGS(),
@@ -124,6 +128,16 @@ fn kvm_requests() -> Vec<u64> {
         KVM_GET_LAPIC(),
         KVM_GET_MP_STATE(),
         KVM_IRQ_LINE(),
+        // The vsock device hands its queues to the host kernel when the driver is ready
+        // (and stops it when the driver resets it); everything else of vhost-vsock is set
+        // up before the filter.
+        VHOST_SET_FEATURES(),
+        VHOST_SET_VRING_NUM(),
+        VHOST_SET_VRING_ADDR(),
+        VHOST_SET_VRING_BASE(),
+        VHOST_SET_VRING_CALL(),
+        VHOST_SET_VRING_KICK(),
+        VHOST_VSOCK_SET_RUNNING(),
     ]
     .to_vec()
 }
@@ -145,7 +159,8 @@ pub const ALLOWED: [Allowed; 37] = [
             values: kvm_requests,
         },
         why: "KVM_RUN; the registers, local APIC and run state read at a failure or timeout; \
-              the serial console's interrupt line",
+              the serial console's interrupt line; the vsock device's queues handed to \
+              vhost-vsock at the driver's DRIVER_OK",
     },
     Allowed {
         name: "fcntl",

@@ -30,7 +30,7 @@ use microvm::vm::{self, Config, End};
 
 const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|ready MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp] [--snapshot-to PATH]
        vcbench-vmm restore PATH [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
-       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--tap IFNAME [--mac MAC]] [--hold] [--no-seccomp]";
+       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--vsock-cid CID] [--tap IFNAME [--mac MAC]] [--hold] [--no-seccomp] [--snapshot-to PATH]";
 
 /// What to run.
 enum Guest {
@@ -91,6 +91,7 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
     };
     let mut kernel = None;
     let (mut tap, mut mac) = (None, None);
+        vsock_cid: None,
     let mut hold = false;
     let mut it = args.iter();
     while let Some(option) = it.next() {
@@ -124,6 +125,7 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
             "--mac" => mac = Some(value()?.parse().map_err(|e| format!("--mac: {e}"))?),
             other => return Err(format!("unknown option {other:?}")),
         }
+            "--vsock-cid" => config.vsock_cid = Some(number(value()?)?),
     }
     config.kernel = kernel.ok_or("linux needs --kernel PATH")?;
     config.net = match (tap, mac) {

@@ -178,7 +178,10 @@ impl<D: Device> Transport<D> {
             },
             VIRTIO_MMIO_QUEUE_NUM_MAX => self.selected().map_or(0, |q| u32::from(q.max_size())),
             VIRTIO_MMIO_QUEUE_READY => self.selected().map_or(0, |q| u32::from(q.ready())),
-            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
+            VIRTIO_MMIO_INTERRUPT_STATUS => match self.device.interrupts_by_itself() {
+                true if self.driver_ok() => self.interrupt_status | VIRTIO_MMIO_INT_VRING,
+                _ => self.interrupt_status,
+            },
             VIRTIO_MMIO_STATUS => self.status,
             VIRTIO_MMIO_CONFIG_GENERATION => 0,
             _ => 0,
@@ -277,7 +280,11 @@ impl<D: Device> Transport<D> {
         if value & VIRTIO_CONFIG_S_DRIVER_OK != 0 && value & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
             value &= !VIRTIO_CONFIG_S_DRIVER_OK;
         }
+        let activating = value & VIRTIO_CONFIG_S_DRIVER_OK != 0 && !self.driver_ok();
         self.status = value | (self.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+        if activating && !self.device.activate(&self.queues, &self.memory) {
+            self.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+        }
     }
 
     fn reset(&mut self) {

@@ -15,13 +15,15 @@
 //!   ([`mmio::cmdline_entry`]);
 //! - [`request`]: a virtio-blk request read from a descriptor chain, checked;
 //! - [`block`]: the virtio-blk device, backed by a raw image file on the host;
-//! - [`net`]: the virtio-net device, on a [`tap`] interface of the host.
+//! - [`net`]: the virtio-net device, on a [`tap`] interface of the host;
+//! - [`vsock`]: the virtio-vsock device, its data path in the host kernel (vhost-vsock).
 
 pub mod block;
 pub mod mmio;
 pub mod net;
 pub mod request;
 pub mod tap;
+pub mod vsock;
 
 use std::os::fd::RawFd;
 
@@ -47,6 +49,18 @@ pub trait Device: Send {
     fn process(&mut self, index: usize, queue: &mut Queue, memory: &GuestMemoryMmap) -> bool;
     /// The driver reset the device.
     fn reset(&mut self);
+    /// The driver set `DRIVER_OK` with `queues` set up: a device whose queues are served
+    /// elsewhere (in the host kernel) hands them over here. `false` means it could not,
+    /// and the transport asks the driver for a reset.
+    fn activate(&mut self, _queues: &[Queue], _memory: &GuestMemoryMmap) -> bool {
+        true
+    }
+    /// Whether something other than the transport interrupts the guest for this device
+    /// (the host kernel, through the same eventfd): the transport cannot then mark the
+    /// interrupt's cause first, so it always reports used buffers as a possible cause.
+    fn interrupts_by_itself(&self) -> bool {
+        false
+    }
     /// A host descriptor whose readiness to be read means the device has work of its own
     /// for a queue (a frame arrived on its tap): the descriptor and the queue's index.
     /// The [`mmio::Notifier`] watches it, edge-triggered, beside the queues'
