@@ -284,4 +284,51 @@ mod tests {
         // Both ends are in 10.200.0.0/16, a private range.
         assert!(s.host().is_private() && s.instance().is_private());
     }
+
+    #[test]
+    fn the_run_s_network_serves_its_peer_and_makes_and_deletes_its_links_inside_it() {
+        use std::io::{Read, Write};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: making a network namespace needs root");
+            return;
+        }
+        let host_links = || std::fs::read_dir("/sys/class/net").unwrap().count();
+        let before = host_links();
+        let net = RunNet::create().unwrap();
+        let path = net.namespace().path().to_owned();
+        assert!(path.exists());
+        // A client on the thread that lives inside reaches the peer on loopback there.
+        let peer = net.peer(None);
+        let echoed = net
+            .inside(move || -> std::io::Result<[u8; 4]> {
+                let mut c = std::net::TcpStream::connect(peer)?;
+                c.write_all(&[workload::hostnet::ECHO])?;
+                c.write_all(b"ping")?;
+                let mut back = [0u8; 4];
+                c.read_exact(&mut back)?;
+                Ok(back)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(&echoed, b"ping");
+        assert!(net.seen().iter().all(|a| a.ip().is_loopback()));
+        assert_eq!(net.seen().len(), 1);
+        // Links are made in the run's namespace, never the host's, and deleted.
+        let (veth, tap) = (net.subnet().unwrap(), net.subnet().unwrap());
+        net.create_veth(veth).unwrap();
+        net.create_tap(tap).unwrap();
+        assert_eq!(host_links(), before);
+        let index = |name: String| net.netlink(move |s| Ok(s.index(&name)?));
+        assert!(index(veth.host_link()).is_ok());
+        assert!(index(veth.instance_link()).is_ok());
+        assert!(index(tap.tap()).is_ok());
+        net.delete_link(&veth.host_link()).unwrap();
+        net.delete_link(&tap.tap()).unwrap();
+        // A veth's peer goes with it; deleting what is gone is no error.
+        assert!(index(veth.instance_link()).is_err());
+        net.delete_link(&tap.tap()).unwrap();
+        drop(net);
+        assert!(!path.exists());
+    }
 }
