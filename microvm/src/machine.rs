@@ -289,6 +289,17 @@ impl Machine {
         &mut self.vcpus
     }
 
+    /// The VM, lent for reading and setting its state (snapshots).
+    pub fn vm(&self) -> &VmFd {
+        &self.vm
+    }
+
+    /// The vCPUs lent for running, beside the VM and guest memory, which a snapshot taken
+    /// while the vCPUs' threads are paused reads.
+    pub fn running_parts(&mut self) -> (&mut [VcpuFd], &VmFd, &GuestRam) {
+        (&mut self.vcpus, &self.vm, &self.ram)
+    }
+
     /// Guest memory, for reads and writes by guest address.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.ram.memory
@@ -337,20 +348,6 @@ impl Machine {
         })?;
         self.vm
             .register_ioevent(&event, &IoEventAddress::Mmio(address), NoDatamatch)
-            .map_err(kvm("register a notification eventfd"))?;
-        Ok(event)
-    }
-
-    /// An eventfd KVM signals whenever the guest writes the 32-bit `value` to
-    /// guest-physical `address` (`KVM_IOEVENTFD` with a data match): one per virtio queue
-    /// at the same `QueueNotify` register. Other values still exit to the monitor.
-    pub fn mmio_write_event_matching(&self, address: u64, value: u32) -> Result<EventFd, Error> {
-        let event = EventFd::new(EFD_NONBLOCK).map_err(|source| Error::Host {
-            what: "notification eventfd",
-            source,
-        })?;
-        self.vm
-            .register_ioevent(&event, &IoEventAddress::Mmio(address), value)
             .map_err(kvm("register a notification eventfd"))?;
         Ok(event)
     }
@@ -517,8 +514,7 @@ pub struct Report {
     /// yes): whether the TSC-deadline timer was offered.
     pub cpu: Vec<(String, u64)>,
     /// What the virtio devices served, as counts: a Linux guest's disk's requests by kind,
-    /// bytes, queue notifications, interrupts and errors (`disk_*`); its network device's
-    /// frames and bytes each way, notifications, interrupts and drops by reason (`net_*`).
+    /// bytes, queue notifications, interrupts and errors (`disk_*`).
     pub devices: Vec<(String, u64)>,
 }
 

@@ -1,12 +1,16 @@
-//! Snapshots of micro guests: a stopped guest's vCPU state and the memory it touched, in
-//! one file, restored in a fresh monitor process with the memory mapped privately from the
+//! Snapshots of guests: a stopped guest's vCPU state and the memory it touched, in one
+//! file, restored in a fresh monitor process with the memory mapped privately from the
 //! file, so a page is read only when the restored guest touches it (as Firecracker does).
+//! Two kinds: a micro guest stopped at a `hlt` (its one vCPU's registers), and a Linux
+//! guest paused when its init wrote its first marker ([`LinuxState`]: every vCPU's state,
+//! the interrupt controllers, PIT, KVM clock and serial console).
 //!
 //! The file: the magic `VCBSNAP\0`, the header's length (u32, little-endian), the
-//! SHA-256 of the header, the header (JSON: format, tool, host CPU, memory size, vCPUs,
-//! registers), then from the next 4 KiB boundary the guest's RAM ranges one after
-//! another, the pages the guest never touched left as holes. It is written under a
-//! temporary name and renamed into place, so a snapshot is whole or absent.
+//! SHA-256 of the header, the header (JSON: format, tool, host CPU, kind, memory size,
+//! vCPUs, registers, and a Linux guest's state), then from the next 4 KiB boundary the
+//! guest's RAM ranges one after another, the pages the guest never touched left as holes.
+//! It is written under a temporary name and renamed into place, so a snapshot is whole or
+//! absent.
 //!
 //! A snapshot is refused, with the reason, when it is not one, is cut short, comes from
 //! another format or monitor version, from a CPU of another model, has a header that does
@@ -22,10 +26,13 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::linux::state::LinuxState;
+
 /// The file's first bytes.
 pub const MAGIC: &[u8; 8] = b"VCBSNAP\0";
-/// The layout of the header and file this monitor writes and reads.
-pub const FORMAT: u32 = 1;
+/// The layout of the header and file this monitor writes and reads (2: the kind, and
+/// Linux guests).
+pub const FORMAT: u32 = 2;
 /// Guest memory starts at a multiple of this in the file.
 const ALIGN: u64 = 4096;
 /// The longest header read (a header is a few KiB).
@@ -102,6 +109,16 @@ pub enum Error {
     },
 }
 
+/// The kind of guest a snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A micro guest stopped at a `hlt` (only its first vCPU ran).
+    Micro,
+    /// A Linux guest paused at its init's first marker.
+    Linux,
+}
+
 /// What a snapshot's header holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -111,18 +128,29 @@ pub struct Header {
     pub tool: String,
     /// The host CPU it was taken on ([`host_cpu`]).
     pub cpu: String,
+    /// The kind of guest.
+    pub kind: Kind,
     /// Guest memory, bytes.
     pub memory_bytes: u64,
-    /// vCPUs (only the first ran: micro guests run on one).
+    /// vCPUs (a micro guest ran only the first).
     pub vcpus: u8,
     /// The first vCPU's registers.
     pub regs: kvm_regs,
     /// Its segment and control registers.
     pub sregs: kvm_sregs,
+    /// A Linux guest's state (for [`Kind::Linux`] only).
+    pub linux: Option<Box<LinuxState>>,
     /// Where guest memory starts in the file.
     pub memory_offset: u64,
     /// Bytes of guest memory written (the pages the guest had touched).
     pub memory_saved: u64,
+}
+
+/// Who wrote a header: the part every format has.
+#[derive(Deserialize)]
+struct Writer {
+    format: u32,
+    tool: String,
 }
 
 /// This monitor, as a snapshot names its writer.
@@ -172,21 +200,57 @@ pub fn write(
     sregs: kvm_sregs,
     save_memory: impl FnOnce(&mut File, u64) -> std::io::Result<u64>,
 ) -> Result<Header, Error> {
-    let io = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut header = Header {
+    let header = Header {
         format: FORMAT,
         tool: tool(),
         cpu: host_cpu(),
+        kind: Kind::Micro,
         memory_bytes,
         vcpus,
         regs,
         sregs,
+        linux: None,
         memory_offset: 0,
         memory_saved: 0,
     };
+    write_header(path, header, save_memory)
+}
+
+/// Writes a snapshot of a Linux guest of `memory_bytes` in the state `linux` to `path`, as
+/// [`write`] does.
+pub fn write_linux(
+    path: &Path,
+    memory_bytes: u64,
+    linux: LinuxState,
+    save_memory: impl FnOnce(&mut File, u64) -> std::io::Result<u64>,
+) -> Result<Header, Error> {
+    let first = linux.vcpus.first();
+    let header = Header {
+        format: FORMAT,
+        tool: tool(),
+        cpu: host_cpu(),
+        kind: Kind::Linux,
+        memory_bytes,
+        vcpus: u8::try_from(linux.vcpus.len()).unwrap_or(u8::MAX),
+        regs: first.map(|v| v.regs).unwrap_or_default(),
+        sregs: first.map(|v| v.sregs).unwrap_or_default(),
+        linux: Some(Box::new(linux)),
+        memory_offset: 0,
+        memory_saved: 0,
+    };
+    write_header(path, header, save_memory)
+}
+
+fn write_header(
+    path: &Path,
+    mut header: Header,
+    save_memory: impl FnOnce(&mut File, u64) -> std::io::Result<u64>,
+) -> Result<Header, Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let memory_bytes = header.memory_bytes;
     // Room for the header with the widest numbers it can hold: its length does not
     // depend on the offset or the bytes saved, which are known only later.
     let widest = Header {
@@ -258,15 +322,34 @@ pub fn read(path: &Path, memory_mib: Option<u64>) -> Result<(Header, File), Erro
     if Sha256::digest(&json)[..] != prefix[12..44] {
         return Err(Error::Tampered(path.to_owned()));
     }
-    let header: Header = serde_json::from_slice(&json).map_err(|e| Error::Header {
+    let unreadable = |e: serde_json::Error| Error::Header {
         path: path.to_owned(),
         reason: e.to_string(),
-    })?;
-    if header.format != FORMAT || header.tool != tool() {
+    };
+    // The writer first: another version's header may not parse as this one's.
+    let writer: Writer = serde_json::from_slice(&json).map_err(unreadable)?;
+    if writer.format != FORMAT || writer.tool != tool() {
         return Err(Error::Version {
             path: path.to_owned(),
-            found: header.tool,
+            found: writer.tool,
             expected: tool(),
+        });
+    }
+    let header: Header = serde_json::from_slice(&json).map_err(unreadable)?;
+    let vcpus_saved = header.linux.as_ref().map(|l| l.vcpus.len());
+    let consistent = match header.kind {
+        Kind::Micro => vcpus_saved.is_none(),
+        Kind::Linux => vcpus_saved.is_some_and(|n| n >= 1 && n == usize::from(header.vcpus)),
+    };
+    if !consistent {
+        return Err(Error::Header {
+            path: path.to_owned(),
+            reason: format!(
+                "a {:?} guest's header with {} vCPUs and {} vCPU states",
+                header.kind,
+                header.vcpus,
+                vcpus_saved.map_or("no".to_owned(), |n| n.to_string())
+            ),
         });
     }
     let here = host_cpu();
@@ -347,8 +430,49 @@ mod tests {
         assert_eq!(page, [0; 4096], "untouched memory reads as zeroes");
     }
 
+    /// A snapshot of a 2 MiB Linux guest of two vCPUs with one written page.
+    fn write_linux_one(path: &Path) -> Header {
+        let state = crate::linux::state::tests::sample(2);
+        write_linux(path, 2 << 20, state, |file, offset| {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(offset + 8192))?;
+            file.write_all(&[0xab; 4096])?;
+            Ok(4096)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_linux_snapshot_reads_back_as_written_with_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.snap");
+        let written = write_linux_one(&path);
+        let (header, file) = read(&path, Some(2)).unwrap();
+        assert_eq!(header, written);
+        assert_eq!(header.kind, Kind::Linux);
+        assert_eq!(header.vcpus, 2);
+        let linux = header.linux.as_ref().unwrap();
+        assert_eq!(**linux, crate::linux::state::tests::sample(2));
+        assert_eq!(header.regs, linux.vcpus[0].regs);
+        assert_eq!(header.memory_offset % ALIGN, 0);
+        use std::os::unix::fs::FileExt;
+        let mut page = [0u8; 4096];
+        file.read_exact_at(&mut page, header.memory_offset + 8192)
+            .unwrap();
+        assert_eq!(page, [0xab; 4096]);
+    }
+
     #[test]
     fn damaged_foreign_and_mismatched_snapshots_are_refused_with_the_reason() {
+        refused_when_damaged_foreign_or_mismatched(write_one);
+    }
+
+    #[test]
+    fn damaged_foreign_and_mismatched_linux_snapshots_are_refused_with_the_reason() {
+        refused_when_damaged_foreign_or_mismatched(write_linux_one);
+    }
+
+    fn refused_when_damaged_foreign_or_mismatched(write_one: fn(&Path) -> Header) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.snap");
         let header = write_one(&path);
@@ -391,6 +515,49 @@ mod tests {
             e.to_string().contains("written by vcbench-vmm 0.0.1"),
             "{e}"
         );
+        rewrite(&|h| h.format = 1);
+        let e = read(&path, None).unwrap_err();
+        assert!(matches!(e, Error::Version { .. }), "{e}");
+        // A header of the first format, which had no kind: refused as another version,
+        // not as unreadable.
+        let first_format = |h: &Header| {
+            let mut value = serde_json::to_value(h).unwrap();
+            let object = value.as_object_mut().unwrap();
+            object.remove("kind");
+            object.remove("linux");
+            object.insert("format".to_owned(), 1.into());
+            object.insert("tool".to_owned(), "vcbench-vmm 0.1.0 (format 1)".into());
+            value.to_string()
+        };
+        let json = first_format(&header);
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&u32::try_from(json.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(&Sha256::digest(json.as_bytes()));
+        out.extend_from_slice(json.as_bytes());
+        out.resize(bytes.len(), 0);
+        put(&out);
+        let e = read(&path, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("written by vcbench-vmm 0.1.0 (format 1)"),
+            "{e}"
+        );
+        // A kind that does not match the state held.
+        rewrite(&|h| {
+            h.kind = match h.kind {
+                Kind::Micro => Kind::Linux,
+                Kind::Linux => Kind::Micro,
+            }
+        });
+        let e = read(&path, None).unwrap_err();
+        assert!(matches!(e, Error::Header { .. }), "{e}");
+        if header.kind == Kind::Linux {
+            // More vCPUs than states.
+            rewrite(&|h| h.vcpus = 3);
+            let e = read(&path, None).unwrap_err();
+            assert!(matches!(e, Error::Header { .. }), "{e}");
+        }
         rewrite(&|h| h.cpu = "GenuineIntel family 6 model 85 stepping 7 (Xeon)".to_owned());
         let e = read(&path, None).unwrap_err();
         assert!(matches!(e, Error::Cpu { .. }), "{e}");

@@ -53,6 +53,9 @@ pub enum Error {
     /// A KVM call on a vCPU failed.
     #[error("KVM: cannot {0}")]
     Kvm(&'static str, #[source] kvm_ioctls::Error),
+    /// The snapshot is of a Linux guest.
+    #[error("{0} holds a Linux guest; restore it as one")]
+    NotMicro(std::path::PathBuf),
 }
 
 impl From<machine::Error> for Error {
@@ -150,16 +153,32 @@ pub fn restore(
     timeout: std::time::Duration,
     before_teardown: impl FnOnce(&Report),
 ) -> Result<Report, Error> {
-    let mut phases = Phases::new();
     let (header, file) = snapshot::read(path, memory_mib)?;
+    restore_read(path, header, &file, devices, timeout, before_teardown)
+}
+
+/// Like [`restore`], for a snapshot at `path` already read and checked
+/// ([`snapshot::read`]): its `header` and open `file`.
+pub fn restore_read(
+    path: &std::path::Path,
+    header: snapshot::Header,
+    file: &std::fs::File,
+    devices: crate::config::Devices,
+    timeout: std::time::Duration,
+    before_teardown: impl FnOnce(&Report),
+) -> Result<Report, Error> {
+    let mut phases = Phases::new();
     stamp(&mut phases, "snapshot_read");
+    if header.kind != snapshot::Kind::Micro {
+        return Err(Error::NotMicro(path.to_owned()));
+    }
     let spec = Spec {
         vcpus: header.vcpus,
         memory_bytes: header.memory_bytes,
         interrupts: Interrupts::None,
         capabilities: &[],
     };
-    let mut machine = Machine::restore(spec, &mut phases, &file, header.memory_offset)?;
+    let mut machine = Machine::restore(spec, &mut phases, file, header.memory_offset)?;
     machine.create_vcpus(|index, vcpu| match index {
         0 => vcpu
             .set_sregs(&header.sregs)

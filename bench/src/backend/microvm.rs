@@ -274,11 +274,31 @@ impl Backend for MicroVm {
 
     fn warm(&self) -> Result<Box<dyn Backend>, String> {
         match &self.guests {
-            Guests::Linux(kernel) => Err(format!(
-                "snapshots are taken of micro guests only, and this backend boots Linux \
-                 guests ({})",
-                kernel.describe()
-            )),
+            Guests::Linux(kernel) => {
+                let initrd = images::initramfs::install(
+                    &images::image::cache_dir(),
+                    images::initramfs::Compression::None,
+                )
+                .map_err(|e| format!("cannot install the initramfs: {e}"))?;
+                // The warm scenario's workload; an instance asked for another is refused.
+                let args = vec!["hello".to_owned()];
+                let guest = super::restore::LinuxGuest {
+                    kernel: kernel.path.clone(),
+                    describe: kernel.describe(),
+                    initrd,
+                    cmdline: linux_cmdline(self.console, &args),
+                    args,
+                    vcpus: self.vcpus,
+                    timeout_ms: self.guest_timeout.as_millis(),
+                };
+                super::restore::Restored::prepare_linux(
+                    guest,
+                    self.memory_mib,
+                    self.seccomp,
+                    linux_instance,
+                )
+                .map(|r| Box::new(r) as Box<dyn Backend>)
+            }
             _ => super::restore::Restored::prepare(self.memory_mib, self.seccomp, micro_instance)
                 .map(|r| Box::new(r) as Box<dyn Backend>),
         }
@@ -498,6 +518,30 @@ pub(super) fn micro_instance(
         process: Supervised::spawn_vfork(
             command,
             Box::new(move |line: &str, _at: Stamp| read_report(line, &shared)),
+            super::watch::MONITOR_MAX_LINE,
+            false,
+        )?,
+        facts,
+        memory_kib: memory_mib * 1024,
+        _disk: None,
+    }))
+}
+
+/// Starts `command`, a monitor running a Linux guest of `memory_mib`, as an instance read
+/// like every Linux guest (its records on the console, its report, its teardown).
+pub(super) fn linux_instance(
+    command: &Command,
+    memory_mib: u64,
+) -> Result<Box<dyn Instance>, Error> {
+    let facts = Arc::new(Mutex::new(Facts {
+        linux: true,
+        ..Facts::default()
+    }));
+    let shared = Arc::clone(&facts);
+    Ok(Box::new(VmInstance {
+        process: Supervised::spawn_vfork(
+            command,
+            Box::new(move |line: &str, _at: Stamp| read_linux_line(line, &shared)),
             super::watch::MONITOR_MAX_LINE,
             false,
         )?,

@@ -9,15 +9,15 @@
 //! [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
 //! [--snapshot-to PATH]` (a guest that stops at a `hlt` is then saved to PATH: see
 //! [`microvm::snapshot`]), `vcbench-vmm restore PATH [--memory-mib M] [--timeout-ms T]
-//! [--no-serial] [--hold] [--no-seccomp]` (a saved micro guest run on in a new VM), or for
-//! a Linux guest
+//! [--no-serial] [--hold] [--no-seccomp]` (a saved guest, micro or Linux, run on in a new
+//! VM), or for a Linux guest
 //! `vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N]
 //! [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold]
-//! [--no-seccomp]`, whose console lines are written as they arrive, each stamped. A disk is
-//! a raw image file the guest sees as a virtio-blk device (`/dev/vda`). `--tap IFNAME`
-//! gives the guest a virtio-net device (`eth0`) on the host's tap IFNAME, in the
-//! monitor's network namespace (created when missing), with MAC address `--mac` (default
-//! 52:54:00:12:34:56).
+//! [--no-seccomp] [--snapshot-to PATH]`, whose console lines are written as they arrive,
+//! each stamped. A disk is a raw image file the guest sees as a virtio-blk device
+//! (`/dev/vda`). With `--snapshot-to PATH` a Linux guest without virtio devices is saved to
+//! PATH when its init writes its first marker, then runs on to its end (see
+//! [`microvm::linux::machine::snapshot_to`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,7 +30,7 @@ use microvm::vm::{self, Config, End};
 
 const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|ready MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp] [--snapshot-to PATH]
        vcbench-vmm restore PATH [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
-       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--vsock-cid CID] [--tap IFNAME [--mac MAC]] [--hold] [--no-seccomp] [--snapshot-to PATH]";
+       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold] [--no-seccomp] [--snapshot-to PATH]";
 
 /// What to run.
 enum Guest {
@@ -45,6 +45,8 @@ enum Guest {
         timeout: Duration,
     },
     Linux(machine::Config),
+    /// A Linux guest snapshotted when its init writes its first marker, saved to the path.
+    LinuxSnapshot(machine::Config, std::path::PathBuf),
 }
 
 fn parse_restore(args: &[String]) -> Result<(Guest, bool), String> {
@@ -87,11 +89,8 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
         cmdline: String::new(),
         timeout: Duration::from_secs(60),
         disk: None,
-        net: None,
     };
     let mut kernel = None;
-    let (mut tap, mut mac) = (None, None);
-        vsock_cid: None,
     let mut hold = false;
     let mut it = args.iter();
     while let Some(option) = it.next() {
@@ -121,28 +120,30 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
                     read_only: option == "--disk-read-only",
                 })
             }
-            "--tap" => tap = Some(value()?),
-            "--mac" => mac = Some(value()?.parse().map_err(|e| format!("--mac: {e}"))?),
             other => return Err(format!("unknown option {other:?}")),
         }
-            "--vsock-cid" => config.vsock_cid = Some(number(value()?)?),
     }
     config.kernel = kernel.ok_or("linux needs --kernel PATH")?;
-    config.net = match (tap, mac) {
-        (Some(tap), mac) => Some(machine::NetConfig {
-            tap,
-            mac: mac.unwrap_or(microvm::virtio::net::Mac::DEFAULT),
-        }),
-        (None, Some(_)) => return Err("--mac needs --tap IFNAME".to_owned()),
-        (None, None) => None,
-    };
     Ok((config, hold))
 }
 
 fn parse_guest(args: &[String]) -> Result<(Guest, bool), String> {
     if args.first().map(String::as_str) == Some("linux") {
-        let (config, hold) = parse_linux(&args[1..])?;
-        return Ok((Guest::Linux(config), hold));
+        let mut rest = args[1..].to_vec();
+        let snapshot = match rest.iter().position(|a| a == "--snapshot-to") {
+            Some(at) if at + 1 < rest.len() => {
+                let path = rest.remove(at + 1);
+                rest.remove(at);
+                Some(std::path::PathBuf::from(path))
+            }
+            Some(_) => return Err("--snapshot-to needs a PATH".to_owned()),
+            None => None,
+        };
+        let (config, hold) = parse_linux(&rest)?;
+        return Ok(match snapshot {
+            Some(path) => (Guest::LinuxSnapshot(config, path), hold),
+            None => (Guest::Linux(config), hold),
+        });
     }
     if args.first().map(String::as_str) == Some("restore") {
         return parse_restore(&args[1..]);
@@ -218,6 +219,49 @@ fn parse(args: &[String]) -> Result<(Config, bool, Option<std::path::PathBuf>), 
     Ok((config, hold, snapshot))
 }
 
+/// Console lines written as they arrive, each stamped.
+fn console_lines() -> microvm::devices::serial::LineHandler {
+    Box::new(|line: &str, at: u64| {
+        emit(&Line::Console(ConsoleLine {
+            line: line.to_owned(),
+            at,
+        }));
+    })
+}
+
+/// Restores the snapshot at `path`, of either kind of guest.
+fn restore(
+    path: &std::path::Path,
+    memory_mib: Option<u64>,
+    devices: microvm::config::Devices,
+    timeout: Duration,
+    before_teardown: impl FnOnce(&vm::Report),
+) -> anyhow::Result<vm::Report> {
+    let (header, file) = microvm::snapshot::read(path, memory_mib)?;
+    match header.kind {
+        microvm::snapshot::Kind::Micro => Ok(vm::restore_read(
+            path,
+            header,
+            &file,
+            devices,
+            timeout,
+            before_teardown,
+        )?),
+        microvm::snapshot::Kind::Linux if !devices.serial => Err(anyhow::anyhow!(
+            "{} holds a Linux guest, whose console cannot be left off (--no-serial)",
+            path.display()
+        )),
+        microvm::snapshot::Kind::Linux => Ok(microvm::linux::restore::restore(
+            path,
+            header,
+            &file,
+            timeout,
+            console_lines(),
+            before_teardown,
+        )?),
+    }
+}
+
 /// Writes one line; a reader that went away is no reason to stop the VM's teardown.
 fn emit(line: &Line) {
     use std::io::Write;
@@ -263,7 +307,7 @@ fn main() -> ExitCode {
     };
     // A monitor taking a snapshot writes a file once its guest has run: its filter would
     // refuse that.
-    if filtered && !matches!(guest, Guest::Snapshot(..)) {
+    if filtered && !matches!(guest, Guest::Snapshot(..) | Guest::LinuxSnapshot(..)) {
         match seccomp::Filter::new() {
             Ok(filter) => {
                 seccomp::enforce(filter);
@@ -302,8 +346,7 @@ fn main() -> ExitCode {
             memory_mib,
             devices,
             timeout,
-        } => vm::restore(&path, memory_mib, devices, timeout, before_teardown)
-            .map_err(anyhow::Error::new),
+        } => restore(&path, memory_mib, devices, timeout, before_teardown),
         Guest::Linux(config) => {
             let on_line = Box::new(|line: &str, at: u64| {
                 emit(&Line::Console(ConsoleLine {
@@ -312,6 +355,11 @@ fn main() -> ExitCode {
                 }));
             });
             machine::run(&config, on_line, before_teardown).map_err(anyhow::Error::new)
+        }
+        Guest::LinuxSnapshot(config, path) => {
+            machine::snapshot_to(&config, &path, console_lines(), before_teardown)
+                .map(|(report, _)| report)
+                .map_err(anyhow::Error::new)
         }
     };
     match result {

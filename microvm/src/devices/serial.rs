@@ -136,6 +136,29 @@ impl Console<IrqLine, LineSink> {
     }
 }
 
+impl Console<IrqLine, LineSink> {
+    /// Like [`Console::with_interrupt`], with the UART's registers and receive buffer as a
+    /// snapshot saved them (an interrupt they show pending is raised again). `None` when
+    /// the state holds more received bytes than the UART's FIFO.
+    pub fn with_interrupt_from(
+        state: &vm_superio::serial::SerialState,
+        irq: IrqLine,
+        on_line: LineHandler,
+    ) -> Option<(Self, Arc<Mutex<Capture>>)> {
+        let capture = Arc::new(Mutex::new(Capture::default()));
+        let sink = LineSink::new(&capture, on_line);
+        let serial = Serial::from_state(state, irq, vm_superio::serial::NoEvents, sink).ok()?;
+        Some((Console { serial }, capture))
+    }
+}
+
+impl<T: Trigger, W: Write> Console<T, W> {
+    /// The UART's registers and receive buffer, for a snapshot.
+    pub fn state(&self) -> vm_superio::serial::SerialState {
+        self.serial.state()
+    }
+}
+
 impl<T: Trigger + Send, W: Write + Send> BusDevice for Console<T, W> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let value = self.serial.read(u8::try_from(offset).unwrap_or(0));

@@ -4,7 +4,7 @@
 //! protocol, CPUID, MSRs, local APIC and FPU state, the MP table, and the power-off watch.
 //!
 //! 0. check the configuration, read and check the kernel and the initrd, open the disk
-//!    image and the tap (bad input is refused before KVM is touched);
+//!    image (bad input is refused before KVM is touched);
 //! 1. open /dev/kvm, check the capabilities used and the vCPU count;
 //! 2. create the VM with its in-kernel interrupt controllers (PIC, IOAPIC, local APICs) and
 //!    PIT (`vm_created`);
@@ -17,9 +17,7 @@
 //!    is given, a virtio-blk device on virtio-mmio at [`layout::VIRTIO_MMIO_START`] on
 //!    IRQ 5, announced on the command line; its interrupt goes through `KVM_IRQFD`, and its
 //!    queue notifications through `KVM_IOEVENTFD` to a thread of its own where KVM offers
-//!    that, through MMIO exits otherwise; when a tap is given, a virtio-net device at
-//!    [`layout::NET_MMIO_START`] on IRQ 6 the same way, whose thread also reads the tap
-//!    (`vm_built`);
+//!    that, through MMIO exits otherwise (`vm_built`);
 //! 7. start one thread per vCPU; the boot vCPU's stamps `kernel_entry` just before it
 //!    first enters the guest; the others wait in KVM for their start-up IPI;
 //! 8. supervise: the guest ends by an i8042 reset, or by powering off, which without ACPI
@@ -46,37 +44,44 @@ use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use vm_memory::GuestAddress;
 
+use super::pause::Pause;
+use super::state::{self, VcpuState};
 use super::{boot_params, cpu_state, cpuid, image, mptable, symbols};
-use crate::bus::{Buses, MmioPolicy};
+use crate::bus::{Action, BusDevice, Buses, MmioPolicy};
 use crate::devices::marker::Markers;
-use crate::devices::serial::{Console, LineHandler};
+use crate::devices::serial::{Console, IrqLine, LineHandler, LineSink};
 use crate::exit::{self, ExitCounts, Outcome};
 use crate::guest::Mode;
 use crate::layout::{
     self, CMDLINE_MAX, CMDLINE_START, MARKER_POWEROFF, MPTABLE_START, ZERO_PAGE_START,
 };
 use crate::machine::{self, stamp, End, Interrupts, Machine, Phases, Report, Spec, Step};
+use crate::snapshot;
 use crate::virtio;
 
 /// The least guest memory a Linux guest gets, MiB: the kernel loads at 16 MiB.
 pub const MIN_MEMORY_MIB: u64 = 32;
 /// The most guest memory accepted, MiB (1 TiB).
 pub const MAX_MEMORY_MIB: u64 = crate::config::MAX_MEMORY_MIB;
+/// How often the vCPUs are kicked until each has paused for a snapshot.
+const PAUSE_KICK: Duration = Duration::from_micros(200);
 /// How often the vCPUs are asked whether the guest has stopped, once it has announced its
 /// power-off.
 const STATE_CHECK_POWERING_OFF: Duration = Duration::from_millis(1);
 /// The line with which Linux gives up.
-const KERNEL_PANIC: &str = "Kernel panic - not syncing";
+pub(super) const KERNEL_PANIC: &str = "Kernel panic - not syncing";
 
 /// What wakes the supervisor.
 #[derive(Debug)]
-enum Note {
+pub(super) enum Note {
     /// A vCPU thread left its loop (the guest reset or failed, or it was stopped).
     Ended,
     /// The guest wrote its power-off marker.
     PoweringOff,
     /// The guest's kernel panicked: its line.
     Panicked(String),
+    /// The guest reached its snapshot point: every vCPU is to pause.
+    Pausing,
 }
 /// RFLAGS interrupt flag.
 const RFLAGS_IF: u64 = 1 << 9;
@@ -98,21 +103,6 @@ pub struct Config {
     pub timeout: Duration,
     /// A raw disk image offered to the guest as a virtio-blk device (`/dev/vda`).
     pub disk: Option<DiskConfig>,
-    /// A network device on a tap of the host, `eth0` in the guest.
-    pub net: Option<NetConfig>,
-}
-
-/// A network device for the guest: virtio-net on a tap of the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetConfig {
-    /// The guest's context ID on a virtio-vsock device served by the host kernel
-    /// (vhost-vsock), if it gets one.
-    pub vsock_cid: Option<u64>,
-    /// The tap's name, in the network namespace the monitor runs in (created when there
-    /// is no interface of that name).
-    pub tap: String,
-    /// The guest's MAC address.
-    pub mac: virtio::net::Mac,
 }
 
 /// A disk for the guest: a raw image file on the host.
@@ -191,12 +181,30 @@ pub enum Error {
     /// The disk image is unusable.
     #[error(transparent)]
     Disk(#[from] virtio::block::Error),
-    /// The disk's notification thread could not be started.
-    #[error("cannot start a virtio device's notification thread")]
-    Notifier(#[from] virtio::mmio::Error),
-    /// The tap cannot be opened.
+    /// A snapshot could not be written or read.
     #[error(transparent)]
-    Tap(#[from] virtio::tap::Error),
+    Snapshot(#[from] snapshot::Error),
+    /// A guest's state could not be saved or restored.
+    #[error("cannot save or restore the guest's state")]
+    State(#[from] state::Error),
+    /// The guest has a device whose state a snapshot does not hold.
+    #[error(
+        "a guest with {0} cannot be snapshotted: its state lives outside guest memory (queues \
+         in flight, the host's file or socket), and a restored copy would share it"
+    )]
+    SnapshotDevice(&'static str),
+    /// The guest ended before its snapshot point, or could not be paused there.
+    #[error("no snapshot was taken: {0}")]
+    NoSnapshot(String),
+    /// The snapshot is of another kind of guest.
+    #[error("{0} holds a micro guest; restore it as one")]
+    NotLinux(PathBuf),
+    /// The saved serial console state does not fit the UART.
+    #[error("the snapshot's serial console state holds more bytes than the UART's FIFO")]
+    SerialState,
+    /// The disk's notification thread could not be started.
+    #[error("cannot start the disk's notification thread")]
+    Notifier(#[from] virtio::mmio::Error),
 }
 
 fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -207,24 +215,16 @@ impl Config {
     /// The command line the kernel gets: the one given, with the disk's device announced
     /// among the kernel's parameters (before init's `--`).
     pub fn full_cmdline(&self) -> String {
-        let mut line = match &self.disk {
+        match &self.disk {
             Some(_) => {
                 let device =
                     virtio::mmio::cmdline_entry(layout::VIRTIO_MMIO_START, layout::VIRTIO_IRQ);
                 super::cmdline::with_kernel_param(&self.cmdline, &device)
             }
             None => self.cmdline.clone(),
-        };
-        if self.net.is_some() {
-            let device = virtio::mmio::cmdline_entry(layout::NET_MMIO_START, layout::NET_IRQ);
-            line = super::cmdline::with_kernel_param(&line, &device);
         }
-        line
     }
 
-    /// The vsock device could not be set up.
-    #[error(transparent)]
-    Vsock(#[from] virtio::vsock::Error),
     /// Checks everything that needs no KVM.
     pub fn check(&self) -> Result<(), Error> {
         if self.memory_mib < MIN_MEMORY_MIB {
@@ -241,26 +241,49 @@ impl Config {
         if self.timeout.is_zero() {
             return Err(Error::ZeroTimeout);
         }
-        if let Some(net) = &self.net {
-            virtio::tap::check_name(&net.tap)?;
-        }
         Ok(())
     }
 }
 
 /// Boots the guest `config` describes, hands each console line to `on_line` as it comes,
 /// runs the guest to its end, calls `before_teardown` with the report while the VM still
-        if self.vsock_cid.is_some() {
-            let device =
-                virtio::mmio::cmdline_entry(layout::VSOCK_MMIO_START, layout::VSOCK_IRQ);
-            line = super::cmdline::with_kernel_param(&line, &device);
-        }
 /// exists, and tears it down.
 pub fn run(
     config: &Config,
     on_line: LineHandler,
     before_teardown: impl FnOnce(&Report),
 ) -> Result<Report, Error> {
+    run_saving(config, None, on_line, before_teardown).map(|(report, _)| report)
+}
+
+/// Like [`run`], pausing the guest when its init writes its first marker
+/// ([`layout::MARKER_INIT`]) to save a snapshot of it to `path` ([`crate::snapshot`],
+/// [`state`]), then letting it run on to its end (phase `snapshot_saved`). Returns the
+/// report and the snapshot's header. A guest with a virtio device (disk, vsock, network)
+/// is refused: the device's queues in flight and its back end (the disk's image, the
+/// host's socket or tap) live outside guest memory, and the guest and every restored copy
+/// would share them (two guests writing one disk image). The monitor's process writes a
+/// file here, so a monitor that snapshots does not run under its system call filter.
+pub fn snapshot_to(
+    config: &Config,
+    path: &std::path::Path,
+    on_line: LineHandler,
+    before_teardown: impl FnOnce(&Report),
+) -> Result<(Report, snapshot::Header), Error> {
+    if config.disk.is_some() {
+        return Err(Error::SnapshotDevice("a disk"));
+    }
+    let (report, header) = run_saving(config, Some(path), on_line, before_teardown)?;
+    let header = header.ok_or_else(|| Error::NoSnapshot("the guest never paused".to_owned()))?;
+    Ok((report, header))
+}
+
+fn run_saving(
+    config: &Config,
+    snapshot_path: Option<&std::path::Path>,
+    on_line: LineHandler,
+    before_teardown: impl FnOnce(&Report),
+) -> Result<(Report, Option<snapshot::Header>), Error> {
     config.check()?;
     let kernel = image::Image::open(&config.kernel)?;
     let initrd = match &config.initrd {
@@ -272,13 +295,6 @@ pub fn run(
     };
     let disk = match &config.disk {
         Some(disk) => Some(virtio::block::Image::open(&disk.path, disk.read_only)?),
-        None => None,
-    };
-        if let Some(cid) = self.vsock_cid {
-            virtio::vsock::check_cid(cid)?;
-        }
-    let tap = match &config.net {
-        Some(net) => Some(virtio::tap::Tap::open(&net.tap)?),
         None => None,
     };
     let memory_bytes = config.memory_mib << 20;
@@ -383,14 +399,15 @@ pub fn run(
     });
     let irq = machine.irq_line(layout::SERIAL_IRQ)?;
     let (console, serial) = Console::with_interrupt(irq, on_line);
-    let (mut buses, markers) = machine::buses(MmioPolicy::Ignore, Some(Box::new(console)))?;
+    // Shared with the bus, so a snapshot can read its registers.
+    let console = Arc::new(Mutex::new(console));
+    let (mut buses, markers) = machine::buses(
+        MmioPolicy::Ignore,
+        Some(Box::new(SharedConsole(Arc::clone(&console)))),
+    )?;
     let disk = match disk {
         Some(image) => Some(attach_disk(&machine, &mut buses, image)?),
         None => None,
-    };
-    let net = match (tap, &config.net) {
-        (Some(tap), Some(net)) => Some(attach_net(&machine, &mut buses, tap, net.mac)?),
-        _ => None,
     };
     stamp(&mut phases, "vm_built");
 
@@ -402,8 +419,37 @@ pub fn run(
         usize::from(config.vcpus),
         symbols,
     );
+    let shared = match snapshot_path {
+        Some(_) => shared.pausing(state::msr_indices(machine.kvm())?),
+        None => shared,
+    };
     let entry = Mutex::new(None);
-    let counts = run_vcpus(machine.vcpus_mut(), &shared, &entry, config.timeout, notes);
+    let saved = std::cell::RefCell::new(None);
+    let (vcpus, vm, ram) = machine.running_parts();
+    let mut take = |states: Result<Vec<VcpuState>, String>| {
+        if let Some(path) = snapshot_path {
+            let linux = |vcpus| -> Result<state::LinuxState, String> {
+                let serial = console
+                    .lock()
+                    .map_err(|_| "the console panicked".to_owned())?
+                    .state();
+                Ok(state::LinuxState {
+                    kernel: kernel_version.clone(),
+                    vcpus,
+                    vm: state::VmState::save(vm).map_err(|e| error_chain(&e))?,
+                    serial: state::SerialState::from(&serial),
+                })
+            };
+            let header = states.and_then(linux).and_then(|linux| {
+                snapshot::write_linux(path, memory_bytes, linux, |file, at| {
+                    ram.save_resident(file, at).map_err(std::io::Error::other)
+                })
+                .map_err(|e| error_chain(&e))
+            });
+            *saved.borrow_mut() = Some((header, crate::monotonic_ns()));
+        }
+    };
+    let counts = run_vcpus(vcpus, &shared, &entry, config.timeout, notes, &mut take);
     if let Some(at) = entry.lock().ok().and_then(|e| *e) {
         phases.push(("kernel_entry", at));
     }
@@ -417,6 +463,20 @@ pub fn run(
     if let Some(&(_, first)) = markers.stamps.first() {
         phases.push(("first_marker", first));
     }
+    let saved = match (snapshot_path, saved.into_inner()) {
+        (None, _) => None,
+        (Some(_), Some((Ok(header), at))) => {
+            phases.push(("snapshot_saved", at));
+            Some(header)
+        }
+        (Some(_), Some((Err(why), _))) => return Err(Error::NoSnapshot(why)),
+        (Some(_), None) => {
+            return Err(Error::NoSnapshot(format!(
+                "the guest ended before its init's first marker: {}",
+                describe_end(&end)
+            )))
+        }
+    };
     let clean = matches!(end, End::PoweredOff | End::Reset | End::Halted);
     phases.push((if clean { "powered_off" } else { "stopped" }, ended_at));
     let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
@@ -424,12 +484,16 @@ pub fn run(
         End::TimedOut => shared.stuck.lock().ok().map(|s| s.join("\n")),
         _ => None,
     };
+    let mut cpu = vec![(
+        "guest_tsc_deadline_offered".to_owned(),
+        u64::from(host.tsc_deadline),
+    )];
+    if let Some(header) = &saved {
+        cpu.extend(snapshot_figures(header));
+    }
     let mut report = Report {
         diagnosis,
-        cpu: vec![(
-            "guest_tsc_deadline_offered".to_owned(),
-            u64::from(host.tsc_deadline),
-        )],
+        cpu,
         phases,
         markers,
         exits: counts,
@@ -437,31 +501,20 @@ pub fn run(
         end,
         guest_touched_kib: machine.guest_touched_kib(),
         kernel: kernel_version,
-        devices: disk
-            .as_ref()
-            .map(GuestDisk::counters)
-            .unwrap_or_default()
-            .into_iter()
-            .chain(net.as_ref().map(GuestNet::counters).unwrap_or_default())
-            .collect(),
+        devices: disk.as_ref().map(GuestDisk::counters).unwrap_or_default(),
     };
     before_teardown(&report);
 
     // 9. Teardown: the disk's notification thread, the devices with the interrupt lines,
     // then the machine (its vCPUs, the VM, then its memory).
     drop(disk);
-    drop(net);
     drop(shared);
     drop(machine);
     report.phases.push(("torn_down", crate::monotonic_ns()));
-    Ok(report)
+    Ok((report, saved))
 }
 
 /// The guest's disk: its transport, shared with the MMIO bus, and the thread that serves
-    let vsock = match config.vsock_cid {
-        Some(cid) => Some(attach_vsock(&machine, &mut buses, cid)?),
-        None => None,
-    };
 /// its notifications when KVM catches them (dropping it stops the thread).
 struct GuestDisk {
     transport: Arc<Mutex<virtio::mmio::Transport<virtio::block::Block<std::fs::File>>>>,
@@ -529,98 +582,14 @@ fn attach_disk(
     })
 }
 
-/// The guest's network device: its transport, shared with the MMIO bus, and the thread
-/// that serves its queues' notifications and its tap (dropping it stops the thread).
-struct GuestNet {
-    transport: Arc<Mutex<virtio::mmio::Transport<virtio::net::Net<virtio::tap::Tap>>>>,
-    _notifier: virtio::mmio::Notifier,
-}
-
-impl GuestNet {
-    /// What the network device carried, as the report's `net_*` counts.
-    fn counters(&self) -> Vec<(String, u64)> {
-        let Ok(transport) = self.transport.lock() else {
-            return Vec::new();
-        };
-        let c = transport.device().counters();
-        [
-            ("net_rx_frames", c.rx_frames),
-            ("net_rx_bytes", c.rx_bytes),
-            ("net_tx_frames", c.tx_frames),
-            ("net_tx_bytes", c.tx_bytes),
-            (
-                "net_rx_notifications",
-                transport.queue_notifications(virtio::net::RX_QUEUE),
-            ),
-            (
-                "net_tx_notifications",
-                transport.queue_notifications(virtio::net::TX_QUEUE),
-            ),
-            ("net_notifications", transport.notifications()),
-            ("net_interrupts", c.interrupts),
-            ("net_rx_waits", c.rx_waits),
-            ("net_rx_dropped_too_big", c.rx_dropped_too_big),
-            ("net_rx_dropped_reset", c.rx_dropped_reset),
-            ("net_rx_bad_chains", c.rx_bad_chains),
-            ("net_rx_host_errors", c.rx_host_errors),
-            .chain(vsock.as_ref().map(vsock_counters).unwrap_or_default())
-            ("net_tx_dropped_malformed", c.tx_dropped_malformed),
-            ("net_tx_dropped_host", c.tx_dropped_host),
-            ("net_queue_errors", c.queue_errors),
-        ]
-        .into_iter()
-        .map(|(name, n)| (name.to_owned(), n))
-        .collect()
-    }
-    drop(vsock);
-}
-
-/// Puts a virtio-net device on `tap` on the MMIO bus at [`layout::NET_MMIO_START`],
-/// interrupting on [`layout::NET_IRQ`] through `KVM_IRQFD`. A thread of its own serves
-/// the tap's frames; where KVM offers `KVM_CAP_IOEVENTFD`, it also serves the guest's
-/// notifications of each queue (one eventfd per queue, matched on the queue's index);
-/// otherwise they are MMIO exits served on the vCPU's thread.
-fn attach_net(
-    machine: &Machine,
-    buses: &mut Buses,
-    tap: virtio::tap::Tap,
-    mac: virtio::net::Mac,
-) -> Result<GuestNet, Error> {
-    let device = virtio::net::Net::new(tap, mac);
-    let irq = machine.irq_line(layout::NET_IRQ)?;
-    let transport = virtio::mmio::Transport::new(device, machine.memory().clone(), irq.0);
-    let transport = Arc::new(Mutex::new(transport));
-    buses
-        .mmio
-        .register(
-            layout::NET_MMIO_START,
-            virtio::mmio::MMIO_SIZE,
-            Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
-        )
-        .map_err(machine::Error::from)?;
-    let mut notify = Vec::new();
-    if machine.has_ioeventfd() {
-        let register = layout::NET_MMIO_START + virtio::mmio::QUEUE_NOTIFY;
-        for queue in [virtio::net::RX_QUEUE, virtio::net::TX_QUEUE] {
-            let index = queue as u32;
-            notify.push((machine.mmio_write_event_matching(register, index)?, index));
-        }
-    }
-    let notifier = virtio::mmio::Notifier::spawn_queues(Arc::clone(&transport), notify)?;
-    Ok(GuestNet {
-        transport,
-        _notifier: notifier,
-    })
-}
-
 /// What the vCPU threads and the supervisor share.
-struct Shared {
+pub(super) struct Shared {
     buses: Mutex<Buses>,
     markers: Arc<Mutex<Markers>>,
     /// Set when the guest has ended; every thread leaves its loop.
     stop: AtomicBool,
     /// How it ended, and when the monitor saw it.
-    end: Mutex<Option<(End, u64)>>,
+    pub(super) end: Mutex<Option<(End, u64)>>,
     /// Each vCPU thread, once it runs, for kicks.
     threads: Mutex<Vec<Option<libc::pthread_t>>>,
     /// The current state-check round.
@@ -632,13 +601,17 @@ struct Shared {
     /// Whether the power-off marker was announced to the supervisor.
     announced: AtomicBool,
     /// Where each vCPU was when the guest was stopped at its timeout.
-    stuck: Mutex<Vec<String>>,
+    pub(super) stuck: Mutex<Vec<String>>,
     /// The kernel's symbols, to name where a vCPU was.
     symbols: Option<symbols::Symbols>,
+    /// Set for a run that snapshots its guest: the pause, each vCPU leaving its state.
+    pause: Option<Pause<Result<VcpuState, String>>>,
+    /// The MSRs a snapshot saves ([`state::msr_indices`]).
+    msr_indices: Vec<u32>,
 }
 
 impl Shared {
-    fn new(
+    pub(super) fn new(
         buses: Buses,
         markers: Arc<Mutex<Markers>>,
         vcpus: usize,
@@ -648,69 +621,6 @@ impl Shared {
             buses: Mutex::new(buses),
             markers,
             stop: AtomicBool::new(false),
-/// The guest's vsock device, shared with the MMIO bus.
-type GuestVsock = Arc<Mutex<virtio::mmio::Transport<virtio::vsock::Vsock>>>;
-
-/// What the vsock device did, as the report's `vsock_*` counts.
-fn vsock_counters(transport: &GuestVsock) -> Vec<(String, u64)> {
-    let Ok(transport) = transport.lock() else {
-        return Vec::new();
-    };
-    let c = transport.device().counters();
-    [
-        ("vsock_activations", c.activations),
-        ("vsock_activation_errors", c.activation_errors),
-        ("vsock_kicks_passed_on", c.kicks_passed_on),
-        ("vsock_notifications", transport.notifications()),
-    ]
-    .into_iter()
-    .map(|(name, n)| (name.to_owned(), n))
-    .collect()
-}
-
-/// Puts a virtio-vsock device for CID `cid` on the MMIO bus at
-/// [`layout::VSOCK_MMIO_START`], interrupting on [`layout::VSOCK_IRQ`]. Its data queues
-/// are served by the host kernel (vhost-vsock): where KVM offers `KVM_CAP_IOEVENTFD`,
-/// the guest's notification of each data queue signals the kernel directly; otherwise it
-/// is an MMIO exit that the monitor passes on.
-fn attach_vsock(machine: &Machine, buses: &mut Buses, cid: u64) -> Result<GuestVsock, Error> {
-    let notify = layout::VSOCK_MMIO_START + virtio::mmio::QUEUE_NOTIFY;
-    let kick = |queue: u32| -> Result<vmm_sys_util::eventfd::EventFd, Error> {
-        match machine.has_ioeventfd() {
-            true => Ok(machine.mmio_write_event_matching(notify, queue)?),
-            false => vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)
-                .map_err(|source| {
-                    Error::Machine(machine::Error::Host {
-                        what: "vsock notification eventfd",
-                        source,
-                    })
-                }),
-        }
-    };
-    let irq = machine.irq_line(layout::VSOCK_IRQ)?;
-    let interrupt = irq.0.try_clone().map_err(|source| {
-        Error::Machine(machine::Error::Host {
-            what: "vsock interrupt eventfd",
-            source,
-        })
-    })?;
-    let device = virtio::vsock::Vsock::new(cid, machine.memory(), [kick(0)?, kick(1)?], interrupt)?;
-    let transport = Arc::new(Mutex::new(virtio::mmio::Transport::new(
-        device,
-        machine.memory().clone(),
-        irq.0,
-    )));
-    buses
-        .mmio
-        .register(
-            layout::VSOCK_MMIO_START,
-            virtio::mmio::MMIO_SIZE,
-            Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
-        )
-        .map_err(machine::Error::from)?;
-    Ok(transport)
-}
-
             end: Mutex::new(None),
             threads: Mutex::new(vec![None; vcpus]),
             round: AtomicU64::new(0),
@@ -719,7 +629,24 @@ fn attach_vsock(machine: &Machine, buses: &mut Buses, cid: u64) -> Result<GuestV
             announced: AtomicBool::new(false),
             stuck: Mutex::new(vec![String::new(); vcpus]),
             symbols,
+            pause: None,
+            msr_indices: Vec::new(),
         }
+    }
+
+    /// The same, for a run that pauses its guest at its snapshot point to save the MSRs
+    /// of `msr_indices` and the rest of each vCPU's state.
+    fn pausing(mut self, msr_indices: Vec<u32>) -> Self {
+        self.pause = Some(Pause::new(self.states.len()));
+        self.msr_indices = msr_indices;
+        self
+    }
+
+    /// Whether the guest just reached its snapshot point: its init's first marker.
+    fn at_snapshot_point(&self) -> bool {
+        self.markers
+            .lock()
+            .is_ok_and(|m| m.last.is_some_and(|(code, _)| code == layout::MARKER_INIT))
     }
 
     /// Whether the guest ended by its timeout.
@@ -776,12 +703,13 @@ fn attach_vsock(machine: &Machine, buses: &mut Buses, cid: u64) -> Result<GuestV
 }
 
 /// Runs each vCPU on its own thread and supervises them; returns the exits they counted.
-fn run_vcpus(
+pub(super) fn run_vcpus(
     vcpus: &mut [VcpuFd],
     shared: &Shared,
     entry: &Mutex<Option<u64>>,
     timeout: Duration,
     (done_tx, done_rx): (mpsc::Sender<Note>, mpsc::Receiver<Note>),
+    take: &mut dyn FnMut(Result<Vec<VcpuState>, String>),
 ) -> ExitCounts {
     crate::kick::install();
     let deadline = Instant::now() + timeout;
@@ -814,7 +742,7 @@ fn run_vcpus(
         drop(done_tx);
         // The supervisor, too, runs under the filter once the vCPUs run.
         match crate::seccomp::on_guest_thread() {
-            Ok(()) => supervise(shared, &done_rx, deadline),
+            Ok(()) => supervise(shared, &done_rx, deadline, take),
             Err(e) => shared.finish(
                 End::Failed {
                     reason: error_chain(&e),
@@ -822,6 +750,10 @@ fn run_vcpus(
                 },
                 crate::monotonic_ns(),
             ),
+        }
+        // A vCPU that paused after the supervisor stopped waiting goes on, and ends.
+        if let Some(pause) = &shared.pause {
+            pause.release();
         }
         // Stop every thread: kick until each has left its loop (a kick that lands outside
         // KVM_RUN is lost, so once is not enough).
@@ -848,7 +780,15 @@ fn run_vcpus(
 /// Waits for the guest's end: a vCPU thread's own (reset, failure), a kernel panic, the
 /// timeout, or, once the guest has announced its power-off, all vCPUs found stopped by a
 /// state check. Nothing interrupts the guest before its power-off marker.
-fn supervise(shared: &Shared, notes: &mpsc::Receiver<Note>, deadline: Instant) {
+///
+/// When a vCPU announces the snapshot point, every vCPU is kicked until it has paused,
+/// `take` is handed their states (or why they could not all pause), and they go on.
+fn supervise(
+    shared: &Shared,
+    notes: &mpsc::Receiver<Note>,
+    deadline: Instant,
+    take: &mut dyn FnMut(Result<Vec<VcpuState>, String>),
+) {
     loop {
         let powering_off = shared.powering_off();
         let left = deadline.saturating_duration_since(Instant::now());
@@ -874,6 +814,23 @@ fn supervise(shared: &Shared, notes: &mpsc::Receiver<Note>, deadline: Instant) {
                 return;
             }
             Ok(Note::PoweringOff) => continue,
+            Ok(Note::Pausing) => {
+                if let Some(pause) = &shared.pause {
+                    let states = pause.wait_all(
+                        PAUSE_KICK,
+                        deadline,
+                        || shared.kick_all(),
+                        || shared.stop.load(Ordering::SeqCst),
+                    );
+                    let states = match states {
+                        Some(states) => states.into_iter().collect(),
+                        None => Err("not every vCPU paused before the guest ended".to_owned()),
+                    };
+                    take(states);
+                    pause.release();
+                }
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if shared.stop.load(Ordering::SeqCst) {
@@ -926,6 +883,13 @@ fn vcpu_loop(
         }
     }
     while !shared.stop.load(Ordering::SeqCst) {
+        if let Some(pause) = shared.pause.as_ref().filter(|p| p.wanted()) {
+            let saved = complete_exit(vcpu, shared, &mut counts).and_then(|()| {
+                VcpuState::save(vcpu, &shared.msr_indices).map_err(|e| error_chain(&e))
+            });
+            pause.park(index, saved);
+            continue;
+        }
         let handle = |exit: exit::Exit<'_>| match shared.buses.lock() {
             Ok(mut buses) => exit::handle(exit, &mut buses, &mut counts),
             Err(_) => Outcome::Failed("a device panicked".to_owned()),
@@ -937,6 +901,12 @@ fn vcpu_loop(
                 Outcome::Continue
             }
         };
+        // The snapshot point pauses every vCPU, once.
+        if let Some(pause) = &shared.pause {
+            if shared.at_snapshot_point() && pause.request() {
+                let _ = notes.send(Note::Pausing);
+            }
+        }
         // The power-off marker wakes the supervisor, once.
         if !shared.announced.load(Ordering::SeqCst)
             && shared.powering_off()
@@ -1015,8 +985,78 @@ fn answer_state_check(index: usize, vcpu: &VcpuFd, shared: &Shared) {
     );
 }
 
+/// Completes the vCPU's last exit, so that its registers are those after the
+/// instruction it was emulating: KVM finishes an I/O exit only when `KVM_RUN` is entered
+/// again, which with `immediate_exit` set returns at once with `EINTR` (an instruction
+/// that needs another exit, such as a string I/O, is served on the way).
+fn complete_exit(
+    vcpu: &mut VcpuFd,
+    shared: &Shared,
+    counts: &mut ExitCounts,
+) -> Result<(), String> {
+    for _ in 0..64 {
+        vcpu.set_kvm_immediate_exit(1);
+        let handle = |exit: exit::Exit<'_>| match shared.buses.lock() {
+            Ok(mut buses) => exit::handle(exit, &mut buses, counts),
+            Err(_) => Outcome::Failed("a device panicked".to_owned()),
+        };
+        match machine::enter(vcpu, handle) {
+            Step::Kicked => return Ok(()),
+            Step::Exit(Outcome::Continue) => {}
+            Step::Exit(other) => return Err(format!("the guest ended while pausing: {other:?}")),
+        }
+    }
+    vcpu.set_kvm_immediate_exit(0);
+    Err("the vCPU's last exit never completed".to_owned())
+}
+
+/// The serial console on the bus, shared with the snapshot that reads its registers.
+pub(super) struct SharedConsole(pub(super) Arc<Mutex<Console<IrqLine, LineSink>>>);
+
+impl BusDevice for SharedConsole {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match self.0.lock() {
+            Ok(mut console) => console.read(offset, data),
+            Err(_) => data.fill(0xff),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Action {
+        match self.0.lock() {
+            Ok(mut console) => console.write(offset, data),
+            Err(_) => Action::None,
+        }
+    }
+}
+
+/// How a guest ended, in words.
+fn describe_end(end: &End) -> String {
+    match end {
+        End::Halted => "it halted".to_owned(),
+        End::Reset => "it reset".to_owned(),
+        End::PoweredOff => "it powered off".to_owned(),
+        End::TimedOut => "at its timeout".to_owned(),
+        End::Failed { reason, .. } => reason.clone(),
+    }
+}
+
+/// A snapshot's sizes, as the report's counts: guest memory saved (the pages the guest
+/// had touched) and the file's apparent size, KiB.
+fn snapshot_figures(header: &snapshot::Header) -> [(String, u64); 2] {
+    [
+        (
+            "snapshot_memory_saved_kib".to_owned(),
+            header.memory_saved / 1024,
+        ),
+        (
+            "snapshot_file_kib".to_owned(),
+            (header.memory_offset + header.memory_bytes) / 1024,
+        ),
+    ]
+}
+
 /// An error and its causes, as one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
