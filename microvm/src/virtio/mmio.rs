@@ -87,6 +87,9 @@ pub struct Transport<D: Device> {
     notifications: Vec<u64>,
     /// Notifications of queues the device does not have.
     stray_notifications: u64,
+    /// Signalled when the device ends a turn with work left ([`Device::source_pending`]),
+    /// so that its [`Notifier`] serves it again, whichever thread served it.
+    wake: Option<EventFd>,
 }
 
 impl<D: Device> std::fmt::Debug for Transport<D> {
@@ -123,6 +126,7 @@ impl<D: Device> Transport<D> {
             interrupt,
             notifications,
             stray_notifications: 0,
+            wake: None,
         }
     }
 
@@ -322,6 +326,13 @@ impl<D: Device> Transport<D> {
         }
     }
 
+    /// Serves every queue, as after a notification of each.
+    pub fn serve_all(&mut self) {
+        for index in 0..self.queues.len() {
+            self.serve(index);
+        }
+    }
+
     fn serve(&mut self, index: usize) {
         if !self.driver_ok() {
             return;
@@ -336,6 +347,10 @@ impl<D: Device> Transport<D> {
             self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
             // A full eventfd counter already holds an interrupt for the guest.
             let _ = self.interrupt.write(1);
+        }
+        if let (true, Some(wake)) = (self.device.source_pending(), &self.wake) {
+            // A full counter already holds a wake-up.
+            let _ = wake.write(1);
         }
     }
 
@@ -399,6 +414,8 @@ pub struct Notifier {
 const STOP_TOKEN: u64 = u64::MAX;
 /// The epoll token of the device's own source.
 const SOURCE_TOKEN: u64 = u64::MAX - 1;
+/// The epoll token of the transport's wake-up, for a device with work left.
+const WAKE_TOKEN: u64 = u64::MAX - 2;
 
 impl Notifier {
     /// Starts a thread that serves `transport`'s queue 0 each time `notify` is signalled.
@@ -410,9 +427,10 @@ impl Notifier {
     }
 
     /// Starts a thread that serves queue `index` of `transport` each time its eventfd of
-    /// `notify` is signalled, and the device's source (if it has one) each time that
-    /// becomes readable. With no eventfds (KVM without ioeventfd: the vCPUs serve the
-    /// notifications) the thread serves the source alone.
+    /// `notify` is signalled, the device's source (if it has one) each time that becomes
+    /// readable, and all its queues again whenever a turn ended with work left (on this
+    /// thread or a vCPU's). With no eventfds (KVM without ioeventfd: the vCPUs serve the
+    /// notifications) the thread serves the source and the work left alone.
     pub fn spawn_queues<D: Device + 'static>(
         transport: Arc<Mutex<Transport<D>>>,
         notify: Vec<(EventFd, u32)>,
@@ -425,7 +443,18 @@ impl Notifier {
             .map(|(fd, index)| (fd.as_raw_fd(), EventSet::IN, u64::from(*index)))
             .collect();
         watched.push((stop.as_raw_fd(), EventSet::IN, STOP_TOKEN));
-        let source = transport.lock().ok().and_then(|t| t.device().source());
+        let wake = EventFd::new(EFD_NONBLOCK).map_err(host("notifier's wake-up eventfd"))?;
+        watched.push((wake.as_raw_fd(), EventSet::IN, WAKE_TOKEN));
+        let source = match transport.lock() {
+            Ok(mut t) => {
+                t.wake = Some(
+                    wake.try_clone()
+                        .map_err(host("notifier's wake-up eventfd"))?,
+                );
+                t.device().source()
+            }
+            Err(_) => None,
+        };
         if let Some((fd, _)) = source {
             // Edge-triggered: a device that cannot take more from its source (no buffers
             // from the guest) leaves it unread until the guest's notification, and is not
@@ -441,7 +470,7 @@ impl Notifier {
         let source_queue = source.map(|(_, queue)| queue);
         let thread = std::thread::Builder::new()
             .name("virtio-notify".to_owned())
-            .spawn(move || serve(&transport, &notify, source_queue, &stopper, &epoll))
+            .spawn(move || serve(&transport, &notify, source_queue, &wake, &stopper, &epoll))
             .map_err(host("notifier thread"))?;
         Ok(Notifier {
             stop,
@@ -454,6 +483,7 @@ fn serve<D: Device>(
     transport: &Mutex<Transport<D>>,
     notify: &[(EventFd, u32)],
     source_queue: Option<usize>,
+    wake: &EventFd,
     stop: &EventFd,
     epoll: &Epoll,
 ) {
@@ -464,16 +494,13 @@ fn serve<D: Device>(
         return;
     }
     let mut events = [EpollEvent::default(); 8];
-    // Whether the device left data in its source at its last turn.
-    let mut pending = false;
     loop {
-        let timeout = if pending { 0 } else { -1 };
-        let ready = match epoll.wait(timeout, &mut events) {
+        let ready = match epoll.wait(-1, &mut events) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        let mut source_ready = pending;
+        let (mut source_ready, mut woken) = (false, false);
         for event in &events[..ready] {
             match event.data() {
                 STOP_TOKEN => {
@@ -481,6 +508,7 @@ fn serve<D: Device>(
                     return;
                 }
                 SOURCE_TOKEN => source_ready = true,
+                WAKE_TOKEN => woken = wake.read().is_ok(),
                 token => {
                     let Some((eventfd, index)) =
                         notify.iter().find(|(_, i)| u64::from(*i) == token)
@@ -497,15 +525,14 @@ fn serve<D: Device>(
                 }
             }
         }
-        pending = false;
-        if let (true, Some(queue)) = (source_ready, source_queue) {
-            match transport.lock() {
-                Ok(mut t) => {
-                    t.serve_source(queue);
-                    pending = t.device().source_pending();
-                }
-                Err(_) => return,
-            }
+        if !source_ready && !woken {
+            continue;
+        }
+        let Ok(mut t) = transport.lock() else { return };
+        match (woken, source_queue) {
+            (true, _) => t.serve_all(),
+            (false, Some(queue)) => t.serve_source(queue),
+            (false, None) => {}
         }
     }
 }
@@ -695,6 +722,85 @@ mod tests {
         // A reset device serves nothing until the driver is ready again.
         set(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
         assert!(interrupt.read().is_err());
+    }
+
+    /// A device that asks for three more turns after each notification, counting them.
+    struct Eager {
+        turns: Arc<std::sync::atomic::AtomicU32>,
+        sizes: [u16; 1],
+    }
+
+    impl Device for Eager {
+        fn device_id(&self) -> u32 {
+            VIRTIO_ID_BLOCK
+        }
+        fn features(&self) -> u64 {
+            1 << VIRTIO_F_VERSION_1
+        }
+        fn queue_max_sizes(&self) -> &[u16] {
+            &self.sizes
+        }
+        fn read_config(&self, _offset: u64, data: &mut [u8]) {
+            data.fill(0);
+        }
+        fn set_driver_features(&mut self, _features: u64) {}
+        fn process(
+            &mut self,
+            _index: usize,
+            _queue: &mut Queue,
+            _memory: &GuestMemoryMmap,
+        ) -> bool {
+            self.turns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            false
+        }
+        fn reset(&mut self) {}
+        fn source_pending(&self) -> bool {
+            self.turns.load(std::sync::atomic::Ordering::SeqCst) < 4
+        }
+    }
+
+    #[test]
+    fn a_turn_that_leaves_work_is_followed_by_another_on_the_notifiers_thread() {
+        let turns = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let device = Eager {
+            turns: Arc::clone(&turns),
+            sizes: [16],
+        };
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mut t = Transport::new(device, memory, EventFd::new(EFD_NONBLOCK).unwrap());
+        let mut set = |offset: u32, value: u32| t.write(u64::from(offset), &value.to_le_bytes());
+        set(
+            VIRTIO_MMIO_STATUS,
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
+        );
+        set(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+        set(VIRTIO_MMIO_DRIVER_FEATURES, 1);
+        set(VIRTIO_MMIO_STATUS, 0xb);
+        set(VIRTIO_MMIO_STATUS, 0xf);
+        assert_eq!(
+            t.status() & VIRTIO_CONFIG_S_DRIVER_OK,
+            VIRTIO_CONFIG_S_DRIVER_OK
+        );
+        let shared = Arc::new(Mutex::new(t));
+        // No notification eventfds: the notifications come as MMIO exits, on a vCPU's
+        // thread, which is this one.
+        let notifier = Notifier::spawn_queues(Arc::clone(&shared), Vec::new()).unwrap();
+        shared.lock().unwrap().notify(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while turns.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the work left was never served"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(notifier);
+        assert_eq!(
+            turns.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "no turn more"
+        );
+        assert_eq!(shared.lock().unwrap().notifications(), 1);
     }
 
     #[test]

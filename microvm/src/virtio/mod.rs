@@ -68,9 +68,10 @@ pub trait Device: Send {
     fn source(&self) -> Option<(RawFd, usize)> {
         None
     }
-    /// Whether the device stopped reading its [`Device::source`] with data left (it
-    /// serves a bounded amount at a time, so the guest's other requests wait no longer):
-    /// it is then served again at once rather than when the descriptor next becomes ready.
+    /// Whether the device ended its last turn with work left, on its [`Device::source`]
+    /// or a queue (it serves a bounded amount at a time, so that its other queue waits no
+    /// longer): the [`mmio::Notifier`] then serves all its queues again at once, whichever
+    /// thread served the turn.
     fn source_pending(&self) -> bool {
         false
     }

@@ -178,8 +178,10 @@ pub struct Net<B: Backend> {
     /// `rx_buffer[..len]`.
     rx_pending: Option<usize>,
     rx_buffer: Vec<u8>,
-    /// Whether the last turn stopped with frames perhaps left on the backend.
+    /// Whether the last receive turn stopped with frames perhaps left on the backend.
     rx_more: bool,
+    /// Whether the last transmit turn stopped with chains left on the ring.
+    tx_more: bool,
     /// Whether a frame is waiting for receive buffers (counted once per wait).
     rx_waiting: bool,
     tx_buffer: Vec<u8>,
@@ -210,6 +212,7 @@ impl<B: Backend> Net<B> {
             rx_pending: None,
             rx_buffer: vec![0; MAX_PACKET],
             rx_more: false,
+            tx_more: false,
             rx_waiting: false,
             tx_buffer: vec![0; MAX_PACKET],
             segments: Vec::new(),
@@ -446,7 +449,8 @@ impl<B: Backend> Net<B> {
     /// Serves the transmit queue; whether to interrupt the guest.
     fn transmit(&mut self, queue: &mut Queue, memory: &GuestMemoryMmap) -> bool {
         let mut used = false;
-        let mut budget = 2 * usize::from(queue.size().max(1));
+        // A ring's worth of chains a turn.
+        let mut budget = usize::from(queue.size().max(1));
         loop {
             if queue.disable_notification(memory).is_err() {
                 self.broken[TX_QUEUE] = true;
@@ -476,6 +480,7 @@ impl<B: Backend> Net<B> {
                 break;
             }
         }
+        self.tx_more = budget == 0 && !self.broken[TX_QUEUE];
         if self.broken[TX_QUEUE] {
             self.counters.queue_errors += 1;
         }
@@ -516,6 +521,10 @@ impl<B: Backend> Device for Net<B> {
         let Some(broken) = self.broken.get(index).copied() else {
             return false;
         };
+        match index {
+            RX_QUEUE => self.rx_more = false,
+            _ => self.tx_more = false,
+        }
         if broken || !queue.is_valid(memory) {
             if !broken {
                 self.broken[index] = true;
@@ -541,6 +550,7 @@ impl<B: Backend> Device for Net<B> {
             self.counters.rx_dropped_reset += 1;
         }
         self.rx_more = false;
+        self.tx_more = false;
         self.rx_waiting = false;
     }
 
@@ -549,7 +559,7 @@ impl<B: Backend> Device for Net<B> {
     }
 
     fn source_pending(&self) -> bool {
-        self.rx_more
+        self.rx_more || self.tx_more
     }
 }
 
@@ -963,7 +973,7 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_reads_a_bounded_number_of_frames_and_asks_for_another() {
+    fn a_turn_serves_a_bounded_number_of_frames_and_asks_for_another() {
         let (device_end, mut host) = pair();
         let mut net = Net::new(device_end, Mac::DEFAULT);
         let m = memory();
@@ -979,6 +989,19 @@ mod tests {
         assert!(net.process(RX_QUEUE, &mut rx.queue, &m));
         assert_eq!(net.counters().rx_frames, u64::from(SIZE));
         assert!(net.source_pending(), "frames left on the tap");
+
+        // A ring's worth of chains to send is a whole turn: another is asked for.
+        let (device_end, _host) = pair();
+        let mut net = Net::new(device_end, Mac::DEFAULT);
+        let mut tx = Ring::new(TX_RING);
+        for i in 0..SIZE {
+            tx.offer(&m, i, &[(BUFFERS, 60, false)]);
+        }
+        assert!(net.process(TX_QUEUE, &mut tx.queue, &m));
+        assert_eq!(net.counters().tx_frames, u64::from(SIZE));
+        assert!(net.source_pending(), "a turn's budget spent");
+        assert!(!net.process(TX_QUEUE, &mut tx.queue, &m));
+        assert!(!net.source_pending(), "nothing left");
     }
 
     #[test]
