@@ -352,6 +352,20 @@ impl Machine {
         Ok(event)
     }
 
+    /// An eventfd KVM signals whenever the guest writes the 32-bit `value` to
+    /// guest-physical `address` (`KVM_IOEVENTFD` with a data match): one per virtio queue
+    /// at the same `QueueNotify` register. Other values still exit to the monitor.
+    pub fn mmio_write_event_matching(&self, address: u64, value: u32) -> Result<EventFd, Error> {
+        let event = EventFd::new(EFD_NONBLOCK).map_err(|source| Error::Host {
+            what: "notification eventfd",
+            source,
+        })?;
+        self.vm
+            .register_ioevent(&event, &IoEventAddress::Mmio(address), value)
+            .map_err(kvm("register a notification eventfd"))?;
+        Ok(event)
+    }
+
     /// An interrupt line into the in-kernel interrupt controllers at `gsi`: an eventfd
     /// registered with `KVM_IRQFD`.
     pub fn irq_line(&self, gsi: u32) -> Result<IrqLine, Error> {
@@ -514,7 +528,8 @@ pub struct Report {
     /// yes): whether the TSC-deadline timer was offered.
     pub cpu: Vec<(String, u64)>,
     /// What the virtio devices served, as counts: a Linux guest's disk's requests by kind,
-    /// bytes, queue notifications, interrupts and errors (`disk_*`).
+    /// bytes, queue notifications, interrupts and errors (`disk_*`); its network device's
+    /// frames and bytes each way, notifications, interrupts and drops by reason (`net_*`).
     pub devices: Vec<(String, u64)>,
 }
 

@@ -15,9 +15,11 @@
 //! [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold]
 //! [--no-seccomp] [--snapshot-to PATH]`, whose console lines are written as they arrive,
 //! each stamped. A disk is a raw image file the guest sees as a virtio-blk device
-//! (`/dev/vda`). With `--snapshot-to PATH` a Linux guest without virtio devices is saved to
-//! PATH when its init writes its first marker, then runs on to its end (see
-//! [`microvm::linux::machine::snapshot_to`]).
+//! (`/dev/vda`). `--tap IFNAME` gives the guest a virtio-net device (`eth0`) on the host's
+//! tap IFNAME, in the monitor's network namespace (created when missing), with MAC address
+//! `--mac` (default 52:54:00:12:34:56). With `--snapshot-to PATH` a Linux guest without
+//! virtio devices is saved to PATH when its init writes its first marker, then runs on to
+//! its end (see [`microvm::linux::machine::snapshot_to`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,7 +32,7 @@ use microvm::vm::{self, Config, End};
 
 const USAGE: &str = "usage: vcbench-vmm hello|exits N|touch MIB|ready MIB|spin N|triple-fault|mmio-nowhere [--vcpus N] [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp] [--snapshot-to PATH]
        vcbench-vmm restore PATH [--memory-mib M] [--timeout-ms T] [--no-serial] [--hold] [--no-seccomp]
-       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--hold] [--no-seccomp] [--snapshot-to PATH]";
+       vcbench-vmm linux --kernel PATH [--initrd PATH] [--cmdline TEXT] [--vcpus N] [--memory-mib M] [--timeout-ms T] [--disk PATH | --disk-read-only PATH] [--vsock-cid CID] [--tap IFNAME [--mac MAC]] [--hold] [--no-seccomp] [--snapshot-to PATH]";
 
 /// What to run.
 enum Guest {
@@ -89,8 +91,11 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
         cmdline: String::new(),
         timeout: Duration::from_secs(60),
         disk: None,
+        net: None,
     };
     let mut kernel = None;
+    let (mut tap, mut mac) = (None, None);
+        vsock_cid: None,
     let mut hold = false;
     let mut it = args.iter();
     while let Some(option) = it.next() {
@@ -120,10 +125,21 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
                     read_only: option == "--disk-read-only",
                 })
             }
+            "--tap" => tap = Some(value()?),
+            "--mac" => mac = Some(value()?.parse().map_err(|e| format!("--mac: {e}"))?),
             other => return Err(format!("unknown option {other:?}")),
         }
+            "--vsock-cid" => config.vsock_cid = Some(number(value()?)?),
     }
     config.kernel = kernel.ok_or("linux needs --kernel PATH")?;
+    config.net = match (tap, mac) {
+        (Some(tap), mac) => Some(machine::NetConfig {
+            tap,
+            mac: mac.unwrap_or(microvm::virtio::net::Mac::DEFAULT),
+        }),
+        (None, Some(_)) => return Err("--mac needs --tap IFNAME".to_owned()),
+        (None, None) => None,
+    };
     Ok((config, hold))
 }
 

@@ -4,7 +4,7 @@
 //! protocol, CPUID, MSRs, local APIC and FPU state, the MP table, and the power-off watch.
 //!
 //! 0. check the configuration, read and check the kernel and the initrd, open the disk
-//!    image (bad input is refused before KVM is touched);
+//!    image and the tap (bad input is refused before KVM is touched);
 //! 1. open /dev/kvm, check the capabilities used and the vCPU count;
 //! 2. create the VM with its in-kernel interrupt controllers (PIC, IOAPIC, local APICs) and
 //!    PIT (`vm_created`);
@@ -17,7 +17,9 @@
 //!    is given, a virtio-blk device on virtio-mmio at [`layout::VIRTIO_MMIO_START`] on
 //!    IRQ 5, announced on the command line; its interrupt goes through `KVM_IRQFD`, and its
 //!    queue notifications through `KVM_IOEVENTFD` to a thread of its own where KVM offers
-//!    that, through MMIO exits otherwise (`vm_built`);
+//!    that, through MMIO exits otherwise; when a tap is given, a virtio-net device at
+//!    [`layout::NET_MMIO_START`] on IRQ 6 the same way, whose thread also reads the tap
+//!    (`vm_built`);
 //! 7. start one thread per vCPU; the boot vCPU's stamps `kernel_entry` just before it
 //!    first enters the guest; the others wait in KVM for their start-up IPI;
 //! 8. supervise: the guest ends by an i8042 reset, or by powering off, which without ACPI
@@ -103,6 +105,21 @@ pub struct Config {
     pub timeout: Duration,
     /// A raw disk image offered to the guest as a virtio-blk device (`/dev/vda`).
     pub disk: Option<DiskConfig>,
+    /// A network device on a tap of the host, `eth0` in the guest.
+    pub net: Option<NetConfig>,
+}
+
+/// A network device for the guest: virtio-net on a tap of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The guest's context ID on a virtio-vsock device served by the host kernel
+    /// (vhost-vsock), if it gets one.
+    pub vsock_cid: Option<u64>,
+    /// The tap's name, in the network namespace the monitor runs in (created when there
+    /// is no interface of that name).
+    pub tap: String,
+    /// The guest's MAC address.
+    pub mac: virtio::net::Mac,
 }
 
 /// A disk for the guest: a raw image file on the host.
@@ -203,8 +220,11 @@ pub enum Error {
     #[error("the snapshot's serial console state holds more bytes than the UART's FIFO")]
     SerialState,
     /// The disk's notification thread could not be started.
-    #[error("cannot start the disk's notification thread")]
+    #[error("cannot start a virtio device's notification thread")]
     Notifier(#[from] virtio::mmio::Error),
+    /// The tap cannot be opened.
+    #[error(transparent)]
+    Tap(#[from] virtio::tap::Error),
 }
 
 fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -215,16 +235,24 @@ impl Config {
     /// The command line the kernel gets: the one given, with the disk's device announced
     /// among the kernel's parameters (before init's `--`).
     pub fn full_cmdline(&self) -> String {
-        match &self.disk {
+        let mut line = match &self.disk {
             Some(_) => {
                 let device =
                     virtio::mmio::cmdline_entry(layout::VIRTIO_MMIO_START, layout::VIRTIO_IRQ);
                 super::cmdline::with_kernel_param(&self.cmdline, &device)
             }
             None => self.cmdline.clone(),
+        };
+        if self.net.is_some() {
+            let device = virtio::mmio::cmdline_entry(layout::NET_MMIO_START, layout::NET_IRQ);
+            line = super::cmdline::with_kernel_param(&line, &device);
         }
+        line
     }
 
+    /// The vsock device could not be set up.
+    #[error(transparent)]
+    Vsock(#[from] virtio::vsock::Error),
     /// Checks everything that needs no KVM.
     pub fn check(&self) -> Result<(), Error> {
         if self.memory_mib < MIN_MEMORY_MIB {
@@ -241,12 +269,20 @@ impl Config {
         if self.timeout.is_zero() {
             return Err(Error::ZeroTimeout);
         }
+        if let Some(net) = &self.net {
+            virtio::tap::check_name(&net.tap)?;
+        }
         Ok(())
     }
 }
 
 /// Boots the guest `config` describes, hands each console line to `on_line` as it comes,
 /// runs the guest to its end, calls `before_teardown` with the report while the VM still
+        if self.vsock_cid.is_some() {
+            let device =
+                virtio::mmio::cmdline_entry(layout::VSOCK_MMIO_START, layout::VSOCK_IRQ);
+            line = super::cmdline::with_kernel_param(&line, &device);
+        }
 /// exists, and tears it down.
 pub fn run(
     config: &Config,
@@ -273,6 +309,12 @@ pub fn snapshot_to(
     if config.disk.is_some() {
         return Err(Error::SnapshotDevice("a disk"));
     }
+    if config.vsock_cid.is_some() {
+        return Err(Error::SnapshotDevice("a vsock device"));
+    }
+    if config.net.is_some() {
+        return Err(Error::SnapshotDevice("a network device"));
+    }
     let (report, header) = run_saving(config, Some(path), on_line, before_teardown)?;
     let header = header.ok_or_else(|| Error::NoSnapshot("the guest never paused".to_owned()))?;
     Ok((report, header))
@@ -295,6 +337,13 @@ fn run_saving(
     };
     let disk = match &config.disk {
         Some(disk) => Some(virtio::block::Image::open(&disk.path, disk.read_only)?),
+        None => None,
+    };
+        if let Some(cid) = self.vsock_cid {
+            virtio::vsock::check_cid(cid)?;
+        }
+    let tap = match &config.net {
+        Some(net) => Some(virtio::tap::Tap::open(&net.tap)?),
         None => None,
     };
     let memory_bytes = config.memory_mib << 20;
@@ -409,6 +458,10 @@ fn run_saving(
         Some(image) => Some(attach_disk(&machine, &mut buses, image)?),
         None => None,
     };
+    let net = match (tap, &config.net) {
+        (Some(tap), Some(net)) => Some(attach_net(&machine, &mut buses, tap, net.mac)?),
+        _ => None,
+    };
     stamp(&mut phases, "vm_built");
 
     // 7-8. Run.
@@ -501,13 +554,20 @@ fn run_saving(
         end,
         guest_touched_kib: machine.guest_touched_kib(),
         kernel: kernel_version,
-        devices: disk.as_ref().map(GuestDisk::counters).unwrap_or_default(),
+        devices: disk
+            .as_ref()
+            .map(GuestDisk::counters)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(net.as_ref().map(GuestNet::counters).unwrap_or_default())
+            .collect(),
     };
     before_teardown(&report);
 
     // 9. Teardown: the disk's notification thread, the devices with the interrupt lines,
     // then the machine (its vCPUs, the VM, then its memory).
     drop(disk);
+    drop(net);
     drop(shared);
     drop(machine);
     report.phases.push(("torn_down", crate::monotonic_ns()));
@@ -515,6 +575,10 @@ fn run_saving(
 }
 
 /// The guest's disk: its transport, shared with the MMIO bus, and the thread that serves
+    let vsock = match config.vsock_cid {
+        Some(cid) => Some(attach_vsock(&machine, &mut buses, cid)?),
+        None => None,
+    };
 /// its notifications when KVM catches them (dropping it stops the thread).
 struct GuestDisk {
     transport: Arc<Mutex<virtio::mmio::Transport<virtio::block::Block<std::fs::File>>>>,
@@ -582,6 +646,90 @@ fn attach_disk(
     })
 }
 
+/// The guest's network device: its transport, shared with the MMIO bus, and the thread
+/// that serves its queues' notifications and its tap (dropping it stops the thread).
+struct GuestNet {
+    transport: Arc<Mutex<virtio::mmio::Transport<virtio::net::Net<virtio::tap::Tap>>>>,
+    _notifier: virtio::mmio::Notifier,
+}
+
+impl GuestNet {
+    /// What the network device carried, as the report's `net_*` counts.
+    fn counters(&self) -> Vec<(String, u64)> {
+        let Ok(transport) = self.transport.lock() else {
+            return Vec::new();
+        };
+        let c = transport.device().counters();
+        [
+            ("net_rx_frames", c.rx_frames),
+            ("net_rx_bytes", c.rx_bytes),
+            ("net_tx_frames", c.tx_frames),
+            ("net_tx_bytes", c.tx_bytes),
+            (
+                "net_rx_notifications",
+                transport.queue_notifications(virtio::net::RX_QUEUE),
+            ),
+            (
+                "net_tx_notifications",
+                transport.queue_notifications(virtio::net::TX_QUEUE),
+            ),
+            ("net_notifications", transport.notifications()),
+            ("net_interrupts", c.interrupts),
+            ("net_rx_waits", c.rx_waits),
+            ("net_rx_dropped_too_big", c.rx_dropped_too_big),
+            ("net_rx_dropped_reset", c.rx_dropped_reset),
+            ("net_rx_bad_chains", c.rx_bad_chains),
+            ("net_rx_host_errors", c.rx_host_errors),
+            .chain(vsock.as_ref().map(vsock_counters).unwrap_or_default())
+            ("net_tx_dropped_malformed", c.tx_dropped_malformed),
+            ("net_tx_dropped_host", c.tx_dropped_host),
+            ("net_queue_errors", c.queue_errors),
+        ]
+        .into_iter()
+        .map(|(name, n)| (name.to_owned(), n))
+        .collect()
+    }
+    drop(vsock);
+}
+
+/// Puts a virtio-net device on `tap` on the MMIO bus at [`layout::NET_MMIO_START`],
+/// interrupting on [`layout::NET_IRQ`] through `KVM_IRQFD`. A thread of its own serves
+/// the tap's frames; where KVM offers `KVM_CAP_IOEVENTFD`, it also serves the guest's
+/// notifications of each queue (one eventfd per queue, matched on the queue's index);
+/// otherwise they are MMIO exits served on the vCPU's thread.
+fn attach_net(
+    machine: &Machine,
+    buses: &mut Buses,
+    tap: virtio::tap::Tap,
+    mac: virtio::net::Mac,
+) -> Result<GuestNet, Error> {
+    let device = virtio::net::Net::new(tap, mac);
+    let irq = machine.irq_line(layout::NET_IRQ)?;
+    let transport = virtio::mmio::Transport::new(device, machine.memory().clone(), irq.0);
+    let transport = Arc::new(Mutex::new(transport));
+    buses
+        .mmio
+        .register(
+            layout::NET_MMIO_START,
+            virtio::mmio::MMIO_SIZE,
+            Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
+        )
+        .map_err(machine::Error::from)?;
+    let mut notify = Vec::new();
+    if machine.has_ioeventfd() {
+        let register = layout::NET_MMIO_START + virtio::mmio::QUEUE_NOTIFY;
+        for queue in [virtio::net::RX_QUEUE, virtio::net::TX_QUEUE] {
+            let index = queue as u32;
+            notify.push((machine.mmio_write_event_matching(register, index)?, index));
+        }
+    }
+    let notifier = virtio::mmio::Notifier::spawn_queues(Arc::clone(&transport), notify)?;
+    Ok(GuestNet {
+        transport,
+        _notifier: notifier,
+    })
+}
+
 /// What the vCPU threads and the supervisor share.
 pub(super) struct Shared {
     buses: Mutex<Buses>,
@@ -621,6 +769,69 @@ impl Shared {
             buses: Mutex::new(buses),
             markers,
             stop: AtomicBool::new(false),
+/// The guest's vsock device, shared with the MMIO bus.
+type GuestVsock = Arc<Mutex<virtio::mmio::Transport<virtio::vsock::Vsock>>>;
+
+/// What the vsock device did, as the report's `vsock_*` counts.
+fn vsock_counters(transport: &GuestVsock) -> Vec<(String, u64)> {
+    let Ok(transport) = transport.lock() else {
+        return Vec::new();
+    };
+    let c = transport.device().counters();
+    [
+        ("vsock_activations", c.activations),
+        ("vsock_activation_errors", c.activation_errors),
+        ("vsock_kicks_passed_on", c.kicks_passed_on),
+        ("vsock_notifications", transport.notifications()),
+    ]
+    .into_iter()
+    .map(|(name, n)| (name.to_owned(), n))
+    .collect()
+}
+
+/// Puts a virtio-vsock device for CID `cid` on the MMIO bus at
+/// [`layout::VSOCK_MMIO_START`], interrupting on [`layout::VSOCK_IRQ`]. Its data queues
+/// are served by the host kernel (vhost-vsock): where KVM offers `KVM_CAP_IOEVENTFD`,
+/// the guest's notification of each data queue signals the kernel directly; otherwise it
+/// is an MMIO exit that the monitor passes on.
+fn attach_vsock(machine: &Machine, buses: &mut Buses, cid: u64) -> Result<GuestVsock, Error> {
+    let notify = layout::VSOCK_MMIO_START + virtio::mmio::QUEUE_NOTIFY;
+    let kick = |queue: u32| -> Result<vmm_sys_util::eventfd::EventFd, Error> {
+        match machine.has_ioeventfd() {
+            true => Ok(machine.mmio_write_event_matching(notify, queue)?),
+            false => vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)
+                .map_err(|source| {
+                    Error::Machine(machine::Error::Host {
+                        what: "vsock notification eventfd",
+                        source,
+                    })
+                }),
+        }
+    };
+    let irq = machine.irq_line(layout::VSOCK_IRQ)?;
+    let interrupt = irq.0.try_clone().map_err(|source| {
+        Error::Machine(machine::Error::Host {
+            what: "vsock interrupt eventfd",
+            source,
+        })
+    })?;
+    let device = virtio::vsock::Vsock::new(cid, machine.memory(), [kick(0)?, kick(1)?], interrupt)?;
+    let transport = Arc::new(Mutex::new(virtio::mmio::Transport::new(
+        device,
+        machine.memory().clone(),
+        irq.0,
+    )));
+    buses
+        .mmio
+        .register(
+            layout::VSOCK_MMIO_START,
+            virtio::mmio::MMIO_SIZE,
+            Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
+        )
+        .map_err(machine::Error::from)?;
+    Ok(transport)
+}
+
             end: Mutex::new(None),
             threads: Mutex::new(vec![None; vcpus]),
             round: AtomicU64::new(0),
