@@ -63,12 +63,7 @@ pub fn render(results: &Results, color: bool) -> String {
         vec![
             f.backend.clone(),
             f.scenario.clone(),
-            // A goal of the startup scenario says what it is set against.
-            if value && f.variant.starts_with("goal:") {
-                format!("{} ({})", f.metric, f.variant)
-            } else {
-                f.metric.clone()
-            },
+            figure_text::metric(f),
             figure_text::median(f),
             figure_text::spread(f),
             if value {

@@ -46,6 +46,17 @@ pub fn median(figure: &Figure) -> String {
     }
 }
 
+/// The figure's metric as a table names it: a goal of the startup scenario (a derived
+/// value whose variant names the goal) says what it is set against,
+/// `over_native (goal: at most 1.5 ms)`.
+pub fn metric(figure: &Figure) -> String {
+    if figure.kind == Kind::Value && figure.variant.starts_with("goal:") {
+        format!("{} ({})", figure.metric, figure.variant)
+    } else {
+        figure.metric.clone()
+    }
+}
+
 /// The ratio against the baseline with its interval, `1.340x [1.200, 1.510]`, marked `*`
 /// when the interval excludes 1; empty when the figure has no like baseline figure.
 pub fn ratio(figure: &Figure) -> String {

@@ -405,7 +405,7 @@ fn figure_table(doc: &Results, figures: &[Figure], title: &str, more: bool) -> T
                         f.backend.clone()
                     },
                     f.scenario.clone(),
-                    f.metric.clone(),
+                    figure_text::metric(f),
                     figure_text::median(f),
                     if value {
                         String::new()
