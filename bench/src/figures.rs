@@ -164,6 +164,15 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
             );
             values.extend(per_operation(obs, "net"));
         }
+        // The data path is in the host kernel (vhost-vsock): the monitor sees no device
+        // work to count per operation.
+        Scenario::Vsock => {
+            values.extend(workload("rtt_us").map(|v| lower(Name::HostVsockRtt, "µs", instance, v)));
+            values.extend(
+                workload("bulk_mib_per_s")
+                    .map(|v| higher(Name::HostVsockBulk, "MiB/s", instance, v)),
+            );
+        }
         Scenario::Exits => values
             .extend(workload("ns_per_exit").map(|v| lower(Name::ExitRoundTrip, "ns", instance, v))),
         // Their figures come from the whole series (see `density::figures`) or from

@@ -238,14 +238,16 @@ pub fn execute(
                 // it is dropped).
                 let networked = match step.scenario {
                     Scenario::Hostnet => networked(&able, &mut results),
+                    Scenario::Vsock => over_vsock(&able, &mut results),
                     _ => Vec::new(),
                 };
                 let able = match step.scenario {
                     Scenario::Warm => warmed.iter().map(AsRef::as_ref).collect(),
-                    Scenario::Hostnet => networked.iter().map(AsRef::as_ref).collect(),
+                    Scenario::Hostnet | Scenario::Vsock => {
+                        networked.iter().map(AsRef::as_ref).collect()
+                    }
                     _ => able,
                 };
-
                 repeated(
                     &context,
                     &able,
@@ -304,6 +306,38 @@ fn networked(able: &[&dyn Backend], results: &mut Results) -> Vec<Box<dyn Backen
     able.iter()
         .filter_map(|&backend| match backend.networked(&net) {
             Ok(joined) => Some(joined),
+            Err(reason) => {
+                skip(results, backend, reason);
+                None
+            }
+        })
+        .collect()
+}
+
+/// `able` set to reach a vsock peer on the host for the vsock scenario (VM backends
+/// only); a backend that cannot, or every backend when the peer cannot listen, is skipped
+/// with the reason. The peer stops when the last backend set to reach it is dropped.
+fn over_vsock(able: &[&dyn Backend], results: &mut Results) -> Vec<Box<dyn Backend>> {
+    let skip = |results: &mut Results, backend: &dyn Backend, reason: String| {
+        results.skipped.push(Skip {
+            backend: backend.name().to_owned(),
+            scenario: Some(Scenario::Vsock.name().to_owned()),
+            reason,
+        });
+    };
+    let peer = match crate::backend::hostnet::vsock::VsockPeer::start() {
+        Ok(peer) => std::sync::Arc::new(peer),
+        Err(e) => {
+            let reason = format!("the vsock peer could not listen: {}", error_chain(&e));
+            for &backend in able {
+                skip(results, backend, reason.clone());
+            }
+            return Vec::new();
+        }
+    };
+    able.iter()
+        .filter_map(|&backend| match backend.over_vsock(&peer) {
+            Ok(reaching) => Some(reaching),
             Err(reason) => {
                 skip(results, backend, reason);
                 None

@@ -47,6 +47,11 @@ impl Run for Scenario {
                  workload inside: 10 000 round trips of 64 bytes, then 64 MiB, over the \
                  run's own network namespace (root; not in the default suite)"
             }
+            Scenario::Vsock => {
+                "the hostnet work between a VM's guest and a peer on the host over vsock, no \
+                 network: the guest's vsock device served by the host kernel (vhost-vsock; \
+                 Linux guests of microvm and qemu only; not in the default suite)"
+            }
             Scenario::Exits => {
                 "10 000 port writes from a micro guest: one VM exit's round trip (microvm only)"
             }
@@ -89,7 +94,8 @@ impl Run for Scenario {
             Scenario::Net => &["net", "--count", "10000", "--size", "64"],
             // The peer (and a VM's interface) are added by the backend joined to the run's
             // network.
-            Scenario::Hostnet => &[
+            // The peer's vsock port is added by the backend set to reach it.
+            Scenario::Hostnet | Scenario::Vsock => &[
                 "hostnet",
                 "--count",
                 "10000",

@@ -206,6 +206,7 @@ pub fn headline(scenario: &str, metric: &str) -> bool {
         Scenario::File => fixed(Metric::FsyncWrites),
         Scenario::Net => fixed(Metric::TcpRtt),
         Scenario::Hostnet => fixed(Metric::HostTcpRtt) || fixed(Metric::HostTcpBulk),
+        Scenario::Vsock => fixed(Metric::HostVsockRtt) || fixed(Metric::HostVsockBulk),
         Scenario::Exits => fixed(Metric::ExitRoundTrip),
         Scenario::Footprint => metric != Metric::Wall && metric != Metric::PeakRss,
         // Counts of checks weigh every check alike: the grouped matrix is the headline.

@@ -142,6 +142,9 @@ pub struct MicroVm {
     /// The tap a Linux guest's network device is attached to (`--tap`), in the network
     /// namespace the monitor is started in; none without a network.
     pub tap: Option<String>,
+    /// The context ID of a Linux guest's vsock device (`--vsock-cid`), served by the host
+    /// kernel; none without one.
+    pub vsock_cid: Option<u32>,
 }
 
 impl Default for MicroVm {
@@ -163,6 +166,7 @@ impl MicroVm {
             guest_timeout: Duration::from_secs(55),
             seccomp: true,
             tap: None,
+            vsock_cid: None,
         }
     }
 
@@ -368,6 +372,38 @@ impl Backend for MicroVm {
         }
     }
 
+    fn networked(
+        &self,
+        net: &std::sync::Arc<super::hostnet::RunNet>,
+    ) -> Result<Box<dyn Backend>, String> {
+        use super::hostnet::{Attach, Joined};
+        // Micro guests have no network: the same reason as every Linux-only scenario.
+        self.supports(Scenario::Hostnet)?;
+        let subnet = net.subnet().map_err(|e| super::protocol::error_chain(&e))?;
+        let mut joined = self.clone();
+        joined.tap = Some(subnet.tap());
+        Ok(Box::new(Joined::new(
+            std::sync::Arc::new(joined),
+            net,
+            Attach::Tap(subnet),
+        )))
+    }
+
+    fn over_vsock(
+        &self,
+        peer: &std::sync::Arc<super::hostnet::vsock::VsockPeer>,
+    ) -> Result<Box<dyn Backend>, String> {
+        // Micro guests have no vsock driver: the same reason as every Linux-only scenario.
+        self.supports(Scenario::Vsock)?;
+        super::hostnet::vsock::available()?;
+        let mut guest = self.clone();
+        guest.vsock_cid = Some(super::hostnet::vsock::guest_cid(0));
+        Ok(Box::new(super::hostnet::over_vsock::OverVsock::new(
+            std::sync::Arc::new(guest),
+            peer,
+        )))
+    }
+
     fn runs_user_images(&self) -> Result<(), String> {
         match &self.guests {
             Guests::Linux(_) => Ok(()),
@@ -384,23 +420,6 @@ impl Backend for MicroVm {
                 .map_err(|e| super::protocol::error_chain(&e)),
             None => Ok(()),
         }
-    }
-
-    fn networked(
-        &self,
-        net: &std::sync::Arc<super::hostnet::RunNet>,
-    ) -> Result<Box<dyn Backend>, String> {
-        use super::hostnet::{Attach, Joined};
-        // Micro guests have no network: the same reason as every Linux-only scenario.
-        self.supports(Scenario::Hostnet)?;
-        let subnet = net.subnet().map_err(|e| super::protocol::error_chain(&e))?;
-        let mut joined = self.clone();
-        joined.tap = Some(subnet.tap());
-        Ok(Box::new(Joined::new(
-            std::sync::Arc::new(joined),
-            net,
-            Attach::Tap(subnet),
-        )))
     }
 
     fn settings(&self) -> String {
@@ -477,6 +496,9 @@ impl Backend for MicroVm {
             }
             if let Some(tap) = &self.tap {
                 command.arg("--tap").arg(tap);
+            }
+            if let Some(cid) = self.vsock_cid {
+                command.args(["--vsock-cid", &cid.to_string()]);
             }
             if let Ok(mut f) = facts.lock() {
                 f.linux = true;

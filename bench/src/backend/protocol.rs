@@ -202,6 +202,20 @@ pub trait Backend: Sync {
             self.name()
         ))
     }
+    /// This backend with its guests reaching `peer` over vsock (the vsock scenario: the
+    /// hostnet work between a VM's guest and its host, with no network); `Err` says why
+    /// it cannot.
+    fn over_vsock(
+        &self,
+        peer: &Arc<super::hostnet::vsock::VsockPeer>,
+    ) -> Result<Box<dyn Backend>, String> {
+        let _ = peer;
+        Err(format!(
+            "vsock is a VM's channel to its own host; {} reaches the host over TCP (the \
+             hostnet scenario)",
+            self.name()
+        ))
+    }
     /// What a hostile program in an instance could reach of the host kernel, whatever the
     /// workload calls: the filter between them.
     fn reach(&self) -> Reach {

@@ -63,6 +63,9 @@ pub struct Qemu {
     /// The tap a Linux guest's network device is attached to, in the network namespace
     /// QEMU is started in; none without a network.
     pub tap: Option<String>,
+    /// The context ID of a Linux guest's vsock device (`vhost-vsock-device`), served by
+    /// the host kernel; none without one.
+    pub vsock_cid: Option<u32>,
 }
 
 impl Default for Qemu {
@@ -96,6 +99,7 @@ impl Qemu {
             guests,
             console: false,
             tap: None,
+            vsock_cid: None,
         }
     }
 
@@ -199,6 +203,21 @@ impl Backend for Qemu {
             std::sync::Arc::new(joined),
             net,
             Attach::Tap(subnet),
+        )))
+    }
+
+    fn over_vsock(
+        &self,
+        peer: &std::sync::Arc<super::hostnet::vsock::VsockPeer>,
+    ) -> Result<Box<dyn Backend>, String> {
+        // Micro guests have no vsock driver: the same reason as every Linux-only scenario.
+        self.supports(Scenario::Vsock)?;
+        super::hostnet::vsock::available()?;
+        let mut guest = self.clone();
+        guest.vsock_cid = Some(super::hostnet::vsock::guest_cid(1));
+        Ok(Box::new(super::hostnet::over_vsock::OverVsock::new(
+            std::sync::Arc::new(guest),
+            peer,
         )))
     }
 
@@ -335,6 +354,14 @@ impl Qemu {
                 &qemu_mmio_device(net_transport),
             );
         }
+        // The vsock device, on the transport after those.
+        let vsock_transport = net_transport + usize::from(self.tap.is_some());
+        if self.vsock_cid.is_some() {
+            cmdline = microvm::linux::cmdline::with_kernel_param(
+                &cmdline,
+                &qemu_mmio_device(vsock_transport),
+            );
+        }
         super::image::check_cmdline(&cmdline)?;
         let mut command = Command::new(QEMU);
         command
@@ -375,6 +402,11 @@ impl Qemu {
                 .arg(format!(
                     "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.{net_transport}"
                 ));
+        }
+        if let Some(cid) = self.vsock_cid {
+            command.arg("-device").arg(format!(
+                "vhost-vsock-device,guest-cid={cid},bus=virtio-mmio-bus.{vsock_transport}"
+            ));
         }
         let linux = Arc::new(Mutex::new(LinuxFacts::default()));
         let mut instance = QemuInstance::start(&mut command, linux_output(Arc::clone(&linux)))?;

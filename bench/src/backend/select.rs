@@ -152,6 +152,7 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             guest_timeout: guest_timeout(setup.timeout_s),
             seccomp: setup.seccomp != container::Seccomp::Off,
             tap: None,
+            vsock_cid: None,
         }),
         Name::Runc => Box::new(Oci {
             limits: setup.limits,
@@ -173,6 +174,7 @@ fn build(name: Name, setup: &Setup, guests: &Guests) -> Box<dyn Backend> {
             guests: guests.clone(),
             console: setup.console,
             tap: None,
+            vsock_cid: None,
         }),
     }
 }

@@ -27,7 +27,7 @@ use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
 /// `VIRTIO_ID_VSOCK`.
@@ -149,11 +149,18 @@ impl Vsock {
         if offered & (1 << VIRTIO_F_VERSION_1) == 0 {
             return Err(Error::NoVersion1(offered));
         }
-        let regions = memory
+        // The kernel needs each region's guest address, size and address in this process
+        // (guest memory is anonymous: there is no file to describe).
+        let regions: Vec<VhostUserMemoryRegionInfo> = memory
             .iter()
-            .map(VhostUserMemoryRegionInfo::from_guest_region)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(vhost("describe guest memory"))?;
+            .map(|region| VhostUserMemoryRegionInfo {
+                guest_phys_addr: region.start_addr().raw_value(),
+                memory_size: region.len(),
+                userspace_addr: region.as_ptr() as u64,
+                mmap_offset: 0,
+                mmap_handle: -1,
+            })
+            .collect();
         handle
             .set_mem_table(&regions)
             .map_err(vhost("hand it the guest's memory"))?;

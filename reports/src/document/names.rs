@@ -144,6 +144,8 @@ names! {
         Net = "net",
         /// TCP round trips and bulk throughput with a peer on the host side: I/O across the boundary.
         Hostnet = "hostnet",
+        /// The hostnet work between a VM's guest and its host over vsock, with no network.
+        Vsock = "vsock",
         /// Memory an instance costs beyond the memory its workload touches.
         Footprint = "footprint",
         /// The round trip of one VM exit (microVM only).
@@ -174,6 +176,7 @@ impl Scenario {
                 | Scenario::File
                 | Scenario::Net
                 | Scenario::Hostnet
+                | Scenario::Vsock
         )
     }
 
@@ -187,6 +190,7 @@ impl Scenario {
                 | Scenario::Command
                 | Scenario::Warm
                 | Scenario::Hostnet
+                | Scenario::Vsock
         )
     }
 }
@@ -230,6 +234,10 @@ names! {
         HostTcpRtt = "host_tcp_rtt",
         /// Bulk TCP throughput to the peer on the host side (MiB/s).
         HostTcpBulk = "host_tcp_bulk",
+        /// One round trip of 64 bytes over vsock with the peer on the host (µs).
+        HostVsockRtt = "host_vsock_rtt",
+        /// Bulk throughput over vsock to the peer on the host (MiB/s).
+        HostVsockBulk = "host_vsock_bulk",
         /// A VM's device notifications (each a VM exit of the guest's) per operation.
         DeviceExitsPerOp = "device_exits_per_op",
         /// A VM's device interrupts (each an injection into the guest) per operation.

@@ -17,7 +17,7 @@ use workload::hostnet::{ECHO, SINK};
 use super::netns::Namespace;
 
 /// How often a connection's thread looks whether the peer is stopping.
-const POLL: Duration = Duration::from_millis(200);
+pub(super) const POLL: Duration = Duration::from_millis(200);
 
 /// Errors starting the peer.
 #[derive(Debug, thiserror::Error)]
@@ -126,16 +126,25 @@ fn accept(listener: &TcpListener, stop: &Arc<AtomicBool>, seen: &Mutex<Vec<Socke
     }
 }
 
-/// Serves one connection as its first byte asks.
+/// Serves one TCP connection as its first byte asks.
 fn serve(mut stream: TcpStream, stop: &AtomicBool) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(POLL))?;
+    serve_stream(&mut stream, stop)
+}
+
+/// Serves one connection, TCP or vsock, as its first byte asks; reads must time out
+/// every [`POLL`] so that a stop is seen.
+pub(super) fn serve_stream<S: Read + Write>(
+    stream: &mut S,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     let mut purpose = [0u8];
-    read_some(&mut stream, &mut purpose, stop)?;
+    read_some(stream, &mut purpose, stop)?;
     let mut buffer = vec![0u8; 256 * 1024];
     let mut total: u64 = 0;
     loop {
-        let n = read_some(&mut stream, &mut buffer, stop)?;
+        let n = read_some(stream, &mut buffer, stop)?;
         if n == 0 {
             break;
         }
@@ -151,8 +160,8 @@ fn serve(mut stream: TcpStream, stop: &AtomicBool) -> std::io::Result<()> {
 }
 
 /// One read, waiting in [`POLL`] steps until bytes come, the end, or `stop`.
-fn read_some(
-    stream: &mut TcpStream,
+fn read_some<S: Read>(
+    stream: &mut S,
     buffer: &mut [u8],
     stop: &AtomicBool,
 ) -> std::io::Result<usize> {
