@@ -63,4 +63,3 @@ impl Backend for OverVsock {
         })
     }
 }
-
