@@ -42,8 +42,10 @@ pub fn run(options: &Options) -> Result<Done, Error> {
     if let Some(ifaddr) = &options.ifaddr {
         configure(ifaddr)?;
     }
-    let deadline = Instant::now() + Duration::from_millis(options.wait_ms);
-    let mut echo = connect(options.peer, ECHO, deadline)?;
+    // Each connection may wait as long for the peer: the round trips before the second
+    // can take longer than the wait itself (in an emulated machine, say).
+    let wait = Duration::from_millis(options.wait_ms);
+    let mut echo = connect(options.peer, ECHO, Instant::now() + wait)?;
     let local = echo.local()?;
     let mut message = vec![0x42u8; len];
     let start = Instant::now();
@@ -55,7 +57,7 @@ pub fn run(options: &Options) -> Result<Done, Error> {
     let rtt = seconds(start.elapsed());
     drop(echo);
 
-    let mut sink = connect(options.peer, SINK, deadline)?;
+    let mut sink = connect(options.peer, SINK, Instant::now() + wait)?;
     let chunk = vec![0x5au8; BULK_WRITE];
     let mut writes = 0u64;
     let start = Instant::now();
