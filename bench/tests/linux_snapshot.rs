@@ -1,6 +1,6 @@
 //! A Linux guest's snapshot, end to end in the test rig (hardware-style KVM under QEMU
-//! TCG): the monitor boots the project's kernel with the image's initramfs, saves the
-//! guest when its init writes its first marker and lets it run on to its end; a new
+//! TCG): the monitor boots the project's kernel with the image's initramfs on 2 vCPUs,
+//! saves the guest when its init writes its first marker and lets it run on to its end; a new
 //! monitor process restores it, and the guest goes on from there: it writes the workload's
 //! records and powers off cleanly. `vcbench run -b microvm --kernel -s startup,warm`
 //! boots three and restores three, from a snapshot of its own. The same file, once cut short or altered, is refused with the
@@ -101,8 +101,8 @@ fn a_linux_guest_snapshotted_after_init_goes_on_in_a_new_monitor_and_a_damaged_o
         images::initramfs::install(&cache, images::initramfs::Compression::None).unwrap();
     let cmdline = vcbench::backend::microvm::linux_cmdline(false, &["hello".to_owned()]);
     let command = format!(
-        "vcbench-vmm linux --kernel /rig/vmlinux --initrd /rig/initramfs --timeout-ms 60000 \
-           --cmdline '{cmdline}' --snapshot-to /tmp/s.snap > /tmp/snap.out 2>&1; echo snap=$?; \
+        "vcbench-vmm linux --kernel /rig/vmlinux --initrd /rig/initramfs --vcpus 2 \
+           --timeout-ms 60000 --cmdline '{cmdline}' --snapshot-to /tmp/s.snap > /tmp/snap.out 2>&1; echo snap=$?; \
          echo '---- snap ----'; cat /tmp/snap.out; echo '----'; \
          vcbench-vmm restore /tmp/s.snap --timeout-ms 60000 > /tmp/restore.out 2>&1; \
          echo restore=$?; echo '---- restore ----'; cat /tmp/restore.out; echo '----'; \
@@ -149,6 +149,11 @@ fn a_linux_guest_snapshotted_after_init_goes_on_in_a_new_monitor_and_a_damaged_o
     assert_eq!(recs.len(), 2, "started and result: {restore}");
     assert!(recs[0].0.contains("\"record\":\"started\""), "{restore}");
     assert!(recs[1].0.contains("\"record\":\"result\""), "{restore}");
+    // Both vCPUs were paused, saved and restored: the guest still counts two.
+    assert!(
+        recs[1].0.contains(r#""name":"cpus_online","value":2.0"#),
+        "{restore}"
+    );
     // Its one marker is the power-off: init's first was written before the snapshot.
     assert_eq!(
         restored.markers.iter().map(|m| m.0).collect::<Vec<_>>(),
