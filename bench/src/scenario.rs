@@ -76,9 +76,10 @@ impl Run for Scenario {
                  (--ready) and to exit (not in the default suite)"
             }
             Scenario::Warm => {
-                "a sandbox prepared ahead, started on demand: a micro guest restored from its \
-                 snapshot in a new monitor, launch to its first instruction (not in the \
-                 default suite)"
+                "a sandbox prepared ahead, started on demand: a container from a pool, or a \
+                 micro guest or a Linux guest after init restored from its snapshot in a new \
+                 monitor; launch to the first record (a micro guest's first marker) (not in \
+                 the default suite)"
             }
         }
     }
