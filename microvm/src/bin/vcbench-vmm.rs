@@ -91,11 +91,11 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
         cmdline: String::new(),
         timeout: Duration::from_secs(60),
         disk: None,
+        vsock_cid: None,
         net: None,
     };
     let mut kernel = None;
     let (mut tap, mut mac) = (None, None);
-        vsock_cid: None,
     let mut hold = false;
     let mut it = args.iter();
     while let Some(option) = it.next() {
@@ -125,11 +125,11 @@ fn parse_linux(args: &[String]) -> Result<(machine::Config, bool), String> {
                     read_only: option == "--disk-read-only",
                 })
             }
+            "--vsock-cid" => config.vsock_cid = Some(number(value()?)?),
             "--tap" => tap = Some(value()?),
             "--mac" => mac = Some(value()?.parse().map_err(|e| format!("--mac: {e}"))?),
             other => return Err(format!("unknown option {other:?}")),
         }
-            "--vsock-cid" => config.vsock_cid = Some(number(value()?)?),
     }
     config.kernel = kernel.ok_or("linux needs --kernel PATH")?;
     config.net = match (tap, mac) {

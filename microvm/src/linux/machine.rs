@@ -105,6 +105,9 @@ pub struct Config {
     pub timeout: Duration,
     /// A raw disk image offered to the guest as a virtio-blk device (`/dev/vda`).
     pub disk: Option<DiskConfig>,
+    /// The guest's context ID on a virtio-vsock device served by the host kernel
+    /// (vhost-vsock), if it gets one.
+    pub vsock_cid: Option<u64>,
     /// A network device on a tap of the host, `eth0` in the guest.
     pub net: Option<NetConfig>,
 }
@@ -112,9 +115,6 @@ pub struct Config {
 /// A network device for the guest: virtio-net on a tap of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
-    /// The guest's context ID on a virtio-vsock device served by the host kernel
-    /// (vhost-vsock), if it gets one.
-    pub vsock_cid: Option<u64>,
     /// The tap's name, in the network namespace the monitor runs in (created when there
     /// is no interface of that name).
     pub tap: String,
@@ -222,6 +222,9 @@ pub enum Error {
     /// The disk's notification thread could not be started.
     #[error("cannot start a virtio device's notification thread")]
     Notifier(#[from] virtio::mmio::Error),
+    /// The vsock device could not be set up.
+    #[error(transparent)]
+    Vsock(#[from] virtio::vsock::Error),
     /// The tap cannot be opened.
     #[error(transparent)]
     Tap(#[from] virtio::tap::Error),
@@ -247,12 +250,14 @@ impl Config {
             let device = virtio::mmio::cmdline_entry(layout::NET_MMIO_START, layout::NET_IRQ);
             line = super::cmdline::with_kernel_param(&line, &device);
         }
+        if self.vsock_cid.is_some() {
+            let device =
+                virtio::mmio::cmdline_entry(layout::VSOCK_MMIO_START, layout::VSOCK_IRQ);
+            line = super::cmdline::with_kernel_param(&line, &device);
+        }
         line
     }
 
-    /// The vsock device could not be set up.
-    #[error(transparent)]
-    Vsock(#[from] virtio::vsock::Error),
     /// Checks everything that needs no KVM.
     pub fn check(&self) -> Result<(), Error> {
         if self.memory_mib < MIN_MEMORY_MIB {
@@ -269,6 +274,9 @@ impl Config {
         if self.timeout.is_zero() {
             return Err(Error::ZeroTimeout);
         }
+        if let Some(cid) = self.vsock_cid {
+            virtio::vsock::check_cid(cid)?;
+        }
         if let Some(net) = &self.net {
             virtio::tap::check_name(&net.tap)?;
         }
@@ -278,11 +286,6 @@ impl Config {
 
 /// Boots the guest `config` describes, hands each console line to `on_line` as it comes,
 /// runs the guest to its end, calls `before_teardown` with the report while the VM still
-        if self.vsock_cid.is_some() {
-            let device =
-                virtio::mmio::cmdline_entry(layout::VSOCK_MMIO_START, layout::VSOCK_IRQ);
-            line = super::cmdline::with_kernel_param(&line, &device);
-        }
 /// exists, and tears it down.
 pub fn run(
     config: &Config,
@@ -339,9 +342,6 @@ fn run_saving(
         Some(disk) => Some(virtio::block::Image::open(&disk.path, disk.read_only)?),
         None => None,
     };
-        if let Some(cid) = self.vsock_cid {
-            virtio::vsock::check_cid(cid)?;
-        }
     let tap = match &config.net {
         Some(net) => Some(virtio::tap::Tap::open(&net.tap)?),
         None => None,
@@ -458,6 +458,10 @@ fn run_saving(
         Some(image) => Some(attach_disk(&machine, &mut buses, image)?),
         None => None,
     };
+    let vsock = match config.vsock_cid {
+        Some(cid) => Some(attach_vsock(&machine, &mut buses, cid)?),
+        None => None,
+    };
     let net = match (tap, &config.net) {
         (Some(tap), Some(net)) => Some(attach_net(&machine, &mut buses, tap, net.mac)?),
         _ => None,
@@ -559,6 +563,7 @@ fn run_saving(
             .map(GuestDisk::counters)
             .unwrap_or_default()
             .into_iter()
+            .chain(vsock.as_ref().map(vsock_counters).unwrap_or_default())
             .chain(net.as_ref().map(GuestNet::counters).unwrap_or_default())
             .collect(),
     };
@@ -567,6 +572,7 @@ fn run_saving(
     // 9. Teardown: the disk's notification thread, the devices with the interrupt lines,
     // then the machine (its vCPUs, the VM, then its memory).
     drop(disk);
+    drop(vsock);
     drop(net);
     drop(shared);
     drop(machine);
@@ -575,10 +581,6 @@ fn run_saving(
 }
 
 /// The guest's disk: its transport, shared with the MMIO bus, and the thread that serves
-    let vsock = match config.vsock_cid {
-        Some(cid) => Some(attach_vsock(&machine, &mut buses, cid)?),
-        None => None,
-    };
 /// its notifications when KVM catches them (dropping it stops the thread).
 struct GuestDisk {
     transport: Arc<Mutex<virtio::mmio::Transport<virtio::block::Block<std::fs::File>>>>,
@@ -646,6 +648,69 @@ fn attach_disk(
     })
 }
 
+/// The guest's vsock device, shared with the MMIO bus.
+type GuestVsock = Arc<Mutex<virtio::mmio::Transport<virtio::vsock::Vsock>>>;
+
+/// What the vsock device did, as the report's `vsock_*` counts.
+fn vsock_counters(transport: &GuestVsock) -> Vec<(String, u64)> {
+    let Ok(transport) = transport.lock() else {
+        return Vec::new();
+    };
+    let c = transport.device().counters();
+    [
+        ("vsock_activations", c.activations),
+        ("vsock_activation_errors", c.activation_errors),
+        ("vsock_kicks_passed_on", c.kicks_passed_on),
+        ("vsock_notifications", transport.notifications()),
+    ]
+    .into_iter()
+    .map(|(name, n)| (name.to_owned(), n))
+    .collect()
+}
+
+/// Puts a virtio-vsock device for CID `cid` on the MMIO bus at
+/// [`layout::VSOCK_MMIO_START`], interrupting on [`layout::VSOCK_IRQ`]. Its data queues
+/// are served by the host kernel (vhost-vsock): where KVM offers `KVM_CAP_IOEVENTFD`,
+/// the guest's notification of each data queue signals the kernel directly; otherwise it
+/// is an MMIO exit that the monitor passes on.
+fn attach_vsock(machine: &Machine, buses: &mut Buses, cid: u64) -> Result<GuestVsock, Error> {
+    let notify = layout::VSOCK_MMIO_START + virtio::mmio::QUEUE_NOTIFY;
+    let kick = |queue: u32| -> Result<vmm_sys_util::eventfd::EventFd, Error> {
+        match machine.has_ioeventfd() {
+            true => Ok(machine.mmio_write_event_matching(notify, queue)?),
+            false => vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)
+                .map_err(|source| {
+                    Error::Machine(machine::Error::Host {
+                        what: "vsock notification eventfd",
+                        source,
+                    })
+                }),
+        }
+    };
+    let irq = machine.irq_line(layout::VSOCK_IRQ)?;
+    let interrupt = irq.0.try_clone().map_err(|source| {
+        Error::Machine(machine::Error::Host {
+            what: "vsock interrupt eventfd",
+            source,
+        })
+    })?;
+    let device = virtio::vsock::Vsock::new(cid, machine.memory(), [kick(0)?, kick(1)?], interrupt)?;
+    let transport = Arc::new(Mutex::new(virtio::mmio::Transport::new(
+        device,
+        machine.memory().clone(),
+        irq.0,
+    )));
+    buses
+        .mmio
+        .register(
+            layout::VSOCK_MMIO_START,
+            virtio::mmio::MMIO_SIZE,
+            Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
+        )
+        .map_err(machine::Error::from)?;
+    Ok(transport)
+}
+
 /// The guest's network device: its transport, shared with the MMIO bus, and the thread
 /// that serves its queues' notifications and its tap (dropping it stops the thread).
 struct GuestNet {
@@ -680,7 +745,6 @@ impl GuestNet {
             ("net_rx_dropped_reset", c.rx_dropped_reset),
             ("net_rx_bad_chains", c.rx_bad_chains),
             ("net_rx_host_errors", c.rx_host_errors),
-            .chain(vsock.as_ref().map(vsock_counters).unwrap_or_default())
             ("net_tx_dropped_malformed", c.tx_dropped_malformed),
             ("net_tx_dropped_host", c.tx_dropped_host),
             ("net_queue_errors", c.queue_errors),
@@ -689,7 +753,6 @@ impl GuestNet {
         .map(|(name, n)| (name.to_owned(), n))
         .collect()
     }
-    drop(vsock);
 }
 
 /// Puts a virtio-net device on `tap` on the MMIO bus at [`layout::NET_MMIO_START`],
@@ -769,69 +832,6 @@ impl Shared {
             buses: Mutex::new(buses),
             markers,
             stop: AtomicBool::new(false),
-/// The guest's vsock device, shared with the MMIO bus.
-type GuestVsock = Arc<Mutex<virtio::mmio::Transport<virtio::vsock::Vsock>>>;
-
-/// What the vsock device did, as the report's `vsock_*` counts.
-fn vsock_counters(transport: &GuestVsock) -> Vec<(String, u64)> {
-    let Ok(transport) = transport.lock() else {
-        return Vec::new();
-    };
-    let c = transport.device().counters();
-    [
-        ("vsock_activations", c.activations),
-        ("vsock_activation_errors", c.activation_errors),
-        ("vsock_kicks_passed_on", c.kicks_passed_on),
-        ("vsock_notifications", transport.notifications()),
-    ]
-    .into_iter()
-    .map(|(name, n)| (name.to_owned(), n))
-    .collect()
-}
-
-/// Puts a virtio-vsock device for CID `cid` on the MMIO bus at
-/// [`layout::VSOCK_MMIO_START`], interrupting on [`layout::VSOCK_IRQ`]. Its data queues
-/// are served by the host kernel (vhost-vsock): where KVM offers `KVM_CAP_IOEVENTFD`,
-/// the guest's notification of each data queue signals the kernel directly; otherwise it
-/// is an MMIO exit that the monitor passes on.
-fn attach_vsock(machine: &Machine, buses: &mut Buses, cid: u64) -> Result<GuestVsock, Error> {
-    let notify = layout::VSOCK_MMIO_START + virtio::mmio::QUEUE_NOTIFY;
-    let kick = |queue: u32| -> Result<vmm_sys_util::eventfd::EventFd, Error> {
-        match machine.has_ioeventfd() {
-            true => Ok(machine.mmio_write_event_matching(notify, queue)?),
-            false => vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)
-                .map_err(|source| {
-                    Error::Machine(machine::Error::Host {
-                        what: "vsock notification eventfd",
-                        source,
-                    })
-                }),
-        }
-    };
-    let irq = machine.irq_line(layout::VSOCK_IRQ)?;
-    let interrupt = irq.0.try_clone().map_err(|source| {
-        Error::Machine(machine::Error::Host {
-            what: "vsock interrupt eventfd",
-            source,
-        })
-    })?;
-    let device = virtio::vsock::Vsock::new(cid, machine.memory(), [kick(0)?, kick(1)?], interrupt)?;
-    let transport = Arc::new(Mutex::new(virtio::mmio::Transport::new(
-        device,
-        machine.memory().clone(),
-        irq.0,
-    )));
-    buses
-        .mmio
-        .register(
-            layout::VSOCK_MMIO_START,
-            virtio::mmio::MMIO_SIZE,
-            Box::new(virtio::mmio::Shared(Arc::clone(&transport))),
-        )
-        .map_err(machine::Error::from)?;
-    Ok(transport)
-}
-
             end: Mutex::new(None),
             threads: Mutex::new(vec![None; vcpus]),
             round: AtomicU64::new(0),
