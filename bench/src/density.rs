@@ -104,10 +104,19 @@ pub fn run(
 
 /// Why a density series of the user's program (its workload line `args`) cannot run on
 /// `backend`, if it cannot: each instance is held once ready, so the program must be a
-/// service (`--ready output:` or `tcp:`, held with `--hold`); a TCP port checked for N
-/// instances needs a network per instance, which native instances (in the host's own
-/// network) do not have.
+/// service (`--ready output:` or `tcp:`, held with `--hold`), in an instance the host can
+/// release (not a Linux guest, which stops its program once ready); a TCP port checked
+/// for N instances needs a network per instance, which native instances (in the host's
+/// own network) do not have.
 pub fn refuses(backend: &dyn Backend, args: &[String]) -> Option<String> {
+    if backend.name() == "microvm" {
+        return Some(
+            "a Linux guest stops your program once it is ready (the host cannot signal into \
+             the guest to release it), so it cannot be held: density of your program runs \
+             on native, container, runc and crun"
+                .to_owned(),
+        );
+    }
     let options: Vec<&str> = args
         .iter()
         .take_while(|a| *a != "--")
@@ -634,6 +643,47 @@ mod tests {
             assert_eq!(reached, 9);
             assert!(most > 1 && most <= 4, "{most} launches at once");
         }
+    }
+
+    #[test]
+    fn the_users_program_is_held_only_as_a_service_where_it_can_be() {
+        struct Named(&'static str);
+        impl Backend for Named {
+            fn name(&self) -> &'static str {
+                self.0
+            }
+            fn describe(&self) -> &'static str {
+                "a name only"
+            }
+            fn availability(&self) -> crate::backend::Availability {
+                crate::backend::Availability::Available
+            }
+            fn launch(&self, _: &Launch) -> Result<Box<dyn Instance>, crate::backend::Error> {
+                Err(crate::backend::Error::Wait(std::io::Error::other("never")))
+            }
+        }
+        let line = |ready: &str, hold: bool| -> Vec<String> {
+            let mut line = vec!["exec", "--root", "/img", "--ready", ready];
+            if hold {
+                line.push("--hold");
+            }
+            line.extend(["--", "serve", "--ready", "tcp:1"]);
+            line.into_iter().map(str::to_owned).collect()
+        };
+        let refused = |name, ready, hold| refuses(&Named(name), &line(ready, hold));
+        assert_eq!(refused("container", "tcp:8000", true), None);
+        assert_eq!(refused("native", "output:^up$", true), None);
+        assert!(refused("container", "exit", false)
+            .unwrap()
+            .contains("give a service's readiness"));
+        assert!(refused("native", "tcp:8000", true)
+            .unwrap()
+            .contains("share the host's network"));
+        // The program's own arguments are not the workload's options.
+        assert_eq!(refused("native", "output:x", true), None);
+        assert!(refused("microvm", "output:x", true)
+            .unwrap()
+            .contains("cannot be held"));
     }
 
     #[test]

@@ -246,6 +246,23 @@ pub struct Writer<W: Write> {
     ino: u32,
     /// Bytes written so far (every entry starts at a multiple of 4).
     written: u64,
+    /// What the entries so far take once unpacked ([`unpacked_cost`]).
+    unpacked: u64,
+}
+
+/// The bytes of memory an entry takes once the kernel has unpacked it into its root file
+/// system (tmpfs): its data in whole 4 KiB pages (a symbolic link's target too, unless it
+/// is short enough to live in the inode), and about 1 KiB of kernel objects (its inode and
+/// directory entry) for every entry.
+pub fn unpacked_cost(mode: u32, size: u32) -> u64 {
+    /// A symbolic link shorter than this lives in its inode (tmpfs's short links).
+    const SHORT_LINK: u32 = 128;
+    let data = match mode & S_IFMT {
+        S_IFREG => u64::from(size).next_multiple_of(4096),
+        S_IFLNK if size >= SHORT_LINK => 4096,
+        _ => 0,
+    };
+    data + 1024
 }
 
 impl<W: Write> Writer<W> {
@@ -255,7 +272,13 @@ impl<W: Write> Writer<W> {
             out,
             ino: 1,
             written: 0,
+            unpacked: 0,
         }
+    }
+
+    /// What the entries so far take once the kernel has unpacked them, bytes.
+    pub fn unpacked(&self) -> u64 {
+        self.unpacked
     }
 
     fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -294,6 +317,7 @@ impl<W: Write> Writer<W> {
         let name_size = u32::try_from(path.len() + 1).unwrap_or(u32::MAX);
         let ino = self.ino;
         self.ino += 1;
+        self.unpacked += unpacked_cost(stat.mode, size);
         self.header(
             [
                 ino,
@@ -427,16 +451,72 @@ pub fn image_initramfs_name() -> String {
     format!("initramfs-{WORKLOAD_FNV}.cpio")
 }
 
+/// An initramfs made from a root file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// What its entries take once the kernel has unpacked them ([`unpacked_cost`]), bytes.
+    pub unpacked_bytes: u64,
+}
+
+/// What the entries of the `newc` archive at `path` take once unpacked
+/// ([`unpacked_cost`]), read from their headers alone.
+pub fn unpacked_bytes(path: &Path) -> Result<u64, Error> {
+    use std::io::{Seek, SeekFrom};
+    let read = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let bad = || {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a newc archive",
+        ))
+    };
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(read)?);
+    let mut total = 0;
+    let mut at: u64 = 0;
+    loop {
+        let mut header = [0u8; 110];
+        file.read_exact(&mut header).map_err(read)?;
+        if &header[..6] != b"070701" {
+            return Err(bad());
+        }
+        let field = |i: usize| -> Result<u32, Error> {
+            std::str::from_utf8(&header[6 + i * 8..14 + i * 8])
+                .ok()
+                .and_then(|text| u32::from_str_radix(text, 16).ok())
+                .ok_or_else(bad)
+        };
+        let (mode, size, name_size) = (field(1)?, field(6)?, field(11)?);
+        let mut name = vec![0u8; name_size as usize];
+        file.read_exact(&mut name).map_err(read)?;
+        if name == b"TRAILER!!!\0" {
+            return Ok(total);
+        }
+        total += unpacked_cost(mode, size);
+        let data_at = (at + 110 + u64::from(name_size)).next_multiple_of(4);
+        at = (data_at + u64::from(size)).next_multiple_of(4);
+        file.seek(SeekFrom::Start(at)).map_err(read)?;
+    }
+}
+
 /// Writes, unless it is there already, a Linux guest's initramfs made from the root file
 /// system `root` into `dir` ([`image_initramfs_name`]): `root`'s tree ([`add_tree`]),
 /// then the mount points a sandbox needs that it lacks ([`image::IMAGE_DIRS`]),
 /// `dev/console` and the workload as `/init` (the root's own `init` and `dev/console`
-/// left out). Returns its path and size in bytes. Written to a temporary file in `dir` and
-/// renamed into place once complete.
-pub fn install_root(dir: &Path, root: &Path) -> Result<(PathBuf, u64), Error> {
+/// left out). Written to a temporary file in `dir` and renamed into place once complete.
+pub fn install_root(dir: &Path, root: &Path) -> Result<Made, Error> {
     let path = dir.join(image_initramfs_name());
     if let Ok(meta) = std::fs::metadata(&path) {
-        return Ok((path, meta.len()));
+        return Ok(Made {
+            unpacked_bytes: unpacked_bytes(&path)?,
+            path,
+            bytes: meta.len(),
+        });
     }
     let write_error = |source| Error::Write {
         dir: dir.to_owned(),
@@ -479,12 +559,17 @@ pub fn install_root(dir: &Path, root: &Path) -> Result<(PathBuf, u64), Error> {
             .entry(name.as_bytes(), &stat, size, &mut &bytes[..])
             .map_err(write_error)?;
     }
+    let unpacked = writer.unpacked();
     let (buffered, size) = writer.finish().map_err(write_error)?;
     let file = buffered
         .into_inner()
         .map_err(|e| write_error(e.into_error()))?;
     file.persist(&path).map_err(|e| write_error(e.error))?;
-    Ok((path, size))
+    Ok(Made {
+        path,
+        bytes: size,
+        unpacked_bytes: unpacked,
+    })
 }
 
 #[cfg(test)]
@@ -678,10 +763,16 @@ mod tests {
         std::fs::write(root.join("init"), b"the image's own init").unwrap();
         std::fs::write(root.join("dev/console"), b"").unwrap();
         let cache = work.path().join("cache");
-        let (path, size) = install_root(&cache, &root).unwrap();
+        let made = install_root(&cache, &root).unwrap();
+        let path = made.path.clone();
         assert_eq!(path, cache.join(image_initramfs_name()));
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(made.bytes, bytes.len() as u64);
+        // Unpacked: each file in whole pages, the workload's too, and 1 KiB for every
+        // entry; the same read back from the archive's headers.
+        let workload = (image::WORKLOAD.len() as u64).next_multiple_of(4096);
+        assert_eq!(made.unpacked_bytes, 2 * 4096 + workload + 11 * 1024);
+        assert_eq!(unpacked_bytes(&path).unwrap(), made.unpacked_bytes);
         let entries = entries_of(&bytes);
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
@@ -708,7 +799,7 @@ mod tests {
         assert_eq!(entry("init").3, image::WORKLOAD);
         // Built once: a second call finds it.
         std::fs::write(root.join("bin/tool"), b"changed").unwrap();
-        assert_eq!(install_root(&cache, &root).unwrap(), (path, size));
+        assert_eq!(install_root(&cache, &root).unwrap(), made);
         // A root that cannot be read is an error naming it, and leaves nothing behind.
         let other = work.path().join("other");
         let error = install_root(&other, &work.path().join("missing")).unwrap_err();

@@ -52,7 +52,7 @@ pub fn is_root() -> bool {
 
 /// Guest memory a Linux guest needs besides its initramfs, MiB: its kernel (loaded at 16
 /// MiB, with its own allocations) and room for the program.
-pub const GUEST_BASE_MIB: u64 = 48;
+pub const GUEST_BASE_MIB: u64 = 64;
 
 /// The most arguments a Linux guest's init takes from the kernel's command line (the
 /// kernel's `MAX_INIT_ARGS`, 32, less the program's own name).
@@ -65,13 +65,15 @@ pub struct LinuxGuest {
     pub initramfs: PathBuf,
     /// The initramfs's size, bytes.
     pub initramfs_bytes: u64,
+    /// What it takes in guest memory once unpacked, bytes.
+    pub unpacked_bytes: u64,
     /// The workload line its init runs, each argument as the kernel's command line takes
     /// it (quoted where it holds spaces).
     pub args: Vec<String>,
 }
 
-/// The initramfs made in this process for each image root: (path, size).
-static MADE: Mutex<BTreeMap<PathBuf, (PathBuf, u64)>> = Mutex::new(BTreeMap::new());
+/// The initramfs made in this process for each image root.
+static MADE: Mutex<BTreeMap<PathBuf, images::initramfs::Made>> = Mutex::new(BTreeMap::new());
 
 /// For a workload line with a user's image (`exec --root DIR ...`), the Linux guest that
 /// runs it in `memory_mib` of memory: its initramfs, made unless it already was, and the
@@ -87,11 +89,12 @@ pub fn linux_guest(args: &[String], memory_mib: u64) -> Result<Option<LinuxGuest
         source: std::io::Error::other(why),
     };
     let line = guest_line(&line).map_err(refuse)?;
-    let (initramfs, bytes) = initramfs_of(&root)?;
-    fits(bytes, memory_mib).map_err(refuse)?;
+    let made = initramfs_of(&root)?;
+    fits(made.bytes, made.unpacked_bytes, memory_mib).map_err(refuse)?;
     Ok(Some(LinuxGuest {
-        initramfs,
-        initramfs_bytes: bytes,
+        initramfs: made.path,
+        initramfs_bytes: made.bytes,
+        unpacked_bytes: made.unpacked_bytes,
         args: line,
     }))
 }
@@ -100,7 +103,7 @@ pub fn linux_guest(args: &[String], memory_mib: u64) -> Result<Option<LinuxGuest
 /// unpacked there (`<cache>/images/<digest>/rootfs`, so it goes with the image), else (a
 /// directory used in place, which may change between runs) made again by each process
 /// under `<cache>/images/directory-<hash of its path>`.
-fn initramfs_of(root: &Path) -> Result<(PathBuf, u64), Error> {
+fn initramfs_of(root: &Path) -> Result<images::initramfs::Made, Error> {
     let mut made = MADE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -148,19 +151,26 @@ fn fnv1a(path: &Path) -> u64 {
         })
 }
 
-/// Whether a Linux guest of `memory_mib` holds an initramfs of `bytes`: the kernel keeps
-/// the archive in memory while it unpacks it into its root file system (also memory),
-/// beside itself and the program; what to give when it does not.
-pub fn fits(bytes: u64, memory_mib: u64) -> Result<(), String> {
-    let mib = bytes.div_ceil(1 << 20);
-    let needed = 2 * mib + GUEST_BASE_MIB;
+/// Whether a Linux guest of `memory_mib` holds an initramfs of `bytes`, which takes
+/// `unpacked` bytes once unpacked; what to give when it does not. The kernel unpacks the
+/// archive into its root file system, a tmpfs that may fill at most half the memory the
+/// kernel counts as its own, while it still holds the archive (memory it does not count
+/// until it frees it): the guest needs twice what the image takes unpacked, the archive
+/// once, and [`GUEST_BASE_MIB`] and a fiftieth more for the kernel (its page tables and
+/// page descriptors grow with the memory) and the program.
+pub fn fits(bytes: u64, unpacked: u64, memory_mib: u64) -> Result<(), String> {
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    let image = 2 * mib(unpacked) + mib(bytes);
+    let needed = image + image / 50 + GUEST_BASE_MIB;
     if memory_mib >= needed {
         return Ok(());
     }
     Err(format!(
-        "the image makes an initramfs of {mib} MiB, which a Linux guest holds twice while \
-         its kernel unpacks it, beside the kernel and the program: --vm-memory-mib \
-         {memory_mib} is too little; give --vm-memory-mib {needed} or more"
+        "the image makes an initramfs of {} MiB, {} MiB once unpacked into the guest's root \
+         file system, which may fill only half the memory left beside the initramfs: \
+         --vm-memory-mib {memory_mib} is too little; give --vm-memory-mib {needed} or more",
+        mib(bytes),
+        mib(unpacked)
     ))
 }
 
@@ -293,15 +303,18 @@ mod tests {
 
     #[test]
     fn the_guest_s_memory_must_hold_the_initramfs_twice_and_the_kernel() {
-        assert!(fits(4 << 20, 128).is_ok());
-        assert!(fits(40 << 20, 128).is_ok());
-        let error = fits(41 << 20, 128).unwrap_err();
+        // The busybox image of the tests: 6 MiB, 7 once unpacked.
+        assert!(fits(6 << 20, 7 << 20, 128).is_ok());
+        // The Debian image with python3 (180 MiB, 202 once unpacked): a guest of 452 MiB
+        // failed to unpack it in the rig, one of 600 MiB ran it.
+        let error = fits(180 << 20, 202 << 20, 452).unwrap_err();
         assert!(
-            error.contains("initramfs of 41 MiB")
-                && error.contains("--vm-memory-mib 128 is too little")
-                && error.contains("give --vm-memory-mib 130 or more"),
+            error.contains("initramfs of 180 MiB, 202 MiB once unpacked")
+                && error.contains("--vm-memory-mib 452 is too little")
+                && error.contains("give --vm-memory-mib 659 or more"),
             "{error}"
         );
+        assert!(fits(180 << 20, 202 << 20, 659).is_ok());
         assert!(check_cmdline("console=ttyS0").is_ok());
         assert!(check_cmdline(&"x".repeat(4096)).is_err());
     }
