@@ -715,7 +715,7 @@ fn attach_vsock(machine: &Machine, buses: &mut Buses, cid: u64) -> Result<GuestV
 /// that serves its queues' notifications and its tap (dropping it stops the thread).
 struct GuestNet {
     transport: Arc<Mutex<virtio::mmio::Transport<virtio::net::Net<virtio::tap::Tap>>>>,
-    _notifier: virtio::mmio::Notifier,
+    notifier: virtio::mmio::Notifier,
 }
 
 impl GuestNet {
@@ -748,6 +748,9 @@ impl GuestNet {
             ("net_tx_dropped_malformed", c.tx_dropped_malformed),
             ("net_tx_dropped_host", c.tx_dropped_host),
             ("net_queue_errors", c.queue_errors),
+            ("net_tap_reads", c.tap_reads),
+            ("net_tap_writes", c.tap_writes),
+            ("net_thread_wakeups", self.notifier.wakeups()),
         ]
         .into_iter()
         .map(|(name, n)| (name.to_owned(), n))
@@ -789,7 +792,7 @@ fn attach_net(
     let notifier = virtio::mmio::Notifier::spawn_queues(Arc::clone(&transport), notify)?;
     Ok(GuestNet {
         transport,
-        _notifier: notifier,
+        notifier,
     })
 }
 

@@ -13,6 +13,7 @@
 //! on its line (`KVM_IRQFD`), without a system call into the vCPU.
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -406,6 +407,8 @@ impl<D: Device> BusDevice for Shared<D> {
 #[derive(Debug)]
 pub struct Notifier {
     stop: EventFd,
+    /// Times its thread woke from `epoll_wait`.
+    wakeups: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -468,25 +471,58 @@ impl Notifier {
         }
         let stopper = stop.try_clone().map_err(host("notifier's stop eventfd"))?;
         let source_queue = source.map(|(_, queue)| queue);
+        let wakeups = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&wakeups);
         let thread = std::thread::Builder::new()
             .name("virtio-notify".to_owned())
-            .spawn(move || serve(&transport, &notify, source_queue, &wake, &stopper, &epoll))
+            .spawn(move || {
+                let events = Events {
+                    notify: &notify,
+                    source_queue,
+                    wake: &wake,
+                    stop: &stopper,
+                    epoll: &epoll,
+                    wakeups: &counted,
+                };
+                serve(&transport, &events)
+            })
             .map_err(host("notifier thread"))?;
         Ok(Notifier {
             stop,
+            wakeups,
             thread: Some(thread),
         })
     }
+
+    /// Times its thread woke from `epoll_wait` so far: each wake-up is that system call
+    /// returning, before the eventfd reads and the device's own calls it leads to.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::Relaxed)
+    }
 }
 
-fn serve<D: Device>(
-    transport: &Mutex<Transport<D>>,
-    notify: &[(EventFd, u32)],
+/// What a notifier's thread waits on.
+struct Events<'a> {
+    /// Each queue's notification eventfd, with the queue's index.
+    notify: &'a [(EventFd, u32)],
+    /// The queue the device's source feeds.
     source_queue: Option<usize>,
-    wake: &EventFd,
-    stop: &EventFd,
-    epoll: &Epoll,
-) {
+    /// The transport's wake-up, for a device with work left.
+    wake: &'a EventFd,
+    stop: &'a EventFd,
+    epoll: &'a Epoll,
+    wakeups: &'a AtomicU64,
+}
+
+fn serve<D: Device>(transport: &Mutex<Transport<D>>, events_of: &Events<'_>) {
+    let Events {
+        notify,
+        source_queue,
+        wake,
+        stop,
+        epoll,
+        wakeups,
+    } = *events_of;
     // From here on the thread makes only the calls serving the guest needs; a thread
     // that cannot install the filter serves nothing (the vCPU threads fail the run the
     // same way).
@@ -500,6 +536,7 @@ fn serve<D: Device>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        wakeups.fetch_add(1, Ordering::Relaxed);
         let (mut source_ready, mut woken) = (false, false);
         for event in &events[..ready] {
             match event.data() {

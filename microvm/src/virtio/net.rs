@@ -136,6 +136,10 @@ pub struct Counters {
     pub rx_bad_chains: u64,
     /// Reads from the tap that failed, or gave less than a header.
     pub rx_host_errors: u64,
+    /// `read(2)` calls on the tap, those that found nothing included.
+    pub tap_reads: u64,
+    /// `write(2)` calls on the tap, those it refused included.
+    pub tap_writes: u64,
     /// Frames from the guest dropped because their chain was malformed: a device-writable
     /// buffer, outside guest memory, looping, larger than [`MAX_PACKET`], or shorter than
     /// the headers.
@@ -296,7 +300,7 @@ impl<B: Backend> Net<B> {
             }
             let len = match self.rx_pending {
                 Some(len) => len,
-                None => match self.backend.recv(&mut self.rx_buffer) {
+                None => match self.read_backend() {
                     // End of file: a back end that went away (a tap never does).
                     Ok(0) => return Stop::NoFrames,
                     Ok(len) if len < VNET_HEADER_SIZE => {
@@ -352,6 +356,11 @@ impl<B: Backend> Net<B> {
                 }
             }
         }
+    }
+
+    fn read_backend(&mut self) -> io::Result<usize> {
+        self.counters.tap_reads += 1;
+        self.backend.recv(&mut self.rx_buffer)
     }
 
     fn add_used(
@@ -433,8 +442,12 @@ impl<B: Backend> Net<B> {
         // asked for nothing.
         self.tx_buffer[..VNET_HEADER_SIZE].fill(0);
         let packet = &self.tx_buffer[..len];
+        self.counters.tap_writes += 1;
         let sent = match self.backend.send(packet) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.backend.send(packet),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.counters.tap_writes += 1;
+                self.backend.send(packet)
+            }
             other => other,
         };
         match sent {
@@ -746,6 +759,7 @@ mod tests {
         assert_eq!(&got[VNET_HEADER_SIZE..], &sent[VNET_HEADER_SIZE..]);
         let c = net.counters();
         assert_eq!((c.rx_frames, c.rx_bytes, c.interrupts), (1, 100, 1));
+        assert_eq!(c.tap_reads, 2, "the frame, then the read that found none");
         assert!(!net.source_pending());
         // Nothing more on the tap: nothing more used, no interrupt.
         assert!(!net.process(RX_QUEUE, &mut rx.queue, &m));
@@ -781,7 +795,7 @@ mod tests {
         assert_eq!(&got[..VNET_HEADER_SIZE], &[0u8; VNET_HEADER_SIZE]);
         assert_eq!(&got[VNET_HEADER_SIZE..n], &sent[VNET_HEADER_SIZE..]);
         let c = net.counters();
-        assert_eq!((c.tx_frames, c.tx_bytes), (1, 60));
+        assert_eq!((c.tx_frames, c.tx_bytes, c.tap_writes), (1, 60, 1));
     }
 
     #[test]
@@ -1153,6 +1167,7 @@ mod tests {
         let c = t.device().counters();
         assert_eq!((c.rx_frames, c.tx_frames, c.rx_waits), (2, 1, 1));
         drop(t);
+        assert!(notifier.wakeups() >= 4, "{}", notifier.wakeups());
         drop(notifier);
         assert_eq!(
             Arc::strong_count(&shared),
