@@ -168,6 +168,21 @@ fn a_linux_guest_pings_the_host_side_of_its_tap() {
     assert!(count("net_rx_frames") >= 4, "{devices:?}");
     assert!(count("net_tx_notifications") >= 1, "{devices:?}");
     assert!(count("net_interrupts") >= 1, "{devices:?}");
+    // The device's own system calls: a write per frame out, a read per frame in and one
+    // more each time the tap was found empty, a wake-up of its thread at least per turn.
+    assert_eq!(
+        count("net_tap_writes"),
+        count("net_tx_frames"),
+        "{devices:?}"
+    );
+    assert!(
+        count("net_tap_reads") > count("net_rx_frames"),
+        "{devices:?}"
+    );
+    assert!(
+        count("net_thread_wakeups") >= count("net_tx_notifications"),
+        "{devices:?}"
+    );
     for dropped in [
         "net_rx_dropped_too_big",
         "net_rx_bad_chains",
