@@ -1,7 +1,8 @@
 //! Fuzz target `virtio_net`: the virtio-net device and its virtio-mmio transport, on
 //! queues a guest laid out, with frames waiting on the host side.
 //!
-//! The input's first byte chooses the features (bit 0: event index), the second the
+//! The input's first byte chooses the features (bit 0: event index) and whether the
+//! driver resets the device at the end and notifies it again (bit 1), the second the
 //! size of both queues (a power of two up to 256), the third how many frames (0 to 4)
 //! wait on the host side before the guest starts; each frame's length follows as two
 //! bytes (up to 2 KiB, a header's worth at least). The rest is the first 64 KiB of guest
@@ -107,6 +108,13 @@ fuzz_target!(|data: &[u8]| {
     t.serve_source(RX_QUEUE);
     set(t, QUEUE_NOTIFY, TX_QUEUE as u32);
     set(t, QUEUE_NOTIFY, RX_QUEUE as u32);
+    if options & 2 != 0 {
+        // A reset drops the frame that waited, if any; a reset device serves nothing.
+        set(t, STATUS, 0);
+        set(t, QUEUE_NOTIFY, RX_QUEUE as u32);
+        t.serve_all();
+        assert!(t.device().counters().rx_dropped_reset <= 1);
+    }
 
     let counters = transport.device().counters();
     assert!(counters.rx_frames <= frames as u64);
