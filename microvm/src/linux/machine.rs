@@ -251,8 +251,7 @@ impl Config {
             line = super::cmdline::with_kernel_param(&line, &device);
         }
         if self.vsock_cid.is_some() {
-            let device =
-                virtio::mmio::cmdline_entry(layout::VSOCK_MMIO_START, layout::VSOCK_IRQ);
+            let device = virtio::mmio::cmdline_entry(layout::VSOCK_MMIO_START, layout::VSOCK_IRQ);
             line = super::cmdline::with_kernel_param(&line, &device);
         }
         line
