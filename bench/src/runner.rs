@@ -157,13 +157,13 @@ pub fn execute(
             let supported = match step.scenario {
                 // A user's image needs a backend that takes one and runs programs.
                 Scenario::Command => backend
-                    .runs_programs()
-                    .and_then(|()| backend.runs_user_images())
+                    .runs_user_images()
+                    .and_then(|()| backend.runs_programs())
                     .and_then(|()| backend.supports(step.scenario)),
                 // The user's program held N times over: as above, and held once ready.
                 Scenario::Density if !plan.command.is_empty() => backend
-                    .runs_programs()
-                    .and_then(|()| backend.runs_user_images())
+                    .runs_user_images()
+                    .and_then(|()| backend.runs_programs())
                     .and_then(|()| backend.supports(step.scenario))
                     .and_then(|()| density::refuses(backend, &plan.command).map_or(Ok(()), Err)),
                 _ => backend.supports(step.scenario),

@@ -233,9 +233,7 @@ impl Backend for Qemu {
     fn runs_user_images(&self) -> Result<(), String> {
         match &self.guests {
             Guests::Linux(_) => Ok(()),
-            Guests::Micro(why) | Guests::Unbootable(why) => {
-                Err(format!("a user's image runs in a Linux guest: {why}"))
-            }
+            Guests::Micro(why) | Guests::Unbootable(why) => Err(why.clone()),
         }
     }
 

@@ -295,8 +295,8 @@ pub(crate) fn once(args: OnceArgs) -> Result<ExitCode, Failure> {
     };
     if command.is_some() {
         let supported = backend
-            .runs_programs()
-            .and_then(|()| backend.runs_user_images());
+            .runs_user_images()
+            .and_then(|()| backend.runs_programs());
         if let Err(why) = supported {
             return Err(
                 anyhow::anyhow!("{} cannot run --image here: {why}", backend.name()).into(),
@@ -488,8 +488,8 @@ fn prepare_user_image(
         args: line.to_vec(),
     };
     for b in backends {
-        if b.runs_programs()
-            .and_then(|()| b.runs_user_images())
+        if b.runs_user_images()
+            .and_then(|()| b.runs_programs())
             .is_err()
         {
             continue;
