@@ -264,6 +264,44 @@ fn an_oci_layout_runs_with_its_own_configuration() {
         assert!(out.status.success(), "{backend}: {}", text(&out));
         assert!(text(&out).contains("ready "), "{}", text(&out));
     }
+    // A second tag: the layout then holds two images, and one is chosen by its tag.
+    let tagged = Command::new("umoci")
+        .args(["tag", "--image"])
+        .arg(format!("{}:latest", layout.display()))
+        .arg("second")
+        .output()
+        .unwrap();
+    assert!(tagged.status.success(), "umoci tag: {}", text(&tagged));
+    let once = |image: &str| {
+        vcbench(
+            &[
+                "once",
+                "-b",
+                "native",
+                "--image",
+                image,
+                "--ready",
+                "output:^hello from the image in /tmp$",
+            ],
+            work.path(),
+        )
+    };
+    let out = once(&format!("{}:second", layout.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = once(layout.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("holds 2 images (latest, second); choose one by its tag"),
+        "{}",
+        text(&out)
+    );
+    let out = once(&format!("{}:third", layout.display()));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no image tagged \"third\"; its tags: latest, second"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
