@@ -173,11 +173,13 @@ fn bind_mount(from: &Path, to: &Path) -> Result<(), Error> {
 /// file that holds a namespace.
 pub fn remove(path: &Path) -> std::io::Result<()> {
     let c = c_path(path)?;
-    // SAFETY: a NUL-terminated path valid for the call. EINVAL (nothing mounted there)
-    // leaves only the file to delete.
+    // SAFETY: a NUL-terminated path valid for the call.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
         let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINVAL) {
+        // EINVAL: nothing is mounted there. EPERM: this user cannot unmount, so it could
+        // not have mounted one either (each user's runtime directory is its own). Either
+        // way only the file is left to delete.
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) {
             return Err(e);
         }
     }
@@ -245,6 +247,20 @@ mod tests {
         let path = ns.path().to_owned();
         drop(ns);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_namespace_that_cannot_be_made_leaves_no_file() {
+        if is_root() {
+            // Root can make one; the refusal is a user's.
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Namespace::create(dir.path()),
+            Err(Error::Unshare(_))
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
