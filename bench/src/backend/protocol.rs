@@ -159,7 +159,7 @@ pub trait Backend: Sync {
     /// DIR ...`); `Err` says why not.
     fn runs_user_images(&self) -> Result<(), String> {
         Err(format!(
-            "{} does not run a user's image yet (native, container, runc and crun do)",
+            "{} does not run a user's image yet (native, container, runc, crun, microvm and qemu do)",
             self.name()
         ))
     }
