@@ -257,6 +257,12 @@ pub const PARENT: &str = "vcbench";
 /// How long removal retries while the kernel still holds a cgroup (exiting tasks).
 const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
 
+/// The file of a v1 cgroup through which a process joins it by itself: writing `0` to
+/// `tasks` moves the calling thread (the whole process, when it has one thread) without
+/// the cgroup core's global lock, whose writer may wait for an RCU grace period; writing
+/// another process's PID to `cgroup.procs` takes it.
+pub const V1_JOIN_FILE: &str = "tasks";
+
 /// v1 controllers an instance joins (devices: for its device list).
 const V1_USED: [&str; 5] = ["memory", "pids", "cpu", "cpuacct", "devices"];
 
@@ -333,6 +339,27 @@ impl Cgroup {
             unified_dir: Some(0),
             removed: false,
         })
+    }
+
+    /// The directories [`Cgroup::create`] makes for `name` in the v1 hierarchies: where
+    /// a process can join it by writing 0 to their `tasks` files ([`V1_JOIN_FILE`]).
+    /// Empty where instances' cgroups are made in the unified hierarchy.
+    pub fn v1_dirs(layout: &Layout, name: &str) -> Vec<PathBuf> {
+        if layout.instances_unified() {
+            return Vec::new();
+        }
+        let mut mounts: Vec<&Path> = V1_USED.iter().filter_map(|c| layout.v1_mount(c)).collect();
+        mounts.dedup();
+        mounts.iter().map(|m| m.join(PARENT).join(name)).collect()
+    }
+
+    /// Moves process `pid` into the cgroup's directory in the unified hierarchy only, if
+    /// it has one; false when it has none (nothing was written).
+    pub fn attach_unified(&self, pid: u32) -> Result<bool, Error> {
+        match self.unified_dir() {
+            Some(dir) => write(&dir.join("cgroup.procs"), &pid.to_string()).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     fn create_v1(layout: &Layout, name: &str) -> Result<Self, Error> {

@@ -66,6 +66,9 @@ pub enum Step {
     Ready,
     /// A pooled sandbox received its program (or failed to).
     Request,
+    /// The child joined its v1 cgroup by itself (a phase, `cgroup_attached`), or failed
+    /// to.
+    CgroupJoin,
 }
 
 impl Step {
@@ -95,6 +98,7 @@ impl Step {
             Cloned,
             Ready,
             Request,
+            CgroupJoin,
         ]
         .into_iter()
         .find(|s| *s as u32 == n)
@@ -125,6 +129,7 @@ impl Step {
             Step::Cloned => "cloned",
             Step::Ready => "ready",
             Step::Request => "receiving the program",
+            Step::CgroupJoin => "cgroup_attached",
         }
     }
 }
@@ -199,6 +204,10 @@ pub struct Plan {
     pub strings: Vec<CString>,
     /// Descriptors that become the child's 0, 1 and 2.
     pub stdio: [RawFd; 3],
+    /// The `tasks` files of the v1 cgroup directories the child joins by itself after
+    /// the go (by writing 0: see [`crate::cgroup::V1_JOIN_FILE`]), while it still has the
+    /// parent's user ID outside.
+    pub join_cgroup: Vec<CString>,
     /// Switch to uid and gid 0 of the new user namespace once its maps are written.
     pub become_root: bool,
     /// The system call filter's programs, installed in order just before execve.
@@ -268,6 +277,14 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
     // SAFETY: `byte` is a valid one-byte buffer.
     if unsafe { libc::read(go, ptr::from_mut(&mut byte).cast(), 1) } != 1 {
         fail(Step::Go, 0);
+    }
+    if !plan.join_cgroup.is_empty() {
+        for tasks in &plan.join_cgroup {
+            if join(tasks) < 0 {
+                fail(Step::CgroupJoin, 0);
+            }
+        }
+        send(status, Step::CgroupJoin, 0, 0);
     }
     if plan.become_root {
         // The child still has the parent's IDs, which the new namespace may not map;
@@ -513,6 +530,26 @@ fn step_of(op: &Op) -> Step {
     }
 }
 
+/// Moves the calling process (one thread) into the v1 cgroup whose `tasks` file is
+/// `tasks`, by writing 0 to it; negative on failure, with errno set.
+fn join(tasks: &CString) -> libc::c_int {
+    // SAFETY: a valid C string path; the descriptor is closed below.
+    let fd = unsafe { libc::open(tasks.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return fd;
+    }
+    // SAFETY: a one-byte buffer valid for the call.
+    let written = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
+    if written != 1 {
+        // Left open (it closes at exec or exit) so that errno still holds the write's
+        // error for the report.
+        return -1;
+    }
+    // SAFETY: `fd` was opened above.
+    unsafe { libc::close(fd) };
+    0
+}
+
 /// mount(2) with the arguments of `m`.
 fn mount(m: &Mount) -> libc::c_int {
     let opt = |c: &Option<CString>| c.as_ref().map_or(ptr::null(), |c| c.as_ptr());
@@ -742,12 +779,12 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
-        for n in 1..=22 {
+        for n in 1..=23 {
             let step = Step::from_u32(n).unwrap();
             assert_eq!(step as u32, n);
             assert!(!step.name().is_empty());
         }
         assert_eq!(Step::from_u32(0), None);
-        assert_eq!(Step::from_u32(23), None);
+        assert_eq!(Step::from_u32(24), None);
     }
 }
