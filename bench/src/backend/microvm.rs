@@ -376,17 +376,9 @@ impl Backend for MicroVm {
         &self,
         net: &std::sync::Arc<super::hostnet::RunNet>,
     ) -> Result<Box<dyn Backend>, String> {
-        use super::hostnet::{Attach, Joined};
         // Micro guests have no network: the same reason as every Linux-only scenario.
         self.supports(Scenario::Hostnet)?;
-        let subnet = net.subnet().map_err(|e| super::protocol::error_chain(&e))?;
-        let mut joined = self.clone();
-        joined.tap = Some(subnet.tap());
-        Ok(Box::new(Joined::new(
-            std::sync::Arc::new(joined),
-            net,
-            Attach::Tap(subnet),
-        )))
+        super::hostnet::joined::over_tap(self, net, |vm, tap| vm.tap = Some(tap))
     }
 
     fn over_vsock(
@@ -395,13 +387,9 @@ impl Backend for MicroVm {
     ) -> Result<Box<dyn Backend>, String> {
         // Micro guests have no vsock driver: the same reason as every Linux-only scenario.
         self.supports(Scenario::Vsock)?;
-        super::hostnet::vsock::available()?;
-        let mut guest = self.clone();
-        guest.vsock_cid = Some(super::hostnet::vsock::guest_cid(0));
-        Ok(Box::new(super::hostnet::over_vsock::OverVsock::new(
-            std::sync::Arc::new(guest),
-            peer,
-        )))
+        super::hostnet::over_vsock::reaching(self, peer, 0, |vm, cid| {
+            vm.vsock_cid = Some(cid)
+        })
     }
 
     fn runs_user_images(&self) -> Result<(), String> {

@@ -79,6 +79,19 @@ impl Joined {
     }
 }
 
+/// A VM backend joined to `net` over a tap: a copy of `vm`, given the subnet's tap by
+/// `set_tap`, its monitor started inside the run's namespace.
+pub fn over_tap<B: Backend + Clone + Send + 'static>(
+    vm: &B,
+    net: &Arc<RunNet>,
+    set_tap: impl FnOnce(&mut B, String),
+) -> Result<Box<dyn Backend>, String> {
+    let subnet = net.subnet().map_err(|e| error_chain(&e))?;
+    let mut joined = vm.clone();
+    set_tap(&mut joined, subnet.tap());
+    Ok(Box::new(Joined::new(Arc::new(joined), net, Attach::Tap(subnet))))
+}
+
 /// A launch failure on the way to the run's network.
 fn failed(what: &str, e: &dyn std::error::Error) -> Error {
     Error::Spawn {

@@ -9,6 +9,21 @@ use crate::backend::protocol::{
 };
 use crate::scenario::Scenario;
 
+/// A VM backend reaching `peer` over vsock: a copy of `vm`, given a guest CID of this
+/// run's own for the backend in `slot` by `set_cid`. Refused on a host that serves no
+/// guest's vsock device.
+pub fn reaching<B: Backend + Clone + Send + 'static>(
+    vm: &B,
+    peer: &Arc<VsockPeer>,
+    slot: u32,
+    set_cid: impl FnOnce(&mut B, u32),
+) -> Result<Box<dyn Backend>, String> {
+    super::vsock::available()?;
+    let mut guest = vm.clone();
+    set_cid(&mut guest, super::vsock::guest_cid(slot));
+    Ok(Box::new(OverVsock::new(Arc::new(guest), peer)))
+}
+
 /// `base`, whose guests have a vsock device, with its workload pointed at `peer`.
 pub struct OverVsock {
     base: Arc<dyn Backend + Send>,
