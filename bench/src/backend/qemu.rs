@@ -204,9 +204,7 @@ impl Backend for Qemu {
     ) -> Result<Box<dyn Backend>, String> {
         // Micro guests have no vsock driver: the same reason as every Linux-only scenario.
         self.supports(Scenario::Vsock)?;
-        super::hostnet::over_vsock::reaching(self, peer, 1, |vm, cid| {
-            vm.vsock_cid = Some(cid)
-        })
+        super::hostnet::over_vsock::reaching(self, peer, 1, |vm, cid| vm.vsock_cid = Some(cid))
     }
 
     fn runs_programs(&self) -> Result<(), String> {

@@ -89,7 +89,11 @@ pub fn over_tap<B: Backend + Clone + Send + 'static>(
     let subnet = net.subnet().map_err(|e| error_chain(&e))?;
     let mut joined = vm.clone();
     set_tap(&mut joined, subnet.tap());
-    Ok(Box::new(Joined::new(Arc::new(joined), net, Attach::Tap(subnet))))
+    Ok(Box::new(Joined::new(
+        Arc::new(joined),
+        net,
+        Attach::Tap(subnet),
+    )))
 }
 
 /// A launch failure on the way to the run's network.
