@@ -527,7 +527,9 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
          echo '---- missing ----'; cat /tmp/missing.out; echo '----'; \
          vcbench once -b qemu --kernel /rig/vmlinux --vm-memory-mib 40 \
            --image /rig/busybox.tar -- true > /tmp/small.out 2>&1; echo small=$?; \
-         echo '---- small ----'; cat /tmp/small.out; echo '----'";
+         echo '---- small ----'; cat /tmp/small.out; echo '----'; \
+         echo staged=$(ls -a /var/cache/vcbench/images | grep -c '^[.]unpack-'); \
+         echo initramfs=$(ls /var/cache/vcbench/images/*/initramfs-*.cpio | wc -l)";
     let outcome = rig::Rig::default()
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
@@ -570,6 +572,10 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
         missing.contains("cannot run \"python3\" in the image"),
         "{missing}"
     );
+
+    // One initramfs, made once for the image, and nothing left half-written.
+    assert_eq!(value(output, "initramfs"), "1", "{output}");
+    assert_eq!(value(output, "staged"), "0", "{output}");
 
     assert_eq!(value(output, "small"), "2", "{output}");
     let small = section(output, "---- small ----");

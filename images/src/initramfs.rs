@@ -508,8 +508,10 @@ pub fn unpacked_bytes(path: &Path) -> Result<u64, Error> {
 /// system `root` into `dir` ([`image_initramfs_name`]): `root`'s tree ([`add_tree`]),
 /// then the mount points a sandbox needs that it lacks ([`image::IMAGE_DIRS`]),
 /// `dev/console` and the workload as `/init` (the root's own `init` and `dev/console`
-/// left out). Written to a temporary file in `dir` and renamed into place once complete.
-pub fn install_root(dir: &Path, root: &Path) -> Result<Made, Error> {
+/// left out). Written to a temporary file named `<staging prefix>*` in `staging` (on the
+/// same file system, where a cleaner finds it if this process is killed) and renamed into
+/// place once complete.
+pub fn install_root(dir: &Path, root: &Path, staging: (&Path, &str)) -> Result<Made, Error> {
     let path = dir.join(image_initramfs_name());
     if let Ok(meta) = std::fs::metadata(&path) {
         return Ok(Made {
@@ -523,10 +525,14 @@ pub fn install_root(dir: &Path, root: &Path) -> Result<Made, Error> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(write_error)?;
+    let (staging_dir, prefix) = staging;
     let file = tempfile::Builder::new()
-        .prefix(".initramfs-")
-        .tempfile_in(dir)
-        .map_err(write_error)?;
+        .prefix(prefix)
+        .tempfile_in(staging_dir)
+        .map_err(|source| Error::Write {
+            dir: staging_dir.to_owned(),
+            source,
+        })?;
     let mut writer = Writer::new(std::io::BufWriter::new(file));
     let ours = |name: &[u8]| name == b"init" || name == b"dev/console";
     add_tree(&mut writer, root, &ours)?;
@@ -763,7 +769,8 @@ mod tests {
         std::fs::write(root.join("init"), b"the image's own init").unwrap();
         std::fs::write(root.join("dev/console"), b"").unwrap();
         let cache = work.path().join("cache");
-        let made = install_root(&cache, &root).unwrap();
+        let staging = (work.path(), ".staging-");
+        let made = install_root(&cache, &root, staging).unwrap();
         let path = made.path.clone();
         assert_eq!(path, cache.join(image_initramfs_name()));
         let bytes = std::fs::read(&path).unwrap();
@@ -799,11 +806,22 @@ mod tests {
         assert_eq!(entry("init").3, image::WORKLOAD);
         // Built once: a second call finds it.
         std::fs::write(root.join("bin/tool"), b"changed").unwrap();
-        assert_eq!(install_root(&cache, &root).unwrap(), made);
+        assert_eq!(install_root(&cache, &root, staging).unwrap(), made);
         // A root that cannot be read is an error naming it, and leaves nothing behind.
         let other = work.path().join("other");
-        let error = install_root(&other, &work.path().join("missing")).unwrap_err();
+        let error = install_root(&other, &work.path().join("missing"), staging).unwrap_err();
         assert!(error.to_string().contains("missing"), "{error}");
         assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
+        let staged = std::fs::read_dir(work.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".staging-")
+            })
+            .count();
+        assert_eq!(staged, 0, "no staging file left");
     }
 }

@@ -132,9 +132,14 @@ fn initramfs_of(root: &Path) -> Result<images::initramfs::Made, Error> {
             dir
         }
     };
-    let found = images::initramfs::install_root(&dir, root).map_err(|e| Error::Spawn {
-        what: format!("the initramfs of the image {}", root.display()),
-        source: std::io::Error::other(super::protocol::error_chain(&e)),
+    // Staged where `vcbench clean` finds what a killed run left (as an image's unpack).
+    let staging = images::image::cache_dir().join("images");
+    let prefix = format!(".unpack-{}-initramfs-", std::process::id());
+    let found = images::initramfs::install_root(&dir, root, (&staging, &prefix)).map_err(|e| {
+        Error::Spawn {
+            what: format!("the initramfs of the image {}", root.display()),
+            source: std::io::Error::other(super::protocol::error_chain(&e)),
+        }
     })?;
     made.insert(root.to_owned(), found.clone());
     Ok(found)
