@@ -513,15 +513,34 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
         return;
     }
     let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
+    // The umoci layout with its own configuration, as an oci-archive (the rig takes files).
+    let work = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(work.path()) else {
+        return;
+    };
+    let archive = work.path().join("layout.tar");
+    let tarred = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tarred.success());
     // Both VM backends run the program from the image, ready at a line of its output (a
-    // pattern with spaces, passed on the guest kernel's command line); a program missing
-    // from the image fails with the reason; a guest too small for the image is refused
-    // before any boot, naming the option to change.
+    // pattern with spaces, passed on the guest kernel's command line); the image's own
+    // entry point, command, environment and directory run in a guest too; a program
+    // missing from the image fails with the reason; a guest too small for the image is
+    // refused before any boot, naming the option to change.
     let script = "vcbench run -b microvm,qemu --kernel /rig/vmlinux -r 1 -w 0 --timeout 120 \
            -q -o /tmp/r.json --image /rig/busybox.tar --ready 'output:^hello from busybox$' \
            -- sh -c 'echo hello from busybox' > /tmp/run.out 2>&1; echo run=$?; \
          echo '---- run ----'; cat /tmp/run.out; echo '----'; \
          echo '---- results ----'; cat /tmp/r.json; echo '----'; \
+         vcbench once -b qemu --kernel /rig/vmlinux --timeout 120 --image /rig/layout.tar \
+           --ready 'output:^hello from the image in /tmp$' > /tmp/config.out 2>&1; \
+           echo config=$?; echo '---- config ----'; cat /tmp/config.out; echo '----'; \
          vcbench once -b microvm --kernel /rig/vmlinux --timeout 120 --image /rig/busybox.tar \
            -- python3 > /tmp/missing.out 2>&1; echo missing=$?; \
          echo '---- missing ----'; cat /tmp/missing.out; echo '----'; \
@@ -534,6 +553,7 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
         .file(busybox_tar(), "/rig/busybox.tar")
+        .file(&archive, "/rig/layout.tar")
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
         .file("/usr/share/qemu/qboot.rom", "/usr/share/qemu/qboot.rom")
         .timeout(420)
@@ -566,6 +586,10 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     let line = &results.plan.scenarios[0].workload;
     assert_eq!(line[..2], ["exec", "--root"], "{line:?}");
 
+    assert_eq!(value(output, "config"), "0", "{output}");
+    let config = section(output, "---- config ----");
+    assert!(config.contains("outcome   ok"), "{config}");
+
     assert_eq!(value(output, "missing"), "3", "{output}");
     let missing = section(output, "---- missing ----");
     assert!(
@@ -573,8 +597,8 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
         "{missing}"
     );
 
-    // One initramfs, made once for the image, and nothing left half-written.
-    assert_eq!(value(output, "initramfs"), "1", "{output}");
+    // One initramfs per image, each made once, and nothing left half-written.
+    assert_eq!(value(output, "initramfs"), "2", "{output}");
     assert_eq!(value(output, "staged"), "0", "{output}");
 
     assert_eq!(value(output, "small"), "2", "{output}");
