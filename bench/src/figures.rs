@@ -224,7 +224,10 @@ pub fn values(scenario: Scenario, obs: &Observation) -> Vec<Value> {
 /// monitor), and its interrupts, each an injection into the guest. The device is the one
 /// whose counters the monitor reports as `<device>_notifications` and
 /// `<device>_interrupts` (`disk`, `net`); over the guest's whole life, so the disk's
-/// mount and unmount are counted too. Nothing where there are no such counters.
+/// mount and unmount are counted too. For the network device, whose side the monitor
+/// counts whole, also the host system calls it made: its `read`s and `write`s on the tap,
+/// its thread's returns from `epoll_wait`, and an eventfd `read` per notification and
+/// `write` per interrupt. Nothing where there are no such counters.
 fn per_operation(obs: &Observation, device: &str) -> Vec<Value> {
     let Some(operations) = obs
         .metrics
@@ -242,9 +245,23 @@ fn per_operation(obs: &Observation, device: &str) -> Vec<Value> {
             .find(|(n, _)| *n == name)
             .map(|&(_, count)| kib_f64(count))
     };
+    let syscalls = match device {
+        "net" => [
+            "tap_reads",
+            "tap_writes",
+            "thread_wakeups",
+            "notifications",
+            "interrupts",
+        ]
+        .into_iter()
+        .map(counter)
+        .sum::<Option<f64>>(),
+        _ => None,
+    };
     [
         (Name::DeviceExitsPerOp, counter("notifications")),
         (Name::DeviceInterruptsPerOp, counter("interrupts")),
+        (Name::DeviceSyscallsPerOp, syscalls),
     ]
     .into_iter()
     .filter_map(|(metric, count)| {
@@ -341,6 +358,21 @@ mod tests {
         );
         assert!(
             vm.contains(&("device_interrupts_per_op".to_owned(), 1.0)),
+            "{vm:?}"
+        );
+        // The device's system calls only with every one of its counts.
+        assert!(
+            !vm.iter().any(|(m, _)| m == "device_syscalls_per_op"),
+            "{vm:?}"
+        );
+        obs.counters.extend([
+            ("net_tap_reads".to_owned(), 11_024),
+            ("net_tap_writes".to_owned(), 11_024),
+            ("net_thread_wakeups".to_owned(), 11_024),
+        ]);
+        let vm = got(&obs, Scenario::Hostnet);
+        assert!(
+            vm.contains(&("device_syscalls_per_op".to_owned(), 6.0)),
             "{vm:?}"
         );
         // The file work counts the disk's.

@@ -102,7 +102,13 @@ fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
     // in each direction, over the run.
     let exits = figure("microvm", "device_exits_per_op").expect("device_exits_per_op");
     let interrupts = figure("microvm", "device_interrupts_per_op").expect("interrupts");
+    let syscalls = figure("microvm", "device_syscalls_per_op").expect("syscalls");
     assert!(exits > 0.0 && interrupts > 0.0, "{exits} {interrupts}");
+    // A notification's eventfd read and an interrupt's write are among the system calls.
+    assert!(syscalls >= exits + interrupts, "{syscalls}");
+    eprintln!(
+        "microvm per operation: {exits} exits, {interrupts} interrupts, {syscalls} system calls"
+    );
     // The guest used its own subnet's addresses only.
     for run in results["runs"].as_array().unwrap() {
         for fact in ["local_addr", "peer_addr"] {

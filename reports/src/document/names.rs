@@ -242,6 +242,8 @@ names! {
         DeviceExitsPerOp = "device_exits_per_op",
         /// A VM's device interrupts (each an injection into the guest) per operation.
         DeviceInterruptsPerOp = "device_interrupts_per_op",
+        /// The host system calls a VM's network device made per operation.
+        DeviceSyscallsPerOp = "device_syscalls_per_op",
         /// One VM exit's round trip (ns).
         ExitRoundTrip = "exit_round_trip",
         /// Resident memory of the instance's host processes (MiB).
