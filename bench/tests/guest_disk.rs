@@ -10,48 +10,29 @@
 #[path = "../../tests/rig/support.rs"]
 mod rig;
 
+mod guest;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Where QEMU looks for its `-M microvm` firmware.
-const QEMU_FIRMWARE: &str = "/usr/share/qemu/qboot.rom";
 
 /// Files the work writes, and their size: each file is bytes 0x5a ('Z').
 const FILES: usize = 20;
 const SIZE: usize = 4096;
 
-fn skip(why: &str) {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {why}"
-    );
-    eprintln!("skipped: {why}");
-}
-
 /// The kernel `vcbench kernel build` made, if it has ext4 (the fragment asks for it).
 fn guest_kernel() -> Option<PathBuf> {
-    let built = match images::kernel::latest(&images::image::cache_dir()) {
-        Ok(Some(built)) => built,
-        Ok(None) => {
-            skip("no guest kernel has been built: run `vcbench kernel build`");
-            return None;
-        }
-        Err(e) => {
-            skip(&format!("the kernel cache is unreadable: {e}"));
-            return None;
-        }
-    };
-    let config = built.vmlinux.with_file_name("config");
+    let vmlinux = guest::kernel()?;
+    let config = vmlinux.with_file_name("config");
     let text = std::fs::read_to_string(&config).unwrap_or_default();
     if !text.lines().any(|l| l == "CONFIG_EXT4_FS=y") {
-        skip(&format!(
+        guest::skip(&format!(
             "the guest kernel {} has no ext4 ({}): run `vcbench kernel build`",
-            built.vmlinux.display(),
+            vmlinux.display(),
             config.display()
         ));
         return None;
     }
-    Some(built.vmlinux)
+    Some(vmlinux)
 }
 
 fn host_tool(name: &str) -> Option<PathBuf> {
@@ -60,29 +41,9 @@ fn host_tool(name: &str) -> Option<PathBuf> {
         .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file());
     if found.is_none() {
-        skip(&format!("no {name} (apt-get install e2fsprogs)"));
+        guest::skip(&format!("no {name} (apt-get install e2fsprogs)"));
     }
     found
-}
-
-/// The text between `marker` and the next `----` line.
-fn section<'a>(output: &'a str, marker: &str) -> &'a str {
-    let start = output
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker} in the rig's output:\n{output}"))
-        + marker.len();
-    let rest = &output[start..];
-    &rest[..rest.find("\n----").unwrap_or(rest.len())]
-}
-
-/// `name=value` printed by the rig's command.
-fn value(output: &str, name: &str) -> String {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in the rig's output:\n{output}"))
-        .trim()
-        .to_owned()
 }
 
 #[test]
@@ -150,7 +111,7 @@ fn a_linux_guests_fsynced_writes_reach_the_host_image_through_virtio_blk() {
         .file(&mkfs, "/usr/sbin/mkfs.ext4")
         .file(&fsck, "/rig/e2fsck")
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
-        .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
+        .file(guest::QEMU_FIRMWARE, guest::QEMU_FIRMWARE)
         .timeout(420)
         .retry_on_timeout()
         .run(&[
@@ -162,8 +123,8 @@ fn a_linux_guests_fsynced_writes_reach_the_host_image_through_virtio_blk() {
     assert_eq!(outcome.status, 0, "the rig failed:\n{output}");
 
     // The monitor with the disk, its filter on: the guest powered off after its records.
-    assert_eq!(value(output, "vmm"), "0", "{output}");
-    let vmm_out = section(output, "---- vmm ----");
+    assert_eq!(guest::value(output, "vmm"), "0", "{output}");
+    let vmm_out = guest::section(output, "---- vmm ----");
     assert!(
         vmm_out.contains("files_per_s"),
         "the work's result on the console:\n{vmm_out}"
@@ -175,24 +136,24 @@ fn a_linux_guests_fsynced_writes_reach_the_host_image_through_virtio_blk() {
     // The files went through the guest's page cache, its fsync, virtio-blk and the
     // monitor's writes into the image: their bytes are in the host file (the scratch
     // directory is removed at the end, but ext4 leaves freed blocks as they were).
-    let z: usize = value(output, "zbytes").parse().unwrap();
+    let z: usize = guest::value(output, "zbytes").parse().unwrap();
     assert!(
         z >= FILES * SIZE,
         "{z} bytes of the files' data in the image"
     );
     // Unmounted by init before the power-off: a clean file system for the host.
-    assert_eq!(value(output, "fsck"), "0", "e2fsck -fn:\n{output}");
+    assert_eq!(guest::value(output, "fsck"), "0", "e2fsck -fn:\n{output}");
 
     // The backend's own image: made in the temporary directory, formatted, removed.
-    assert_eq!(value(output, "once"), "0", "{output}");
-    let once = section(output, "---- once ----");
+    assert_eq!(guest::value(output, "once"), "0", "{output}");
+    let once = guest::section(output, "---- once ----");
     assert!(once.contains("files_per_s"), "{once}");
     // QEMU with the same kind of image, as -device virtio-blk-device.
-    assert_eq!(value(output, "qemu"), "0", "{output}");
-    let qemu = section(output, "---- qemu ----");
+    assert_eq!(guest::value(output, "qemu"), "0", "{output}");
+    let qemu = guest::section(output, "---- qemu ----");
     assert!(qemu.contains("files_per_s"), "{qemu}");
     assert_eq!(
-        value(output, "leftovers"),
+        guest::value(output, "leftovers"),
         "0",
         "the disk images were removed"
     );

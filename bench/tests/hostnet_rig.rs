@@ -11,51 +11,18 @@
 #[path = "../../tests/rig/support.rs"]
 mod rig;
 
+mod guest;
+
 use std::net::SocketAddrV4;
-use std::path::PathBuf;
 
 use serde_json::Value;
-
-/// The kernel `vcbench kernel build` made, or why there is none.
-fn guest_kernel() -> Option<PathBuf> {
-    match images::kernel::latest(&images::image::cache_dir()) {
-        Ok(Some(built)) => Some(built.vmlinux),
-        other => {
-            let why = match other {
-                Err(e) => format!("the kernel cache is unreadable: {e}"),
-                _ => "no guest kernel has been built: run `vcbench kernel build`".to_owned(),
-            };
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but {why}"
-            );
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
-}
-
-/// Where QEMU looks for its `-M microvm` firmware, next to its binary's install prefix.
-const QEMU_FIRMWARE: &str = "/usr/share/qemu/qboot.rom";
-
-/// The text between `marker` and the next `----` line.
-fn section<'a>(output: &'a str, marker: &str) -> &'a str {
-    output
-        .split_once(marker)
-        .unwrap_or_else(|| panic!("no {marker} in the output:\n{output}"))
-        .1
-        .split("----")
-        .next()
-        .unwrap_or_default()
-        .trim()
-}
 
 #[test]
 fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
@@ -63,7 +30,7 @@ fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
-        .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
+        .file(guest::QEMU_FIRMWARE, guest::QEMU_FIRMWARE)
         .timeout(1200)
         .retry_on_timeout()
         .run(&[
@@ -78,7 +45,7 @@ fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
              ls /sys/class/net | diff /tmp/before - && echo 'links unchanged'; echo '----'; \
              exit $s",
         ]);
-    let results: Value = serde_json::from_str(section(&outcome.output, "---- results ----"))
+    let results: Value = serde_json::from_str(guest::section(&outcome.output, "---- results ----"))
         .unwrap_or_else(|e| panic!("bad results JSON: {e}\n{}", outcome.output));
     assert_eq!(outcome.status, 0, "{:#}", results["failures"]);
     let figure = |backend: &str, metric: &str| {
@@ -122,7 +89,7 @@ fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
     }
     // Nothing left: no namespace held, the rig's own links as they were.
     assert_eq!(
-        section(&outcome.output, "---- left ----"),
+        guest::section(&outcome.output, "---- left ----").trim(),
         "links unchanged"
     );
 }

@@ -10,28 +10,10 @@
 #[path = "../../tests/rig/support.rs"]
 mod rig;
 
-use std::path::PathBuf;
+mod guest;
+
 
 use serde_json::Value;
-
-/// The kernel `vcbench kernel build` made, or why there is none.
-fn guest_kernel() -> Option<PathBuf> {
-    match images::kernel::latest(&images::image::cache_dir()) {
-        Ok(Some(built)) => Some(built.vmlinux),
-        other => {
-            let why = match other {
-                Err(e) => format!("the kernel cache is unreadable: {e}"),
-                _ => "no guest kernel has been built: run `vcbench kernel build`".to_owned(),
-            };
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but {why}"
-            );
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
-}
 
 /// The phases of a Linux guest's run, in the order they must happen.
 const PHASES: [&str; 11] = [
@@ -94,7 +76,7 @@ fn the_project_kernel_boots_the_workload_as_init_and_the_backend_reports_its_rec
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     let outcome = rig::Rig::default()
@@ -168,15 +150,12 @@ fn the_project_kernel_boots_the_workload_as_init_and_the_backend_reports_its_rec
     }
 }
 
-/// Where QEMU looks for its `-M microvm` firmware, next to its binary's install prefix.
-const QEMU_FIRMWARE: &str = "/usr/share/qemu/qboot.rom";
-
 #[test]
 fn qemu_boots_the_same_kernel_and_image_and_reports_the_same_records() {
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
@@ -184,7 +163,7 @@ fn qemu_boots_the_same_kernel_and_image_and_reports_the_same_records() {
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
-        .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
+        .file(guest::QEMU_FIRMWARE, guest::QEMU_FIRMWARE)
         .timeout(420)
         .retry_on_timeout()
         .run(&[
@@ -254,7 +233,7 @@ fn a_kernel_panic_ends_the_run_at_once_with_its_line() {
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     let vmm = images::image::install_vmm(&images::image::cache_dir()).unwrap();
@@ -312,7 +291,7 @@ fn workload_faults_inside_a_linux_guest_are_failures_with_reasons() {
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     // Four guests, one rig: a crash, a flood, a workload that never starts (stopped at the

@@ -13,48 +13,10 @@
 #[path = "../../tests/rig/support.rs"]
 mod rig;
 
-use std::path::PathBuf;
+mod guest;
+
 
 use microvm::protocol::{End, Line};
-
-/// The kernel `vcbench kernel build` made, or why there is none.
-fn guest_kernel() -> Option<PathBuf> {
-    match images::kernel::latest(&images::image::cache_dir()) {
-        Ok(Some(built)) => Some(built.vmlinux),
-        other => {
-            let why = match other {
-                Err(e) => format!("the kernel cache is unreadable: {e}"),
-                _ => "no guest kernel has been built: run `vcbench kernel build`".to_owned(),
-            };
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but {why}"
-            );
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
-}
-
-/// The text between `marker` and the next `----` line.
-fn section<'a>(output: &'a str, marker: &str) -> &'a str {
-    let start = output
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker} in the rig's output:\n{output}"))
-        + marker.len();
-    let rest = &output[start..];
-    &rest[..rest.find("\n----").unwrap_or(rest.len())]
-}
-
-/// `name=value` printed by the rig's command.
-fn value(output: &str, name: &str) -> String {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in the rig's output:\n{output}"))
-        .trim()
-        .to_owned()
-}
 
 /// The monitor's report in its output.
 fn report(output: &str) -> microvm::protocol::WireReport {
@@ -92,7 +54,7 @@ fn a_linux_guest_snapshotted_after_init_goes_on_in_a_new_monitor_and_a_damaged_o
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     let cache = images::image::cache_dir();
@@ -130,8 +92,8 @@ fn a_linux_guest_snapshotted_after_init_goes_on_in_a_new_monitor_and_a_damaged_o
     assert_eq!(outcome.status, 0, "the rig failed:\n{output}");
 
     // Snapshotted at init's first marker, then run on to its end.
-    assert_eq!(value(output, "snap"), "0", "{output}");
-    let snap = section(output, "---- snap ----");
+    assert_eq!(guest::value(output, "snap"), "0", "{output}");
+    let snap = guest::section(output, "---- snap ----");
     let saved = report(snap);
     assert_eq!(saved.end, End::PoweredOff, "{snap}");
     assert!(phase(&saved, "first_marker") <= phase(&saved, "snapshot_saved"));
@@ -141,8 +103,8 @@ fn a_linux_guest_snapshotted_after_init_goes_on_in_a_new_monitor_and_a_damaged_o
     assert_eq!(records(snap).len(), 2, "started and result: {snap}");
 
     // Restored in a new monitor: the workload's records, then a clean power-off.
-    assert_eq!(value(output, "restore"), "0", "{output}");
-    let restore = section(output, "---- restore ----");
+    assert_eq!(guest::value(output, "restore"), "0", "{output}");
+    let restore = guest::section(output, "---- restore ----");
     let restored = report(restore);
     assert_eq!(restored.end, End::PoweredOff, "{restore}");
     let recs = records(restore);
@@ -179,10 +141,10 @@ fn a_linux_guest_snapshotted_after_init_goes_on_in_a_new_monitor_and_a_damaged_o
 
     // The warm scenario on a Linux guest: restored from its snapshot, launch to the first
     // record; its snapshot directory removed afterwards.
-    assert_eq!(value(output, "warm"), "0", "{output}");
-    let warm = section(output, "---- warm ----");
+    assert_eq!(guest::value(output, "warm"), "0", "{output}");
+    let warm = guest::section(output, "---- warm ----");
     let results: serde_json::Value = serde_json::from_str(warm.trim()).unwrap_or_else(|e| {
-        let stderr = section(output, "---- warm stderr ----");
+        let stderr = guest::section(output, "---- warm stderr ----");
         panic!("bad results JSON: {e}\n{warm}\n{stderr}")
     });
     let median = |scenario: &str, metric: &str| {
@@ -207,15 +169,15 @@ fn a_linux_guest_snapshotted_after_init_goes_on_in_a_new_monitor_and_a_damaged_o
         text.contains("restored from its snapshot after init"),
         "{warm}"
     );
-    assert_eq!(value(output, "leftovers"), "0");
+    assert_eq!(guest::value(output, "leftovers"), "0");
 
     // Cut short (its memory), then altered (its header): refused with the reason, nothing
     // run.
-    assert_ne!(value(output, "cut"), "0");
-    let cut = section(output, "---- cut ----");
+    assert_ne!(guest::value(output, "cut"), "0");
+    let cut = guest::section(output, "---- cut ----");
     assert!(cut.contains("is cut short"), "{cut}");
-    assert_ne!(value(output, "tampered"), "0");
-    let tampered = section(output, "---- tampered ----");
+    assert_ne!(guest::value(output, "tampered"), "0");
+    let tampered = guest::section(output, "---- tampered ----");
     assert!(tampered.contains("altered or damaged"), "{tampered}");
     assert!(!tampered.contains("@vcbench"), "{tampered}");
 }

@@ -15,6 +15,8 @@
 #[path = "../../tests/rig/support.rs"]
 mod rig;
 
+mod guest;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -465,31 +467,6 @@ fn python_from_a_debian_image_and_an_http_server_s_readiness() {
     }
 }
 
-/// The kernel `vcbench kernel build` made, or why there is none (skipped).
-fn guest_kernel() -> Option<PathBuf> {
-    match images::kernel::latest(&images::image::cache_dir()) {
-        Ok(Some(built)) => Some(built.vmlinux),
-        Ok(None) => {
-            skip("no guest kernel has been built: run `vcbench kernel build`");
-            None
-        }
-        Err(e) => {
-            skip(&format!("the kernel cache is unreadable: {e}"));
-            None
-        }
-    }
-}
-
-/// The text between `marker` and the next `----` line of the rig's output.
-fn section<'a>(output: &'a str, marker: &str) -> &'a str {
-    let start = output
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker} in the rig's output:\n{output}"))
-        + marker.len();
-    let rest = &output[start..];
-    &rest[..rest.find("\n----").unwrap_or(rest.len())]
-}
-
 /// `name=value` printed by the rig's command.
 fn value(output: &str, name: &str) -> String {
     output
@@ -505,7 +482,7 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     if !Path::new("/bin/busybox").is_file() {
@@ -566,7 +543,7 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
 
     assert_eq!(value(output, "run"), "0", "{output}");
     let results = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(results.path(), section(output, "---- results ----")).unwrap();
+    std::fs::write(results.path(), guest::section(output, "---- results ----")).unwrap();
     let results = Results::read(results.path()).unwrap();
     for backend in ["microvm", "qemu"] {
         let figure = |metric: &str| {
@@ -589,7 +566,7 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     assert_eq!(line[..2], ["exec", "--root"], "{line:?}");
 
     assert_eq!(value(output, "config"), "0", "{output}");
-    let config = section(output, "---- config ----");
+    let config = guest::section(output, "---- config ----");
     assert!(config.contains("outcome   ok"), "{config}");
 
     // The guest of the least memory the refusal names unpacks the image and reaches
@@ -600,7 +577,7 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
         "{least} MiB for the busybox image"
     );
     assert_eq!(value(output, "missing"), "3", "{output}");
-    let missing = section(output, "---- missing ----");
+    let missing = guest::section(output, "---- missing ----");
     assert!(
         missing.contains("cannot run \"python3\" in the image"),
         "{missing}"
@@ -611,7 +588,7 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     assert_eq!(value(output, "staged"), "0", "{output}");
 
     assert_eq!(value(output, "small"), "2", "{output}");
-    let small = section(output, "---- small ----");
+    let small = guest::section(output, "---- small ----");
     assert!(
         small.contains("--vm-memory-mib 40 is too little; give --vm-memory-mib"),
         "{small}"

@@ -12,38 +12,17 @@
 #[path = "../../tests/rig/support.rs"]
 mod rig;
 
-use std::path::PathBuf;
+mod guest;
+
 
 use serde_json::Value;
-
-/// The kernel `vcbench kernel build` made, or why there is none.
-fn guest_kernel() -> Option<PathBuf> {
-    match images::kernel::latest(&images::image::cache_dir()) {
-        Ok(Some(built)) => Some(built.vmlinux),
-        other => {
-            let why = match other {
-                Err(e) => format!("the kernel cache is unreadable: {e}"),
-                _ => "no guest kernel has been built: run `vcbench kernel build`".to_owned(),
-            };
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but {why}"
-            );
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
-}
-
-/// Where QEMU looks for its `-M microvm` firmware, next to its binary's install prefix.
-const QEMU_FIRMWARE: &str = "/usr/share/qemu/qboot.rom";
 
 #[test]
 fn the_vm_backends_reach_the_host_over_vsock() {
     if !rig::available() {
         return;
     }
-    let Some(kernel) = guest_kernel() else {
+    let Some(kernel) = guest::kernel() else {
         return;
     };
     let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
@@ -51,7 +30,7 @@ fn the_vm_backends_reach_the_host_over_vsock() {
         .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
         .file(&kernel, "/rig/vmlinux")
         .file(&qemu, "/usr/bin/qemu-system-x86_64")
-        .file(QEMU_FIRMWARE, QEMU_FIRMWARE)
+        .file(guest::QEMU_FIRMWARE, guest::QEMU_FIRMWARE)
         .timeout(900)
         .retry_on_timeout()
         .run(&[
