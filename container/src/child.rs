@@ -254,7 +254,7 @@ fn errno() -> i32 {
 /// Must be called only in a child freshly created by clone(2) without `CLONE_VM`, before
 /// any other code runs in it, with `plan` fully prepared by the parent and its pointer
 /// arrays pointing into its own `strings`.
-pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
+pub unsafe fn run(plan: &Plan, go: RawFd, go_write: RawFd, status: RawFd) -> ! {
     let fail = |step: Step, op: u32| -> ! {
         send(status, step, errno(), op);
         // SAFETY: ends the child at once without running the parent's exit handlers.
@@ -266,6 +266,11 @@ pub unsafe fn run(plan: &Plan, go: RawFd, status: RawFd) -> ! {
         }
     };
 
+    // The child's copy of the go pipe's write end: closed, so that the parent dropping
+    // its own unsaid (a failed admission) ends this child's wait instead of leaving it
+    // waiting on itself, and the parent's clone with it.
+    // SAFETY: closes a descriptor of this child's own table, which nothing here uses.
+    unsafe { libc::close(go_write) };
     // If the parent dies (even by SIGKILL) the container dies with it.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };

@@ -237,9 +237,10 @@ impl Container {
         let pid_slot = AtomicI32::new(0);
         let cloned_into = AtomicBool::new(false);
         let (go_fd, status_fd) = (go_read.as_raw_fd(), status_write.as_raw_fd());
+        let go_write_fd = go_write.as_raw_fd();
         let mut run_child = || -> libc::c_int {
             // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
-            unsafe { child::run(&plan, go_fd, status_fd) }
+            unsafe { child::run(&plan, go_fd, go_write_fd, status_fd) }
         };
         // While the cloning thread waits for the child's exec, a helper thread admits it:
         // cgroup (v1), device list, ID maps, attach, go.
@@ -483,7 +484,14 @@ impl Idle {
         })?;
         if pid == 0 {
             // SAFETY: this is the freshly cloned child and `plan` was fully prepared.
-            unsafe { child::run(&plan, go_read.as_raw_fd(), status_write.as_raw_fd()) }
+            unsafe {
+                child::run(
+                    &plan,
+                    go_read.as_raw_fd(),
+                    go_write.as_raw_fd(),
+                    status_write.as_raw_fd(),
+                )
+            }
         }
         let child = Child::new(pid);
         drop((go_read, status_write, request_child, null));
