@@ -1,8 +1,8 @@
 //! The layout's rules, checked on the sources: in every crate of the workspace no two
 //! files import each other; in `vcbench`, the backends never reach into the harness and
-//! the leaf modules (floor among them) import no other module; and the sandboxes' crates (`container`,
-//! `microvm`), the workload and the user's images (`userimage`) know nothing of benchmarks,
-//! images or reports.
+//! the leaf modules (floor among them) import no other module; and the sandboxes' crates
+//! (`container`, `microvm`), the workload and the user's images (`userimage`) know nothing
+//! of benchmarks, images or reports.
 //!
 //! A file "imports" a module when its code (not its comments, not its unit tests) names
 //! it through `crate::` or `super::`.
@@ -153,7 +153,9 @@ fn backends_never_import_the_harness_and_leaves_import_nothing() {
     let graph = imports(&workspace().join("bench"));
     // What a backend may use besides other backend modules.
     let below_backends = ["clock", "procfs", "scenario", "host", "registry"];
-    let leaves = ["clock", "procfs", "scenario", "host", "registry", "order", "floor"];
+    let leaves = [
+        "clock", "procfs", "scenario", "host", "registry", "order", "floor",
+    ];
     let mut wrong = Vec::new();
     for (module, deps) in &graph {
         for dep in deps {
