@@ -89,7 +89,14 @@ pub fn goals(figures: &[Figure], seed: u64) -> Vec<Figure> {
         samples(figures, "native", start),
         samples(figures, "container", start),
     ) {
-        if let Some(estimate) = difference_of_medians(native, container, seed) {
+        let difference = stats::difference_of_medians(
+            native,
+            container,
+            stats::LEVEL,
+            stats::DEFAULT_RESAMPLES,
+            seed,
+        );
+        if let Some(estimate) = difference {
             goals.extend(derived(
                 "container",
                 "over_native",
@@ -143,58 +150,12 @@ fn derived(
     Some(figure)
 }
 
-/// `median(other) - median(base)` with a percentile bootstrap interval at
-/// [`stats::LEVEL`], from [`stats::DEFAULT_RESAMPLES`] rounds drawn with `seed`; `None`
-/// when either set is empty or a value is not finite.
-pub fn difference_of_medians(base: &[f64], other: &[f64], seed: u64) -> Option<stats::Estimate> {
-    let median = |v: &[f64]| stats::median(v);
-    let value = median(other)? - median(base)?;
-    let mut rng = stats::Rng::new(seed);
-    let mut draw = |data: &[f64]| -> Option<f64> {
-        let drawn: Vec<f64> = (0..data.len())
-            .map(|_| data[rng.below(data.len())])
-            .collect();
-        median(&drawn)
-    };
-    let mut differences = (0..stats::DEFAULT_RESAMPLES)
-        .map(|_| Some(draw(other)? - draw(base)?))
-        .collect::<Option<Vec<f64>>>()?;
-    differences.sort_by(f64::total_cmp);
-    let level = stats::LEVEL;
-    let estimate = stats::Estimate {
-        value,
-        ci: stats::Interval {
-            low: stats::percentile(&differences, (1.0 - level) / 2.0 * 100.0),
-            high: stats::percentile(&differences, (1.0 + level) / 2.0 * 100.0),
-            level,
-            coverage: level,
-        },
-    };
-    [estimate.value, estimate.ci.low, estimate.ci.high]
-        .iter()
-        .all(|x| x.is_finite())
-        .then_some(estimate)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn figure(backend: &str, metric: &str, samples: Vec<f64>) -> Figure {
         Figure::distribution(backend, "startup", metric, "ms", Better::Lower, samples).unwrap()
-    }
-
-    #[test]
-    fn a_difference_of_medians_has_an_interval_around_it() {
-        let base: Vec<f64> = (0..30).map(|i| 1.0 + 0.01 * f64::from(i)).collect();
-        let other: Vec<f64> = base.iter().map(|x| x + 2.0).collect();
-        let e = difference_of_medians(&base, &other, 7).unwrap();
-        assert!((e.value - 2.0).abs() < 1e-9, "{e:?}");
-        assert!(
-            e.ci.low <= 2.0 && e.ci.high >= 2.0 && e.ci.high - e.ci.low < 0.5,
-            "{e:?}"
-        );
-        assert_eq!(difference_of_medians(&[], &other, 7), None);
     }
 
     #[test]

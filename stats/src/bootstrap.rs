@@ -1,4 +1,4 @@
-//! A bootstrap confidence interval for the ratio of two medians.
+//! Bootstrap confidence intervals for the ratio of two medians, and for their difference.
 //!
 //! The bootstrap treats each set of samples as a stand-in for everything the measurement
 //! could have produced. It draws a new set of the same size from each, with replacement
@@ -7,7 +7,9 @@
 //! middle `level` of those ratios (the percentile bootstrap): for 95%, from the 2.5th to
 //! the 97.5th percentile. Draws come from [`Rng`] seeded by the caller, so the interval
 //! is reproducible from the seed; each round resamples the baseline, then the other set.
-//! A round whose baseline median is 0 has no ratio and is skipped.
+//! A round whose baseline median is 0 has no ratio and is skipped. The difference of the
+//! medians (`median(other) - median(baseline)`, in the samples' unit) is bootstrapped the
+//! same way.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,10 +21,12 @@ use crate::summary::{median, percentile};
 /// How many resampling rounds to use unless there is a reason to choose otherwise.
 pub const DEFAULT_RESAMPLES: usize = 2000;
 
-/// A ratio estimated from the data, with its bootstrap confidence interval.
+/// A ratio (or a difference) estimated from the data, with its bootstrap confidence
+/// interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Estimate {
-    /// `median(other) / median(baseline)` of the data as measured.
+    /// `median(other) / median(baseline)` (or `median(other) - median(baseline)`) of the
+    /// data as measured.
     pub value: f64,
     /// The percentile bootstrap interval of that ratio (its coverage is its level).
     pub ci: Interval,
@@ -64,18 +68,52 @@ pub fn ratio_of_medians(
     if ratios.len() * 2 < resamples {
         return None;
     }
-    ratios.sort_by(f64::total_cmp);
+    // Medians far apart in magnitude overflow the ratio: no estimate rather than an
+    // infinity.
+    percentile_estimate(other_median / base_median, ratios, level)
+}
+
+/// The difference `median(other) - median(baseline)` with a percentile bootstrap interval
+/// at confidence `level` from `resamples` rounds drawn with `seed`.
+///
+/// `None` when either set is empty, a value is not finite, the difference or its interval
+/// overflows, `level` is not strictly between 0 and 1, or `resamples` is 0.
+pub fn difference_of_medians(
+    baseline: &[f64],
+    other: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<Estimate> {
+    if !(level > 0.0 && level < 1.0) || resamples == 0 {
+        return None;
+    }
+    let value = median(other)? - median(baseline)?;
+    let mut rng = Rng::new(seed);
+    let mut base_draw = vec![0.0; baseline.len()];
+    let mut other_draw = vec![0.0; other.len()];
+    let differences = (0..resamples)
+        .map(|_| {
+            let b = resampled_median(baseline, &mut base_draw, &mut rng);
+            resampled_median(other, &mut other_draw, &mut rng) - b
+        })
+        .collect();
+    percentile_estimate(value, differences, level)
+}
+
+/// `value` with the middle `level` of the resampled `draws` as its interval; `None` when
+/// any of the three is not finite.
+fn percentile_estimate(value: f64, mut draws: Vec<f64>, level: f64) -> Option<Estimate> {
+    draws.sort_by(f64::total_cmp);
     let estimate = Estimate {
-        value: other_median / base_median,
+        value,
         ci: Interval {
-            low: percentile(&ratios, (1.0 - level) / 2.0 * 100.0),
-            high: percentile(&ratios, (1.0 + level) / 2.0 * 100.0),
+            low: percentile(&draws, (1.0 - level) / 2.0 * 100.0),
+            high: percentile(&draws, (1.0 + level) / 2.0 * 100.0),
             level,
             coverage: level,
         },
     };
-    // Medians far apart in magnitude overflow the ratio: no estimate rather than an
-    // infinity.
     [estimate.value, estimate.ci.low, estimate.ci.high]
         .iter()
         .all(|x| x.is_finite())
@@ -99,6 +137,20 @@ mod tests {
     /// 100, 103, ..., 157: a spread of about 15% around the median.
     fn baseline() -> Vec<f64> {
         (0..20).map(|i| 100.0 + 3.0 * f64::from(i)).collect()
+    }
+
+    #[test]
+    fn a_difference_of_medians_has_an_interval_around_it() {
+        let a = baseline();
+        let b: Vec<f64> = a.iter().map(|x| x + 20.0).collect();
+        let e = difference_of_medians(&a, &b, 0.95, DEFAULT_RESAMPLES, 7).unwrap();
+        assert!((e.value - 20.0).abs() < 1e-9, "{e:?}");
+        assert!(e.ci.contains(20.0) && !e.ci.contains(0.0), "{e:?}");
+        let same = difference_of_medians(&a, &a, 0.95, DEFAULT_RESAMPLES, 7).unwrap();
+        assert!(same.ci.contains(0.0), "{same:?}");
+        assert_eq!(difference_of_medians(&[], &b, 0.95, 100, 1), None);
+        assert_eq!(difference_of_medians(&a, &[f64::NAN], 0.95, 100, 1), None);
+        assert_eq!(difference_of_medians(&a, &b, 1.0, 100, 1), None);
     }
 
     #[test]

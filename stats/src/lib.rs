@@ -15,7 +15,7 @@ pub mod rank_test;
 pub mod rng;
 pub mod summary;
 
-pub use bootstrap::{ratio_of_medians, Estimate, DEFAULT_RESAMPLES};
+pub use bootstrap::{difference_of_medians, ratio_of_medians, Estimate, DEFAULT_RESAMPLES};
 pub use compare::{compare, Comparison, ALPHA, LEVEL, MIN_EFFECT};
 pub use interval::{median_ci, Interval};
 pub use rank_test::{mann_whitney, RankTest};
