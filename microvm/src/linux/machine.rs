@@ -437,14 +437,7 @@ fn run_saving(
 
     // 6. Devices. A kernel panic on the console wakes the supervisor at once.
     let notes = mpsc::channel::<Note>();
-    let panics = notes.0.clone();
-    let mut on_line = on_line;
-    let on_line: LineHandler = Box::new(move |line: &str, at: u64| {
-        if line.contains(KERNEL_PANIC) {
-            let _ = panics.send(Note::Panicked(line.to_owned()));
-        }
-        on_line(line, at);
-    });
+    let on_line = watching_panics(on_line, notes.0.clone());
     let irq = machine.irq_line(layout::SERIAL_IRQ)?;
     let (console, serial) = Console::with_interrupt(irq, on_line);
     // Shared with the bus, so a snapshot can read its registers.
@@ -509,12 +502,7 @@ fn run_saving(
     if let Some(at) = entry.lock().ok().and_then(|e| *e) {
         phases.push(("kernel_entry", at));
     }
-    let (end, ended_at) = shared
-        .end
-        .lock()
-        .ok()
-        .and_then(|e| e.clone())
-        .unwrap_or((End::TimedOut, crate::monotonic_ns()));
+    let (end, ended_at, diagnosis) = shared.ending();
     let markers = markers.lock().map(|m| m.clone()).unwrap_or_default();
     if let Some(&(_, first)) = markers.stamps.first() {
         phases.push(("first_marker", first));
@@ -536,10 +524,6 @@ fn run_saving(
     let clean = matches!(end, End::PoweredOff | End::Reset | End::Halted);
     phases.push((if clean { "powered_off" } else { "stopped" }, ended_at));
     let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
-    let diagnosis = match end {
-        End::TimedOut => shared.stuck.lock().ok().map(|s| s.join("\n")),
-        _ => None,
-    };
     let mut cpu = vec![(
         "guest_tsc_deadline_offered".to_owned(),
         u64::from(host.tsc_deadline),
@@ -795,6 +779,18 @@ fn attach_net(
     })
 }
 
+/// `on_line`, with a kernel panic's line also sent to the supervisor, which it wakes at
+/// once.
+pub(super) fn watching_panics(on_line: LineHandler, notes: mpsc::Sender<Note>) -> LineHandler {
+    let mut on_line = on_line;
+    Box::new(move |line: &str, at: u64| {
+        if line.contains(KERNEL_PANIC) {
+            let _ = notes.send(Note::Panicked(line.to_owned()));
+        }
+        on_line(line, at);
+    })
+}
+
 /// What the vCPU threads and the supervisor share.
 pub(super) struct Shared {
     buses: Mutex<Buses>,
@@ -821,6 +817,24 @@ pub(super) struct Shared {
     pause: Option<Pause<Result<VcpuState, String>>>,
     /// The MSRs a snapshot saves ([`state::msr_indices`]).
     msr_indices: Vec<u32>,
+}
+
+impl Shared {
+    /// How the guest ended and when (its timeout, when nothing ended it sooner), and at a
+    /// timeout where each vCPU was.
+    pub(super) fn ending(&self) -> (End, u64, Option<String>) {
+        let (end, at) = self
+            .end
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or((End::TimedOut, crate::monotonic_ns()));
+        let diagnosis = match end {
+            End::TimedOut => self.stuck.lock().ok().map(|s| s.join("\n")),
+            _ => None,
+        };
+        (end, at, diagnosis)
+    }
 }
 
 impl Shared {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use kvm_ioctls::Cap;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
-use super::machine::{run_vcpus, Error, Note, Shared, SharedConsole, KERNEL_PANIC};
+use super::machine::{run_vcpus, watching_panics, Error, Note, Shared, SharedConsole};
 use super::symbols;
 use crate::bus::MmioPolicy;
 use crate::devices::serial::{Console, LineHandler};
@@ -87,14 +87,7 @@ pub fn restore(
 
     // 4. Devices. A kernel panic on the console wakes the supervisor at once.
     let notes = mpsc::channel::<Note>();
-    let panics = notes.0.clone();
-    let mut on_line = on_line;
-    let on_line: LineHandler = Box::new(move |line: &str, at: u64| {
-        if line.contains(KERNEL_PANIC) {
-            let _ = panics.send(Note::Panicked(line.to_owned()));
-        }
-        on_line(line, at);
-    });
+    let on_line = watching_panics(on_line, notes.0.clone());
     let irq = machine.irq_line(layout::SERIAL_IRQ)?;
     let serial_state = vm_superio::serial::SerialState::from(&linux.serial);
     let (console, serial) =
@@ -143,12 +136,7 @@ pub fn restore(
     if let Some(at) = entry.lock().ok().and_then(|e| *e) {
         phases.push(("resumed", at));
     }
-    let (end, ended_at) = shared
-        .end
-        .lock()
-        .ok()
-        .and_then(|e| e.clone())
-        .unwrap_or((End::TimedOut, crate::monotonic_ns()));
+    let (end, ended_at, diagnosis) = shared.ending();
     let markers = markers.lock().map(|m| m.clone()).unwrap_or_default();
     if let Some(&(_, first)) = markers.stamps.first() {
         phases.push(("first_marker", first));
@@ -156,10 +144,6 @@ pub fn restore(
     let clean = matches!(end, End::PoweredOff | End::Reset | End::Halted);
     phases.push((if clean { "powered_off" } else { "stopped" }, ended_at));
     let serial = serial.lock().map(|c| c.clone()).unwrap_or_default();
-    let diagnosis = match end {
-        End::TimedOut => shared.stuck.lock().ok().map(|s| s.join("\n")),
-        _ => None,
-    };
     let mut cpu = vec![
         ("snapshot_msrs_skipped".to_owned(), msrs_skipped),
         ("restore_mapping_rss_kib".to_owned(), rss_kib),
