@@ -12,6 +12,8 @@
 
 #![no_main]
 
+mod driver;
+
 use libfuzzer_sys::fuzz_target;
 use microvm::virtio::block::{Block, Disk};
 use microvm::virtio::mmio::Transport;
@@ -52,24 +54,6 @@ impl Disk for MemoryDisk {
     }
 }
 
-// virtio-mmio register offsets and status bits (virtio 1.2, 4.2.2 and 2.1).
-const DRIVER_FEATURES: u64 = 0x20;
-const DRIVER_FEATURES_SEL: u64 = 0x24;
-const QUEUE_SEL: u64 = 0x30;
-const QUEUE_NUM: u64 = 0x38;
-const QUEUE_READY: u64 = 0x44;
-const QUEUE_NOTIFY: u64 = 0x50;
-const STATUS: u64 = 0x70;
-const QUEUE_DESC_LOW: u64 = 0x80;
-const QUEUE_AVAIL_LOW: u64 = 0x90;
-const QUEUE_USED_LOW: u64 = 0xa0;
-const ACKNOWLEDGE: u32 = 1;
-const DRIVER: u32 = 2;
-const DRIVER_OK: u32 = 4;
-const FEATURES_OK: u32 = 8;
-const VERSION_1: u64 = 1 << 32;
-const EVENT_IDX: u64 = 1 << 29;
-
 fuzz_target!(|data: &[u8]| {
     let [options, size, rest @ ..] = data else {
         return;
@@ -84,28 +68,19 @@ fuzz_target!(|data: &[u8]| {
     let device = Block::new(MemoryDisk(disk.clone()), DISK as u64, read_only, "fuzz");
     let interrupt = EventFd::new(EFD_NONBLOCK).expect("eventfd");
     let mut transport = Transport::new(device, memory, interrupt);
-    let mut set = |offset: u64, value: u32| transport.write(offset, &value.to_le_bytes());
-
-    let mut features = VERSION_1;
+    let mut features = driver::VERSION_1;
     if options & 1 != 0 {
-        features |= EVENT_IDX;
+        features |= driver::EVENT_IDX;
     }
-    set(STATUS, 0);
-    set(STATUS, ACKNOWLEDGE | DRIVER);
-    set(DRIVER_FEATURES_SEL, 0);
-    set(DRIVER_FEATURES, features as u32);
-    set(DRIVER_FEATURES_SEL, 1);
-    set(DRIVER_FEATURES, (features >> 32) as u32);
-    set(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
-    set(QUEUE_SEL, 0);
-    set(QUEUE_NUM, 1 << (size % 9));
-    set(QUEUE_DESC_LOW, 0);
-    set(QUEUE_AVAIL_LOW, 0x1000);
-    set(QUEUE_USED_LOW, 0x2000);
-    set(QUEUE_READY, 1);
-    set(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-    set(QUEUE_NOTIFY, 0);
-    set(QUEUE_NOTIFY, 0);
+    let queue = driver::Queue {
+        size: 1 << (size % 9),
+        desc: 0,
+        avail: 0x1000,
+        used: 0x2000,
+    };
+    driver::bring_up(&mut transport, features, &[queue]);
+    driver::set(&mut transport, driver::QUEUE_NOTIFY, 0);
+    driver::set(&mut transport, driver::QUEUE_NOTIFY, 0);
 
     let counters = transport.device().counters();
     assert!(counters.bytes_read <= 2 * 256 * DISK as u64);

@@ -15,6 +15,8 @@
 
 #![no_main]
 
+mod driver;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -30,23 +32,6 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 /// Guest memory, bytes.
 const MEMORY: usize = 64 * 1024;
 
-// virtio-mmio register offsets and status bits (virtio 1.2, 4.2.2 and 2.1).
-const DRIVER_FEATURES: u64 = 0x20;
-const DRIVER_FEATURES_SEL: u64 = 0x24;
-const QUEUE_SEL: u64 = 0x30;
-const QUEUE_NUM: u64 = 0x38;
-const QUEUE_READY: u64 = 0x44;
-const QUEUE_NOTIFY: u64 = 0x50;
-const STATUS: u64 = 0x70;
-const QUEUE_DESC_LOW: u64 = 0x80;
-const QUEUE_AVAIL_LOW: u64 = 0x90;
-const QUEUE_USED_LOW: u64 = 0xa0;
-const ACKNOWLEDGE: u32 = 1;
-const DRIVER: u32 = 2;
-const DRIVER_OK: u32 = 4;
-const FEATURES_OK: u32 = 8;
-const VERSION_1: u64 = 1 << 32;
-const EVENT_IDX: u64 = 1 << 29;
 const MAC: u64 = 1 << 5;
 
 /// A datagram socket pair's end as a `File`, read and written as the device does a tap.
@@ -78,40 +63,27 @@ fuzz_target!(|data: &[u8]| {
     let interrupt = EventFd::new(EFD_NONBLOCK).expect("eventfd");
     let device = Net::new(end(device_end), Mac::DEFAULT);
     let mut transport = Transport::new(device, memory, interrupt);
-    let set = |transport: &mut Transport<Net<File>>, offset: u64, value: u32| {
-        transport.write(offset, &value.to_le_bytes())
-    };
-
-    let mut features = VERSION_1 | MAC;
+    let mut features = driver::VERSION_1 | MAC;
     if options & 1 != 0 {
-        features |= EVENT_IDX;
+        features |= driver::EVENT_IDX;
     }
+    let queue = |base: u32| driver::Queue {
+        size: 1 << (size % 9),
+        desc: base,
+        avail: base + 0x800,
+        used: base + 0x1000,
+    };
     let t = &mut transport;
-    set(t, STATUS, 0);
-    set(t, STATUS, ACKNOWLEDGE | DRIVER);
-    set(t, DRIVER_FEATURES_SEL, 0);
-    set(t, DRIVER_FEATURES, features as u32);
-    set(t, DRIVER_FEATURES_SEL, 1);
-    set(t, DRIVER_FEATURES, (features >> 32) as u32);
-    set(t, STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
-    for (queue, base) in [(0, 0), (1, 0x1800)] {
-        set(t, QUEUE_SEL, queue);
-        set(t, QUEUE_NUM, 1 << (size % 9));
-        set(t, QUEUE_DESC_LOW, base);
-        set(t, QUEUE_AVAIL_LOW, base + 0x800);
-        set(t, QUEUE_USED_LOW, base + 0x1000);
-        set(t, QUEUE_READY, 1);
-    }
-    set(t, STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-    set(t, QUEUE_NOTIFY, RX_QUEUE as u32);
-    set(t, QUEUE_NOTIFY, TX_QUEUE as u32);
+    driver::bring_up(t, features, &[queue(0), queue(0x1800)]);
+    driver::set(t, driver::QUEUE_NOTIFY, RX_QUEUE as u32);
+    driver::set(t, driver::QUEUE_NOTIFY, TX_QUEUE as u32);
     t.serve_source(RX_QUEUE);
-    set(t, QUEUE_NOTIFY, TX_QUEUE as u32);
-    set(t, QUEUE_NOTIFY, RX_QUEUE as u32);
+    driver::set(t, driver::QUEUE_NOTIFY, TX_QUEUE as u32);
+    driver::set(t, driver::QUEUE_NOTIFY, RX_QUEUE as u32);
     if options & 2 != 0 {
         // A reset drops the frame that waited, if any; a reset device serves nothing.
-        set(t, STATUS, 0);
-        set(t, QUEUE_NOTIFY, RX_QUEUE as u32);
+        driver::set(t, driver::STATUS, 0);
+        driver::set(t, driver::QUEUE_NOTIFY, RX_QUEUE as u32);
         t.serve_all();
         assert!(t.device().counters().rx_dropped_reset <= 1);
     }
