@@ -42,13 +42,21 @@ fn last(what: &'static str) -> Error {
     }
 }
 
-/// Whether this host serves guests' vsock devices: `Err` says why not.
+/// Whether this host serves guests' vsock devices to this user: `Err` says why not.
 pub fn available() -> Result<(), String> {
-    match std::path::Path::new(VHOST_VSOCK).exists() {
-        true => Ok(()),
-        false => Err(format!(
+    if !std::path::Path::new(VHOST_VSOCK).exists() {
+        return Err(format!(
             "this host has no {VHOST_VSOCK} (the vhost_vsock module is not loaded), so a \
              guest's vsock device has no host side"
+        ));
+    }
+    let path = std::ffi::CString::new(VHOST_VSOCK).map_err(|e| e.to_string())?;
+    // SAFETY: access reads a NUL-terminated path, valid for the call.
+    match unsafe { libc::access(path.as_ptr(), libc::R_OK | libc::W_OK) } {
+        0 => Ok(()),
+        _ => Err(format!(
+            "this user may not open {VHOST_VSOCK} ({}): a guest's vsock device needs it",
+            std::io::Error::last_os_error()
         )),
     }
 }
