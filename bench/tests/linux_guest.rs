@@ -12,7 +12,6 @@ mod rig;
 
 mod guest;
 
-
 use serde_json::Value;
 
 /// The phases of a Linux guest's run, in the order they must happen.

@@ -15,7 +15,6 @@ mod rig;
 
 mod guest;
 
-
 use microvm::protocol::{End, Line};
 
 /// The monitor's report in its output.

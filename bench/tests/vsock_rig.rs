@@ -14,7 +14,6 @@ mod rig;
 
 mod guest;
 
-
 use serde_json::Value;
 
 #[test]
