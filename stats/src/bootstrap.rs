@@ -28,7 +28,7 @@ pub struct Estimate {
     /// `median(other) / median(baseline)` (or `median(other) - median(baseline)`) of the
     /// data as measured.
     pub value: f64,
-    /// The percentile bootstrap interval of that ratio (its coverage is its level).
+    /// The percentile bootstrap interval of that value (its coverage is its level).
     pub ci: Interval,
 }
 
