@@ -19,24 +19,13 @@ use serde_json::Value;
 
 #[test]
 fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
-    if !rig::available() {
-        return;
-    }
-    let Some(kernel) = guest::kernel() else {
+    let Some(rig) = guest::vm_rig() else {
         return;
     };
-    let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
-    let outcome = rig::Rig::default()
-        .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
-        .file(&kernel, "/rig/vmlinux")
-        .file(&qemu, "/usr/bin/qemu-system-x86_64")
-        .file(guest::QEMU_FIRMWARE, guest::QEMU_FIRMWARE)
-        .timeout(1200)
-        .retry_on_timeout()
-        .run(&[
-            "sh",
-            "-c",
-            "ls /sys/class/net > /tmp/before; \
+    let outcome = rig.timeout(1200).retry_on_timeout().run(&[
+        "sh",
+        "-c",
+        "ls /sys/class/net > /tmp/before; \
              PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
                --scenario hostnet --runs 1 --warmup 0 --timeout 500 --quiet \
                --out /tmp/h.json >/dev/null; s=$?; \
@@ -44,7 +33,7 @@ fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
              echo '---- left ----'; ls -A /run/vcbench/netns; \
              ls /sys/class/net | diff /tmp/before - && echo 'links unchanged'; echo '----'; \
              exit $s",
-        ]);
+    ]);
     let results: Value = serde_json::from_str(guest::section(&outcome.output, "---- results ----"))
         .unwrap_or_else(|e| panic!("bad results JSON: {e}\n{}", outcome.output));
     assert_eq!(outcome.status, 0, "{:#}", results["failures"]);

@@ -151,28 +151,17 @@ fn the_project_kernel_boots_the_workload_as_init_and_the_backend_reports_its_rec
 
 #[test]
 fn qemu_boots_the_same_kernel_and_image_and_reports_the_same_records() {
-    if !rig::available() {
-        return;
-    }
-    let Some(kernel) = guest::kernel() else {
+    let Some(rig) = guest::vm_rig() else {
         return;
     };
-    let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
-    let outcome = rig::Rig::default()
-        .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
-        .file(&kernel, "/rig/vmlinux")
-        .file(&qemu, "/usr/bin/qemu-system-x86_64")
-        .file(guest::QEMU_FIRMWARE, guest::QEMU_FIRMWARE)
-        .timeout(420)
-        .retry_on_timeout()
-        .run(&[
-            "sh",
-            "-c",
-            "PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
+    let outcome = rig.timeout(420).retry_on_timeout().run(&[
+        "sh",
+        "-c",
+        "PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
                --scenario startup,syscall --runs 1 --warmup 0 --timeout 120 --quiet \
                --out /tmp/both.json >/dev/null; s=$?; echo '---- both ----'; \
              cat /tmp/both.json; echo '----'; exit $s",
-        ]);
+    ]);
     let both = results_after(&outcome.output, "---- both ----");
     assert_eq!(outcome.status, 0, "{:#}", both["failures"]);
     let settings = |backend: &str| {

@@ -18,28 +18,17 @@ use serde_json::Value;
 
 #[test]
 fn the_vm_backends_reach_the_host_over_vsock() {
-    if !rig::available() {
-        return;
-    }
-    let Some(kernel) = guest::kernel() else {
+    let Some(rig) = guest::vm_rig() else {
         return;
     };
-    let qemu = rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
-    let outcome = rig::Rig::default()
-        .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
-        .file(&kernel, "/rig/vmlinux")
-        .file(&qemu, "/usr/bin/qemu-system-x86_64")
-        .file(guest::QEMU_FIRMWARE, guest::QEMU_FIRMWARE)
-        .timeout(900)
-        .retry_on_timeout()
-        .run(&[
-            "sh",
-            "-c",
-            "PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
+    let outcome = rig.timeout(900).retry_on_timeout().run(&[
+        "sh",
+        "-c",
+        "PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
                --scenario vsock --runs 1 --warmup 0 --timeout 400 --quiet \
                --out /tmp/v.json >/dev/null; s=$?; \
              echo '---- results ----'; cat /tmp/v.json; echo '----'; exit $s",
-        ]);
+    ]);
     let text = outcome
         .output
         .split_once("---- results ----")

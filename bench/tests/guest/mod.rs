@@ -9,6 +9,24 @@ use std::path::PathBuf;
 /// Where QEMU looks for its `-M microvm` firmware, next to its binary's install prefix.
 pub const QEMU_FIRMWARE: &str = "/usr/share/qemu/qboot.rom";
 
+/// A rig that runs this build's `vcbench` on both VM backends: the binary, the guest kernel
+/// at `/rig/vmlinux`, QEMU and its firmware. `None` without a rig or a guest kernel
+/// (skipped with the reason, a failure under `CI=true`).
+pub fn vm_rig() -> Option<super::rig::Rig> {
+    if !super::rig::available() {
+        return None;
+    }
+    let kernel = kernel()?;
+    let qemu = super::rig::which("qemu-system-x86_64").expect("the rig runs on QEMU");
+    Some(
+        super::rig::Rig::default()
+            .file(env!("CARGO_BIN_EXE_vcbench"), "/rig/vcbench")
+            .file(&kernel, "/rig/vmlinux")
+            .file(&qemu, "/usr/bin/qemu-system-x86_64")
+            .file(QEMU_FIRMWARE, QEMU_FIRMWARE),
+    )
+}
+
 /// Skips a test with `why`; under `CI=true`, where `.ci/run` provides every prerequisite,
 /// fails it instead.
 pub fn skip(why: &str) {
