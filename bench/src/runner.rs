@@ -129,6 +129,9 @@ pub fn execute(
         surface: Vec::new(),
         reachable: Vec::new(),
     };
+    // Every container instance of the run shares its cgroups' parents: made once, removed
+    // when the run ends, rather than with each instance.
+    let _parents = container::cgroup::KeptParents::hold();
     let mut available: Vec<&dyn Backend> = Vec::new();
     let found = crate::backend::availability_of(&plan.backends);
     for (backend, availability) in plan.backends.iter().zip(found) {

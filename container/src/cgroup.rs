@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -253,6 +254,48 @@ fn unescape_octal(field: &str) -> String {
 
 /// The directory, under each hierarchy's root, that holds every instance's cgroup.
 pub const PARENT: &str = "vcbench";
+
+/// How many [`KeptParents`] this process holds: while any, instances leave [`PARENT`] be.
+static KEEPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// While one is held, an instance's teardown leaves the shared [`PARENT`] directories in
+/// place, so that the next instance of a run finds them made. Making and removing one is
+/// a cgroup's creation and destruction in the kernel, in every hierarchy, on each
+/// instance's start and teardown otherwise. The last one dropped removes those that are
+/// empty; a run killed before that leaves an empty parent, which `vcbench clean` removes
+/// ([`remove_empty_parents`]).
+#[derive(Debug)]
+#[must_use = "the parents are kept only while it is held"]
+pub struct KeptParents(());
+
+impl KeptParents {
+    /// Keeps the parents from now until it is dropped.
+    pub fn hold() -> Self {
+        KEEPERS.fetch_add(1, Ordering::SeqCst);
+        KeptParents(())
+    }
+}
+
+impl Drop for KeptParents {
+    fn drop(&mut self) {
+        if KEEPERS.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Ok(layout) = Layout::cached() {
+                remove_empty_parents(layout);
+            }
+        }
+    }
+}
+
+/// Removes the shared `vcbench/` parent from every hierarchy where it is empty (a parent
+/// still holding a live instance stays); returns the ones removed.
+pub fn remove_empty_parents(layout: &Layout) -> Vec<PathBuf> {
+    layout
+        .hierarchies
+        .iter()
+        .map(|h| h.mount_point.join(PARENT))
+        .filter(|parent| std::fs::remove_dir(parent).is_ok())
+        .collect()
+}
 
 /// How long removal retries while the kernel still holds a cgroup (exiting tasks).
 const REMOVE_PATIENCE: Duration = Duration::from_secs(2);
@@ -595,7 +638,8 @@ impl Cgroup {
     }
 
     /// Kills what is left and removes the cgroup's directories, retrying while the
-    /// kernel still holds them; then removes the shared parent if it is empty.
+    /// kernel still holds them; then removes the shared parent if it is empty and no
+    /// [`KeptParents`] is held.
     pub fn remove(&mut self) -> Result<(), Error> {
         if self.removed {
             return Ok(());
@@ -606,7 +650,7 @@ impl Cgroup {
             if let Err(e) = remove_dir_patiently(dir) {
                 first_error.get_or_insert(e);
             }
-            if let Some(parent) = dir.parent() {
+            if let Some(parent) = dir.parent().filter(|_| KEEPERS.load(Ordering::SeqCst) == 0) {
                 // Other instances may still use it; then it stays.
                 let _ = std::fs::remove_dir(parent);
             }

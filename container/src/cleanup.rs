@@ -60,16 +60,7 @@ pub fn find(layout: &Layout) -> Vec<Leftover> {
     found
 }
 
-/// Removes the shared `vcbench/` parent from every hierarchy where it is empty (a parent
-/// still holding a live instance stays); returns the ones removed.
-pub fn remove_empty_parents(layout: &Layout) -> Vec<PathBuf> {
-    layout
-        .hierarchies
-        .iter()
-        .map(|h| h.mount_point.join(PARENT))
-        .filter(|parent| std::fs::remove_dir(parent).is_ok())
-        .collect()
-}
+pub use crate::cgroup::remove_empty_parents;
 
 /// Removes a leftover: kills whatever still runs in a cgroup, then removes the directory.
 pub fn remove(leftover: &Leftover) -> std::io::Result<()> {
