@@ -27,7 +27,7 @@ fn the_vm_backends_reach_the_host_side_peer_over_a_tap_in_the_runs_namespace() {
         "-c",
         "ls /sys/class/net > /tmp/before; \
              PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
-               --scenario hostnet --runs 1 --warmup 0 --timeout 500 --quiet \
+               --scenario hostnet --runs 1 --warmup 0 --timeout 300 --quiet \
                --out /tmp/h.json >/dev/null; s=$?; \
              echo '---- results ----'; cat /tmp/h.json; echo '----'; \
              echo '---- left ----'; ls -A /run/vcbench/netns; \

@@ -25,7 +25,7 @@ fn the_vm_backends_reach_the_host_over_vsock() {
         "sh",
         "-c",
         "PATH=$PATH:/usr/bin vcbench run --backend microvm,qemu --kernel /rig/vmlinux \
-               --scenario vsock --runs 1 --warmup 0 --timeout 400 --quiet \
+               --scenario vsock --runs 1 --warmup 0 --timeout 300 --quiet \
                --out /tmp/v.json >/dev/null; s=$?; \
              echo '---- results ----'; cat /tmp/v.json; echo '----'; exit $s",
     ]);

@@ -94,6 +94,7 @@ pub struct Rig {
     cpus: u32,
     kernel: Option<PathBuf>,
     retry_on_timeout: bool,
+    retry_when: Option<fn(&Outcome) -> Option<String>>,
 }
 
 /// What a command in the rig gave.
@@ -119,6 +120,7 @@ impl Default for Rig {
             cpus: 2,
             kernel: None,
             retry_on_timeout: false,
+            retry_when: None,
         }
     }
 }
@@ -163,30 +165,36 @@ impl Rig {
         self
     }
 
+    /// Runs the command once more when `emulated` finds, in its outcome, only failures the
+    /// emulated machine causes rather than the command (and says which): the first
+    /// attempt's outcome is printed either way.
+    pub fn retry_when(mut self, emulated: fn(&Outcome) -> Option<String>) -> Self {
+        self.retry_when = Some(emulated);
+        self
+    }
+
     /// Runs `command` in the rig and waits for it. The rigs of one test binary run one at a
     /// time: each is two emulated CPUs' worth of work. When the outer Linux panics (status
     /// 123: a fault in the emulator's nested virtualization, which no command in it can
     /// cause from user space; its lockup detectors turn a stuck CPU into a panic), the run
     /// is tried once more, after printing the panic; so is a timeout, when the command
-    /// bounds its own time.
+    /// bounds its own time, and a failure [`Rig::retry_when`] recognises.
     pub fn run(&self, command: &[&str]) -> Outcome {
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let outcome = self.run_once(command);
-        let wedged = self.retry_on_timeout && outcome.status == TIMED_OUT;
-        if outcome.status != OUTER_LINUX_PANICKED && !wedged {
+        let why = if outcome.status == OUTER_LINUX_PANICKED {
+            "the outer Linux panicked".to_owned()
+        } else if self.retry_on_timeout && outcome.status == TIMED_OUT {
+            "the outer Linux wedged (the command's own timeouts never ended it)".to_owned()
+        } else if let Some(emulated) = self.retry_when.and_then(|check| check(&outcome)) {
+            emulated
+        } else {
             return outcome;
-        }
-        eprintln!(
-            "rig: the outer Linux {}; running the command once more",
-            if wedged {
-                "wedged (the command's own timeouts never ended it)"
-            } else {
-                "panicked"
-            }
-        );
+        };
+        eprintln!("rig: {why}; running the command once more");
         self.run_once(command)
     }
 
