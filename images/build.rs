@@ -26,6 +26,8 @@ fn main() {
         "microvm/Cargo.toml",
         "monotonic/src",
         "monotonic/Cargo.toml",
+        "seccomp-search/src",
+        "seccomp-search/Cargo.toml",
         "Cargo.lock",
         "Cargo.toml",
     ] {

@@ -129,6 +129,7 @@ fn no_two_files_import_each_other() {
         "microvm",
         "monotonic",
         "reports",
+        "seccomp-search",
         "stats",
         "userimage",
         "workload",
@@ -188,6 +189,7 @@ fn the_sandboxes_know_nothing_of_benchmarks() {
         "stats",
         "images",
         "monotonic",
+        "seccomp-search",
         "userimage",
     ] {
         let manifest = std::fs::read_to_string(workspace().join(krate).join("Cargo.toml"))

@@ -448,100 +448,16 @@ pub fn compile(rules: &[Rule]) -> Result<Vec<Program>, Error> {
         )
         .map_err(Error::Build)?;
         let program = Program::try_from(filter).map_err(Error::Build)?;
-        programs.push(with_shortcut(&numbers, program));
+        // A call the row does not name is allowed at once, by a binary search in front.
+        programs.push(seccomp_search::in_front(
+            &numbers,
+            libc::SECCOMP_RET_ALLOW,
+            program,
+        ));
     }
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_guard());
     Ok(programs)
-}
-
-/// `AUDIT_ARCH_*` of the native system call ABI, as seccomp reports it.
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH_NATIVE: u32 = 0xc000_003e;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH_NATIVE: u32 = 0xc000_00b7;
-
-/// Classic BPF as seccomp runs it (linux/filter.h): the instructions the shortcut uses.
-const LD_W_ABS: u16 = 0x20;
-const JEQ_K: u16 = 0x05 | 0x10;
-const JGE_K: u16 = 0x05 | 0x30;
-const JA: u16 = 0x05;
-const RET_K: u16 = 0x06;
-/// Where `seccomp_data` holds the call's number, then its architecture.
-const DATA_NR: u32 = 0;
-const DATA_ARCH: u32 = 4;
-
-/// `program` (seccompiler's: an architecture check, then one comparison per call it
-/// names, in a row) behind a shortcut that allows at once every native call outside
-/// `numbers`, by a binary search, and hands the rest (and every other architecture) to
-/// `program` unchanged. It decides what `program` decides.
-///
-/// The kernel pays for a long row twice: once at install, when it runs the filter on
-/// every call number to learn which ones it always allows (its action cache), and again
-/// at every call that misses that cache. The 276-instruction deny-list took about 140 µs
-/// to install, about as long as a container's mounts; behind the shortcut most numbers
-/// are decided in a dozen instructions.
-fn with_shortcut(numbers: &[u32], program: Program) -> Program {
-    let mut sorted = numbers.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
-    // The search, laid out with every jump forward to a node's end, where its callers
-    // continue: `deny` (the jump to `program`) is patched once the length is known.
-    let mut search: Vec<sock_filter> = Vec::new();
-    let mut to_program: Vec<usize> = Vec::new();
-    emit_search(&sorted, &mut search, &mut to_program);
-    let mut out = vec![
-        insn(LD_W_ABS, 0, 0, DATA_ARCH),
-        // Another architecture: straight to `program`, past the search.
-        insn(JEQ_K, 1, 0, AUDIT_ARCH_NATIVE),
-        insn(JA, 0, 0, 0),
-        insn(LD_W_ABS, 0, 0, DATA_NR),
-    ];
-    let base = out.len();
-    let end = base + search.len();
-    // Classic BPF jumps at most 255 instructions ahead: a search too long for that (over
-    // a hundred numbers) is left out, and `program` decides alone, as it would anyway.
-    if end > usize::from(u8::MAX) {
-        return program;
-    }
-    out[2].k = u32::try_from(end - 3).unwrap_or(u32::MAX);
-    for at in to_program {
-        // A conditional's true branch, or an unconditional jump, to `end`.
-        let from = base + at + 1;
-        let distance = end - from;
-        if search[at].code == JA {
-            search[at].k = u32::try_from(distance).unwrap_or(u32::MAX);
-        } else {
-            search[at].jt = u8::try_from(distance).unwrap_or(u8::MAX);
-        }
-    }
-    out.extend(search);
-    out.extend(program);
-    out
-}
-
-/// Emits a search over `sorted` numbers (the accumulator holds the call's number): a
-/// number in them jumps to the program (the instruction's index is noted in
-/// `to_program`: a `JEQ`'s true branch, or a `JA`), any other returns ALLOW.
-fn emit_search(sorted: &[u32], out: &mut Vec<sock_filter>, to_program: &mut Vec<usize>) {
-    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
-    if sorted.len() <= 3 {
-        for n in sorted {
-            to_program.push(out.len());
-            out.push(insn(JEQ_K, 0, 0, *n));
-        }
-        out.push(insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
-        return;
-    }
-    let (low, high) = sorted.split_at(sorted.len() / 2);
-    // number >= high[0]: the high half, after the low half's code.
-    let at = out.len();
-    out.push(insn(JGE_K, 0, 0, high[0]));
-    emit_search(low, out, to_program);
-    let skip = out.len() - at - 1;
-    out[at].jt = u8::try_from(skip).unwrap_or(u8::MAX);
-    emit_search(high, out, to_program);
 }
 
 /// A filter that fails every call of the x32 ABI with `ENOSYS`: the deny-list names the
@@ -598,56 +514,13 @@ pub(crate) fn install(program: &[sock_filter]) -> libc::c_int {
 mod tests {
     use super::*;
 
-    /// The audit architecture seccomp reports for native calls.
-    #[cfg(target_arch = "x86_64")]
-    const NATIVE: u32 = 0xc000_003e;
-    #[cfg(target_arch = "aarch64")]
-    const NATIVE: u32 = 0xc000_00b7;
+    use seccomp_search::AUDIT_ARCH_NATIVE as NATIVE;
 
-    /// Runs a classic BPF seccomp program on `(arch, nr, args)`: the subset seccompiler and
-    /// the x32 guard emit (absolute word loads, AND, the conditional and plain jumps, RET).
+    /// Runs `program` on a call, as the kernel would.
     fn run(program: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        let word = |offset: u32| -> u32 {
-            match offset {
-                0 => nr,
-                4 => arch,
-                8..=15 => 0,
-                16..=63 => {
-                    let i = usize::try_from((offset - 16) / 8).unwrap_or(0);
-                    let arg = args[i];
-                    if offset.is_multiple_of(8) {
-                        u32::try_from(arg & 0xffff_ffff).unwrap()
-                    } else {
-                        u32::try_from(arg >> 32).unwrap()
-                    }
-                }
-                _ => panic!("load from {offset}"),
-            }
-        };
-        let (mut acc, mut pc) = (0u32, 0usize);
-        loop {
-            let i = &program[pc];
-            pc += 1;
-            let class = i.code & 0x07;
-            let op = i.code & 0xf0;
-            match class {
-                0x00 => acc = word(i.k),
-                0x04 if op == 0x50 => acc &= i.k,
-                0x05 => {
-                    let jump = |taken: bool| usize::from(if taken { i.jt } else { i.jf });
-                    pc += match op {
-                        0x00 => usize::try_from(i.k).unwrap(),
-                        0x10 => jump(acc == i.k),
-                        0x20 => jump(acc > i.k),
-                        0x30 => jump(acc >= i.k),
-                        0x40 => jump(acc & i.k != 0),
-                        _ => panic!("jump {:#x}", i.code),
-                    };
-                }
-                0x06 => return i.k,
-                _ => panic!("instruction {:#x}", i.code),
-            }
-        }
+        seccomp_search::run(program, arch, nr, args)
+            .expect("a program of the subset the interpreter knows")
+            .action
     }
 
     /// What the kernel would do: the strictest answer of every program (lower action
@@ -673,37 +546,6 @@ mod tests {
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
     const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
     const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-
-    #[test]
-    fn the_shortcut_decides_what_the_program_behind_it_decides() {
-        let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
-        for numbers in [
-            vec![],
-            vec![7],
-            vec![1, 2, 3, 4],
-            (0..60).map(|i| i * 7 + 1).collect::<Vec<u32>>(),
-        ] {
-            let rules = numbers
-                .iter()
-                .map(|n| (i64::from(*n), Vec::new()))
-                .collect::<BTreeMap<_, _>>();
-            let filter =
-                SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(1), arch)
-                    .unwrap();
-            let plain = Program::try_from(filter).unwrap();
-            let short = with_shortcut(&numbers, plain.clone());
-            assert!(short.len() > plain.len() || numbers.is_empty());
-            for other_arch in [NATIVE, 0x4000_0003] {
-                for nr in 0..600 {
-                    assert_eq!(
-                        run(&short, other_arch, nr, [0; 6]),
-                        run(&plain, other_arch, nr, [0; 6]),
-                        "arch {other_arch:#x}, call {nr}, refused {numbers:?}"
-                    );
-                }
-            }
-        }
-    }
 
     #[test]
     fn the_default_profile_refuses_its_calls_and_allows_the_rest() {

@@ -1,0 +1,257 @@
+//! A binary search over system call numbers in front of a seccomp program, so that the
+//! kernel decides most calls in a dozen instructions, and a classic BPF interpreter to
+//! check that a program decides what another does.
+//!
+//! seccompiler compiles a filter to an architecture check followed by one comparison per
+//! call it names, in a row. The kernel pays for a long row twice: once when the filter is
+//! installed, when it runs the filter on every call number to learn which ones it always
+//! allows (its action cache, Linux 5.11), and again at every call that misses that cache.
+//! A call the row does not name walks all of it to the default action. [`in_front`] puts
+//! a search before the row that gives such a call its action at once, and hands the
+//! calls the row names (and every other architecture) to the row unchanged.
+//!
+//! Both sandboxes use it: the container's deny-list (a call it does not name is allowed)
+//! and the monitor's allow-list (a call it does not name raises `SIGSYS`).
+
+use seccompiler::sock_filter;
+
+/// `AUDIT_ARCH_*` of the native system call ABI, as seccomp reports it.
+#[cfg(target_arch = "x86_64")]
+pub const AUDIT_ARCH_NATIVE: u32 = 0xc000_003e;
+/// `AUDIT_ARCH_*` of the native system call ABI, as seccomp reports it.
+#[cfg(target_arch = "aarch64")]
+pub const AUDIT_ARCH_NATIVE: u32 = 0xc000_00b7;
+
+/// Classic BPF as seccomp runs it (linux/filter.h): the instructions the search uses.
+const LD_W_ABS: u16 = 0x20;
+const JEQ_K: u16 = 0x05 | 0x10;
+const JGE_K: u16 = 0x05 | 0x30;
+const JA: u16 = 0x05;
+const RET_K: u16 = 0x06;
+/// Where `seccomp_data` holds the call's number, then its architecture.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+
+/// `program` behind a binary search that returns `elsewhere` at once for every native
+/// call outside `numbers`, and hands the rest (and every call of another architecture)
+/// to `program` unchanged.
+///
+/// It decides what `program` decides, provided `program` returns `elsewhere` for every
+/// native call outside `numbers`, as a seccompiler filter does with its default action
+/// (`SECCOMP_RET_ALLOW` for a deny-list, `SECCOMP_RET_TRAP` or a kill for an allow-list).
+/// Classic BPF jumps at most 255 instructions ahead, so a search too long for that (over
+/// a hundred numbers) is left out and `program` is returned alone, as it would decide
+/// anyway.
+pub fn in_front(numbers: &[u32], elsewhere: u32, program: Vec<sock_filter>) -> Vec<sock_filter> {
+    let mut sorted = numbers.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    // The search, laid out with every jump forward to a node's end, where its callers
+    // continue: the jumps to `program` are patched once the length is known.
+    let mut search: Vec<sock_filter> = Vec::new();
+    let mut to_program: Vec<usize> = Vec::new();
+    emit_search(&sorted, elsewhere, &mut search, &mut to_program);
+    let mut out = vec![
+        insn(LD_W_ABS, 0, 0, DATA_ARCH),
+        // Another architecture: straight to `program`, past the search.
+        insn(JEQ_K, 1, 0, AUDIT_ARCH_NATIVE),
+        insn(JA, 0, 0, 0),
+        insn(LD_W_ABS, 0, 0, DATA_NR),
+    ];
+    let base = out.len();
+    let end = base + search.len();
+    if end > usize::from(u8::MAX) {
+        return program;
+    }
+    out[2].k = u32::try_from(end - 3).unwrap_or(u32::MAX);
+    for at in to_program {
+        // A conditional's true branch, or an unconditional jump, to `end`.
+        let from = base + at + 1;
+        let distance = end - from;
+        if search[at].code == JA {
+            search[at].k = u32::try_from(distance).unwrap_or(u32::MAX);
+        } else {
+            search[at].jt = u8::try_from(distance).unwrap_or(u8::MAX);
+        }
+    }
+    out.extend(search);
+    out.extend(program);
+    out
+}
+
+/// Emits a search over `sorted` numbers (the accumulator holds the call's number): a
+/// number in them jumps to the program (the instruction's index is noted in
+/// `to_program`: a `JEQ`'s true branch, or a `JA`), any other returns `elsewhere`.
+fn emit_search(
+    sorted: &[u32],
+    elsewhere: u32,
+    out: &mut Vec<sock_filter>,
+    to_program: &mut Vec<usize>,
+) {
+    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    if sorted.len() <= 3 {
+        for n in sorted {
+            to_program.push(out.len());
+            out.push(insn(JEQ_K, 0, 0, *n));
+        }
+        out.push(insn(RET_K, 0, 0, elsewhere));
+        return;
+    }
+    let (low, high) = sorted.split_at(sorted.len() / 2);
+    // number >= high[0]: the high half, after the low half's code.
+    let at = out.len();
+    out.push(insn(JGE_K, 0, 0, high[0]));
+    emit_search(low, elsewhere, out, to_program);
+    let skip = out.len() - at - 1;
+    out[at].jt = u8::try_from(skip).unwrap_or(u8::MAX);
+    emit_search(high, elsewhere, out, to_program);
+}
+
+/// What running `program` on one call gave: its return value, and how many instructions
+/// it took to get there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ran {
+    /// The `SECCOMP_RET_*` value the program returned.
+    pub action: u32,
+    /// Instructions executed, the return included.
+    pub steps: usize,
+}
+
+/// Runs a classic BPF seccomp program on a call `(arch, nr, args)`, as the kernel would:
+/// the subset seccompiler and [`in_front`] emit (absolute word loads, AND, the
+/// conditional and plain jumps, RET). For tests; `None` for an instruction outside that
+/// subset, a load outside `seccomp_data`, or a jump out of the program.
+pub fn run(program: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Option<Ran> {
+    let word = |offset: u32| -> Option<u32> {
+        match offset {
+            0 => Some(nr),
+            4 => Some(arch),
+            // The instruction pointer.
+            8..=15 => Some(0),
+            16..=63 => {
+                let arg = args[usize::try_from((offset - 16) / 8).ok()?];
+                let half = if offset.is_multiple_of(8) {
+                    arg & 0xffff_ffff
+                } else {
+                    arg >> 32
+                };
+                u32::try_from(half).ok()
+            }
+            _ => None,
+        }
+    };
+    let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
+    loop {
+        let i = program.get(pc)?;
+        pc += 1;
+        steps += 1;
+        let op = i.code & 0xf0;
+        match i.code & 0x07 {
+            0x00 => acc = word(i.k)?,
+            0x04 if op == 0x50 => acc &= i.k,
+            0x05 => {
+                let jump = |taken: bool| usize::from(if taken { i.jt } else { i.jf });
+                pc += match op {
+                    0x00 => usize::try_from(i.k).ok()?,
+                    0x10 => jump(acc == i.k),
+                    0x20 => jump(acc > i.k),
+                    0x30 => jump(acc >= i.k),
+                    0x40 => jump(acc & i.k != 0),
+                    _ => return None,
+                };
+            }
+            0x06 => return Some(Ran { action: i.k, steps }),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
+    use std::collections::BTreeMap;
+
+    fn row(numbers: &[u32], matched: SeccompAction, otherwise: SeccompAction) -> BpfProgram {
+        let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
+        let rules = numbers
+            .iter()
+            .map(|n| (i64::from(*n), Vec::<SeccompRule>::new()))
+            .collect::<BTreeMap<_, _>>();
+        // seccompiler takes the action for a call it does not name first.
+        BpfProgram::try_from(SeccompFilter::new(rules, otherwise, matched, arch).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_search_decides_what_the_program_behind_it_decides() {
+        let lists = [
+            vec![],
+            vec![7],
+            vec![1, 2, 3, 4],
+            (0..60).map(|i| i * 7 + 1).collect::<Vec<u32>>(),
+        ];
+        let kinds = [
+            // A deny-list: what it names fails, the rest is allowed.
+            (SeccompAction::Errno(1), SeccompAction::Allow),
+            // An allow-list: what it names is allowed, the rest traps.
+            (SeccompAction::Allow, SeccompAction::Trap),
+        ];
+        for numbers in &lists {
+            for (matched, otherwise) in kinds.clone() {
+                let elsewhere = u32::from(otherwise.clone());
+                let plain = row(numbers, matched, otherwise);
+                let searched = in_front(numbers, elsewhere, plain.clone());
+                assert!(searched.len() > plain.len() || numbers.is_empty());
+                for arch in [AUDIT_ARCH_NATIVE, 0x4000_0003] {
+                    for nr in 0..600 {
+                        assert_eq!(
+                            run(&searched, arch, nr, [0; 6]).map(|r| r.action),
+                            run(&plain, arch, nr, [0; 6]).map(|r| r.action),
+                            "arch {arch:#x}, call {nr}, named {numbers:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_the_row_does_not_name_is_decided_in_a_dozen_instructions() {
+        let numbers: Vec<u32> = (0..60).map(|i| i * 7 + 1).collect();
+        let plain = row(&numbers, SeccompAction::Allow, SeccompAction::Trap);
+        let searched = in_front(&numbers, u32::from(SeccompAction::Trap), plain.clone());
+        let steps = |p: &[sock_filter]| run(p, AUDIT_ARCH_NATIVE, 500, [0; 6]).unwrap().steps;
+        assert!(steps(&plain) > 60, "{}", steps(&plain));
+        assert!(steps(&searched) <= 12, "{}", steps(&searched));
+    }
+
+    #[test]
+    fn a_search_too_long_to_jump_over_is_left_out() {
+        let numbers: Vec<u32> = (0..200).collect();
+        let plain = row(&numbers, SeccompAction::Allow, SeccompAction::Trap);
+        assert_eq!(
+            in_front(&numbers, u32::from(SeccompAction::Trap), plain.clone()),
+            plain
+        );
+    }
+
+    #[test]
+    fn the_interpreter_refuses_what_it_does_not_know() {
+        let insn = |code, k| sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        assert_eq!(run(&[insn(LD_W_ABS, 64)], 0, 0, [0; 6]), None);
+        assert_eq!(run(&[insn(JA, 5)], 0, 0, [0; 6]), None);
+        assert_eq!(
+            run(&[insn(RET_K, 7)], 0, 0, [0; 6]),
+            Some(Ran {
+                action: 7,
+                steps: 1
+            })
+        );
+    }
+}
