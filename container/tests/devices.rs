@@ -90,6 +90,23 @@ fn the_device_program_allows_the_list_and_refuses_the_rest() {
         out.contains("null-opened") && out.contains("kmsg-opened"),
         "{out}{err}"
     );
+
+    // A second cgroup gets the program this process loaded already, and it holds there
+    // too, while the first cgroup still has it.
+    let second = Dir(parent.join(format!("vcbench-{}-4000000001", std::process::id())));
+    std::fs::create_dir(&second.0).unwrap();
+    devices::restrict(&second.0, &ALLOWED).unwrap();
+    let program = devices::program(&ALLOWED);
+    assert!(std::sync::Arc::ptr_eq(
+        &devices::loaded(&program).unwrap(),
+        &devices::loaded(&program).unwrap()
+    ));
+    for dir in [&second.0, &dir.0] {
+        let (out, err) = finish(shell(), &[dir.join("cgroup.procs")]);
+        assert!(out.contains("null-opened"), "{out}{err}");
+        assert!(!out.contains("kmsg-opened"), "{out}{err}");
+    }
+    drop(second);
 }
 
 #[test]
