@@ -467,16 +467,6 @@ fn python_from_a_debian_image_and_an_http_server_s_readiness() {
     }
 }
 
-/// `name=value` printed by the rig's command.
-fn value(output: &str, name: &str) -> String {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name}= in the rig's output:\n{output}"))
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     if !rig::available() {
@@ -541,7 +531,7 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     let output = &outcome.output;
     assert_eq!(outcome.status, 0, "the rig failed:\n{output}");
 
-    assert_eq!(value(output, "run"), "0", "{output}");
+    assert_eq!(guest::value(output, "run"), "0", "{output}");
     let results = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(results.path(), guest::section(output, "---- results ----")).unwrap();
     let results = Results::read(results.path()).unwrap();
@@ -565,18 +555,18 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     let line = &results.plan.scenarios[0].workload;
     assert_eq!(line[..2], ["exec", "--root"], "{line:?}");
 
-    assert_eq!(value(output, "config"), "0", "{output}");
+    assert_eq!(guest::value(output, "config"), "0", "{output}");
     let config = guest::section(output, "---- config ----");
     assert!(config.contains("outcome   ok"), "{config}");
 
     // The guest of the least memory the refusal names unpacks the image and reaches
     // init, which finds no python3 in it.
-    let least: u64 = value(output, "least").parse().unwrap();
+    let least: u64 = guest::value(output, "least").parse().unwrap();
     assert!(
         least > 40 && least < 128,
         "{least} MiB for the busybox image"
     );
-    assert_eq!(value(output, "missing"), "3", "{output}");
+    assert_eq!(guest::value(output, "missing"), "3", "{output}");
     let missing = guest::section(output, "---- missing ----");
     assert!(
         missing.contains("cannot run \"python3\" in the image"),
@@ -584,10 +574,10 @@ fn a_busybox_image_in_a_linux_guest_on_microvm_and_qemu() {
     );
 
     // One initramfs per image, each made once, and nothing left half-written.
-    assert_eq!(value(output, "initramfs"), "2", "{output}");
-    assert_eq!(value(output, "staged"), "0", "{output}");
+    assert_eq!(guest::value(output, "initramfs"), "2", "{output}");
+    assert_eq!(guest::value(output, "staged"), "0", "{output}");
 
-    assert_eq!(value(output, "small"), "2", "{output}");
+    assert_eq!(guest::value(output, "small"), "2", "{output}");
     let small = guest::section(output, "---- small ----");
     assert!(
         small.contains("--vm-memory-mib 40 is too little; give --vm-memory-mib"),

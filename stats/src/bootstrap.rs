@@ -54,17 +54,10 @@ pub fn ratio_of_medians(
     if base_median == 0.0 {
         return None;
     }
-    let mut rng = Rng::new(seed);
-    let mut base_draw = vec![0.0; baseline.len()];
-    let mut other_draw = vec![0.0; other.len()];
-    let mut ratios = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
-        let b = resampled_median(baseline, &mut base_draw, &mut rng);
-        let o = resampled_median(other, &mut other_draw, &mut rng);
-        if b != 0.0 {
-            ratios.push(o / b);
-        }
-    }
+    let ratios: Vec<f64> = resampled_medians(baseline, other, resamples, seed)
+        .filter(|(b, _)| *b != 0.0)
+        .map(|(b, o)| o / b)
+        .collect();
     if ratios.len() * 2 < resamples {
         return None;
     }
@@ -89,14 +82,8 @@ pub fn difference_of_medians(
         return None;
     }
     let value = median(other)? - median(baseline)?;
-    let mut rng = Rng::new(seed);
-    let mut base_draw = vec![0.0; baseline.len()];
-    let mut other_draw = vec![0.0; other.len()];
-    let differences = (0..resamples)
-        .map(|_| {
-            let b = resampled_median(baseline, &mut base_draw, &mut rng);
-            resampled_median(other, &mut other_draw, &mut rng) - b
-        })
+    let differences = resampled_medians(baseline, other, resamples, seed)
+        .map(|(b, o)| o - b)
         .collect();
     percentile_estimate(value, differences, level)
 }
@@ -118,6 +105,23 @@ fn percentile_estimate(value: f64, mut draws: Vec<f64>, level: f64) -> Option<Es
         .iter()
         .all(|x| x.is_finite())
         .then_some(estimate)
+}
+
+/// `resamples` rounds of the two sets' medians `(baseline, other)`, each round drawing
+/// both sets with replacement, the baseline first, from one generator seeded with `seed`.
+fn resampled_medians<'a>(
+    baseline: &'a [f64],
+    other: &'a [f64],
+    resamples: usize,
+    seed: u64,
+) -> impl Iterator<Item = (f64, f64)> + 'a {
+    let mut rng = Rng::new(seed);
+    let mut base_draw = vec![0.0; baseline.len()];
+    let mut other_draw = vec![0.0; other.len()];
+    (0..resamples).map(move |_| {
+        let b = resampled_median(baseline, &mut base_draw, &mut rng);
+        (b, resampled_median(other, &mut other_draw, &mut rng))
+    })
 }
 
 /// Fills `draw` (as long as `data`) with values of `data` drawn with replacement and
