@@ -208,26 +208,31 @@ fn victim_values(
     Some((name, better, stats::median(&samples)?))
 }
 
-/// The least CPU time the neighbour must use during a victim run, as a share of the
-/// run's wall time, to count as busy beside it. A spinning or forking neighbour uses
-/// nearly a whole CPU; a writer of fsync'ed files waits on the disk, but still far more
-/// than this.
+/// The least CPU time the neighbour must use beside the victim, as a share of the victim
+/// runs' wall time, to count as busy beside it. A spinning or forking neighbour uses
+/// nearly a whole CPU (half when limited); a writer of fsync'ed files waits on the disk,
+/// but still far more than this.
 pub const NEIGHBOUR_BUSY_SHARE: f64 = 0.01;
 
-/// Why a victim run's neighbour was not working beside it, if it was not: its processes
-/// are gone, or it used (almost) no CPU while the victim ran.
-pub fn neighbour_idle(alive: bool, cpu_ns: u64, wall_ns: u64) -> Option<String> {
+/// Why a victim run does not count when the neighbour's processes were gone after it.
+pub const NEIGHBOUR_GONE: &str = "the neighbour had exited: the victim ran beside nothing";
+
+/// Why the neighbour was not working beside the victim, if it was not: it used (almost)
+/// no CPU, `cpu_ns` over the victim runs' `wall_ns`. The share is taken over the
+/// whole series, never one run: a neighbour held to half a CPU spends its quota and then
+/// waits out the rest of each 100 ms period, so a victim run shorter than that can fall
+/// wholly in the wait, and the limit working would read as an idle neighbour.
+pub fn neighbour_idle(cpu_ns: u64, wall_ns: u64) -> Option<String> {
     #[allow(
         clippy::cast_precision_loss,
         reason = "nanoseconds of a run, far below 2^52"
     )]
     let share = cpu_ns as f64 / wall_ns.max(1) as f64;
-    if !alive {
-        Some("the neighbour had exited: the victim ran beside nothing".to_owned())
-    } else if share < NEIGHBOUR_BUSY_SHARE {
+    if share < NEIGHBOUR_BUSY_SHARE {
         Some(format!(
-            "the neighbour was not busy while the victim ran (it used {:.2}% of a CPU, under \
-             {:.0}%): the slowdown would be measured beside an idle neighbour",
+            "the neighbour was not busy while the victim ran (it used {:.2}% of a CPU over \
+             the victim's runs, under {:.0}%): the slowdown would be measured beside an idle \
+             neighbour",
             share * 100.0,
             NEIGHBOUR_BUSY_SHARE * 100.0
         ))
@@ -236,8 +241,9 @@ pub fn neighbour_idle(alive: bool, cpu_ns: u64, wall_ns: u64) -> Option<String> 
     }
 }
 
-/// The victim's first figure over its runs, beside a neighbour. Each run counts only
-/// when the neighbour was alive and used CPU time while it ran.
+/// The victim's first figure over its runs, beside a neighbour. A run counts only when
+/// the neighbour was alive after it, and the series only when the neighbour used CPU time
+/// while the victim ran (`neighbour_idle`); otherwise each run fails with the reason.
 fn victim_samples(
     backend: &dyn Backend,
     victim: &Launch,
@@ -246,32 +252,45 @@ fn victim_samples(
     stop: &AtomicBool,
     outcome: &mut Outcome,
 ) -> Vec<f64> {
+    let fail = |outcome: &mut Outcome, reason: String| {
+        outcome.failures.push(Failure {
+            backend: backend.name().to_owned(),
+            scenario: "interference".to_owned(),
+            index: 0,
+            reason: format!("{} beside a neighbour: {reason}", step.scenario.name()),
+        });
+    };
     let mut samples = Vec::new();
+    let (mut used, mut wall) = (0u64, 0u64);
     for _ in 0..step.runs {
         let pids = neighbour.pids();
         let before = crate::procfs::cpu_ns(&pids);
         let started = Instant::now();
         let run = run_once(backend, victim, step, stop);
-        let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        wall = wall.saturating_add(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let alive = !pids.is_empty()
             && pids
                 .iter()
                 .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-        let used = crate::procfs::cpu_ns(&pids).saturating_sub(before);
-        let failure = run.failure.or_else(|| neighbour_idle(alive, used, wall));
+        used = used.saturating_add(crate::procfs::cpu_ns(&pids).saturating_sub(before));
+        let failure = run
+            .failure
+            .or_else(|| (!alive).then(|| NEIGHBOUR_GONE.to_owned()));
         match failure {
-            Some(reason) => outcome.failures.push(Failure {
-                backend: backend.name().to_owned(),
-                scenario: "interference".to_owned(),
-                index: 0,
-                reason: format!("{} beside a neighbour: {reason}", step.scenario.name()),
-            }),
+            Some(reason) => fail(outcome, reason),
             None => samples.extend(
                 crate::figures::values(step.scenario, &run.observation)
                     .into_iter()
                     .next()
                     .map(|v| v.value),
             ),
+        }
+    }
+    if !samples.is_empty() {
+        if let Some(reason) = neighbour_idle(used, wall) {
+            for _ in samples.drain(..) {
+                fail(outcome, reason.clone());
+            }
         }
     }
     samples
@@ -445,16 +464,17 @@ mod tests {
     }
 
     #[test]
-    fn a_victim_run_counts_only_beside_a_busy_neighbour() {
+    fn a_victim_series_counts_only_beside_a_busy_neighbour() {
         use super::neighbour_idle;
-        // 80 ms of CPU in a 100 ms run: busy.
-        assert_eq!(neighbour_idle(true, 80_000_000, 100_000_000), None);
-        let idle = neighbour_idle(true, 100_000, 100_000_000).unwrap();
+        // 80 ms of CPU in 100 ms of victim runs: busy.
+        assert_eq!(neighbour_idle(80_000_000, 100_000_000), None);
+        // A neighbour held to half a CPU, waiting out its period through one 40 ms run
+        // and spending its 50 ms quota over the next two: busy over the series.
+        assert_eq!(neighbour_idle(50_000_000, 120_000_000), None);
+        let idle = neighbour_idle(100_000, 100_000_000).unwrap();
         assert!(
             idle.contains("not busy") && idle.contains("0.10% of a CPU"),
             "{idle}"
         );
-        let gone = neighbour_idle(false, 80_000_000, 100_000_000).unwrap();
-        assert!(gone.contains("had exited"), "{gone}");
     }
 }

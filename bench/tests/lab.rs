@@ -25,8 +25,10 @@ fn vcbench(args: &[&str], cwd: &Path) -> Output {
         .unwrap();
     assert!(
         out.status.success(),
-        "vcbench {}: {}",
+        "vcbench {} ({}): {}{}",
         args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out

@@ -176,6 +176,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         for warning in reports::figure_text::warnings(&results) {
             say!("warning: {warning}");
         }
+        for f in &results.failures {
+            say!(
+                "failed: {} {} run {}: {}",
+                f.backend,
+                f.scenario,
+                f.index,
+                f.reason
+            );
+        }
         for skip in &results.skipped {
             let what = match &skip.scenario {
                 Some(s) => format!("{} {s}", skip.backend),
@@ -196,6 +205,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     Ok(if !results.complete || stop.load(Ordering::SeqCst) {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if !results.failures.is_empty() {
+        eprintln!(
+            "vcbench: {} run(s) failed; the results say why, under \"failures\"",
+            results.failures.len()
+        );
         ExitCode::from(EXIT_RUNS_FAILED)
     } else if results.figures.is_empty() {
         ExitCode::FAILURE
