@@ -30,7 +30,7 @@ pub enum Step {
     /// Mount propagation made private ([`Op::Propagation`]).
     MakePrivate,
     /// One of the operations assembling the new root: [`Op::Mkdir`], [`Op::Touch`],
-    /// [`Op::Symlink`] or [`Op::Mount`].
+    /// [`Op::Mknod`], [`Op::Symlink`] or [`Op::Mount`].
     Mount,
     /// All mounts are in place (a phase).
     MountsDone,
@@ -528,7 +528,9 @@ unsafe fn run_request(request: RawFd, status: RawFd) -> ! {
 fn step_of(op: &Op) -> Step {
     match op {
         Op::Propagation(_) => Step::MakePrivate,
-        Op::Mkdir(_) | Op::Touch(_) | Op::Symlink { .. } | Op::Mount(_) => Step::Mount,
+        Op::Mkdir(_) | Op::Touch(_) | Op::Mknod { .. } | Op::Symlink { .. } | Op::Mount(_) => {
+            Step::Mount
+        }
         Op::PivotRoot(_) => Step::PivotRoot,
         Op::SetAttr { .. } => Step::SetAttr,
         Op::Protect(_) => Step::Protect,
@@ -596,6 +598,17 @@ fn apply(op: &Op) -> libc::c_int {
             } else {
                 fd
             }
+        }
+        Op::Mknod { path, major, minor } => {
+            let dev = libc::makedev(*major, *minor);
+            // SAFETY: a valid C string path.
+            let rc = unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, dev) };
+            if rc < 0 {
+                return rc;
+            }
+            // mknod's mode passed through the umask; a device node opens for everyone.
+            // SAFETY: a valid C string path.
+            unsafe { libc::chmod(path.as_ptr(), 0o666) }
         }
         Op::Symlink { target, link } => {
             // SAFETY: two valid C strings.

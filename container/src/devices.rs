@@ -1,5 +1,5 @@
 //! Which devices a container may use, and the two forms its cgroup enforces that in: the
-//! allow-list ([`ALLOWED`]: the nodes the runtime binds into `/dev` and the container's own
+//! allow-list ([`ALLOWED`]: the nodes the runtime puts in `/dev` and the container's own
 //! pseudo-terminals), its cgroup v1 form (`devices.deny` and `devices.allow` lines), and
 //! its cgroup v2 form: an eBPF program of type `BPF_PROG_TYPE_CGROUP_DEVICE`, assembled
 //! here instruction by instruction, loaded and attached to the instance's cgroup with raw
@@ -12,7 +12,8 @@
 //! (`struct bpf_cgroup_dev_ctx`, `BPF_DEVCG_*`), with no BPF library.
 //!
 //! Without a cgroup (a container started by an unprivileged user) nothing is attached, and
-//! no device beyond the bound ones is reachable all the same: mknod(2) of a device needs
+//! no device beyond the ones in its `/dev` (the host's, bound: such a container has a user
+//! namespace) is reachable all the same: mknod(2) of a device needs
 //! `CAP_MKNOD` in the initial user namespace, which no process in a user namespace has,
 //! and the file systems a user namespace mounts never honour device nodes. A root
 //! container run without a cgroup relies on its capabilities instead: the default set
@@ -511,16 +512,17 @@ mod tests {
     }
 
     #[test]
-    fn every_bound_device_is_allowed_under_its_real_number() {
+    fn every_device_of_dev_is_allowed_under_its_real_number() {
         use std::os::unix::fs::FileTypeExt;
         use std::os::unix::fs::MetadataExt;
-        for name in crate::mounts::DEVICES {
+        for (name, major, minor) in crate::mounts::DEVICES {
             let node = format!("/dev/{name}");
             let rule = ALLOWED
                 .iter()
                 .find(|r| r.node == node)
-                .unwrap_or_else(|| panic!("{node} is bound but not allowed"));
-            // The host's node has the number the rule allows.
+                .unwrap_or_else(|| panic!("{node} is in /dev but not allowed"));
+            // The host's node has the number the rule allows, and the one it is made with.
+            assert_eq!((rule.major, rule.minor), (major, Some(minor)), "{node}");
             let meta = std::fs::metadata(&node).unwrap();
             assert!(meta.file_type().is_char_device(), "{node}");
             let rdev = meta.rdev();

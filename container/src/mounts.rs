@@ -21,8 +21,13 @@
 //! kernel does not have are skipped. Nothing depends on the cgroup layout: no cgroup file
 //! system is mounted.
 //!
-//! Every mount the runtime makes or binds is nodev but `/dev`, where the bound device
-//! nodes must open (the nodes the device cgroup allows; without `CAP_MKNOD` no other can be
+//! `/dev` is a small tmpfs holding the nodes of [`DEVICES`]: made with mknod(2) where the
+//! container has no user namespace of its own (a node in a tmpfs costs a third of a bind
+//! mount), bound from the host's `/dev` where it has one (a user namespace may not make
+//! device nodes).
+//!
+//! Every mount the runtime makes or binds is nodev but `/dev`, where those device nodes
+//! must open (the nodes the device cgroup allows; without `CAP_MKNOD` no other can be
 //! made), and `/dev/pts`, whose terminals are device nodes.
 //!
 //! Mount attributes are changed with mount_setattr(2) (Linux 5.12), not a remount: it can
@@ -35,8 +40,16 @@ use std::path::{Path, PathBuf};
 
 use crate::spec::Spec;
 
-/// Devices bound from the host into the container's /dev.
-pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The character devices of the container's /dev: name, major and minor number (fixed by
+/// the kernel's device list, `Documentation/admin-guide/devices.txt`).
+pub(crate) const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// Kernel paths every container gets read-only (the OCI runtime specification's defaults):
 /// they change host-wide kernel settings (`/proc/sys`), act on the host
@@ -180,6 +193,16 @@ pub enum Op {
     /// Create an empty file with mode 0644 (open(2) `O_CREAT`, closed at once), tolerating
     /// an existing one: the mount point of a device bound from the host.
     Touch(CString),
+    /// mknod(2) of a character device, then chmod(2) to mode 0666 (whatever the umask): a
+    /// device node in the container's own `/dev`.
+    Mknod {
+        /// The node created.
+        path: CString,
+        /// Its major number.
+        major: u32,
+        /// Its minor number.
+        minor: u32,
+    },
     /// symlink(2), tolerating an existing entry.
     Symlink {
         /// What the link points to.
@@ -216,7 +239,11 @@ impl Op {
     pub fn path(&self) -> &Path {
         match self {
             Op::Propagation(m) | Op::Mount(m) | Op::Protect(m) => m.target(),
-            Op::Mkdir(p) | Op::Touch(p) | Op::PivotRoot(p) | Op::SetAttr { path: p, .. } => path(p),
+            Op::Mkdir(p)
+            | Op::Touch(p)
+            | Op::PivotRoot(p)
+            | Op::SetAttr { path: p, .. }
+            | Op::Mknod { path: p, .. } => path(p),
             Op::Symlink { link, .. } => path(link),
         }
     }
@@ -236,6 +263,9 @@ impl Op {
             Op::Propagation(_) => "making mount propagation private".to_owned(),
             Op::Mkdir(p) => format!("mkdir {}", s(p)),
             Op::Touch(p) => format!("create {}", s(p)),
+            Op::Mknod { path, major, minor } => {
+                format!("mknod {} (character device {major}:{minor})", s(path))
+            }
             Op::Symlink { target, link } => format!("symlink {} -> {}", s(link), s(target)),
             Op::Mount(Mount {
                 source,
@@ -446,16 +476,25 @@ pub fn plan(spec: &Spec, host: &Host) -> Result<MountPlan, Error> {
         nosuid | libc::MS_STRICTATIME,
         Some("mode=755,size=64k"),
     )?));
-    for dev in DEVICES {
+    for (dev, major, minor) in DEVICES {
         let target = inside("dev").join(dev);
-        ops.push(Op::Touch(path_c(&target)?));
-        ops.push(Op::Mount(mount(
-            Some(&format!("/dev/{dev}")),
-            &target,
-            None,
-            libc::MS_BIND,
-            None,
-        )?));
+        if ns.user {
+            // No device node can be made in a user namespace: the host's are bound.
+            ops.push(Op::Touch(path_c(&target)?));
+            ops.push(Op::Mount(mount(
+                Some(&format!("/dev/{dev}")),
+                &target,
+                None,
+                libc::MS_BIND,
+                None,
+            )?));
+        } else {
+            ops.push(Op::Mknod {
+                path: path_c(&target)?,
+                major,
+                minor,
+            });
+        }
     }
     ops.push(Op::Mkdir(path_c(&inside("dev/pts"))?));
     ops.push(Op::Mount(mount(
@@ -760,15 +799,19 @@ mod tests {
                 Some("mode=755,size=64k"),
             ),
         ];
-        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-            expected.push(Op::Touch(c(&r(&format!("dev/{dev}")))));
-            expected.push(m(
-                Some(&format!("/dev/{dev}")),
-                &r(&format!("dev/{dev}")),
-                None,
-                libc::MS_BIND,
-                None,
-            ));
+        for (dev, major, minor) in [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
+            expected.push(Op::Mknod {
+                path: c(&r(&format!("dev/{dev}"))),
+                major,
+                minor,
+            });
         }
         expected.push(Op::Mkdir(c(&r("dev/pts"))));
         expected.push(m(
@@ -805,11 +848,33 @@ mod tests {
     }
 
     #[test]
-    fn a_user_namespace_with_its_own_pid_and_net_changes_no_mount() {
-        assert_eq!(
-            planned(&spec(Namespaces::ALL)),
-            planned(&spec(Namespaces::ROOTFUL))
-        );
+    fn a_user_namespace_with_its_own_pid_and_net_changes_only_how_devices_are_made() {
+        let with_user = planned(&spec(Namespaces::ALL)).ops;
+        let rootful = planned(&spec(Namespaces::ROOTFUL)).ops;
+        // Each device node made in the rootful plan is a file made and bound from the
+        // host's /dev in the user namespace's, at the same place in the plan.
+        let mut expected = Vec::new();
+        for op in rootful {
+            match op {
+                Op::Mknod { path: node, .. } => {
+                    let name = path(&node)
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    expected.push(Op::Touch(node.clone()));
+                    expected.push(m(
+                        Some(&format!("/dev/{name}")),
+                        &path(&node).to_string_lossy(),
+                        None,
+                        libc::MS_BIND,
+                        None,
+                    ));
+                }
+                op => expected.push(op),
+            }
+        }
+        assert_eq!(with_user, expected);
     }
 
     #[test]
@@ -1095,12 +1160,29 @@ mod tests {
                     assert!(mount.has(NOSUID), "{mount:?}: {why}");
                 }
             }
-            // Devices are bound from the host's /dev, each onto a file made for it, and
-            // after /dev's tmpfs.
+            // Devices come after /dev's tmpfs: in a user namespace bound from the host's
+            // /dev, each onto a file made for it; without one, made with their numbers.
             let dev = root.join("dev");
             let dev_at = position(&plan, |op| matches!(op, Op::Mount(m) if m.target() == dev));
-            for name in DEVICES {
+            for (name, major, minor) in DEVICES {
                 let target = dev.join(name);
+                if !spec.namespaces.user {
+                    let made = position(
+                        &plan,
+                        |op| matches!(op, Op::Mknod { path: p, .. } if path(p) == target),
+                    );
+                    assert!(dev_at < made, "{why}");
+                    assert_eq!(
+                        ops[made],
+                        Op::Mknod {
+                            path: path_c(&target).unwrap(),
+                            major,
+                            minor
+                        },
+                        "{why}"
+                    );
+                    continue;
+                }
                 let bound = position(
                     &plan,
                     |op| matches!(op, Op::Mount(m) if m.target() == target),
@@ -1217,7 +1299,12 @@ mod tests {
         assert!(described.contains(&format!(
             "mount tmpfs on {ROOTFS}/tmp (type tmpfs, options mode=1777)"
         )));
-        assert!(described.contains(&format!("create {ROOTFS}/dev/null")));
+        assert!(described.contains(&format!("mknod {ROOTFS}/dev/null (character device 1:3)")));
+        let with_user = planned(&spec(Namespaces::ALL));
+        assert!(with_user
+            .ops
+            .iter()
+            .any(|op| op.describe() == format!("create {ROOTFS}/dev/null")));
         assert!(described.contains(&format!("symlink {ROOTFS}/dev/ptmx -> pts/ptmx")));
         assert!(described.contains(&"pivot_root".to_owned()));
         for after in [

@@ -286,6 +286,50 @@ fn devices_outside_the_list_are_refused_even_with_every_capability() {
 }
 
 #[test]
+fn the_devices_of_dev_work_whether_made_or_bound() {
+    if !prerequisites() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    // Made with mknod without a user namespace, bound from the host's /dev with one: the
+    // same numbers, open to everyone, and each does what its kind does.
+    let script = "stat -c '%n %t:%T %a' /dev/null /dev/zero /dev/full /dev/random \
+                  /dev/urandom /dev/tty; \
+                  echo x > /dev/null && echo null-writes; \
+                  echo zero-reads $(head -c 4 /dev/zero | od -An -tx1 | tr -d ' '); \
+                  echo random-reads $(head -c 16 /dev/urandom | wc -c); \
+                  (echo x > /dev/full) 2>/dev/null || echo full-is-full";
+    for namespaces in [container::Namespaces::ROOTFUL, container::Namespaces::ALL] {
+        let mut spec = sh(rootfs.path(), script);
+        spec.namespaces = namespaces;
+        let f = run(&spec, T).unwrap();
+        assert_eq!(f.status, 0, "{namespaces:?}: {f:?}");
+        for node in [
+            "/dev/null 1:3",
+            "/dev/zero 1:5",
+            "/dev/full 1:7",
+            "/dev/random 1:8",
+            "/dev/urandom 1:9",
+            "/dev/tty 5:0",
+        ] {
+            assert!(
+                f.stdout.lines().any(|l| l == format!("{node} 666")),
+                "{node}: {namespaces:?}: {f:?}"
+            );
+        }
+        for seen in [
+            "null-writes",
+            "zero-reads 00000000",
+            "random-reads 16",
+            "full-is-full",
+        ] {
+            assert!(f.stdout.contains(seen), "{seen}: {namespaces:?}: {f:?}");
+        }
+        assert_nothing_left(&f);
+    }
+}
+
+#[test]
 fn a_memory_hog_above_its_limit_is_oom_killed() {
     if !prerequisites() {
         return;
