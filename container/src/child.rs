@@ -210,8 +210,8 @@ pub struct Plan {
     pub join_cgroup: Vec<CString>,
     /// Switch to uid and gid 0 of the new user namespace once its maps are written.
     pub become_root: bool,
-    /// The system call filter's programs, installed in order just before execve.
-    pub seccomp: Vec<Program>,
+    /// The system call filter's program, installed just before execve; none for no filter.
+    pub seccomp: Option<Program>,
     /// For a pooled sandbox: the socket its program comes on (see [`REQUEST_MAX`]); the
     /// sandbox is built, says [`Step::Ready`] and waits there instead of exec'ing
     /// `program`.
@@ -381,7 +381,7 @@ pub unsafe fn run(plan: &Plan, go: RawFd, go_write: RawFd, status: RawFd) -> ! {
 
     // The filter last: everything above may use calls it refuses. It allows the write of
     // the last message and execve.
-    for program in &plan.seccomp {
+    if let Some(program) = &plan.seccomp {
         if seccomp::install(program) < 0 {
             fail(Step::Seccomp, 0);
         }

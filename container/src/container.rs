@@ -941,9 +941,9 @@ fn kernel_paths() -> &'static [KernelPath] {
     PRESENT.get_or_init(KernelPath::present)
 }
 
-/// The compiled programs of a filter (the default one compiled once per process).
-fn filter(seccomp: Seccomp) -> Result<Vec<Program>, Error> {
-    static DEFAULT: std::sync::OnceLock<Vec<Program>> = std::sync::OnceLock::new();
+/// The compiled program of a filter (the default one compiled once per process).
+fn filter(seccomp: Seccomp) -> Result<Option<Program>, Error> {
+    static DEFAULT: std::sync::OnceLock<Option<Program>> = std::sync::OnceLock::new();
     match seccomp {
         Seccomp::Default => {
             if let Some(programs) = DEFAULT.get() {

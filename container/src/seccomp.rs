@@ -1,6 +1,6 @@
 //! The system call filter a container's program runs under: the profile (which calls are
 //! refused, when, and with which error), its compilation to classic BPF with seccompiler,
-//! and nothing else. The child installs the compiled programs as its last step before
+//! and nothing else. The child installs the compiled program as its last step before
 //! execve(2), after no_new_privs.
 //!
 //! The default profile is a deny-list in the spirit of the OCI runtime's and Docker's
@@ -23,6 +23,12 @@
 //! that cache the kernel runs the filter on every call number when it is installed:
 //! each compiled program starts with a binary search that allows a call it does not name
 //! in a dozen instructions, instead of seccompiler's row of one comparison per call.
+//!
+//! seccompiler gives a program one action for the calls it names, so the profile compiles
+//! to one program per error number, plus the x32 guard; they are joined into one
+//! ([`seccomp_search::chain`]) and installed with one seccomp(2) call: each call is named
+//! once, so the first program that refuses a call is the only one, and the joined
+//! program answers as the separate ones would.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +46,9 @@ pub enum Error {
     /// seccompiler refused a rule or the filter.
     #[error("cannot build the system call filter")]
     Build(#[source] seccompiler::BackendError),
+    /// The joined program is longer than the kernel takes.
+    #[error("the system call filter is longer than the kernel's 4096 instructions")]
+    TooLong,
     /// A filter's name is not one of [`Seccomp`]'s.
     #[error("no system call filter is called {0:?}: default or off")]
     Name(String),
@@ -86,9 +95,9 @@ impl Seccomp {
         }
     }
 
-    /// The BPF programs that enforce this profile, each to be installed with
-    /// seccomp(2); none for [`Seccomp::Off`].
-    pub fn compile(self) -> Result<Vec<Program>, Error> {
+    /// The BPF program that enforces this profile, to be installed with seccomp(2); none
+    /// for [`Seccomp::Off`].
+    pub fn compile(self) -> Result<Option<Program>, Error> {
         compile(self.rules())
     }
 }
@@ -418,9 +427,20 @@ fn conditions(when: When) -> Result<Vec<SeccompRule>, Error> {
     Ok(vec![SeccompRule::new(conditions).map_err(Error::Build)?])
 }
 
+/// Compiles `rules` to one program: the programs of [`programs`] joined. None for no
+/// rules.
+pub fn compile(rules: &[Rule]) -> Result<Option<Program>, Error> {
+    let programs = programs(rules)?;
+    if programs.is_empty() {
+        return Ok(None);
+    }
+    let joined = seccomp_search::chain(&programs).ok_or(Error::TooLong)?;
+    Ok(Some(joined))
+}
+
 /// Compiles `rules` to one program per error number (a seccompiler filter has a single
 /// action on a match), plus, on x86_64, the x32 guard. None for no rules.
-pub fn compile(rules: &[Rule]) -> Result<Vec<Program>, Error> {
+fn programs(rules: &[Rule]) -> Result<Vec<Program>, Error> {
     if rules.is_empty() {
         return Ok(Vec::new());
     }
@@ -525,8 +545,7 @@ mod tests {
 
     /// What the kernel would do: the strictest answer of every program (lower action
     /// values win; KILL_PROCESS is 0x80000000 and wins over everything).
-    fn verdict(programs: &[Program], arch: u32, nr: libc::c_long, args: [u64; 6]) -> u32 {
-        let nr = u32::try_from(nr).unwrap();
+    fn verdict(programs: &[Program], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
         let action = |r: u32| {
             // Order by the kernel's precedence: KILL_PROCESS first, then by value.
             let a = r & 0xffff_0000;
@@ -547,10 +566,19 @@ mod tests {
     const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
     const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
 
+    /// The default profile's program, as the child installs it.
+    fn joined() -> Program {
+        Seccomp::Default.compile().unwrap().unwrap()
+    }
+
+    fn nr(call: libc::c_long) -> u32 {
+        u32::try_from(call).unwrap()
+    }
+
     #[test]
     fn the_default_profile_refuses_its_calls_and_allows_the_rest() {
-        let programs = Seccomp::Default.compile().unwrap();
-        let v = |nr, arg0: u64| verdict(&programs, NATIVE, nr, [arg0, 0, 0, 0, 0, 0]);
+        let program = joined();
+        let v = |call, arg0: u64| run(&program, NATIVE, nr(call), [arg0, 0, 0, 0, 0, 0]);
         for rule in Seccomp::Default.rules() {
             if rule.when == When::Always {
                 let expected = libc::SECCOMP_RET_ERRNO | rule.errno.cast_unsigned();
@@ -586,20 +614,51 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn other_abis_cannot_name_a_refused_call() {
-        let programs = Seccomp::Default.compile().unwrap();
-        let x32 = libc::c_long::from(X32_SYSCALL_BIT) + libc::SYS_kexec_load;
-        assert_eq!(verdict(&programs, NATIVE, x32, [0; 6]), ENOSYS);
+        let program = joined();
+        let x32 = X32_SYSCALL_BIT + nr(libc::SYS_kexec_load);
+        assert_eq!(run(&program, NATIVE, x32, [0; 6]), ENOSYS);
         // The 32-bit ABI (AUDIT_ARCH_I386) is killed before any number is read.
         let i386 = 0x4000_0003;
         assert_eq!(
-            verdict(&programs, i386, libc::SYS_getppid, [0; 6]),
+            run(&program, i386, nr(libc::SYS_getppid), [0; 6]),
             libc::SECCOMP_RET_KILL_PROCESS
         );
     }
 
+    /// The one program the child installs answers every call as the kernel would answer
+    /// with the separate programs installed one by one.
+    #[test]
+    fn the_joined_program_answers_as_the_separate_programs_would() {
+        let program = joined();
+        let separate = programs(Seccomp::Default.rules()).unwrap();
+        assert!(separate.len() > 1);
+        assert_eq!(program.len(), separate.iter().map(Vec::len).sum::<usize>());
+        let mut arg0s = vec![
+            0,
+            u64::from(NEWUSER),
+            u64::from(NEWUSER) | libc::CLONE_NEWNS as u64,
+            libc::SIGCHLD as u64,
+            0x0004_0000,
+            u64::MAX,
+        ];
+        arg0s.extend(PERSONALITIES.iter().map(|p| u64::from(*p)));
+        for arch in [NATIVE, 0x4000_0003] {
+            for call in (0..600).chain(X32_SYSCALL_BIT..X32_SYSCALL_BIT + 600) {
+                for &arg0 in &arg0s {
+                    let args = [arg0, arg0, 0, 0, 0, 0];
+                    assert_eq!(
+                        run(&program, arch, call, args),
+                        verdict(&separate, arch, call, args),
+                        "arch {arch:#x}, call {call}, arguments {arg0:#x}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn off_is_no_filter_and_every_rule_is_described() {
-        assert!(Seccomp::Off.compile().unwrap().is_empty());
+        assert!(Seccomp::Off.compile().unwrap().is_none());
         assert_eq!(Seccomp::default(), Seccomp::Default);
         for s in [Seccomp::Default, Seccomp::Off] {
             assert_eq!(s.to_string().parse::<Seccomp>().unwrap(), s);
@@ -624,12 +683,12 @@ mod tests {
     /// (no_new_privs allows an unprivileged filter).
     #[test]
     fn the_kernel_enforces_the_compiled_filter() {
-        let programs = Seccomp::Default.compile().unwrap();
+        let program = joined();
         // SAFETY: the child makes only raw system calls and ends in _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
         if pid == 0 {
-            let code = in_child(&programs);
+            let code = in_child(&program);
             // SAFETY: ends the forked child at once.
             unsafe { libc::_exit(code) };
         }
@@ -649,12 +708,12 @@ mod tests {
     }
 
     /// The forked child's side: 0 when every check holds, else the failed check's number.
-    fn in_child(programs: &[Program]) -> i32 {
+    fn in_child(program: &[sock_filter]) -> i32 {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return 1;
         }
-        if programs.iter().any(|p| install(p) != 0) {
+        if install(program) != 0 {
             return 2;
         }
         let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);

@@ -11,7 +11,8 @@
 //! calls the row names (and every other architecture) to the row unchanged.
 //!
 //! Both sandboxes use it: the container's deny-list (a call it does not name is allowed)
-//! and the monitor's allow-list (a call it does not name raises `SIGSYS`).
+//! and the monitor's allow-list (a call it does not name raises `SIGSYS`). [`chain`] joins
+//! several programs into one, so that a process installs one filter, not several.
 
 use seccompiler::sock_filter;
 
@@ -78,6 +79,44 @@ pub fn in_front(numbers: &[u32], elsewhere: u32, program: Vec<sock_filter>) -> V
     out.extend(search);
     out.extend(program);
     out
+}
+
+/// `programs` joined into one program that runs them in turn: each one's "allow"
+/// continues to the next, and the first other answer is the joined program's. A process
+/// then installs one filter with seccomp(2), not one per program: each install has the
+/// kernel check and translate the program and fill its action cache.
+///
+/// The kernel, given the programs installed one by one, runs them all and takes the
+/// strictest answer. The two agree when no call is refused by two of the programs with
+/// different actions (each call is named in one program only, and every program kills
+/// another architecture alike, say); check that with [`run`]. `None` when the joined
+/// program would be longer than the kernel takes (`BPF_MAXINSNS`, 4096 instructions).
+pub fn chain(programs: &[Vec<sock_filter>]) -> Option<Vec<sock_filter>> {
+    const MAX_INSNS: usize = 4096;
+    let total: usize = programs.iter().map(Vec::len).sum();
+    if total > MAX_INSNS {
+        return None;
+    }
+    let mut out = Vec::with_capacity(total);
+    for (i, program) in programs.iter().enumerate() {
+        let last = i + 1 == programs.len();
+        for (at, insn) in program.iter().enumerate() {
+            let allows = insn.code == RET_K && insn.k == libc::SECCOMP_RET_ALLOW;
+            if allows && !last {
+                // On to the next program's first instruction, just past this one's last.
+                let ahead = u32::try_from(program.len() - at - 1).ok()?;
+                out.push(sock_filter {
+                    code: JA,
+                    jt: 0,
+                    jf: 0,
+                    k: ahead,
+                });
+            } else {
+                out.push(insn.clone());
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Emits a search over `sorted` numbers (the accumulator holds the call's number): a
@@ -234,6 +273,47 @@ mod tests {
             in_front(&numbers, u32::from(SeccompAction::Trap), plain.clone()),
             plain
         );
+    }
+
+    #[test]
+    fn a_chain_gives_the_first_refusal_and_allows_what_every_program_allows() {
+        let refuse_odd = row(&[1, 3, 5], SeccompAction::Errno(1), SeccompAction::Allow);
+        let refuse_even = in_front(
+            &[2, 4],
+            libc::SECCOMP_RET_ALLOW,
+            row(&[2, 4], SeccompAction::Errno(2), SeccompAction::Allow),
+        );
+        let programs = [refuse_odd.clone(), refuse_even.clone()];
+        let joined = chain(&programs).unwrap();
+        assert_eq!(joined.len(), refuse_odd.len() + refuse_even.len());
+        let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
+        for nr in 0..8 {
+            let expected = match nr {
+                1 | 3 | 5 => errno(1),
+                2 | 4 => errno(2),
+                _ => libc::SECCOMP_RET_ALLOW,
+            };
+            let got = run(&joined, AUDIT_ARCH_NATIVE, nr, [0; 6]).unwrap().action;
+            assert_eq!(got, expected, "call {nr}");
+        }
+        // Another architecture: the first program's answer (seccompiler kills it).
+        let other = run(&joined, 0x4000_0003, 1, [0; 6]).unwrap().action;
+        assert_eq!(
+            other,
+            run(&refuse_odd, 0x4000_0003, 1, [0; 6]).unwrap().action
+        );
+        assert_eq!(chain(std::slice::from_ref(&refuse_odd)), Some(refuse_odd));
+        assert_eq!(chain(&[]), Some(Vec::new()));
+        let long = vec![
+            sock_filter {
+                code: RET_K,
+                jt: 0,
+                jf: 0,
+                k: 0
+            };
+            3000
+        ];
+        assert_eq!(chain(&[long.clone(), long]), None);
     }
 
     #[test]
