@@ -21,7 +21,9 @@
 //! virtio devices is saved to PATH when its init writes its first marker, then runs on to
 //! its end (see [`microvm::linux::machine::snapshot_to`]).
 
-use std::process::ExitCode;
+#![no_main]
+
+use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use microvm::guest;
@@ -304,7 +306,51 @@ fn wait_for_release() {
     unsafe { libc::sigwait(&set, &mut sig) };
 }
 
-fn main() -> ExitCode {
+/// The process's entry, called by the C library's start-up code with nothing of the
+/// Rust runtime's own start-up before it (`#![no_main]`). The monitor is on the path of
+/// every micro VM start, and that start-up, which finds the main thread's stack guard by
+/// reading `/proc/self/maps` and gives every thread an alternate signal stack for its
+/// stack-overflow message, cost tens of microseconds of each start under software KVM.
+/// What of it the monitor needs is done here: the standard streams open (the reports go
+/// to standard output, which must never be `/dev/kvm` or a guest's file), `SIGPIPE`
+/// ignored, a panic turned into exit status 101, standard output flushed at the end.
+/// `std::env::args` needs nothing more: the C library hands the arguments to the
+/// standard library at load.
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    standard_streams_open();
+    // SAFETY: sets a signal's disposition to ignore; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let status = std::panic::catch_unwind(run).unwrap_or(101);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    c_int::from(status)
+}
+
+/// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed, as the Rust
+/// runtime's start-up does, so that no descriptor the monitor opens later takes one.
+fn standard_streams_open() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a valid array of three pollfd for the call's length; a zero
+    // timeout returns at once.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
+        return;
+    }
+    for pollfd in fds {
+        if pollfd.revents & libc::POLLNVAL != 0 {
+            // SAFETY: a valid C string path; the descriptor opened is the lowest free one,
+            // the closed standard stream's, and stays open for the process's life.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+}
+
+/// The monitor's work: exit status 0 when the guest stopped as a guest should, 2 for bad
+/// usage, 1 otherwise.
+fn run() -> u8 {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // The system call filter is on unless `--no-seccomp` turns it off (to measure it).
     let filtered = match args.iter().position(|a| a == "--no-seccomp") {
@@ -318,7 +364,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vcbench-vmm: {e}\n{USAGE}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     // A monitor taking a snapshot writes a file once its guest has run: its filter would
@@ -330,7 +376,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("vcbench-vmm: {:#}", anyhow::Error::new(e));
-                return ExitCode::FAILURE;
+                return 1;
             }
         }
     }
@@ -383,14 +429,14 @@ fn main() -> ExitCode {
             let torn_down = report.phases.last().map_or(0, |(_, ns)| *ns);
             emit(&Line::TornDown(torn_down));
             match report.end {
-                End::Halted | End::Reset | End::PoweredOff => ExitCode::SUCCESS,
-                _ => ExitCode::FAILURE,
+                End::Halted | End::Reset | End::PoweredOff => 0,
+                _ => 1,
             }
         }
         Err(e) => {
             // The error and its causes, as one line.
             eprintln!("vcbench-vmm: {e:#}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
