@@ -40,14 +40,14 @@ fn a_closed_standard_input_is_dev_null_not_the_first_file_opened() {
         .args(["hello", "--hold"])
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped());
-    // SAFETY: close is async-signal-safe and touches no memory; it runs in the forked
-    // child before exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::close(0);
-            Ok(())
-        });
-    }
+    let close_stdin = || {
+        // SAFETY: closes descriptor 0 of the forked child, which nothing there uses.
+        unsafe { libc::close(0) };
+        Ok(())
+    };
+    // SAFETY: the closure makes one async-signal-safe call (close) and allocates
+    // nothing, as what runs between fork and exec must.
+    unsafe { command.pre_exec(close_stdin) };
     let mut child = command.spawn().expect("start the monitor");
     let mut lines = BufReader::new(child.stdout.take().expect("its stdout")).lines();
     let report = lines.next().expect("a report line").expect("readable");
