@@ -127,8 +127,11 @@ fn assert_nothing_left_by(owner: u32, before: &Before, what: &str) {
 
     let me = owner;
     let layout = container::cgroup::Layout::detect().unwrap();
-    for h in &layout.hierarchies {
-        let parent = h.mount_point.join(container::cgroup::PARENT);
+    let parents = layout
+        .hierarchies
+        .iter()
+        .flat_map(|h| container::cgroup::PARENTS.map(|p| h.mount_point.join(p)));
+    for parent in parents {
         let ours: Vec<PathBuf> = std::fs::read_dir(&parent)
             .map(|d| {
                 d.filter_map(Result::ok)

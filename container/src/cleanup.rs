@@ -1,13 +1,14 @@
 //! Finding and removing what a killed runtime left behind.
 //!
 //! Every instance is named `vcbench-<pid>-<n>` after the process that made it, so state
-//! whose maker is gone is recognisable: cgroups under each hierarchy's `vcbench/`, and
+//! whose maker is gone is recognisable: cgroups under each hierarchy's `vcbench/` (and a
+//! v1 devices hierarchy's `vcbench-restricted/`), and
 //! overlay state directories. A process killed with SIGKILL cannot clean up; the next one
 //! can.
 
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{Layout, PARENT};
+use crate::cgroup::{Layout, PARENTS};
 
 /// Something left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,8 @@ pub fn find(layout: &Layout) -> Vec<Leftover> {
     let mut found: Vec<Leftover> = layout
         .hierarchies
         .iter()
-        .flat_map(|h| stale_in(&h.mount_point.join(PARENT)))
+        .flat_map(|h| PARENTS.map(|p| h.mount_point.join(p)))
+        .flat_map(|parent| stale_in(&parent))
         .collect();
     found.extend(stale_in(&crate::container::state_base()));
     found

@@ -216,7 +216,7 @@ impl Container {
             (Some(made), _) => CgroupPlan::Made(made),
             (None, Some(layout)) => {
                 // The child joins its v1 directories by itself once they are made.
-                plan.join_cgroup = Cgroup::v1_dirs(layout, &name)
+                plan.join_cgroup = Cgroup::v1_dirs(layout, &name, spec.restrict_devices)
                     .iter()
                     .map(|dir| path_c(&dir.join(cgroup::V1_JOIN_FILE)))
                     .collect::<Result<_, _>>()?;
@@ -224,6 +224,7 @@ impl Container {
                     layout,
                     name: &name,
                     limits: &spec.limits,
+                    restricted: spec.restrict_devices,
                 }
             }
             (None, None) => CgroupPlan::None,
@@ -460,7 +461,8 @@ impl Idle {
         phases.push(("prepared", monotonic_ns()));
         let cgroup = if spec.cgroup || spec.limits.any() {
             let layout = Layout::cached()?;
-            let mut cgroup = Cgroup::create(layout, &name, &spec.limits)?;
+            let mut cgroup =
+                Cgroup::create_for(layout, &name, &spec.limits, spec.restrict_devices)?;
             phases.push(("cgroup_created", monotonic_ns()));
             if spec.restrict_devices {
                 cgroup.restrict_devices(layout, &devices::ALLOWED)?;
@@ -754,6 +756,8 @@ enum CgroupPlan<'a> {
         name: &'a str,
         /// Its limits.
         limits: &'a Limits,
+        /// Whether its devices are to be restricted ([`Cgroup::create_for`]).
+        restricted: bool,
     },
 }
 
@@ -801,8 +805,9 @@ fn admit(a: Admission<'_>) -> Result<(Vec<Phase>, Option<Cgroup>), Error> {
             layout,
             name,
             limits,
+            restricted,
         } => {
-            let made = Cgroup::create(layout, name, limits)?;
+            let made = Cgroup::create_for(layout, name, limits, restricted)?;
             phases.push(("cgroup_created", monotonic_ns()));
             Some(made)
         }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use container::cgroup::{Cgroup, Layout, PARENT};
+use container::cgroup::{Cgroup, Layout, PARENT, RESTRICTED_PARENT};
 use container::devices::{self, ALLOWED};
 use container::Limits;
 
@@ -93,7 +93,8 @@ fn the_device_program_allows_the_list_and_refuses_the_rest() {
 
     // A second cgroup gets the program this process loaded already, and it holds there
     // too, while the first cgroup still has it.
-    let second = Dir(parent.join(format!("vcbench-{}-4000000001", std::process::id())));
+    // Each test of this file names its cgroups apart: they run at once.
+    let second = Dir(parent.join(format!("vcbench-{}-4000000004", std::process::id())));
     std::fs::create_dir(&second.0).unwrap();
     devices::restrict(&second.0, &ALLOWED).unwrap();
     let program = devices::program(&ALLOWED);
@@ -142,4 +143,65 @@ fn v1_without_a_devices_hierarchy_uses_the_device_program() {
     assert!(!out.contains("kmsg-opened"), "{out}{err}");
     cgroup.remove().unwrap();
     assert!(!unified_dir.exists());
+}
+
+#[test]
+fn a_v1_cgroup_made_under_the_restricted_parent_starts_with_the_list() {
+    if !common::prerequisites() {
+        return;
+    }
+    let layout = Layout::detect().unwrap();
+    let Some(devices_mount) = layout.v1_mount("devices").map(Path::to_path_buf) else {
+        eprintln!("not applicable: this host has no v1 devices hierarchy");
+        return;
+    };
+    if layout.instances_unified() {
+        eprintln!("not applicable: instances' cgroups are made in the unified hierarchy here");
+        return;
+    }
+    let list = |dir: &Path| -> Vec<String> {
+        let mut lines: Vec<String> = std::fs::read_to_string(dir.join("devices.list"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let mut allowed: Vec<String> = ALLOWED.iter().map(devices::Rule::v1_line).collect();
+    allowed.sort();
+
+    // Made for a restricted container: under the restricted parent, with its list before
+    // anything is written to the cgroup itself.
+    let name = format!("vcbench-{}-4000000002", std::process::id());
+    let mut cgroup = Cgroup::create_for(&layout, &name, &Limits::default(), true).unwrap();
+    let dir = devices_mount.join(RESTRICTED_PARENT).join(&name);
+    assert!(cgroup.dirs().contains(&dir), "{:?}", cgroup.dirs());
+    assert_eq!(list(&dir), allowed);
+    assert_eq!(list(dir.parent().unwrap()), allowed);
+    // The other hierarchies keep the usual parent.
+    assert!(cgroup
+        .dirs()
+        .iter()
+        .filter(|d| **d != dir)
+        .all(|d| d.parent().unwrap().ends_with(PARENT)));
+    cgroup.restrict_devices(&layout, &ALLOWED).unwrap();
+    assert_eq!(list(&dir), allowed);
+    let child = shell();
+    let pid = child.id();
+    cgroup.attach(pid).unwrap();
+    let (out, err) = finish(child, &[]);
+    assert!(out.contains("null-opened"), "{out}{err}");
+    assert!(!out.contains("kmsg-opened"), "{out}{err}");
+    cgroup.remove().unwrap();
+    assert!(!dir.exists());
+
+    // Made for a container whose devices are not restricted: the usual parent, every
+    // device allowed.
+    let name = format!("vcbench-{}-4000000003", std::process::id());
+    let mut open = Cgroup::create_for(&layout, &name, &Limits::default(), false).unwrap();
+    let dir = devices_mount.join(PARENT).join(&name);
+    assert!(open.dirs().contains(&dir), "{:?}", open.dirs());
+    assert_eq!(list(&dir), ["a *:* rwm"]);
+    open.remove().unwrap();
 }
