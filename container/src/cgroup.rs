@@ -399,7 +399,7 @@ impl Cgroup {
             }
             Ok(())
         };
-        let dir = make_under(&parent, name.as_ref(), enable)?;
+        let dir = make_under(&parent, name.as_ref(), |_| enable())?;
         Ok(Cgroup {
             unified: true,
             dirs: vec![dir],
@@ -445,13 +445,15 @@ impl Cgroup {
         };
         for mount in mounts {
             let parent = v1_parent(layout, mount, restricted);
-            let prepare = || match parent.ends_with(RESTRICTED_PARENT) {
-                // Restricted once, by whoever finds it unrestricted; an instance made
-                // before that (a race with the maker) is restricted by its own writes.
-                true if !holds_exactly(&parent, &devices::ALLOWED) => {
-                    write_device_list(&parent, &devices::ALLOWED)
+            // The restricted parent is restricted by the call that makes it. The kernel
+            // refuses that once another process has made an instance under it; the
+            // parent then stays open, and every instance under it is restricted by its
+            // own writes in `restrict_devices`, which also finish a list left partial.
+            let prepare = |made: bool| {
+                if made && parent.ends_with(RESTRICTED_PARENT) {
+                    let _ = write_device_list(&parent, &devices::ALLOWED);
                 }
-                _ => Ok(()),
+                Ok(())
             };
             match make_under(&parent, name.as_ref(), prepare) {
                 Ok(dir) => cgroup.dirs.push(dir),
@@ -557,15 +559,15 @@ impl Cgroup {
         }
         if let Some(dir) = self.dirs.iter().find(|d| d.join("devices.deny").exists()) {
             // Made under a restricted parent, it already holds the list.
-            if !holds_exactly(dir, rules) {
-                write_device_list(dir, rules)?;
+            if holds_exactly(dir, rules) {
+                return Ok(());
             }
-            return Ok(());
+            return restrict_v1(dir, rules);
         }
         let root = layout.unified_mount().ok_or(Error::NoDeviceControl)?;
         let name = first.file_name().unwrap_or_default().to_owned();
         let parent = root.join(PARENT);
-        let dir = make_under(&parent, &name, || Ok(()))?;
+        let dir = make_under(&parent, &name, |_| Ok(()))?;
         self.unified_dir = Some(self.dirs.len());
         self.dirs.push(dir.clone());
         Ok(devices::restrict(&dir, rules)?)
@@ -731,6 +733,37 @@ fn holds_exactly(dir: &Path, rules: &[devices::Rule]) -> bool {
     have == want
 }
 
+/// Writes `rules` to the v1 devices cgroup `dir`, which does not hold them: made under
+/// [`PARENT`], or under a [`RESTRICTED_PARENT`] whose list was not whole when it was made
+/// (its maker still writing it, killed while it did, or refused because an instance was
+/// made first). A child may allow only what its parent allows, so a restricted parent
+/// that already denies by default gets the rules it lacks first (allowing needs no
+/// childless parent; denying everything does), and a rule refused meanwhile (its maker
+/// writing the list at the same moment) is tried again, for up to 0.1 s.
+fn restrict_v1(dir: &Path, rules: &[devices::Rule]) -> Result<(), Error> {
+    let parent = dir
+        .parent()
+        .filter(|p| p.ends_with(RESTRICTED_PARENT) && !holds_exactly(p, rules));
+    if let Some(parent) = parent {
+        let list = std::fs::read_to_string(parent.join("devices.list")).unwrap_or_default();
+        if !list.lines().any(|l| l.starts_with("a ")) {
+            for rule in rules {
+                write(&parent.join("devices.allow"), &rule.v1_line())?;
+            }
+        }
+    }
+    let mut tries = 0;
+    loop {
+        match write_device_list(dir, rules) {
+            Err(e) if e.is_refused() && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Restricts the v1 devices cgroup `dir` to `rules`: everything denied, then each rule
 /// allowed (one write each: the kernel takes one rule per write).
 fn write_device_list(dir: &Path, rules: &[devices::Rule]) -> Result<(), Error> {
@@ -748,23 +781,24 @@ fn v2_has_memory(root: &Path) -> bool {
         .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
 }
 
-/// Makes `parent/name`, making `parent` first and running `prepare` on it. The parent is
-/// shared by every instance, and one that is torn down removes it when it is empty, so it
-/// may go away between the two: a step that finds it gone starts again (a few times).
+/// Makes `parent/name`, making `parent` first and running `prepare` on it (told whether
+/// this call made it). The parent is shared by every instance, and one that is torn down
+/// removes it when it is empty, so it may go away between the two: a step that finds it
+/// gone starts again (a few times).
 fn make_under(
     parent: &Path,
     name: &std::ffi::OsStr,
-    prepare: impl Fn() -> Result<(), Error>,
+    prepare: impl Fn(bool) -> Result<(), Error>,
 ) -> Result<PathBuf, Error> {
     let dir = parent.join(name);
     let mut tries = 0;
     loop {
         let made = make_dir(parent, true)
-            .and_then(|()| prepare())
-            .and_then(|()| make_dir(&dir, false));
+            .and_then(&prepare)
+            .and_then(|_| make_dir(&dir, false));
         match made {
             Err(e) if tries < 5 && e.is_not_found() => tries += 1,
-            other => return other.map(|()| dir),
+            other => return other.map(|_| dir),
         }
     }
 }
@@ -779,12 +813,20 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether the kernel refused a write: a v1 devices cgroup asked to allow what its
+    /// parent does not.
+    fn is_refused(&self) -> bool {
+        matches!(self, Error::Write { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
+    }
 }
 
-fn make_dir(path: &Path, may_exist: bool) -> Result<(), Error> {
+/// Makes the directory `path`; true when this call made it, false when it was there and
+/// `may_exist`.
+fn make_dir(path: &Path, may_exist: bool) -> Result<bool, Error> {
     match std::fs::create_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if may_exist && e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if may_exist && e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(source) => Err(Error::Create {
             path: path.to_owned(),
             source,
@@ -885,7 +927,7 @@ mod tests {
         // Another instance's teardown removes the (empty) parent right after it was made,
         // once: the child is still made.
         let removed = std::cell::Cell::new(false);
-        let dir = make_under(&parent, "one".as_ref(), || {
+        let dir = make_under(&parent, "one".as_ref(), |_| {
             if !removed.replace(true) {
                 std::fs::remove_dir(&parent).unwrap();
             }
@@ -895,7 +937,7 @@ mod tests {
         assert!(dir.is_dir());
         // Gone every time: the error comes back, naming the directory.
         let other = root.path().join("other");
-        let e = make_under(&other, "two".as_ref(), || {
+        let e = make_under(&other, "two".as_ref(), |_| {
             let _ = std::fs::remove_dir(&other);
             Ok(())
         })

@@ -171,6 +171,35 @@ fn a_v1_cgroup_made_under_the_restricted_parent_starts_with_the_list() {
     let mut allowed: Vec<String> = ALLOWED.iter().map(devices::Rule::v1_line).collect();
     allowed.sort();
 
+    // A restricted parent that a killed maker left with a partial list, or that stayed
+    // open because another process made an instance under it first: an instance under it
+    // is restricted by its own writes, and a partial parent is completed on the way.
+    let parent = devices_mount.join(RESTRICTED_PARENT);
+    for partial in [true, false] {
+        if std::fs::create_dir(&parent).is_err() {
+            eprintln!("the restricted parent exists (another vcbench is running): not remade");
+            break;
+        }
+        if partial {
+            std::fs::write(parent.join("devices.deny"), "a").unwrap();
+            std::fs::write(parent.join("devices.allow"), ALLOWED[0].v1_line()).unwrap();
+        }
+        let name = format!("vcbench-{}-4000000005", std::process::id());
+        let mut first = Cgroup::create_for(&layout, &name, &Limits::default(), true).unwrap();
+        let dir = parent.join(&name);
+        assert_ne!(list(&dir), allowed);
+        first.restrict_devices(&layout, &ALLOWED).unwrap();
+        assert_eq!(list(&dir), allowed);
+        let parent_list = if partial {
+            allowed.clone()
+        } else {
+            vec!["a *:* rwm".to_owned()]
+        };
+        assert_eq!(list(&parent), parent_list);
+        first.remove().unwrap();
+        assert!(!parent.exists());
+    }
+
     // Made for a restricted container: under the restricted parent, with its list before
     // anything is written to the cgroup itself.
     let name = format!("vcbench-{}-4000000002", std::process::id());
