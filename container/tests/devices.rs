@@ -54,6 +54,15 @@ fn finish(mut child: std::process::Child, procs: &[PathBuf]) -> (String, String)
     )
 }
 
+/// A shell attached to `cgroup` opens `/dev/null` and is refused `/dev/kmsg`.
+fn assert_only_the_list_opens(cgroup: &Cgroup) {
+    let child = shell();
+    cgroup.attach(child.id()).unwrap();
+    let (out, err) = finish(child, &[]);
+    assert!(out.contains("null-opened"), "{out}{err}");
+    assert!(!out.contains("kmsg-opened"), "{out}{err}");
+}
+
 fn unified() -> Option<PathBuf> {
     let layout = Layout::detect().unwrap();
     let mount = layout.unified_mount().map(Path::to_path_buf);
@@ -135,12 +144,7 @@ fn v1_without_a_devices_hierarchy_uses_the_device_program() {
     assert_eq!(cgroup.dirs().len(), before + 1);
     assert_eq!(cgroup.dirs().last(), Some(&unified_dir));
 
-    let child = shell();
-    let pid = child.id();
-    cgroup.attach(pid).unwrap();
-    let (out, err) = finish(child, &[]);
-    assert!(out.contains("null-opened"), "{out}{err}");
-    assert!(!out.contains("kmsg-opened"), "{out}{err}");
+    assert_only_the_list_opens(&cgroup);
     cgroup.remove().unwrap();
     assert!(!unified_dir.exists());
 }
@@ -216,12 +220,7 @@ fn a_v1_cgroup_made_under_the_restricted_parent_starts_with_the_list() {
         .all(|d| d.parent().unwrap().ends_with(PARENT)));
     cgroup.restrict_devices(&layout, &ALLOWED).unwrap();
     assert_eq!(list(&dir), allowed);
-    let child = shell();
-    let pid = child.id();
-    cgroup.attach(pid).unwrap();
-    let (out, err) = finish(child, &[]);
-    assert!(out.contains("null-opened"), "{out}{err}");
-    assert!(!out.contains("kmsg-opened"), "{out}{err}");
+    assert_only_the_list_opens(&cgroup);
     cgroup.remove().unwrap();
     assert!(!dir.exists());
 
