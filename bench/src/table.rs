@@ -40,6 +40,25 @@ pub fn columns(rows: &[Vec<String>], right: &[bool], bold_header: bool) -> Strin
     out
 }
 
+/// One line per failed run, then one per skipped backend or scenario, each with its
+/// reason: what follows the table, and what `run -q` prints.
+pub fn outcome_lines(results: &Results) -> Vec<String> {
+    let failed = results.failures.iter().map(|f| {
+        format!(
+            "failed: {} {} run {}: {}",
+            f.backend, f.scenario, f.index, f.reason
+        )
+    });
+    let skipped = results.skipped.iter().map(|s| {
+        let what = match &s.scenario {
+            Some(scenario) => format!("{} {scenario}", s.backend),
+            None => s.backend.clone(),
+        };
+        format!("skipped: {what}: {}", s.reason)
+    });
+    failed.chain(skipped).collect()
+}
+
 /// The summary of a results document. `color` adds ANSI bold and red.
 ///
 /// Each figure shows its median with the median's 95% interval and, against the baseline
@@ -126,19 +145,12 @@ pub fn render(results: &Results, color: bool) -> String {
     };
     out.push_str(&density_steps(results, color));
     out.push_str(&isolation_matrix(results, color));
-    for f in &results.failures {
-        let _ = writeln!(
-            out,
-            "{red}failed{reset}: {} {} run {}: {}",
-            f.backend, f.scenario, f.index, f.reason
-        );
-    }
-    for s in &results.skipped {
-        let what = match &s.scenario {
-            Some(scenario) => format!("{} {scenario}", s.backend),
-            None => s.backend.clone(),
+    for line in outcome_lines(results) {
+        let line = match line.strip_prefix("failed") {
+            Some(rest) => format!("{red}failed{reset}{rest}"),
+            None => line,
         };
-        let _ = writeln!(out, "skipped: {what}: {}", s.reason);
+        let _ = writeln!(out, "{line}");
     }
     let vm_figures = results
         .figures

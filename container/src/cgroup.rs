@@ -723,9 +723,11 @@ fn v1_parent(layout: &Layout, mount: &Path, restricted: bool) -> PathBuf {
 /// Whether the v1 devices cgroup `dir` allows exactly `rules` (its `devices.list`, one
 /// line per rule in any order, `a *:* rwm` when it allows everything).
 fn holds_exactly(dir: &Path, rules: &[devices::Rule]) -> bool {
-    let Ok(list) = std::fs::read_to_string(dir.join("devices.list")) else {
-        return false;
-    };
+    std::fs::read_to_string(dir.join("devices.list")).is_ok_and(|list| lists_exactly(&list, rules))
+}
+
+/// Whether the text of a `devices.list` names exactly `rules`.
+fn lists_exactly(list: &str, rules: &[devices::Rule]) -> bool {
     let mut have: Vec<&str> = list.lines().collect();
     let mut want: Vec<String> = rules.iter().map(devices::Rule::v1_line).collect();
     have.sort_unstable();
@@ -741,12 +743,10 @@ fn holds_exactly(dir: &Path, rules: &[devices::Rule]) -> bool {
 /// childless parent; denying everything does), and a rule refused meanwhile (its maker
 /// writing the list at the same moment) is tried again, for up to 0.1 s.
 fn restrict_v1(dir: &Path, rules: &[devices::Rule]) -> Result<(), Error> {
-    let parent = dir
-        .parent()
-        .filter(|p| p.ends_with(RESTRICTED_PARENT) && !holds_exactly(p, rules));
-    if let Some(parent) = parent {
+    if let Some(parent) = dir.parent().filter(|p| p.ends_with(RESTRICTED_PARENT)) {
         let list = std::fs::read_to_string(parent.join("devices.list")).unwrap_or_default();
-        if !list.lines().any(|l| l.starts_with("a ")) {
+        let denies_by_default = !list.lines().any(|l| l.starts_with("a "));
+        if denies_by_default && !lists_exactly(&list, rules) {
             for rule in rules {
                 write(&parent.join("devices.allow"), &rule.v1_line())?;
             }

@@ -176,21 +176,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         for warning in reports::figure_text::warnings(&results) {
             say!("warning: {warning}");
         }
-        for f in &results.failures {
-            say!(
-                "failed: {} {} run {}: {}",
-                f.backend,
-                f.scenario,
-                f.index,
-                f.reason
-            );
-        }
-        for skip in &results.skipped {
-            let what = match &skip.scenario {
-                Some(s) => format!("{} {s}", skip.backend),
-                None => skip.backend.clone(),
-            };
-            say!("skipped: {what}: {}", skip.reason);
+        for line in table::outcome_lines(&results) {
+            say!("{line}");
         }
     } else {
         say_part!("{}", table::render(&results, color()));
