@@ -6,6 +6,13 @@
 //! (`+crt-static`) in its own target directory, by a nested cargo, always optimised, and
 //! `vcbench` carries the bytes. Its identity (an FNV-1a hash of the bytes) names the
 //! installed copy and goes into every results document.
+//!
+//! The monitor is built the same way, but against musl where the toolchain has its
+//! standard library (`rustup target add x86_64-unknown-linux-musl`): glibc's start-up
+//! runs dozens of CPUID instructions (its CPU features and cache sizes), each a trap to
+//! the hypervisor when the host is itself a virtual machine, and the monitor's start is on
+//! the path of every micro VM's. Without the musl target it falls back to glibc and says
+//! so. The workload stays on glibc: it stands for an ordinary program.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -43,14 +50,54 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
         .nth(4)
         .unwrap_or(out_dir)
         .join("workload-static");
+    let monitor_target = monitor_target(target);
+    static_build(workspace, &target_dir, target, &["workload"]);
+    static_build(workspace, &target_dir, &monitor_target, &["vcbench-vmm"]);
+    let libc = if monitor_target.ends_with("-musl") {
+        "musl"
+    } else {
+        println!(
+            "cargo:warning=the musl target is not installed, so vcbench-vmm is linked with \
+             glibc, whose start-up asks the CPU for its features and caches with dozens of \
+             CPUID instructions (each a VM exit where the host is itself a guest); \
+             `rustup target add {}` gives the faster monitor",
+            musl_of(target).unwrap_or_else(|| "x86_64-unknown-linux-musl".to_owned())
+        );
+        "glibc"
+    };
+    println!("cargo:rustc-env=VCBENCH_VMM_LIBC={libc}");
+
+    for (binary, built_for, env) in [
+        ("workload", target, "VCBENCH_WORKLOAD_FNV"),
+        ("vcbench-vmm", monitor_target.as_str(), "VCBENCH_VMM_FNV"),
+    ] {
+        let built = target_dir.join(built_for).join("release").join(binary);
+        let bytes =
+            std::fs::read(&built).unwrap_or_else(|e| panic!("read the built {binary}: {e}"));
+        std::fs::write(out_dir.join(binary), &bytes)
+            .unwrap_or_else(|e| panic!("copy {binary} into OUT_DIR: {e}"));
+        println!("cargo:rustc-env={env}={:016x}", fnv1a(&bytes));
+    }
+}
+
+/// Builds `binaries` (each a binary of the crate of the same name, or of `microvm` for
+/// the monitor) for `target` as static executables, always optimised.
+fn static_build(workspace: &Path, target_dir: &Path, target: &str, binaries: &[&str]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .current_dir(workspace)
-        .args(["build", "--release", "-p", "workload", "--bin", "workload"])
-        .args(["-p", "microvm", "--bin", "vcbench-vmm"])
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace).args(["build", "--release"]);
+    for binary in binaries {
+        let package = if *binary == "vcbench-vmm" {
+            "microvm"
+        } else {
+            binary
+        };
+        command.args(["-p", package, "--bin", binary]);
+    }
+    let status = command
         .args(["--target", target])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         .env(
             "RUSTFLAGS",
             "-C target-feature=+crt-static -C strip=symbols",
@@ -63,19 +110,42 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
         .expect("run cargo to build the workload");
     assert!(
         status.success(),
-        "building the static workload and monitor failed"
+        "building the static {} for {target} failed",
+        binaries.join(" and ")
     );
+}
 
-    for (binary, env) in [
-        ("workload", "VCBENCH_WORKLOAD_FNV"),
-        ("vcbench-vmm", "VCBENCH_VMM_FNV"),
-    ] {
-        let built = target_dir.join(target).join("release").join(binary);
-        let bytes =
-            std::fs::read(&built).unwrap_or_else(|e| panic!("read the built {binary}: {e}"));
-        std::fs::write(out_dir.join(binary), &bytes)
-            .unwrap_or_else(|e| panic!("copy {binary} into OUT_DIR: {e}"));
-        println!("cargo:rustc-env={env}={:016x}", fnv1a(&bytes));
+/// The musl counterpart of a `*-linux-gnu` target.
+fn musl_of(target: &str) -> Option<String> {
+    target
+        .strip_suffix("-linux-gnu")
+        .map(|arch| format!("{arch}-linux-musl"))
+}
+
+/// The target the monitor is built for: musl where its standard library is installed,
+/// since musl's start-up runs no CPUID (glibc's runs dozens: about 0.25 ms of every
+/// monitor start on a host that is itself a guest); else `target` itself.
+fn monitor_target(target: &str) -> String {
+    let Some(musl) = musl_of(target) else {
+        return target.to_owned();
+    };
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(root) = sysroot else {
+        return target.to_owned();
+    };
+    // Built again once the target is added (a missing path is looked at every build).
+    let libraries = root.join("lib/rustlib").join(&musl).join("lib");
+    println!("cargo:rerun-if-changed={}", libraries.display());
+    if libraries.is_dir() {
+        musl
+    } else {
+        target.to_owned()
     }
 }
 

@@ -85,6 +85,7 @@ pub fn run(host: &Host) -> Vec<Check> {
             images::image::WORKLOAD_FNV,
         ),
         embedded("vcbench-vmm", images::image::VMM, images::image::VMM_FNV),
+        monitor_libc(images::image::VMM_LIBC),
     ];
     for (tool, purpose, package, packaged) in TOOLS {
         checks.push(match which(tool) {
@@ -329,6 +330,32 @@ fn embedded(name: &str, bytes: &[u8], hash: &str) -> Check {
             format!("the embedded {name} is not a static executable"),
             Some("rebuild vcbench (cargo build --release -p vcbench); the build links it with +crt-static"),
         ),
+    }
+}
+
+/// The C library the embedded monitor is linked with: glibc's start-up is slower (see
+/// `images/build.rs`), which every micro VM's start figure then carries.
+fn monitor_libc(libc: &str) -> Check {
+    if libc == "musl" {
+        check(
+            "vmm C library",
+            Status::Ok,
+            "musl (no CPUID at start-up)".to_owned(),
+            None,
+        )
+    } else {
+        check(
+            "vmm C library",
+            Status::Warn,
+            format!(
+                "{libc}: its start-up runs dozens of CPUID instructions, a trap each on a \
+                 host that is itself a VM, in every micro VM start"
+            ),
+            Some(
+                "rustup target add x86_64-unknown-linux-musl, then rebuild vcbench \
+                 (cargo build --release -p vcbench)",
+            ),
+        )
     }
 }
 

@@ -16,6 +16,9 @@ pub const WORKLOAD_FNV: &str = env!("VCBENCH_WORKLOAD_FNV");
 pub const VMM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vcbench-vmm"));
 /// FNV-1a hash of [`VMM`], in hex.
 pub const VMM_FNV: &str = env!("VCBENCH_VMM_FNV");
+/// The C library [`VMM`] is linked with: `musl`, or `glibc` where the build had no musl
+/// target (its start-up then costs the CPUID instructions of glibc's; see `build.rs`).
+pub const VMM_LIBC: &str = env!("VCBENCH_VMM_LIBC");
 
 /// ELF program header type of the dynamic loader request.
 const PT_INTERP: u32 = 3;

@@ -20,274 +20,29 @@
 //! rig), then read against the code paths that run rarely: errors, diagnosis at a
 //! timeout, teardown.
 
-use std::collections::BTreeMap;
 use std::sync::{Once, OnceLock};
 
-use kvm_bindings::{kvm_irq_level, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use seccompiler::BpfProgram;
+
+mod rules;
+pub use rules::{compile, Allowed, Error as CompileError, Only, ALLOWED};
+
+/// The program [`compile`] made of [`ALLOWED`] at build time (`build.rs`).
+mod built {
+    include!(concat!(env!("OUT_DIR"), "/monitor_filter.rs"));
+}
 
 /// The exit status of a monitor stopped by its filter (128 + SIGSYS, as a shell reports a
 /// process killed by that signal).
 pub const VIOLATION_EXIT: i32 = 128 + libc::SIGSYS;
 
-/// Errors building or installing the filter.
+/// Errors installing the filter.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// seccompiler does not support this machine's architecture.
-    #[error("no system call filter can be built for this architecture ({0})")]
-    Arch(&'static str),
-    /// seccompiler refused a rule or the filter.
-    #[error("cannot build the monitor's system call filter")]
-    Build(#[source] seccompiler::BackendError),
     /// The kernel refused the filter.
     #[error("cannot install the monitor's system call filter")]
     Install(#[source] seccompiler::Error),
 }
-
-/// The KVM requests the run loop makes, as the kernel numbers them.
-mod requests {
-    #![allow(missing_docs)]
-    use super::{kvm_irq_level, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs};
-
-    const KVMIO: u32 = 0xAE;
-    vmm_sys_util::ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
-    vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
-    vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
-    vmm_sys_util::ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_lapic_state);
-    vmm_sys_util::ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_mp_state);
-    vmm_sys_util::ioctl_iow_nr!(KVM_IRQ_LINE, KVMIO, 0x61, kvm_irq_level);
-}
-use requests::*;
-
-/// Which arguments an allowed call may have.
-#[derive(Debug, Clone, Copy)]
-pub enum Only {
-    /// Any.
-    Any,
-    /// Argument `arg` (from 0) is one of `values` (compared on its low 32 bits).
-    OneOf {
-        /// The argument.
-        arg: u8,
-        /// Its allowed values.
-        values: fn() -> Vec<u64>,
-    },
-}
-
-/// One allowed system call.
-#[derive(Debug, Clone, Copy)]
-pub struct Allowed {
-    /// Its name, as in syscalls(2).
-    pub name: &'static str,
-    /// Its number on this architecture.
-    pub number: libc::c_long,
-    /// With which arguments.
-    pub only: Only,
-    /// What the monitor needs it for.
-    pub why: &'static str,
-}
-
-impl Allowed {
-    /// One line for a report: the call, the arguments it is limited to, and why.
-    pub fn describe(&self) -> String {
-        match self.only {
-            Only::Any => format!("{}: {}", self.name, self.why),
-            Only::OneOf { arg, values } => {
-                let values: Vec<String> = values().iter().map(|v| format!("{v:#x}")).collect();
-                format!(
-                    "{} with argument {arg} one of {}: {}",
-                    self.name,
-                    values.join(", "),
-                    self.why
-                )
-            }
-        }
-    }
-}
-
-const fn any(name: &'static str, number: libc::c_long, why: &'static str) -> Allowed {
-    Allowed {
-        name,
-        number,
-        only: Only::Any,
-        why,
-    }
-}
-
-fn kvm_requests() -> Vec<u64> {
-    use vhost::vhost_kern::vhost_binding::{
-        VHOST_SET_FEATURES, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_BASE, VHOST_SET_VRING_CALL,
-        VHOST_SET_VRING_KICK, VHOST_SET_VRING_NUM, VHOST_VSOCK_SET_RUNNING,
-    };
-    [
-        KVM_RUN(),
-        KVM_GET_REGS(),
-        KVM_GET_SREGS(),
-        KVM_GET_LAPIC(),
-        KVM_GET_MP_STATE(),
-        KVM_IRQ_LINE(),
-        // The vsock device hands its queues to the host kernel when the driver is ready
-        // (and stops it when the driver resets it); everything else of vhost-vsock is set
-        // up before the filter.
-        VHOST_SET_FEATURES(),
-        VHOST_SET_VRING_NUM(),
-        VHOST_SET_VRING_ADDR(),
-        VHOST_SET_VRING_BASE(),
-        VHOST_SET_VRING_CALL(),
-        VHOST_SET_VRING_KICK(),
-        VHOST_VSOCK_SET_RUNNING(),
-    ]
-    .to_vec()
-}
-
-fn fcntl_queries() -> Vec<u64> {
-    [libc::F_GETFD, libc::F_GETFL]
-        .into_iter()
-        .filter_map(|v| u64::try_from(v).ok())
-        .collect()
-}
-
-/// Every call the monitor may make once a guest runs.
-pub const ALLOWED: [Allowed; 37] = [
-    Allowed {
-        name: "ioctl",
-        number: libc::SYS_ioctl,
-        only: Only::OneOf {
-            arg: 1,
-            values: kvm_requests,
-        },
-        why: "KVM_RUN; the registers, local APIC and run state read at a failure or timeout; \
-              the serial console's interrupt line; the vsock device's queues handed to \
-              vhost-vsock at the driver's DRIVER_OK",
-    },
-    Allowed {
-        name: "fcntl",
-        number: libc::SYS_fcntl,
-        only: Only::OneOf {
-            arg: 1,
-            values: fcntl_queries,
-        },
-        why: "reading a descriptor's flags (the standard library checks them when it closes one)",
-    },
-    any(
-        "read",
-        libc::SYS_read,
-        "device back ends: the network device's tap, the notification eventfds",
-    ),
-    any("pread64", libc::SYS_pread64, "the virtio disk's reads"),
-    any("pwrite64", libc::SYS_pwrite64, "the virtio disk's writes"),
-    any(
-        "fdatasync",
-        libc::SYS_fdatasync,
-        "the virtio disk's flushes (a guest's fsync)",
-    ),
-    any(
-        "epoll_wait",
-        libc::SYS_epoll_wait,
-        "the virtio devices' notification threads, waiting for the guest (and the tap)",
-    ),
-    any(
-        "epoll_pwait",
-        libc::SYS_epoll_pwait,
-        "the virtio devices' notification threads, waiting for the guest (and the tap)",
-    ),
-    any(
-        "write",
-        libc::SYS_write,
-        "the report, console lines and errors on standard output and error; the network \
-         device's tap; interrupts through their eventfds",
-    ),
-    any("writev", libc::SYS_writev, "buffered output"),
-    any("close", libc::SYS_close, "teardown"),
-    any("mmap", libc::SYS_mmap, "memory allocation"),
-    any("munmap", libc::SYS_munmap, "memory allocation, teardown"),
-    any("mremap", libc::SYS_mremap, "memory allocation"),
-    any(
-        "mprotect",
-        libc::SYS_mprotect,
-        "memory allocation (thread arenas)",
-    ),
-    any(
-        "madvise",
-        libc::SYS_madvise,
-        "memory allocation, thread exit",
-    ),
-    any("brk", libc::SYS_brk, "memory allocation"),
-    any(
-        "mincore",
-        libc::SYS_mincore,
-        "counting the guest memory the guest touched",
-    ),
-    any(
-        "futex",
-        libc::SYS_futex,
-        "locks and channels between threads",
-    ),
-    any(
-        "rt_sigprocmask",
-        libc::SYS_rt_sigprocmask,
-        "signal masks (thread start and exit)",
-    ),
-    any(
-        "rt_sigreturn",
-        libc::SYS_rt_sigreturn,
-        "returning from the kick signal's handler",
-    ),
-    any(
-        "rt_sigtimedwait",
-        libc::SYS_rt_sigtimedwait,
-        "waiting for the release of a held VM",
-    ),
-    any(
-        "sigaltstack",
-        libc::SYS_sigaltstack,
-        "thread exit (the standard library's signal stack)",
-    ),
-    any(
-        "tgkill",
-        libc::SYS_tgkill,
-        "kicking a vCPU thread out of KVM_RUN",
-    ),
-    any("getpid", libc::SYS_getpid, "kicking a vCPU thread"),
-    any("gettid", libc::SYS_gettid, "thread start"),
-    any(
-        "sched_getaffinity",
-        libc::SYS_sched_getaffinity,
-        "thread start",
-    ),
-    any("set_robust_list", libc::SYS_set_robust_list, "thread start"),
-    any("rseq", libc::SYS_rseq, "thread start"),
-    any("sched_yield", libc::SYS_sched_yield, "waiting on a lock"),
-    any(
-        "nanosleep",
-        libc::SYS_nanosleep,
-        "pauses between kicks at the end",
-    ),
-    any(
-        "clock_nanosleep",
-        libc::SYS_clock_nanosleep,
-        "pauses between kicks at the end",
-    ),
-    any(
-        "clock_gettime",
-        libc::SYS_clock_gettime,
-        "stamps, where the vDSO falls back to the call",
-    ),
-    any("exit", libc::SYS_exit, "thread exit"),
-    any("exit_group", libc::SYS_exit_group, "the monitor's exit"),
-    any(
-        "restart_syscall",
-        libc::SYS_restart_syscall,
-        "a sleep interrupted by a signal",
-    ),
-    any(
-        "getrandom",
-        libc::SYS_getrandom,
-        "hash map seeds in the standard library",
-    ),
-];
 
 /// The compiled filter, shared by the monitor's threads.
 #[derive(Debug, Clone)]
@@ -296,37 +51,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Compiles [`ALLOWED`]; every other call raises `SIGSYS`.
-    pub fn new() -> Result<Self, Error> {
-        let arch = TargetArch::try_from(std::env::consts::ARCH)
-            .map_err(|_| Error::Arch(std::env::consts::ARCH))?;
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for allowed in &ALLOWED {
-            let conditions = match allowed.only {
-                Only::Any => Vec::new(),
-                Only::OneOf { arg, values } => values()
-                    .into_iter()
-                    .map(|value| {
-                        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
-                            .and_then(|c| SeccompRule::new(vec![c]))
-                            .map_err(Error::Build)
-                    })
-                    .collect::<Result<_, _>>()?,
-            };
-            rules.insert(allowed.number, conditions);
+    /// The filter compiled from [`ALLOWED`] when this crate was built (`build.rs`);
+    /// every other call raises `SIGSYS`.
+    pub fn built() -> Self {
+        Filter {
+            program: built::PROGRAM.to_vec(),
         }
-        let numbers: Vec<u32> = rules
-            .keys()
-            .map(|n| u32::try_from(*n).map_err(|_| Error::Arch(std::env::consts::ARCH)))
-            .collect::<Result<_, _>>()?;
-        let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch)
-            .map_err(Error::Build)?;
-        let program = BpfProgram::try_from(filter).map_err(Error::Build)?;
-        // A call outside the list traps at once, by a binary search in front of
-        // seccompiler's row: the kernel runs the filter on every call number when each
-        // thread installs it.
-        let program = seccomp_search::in_front(&numbers, u32::from(SeccompAction::Trap), program);
-        Ok(Filter { program })
     }
 
     /// Installs the filter on the calling thread (after `no_new_privs`, which seccompiler
@@ -426,6 +156,9 @@ fn install_violation_handler() {
 
 #[cfg(test)]
 mod tests {
+    use seccompiler::SeccompAction;
+
+    use super::rules::{KVM_GET_REGS, KVM_RUN};
     use super::*;
 
     #[test]
@@ -452,13 +185,84 @@ mod tests {
     }
 
     #[test]
-    fn the_filter_compiles() {
-        Filter::new().unwrap();
+    fn the_built_filter_is_what_the_list_compiles_to() {
+        let compiled = compile(std::env::consts::ARCH).unwrap();
+        assert_eq!(Filter::built().program, compiled);
+        assert!(matches!(compile("sparc"), Err(CompileError::Arch(_))));
+    }
+
+    /// seccompiler's own program for the whole list, a row of every call: what the
+    /// compiled filter must decide alike.
+    fn whole_row() -> BpfProgram {
+        use seccompiler::{
+            SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+            TargetArch,
+        };
+        let rules = ALLOWED
+            .iter()
+            .map(|allowed| {
+                let conditions = match allowed.only {
+                    Only::Any => Vec::new(),
+                    Only::OneOf { arg, values } => values()
+                        .into_iter()
+                        .map(|v| {
+                            let c = SeccompCondition::new(
+                                arg,
+                                SeccompCmpArgLen::Dword,
+                                SeccompCmpOp::Eq,
+                                v,
+                            )
+                            .unwrap();
+                            SeccompRule::new(vec![c]).unwrap()
+                        })
+                        .collect(),
+                };
+                (allowed.number, conditions)
+            })
+            .collect();
+        let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
+        BpfProgram::try_from(
+            SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_filter_decides_every_call_as_the_whole_list_does_and_is_shorter() {
+        let compiled = Filter::built().program;
+        let whole = whole_row();
+        // Shorter than the whole row alone, let alone behind a search.
+        assert!(
+            compiled.len() < whole.len(),
+            "{} against {}",
+            compiled.len(),
+            whole.len()
+        );
+        let mut arguments: Vec<u64> = vec![0, 1, 0x5401, u64::MAX];
+        for allowed in &ALLOWED {
+            if let Only::OneOf { values, .. } = allowed.only {
+                for v in values() {
+                    arguments.extend([v, v | 1 << 32, v + 1]);
+                }
+            }
+        }
+        for arch in [seccomp_search::AUDIT_ARCH_NATIVE, 0x4000_0003] {
+            for nr in (0..600).chain((0..600).map(|n| n | 0x4000_0000)) {
+                for &arg in &arguments {
+                    let args = [arg, arg, arg, 0, 0, 0];
+                    assert_eq!(
+                        seccomp_search::run(&compiled, arch, nr, args).map(|r| r.action),
+                        seccomp_search::run(&whole, arch, nr, args).map(|r| r.action),
+                        "arch {arch:#x}, call {nr}, arguments {arg:#x}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
     fn a_call_outside_the_list_is_refused_at_once_and_one_in_it_is_allowed() {
-        let program = Filter::new().unwrap().program;
+        let program = Filter::built().program;
         let native = seccomp_search::AUDIT_ARCH_NATIVE;
         let trap = u32::from(SeccompAction::Trap);
         let call = |nr: libc::c_long, args: [u64; 6]| {
@@ -491,7 +295,7 @@ mod tests {
     /// outside the list: the second must end it with the violation status, naming the call.
     #[test]
     fn a_call_outside_the_list_stops_the_thread_with_its_number() {
-        let filter = Filter::new().unwrap();
+        let filter = Filter::built();
         let mut pipe = [0; 2];
         // SAFETY: `pipe` is a valid array of two descriptors.
         assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);

@@ -15,8 +15,7 @@
 //! Each step is stamped on the host's `CLOCK_MONOTONIC`, and so is every marker. [`End`]
 //! and [`Report`] are the machine's, named here too for this module's callers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::bus::MmioPolicy;
@@ -53,6 +52,9 @@ pub enum Error {
     /// A KVM call on a vCPU failed.
     #[error("KVM: cannot {0}")]
     Kvm(&'static str, #[source] kvm_ioctls::Error),
+    /// The guest's timeout could not be armed.
+    #[error("cannot arm the guest's timeout")]
+    Timeout(#[source] std::io::Error),
     /// The snapshot is of a Linux guest.
     #[error("{0} holds a Linux guest; restore it as one")]
     NotMicro(std::path::PathBuf),
@@ -267,9 +269,8 @@ fn run_to_end(
     timeout: Duration,
 ) -> Result<Report, Error> {
     let mut counts = ExitCounts::default();
-    let watchdog = Watchdog::start(timeout);
-    // From here on, the monitor's threads (this one and the watchdog) make only the
-    // calls running the guest needs.
+    let watchdog = Watchdog::start(timeout)?;
+    // From here on, the monitor's thread makes only the calls running the guest needs.
     if let Err(e) = crate::seccomp::on_guest_threads() {
         watchdog.stop();
         return Err(e.into());
@@ -312,50 +313,37 @@ fn run_to_end(
     })
 }
 
-/// Stops a guest that runs past its time: a thread waits for the deadline, then signals
-/// the vCPU thread (repeatedly, since a signal that lands just before KVM_RUN is entered
-/// would be lost) until the loop notices.
+/// Stops a guest that runs past its time: a kernel timer kicks the vCPU thread out of
+/// `KVM_RUN` at the deadline, and every millisecond after it (a kick that lands just before
+/// `KVM_RUN` is entered would be lost) until the loop notices and stops it.
 struct Watchdog {
-    fired: Arc<AtomicBool>,
-    cancel: mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// `CLOCK_MONOTONIC` nanoseconds at which the guest's time is up.
+    deadline_ns: u64,
+    alarm: crate::kick::Alarm,
 }
 
 impl Watchdog {
-    fn start(timeout: Duration) -> Self {
-        crate::kick::install();
-        let vcpu_thread = crate::kick::this_thread();
-        let fired = Arc::new(AtomicBool::new(false));
-        let (cancel, cancelled) = mpsc::channel::<()>();
-        let flag = Arc::clone(&fired);
-        let thread = std::thread::spawn(move || {
-            if cancelled.recv_timeout(timeout) != Err(mpsc::RecvTimeoutError::Timeout) {
-                return;
-            }
-            flag.store(true, Ordering::SeqCst);
-            while cancelled.recv_timeout(Duration::from_millis(1))
-                == Err(mpsc::RecvTimeoutError::Timeout)
-            {
-                // The vCPU thread is alive until it cancels this watchdog.
-                crate::kick::kick(vcpu_thread);
-            }
-        });
-        Watchdog {
-            fired,
-            cancel,
-            thread: Some(thread),
-        }
+    /// Arms the timer for the calling thread, which runs the vCPU.
+    fn start(timeout: Duration) -> Result<Self, Error> {
+        let deadline_ns = crate::monotonic_ns()
+            .saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
+        let alarm = crate::kick::Alarm::start(
+            crate::kick::this_thread(),
+            timeout,
+            Duration::from_millis(1),
+        )
+        .map_err(Error::Timeout)?;
+        Ok(Watchdog { deadline_ns, alarm })
     }
 
+    /// Whether the guest's time is up (a kick before it came from elsewhere).
     fn fired(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
+        crate::monotonic_ns() >= self.deadline_ns
     }
 
-    fn stop(mut self) {
-        let _ = self.cancel.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Disarms the timer: no kick comes after this.
+    fn stop(self) {
+        drop(self.alarm);
     }
 }
 

@@ -33,6 +33,15 @@ const RET_K: u16 = 0x06;
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
 
+/// Where the search sends a native call whose number it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// To the program behind the search, which decides it (by its arguments, say).
+    Program,
+    /// Nowhere: the search returns this `SECCOMP_RET_*` action itself.
+    Return(u32),
+}
+
 /// `program` behind a binary search that returns `elsewhere` at once for every native
 /// call outside `numbers`, and hands the rest (and every call of another architecture)
 /// to `program` unchanged.
@@ -44,9 +53,27 @@ const DATA_ARCH: u32 = 4;
 /// a hundred numbers) is left out and `program` is returned alone, as it would decide
 /// anyway.
 pub fn in_front(numbers: &[u32], elsewhere: u32, program: Vec<sock_filter>) -> Vec<sock_filter> {
-    let mut sorted = numbers.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
+    let found: Vec<(u32, Found)> = numbers.iter().map(|&n| (n, Found::Program)).collect();
+    in_front_deciding(&found, elsewhere, program).unwrap_or_else(|program| program)
+}
+
+/// Like [`in_front`], with the search deciding some calls itself: a native call whose
+/// number is in `found` goes where it says (to `program`, or straight to an action), any
+/// other native call gets `elsewhere`, and every call of another architecture goes to
+/// `program`. A call the search decides need not be in `program` at all, which is what
+/// makes the whole shorter: the kernel checks, translates and compiles every instruction
+/// of a filter when a thread installs it.
+///
+/// `program` must decide every native call `found` sends to it, and every call of another
+/// architecture. `Err(program)` when the search is too long for classic BPF's jumps.
+pub fn in_front_deciding(
+    found: &[(u32, Found)],
+    elsewhere: u32,
+    program: Vec<sock_filter>,
+) -> Result<Vec<sock_filter>, Vec<sock_filter>> {
+    let mut sorted = found.to_vec();
+    sorted.sort_unstable_by_key(|&(n, _)| n);
+    sorted.dedup_by_key(|&mut (n, _)| n);
     let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     // The search, laid out with every jump forward to a node's end, where its callers
     // continue: the jumps to `program` are patched once the length is known.
@@ -63,7 +90,7 @@ pub fn in_front(numbers: &[u32], elsewhere: u32, program: Vec<sock_filter>) -> V
     let base = out.len();
     let end = base + search.len();
     if end > usize::from(u8::MAX) {
-        return program;
+        return Err(program);
     }
     out[2].k = u32::try_from(end - 3).unwrap_or(u32::MAX);
     for at in to_program {
@@ -78,7 +105,7 @@ pub fn in_front(numbers: &[u32], elsewhere: u32, program: Vec<sock_filter>) -> V
     }
     out.extend(search);
     out.extend(program);
-    out
+    Ok(out)
 }
 
 /// `programs` joined into one program that runs them in turn: each one's "allow"
@@ -120,27 +147,50 @@ pub fn chain(programs: &[Vec<sock_filter>]) -> Option<Vec<sock_filter>> {
 }
 
 /// Emits a search over `sorted` numbers (the accumulator holds the call's number): a
-/// number in them jumps to the program (the instruction's index is noted in
-/// `to_program`: a `JEQ`'s true branch, or a `JA`), any other returns `elsewhere`.
+/// number found for the program jumps to it (the instruction's index is noted in
+/// `to_program`: a `JEQ`'s true branch), one found with an action returns it, and any
+/// other number returns `elsewhere`.
 fn emit_search(
-    sorted: &[u32],
+    sorted: &[(u32, Found)],
     elsewhere: u32,
     out: &mut Vec<sock_filter>,
     to_program: &mut Vec<usize>,
 ) {
     let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     if sorted.len() <= 3 {
-        for n in sorted {
-            to_program.push(out.len());
-            out.push(insn(JEQ_K, 0, 0, *n));
+        // The comparisons, then `RET elsewhere`, then one `RET` per action found here.
+        let mut actions: Vec<u32> = Vec::new();
+        for (_, found) in sorted {
+            if let Found::Return(action) = found {
+                if !actions.contains(action) {
+                    actions.push(*action);
+                }
+            }
+        }
+        let first = out.len();
+        let returns = first + sorted.len() + 1;
+        for (i, &(n, found)) in sorted.iter().enumerate() {
+            let at = first + i;
+            match found {
+                Found::Program => {
+                    to_program.push(at);
+                    out.push(insn(JEQ_K, 0, 0, n));
+                }
+                Found::Return(action) => {
+                    let slot = actions.iter().position(|a| *a == action).unwrap_or(0);
+                    let jump = u8::try_from(returns + slot - at - 1).unwrap_or(u8::MAX);
+                    out.push(insn(JEQ_K, jump, 0, n));
+                }
+            }
         }
         out.push(insn(RET_K, 0, 0, elsewhere));
+        out.extend(actions.into_iter().map(|a| insn(RET_K, 0, 0, a)));
         return;
     }
     let (low, high) = sorted.split_at(sorted.len() / 2);
     // number >= high[0]: the high half, after the low half's code.
     let at = out.len();
-    out.push(insn(JGE_K, 0, 0, high[0]));
+    out.push(insn(JGE_K, 0, 0, high[0].0));
     emit_search(low, elsewhere, out, to_program);
     let skip = out.len() - at - 1;
     out[at].jt = u8::try_from(skip).unwrap_or(u8::MAX);
@@ -248,6 +298,90 @@ mod tests {
                             run(&searched, arch, nr, [0; 6]).map(|r| r.action),
                             run(&plain, arch, nr, [0; 6]).map(|r| r.action),
                             "arch {arch:#x}, call {nr}, named {numbers:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// An allow-list whose calls in `conditional` are allowed only with argument 0 equal to
+    /// 5 or 9, the others with any arguments; every other call traps.
+    fn allow_list(numbers: &[u32], conditional: &[u32]) -> BpfProgram {
+        use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition};
+        let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
+        let rules = numbers
+            .iter()
+            .map(|&n| {
+                let rules = if conditional.contains(&n) {
+                    [5, 9]
+                        .into_iter()
+                        .map(|v| {
+                            let c = SeccompCondition::new(
+                                0,
+                                SeccompCmpArgLen::Dword,
+                                SeccompCmpOp::Eq,
+                                v,
+                            )
+                            .unwrap();
+                            SeccompRule::new(vec![c]).unwrap()
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (i64::from(n), rules)
+            })
+            .collect::<BTreeMap<_, _>>();
+        BpfProgram::try_from(
+            SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_search_that_decides_calls_itself_decides_what_the_whole_row_decides() {
+        let allow = u32::from(SeccompAction::Allow);
+        let trap = u32::from(SeccompAction::Trap);
+        for (numbers, conditional) in [
+            (vec![16], vec![16]),
+            (vec![1, 2, 3, 4], vec![]),
+            (vec![1, 2, 3, 4, 72], vec![16, 72]),
+            (
+                (0..40).map(|i| i * 7 + 1).collect::<Vec<u32>>(),
+                vec![8, 71, 190],
+            ),
+        ] {
+            let numbers: Vec<u32> = numbers.into_iter().chain(conditional.clone()).collect();
+            let whole = allow_list(&numbers, &conditional);
+            // The row behind the search names only the calls with conditions.
+            let behind = allow_list(&conditional, &conditional);
+            let found: Vec<(u32, Found)> = numbers
+                .iter()
+                .map(|&n| match conditional.contains(&n) {
+                    true => (n, Found::Program),
+                    false => (n, Found::Return(allow)),
+                })
+                .collect();
+            let searched = in_front_deciding(&found, trap, behind).unwrap();
+            let plain_search = in_front(&numbers, trap, whole.clone()).len();
+            if numbers.iter().any(|n| !conditional.contains(n)) {
+                assert!(
+                    searched.len() < plain_search,
+                    "{} {plain_search}",
+                    searched.len()
+                );
+            } else {
+                assert!(searched.len() <= plain_search);
+            }
+            for arch in [AUDIT_ARCH_NATIVE, 0x4000_0003] {
+                for nr in (0..600).chain([0x4000_0001, 0x4000_0010]) {
+                    for arg in [0, 5, 9, 5 | 1 << 32, 10] {
+                        let args = [arg, 0, 0, 0, 0, 0];
+                        assert_eq!(
+                            run(&searched, arch, nr, args).map(|r| r.action),
+                            run(&whole, arch, nr, args).map(|r| r.action),
+                            "arch {arch:#x}, call {nr}, argument {arg:#x}, named {numbers:?}"
                         );
                     }
                 }

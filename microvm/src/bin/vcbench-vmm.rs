@@ -314,16 +314,53 @@ fn wait_for_release() {
 /// What of it the monitor needs is done here: the standard streams open (the reports go
 /// to standard output, which must never be `/dev/kvm` or a guest's file), `SIGPIPE`
 /// ignored, a panic turned into exit status 101, standard output flushed at the end.
-/// `std::env::args` needs nothing more: the C library hands the arguments to the
-/// standard library at load.
+/// The arguments are read from `argv` here: glibc also hands them to the standard library
+/// at load, but musl, which the monitor is built with where it can be, does not, so
+/// `std::env::args` is empty without the runtime's start-up.
 #[unsafe(no_mangle)]
-pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     standard_streams_open();
     // SAFETY: sets a signal's disposition to ignore; no handler runs.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let status = std::panic::catch_unwind(run).unwrap_or(101);
+    // SAFETY: the C library calls main with `argc` valid C strings in `argv`, which live
+    // as long as the process.
+    let args = unsafe { arguments(argc, argv) };
+    let status = std::panic::catch_unwind(|| match args {
+        Ok(args) => run(args),
+        Err(at) => {
+            eprintln!("vcbench-vmm: argument {at} is not UTF-8\n{USAGE}");
+            2
+        }
+    })
+    .unwrap_or(101);
     let _ = std::io::Write::flush(&mut std::io::stdout());
     c_int::from(status)
+}
+
+/// The arguments after the program's name, or the position of the first that is not
+/// UTF-8.
+///
+/// # Safety
+///
+/// `argv` holds `argc` pointers to NUL-terminated strings that outlive the call.
+unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Result<Vec<String>, usize> {
+    let count = usize::try_from(argc).unwrap_or(0);
+    if count == 0 || argv.is_null() {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the caller's `argv` holds `argc` pointers.
+    let pointers = unsafe { std::slice::from_raw_parts(argv, count) };
+    pointers
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(at, &pointer)| {
+            // SAFETY: each of the caller's pointers is a NUL-terminated string that
+            // outlives the call.
+            let arg = unsafe { std::ffi::CStr::from_ptr(pointer) };
+            arg.to_str().map(str::to_owned).map_err(|_| at)
+        })
+        .collect()
 }
 
 /// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed, as the Rust
@@ -350,8 +387,7 @@ fn standard_streams_open() {
 
 /// The monitor's work: exit status 0 when the guest stopped as a guest should, 2 for bad
 /// usage, 1 otherwise.
-fn run() -> u8 {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+fn run(mut args: Vec<String>) -> u8 {
     // The system call filter is on unless `--no-seccomp` turns it off (to measure it).
     let filtered = match args.iter().position(|a| a == "--no-seccomp") {
         Some(at) => {
@@ -370,15 +406,7 @@ fn run() -> u8 {
     // A monitor taking a snapshot writes a file once its guest has run: its filter would
     // refuse that.
     if filtered && !matches!(guest, Guest::Snapshot(..) | Guest::LinuxSnapshot(..)) {
-        match seccomp::Filter::new() {
-            Ok(filter) => {
-                seccomp::enforce(filter);
-            }
-            Err(e) => {
-                eprintln!("vcbench-vmm: {:#}", anyhow::Error::new(e));
-                return 1;
-            }
-        }
+        seccomp::enforce(seccomp::Filter::built());
     }
     if hold {
         // SAFETY: sigset_t is plain data; initialised by sigemptyset before use.

@@ -800,7 +800,7 @@ pub(super) struct Shared {
     /// How it ended, and when the monitor saw it.
     pub(super) end: Mutex<Option<(End, u64)>>,
     /// Each vCPU thread, once it runs, for kicks.
-    threads: Mutex<Vec<Option<libc::pthread_t>>>,
+    threads: Mutex<Vec<Option<crate::kick::Thread>>>,
     /// The current state-check round.
     round: AtomicU64,
     /// Each vCPU's answer: round << 2 | halted with interrupts off << 1 | stopped.

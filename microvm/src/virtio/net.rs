@@ -1190,7 +1190,7 @@ mod tests {
             .unwrap();
         tx.offer(&guest, 0, &[(BUFFERS + 0x8000, 72, false)]);
         host.write_all(&packet(64, 1)).unwrap();
-        let filter = crate::seccomp::Filter::new().unwrap();
+        let filter = crate::seccomp::Filter::built();
         let t = std::thread::spawn(move || {
             let mut t = t;
             filter.apply().unwrap();
