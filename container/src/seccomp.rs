@@ -32,6 +32,7 @@
 
 use std::collections::BTreeMap;
 
+use seccomp_search::Found;
 use seccompiler::{
     sock_filter, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -49,6 +50,9 @@ pub enum Error {
     /// The joined program is longer than the kernel takes.
     #[error("the system call filter is longer than the kernel's 4096 instructions")]
     TooLong,
+    /// One error number's calls are too many for the search in front of its program.
+    #[error("the system call filter refuses too many calls ({0}) with one error number")]
+    TooMany(usize),
     /// A filter's name is not one of [`Seccomp`]'s.
     #[error("no system call filter is called {0:?}: default or off")]
     Name(String),
@@ -456,24 +460,34 @@ fn programs(rules: &[Rule]) -> Result<Vec<Program>, Error> {
     let mut programs = Vec::new();
     for (errno, calls) in by_errno {
         let errno = u32::try_from(errno).unwrap_or(libc::EPERM as u32);
-        let numbers: Vec<u32> = calls
-            .keys()
-            .map(|n| u32::try_from(*n).map_err(|_| Error::Arch(std::env::consts::ARCH)))
-            .collect::<Result<_, _>>()?;
+        let refused = libc::SECCOMP_RET_ERRNO | errno;
+        // A binary search in front allows a call the list does not name at once, and
+        // refuses one it always refuses; only the calls refused by their arguments (and
+        // every call of another architecture) go on to seccompiler's row, which names only
+        // those. The kernel checks and compiles every instruction at each start.
+        let mut found = Vec::with_capacity(calls.len());
+        let mut conditional = BTreeMap::new();
+        for (number, rules) in calls {
+            let n = u32::try_from(number).map_err(|_| Error::Arch(std::env::consts::ARCH))?;
+            if rules.is_empty() {
+                found.push((n, Found::Return(refused)));
+            } else {
+                found.push((n, Found::Program));
+                conditional.insert(number, rules);
+            }
+        }
         let filter = SeccompFilter::new(
-            calls,
+            conditional,
             SeccompAction::Allow,
             SeccompAction::Errno(errno),
             arch,
         )
         .map_err(Error::Build)?;
         let program = Program::try_from(filter).map_err(Error::Build)?;
-        // A call the row does not name is allowed at once, by a binary search in front.
-        programs.push(seccomp_search::in_front(
-            &numbers,
-            libc::SECCOMP_RET_ALLOW,
-            program,
-        ));
+        programs.push(
+            seccomp_search::in_front_deciding(&found, libc::SECCOMP_RET_ALLOW, program)
+                .map_err(|_| Error::TooMany(found.len()))?,
+        );
     }
     #[cfg(target_arch = "x86_64")]
     programs.push(x32_guard());
@@ -649,6 +663,70 @@ mod tests {
                     assert_eq!(
                         run(&program, arch, call, args),
                         verdict(&separate, arch, call, args),
+                        "arch {arch:#x}, call {call}, arguments {arg0:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// seccompiler's own rows for `rules`, one per error number, with no search in front:
+    /// what the compiled programs must decide alike.
+    fn plain_rows(rules: &[Rule]) -> Vec<Program> {
+        let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
+        let mut by_errno: BTreeMap<i32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
+        for rule in rules {
+            by_errno
+                .entry(rule.errno)
+                .or_default()
+                .insert(rule.number, conditions(rule.when).unwrap());
+        }
+        let mut rows: Vec<Program> = by_errno
+            .into_iter()
+            .map(|(errno, calls)| {
+                let errno = u32::try_from(errno).unwrap();
+                let filter = SeccompFilter::new(
+                    calls,
+                    SeccompAction::Allow,
+                    SeccompAction::Errno(errno),
+                    arch,
+                )
+                .unwrap();
+                Program::try_from(filter).unwrap()
+            })
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        rows.push(x32_guard());
+        rows
+    }
+
+    /// The search that answers the always-refused calls itself leaves a shorter program
+    /// that answers every call as seccompiler's rows of the whole list would.
+    #[test]
+    fn the_program_answers_as_seccompilers_rows_of_the_whole_list_and_is_shorter() {
+        let program = joined();
+        let rows = plain_rows(Seccomp::Default.rules());
+        assert!(
+            program.len() < rows.iter().map(Vec::len).sum::<usize>(),
+            "{} instructions",
+            program.len()
+        );
+        let mut arg0s = vec![
+            0,
+            u64::from(NEWUSER),
+            u64::from(NEWUSER) | libc::CLONE_NEWNS as u64,
+            libc::SIGCHLD as u64,
+            0x0004_0000,
+            u64::MAX,
+        ];
+        arg0s.extend(PERSONALITIES.iter().map(|p| u64::from(*p)));
+        for arch in [NATIVE, 0x4000_0003] {
+            for call in (0..600).chain(X32_SYSCALL_BIT..X32_SYSCALL_BIT + 600) {
+                for &arg0 in &arg0s {
+                    let args = [arg0, arg0, arg0, 0, 0, 0];
+                    assert_eq!(
+                        run(&program, arch, call, args),
+                        verdict(&rows, arch, call, args),
                         "arch {arch:#x}, call {call}, arguments {arg0:#x}"
                     );
                 }
