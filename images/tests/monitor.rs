@@ -9,27 +9,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "../../microvm/tests/common/mod.rs"]
+mod common;
+use common::kvm_usable;
+
 fn installed(dir: &tempfile::TempDir) -> PathBuf {
     images::image::install_vmm(dir.path()).expect("install the embedded monitor")
-}
-
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            let why = format!("/dev/kvm is not usable: {e}");
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but {why}"
-            );
-            eprintln!("skipped: {why}");
-            false
-        }
-    }
 }
 
 #[test]
