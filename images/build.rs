@@ -51,8 +51,14 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
         .unwrap_or(out_dir)
         .join("workload-static");
     let monitor_target = monitor_target(target);
-    static_build(workspace, &target_dir, target, &["workload"]);
-    static_build(workspace, &target_dir, &monitor_target, &["vcbench-vmm"]);
+    static_build(workspace, &target_dir, target, &["workload"], false);
+    static_build(
+        workspace,
+        &target_dir,
+        &monitor_target,
+        &["vcbench-vmm"],
+        true,
+    );
     let libc = if monitor_target.ends_with("-musl") {
         "musl"
     } else {
@@ -81,11 +87,18 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
 }
 
 /// Builds `binaries` (each a binary of the crate of the same name, or of `microvm` for
-/// the monitor) for `target` as static executables, always optimised.
-fn static_build(workspace: &Path, target_dir: &Path, target: &str, binaries: &[&str]) {
+/// the monitor) for `target` as static executables, always optimised; with `whole`, as
+/// one unit with link-time optimisation across every crate (the monitor: fewer pages of
+/// code to fault in at each start).
+fn static_build(workspace: &Path, target_dir: &Path, target: &str, binaries: &[&str], whole: bool) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     command.current_dir(workspace).args(["build", "--release"]);
+    if whole {
+        command
+            .env("CARGO_PROFILE_RELEASE_LTO", "fat")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
+    }
     for binary in binaries {
         let package = if *binary == "vcbench-vmm" {
             "microvm"

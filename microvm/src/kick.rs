@@ -130,9 +130,11 @@ impl Drop for Alarm {
     }
 }
 
+/// `d` as a timespec (64-bit seconds on x86-64 with either C library; libc names the
+/// seconds' type differently on musl, so it is left to inference here).
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
         tv_nsec: libc::c_long::from(d.subsec_nanos()),
     }
 }
