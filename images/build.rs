@@ -12,7 +12,8 @@
 //! runs dozens of CPUID instructions (its CPU features and cache sizes), each a trap to
 //! the hypervisor when the host is itself a virtual machine, and the monitor's start is on
 //! the path of every micro VM's. Without the musl target it falls back to glibc and says
-//! so. The workload stays on glibc: it stands for an ordinary program.
+//! so. It is also built as one unit, with link-time optimisation. The workload stays on
+//! glibc: it stands for an ordinary program.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -51,12 +52,18 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
         .unwrap_or(out_dir)
         .join("workload-static");
     let monitor_target = monitor_target(target);
-    static_build(workspace, &target_dir, target, &["workload"], false);
+    static_build(
+        workspace,
+        &target_dir,
+        target,
+        ("workload", "workload"),
+        false,
+    );
     static_build(
         workspace,
         &target_dir,
         &monitor_target,
-        &["vcbench-vmm"],
+        ("microvm", "vcbench-vmm"),
         true,
     );
     let libc = if monitor_target.ends_with("-musl") {
@@ -86,11 +93,16 @@ fn build_workload(workspace: &Path, out_dir: &Path, target: &str) {
     }
 }
 
-/// Builds `binaries` (each a binary of the crate of the same name, or of `microvm` for
-/// the monitor) for `target` as static executables, always optimised; with `whole`, as
-/// one unit with link-time optimisation across every crate (the monitor: fewer pages of
-/// code to fault in at each start).
-fn static_build(workspace: &Path, target_dir: &Path, target: &str, binaries: &[&str], whole: bool) {
+/// Builds `package`'s `binary` for `target` as a static executable, always optimised;
+/// with `whole`, as one unit with link-time optimisation across every crate (the monitor:
+/// fewer pages of code to fault in at each start).
+fn static_build(
+    workspace: &Path,
+    target_dir: &Path,
+    target: &str,
+    (package, binary): (&str, &str),
+    whole: bool,
+) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     command.current_dir(workspace).args(["build", "--release"]);
@@ -99,15 +111,8 @@ fn static_build(workspace: &Path, target_dir: &Path, target: &str, binaries: &[&
             .env("CARGO_PROFILE_RELEASE_LTO", "fat")
             .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     }
-    for binary in binaries {
-        let package = if *binary == "vcbench-vmm" {
-            "microvm"
-        } else {
-            binary
-        };
-        command.args(["-p", package, "--bin", binary]);
-    }
     let status = command
+        .args(["-p", package, "--bin", binary])
         .args(["--target", target])
         .arg("--target-dir")
         .arg(target_dir)
@@ -123,8 +128,7 @@ fn static_build(workspace: &Path, target_dir: &Path, target: &str, binaries: &[&
         .expect("run cargo to build the workload");
     assert!(
         status.success(),
-        "building the static {} for {target} failed",
-        binaries.join(" and ")
+        "building the static {binary} for {target} failed"
     );
 }
 

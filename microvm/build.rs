@@ -25,7 +25,7 @@ fn main() {
     let program = rules::compile(&arch)
         .unwrap_or_else(|e| panic!("cannot compile the monitor's system call filter: {e}"));
     let mut source = format!(
-        "/// The filter's instructions.\npub const PROGRAM: [seccompiler::sock_filter; {}] = [\n",
+        "/// The filter's instructions.\npub static PROGRAM: [seccompiler::sock_filter; {}] = [\n",
         program.len()
     );
     for i in &program {

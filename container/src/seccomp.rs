@@ -442,6 +442,20 @@ pub fn compile(rules: &[Rule]) -> Result<Option<Program>, Error> {
     Ok(Some(joined))
 }
 
+/// `rules`' seccompiler rules, by error number, then by call number.
+type ByErrno = BTreeMap<i32, BTreeMap<i64, Vec<SeccompRule>>>;
+
+fn by_errno(rules: &[Rule]) -> Result<ByErrno, Error> {
+    let mut grouped = ByErrno::new();
+    for rule in rules {
+        grouped
+            .entry(rule.errno)
+            .or_default()
+            .insert(rule.number, conditions(rule.when)?);
+    }
+    Ok(grouped)
+}
+
 /// Compiles `rules` to one program per error number (a seccompiler filter has a single
 /// action on a match), plus, on x86_64, the x32 guard. None for no rules.
 fn programs(rules: &[Rule]) -> Result<Vec<Program>, Error> {
@@ -450,15 +464,8 @@ fn programs(rules: &[Rule]) -> Result<Vec<Program>, Error> {
     }
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|_| Error::Arch(std::env::consts::ARCH))?;
-    let mut by_errno: BTreeMap<i32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
-    for rule in rules {
-        by_errno
-            .entry(rule.errno)
-            .or_default()
-            .insert(rule.number, conditions(rule.when)?);
-    }
     let mut programs = Vec::new();
-    for (errno, calls) in by_errno {
+    for (errno, calls) in by_errno(rules)? {
         let errno = u32::try_from(errno).unwrap_or(libc::EPERM as u32);
         let refused = libc::SECCOMP_RET_ERRNO | errno;
         // A binary search in front allows a call the list does not name at once, and
@@ -681,14 +688,8 @@ mod tests {
     /// what the compiled programs must decide alike.
     fn plain_rows(rules: &[Rule]) -> Vec<Program> {
         let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
-        let mut by_errno: BTreeMap<i32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
-        for rule in rules {
-            by_errno
-                .entry(rule.errno)
-                .or_default()
-                .insert(rule.number, conditions(rule.when).unwrap());
-        }
-        let mut rows: Vec<Program> = by_errno
+        let mut rows: Vec<Program> = by_errno(rules)
+            .unwrap()
             .into_iter()
             .map(|(errno, calls)| {
                 let errno = u32::try_from(errno).unwrap();

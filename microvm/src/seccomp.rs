@@ -22,8 +22,6 @@
 
 use std::sync::{Once, OnceLock};
 
-use seccompiler::BpfProgram;
-
 mod rules;
 pub use rules::{compile, Allowed, Error as CompileError, Only, ALLOWED};
 
@@ -44,10 +42,11 @@ pub enum Error {
     Install(#[source] seccompiler::Error),
 }
 
-/// The compiled filter, shared by the monitor's threads.
-#[derive(Debug, Clone)]
+/// The compiled filter, shared by the monitor's threads: the program built into the
+/// binary, not a copy of it.
+#[derive(Debug, Clone, Copy)]
 pub struct Filter {
-    program: BpfProgram,
+    program: &'static [seccompiler::sock_filter],
 }
 
 impl Filter {
@@ -55,7 +54,7 @@ impl Filter {
     /// every other call raises `SIGSYS`.
     pub fn built() -> Self {
         Filter {
-            program: built::PROGRAM.to_vec(),
+            program: &built::PROGRAM,
         }
     }
 
@@ -63,7 +62,7 @@ impl Filter {
     /// sets), with the handler that names a refused call.
     pub fn apply(&self) -> Result<(), Error> {
         install_violation_handler();
-        seccompiler::apply_filter(&self.program).map_err(Error::Install)
+        seccompiler::apply_filter(self.program).map_err(Error::Install)
     }
 }
 
@@ -98,7 +97,7 @@ pub fn on_guest_threads() -> Result<(), Error> {
     match ENFORCED.get() {
         Some(filter) => {
             install_violation_handler();
-            seccompiler::apply_filter_all_threads(&filter.program).map_err(Error::Install)
+            seccompiler::apply_filter_all_threads(filter.program).map_err(Error::Install)
         }
         None => Ok(()),
     }
@@ -156,7 +155,7 @@ fn install_violation_handler() {
 
 #[cfg(test)]
 mod tests {
-    use seccompiler::SeccompAction;
+    use seccompiler::{BpfProgram, SeccompAction};
 
     use super::rules::{KVM_GET_REGS, KVM_RUN};
     use super::*;
@@ -187,38 +186,17 @@ mod tests {
     #[test]
     fn the_built_filter_is_what_the_list_compiles_to() {
         let compiled = compile(std::env::consts::ARCH).unwrap();
-        assert_eq!(Filter::built().program, compiled);
+        assert_eq!(Filter::built().program, compiled.as_slice());
         assert!(matches!(compile("sparc"), Err(CompileError::Arch(_))));
     }
 
     /// seccompiler's own program for the whole list, a row of every call: what the
     /// compiled filter must decide alike.
     fn whole_row() -> BpfProgram {
-        use seccompiler::{
-            SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-            TargetArch,
-        };
+        use seccompiler::{SeccompFilter, TargetArch};
         let rules = ALLOWED
             .iter()
-            .map(|allowed| {
-                let conditions = match allowed.only {
-                    Only::Any => Vec::new(),
-                    Only::OneOf { arg, values } => values()
-                        .into_iter()
-                        .map(|v| {
-                            let c = SeccompCondition::new(
-                                arg,
-                                SeccompCmpArgLen::Dword,
-                                SeccompCmpOp::Eq,
-                                v,
-                            )
-                            .unwrap();
-                            SeccompRule::new(vec![c]).unwrap()
-                        })
-                        .collect(),
-                };
-                (allowed.number, conditions)
-            })
+            .map(|allowed| (allowed.number, allowed.rules().unwrap()))
             .collect();
         let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
         BpfProgram::try_from(
@@ -251,7 +229,7 @@ mod tests {
                 for &arg in &arguments {
                     let args = [arg, arg, arg, 0, 0, 0];
                     assert_eq!(
-                        seccomp_search::run(&compiled, arch, nr, args).map(|r| r.action),
+                        seccomp_search::run(compiled, arch, nr, args).map(|r| r.action),
                         seccomp_search::run(&whole, arch, nr, args).map(|r| r.action),
                         "arch {arch:#x}, call {nr}, arguments {arg:#x}"
                     );
@@ -266,7 +244,7 @@ mod tests {
         let native = seccomp_search::AUDIT_ARCH_NATIVE;
         let trap = u32::from(SeccompAction::Trap);
         let call = |nr: libc::c_long, args: [u64; 6]| {
-            seccomp_search::run(&program, native, u32::try_from(nr).unwrap(), args).unwrap()
+            seccomp_search::run(program, native, u32::try_from(nr).unwrap(), args).unwrap()
         };
         let refused = call(libc::SYS_getppid, [0; 6]);
         assert_eq!(refused.action, trap);

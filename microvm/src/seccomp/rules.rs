@@ -58,6 +58,22 @@ pub struct Allowed {
 }
 
 impl Allowed {
+    /// Its seccompiler rules: none (any arguments) for [`Only::Any`], else one rule per
+    /// allowed value of the argument.
+    pub fn rules(&self) -> Result<Vec<SeccompRule>, Error> {
+        match self.only {
+            Only::Any => Ok(Vec::new()),
+            Only::OneOf { arg, values } => values()
+                .into_iter()
+                .map(|value| {
+                    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+                        .and_then(|c| SeccompRule::new(vec![c]))
+                        .map_err(Error::Build)
+                })
+                .collect(),
+        }
+    }
+
     /// One line for a report: the call, the arguments it is limited to, and why.
     pub fn describe(&self) -> String {
         match self.only {
@@ -294,16 +310,8 @@ pub fn compile(arch: &str) -> Result<BpfProgram, Error> {
         let number = u32::try_from(allowed.number).map_err(|_| Error::Arch(arch.to_owned()))?;
         match allowed.only {
             Only::Any => found.push((number, Found::Return(allow))),
-            Only::OneOf { arg, values } => {
-                let conditions = values()
-                    .into_iter()
-                    .map(|value| {
-                        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
-                            .and_then(|c| SeccompRule::new(vec![c]))
-                            .map_err(Error::Build)
-                    })
-                    .collect::<Result<_, _>>()?;
-                rules.insert(allowed.number, conditions);
+            Only::OneOf { .. } => {
+                rules.insert(allowed.number, allowed.rules()?);
                 found.push((number, Found::Program));
             }
         }
