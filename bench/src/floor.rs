@@ -18,7 +18,6 @@
 //! harness.
 
 use std::ffi::CString;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -121,9 +120,7 @@ pub fn write_smallest(dir: &Path) -> Result<PathBuf, Error> {
     let path = dir.join("smallest");
     let write = |path: &Path| -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-        let mut file = std::fs::File::create(path)?;
-        file.write_all(&smallest_elf())?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o755))
+        images::image::write_executable(path, &smallest_elf())
     };
     write(&path).map_err(|source| Error::Write {
         path: path.clone(),

@@ -98,7 +98,14 @@ fn busybox_root() -> PathBuf {
     for dir in ["bin", "tmp", "proc", "sys", "dev", "etc"] {
         std::fs::create_dir_all(staging.join(dir)).unwrap();
     }
-    std::fs::copy("/bin/busybox", staging.join("bin/busybox")).unwrap();
+    // Copied by cp, so this process never holds it open for writing while another test's
+    // thread forks (a child holding it would make its exec fail with ETXTBSY).
+    let copied = Command::new("cp")
+        .arg("/bin/busybox")
+        .arg(staging.join("bin/busybox"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
     for applet in ["sh", "true", "echo", "sleep", "httpd", "cat"] {
         std::os::unix::fs::symlink("busybox", staging.join("bin").join(applet)).unwrap();
     }

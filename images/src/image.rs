@@ -4,7 +4,6 @@
 //! is installed once into the user's cache directory under a name that includes its
 //! hash, so every backend executes byte-identical code and results can name it.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -86,10 +85,7 @@ pub fn install_rootfs(dir: &Path) -> Result<PathBuf, Error> {
         std::fs::create_dir(staging.path().join(name)).map_err(install_error)?;
     }
     for (name, bytes, mode) in image_files() {
-        let file = staging.path().join(name);
-        std::fs::write(&file, bytes).map_err(install_error)?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
-            .map_err(install_error)?;
+        write_from_child(&staging.path().join(name), bytes, mode).map_err(install_error)?;
     }
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
         .map_err(install_error)?;
@@ -128,20 +124,126 @@ fn install_executable(dir: &Path, name: &str, hash: &str, bytes: &[u8]) -> Resul
         source,
     };
     std::fs::create_dir_all(dir).map_err(install_error)?;
-    let mut file = tempfile::Builder::new()
-        .prefix(".install-")
-        .permissions(std::fs::Permissions::from_mode(0o755))
-        .tempfile_in(dir)
-        .map_err(install_error)?;
-    file.write_all(bytes).map_err(install_error)?;
-    file.as_file().sync_all().map_err(install_error)?;
-    // The file is closed before it is renamed into place, so no writer holds it open when
-    // it is executed (which would fail with ETXTBSY).
-    let temp_path = file.into_temp_path();
-    temp_path
-        .persist(&path)
-        .map_err(|e| install_error(e.error))?;
+    // Another vcbench may be installing the same build: the rename replaces its copy
+    // atomically with identical bytes, and a running copy keeps its own inode.
+    write_executable(&path, bytes).map_err(install_error)?;
     Ok(path)
+}
+
+/// Writes `bytes` as the executable file `path` (mode 0755), replacing any file there
+/// atomically, in a way that lets it be executed at once while other threads of this
+/// process fork (see [`write_from_child`]).
+pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // A name no other writer, in this process or another, is using.
+    let staged = path.with_file_name(format!(".{name}-{}-{n}-{nanos}", std::process::id()));
+    write_from_child(&staged, bytes, 0o755)?;
+    std::fs::rename(&staged, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&staged);
+    })
+}
+
+/// Writes `bytes` to the new file `path` with `mode`, from a forked child process.
+///
+/// A file this process held open for writing would be inherited by every child that
+/// another thread forks in that moment, until the child's exec closes it; while any
+/// such child lives, executing the file fails with ETXTBSY. Written by a child of its
+/// own, the file is never open for writing in this process, so it can be executed at
+/// once whatever the other threads do.
+fn write_from_child(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: the child calls only async-signal-safe functions (open, fchmod, write,
+    // fsync, close, _exit) on memory that was valid before the fork (the path and the
+    // bytes), so the locks other threads held at the fork cannot be met in it.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: as above; `write_file` returns, and `_exit` ends the child without
+        // running this process's exit handlers or flushing its buffers a second time.
+        unsafe { libc::_exit(write_file(&c_path, bytes, mode)) }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is this process's own child, not yet reaped; `status` is a
+        // valid place for the kernel to write its status.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(path);
+    if libc::WIFEXITED(status) {
+        // The child exits with the error number of the call that failed.
+        return Err(std::io::Error::from_raw_os_error(libc::WEXITSTATUS(status)));
+    }
+    Err(std::io::Error::other(format!(
+        "the process writing {} was ended by signal {}",
+        path.display(),
+        libc::WTERMSIG(status)
+    )))
+}
+
+/// The forked child's part of [`write_from_child`]: returns 0, or the error number of the
+/// call that failed (all of which are below 256).
+fn write_file(path: &std::ffi::CStr, bytes: &[u8], mode: u32) -> i32 {
+    // Reading errno allocates nothing.
+    let errno = || {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+            .clamp(1, 255)
+    };
+    // SAFETY: `path` is a NUL-terminated string; O_EXCL makes a new file or fails.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return errno();
+    }
+    // SAFETY: `fd` is the file just opened; fchmod sets the mode whatever the umask.
+    if unsafe { libc::fchmod(fd, mode) } != 0 {
+        return errno();
+    }
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid slice of its length; the kernel only reads it.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return errno();
+        }
+        // `n` is not negative here, and at most the length asked for.
+        rest = rest.get(n.cast_unsigned()..).unwrap_or_default();
+    }
+    // SAFETY: `fd` is open; the data reaches the disk before the file is renamed into place.
+    if unsafe { libc::fsync(fd) } != 0 {
+        return errno();
+    }
+    // SAFETY: `fd` is open and closed once.
+    if unsafe { libc::close(fd) } != 0 {
+        return errno();
+    }
+    0
 }
 
 /// Workload binaries and root file systems in `dir` made by other builds than this one.

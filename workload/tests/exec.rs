@@ -179,7 +179,14 @@ fn the_root_is_the_programs_root() {
     }
     // A root with one static program.
     let root = tempfile::tempdir().unwrap();
-    std::fs::copy(busybox, root.path().join("true")).unwrap();
+    // Copied by cp: a copy this process held open for writing while another test's thread
+    // forked could not be executed (ETXTBSY) until that child exec'd.
+    let copied = Command::new("cp")
+        .arg(busybox)
+        .arg(root.path().join("true"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
     let dir = root.path().to_str().unwrap();
     let (records, _, status) = exec(&["--root", dir, "--workdir", "/", "--", "/true"]);
     assert_eq!(status, 0, "{records:?}");

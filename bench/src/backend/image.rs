@@ -30,13 +30,14 @@ pub fn split_root(args: &[String]) -> Option<(PathBuf, Vec<String>)> {
     }
 }
 
-/// Puts the workload into a sandbox's host `/tmp` directory (a hard link, else a copy);
-/// returns its path inside ([`WORKLOAD_INSIDE`]).
+/// Puts the workload into a sandbox's host `/tmp` directory (a hard link, else a copy
+/// written so that it can be executed while other threads fork); returns its path inside
+/// ([`WORKLOAD_INSIDE`]).
 pub fn place_workload(workload: &Path, tmp: &Path) -> Result<String, Error> {
     let name = WORKLOAD_INSIDE.trim_start_matches("/tmp/");
     let target = tmp.join(name);
     std::fs::hard_link(workload, &target)
-        .or_else(|_| std::fs::copy(workload, &target).map(drop))
+        .or_else(|_| images::image::write_executable(&target, &std::fs::read(workload)?))
         .map_err(|source| Error::Spawn {
             what: format!("the workload in {}", tmp.display()),
             source,
