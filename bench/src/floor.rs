@@ -12,7 +12,8 @@
 //!   pre-faulted), create one vCPU, set its registers and run it to its first exit (a port
 //!   write), as a monitor must before a guest's first marker; the teardown comes after the
 //!   clock stops.
-//! - [`measure`]: each floor that can run here, timed `runs` times after `warmup`.
+//! - [`Sampler`]: each floor that can run here, timed one sample at a time, so that a
+//!   run can interleave the floors' samples with the backends' starts.
 //!
 //! This module is a leaf: it uses the container crate's clone and KVM, nothing of the
 //! harness.
@@ -432,25 +433,73 @@ pub struct Measured {
     pub samples: Result<Vec<f64>, String>,
 }
 
-/// Measures every floor `runs` times after `warmup` untimed ones, the smallest program
-/// written into `dir`.
-pub fn measure(dir: &Path, runs: u32, warmup: u32) -> Vec<Measured> {
-    let program = write_smallest(dir).and_then(|path| Program::new(&path, &[]));
-    Floor::ALL
-        .into_iter()
-        .map(|floor| {
-            let samples = match (&program, floor.unavailable()) {
-                (_, Some(reason)) => Err(reason),
-                (Err(e), None) => Err(crate_error(e)),
-                (Ok(program), None) => (0..warmup + runs)
-                    .map(|_| floor.once(program))
-                    .collect::<Result<Vec<f64>, Error>>()
-                    .map(|all| all[usize::try_from(warmup).unwrap_or(0)..].to_vec())
-                    .map_err(|e| crate_error(&e)),
-            };
-            Measured { floor, samples }
-        })
-        .collect()
+/// Every floor, timed one sample at a time, so that a run can interleave their samples
+/// with the backends' starts and time both under the same conditions.
+#[derive(Debug)]
+pub struct Sampler {
+    /// The smallest program, when it could be written and prepared.
+    program: Option<Program>,
+    /// One per floor of [`Floor::ALL`], in that order.
+    measured: Vec<Measured>,
+}
+
+impl Sampler {
+    /// The floors, with the smallest program written into `dir` (which must outlive the
+    /// sampler); a floor that cannot run here holds the reason from the start.
+    pub fn new(dir: &Path) -> Self {
+        let program = write_smallest(dir).and_then(|path| Program::new(&path, &[]));
+        let measured = Floor::ALL
+            .into_iter()
+            .map(|floor| Measured {
+                floor,
+                samples: match (&program, floor.unavailable()) {
+                    (_, Some(reason)) => Err(reason),
+                    (Err(e), None) => Err(crate_error(e)),
+                    (Ok(_), None) => Ok(Vec::new()),
+                },
+            })
+            .collect();
+        Sampler {
+            program: program.ok(),
+            measured,
+        }
+    }
+
+    /// The floors, none of which can be timed, for `reason`.
+    pub fn unable(reason: &str) -> Self {
+        Sampler {
+            program: None,
+            measured: Floor::ALL
+                .into_iter()
+                .map(|floor| Measured {
+                    floor,
+                    samples: Err(reason.to_owned()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Times the floor at `index` (into [`Floor::ALL`]) once, and keeps the sample unless
+    /// it is a `warmup`. A floor that cannot run, or once failed, is left as it is; a
+    /// failure ends the floor with its reason.
+    pub fn once(&mut self, index: usize, warmup: bool) {
+        let (Some(program), Some(m)) = (&self.program, self.measured.get_mut(index)) else {
+            return;
+        };
+        let Ok(samples) = &mut m.samples else {
+            return;
+        };
+        match m.floor.once(program) {
+            Ok(ms) if !warmup => samples.push(ms),
+            Ok(_) => {}
+            Err(e) => m.samples = Err(crate_error(&e)),
+        }
+    }
+
+    /// What every floor gave, in the order of [`Floor::ALL`].
+    pub fn finish(self) -> Vec<Measured> {
+        self.measured
+    }
 }
 
 /// An error and its causes, in one line.
@@ -476,7 +525,13 @@ mod tests {
         let program = Program::new(&path, &[]).unwrap();
         program.fork_exec_wait(0).unwrap();
         program.vfork_exec_wait(0).unwrap();
-        let measured = measure(dir.path(), 3, 1);
+        let mut sampler = Sampler::new(dir.path());
+        for (index, _) in Floor::ALL.iter().enumerate() {
+            for warmup in [true, false, false, false] {
+                sampler.once(index, warmup);
+            }
+        }
+        let measured = sampler.finish();
         let spawn = &measured[0];
         assert_eq!(spawn.floor, Floor::Spawn);
         let samples = spawn.samples.as_ref().unwrap();

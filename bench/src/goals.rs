@@ -1,7 +1,7 @@
 //! The startup scenario's floors and goals, as figures of the run that measured the
 //! starts: each [`floor`](crate::floor) timed as backend `floor` (metrics `spawn_exec`,
-//! `namespaces_exec`, `kvm_first_exit`, ms), then the starts set against them in the same
-//! run:
+//! `namespaces_exec`, `kvm_first_exit`, ms) in the same rounds as the backends' starts
+//! ([`Floors`]), then the starts set against them:
 //!
 //! - `container startup over_native`: the container's median `time_to_start` minus
 //!   native's (ms), with a bootstrap interval; the goal is at most [`CONTAINER_GOAL_MS`];
@@ -26,46 +26,76 @@ pub const CONTAINER_GOAL_MS: f64 = 1.5;
 /// floor.
 pub const MICROVM_GOAL_RATIO: f64 = 2.0;
 
-/// Times every floor `runs` times (after `warmup`) and adds their figures and the goals'
-/// to `results`; a floor that cannot run here is a skip with its reason.
-pub fn add(runs: u32, warmup: u32, seed: u64, results: &mut Results) {
-    let scenario = Scenario::Startup.name();
-    let measured = match tempfile::Builder::new()
-        .prefix(&crate::registry::temp_prefix("floor"))
-        .tempdir()
-    {
-        Ok(dir) => floor::measure(dir.path(), runs, warmup),
-        Err(e) => {
-            results.skipped.push(Skip {
-                backend: FLOOR.to_owned(),
-                scenario: Some(scenario.to_owned()),
-                reason: format!("no temporary directory for the smallest program: {e}"),
-            });
-            return;
-        }
-    };
-    for m in measured {
-        match m.samples {
-            Ok(samples) => results.figures.extend(
-                Figure::distribution(
-                    FLOOR,
-                    scenario,
-                    m.floor.metric(),
-                    "ms",
-                    Better::Lower,
-                    samples,
-                )
-                .map(|f| f.timed_by(Some(Clock::Host))),
-            ),
-            Err(reason) => results.skipped.push(Skip {
-                backend: FLOOR.to_owned(),
-                scenario: Some(scenario.to_owned()),
-                reason: format!("{}: {reason}", m.floor.metric()),
-            }),
+/// The startup scenario's floors, timed one sample at a time in the rounds of the
+/// backends' starts (see [`crate::order`]), so that the floors and the starts set
+/// against them ran under the same conditions: the same drift, and the same work left
+/// behind by the run before (a container's namespaces are freed by the kernel after it
+/// exits).
+#[derive(Debug)]
+pub struct Floors {
+    /// Holds the smallest program while the floors are timed.
+    _dir: Option<tempfile::TempDir>,
+    sampler: floor::Sampler,
+}
+
+impl Floors {
+    /// Writes the smallest program and readies every floor; one that cannot run here
+    /// will be a skip with its reason.
+    pub fn prepare() -> Self {
+        match tempfile::Builder::new()
+            .prefix(&crate::registry::temp_prefix("floor"))
+            .tempdir()
+        {
+            Ok(dir) => Floors {
+                sampler: floor::Sampler::new(dir.path()),
+                _dir: Some(dir),
+            },
+            Err(e) => Floors {
+                sampler: floor::Sampler::unable(&format!(
+                    "no temporary directory for the smallest program: {e}"
+                )),
+                _dir: None,
+            },
         }
     }
-    let goals = goals(&results.figures, seed);
-    results.figures.extend(goals);
+
+    /// How many floors take part in the schedule.
+    pub fn count(&self) -> usize {
+        Floor::ALL.len()
+    }
+
+    /// Times the floor at `index` once (see [`floor::Sampler::once`]).
+    pub fn once(&mut self, index: usize, warmup: bool) {
+        self.sampler.once(index, warmup);
+    }
+
+    /// Adds every floor's figure (or a skip with its reason) and the goals' figures to
+    /// `results`.
+    pub fn add(self, seed: u64, results: &mut Results) {
+        let scenario = Scenario::Startup.name();
+        for m in self.sampler.finish() {
+            match m.samples {
+                Ok(samples) => results.figures.extend(
+                    Figure::distribution(
+                        FLOOR,
+                        scenario,
+                        m.floor.metric(),
+                        "ms",
+                        Better::Lower,
+                        samples,
+                    )
+                    .map(|f| f.timed_by(Some(Clock::Host))),
+                ),
+                Err(reason) => results.skipped.push(Skip {
+                    backend: FLOOR.to_owned(),
+                    scenario: Some(scenario.to_owned()),
+                    reason: format!("{}: {reason}", m.floor.metric()),
+                }),
+            }
+        }
+        let goals = goals(&results.figures, seed);
+        results.figures.extend(goals);
+    }
 }
 
 /// The samples of `backend`'s startup figure `metric`, when the run has it.

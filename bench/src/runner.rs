@@ -251,18 +251,20 @@ pub fn execute(
                     }
                     _ => able,
                 };
+                // The floors the starts are read against, timed in the same rounds as
+                // the starts, and the starts set against them.
+                let mut floors = (step.scenario == Scenario::Startup).then(goals::Floors::prepare);
                 repeated(
                     &context,
                     &able,
+                    floors.as_mut(),
                     &mut rng,
                     &mut host_answers,
                     &mut stopped,
                     &mut results,
                 );
-                // The floors the starts are read against, timed in the same run, and
-                // the starts set against them.
-                if step.scenario == Scenario::Startup && !stop.load(Ordering::SeqCst) {
-                    goals::add(step.runs, step.warmup, plan.seed, &mut results);
+                if let Some(floors) = floors.filter(|_| !stop.load(Ordering::SeqCst)) {
+                    floors.add(plan.seed, &mut results);
                 }
             }
         }
@@ -577,6 +579,7 @@ impl Gathered {
 fn repeated(
     context: &Repeated,
     backends: &[&dyn Backend],
+    mut floors: Option<&mut goals::Floors>,
     rng: &mut stats::Rng,
     host_answers: &mut Option<Result<Vec<workload::record::Fact>, String>>,
     stopped: &mut Stopped,
@@ -607,11 +610,28 @@ fn repeated(
         })
         .collect();
     let mut gathered: Vec<Gathered> = backends.iter().map(|_| Gathered::default()).collect();
-    let slots = order::schedule(backends.len(), step.warmup, step.runs, context.order, rng);
+    // The floors take their turns in the schedule after the backends' indices.
+    let floor_count = floors.as_ref().map_or(0, |f| f.count());
+    let slots = order::schedule(
+        backends.len() + floor_count,
+        step.warmup,
+        step.runs,
+        context.order,
+        rng,
+    );
     let mut measured = vec![0u32; backends.len()];
-    for slot in slots.into_iter().filter(|s| probes[s.backend]) {
+    for slot in slots {
         if context.stop.load(Ordering::SeqCst) {
             break;
+        }
+        if let Some(floor) = slot.backend.checked_sub(backends.len()) {
+            if let Some(floors) = floors.as_deref_mut() {
+                floors.once(floor, slot.warmup);
+            }
+            continue;
+        }
+        if !probes[slot.backend] {
+            continue;
         }
         // The time budget stops the measured runs once every backend that runs has
         // enough of them.
@@ -1091,9 +1111,13 @@ mod tests {
             );
             assert!(f.summary.ci.is_some(), "{f:?}");
         }
-        // The floors were timed in the same run, and the container's start set against
+        // The floors were timed in the same rounds, as many times as each backend started
+        // (their runs are not the backends'), and the container's start set against
         // native's: 2 ms against 1.
-        assert!(results.figure("floor", "startup", "spawn_exec").is_some());
+        let spawn = results.figure("floor", "startup", "spawn_exec").unwrap();
+        assert_eq!(spawn.samples.len(), 8);
+        assert!(results.runs.iter().all(|r| r.backend != "floor"));
+        assert_eq!(results.runs.len(), 3 * 8);
         let over = results
             .figure("container", "startup", "over_native")
             .unwrap();
