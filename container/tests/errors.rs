@@ -34,13 +34,18 @@ fn bad_input_names_what_is_wrong_and_leaves_nothing() {
         .to_string()
         .contains("memory_max"));
     // A program that exists but cannot be executed fails in the child, at exec.
-    std::fs::write(rootfs.path().join("bin/broken"), "not a program").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        rootfs.path().join("bin/broken"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    // Written by a shell: a file this process held open for writing while another test's
+    // thread forked would fail at exec with ETXTBSY instead.
+    let written = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "echo not a program > \"$1\" && chmod 755 \"$1\"",
+            "sh",
+        ])
+        .arg(rootfs.path().join("bin/broken"))
+        .status()
+        .unwrap();
+    assert!(written.success());
     let spec = container::Spec::new(rootfs.path(), vec!["/bin/broken".into()]);
     let err = run(&spec, T).unwrap_err();
     let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
