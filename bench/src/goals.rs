@@ -28,9 +28,9 @@ pub const MICROVM_GOAL_RATIO: f64 = 2.0;
 
 /// The startup scenario's floors, timed one sample at a time in the rounds of the
 /// backends' starts (see [`crate::order`]), so that the floors and the starts set
-/// against them ran under the same conditions: the same drift, and the same work left
-/// behind by the run before (a container's namespaces are freed by the kernel after it
-/// exits).
+/// against them ran under the same conditions: the same drift, and the same mix of work
+/// just before. (Timed back to back, a floor runs warm, its code and the kernel's paths
+/// fresh from the sample before, while each start follows another backend's.)
 #[derive(Debug)]
 pub struct Floors {
     /// Holds the smallest program while the floors are timed.
