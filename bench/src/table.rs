@@ -131,6 +131,17 @@ pub fn render(results: &Results, color: bool) -> String {
             out.push_str(&columns(&rows, &right[..7], color));
         }
     }
+    let goals: Vec<String> = results
+        .figures
+        .iter()
+        .filter_map(|f| Some(format!("  {}: {}", f.name(), figure_text::goal_words(f)?)))
+        .collect();
+    if !goals.is_empty() {
+        out.push_str("\ngoals (met only when the whole 95% interval is within the goal):\n");
+        for line in goals {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     let warnings = figure_text::warnings(results);
     if !warnings.is_empty() {
         out.push_str("\nwarnings:\n");

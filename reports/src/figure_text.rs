@@ -10,7 +10,7 @@
 //! number (a count of checks, a marginal cost) is a value: it has no spread and no
 //! interval, and is written as the number alone.
 
-use crate::document::{Backend, Figure, Kind, Results};
+use crate::document::{Backend, Figure, Kind, Results, Verdict};
 
 /// Formats a value to about three significant digits; whole numbers stay whole.
 pub fn number(v: f64) -> String {
@@ -55,6 +55,23 @@ pub fn metric(figure: &Figure) -> String {
     } else {
         figure.metric.clone()
     }
+}
+
+/// A goal's verdict in words, `met (1.165 ms [1.105, 1.323], all of it at most 1.5 ms)`;
+/// `None` for a figure with no goal or no interval.
+pub fn goal_words(figure: &Figure) -> Option<String> {
+    let goal = figure.goal?;
+    let verdict = figure.verdict()?;
+    let limit = match figure.unit.as_str() {
+        "x" => format!("{}x", goal.at_most),
+        unit => format!("{} {unit}", goal.at_most),
+    };
+    let how = match verdict {
+        Verdict::Met => format!("all of it at most {limit}"),
+        Verdict::Missed => format!("all of it above {limit}"),
+        Verdict::Undecided => format!("it holds {limit}: more runs may decide"),
+    };
+    Some(format!("{} ({}, {how})", verdict.name(), median(figure)))
 }
 
 /// The ratio against the baseline with its interval, `1.340x [1.200, 1.510]`, marked `*`
@@ -191,4 +208,58 @@ pub fn warnings(doc: &Results) -> Vec<String> {
         );
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{Better, Interval};
+
+    fn goal_figure(unit: &str, value: f64, low: f64, high: f64, at_most: f64) -> Figure {
+        let mut f = Figure::value(
+            "container",
+            "startup",
+            "over_native",
+            unit,
+            Better::Lower,
+            value,
+        )
+        .unwrap()
+        .held_to(at_most);
+        f.summary.ci = Some(Interval {
+            low,
+            high,
+            level: 0.95,
+            coverage: 0.95,
+        });
+        f
+    }
+
+    #[test]
+    fn a_goal_is_met_or_missed_only_by_its_whole_interval() {
+        let met = goal_figure("ms", 1.2, 1.1, 1.5, 1.5);
+        assert_eq!(met.verdict(), Some(Verdict::Met));
+        assert_eq!(
+            goal_words(&met).unwrap(),
+            "met (1.200 ms [1.100, 1.500], all of it at most 1.5 ms)"
+        );
+        let missed = goal_figure("x", 2.3, 2.01, 2.6, 2.0);
+        assert_eq!(missed.verdict(), Some(Verdict::Missed));
+        assert_eq!(
+            goal_words(&missed).unwrap(),
+            "missed (2.300 x [2.010, 2.600], all of it above 2x)"
+        );
+        // A median under the goal whose interval reaches over it decides nothing.
+        let open = goal_figure("x", 1.9, 1.8, 2.1, 2.0);
+        assert_eq!(open.verdict(), Some(Verdict::Undecided));
+        assert!(goal_words(&open).unwrap().starts_with("undecided (1.900 x"));
+        // No goal, or no interval: no verdict.
+        let mut plain = open.clone();
+        plain.goal = None;
+        assert_eq!(plain.verdict(), None);
+        assert_eq!(goal_words(&plain), None);
+        let mut bare = met.clone();
+        bare.summary.ci = None;
+        assert_eq!(bare.verdict(), None);
+    }
 }

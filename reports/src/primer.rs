@@ -272,6 +272,23 @@ pub fn lessons(doc: &Results) -> Vec<String> {
     if let Some(lesson) = notes::micro_guest_lesson(doc) {
         out.push(lesson);
     }
+    // The startup goals, each judged by its whole interval.
+    let goals: Vec<String> = doc
+        .figures
+        .iter()
+        .filter_map(|f| {
+            let words = figure_text::goal_words(f)?;
+            Some(format!("{} {} {words}", f.backend, f.metric))
+        })
+        .collect();
+    if !goals.is_empty() {
+        out.push(format!(
+            "The startup goals (the container's start over native's, the micro VM's over \
+             the raw KVM floor timed in the same rounds), each met only when its whole 95% \
+             interval is within it: {}.",
+            goals.join("; ")
+        ));
+    }
     // Memory by PSS.
     let memory = derived::memory(doc);
     let containers: Vec<String> = memory
@@ -520,6 +537,38 @@ mod tests {
         assert!(rows
             .iter()
             .any(|(k, v)| k == "backend microvm" && v.ends_with("(no guest OS)")));
+    }
+
+    #[test]
+    fn the_lessons_judge_each_goal_by_its_interval() {
+        let mut doc = fixture();
+        assert!(!lessons(&doc).iter().any(|l| l.contains("startup goals")));
+        let mut goal = crate::document::Figure::value(
+            "container",
+            "startup",
+            "over_native",
+            "ms",
+            crate::document::Better::Lower,
+            1.2,
+        )
+        .unwrap()
+        .held_to(1.5);
+        goal.summary.ci = Some(crate::document::Interval {
+            low: 1.1,
+            high: 1.6,
+            level: 0.95,
+            coverage: 0.95,
+        });
+        doc.figures.push(goal);
+        let lessons = lessons(&doc);
+        let lesson = lessons
+            .iter()
+            .find(|l| l.contains("startup goals"))
+            .unwrap();
+        assert!(
+            lesson.contains("container over_native undecided (1.200 ms [1.100, 1.600]"),
+            "{lesson}"
+        );
     }
 
     #[test]

@@ -245,6 +245,40 @@ pub struct Figure {
     /// Its median against the baseline backend's like figure, with an interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_baseline: Option<Ratio>,
+    /// The goal this figure is held to (the startup scenario's derived figures), judged by
+    /// its interval ([`Figure::verdict`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Goal>,
+}
+
+/// A goal a figure is held to: its value at most this much, in the figure's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Goal {
+    /// The most the figure may be.
+    pub at_most: f64,
+}
+
+/// What a figure's 95% interval says of its goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The whole interval is at most the goal.
+    Met,
+    /// The whole interval is above the goal.
+    Missed,
+    /// The interval holds the goal: the runs cannot tell; more runs, or a quieter machine,
+    /// may.
+    Undecided,
+}
+
+impl Verdict {
+    /// The verdict as one word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "missed",
+            Verdict::Undecided => "undecided",
+        }
+    }
 }
 
 impl Figure {
@@ -271,6 +305,7 @@ impl Figure {
             summary: stats::summarise(&samples)?,
             samples,
             vs_baseline: None,
+            goal: None,
         })
     }
 
@@ -301,6 +336,26 @@ impl Figure {
         self.variant = variant.to_owned();
         self.raw_cost = raw_cost;
         self
+    }
+
+    /// The same figure, held to be at most `at_most` (see [`Figure::verdict`]).
+    pub fn held_to(mut self, at_most: f64) -> Figure {
+        self.goal = Some(Goal { at_most });
+        self
+    }
+
+    /// Whether the figure met its goal, by its 95% interval; `None` when it has no goal
+    /// or no interval.
+    pub fn verdict(&self) -> Option<Verdict> {
+        let goal = self.goal?;
+        let ci = self.summary.ci.as_ref()?;
+        Some(if ci.high <= goal.at_most {
+            Verdict::Met
+        } else if ci.low > goal.at_most {
+            Verdict::Missed
+        } else {
+            Verdict::Undecided
+        })
     }
 
     /// `backend scenario metric`: how the figure is named to a reader.
