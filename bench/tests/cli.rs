@@ -187,10 +187,11 @@ fn run_options_for_scripts_counts_budgets_and_cpus() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("results: q.json\n"), "{text}");
     assert!(
-        text.lines()
-            .all(|l| ["results: ", "report: ", "warning: ", "skipped: "]
+        text.lines().all(
+            |l| ["results: ", "report: ", "goal: ", "warning: ", "skipped: "]
                 .iter()
-                .any(|p| l.starts_with(p))),
+                .any(|p| l.starts_with(p))
+        ),
         "{text}"
     );
     let results = Results::read(&dir.path().join("q.json")).unwrap();
@@ -507,14 +508,24 @@ fn native_and_container_side_by_side_with_container_phases() {
             "3",
             "--warmup",
             "0",
+            "--check-goals",
             "--out",
             "r.json",
         ],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
+    let results = Results::read(&dir.path().join("r.json")).unwrap();
+    // The container's goal is judged by its interval; --check-goals fails the run (4)
+    // only when all of it is beyond the goal.
+    let goal = results
+        .figure("container", "startup", "over_native")
+        .unwrap();
+    let missed = goal.verdict() == Some(reports::document::Verdict::Missed);
+    assert_eq!(
+        out.status.code(),
+        Some(if missed { 4 } else { 0 }),
+        "{:?}: {}\n{}",
+        goal.verdict(),
         stderr(&out),
         String::from_utf8_lossy(&out.stdout)
     );
@@ -523,8 +534,12 @@ fn native_and_container_side_by_side_with_container_phases() {
         table.contains("container  startup") && table.contains("native     startup"),
         "{table}"
     );
+    assert!(
+        table.contains("\ngoals (met only when the whole 95% interval is within the goal):\n")
+            && table.contains("  container startup over_native: "),
+        "{table}"
+    );
 
-    let results = Results::read(&dir.path().join("r.json")).unwrap();
     for backend in ["native", "container"] {
         for (scenario, metric) in [
             ("startup", "time_to_start"),

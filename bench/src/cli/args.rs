@@ -31,7 +31,8 @@ Examples:
   vcbench clean                                 remove cgroups and state a killed run left behind
 
 Exit status: 0 success; 1 error; 2 bad usage or input; 3 some runs failed (results written);
-130 interrupted (results so far written, marked incomplete).
+4 a startup goal was missed, with --check-goals (results written); 130 interrupted (results
+so far written, marked incomplete).
 Colour is off when NO_COLOR is set or output is not a terminal.";
 
 /// Measure what containers and microVMs cost against native, with one workload.
@@ -298,6 +299,10 @@ pub(crate) struct RunArgs {
     /// results [default: drawn from the clock].
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+    /// Exit with status 4 when a startup goal was missed: its whole 95% interval beyond
+    /// the goal (an undecided goal, whose interval holds it, does not fail the run).
+    #[arg(long)]
+    pub(crate) check_goals: bool,
     /// The backend every other backend's figures are set against (ratios and their
     /// intervals) [default: native when it runs, else the first backend].
     #[arg(long, value_parser = backend_names())]
@@ -309,8 +314,8 @@ pub(crate) struct RunArgs {
     /// file is written unless --out names one.
     #[arg(long)]
     pub(crate) json: bool,
-    /// No progress bar and no table: only the paths of the results and reports, and the
-    /// warnings.
+    /// No progress bar and no table: only the paths of the results and reports, the
+    /// goals' verdicts, the warnings, failures and skips.
     #[arg(long, short)]
     pub(crate) quiet: bool,
     #[command(flatten)]

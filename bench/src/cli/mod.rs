@@ -15,6 +15,8 @@ use std::io::IsTerminal;
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit status: results were written, but some runs failed.
 pub(crate) const EXIT_RUNS_FAILED: u8 = 3;
+/// Exit status: with `--check-goals`, a startup goal was missed (results written).
+pub(crate) const EXIT_GOAL_MISSED: u8 = 4;
 /// Exit status: interrupted by SIGINT or SIGTERM (results so far were written).
 pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 

@@ -21,7 +21,7 @@ use vcbench::{density, table};
 
 use super::args::{BackendArgs, ImageArgs, OnceArgs, RunArgs};
 use super::inspect::{clean, write_reports};
-use super::{color, Failure, EXIT_INTERRUPTED, EXIT_RUNS_FAILED};
+use super::{color, Failure, EXIT_GOAL_MISSED, EXIT_INTERRUPTED, EXIT_RUNS_FAILED};
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     // With --json and no --out, the document goes to standard output only.
@@ -173,6 +173,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
                 path.display()
             );
         }
+        for line in table::goal_lines(&results) {
+            say!("goal: {line}");
+        }
         for warning in reports::figure_text::warnings(&results) {
             say!("warning: {warning}");
         }
@@ -199,9 +202,24 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         ExitCode::from(EXIT_RUNS_FAILED)
     } else if results.figures.is_empty() {
         ExitCode::FAILURE
+    } else if args.check_goals && missed_goals(&results) > 0 {
+        eprintln!(
+            "vcbench: {} startup goal(s) missed: the whole 95% interval is beyond the goal",
+            missed_goals(&results)
+        );
+        ExitCode::from(EXIT_GOAL_MISSED)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How many of the results' goals were missed.
+fn missed_goals(results: &Results) -> usize {
+    results
+        .figures
+        .iter()
+        .filter(|f| f.verdict() == Some(reports::document::Verdict::Missed))
+        .count()
 }
 
 /// The backends `names` asks for (the default set when empty), set up as `setup` says;
