@@ -19,6 +19,9 @@ use crate::scenario::Scenario;
 /// The backend name the floors are recorded under.
 pub const FLOOR: &str = "floor";
 
+/// How the floors are timed, as the results' plan records it under backend [`FLOOR`].
+pub const FLOOR_SETTINGS: &str = "one sample of each floor per round of the backends' starts";
+
 /// The container's goal: its start within this much of native's, ms.
 pub const CONTAINER_GOAL_MS: f64 = 1.5;
 

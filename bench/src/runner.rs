@@ -360,6 +360,14 @@ fn planned(plan: &Plan) -> results::Plan {
             .backends
             .iter()
             .map(|b| (b.name().to_owned(), b.settings()))
+            .chain(
+                // How the startup floors were timed, so that `compare` shows a document
+                // whose floors were timed otherwise.
+                plan.steps
+                    .iter()
+                    .any(|s| s.scenario == Scenario::Startup)
+                    .then(|| (goals::FLOOR.to_owned(), goals::FLOOR_SETTINGS.to_owned())),
+            )
             .filter(|(_, s)| !s.is_empty())
             .collect(),
         scenarios: plan
