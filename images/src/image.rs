@@ -185,10 +185,14 @@ fn write_from_child(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         return Ok(());
     }
-    let _ = std::fs::remove_file(path);
-    if libc::WIFEXITED(status) {
-        // The child exits with the error number of the call that failed.
-        return Err(std::io::Error::from_raw_os_error(libc::WEXITSTATUS(status)));
+    // The child exits with the error number of the call that failed. Where that was the
+    // open (the file was there already), the file is not this call's to remove.
+    let errno = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    if errno != Some(libc::EEXIST) {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(errno) = errno {
+        return Err(std::io::Error::from_raw_os_error(errno));
     }
     Err(std::io::Error::other(format!(
         "the process writing {} was ended by signal {}",

@@ -54,3 +54,27 @@ fn an_install_leaves_only_the_installed_file() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o755);
     assert_eq!(std::fs::read(&vmm).unwrap(), images::image::VMM);
 }
+
+#[test]
+fn a_file_in_the_way_is_replaced_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tool");
+    std::fs::write(&path, b"an older, longer file than the new one").unwrap();
+    images::image::write_executable(&path, b"#!/bin/sh\nexit 7\n").unwrap();
+    let out = Command::new(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["tool"]);
+}
+
+#[test]
+fn a_file_that_cannot_be_written_is_an_error_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("tool");
+    let e = images::image::write_executable(&missing, b"x").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
