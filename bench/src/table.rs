@@ -62,10 +62,9 @@ pub fn outcome_lines(results: &Results) -> Vec<String> {
 /// One line per goal the results hold, with its verdict: `container startup over_native:
 /// met (1.165 ms [1.105, 1.323], all of it at most 1.5 ms)`.
 pub fn goal_lines(results: &Results) -> Vec<String> {
-    results
-        .figures
-        .iter()
-        .filter_map(|f| Some(format!("{}: {}", f.name(), figure_text::goal_words(f)?)))
+    figure_text::goals(results)
+        .into_iter()
+        .map(|(f, words)| format!("{}: {words}", f.name()))
         .collect()
 }
 

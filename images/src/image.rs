@@ -134,18 +134,18 @@ fn install_executable(dir: &Path, name: &str, hash: &str, bytes: &[u8]) -> Resul
 /// atomically, in a way that lets it be executed at once while other threads of this
 /// process fork (see [`write_from_child`]).
 pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    // A name no other writer, in this process or another, is using.
-    let staged = path.with_file_name(format!(".{name}-{}-{n}-{nanos}", std::process::id()));
-    write_from_child(&staged, bytes, 0o755)?;
-    std::fs::rename(&staged, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&staged);
-    })
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Staged under a name no other writer uses (tempfile draws another where one is
+    // taken), and removed if the rename fails.
+    tempfile::Builder::new()
+        .prefix(".install-")
+        .make_in(dir, |staged| write_from_child(staged, bytes, 0o755))?
+        .into_temp_path()
+        .persist(path)
+        .map_err(|e| e.error)
 }
 
 /// Writes `bytes` to the new file `path` with `mode`, from a forked child process.

@@ -74,6 +74,15 @@ pub fn goal_words(figure: &Figure) -> Option<String> {
     Some(format!("{} ({}, {how})", verdict.name(), median(figure)))
 }
 
+/// Every figure of `results` held to a goal, with its verdict in words ([`goal_words`]).
+pub fn goals(results: &Results) -> Vec<(&Figure, String)> {
+    results
+        .figures
+        .iter()
+        .filter_map(|f| Some((f, goal_words(f)?)))
+        .collect()
+}
+
 /// The ratio against the baseline with its interval, `1.340x [1.200, 1.510]`, marked `*`
 /// when the interval excludes 1; empty when the figure has no like baseline figure.
 pub fn ratio(figure: &Figure) -> String {

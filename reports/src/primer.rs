@@ -273,13 +273,9 @@ pub fn lessons(doc: &Results) -> Vec<String> {
         out.push(lesson);
     }
     // The startup goals, each judged by its whole interval.
-    let goals: Vec<String> = doc
-        .figures
-        .iter()
-        .filter_map(|f| {
-            let words = figure_text::goal_words(f)?;
-            Some(format!("{} {} {words}", f.backend, f.metric))
-        })
+    let goals: Vec<String> = figure_text::goals(doc)
+        .into_iter()
+        .map(|(f, words)| format!("{} {} {words}", f.backend, f.metric))
         .collect();
     if !goals.is_empty() {
         out.push(format!(

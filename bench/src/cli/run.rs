@@ -192,6 +192,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             );
         }
     }
+    let missed = missed_goals(&results);
     Ok(if !results.complete || stop.load(Ordering::SeqCst) {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if !results.failures.is_empty() {
@@ -202,10 +203,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         ExitCode::from(EXIT_RUNS_FAILED)
     } else if results.figures.is_empty() {
         ExitCode::FAILURE
-    } else if args.check_goals && missed_goals(&results) > 0 {
+    } else if args.check_goals && missed > 0 {
         eprintln!(
-            "vcbench: {} startup goal(s) missed: the whole 95% interval is beyond the goal",
-            missed_goals(&results)
+            "vcbench: {missed} startup goal(s) missed: the whole 95% interval is beyond the goal"
         );
         ExitCode::from(EXIT_GOAL_MISSED)
     } else {
